@@ -1,0 +1,113 @@
+//! Command-line interface: `run`, `check` and `demo`.
+
+use crate::config::{self, Config};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "langur",
+    version,
+    about = "A reverse proxy, load balancer and HTTP cache"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve in the foreground until SIGTERM or SIGINT.
+    Run {
+        /// Config file: `*.toml` is TOML, anything else the legacy proxy_reverse format.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Client listener (repeatable); replaces the file's listeners.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Admin listener address (default 127.0.0.1:9090).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Turn the access log off.
+        #[arg(long)]
+        no_access_log: bool,
+    },
+    /// Validate a config file: exit 0 with a summary, or 1 with every error as FILE:LINE: message.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Start three demo backends and langur in front of them; no files needed.
+    Demo {
+        /// Where langur listens for clients.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Admin listener address.
+        #[arg(long, default_value = config::DEFAULT_ADMIN_LISTEN)]
+        admin: String,
+    },
+}
+
+fn parse_addr(text: &str, what: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .with_context(|| format!("bad {what} address `{text}`"))?
+        .next()
+        .with_context(|| format!("{what} address `{text}` resolves to nothing"))
+}
+
+/// Applies `run`'s command-line overrides to a loaded config.
+pub fn apply_overrides(
+    config: &mut Config,
+    listen: &[String],
+    admin: Option<&str>,
+    workers: Option<usize>,
+    no_access_log: bool,
+) -> anyhow::Result<()> {
+    if !listen.is_empty() {
+        config.server.listen = listen
+            .iter()
+            .map(|l| parse_addr(l, "listen"))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(a) = admin {
+        config.admin.listen = parse_addr(a, "admin")?;
+    }
+    if let Some(w) = workers {
+        anyhow::ensure!(
+            (1..=1024).contains(&w),
+            "--workers must be between 1 and 1024"
+        );
+        config.server.workers = Some(w);
+    }
+    if no_access_log {
+        config.server.access_log = false;
+    }
+    Ok(())
+}
+
+/// `langur check`: prints the summary or every error; returns the exit code.
+pub fn check(path: &std::path::Path) -> i32 {
+    match config::load(path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                println!("{}:{}: warning: {}", w.file, w.line, w.message);
+            }
+            for w in c.self_loop_warnings() {
+                println!("{w}");
+            }
+            println!("{}", c.summary());
+            0
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                println!("{e}");
+            }
+            1
+        }
+    }
+}

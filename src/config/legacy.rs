@@ -1,0 +1,309 @@
+//! The legacy format of Monkey's proxy_reverse plugin, exactly as its documentation writes it:
+//!
+//! ```text
+//! [PROXY_DEFAULTS]
+//! LoadBalance First-Alive
+//!
+//! [PROXY_ENTRY]
+//! ServerList Host4:80 Host5:8080
+//! Match /*.php
+//! ```
+//!
+//! Section and key names are case-insensitive; indentation is free; `#` at the start of a word
+//! begins a comment. Values in `[PROXY_DEFAULTS]` are copied into every `[PROXY_ENTRY]` that does
+//! not set them. Each entry becomes one route and one pool named `entryN` (N counts from 1).
+//! Optional `[SERVER]` (`Listen`, `Workers`, `AccessLog`, `Name`) and `[ADMIN]` (`Listen`,
+//! `Token`) sections cover what the TOML format's `[server]` and `[admin]` say.
+
+use super::{parse_duration, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute, RawServer};
+
+const SECTIONS: &[&str] = &["PROXY_DEFAULTS", "PROXY_ENTRY", "SERVER", "ADMIN"];
+const ENTRY_KEYS: &[&str] = &[
+    "ServerList",
+    "LoadBalance",
+    "LoadBalancer",
+    "Match",
+    "AttemptsCount",
+    "OfflineTimeOut",
+    "ConnectTimeout",
+    "ResponseTimeout",
+];
+const SERVER_KEYS: &[&str] = &["Listen", "Workers", "AccessLog", "Name"];
+const ADMIN_KEYS: &[&str] = &["Listen", "Token"];
+
+#[derive(Default, Clone)]
+struct Entry {
+    line: usize,
+    servers: Vec<At<String>>,
+    matches: Vec<At<String>>,
+    settings: RawPoolSettings,
+}
+
+enum Section {
+    None,
+    Defaults,
+    Entry(usize),
+    Server,
+    Admin,
+    Unknown,
+}
+
+pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
+    let mut raw = RawConfig::default();
+    let mut defaults = Entry::default();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut section = Section::None;
+
+    for (idx, full_line) in text.lines().enumerate() {
+        let line = idx + 1;
+        let content = strip_comment(full_line).trim();
+        if content.is_empty() {
+            continue;
+        }
+        if let Some(rest) = content.strip_prefix('[') {
+            let Some(name) = rest.strip_suffix(']') else {
+                diag.error(
+                    line,
+                    None,
+                    format!("malformed section header `{content}`: expected [NAME]"),
+                );
+                section = Section::Unknown;
+                continue;
+            };
+            let name = name.trim();
+            section = match name.to_ascii_uppercase().as_str() {
+                "PROXY_DEFAULTS" => Section::Defaults,
+                "PROXY_ENTRY" => {
+                    entries.push(Entry {
+                        line,
+                        ..Entry::default()
+                    });
+                    Section::Entry(entries.len() - 1)
+                }
+                "SERVER" => Section::Server,
+                "ADMIN" => Section::Admin,
+                _ => {
+                    let hint = super::suggest(name, SECTIONS)
+                        .map(|s| format!(" (did you mean [{s}]?)"))
+                        .unwrap_or_default();
+                    diag.error(line, Some(name), format!("unknown section [{name}]{hint}"));
+                    Section::Unknown
+                }
+            };
+            continue;
+        }
+        let (key, value) = match content.split_once(char::is_whitespace) {
+            Some((k, v)) => (k, v.trim()),
+            None => (content, ""),
+        };
+        if value.is_empty() {
+            diag.error(line, Some(key), format!("`{key}` needs a value"));
+            continue;
+        }
+        match section {
+            Section::None => diag.error(
+                line,
+                Some(key),
+                format!("`{key}` is outside any section; start one with [PROXY_ENTRY]"),
+            ),
+            Section::Unknown => {}
+            Section::Defaults => {
+                entry_key(&mut defaults, key, value, line, diag, "[PROXY_DEFAULTS]")
+            }
+            Section::Entry(i) => {
+                entry_key(&mut entries[i], key, value, line, diag, "[PROXY_ENTRY]")
+            }
+            Section::Server => match key.to_ascii_lowercase().as_str() {
+                "listen" => raw.listen.extend(words(value, line)),
+                "workers" => raw.workers = int(key, value, line, diag),
+                "accesslog" => raw.access_log = on_off(key, value, line, diag),
+                "name" => raw.name = Some(At::new(value.to_string(), line)),
+                _ => diag.unknown_key(line, "[SERVER]", key, SERVER_KEYS),
+            },
+            Section::Admin => match key.to_ascii_lowercase().as_str() {
+                "listen" => raw.admin_listen = Some(At::new(value.to_string(), line)),
+                "token" => raw.admin_token = Some(At::new(value.to_string(), line)),
+                _ => diag.unknown_key(line, "[ADMIN]", key, ADMIN_KEYS),
+            },
+        }
+    }
+
+    raw.defaults = defaults.settings.clone();
+    for (i, mut e) in entries.into_iter().enumerate() {
+        if e.servers.is_empty() {
+            e.servers = defaults.servers.clone();
+        }
+        if e.matches.is_empty() {
+            e.matches = defaults.matches.clone();
+        }
+        let name = format!("entry{}", i + 1);
+        if e.servers.is_empty() {
+            diag.error(
+                e.line,
+                Some("ServerList"),
+                format!("[PROXY_ENTRY] `{name}` has no ServerList"),
+            );
+        }
+        if e.matches.is_empty() {
+            diag.error(
+                e.line,
+                Some("Match"),
+                format!("[PROXY_ENTRY] `{name}` has no Match line"),
+            );
+        }
+        raw.routes.push(RawRoute {
+            patterns: e.matches,
+            pool: At::new(name.clone(), e.line),
+            line: e.line,
+        });
+        raw.pools.push(RawPool {
+            name,
+            line: e.line,
+            settings: e.settings,
+            servers: e
+                .servers
+                .into_iter()
+                .map(|address| RawServer {
+                    address,
+                    weight: None,
+                })
+                .collect(),
+        });
+    }
+    raw
+}
+
+fn entry_key(e: &mut Entry, key: &str, value: &str, line: usize, diag: &mut Diag, section: &str) {
+    let s = &mut e.settings;
+    match key.to_ascii_lowercase().as_str() {
+        "serverlist" => e.servers.extend(words(value, line)),
+        "match" => e.matches.push(At::new(value.to_string(), line)),
+        "loadbalance" | "loadbalancer" => s.balance = Some(At::new(value.to_string(), line)),
+        "attemptscount" => s.attempts = int(key, value, line, diag),
+        "offlinetimeout" => s.offline_timeout = duration(key, value, line, diag),
+        "connecttimeout" => s.connect_timeout = duration(key, value, line, diag),
+        "responsetimeout" => s.response_timeout = duration(key, value, line, diag),
+        _ => diag.unknown_key(line, section, key, ENTRY_KEYS),
+    }
+}
+
+/// Cuts a comment: `#` at the start of the line or after whitespace.
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'#' && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+fn words(value: &str, line: usize) -> Vec<At<String>> {
+    value
+        .split_whitespace()
+        .map(|w| At::new(w.to_string(), line))
+        .collect()
+}
+
+fn int(key: &str, value: &str, line: usize, diag: &mut Diag) -> Option<At<i64>> {
+    match value.parse::<i64>() {
+        Ok(n) => Some(At::new(n, line)),
+        Err(_) => {
+            diag.error(
+                line,
+                Some(key),
+                format!("`{key}` must be a whole number, not `{value}`"),
+            );
+            None
+        }
+    }
+}
+
+fn duration(
+    key: &str,
+    value: &str,
+    line: usize,
+    diag: &mut Diag,
+) -> Option<At<std::time::Duration>> {
+    match parse_duration(value) {
+        Ok(d) => Some(At::new(d, line)),
+        Err(e) => {
+            diag.error(line, Some(key), format!("`{key}`: {e}"));
+            None
+        }
+    }
+}
+
+fn on_off(key: &str, value: &str, line: usize, diag: &mut Diag) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Some(true),
+        "off" | "false" | "no" | "0" => Some(false),
+        _ => {
+            diag.error(
+                line,
+                Some(key),
+                format!("`{key}` must be On or Off, not `{value}`"),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments() {
+        assert_eq!(strip_comment("# all"), "");
+        assert_eq!(strip_comment("Match /a # note"), "Match /a ");
+        assert_eq!(strip_comment("Match /a#b"), "Match /a#b");
+    }
+
+    #[test]
+    fn reference_example_reads() {
+        let text = "##\n## Proxy-Reverse configuration.\n[PROXY_DEFAULTS]\nLoadBalance First-Alive\n\n[PROXY_ENTRY]\nServerList Host4:80 Host5:8080\nMatch /*.php\n\n[PROXY_ENTRY]\nServerList Host1:80 Host2:80 Host3:80\nLoadBalance Round-Robin\nMatch /*.jpg\nMatch /*.png\n";
+        let mut diag = Diag::new("t");
+        let raw = read(text, &mut diag);
+        assert!(diag.errors.is_empty(), "{:?}", diag.errors);
+        assert_eq!(raw.pools.len(), 2);
+        assert_eq!(raw.pools[0].servers.len(), 2);
+        assert_eq!(raw.routes[1].patterns.len(), 2);
+        assert_eq!(raw.defaults.balance.as_ref().unwrap().value, "First-Alive");
+        assert_eq!(
+            raw.pools[1].settings.balance.as_ref().unwrap().value,
+            "Round-Robin"
+        );
+        assert!(raw.pools[0].settings.balance.is_none());
+    }
+
+    #[test]
+    fn case_insensitive_and_indented() {
+        let text =
+            "  [proxy_entry]\n\tserverlist 127.0.0.1:1\n   MATCH ^/.*\n loadbalancer RoundRobin\n";
+        let mut diag = Diag::new("t");
+        let raw = read(text, &mut diag);
+        assert!(diag.errors.is_empty(), "{:?}", diag.errors);
+        assert_eq!(
+            raw.pools[0].settings.balance.as_ref().unwrap().value,
+            "RoundRobin"
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let text =
+            "[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\nAtemptsCount 3\n[PROXY_ENTRYS]\n";
+        let mut diag = Diag::new("f.conf");
+        read(text, &mut diag);
+        assert_eq!(diag.errors.len(), 2);
+        assert_eq!(diag.errors[0].line, 4);
+        assert!(
+            diag.errors[0].message.contains("AttemptsCount"),
+            "{}",
+            diag.errors[0].message
+        );
+        assert_eq!(diag.errors[1].line, 5);
+        assert!(diag.errors[1].message.contains("PROXY_ENTRY"));
+    }
+}

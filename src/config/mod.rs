@@ -1,0 +1,407 @@
+//! Configuration: one internal model ([`Config`]) built from either file format.
+//!
+//! The pipeline is `file text -> format reader (toml.rs | legacy.rs) -> RawConfig -> validate.rs ->
+//! Config`. Readers only know syntax and key names; everything that is checked the same way in both
+//! formats (addresses, regexes, pool references, method names) lives in `validate.rs`, so both
+//! formats report the same errors with the same words. Every error carries the file, the line and
+//! the key, and all errors of a file are reported at once.
+//!
+//! Precedence of a pool setting: the pool's own key, then `[defaults]` (`[PROXY_DEFAULTS]`), then
+//! the `DEFAULT_*` constants below.
+
+mod legacy;
+mod toml;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use validate::parse_balance;
+
+/// Client listener when neither the file nor `--listen` names one: loopback, so a fresh install
+/// exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Admin listener default (loopback only).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Consecutive failed connects before a server is considered offline (`AttemptsCount`).
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// How long an offline server is left alone before one request tries it (`OfflineTimeOut`).
+pub const DEFAULT_OFFLINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a TCP connect to a server.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait from the request being sent to the response head arriving (then 504).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle upstream connections kept per server for reuse.
+pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 256;
+/// How long an idle upstream connection is kept before it is closed.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A balancing method. Weighted round robin is [`BalanceMethod::RoundRobin`] with weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceMethod {
+    /// A hash of the client connection (its source port) picks where to start; then first alive.
+    Naive,
+    /// The first usable server in list order.
+    FirstAlive,
+    /// Smooth weighted round robin over an atomic counter (exact, lock-free).
+    RoundRobin,
+    /// Fewest requests in flight relative to weight.
+    LeastConnections,
+}
+
+impl BalanceMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceMethod::Naive => "naive",
+            BalanceMethod::FirstAlive => "first-alive",
+            BalanceMethod::RoundRobin => "round-robin",
+            BalanceMethod::LeastConnections => "least-connections",
+        }
+    }
+}
+
+/// The validated configuration. Built once per load; the request path never reads it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, as given.
+    pub source: String,
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    /// Routes in file order; the first whose pattern matches wins.
+    pub routes: Vec<RouteConfig>,
+    pub pools: Vec<PoolConfig>,
+    /// Things that are legal but probably wrong (`check` prints them).
+    pub warnings: Vec<ConfigError>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; `None` means one per core.
+    pub workers: Option<usize>,
+    pub access_log: bool,
+    /// Name used in the `Via` header; a random one per process when unset.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Regular expressions, searched (not anchored) in the request path.
+    pub patterns: Vec<String>,
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub balance: BalanceMethod,
+    pub attempts: u32,
+    /// Zero turns high availability off.
+    pub offline_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address as written (`host:port`), used as the server's name.
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+/// One problem in a config file. Displays as `FILE:LINE: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// All the errors of one load attempt.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A value with the line it was written on, as the readers hand it to validation.
+#[derive(Debug, Clone)]
+pub(crate) struct At<T> {
+    pub value: T,
+    pub line: usize,
+}
+
+impl<T> At<T> {
+    pub fn new(value: T, line: usize) -> Self {
+        At { value, line }
+    }
+}
+
+/// What a format reader produces: the file's words, unchecked, with lines.
+#[derive(Debug, Default)]
+pub(crate) struct RawConfig {
+    pub listen: Vec<At<String>>,
+    pub workers: Option<At<i64>>,
+    pub access_log: Option<bool>,
+    pub name: Option<At<String>>,
+    pub admin_listen: Option<At<String>>,
+    pub admin_token: Option<At<String>>,
+    pub defaults: RawPoolSettings,
+    pub routes: Vec<RawRoute>,
+    pub pools: Vec<RawPool>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RawPoolSettings {
+    pub balance: Option<At<String>>,
+    pub attempts: Option<At<i64>>,
+    pub offline_timeout: Option<At<Duration>>,
+    pub connect_timeout: Option<At<Duration>>,
+    pub response_timeout: Option<At<Duration>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawRoute {
+    pub patterns: Vec<At<String>>,
+    pub pool: At<String>,
+    pub line: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawPool {
+    pub name: String,
+    pub line: usize,
+    pub settings: RawPoolSettings,
+    pub servers: Vec<RawServer>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawServer {
+    pub address: At<String>,
+    pub weight: Option<At<i64>>,
+}
+
+/// Collects errors for one file.
+pub(crate) struct Diag {
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Diag {
+    pub fn new(file: &str) -> Self {
+        Diag {
+            file: file.to_string(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            key: key.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    pub fn warn(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
+        self.warnings.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            key: key.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    /// An unknown key, with the closest known one suggested when it is close enough.
+    pub fn unknown_key(&mut self, line: usize, section: &str, key: &str, known: &[&str]) {
+        let msg = match suggest(key, known) {
+            Some(s) => format!("unknown key `{key}` in {section} (did you mean `{s}`?)"),
+            None => format!(
+                "unknown key `{key}` in {section} (known keys: {})",
+                known.join(", ")
+            ),
+        };
+        self.error(line, Some(key), msg);
+    }
+}
+
+/// The known word closest to `word`, if any is reasonably close.
+pub(crate) fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&w, &k.to_ascii_lowercase()), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// Parses a duration: `500ms`, `10s`, `2m`, `1h`, combinations like `1m30s`; a bare number is seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration `{t}` ({e}); use units like 500ms, 10s, 2m"))
+}
+
+/// Line number (1-based) of a byte offset.
+pub(crate) fn line_of(src: &str, offset: usize) -> usize {
+    let end = offset.min(src.len());
+    src.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Reads and validates a config file. The format is chosen by the name: `*.toml` is TOML,
+/// anything else the legacy (Monkey proxy_reverse) format.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                file,
+                line: 0,
+                key: None,
+                message: format!("cannot read the file: {e}"),
+            }]))
+        }
+    };
+    let is_toml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    parse_str(&file, &text, is_toml)
+}
+
+/// Parses config text; `file` is only used in messages.
+pub fn parse_str(file: &str, text: &str, is_toml: bool) -> Result<Config, ConfigErrors> {
+    let mut diag = Diag::new(file);
+    let raw = if is_toml {
+        toml::read(text, &mut diag)
+    } else {
+        legacy::read(text, &mut diag)
+    };
+    let config = validate::validate(raw, &mut diag);
+    if diag.errors.is_empty() {
+        let mut config = config.expect("validation without errors yields a config");
+        config.warnings = diag.warnings;
+        Ok(config)
+    } else {
+        diag.errors.sort_by_key(|e| e.line);
+        Err(ConfigErrors(diag.errors))
+    }
+}
+
+impl Config {
+    /// Warnings that need the final listener list (after `--listen`): a server that is one of
+    /// langur's own listeners would loop.
+    pub fn self_loop_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for pool in &self.pools {
+            for s in &pool.servers {
+                let hit = self.server.listen.iter().any(|l| {
+                    l.port() == s.addr.port()
+                        && (l.ip() == s.addr.ip()
+                            || (l.ip().is_unspecified()
+                                && (s.addr.ip().is_loopback() || s.addr.ip().is_unspecified())))
+                });
+                if hit {
+                    out.push(format!(
+                        "{}: warning: server {} of pool `{}` is one of langur's own listeners; requests to it would loop (they are answered 508)",
+                        self.source, s.name, pool.name
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// One-line summary for `langur check`.
+    pub fn summary(&self) -> String {
+        let servers: usize = self.pools.iter().map(|p| p.servers.len()).sum();
+        format!(
+            "{}: ok: {} route(s), {} pool(s), {} server(s), listening on {}",
+            self.source,
+            self.routes.len(),
+            self.pools.len(),
+            servers,
+            self.server
+                .listen
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest("ballance", &["balance", "attempts"]),
+            Some("balance")
+        );
+        assert_eq!(suggest("zzz", &["balance", "attempts"]), None);
+    }
+
+    #[test]
+    fn lines() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 3);
+    }
+}

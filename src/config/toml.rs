@@ -1,0 +1,342 @@
+//! The TOML reader: walks a spanned TOML tree, so every unknown key and every mistyped value is
+//! reported with its line, and all of them at once (serde's derive stops at the first).
+
+use super::{
+    line_of, parse_duration, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute, RawServer,
+};
+use ::toml::de::{DeTable, DeValue};
+use ::toml::Spanned;
+
+type Val<'i> = Spanned<DeValue<'i>>;
+
+const TOP_KEYS: &[&str] = &["server", "admin", "defaults", "route", "pools"];
+const SERVER_KEYS: &[&str] = &["listen", "workers", "access_log", "name"];
+const ADMIN_KEYS: &[&str] = &["listen", "token"];
+const POOL_SETTING_KEYS: &[&str] = &[
+    "balance",
+    "attempts",
+    "offline_timeout",
+    "connect_timeout",
+    "response_timeout",
+];
+const POOL_KEYS: &[&str] = &[
+    "balance",
+    "attempts",
+    "offline_timeout",
+    "connect_timeout",
+    "response_timeout",
+    "servers",
+    "server",
+];
+const ROUTE_KEYS: &[&str] = &["match", "pool"];
+const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight"];
+
+struct Reader<'s> {
+    src: &'s str,
+    diag: &'s mut Diag,
+}
+
+pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
+    let mut raw = RawConfig::default();
+    let root = match DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            let msg = e.message().trim().replace('\n', " ");
+            diag.error(line, None, format!("TOML syntax error: {msg}"));
+            return raw;
+        }
+    };
+    let mut r = Reader { src: text, diag };
+    for (key, val) in root.get_ref().iter() {
+        let line = r.line(key.span());
+        match key.get_ref().as_ref() {
+            "server" => r.table(val, "[server]", |r, k, v, line| {
+                r.server(&mut raw, k, v, line)
+            }),
+            "admin" => r.table(val, "[admin]", |r, k, v, line| {
+                r.admin(&mut raw, k, v, line)
+            }),
+            "defaults" => {
+                let mut d = RawPoolSettings::default();
+                r.table(val, "[defaults]", |r, k, v, line| {
+                    if !r.pool_setting(&mut d, k, v) {
+                        r.diag.unknown_key(line, "[defaults]", k, POOL_SETTING_KEYS);
+                    }
+                });
+                raw.defaults = d;
+            }
+            "route" => match val.get_ref() {
+                DeValue::Array(items) => {
+                    for item in items {
+                        if let Some(route) = r.route(item) {
+                            raw.routes.push(route);
+                        }
+                    }
+                }
+                _ => r.diag.error(
+                    line,
+                    Some("route"),
+                    "`route` must be an array of tables: write [[route]]",
+                ),
+            },
+            "pools" => match val.get_ref() {
+                DeValue::Table(pools) => {
+                    for (name, pool) in pools.iter() {
+                        let pline = r.line(name.span());
+                        raw.pools.push(r.pool(name.get_ref().as_ref(), pool, pline));
+                    }
+                }
+                _ => r.diag.error(
+                    line,
+                    Some("pools"),
+                    "`pools` must be a table: write [pools.NAME]",
+                ),
+            },
+            other => r.diag.unknown_key(line, "the top level", other, TOP_KEYS),
+        }
+    }
+    raw
+}
+
+impl Reader<'_> {
+    fn line(&self, span: std::ops::Range<usize>) -> usize {
+        line_of(self.src, span.start)
+    }
+
+    /// Calls `f` for every key of a table value; reports a non-table.
+    fn table<'i>(
+        &mut self,
+        val: &Val<'i>,
+        section: &str,
+        mut f: impl FnMut(&mut Self, &str, &Val<'i>, usize),
+    ) {
+        match val.get_ref() {
+            DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    let line = self.line(k.span());
+                    f(self, k.get_ref().as_ref(), v, line);
+                }
+            }
+            _ => {
+                let line = self.line(val.span());
+                self.diag
+                    .error(line, None, format!("{section} must be a table"));
+            }
+        }
+    }
+
+    fn server(&mut self, raw: &mut RawConfig, k: &str, v: &Val<'_>, line: usize) {
+        match k {
+            "listen" => raw.listen = self.str_list(k, v),
+            "workers" => raw.workers = self.int(k, v),
+            "access_log" => raw.access_log = self.bool(k, v),
+            "name" => raw.name = self.string(k, v),
+            _ => self.diag.unknown_key(line, "[server]", k, SERVER_KEYS),
+        }
+    }
+
+    fn admin(&mut self, raw: &mut RawConfig, k: &str, v: &Val<'_>, line: usize) {
+        match k {
+            "listen" => raw.admin_listen = self.string(k, v),
+            "token" => raw.admin_token = self.string(k, v),
+            _ => self.diag.unknown_key(line, "[admin]", k, ADMIN_KEYS),
+        }
+    }
+
+    /// A key shared by `[defaults]` and `[pools.NAME]`; false when it is not one.
+    fn pool_setting(&mut self, s: &mut RawPoolSettings, k: &str, v: &Val<'_>) -> bool {
+        match k {
+            "balance" => s.balance = self.string(k, v),
+            "attempts" => s.attempts = self.int(k, v),
+            "offline_timeout" => s.offline_timeout = self.duration(k, v),
+            "connect_timeout" => s.connect_timeout = self.duration(k, v),
+            "response_timeout" => s.response_timeout = self.duration(k, v),
+            _ => return false,
+        }
+        true
+    }
+
+    fn route(&mut self, item: &Val<'_>) -> Option<RawRoute> {
+        let line = self.line(item.span());
+        let mut patterns = None;
+        let mut pool = None;
+        self.table(item, "[[route]]", |r, k, v, kline| match k {
+            "match" => patterns = Some(r.str_list(k, v)),
+            "pool" => pool = r.string(k, v),
+            _ => r.diag.unknown_key(kline, "[[route]]", k, ROUTE_KEYS),
+        });
+        let Some(pool) = pool else {
+            self.diag
+                .error(line, Some("pool"), "[[route]] needs `pool = \"NAME\"`");
+            return None;
+        };
+        let patterns = patterns.unwrap_or_default();
+        if patterns.is_empty() {
+            self.diag.error(
+                line,
+                Some("match"),
+                "[[route]] needs at least one `match` pattern",
+            );
+            return None;
+        }
+        Some(RawRoute {
+            patterns,
+            pool,
+            line,
+        })
+    }
+
+    fn pool(&mut self, name: &str, val: &Val<'_>, line: usize) -> RawPool {
+        let mut pool = RawPool {
+            name: name.to_string(),
+            line,
+            settings: RawPoolSettings::default(),
+            servers: Vec::new(),
+        };
+        let section = format!("[pools.{name}]");
+        self.table(val, &section, |r, k, v, kline| {
+            if r.pool_setting(&mut pool.settings, k, v) {
+                return;
+            }
+            match k {
+                "servers" => {
+                    for a in r.str_list(k, v) {
+                        pool.servers.push(RawServer {
+                            address: a,
+                            weight: None,
+                        });
+                    }
+                }
+                "server" => match v.get_ref() {
+                    DeValue::Array(items) => {
+                        for item in items {
+                            if let Some(s) = r.server_entry(item, &section) {
+                                pool.servers.push(s);
+                            }
+                        }
+                    }
+                    _ => r.diag.error(
+                        kline,
+                        Some(k),
+                        "`server` must be a list of tables: server = [{ address = \"host:port\" }]",
+                    ),
+                },
+                _ => r.diag.unknown_key(kline, &section, k, POOL_KEYS),
+            }
+        });
+        pool
+    }
+
+    fn server_entry(&mut self, item: &Val<'_>, section: &str) -> Option<RawServer> {
+        let line = self.line(item.span());
+        let mut address = None;
+        let mut weight = None;
+        let what = format!("a server of {section}");
+        self.table(item, &what, |r, k, v, kline| match k {
+            "address" => address = r.string(k, v),
+            "weight" => weight = r.int(k, v),
+            _ => r.diag.unknown_key(kline, &what, k, SERVER_ENTRY_KEYS),
+        });
+        match address {
+            Some(address) => Some(RawServer { address, weight }),
+            None => {
+                self.diag.error(
+                    line,
+                    Some("address"),
+                    format!("{what} needs `address = \"host:port\"`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn type_error(&mut self, k: &str, v: &Val<'_>, want: &str) {
+        let line = self.line(v.span());
+        self.diag.error(
+            line,
+            Some(k),
+            format!("`{k}` must be {want}, not {}", kind(v.get_ref())),
+        );
+    }
+
+    fn string(&mut self, k: &str, v: &Val<'_>) -> Option<At<String>> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(At::new(s.to_string(), self.line(v.span()))),
+            _ => {
+                self.type_error(k, v, "a string");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, k: &str, v: &Val<'_>) -> Option<At<i64>> {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some(At::new(n, self.line(v.span()))),
+                Err(_) => {
+                    self.type_error(k, v, "an integer that fits in 64 bits");
+                    None
+                }
+            },
+            _ => {
+                self.type_error(k, v, "an integer");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, k: &str, v: &Val<'_>) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.type_error(k, v, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A duration: a string with units (`"10s"`) or an integer number of seconds.
+    fn duration(&mut self, k: &str, v: &Val<'_>) -> Option<At<std::time::Duration>> {
+        let line = self.line(v.span());
+        let parsed = match v.get_ref() {
+            DeValue::String(s) => parse_duration(s),
+            DeValue::Integer(i) => parse_duration(i.as_str()),
+            _ => {
+                self.type_error(k, v, "a duration such as \"10s\"");
+                return None;
+            }
+        };
+        match parsed {
+            Ok(d) => Some(At::new(d, line)),
+            Err(e) => {
+                self.diag.error(line, Some(k), format!("`{k}`: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A string or an array of strings.
+    fn str_list(&mut self, k: &str, v: &Val<'_>) -> Vec<At<String>> {
+        match v.get_ref() {
+            DeValue::String(_) => self.string(k, v).into_iter().collect(),
+            DeValue::Array(items) => items.iter().filter_map(|i| self.string(k, i)).collect(),
+            _ => {
+                self.type_error(k, v, "a string or a list of strings");
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn kind(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}

@@ -1,0 +1,377 @@
+//! Checks shared by both formats: addresses resolve, regexes compile, routes name real pools,
+//! numbers are in range; `[defaults]` is merged into pools here.
+
+use super::*;
+use std::net::ToSocketAddrs;
+
+const METHODS: &[&str] = &[
+    "naive",
+    "first-alive",
+    "round-robin",
+    "lockless-round-robin",
+    "locking-round-robin",
+    "weighted-round-robin",
+    "least-connections",
+];
+
+/// Reads a balancing method name leniently: case, `-`, `_` and spaces are ignored
+/// (`Round-Robin`, `RoundRobin`, `round_robin` are one name).
+pub fn parse_balance(name: &str) -> Option<BalanceMethod> {
+    let n: String = name
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect();
+    Some(match n.as_str() {
+        "naive" => BalanceMethod::Naive,
+        "firstalive" | "first" => BalanceMethod::FirstAlive,
+        "roundrobin" | "rr" | "locklessroundrobin" | "lockingroundrobin" | "weightedroundrobin"
+        | "wrr" => BalanceMethod::RoundRobin,
+        "leastconnections" | "leastconnection" | "leastconn" | "leastconns" => {
+            BalanceMethod::LeastConnections
+        }
+        _ => return None,
+    })
+}
+
+/// Resolves `host:port` to one socket address (the first the resolver gives).
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !text.contains(':') {
+        return Err(format!("address `{text}` has no port: write host:port"));
+    }
+    match text.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("host name in `{text}` resolves to no address")),
+        Err(e) => Err(format!("cannot resolve `{text}`: {e}")),
+    }
+}
+
+pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
+    let mut listen = Vec::new();
+    for a in &raw.listen {
+        match resolve(&a.value) {
+            Ok(addr) => listen.push(addr),
+            Err(e) => diag.error(a.line, Some("listen"), format!("bad listen address: {e}")),
+        }
+    }
+    if listen.is_empty() && raw.listen.is_empty() {
+        listen.push(DEFAULT_LISTEN.parse().expect("valid default"));
+    }
+    let workers = raw.workers.as_ref().and_then(|w| {
+        if (1..=1024).contains(&w.value) {
+            Some(w.value as usize)
+        } else {
+            diag.error(
+                w.line,
+                Some("workers"),
+                format!("`workers` must be between 1 and 1024, not {}", w.value),
+            );
+            None
+        }
+    });
+    let admin_listen = match &raw.admin_listen {
+        Some(a) => match resolve(&a.value) {
+            Ok(addr) => addr,
+            Err(e) => {
+                diag.error(
+                    a.line,
+                    Some("listen"),
+                    format!("bad admin listen address: {e}"),
+                );
+                DEFAULT_ADMIN_LISTEN.parse().expect("valid default")
+            }
+        },
+        None => DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
+    };
+
+    let mut pools = Vec::new();
+    for p in &raw.pools {
+        pools.push(pool(p, &raw.defaults, diag));
+    }
+    let pool_names: Vec<&str> = raw.pools.iter().map(|p| p.name.as_str()).collect();
+
+    let mut routes = Vec::new();
+    for r in &raw.routes {
+        for pat in &r.patterns {
+            if let Err(e) = regex::Regex::new(&pat.value) {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                diag.error(
+                    pat.line,
+                    Some("match"),
+                    format!("bad regular expression `{}`: {first}", pat.value),
+                );
+            }
+        }
+        match pool_names.iter().position(|n| *n == r.pool.value) {
+            Some(i) => routes.push(RouteConfig {
+                patterns: r.patterns.iter().map(|p| p.value.clone()).collect(),
+                pool: i,
+                line: r.line,
+            }),
+            None => {
+                let hint = suggest(&r.pool.value, &pool_names)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                diag.error(
+                    r.pool.line,
+                    Some("pool"),
+                    format!(
+                        "route names pool `{}`, which is not defined{hint}",
+                        r.pool.value
+                    ),
+                );
+            }
+        }
+    }
+    for (i, p) in raw.pools.iter().enumerate() {
+        if !routes.iter().any(|r| r.pool == i) && !raw.routes.iter().any(|r| r.pool.value == p.name)
+        {
+            diag.warn(
+                p.line,
+                None,
+                format!("pool `{}` is not used by any route", p.name),
+            );
+        }
+    }
+    if raw.routes.is_empty() && diag.errors.is_empty() {
+        diag.warn(1, None, "no routes: every request will be answered 404");
+    }
+
+    if !diag.errors.is_empty() {
+        return None;
+    }
+    Some(Config {
+        source: diag.file.clone(),
+        server: ServerSettings {
+            listen,
+            workers,
+            access_log: raw.access_log.unwrap_or(true),
+            name: raw.name.map(|n| n.value),
+        },
+        admin: AdminSettings {
+            listen: admin_listen,
+            token: raw.admin_token.map(|t| t.value),
+        },
+        routes,
+        pools: pools.into_iter().flatten().collect(),
+        warnings: Vec::new(),
+    })
+}
+
+fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<PoolConfig> {
+    let s = &p.settings;
+    let balance = match s.balance.as_ref().or(defaults.balance.as_ref()) {
+        None => BalanceMethod::RoundRobin,
+        Some(b) => match parse_balance(&b.value) {
+            Some(m) => m,
+            None => {
+                let hint = suggest(&b.value.to_ascii_lowercase(), METHODS)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_else(|| format!(" (known: {})", METHODS.join(", ")));
+                diag.error(
+                    b.line,
+                    Some("balance"),
+                    format!("unknown balancing method `{}`{hint}", b.value),
+                );
+                BalanceMethod::RoundRobin
+            }
+        },
+    };
+    let attempts = match s.attempts.as_ref().or(defaults.attempts.as_ref()) {
+        None => DEFAULT_ATTEMPTS,
+        Some(a) if (1..=1000).contains(&a.value) => a.value as u32,
+        Some(a) => {
+            diag.error(
+                a.line,
+                Some("attempts"),
+                format!("`attempts` must be between 1 and 1000, not {}", a.value),
+            );
+            DEFAULT_ATTEMPTS
+        }
+    };
+    let pick = |own: &Option<At<Duration>>, def: &Option<At<Duration>>, fallback: Duration| {
+        own.as_ref()
+            .or(def.as_ref())
+            .map(|d| d.value)
+            .unwrap_or(fallback)
+    };
+    let offline_timeout = pick(
+        &s.offline_timeout,
+        &defaults.offline_timeout,
+        DEFAULT_OFFLINE_TIMEOUT,
+    );
+    let connect_timeout = pick(
+        &s.connect_timeout,
+        &defaults.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let response_timeout = pick(
+        &s.response_timeout,
+        &defaults.response_timeout,
+        DEFAULT_RESPONSE_TIMEOUT,
+    );
+    for (d, key) in [
+        (&s.connect_timeout, "connect_timeout"),
+        (&s.response_timeout, "response_timeout"),
+    ] {
+        if let Some(d) = d.as_ref().or(match key {
+            "connect_timeout" => defaults.connect_timeout.as_ref(),
+            _ => defaults.response_timeout.as_ref(),
+        }) {
+            if d.value.is_zero() {
+                diag.error(d.line, Some(key), format!("`{key}` must be more than zero"));
+            }
+        }
+    }
+
+    let mut servers: Vec<ServerConfig> = Vec::new();
+    for rs in &p.servers {
+        let weight = match &rs.weight {
+            None => 1,
+            Some(w) if (1..=1000).contains(&w.value) => w.value as u32,
+            Some(w) => {
+                diag.error(
+                    w.line,
+                    Some("weight"),
+                    format!("`weight` must be between 1 and 1000, not {}", w.value),
+                );
+                1
+            }
+        };
+        match resolve(&rs.address.value) {
+            Ok(addr) => {
+                // A server listed twice is one server with the weights added: the reference's
+                // "weighted round robin by repeating a server".
+                if let Some(existing) = servers.iter_mut().find(|x| x.addr == addr) {
+                    existing.weight += weight;
+                } else {
+                    servers.push(ServerConfig {
+                        name: rs.address.value.clone(),
+                        addr,
+                        weight,
+                    });
+                }
+            }
+            Err(e) => diag.error(
+                rs.address.line,
+                Some("address"),
+                format!("bad server address in pool `{}`: {e}", p.name),
+            ),
+        }
+    }
+    if p.servers.is_empty() {
+        diag.error(
+            p.line,
+            Some("servers"),
+            format!("pool `{}` has no servers", p.name),
+        );
+        return None;
+    }
+    Some(PoolConfig {
+        name: p.name.clone(),
+        balance,
+        attempts,
+        offline_timeout,
+        connect_timeout,
+        response_timeout,
+        servers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_are_lenient() {
+        for n in [
+            "Round-Robin",
+            "RoundRobin",
+            "round_robin",
+            "lockless-round-robin",
+            "Locking Round Robin",
+        ] {
+            assert_eq!(parse_balance(n), Some(BalanceMethod::RoundRobin), "{n}");
+        }
+        assert_eq!(
+            parse_balance("First-Alive"),
+            Some(BalanceMethod::FirstAlive)
+        );
+        assert_eq!(
+            parse_balance("Least-Connections"),
+            Some(BalanceMethod::LeastConnections)
+        );
+        assert_eq!(parse_balance("Naïve"), None);
+        assert_eq!(parse_balance("NAIVE"), Some(BalanceMethod::Naive));
+        assert_eq!(parse_balance("fastest"), None);
+    }
+
+    #[test]
+    fn repeated_server_adds_weight() {
+        let text = "[PROXY_ENTRY]\nServerList 127.0.0.1:80 127.0.0.1:81 127.0.0.1:80 127.0.0.1:82 127.0.0.1:80 127.0.0.1:81\nLoadBalancer RoundRobin\nMatch ^/.*\n";
+        let c = parse_str("t", text, false).unwrap();
+        let w: Vec<(u16, u32)> = c.pools[0]
+            .servers
+            .iter()
+            .map(|s| (s.addr.port(), s.weight))
+            .collect();
+        assert_eq!(w, vec![(80, 3), (81, 2), (82, 1)]);
+    }
+
+    #[test]
+    fn toml_reports_every_error_with_lines() {
+        let text = "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkrs = 2\n\n[[route]]\nmatch = ['(']\npool = \"web\"\n\n[pools.web]\nservers = [\"127.0.0.1:notaport\"]\nbalance = \"round-robbin\"\n";
+        let errs = parse_str("t.toml", text, true).unwrap_err().0;
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 6, 10, 11], "{errs:?}");
+        assert!(
+            errs[0].message.contains("did you mean `workers`"),
+            "{}",
+            errs[0].message
+        );
+        assert!(
+            errs[3].message.contains("round-robin"),
+            "{}",
+            errs[3].message
+        );
+    }
+
+    #[test]
+    fn defaults_are_copied_into_pools() {
+        let text = "[defaults]\nbalance = \"least-connections\"\nattempts = 5\noffline_timeout = \"0s\"\n[[route]]\nmatch = ['.']\npool = \"a\"\n[pools.a]\nservers = [\"127.0.0.1:1\"]\n[pools.b]\nbalance = \"first-alive\"\nservers = [\"127.0.0.1:2\"]\n";
+        let c = parse_str("t.toml", text, true).unwrap();
+        assert_eq!(c.pools[0].balance, BalanceMethod::LeastConnections);
+        assert_eq!(c.pools[0].attempts, 5);
+        assert_eq!(c.pools[0].offline_timeout, Duration::ZERO);
+        assert_eq!(c.pools[1].balance, BalanceMethod::FirstAlive);
+        assert_eq!(c.warnings.len(), 1, "pool b is unused: {:?}", c.warnings);
+    }
+
+    #[test]
+    fn unknown_pool_is_named() {
+        let text = "[[route]]\nmatch = ['.']\npool = \"statc\"\n[pools.static]\nservers = [\"127.0.0.1:1\"]\n";
+        let errs = parse_str("t.toml", text, true).unwrap_err().0;
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, 3);
+        assert!(errs[0].message.contains("did you mean `static`"));
+    }
+
+    #[test]
+    fn toml_syntax_error_has_a_line() {
+        let errs = parse_str("t.toml", "[server]\nlisten = [\n", true)
+            .unwrap_err()
+            .0;
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].line >= 2, "{errs:?}");
+    }
+}

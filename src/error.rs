@@ -1,0 +1,90 @@
+//! One error type for the request path. Its kind decides, in one place, the status code the
+//! client sees, the reason written to the access log, whether another server may be tried, and
+//! whether the failure counts against the server's health.
+
+use http::StatusCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No route matched the path.
+    NoRoute,
+    /// Every server of the pool is offline or failed to connect.
+    NoServer,
+    /// The TCP connect to a server failed or timed out.
+    Connect,
+    /// The server did not start its response in time.
+    UpstreamTimeout,
+    /// The server's response was broken, or the connection died mid-exchange.
+    BadUpstream,
+    /// The request already went through this instance.
+    Loop,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::NoRoute => StatusCode::NOT_FOUND,
+            ErrorKind::NoServer | ErrorKind::Connect => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::BadUpstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Loop => StatusCode::LOOP_DETECTED,
+        }
+    }
+
+    /// The access log's `reason` field.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::NoServer => "no_server",
+            ErrorKind::Connect => "connect_failed",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::BadUpstream => "bad_upstream",
+            ErrorKind::Loop => "loop_detected",
+        }
+    }
+
+    /// The short plain-text body the client gets.
+    pub fn body(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "404 Not Found: no route matches this path\n",
+            ErrorKind::NoServer | ErrorKind::Connect => {
+                "503 Service Unavailable: no server was available to take this request\n"
+            }
+            ErrorKind::UpstreamTimeout => {
+                "504 Gateway Timeout: the server did not answer in time\n"
+            }
+            ErrorKind::BadUpstream => "502 Bad Gateway: the server's response was not valid\n",
+            ErrorKind::Loop => {
+                "508 Loop Detected: this request already passed through this proxy\n"
+            }
+        }
+    }
+
+    /// May the request move on to another server? Only when nothing of it reached this one.
+    pub fn retry_elsewhere(self) -> bool {
+        matches!(self, ErrorKind::Connect)
+    }
+
+    /// Does this failure count against the server's availability (the reference's attempts)?
+    pub fn counts_against_server(self) -> bool {
+        matches!(self, ErrorKind::Connect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert_eq!(ErrorKind::NoServer.status(), 503);
+        assert_eq!(ErrorKind::UpstreamTimeout.status(), 504);
+        assert_eq!(ErrorKind::BadUpstream.status(), 502);
+        assert_eq!(ErrorKind::Loop.status(), 508);
+        assert!(ErrorKind::Connect.retry_elsewhere());
+        assert!(
+            !ErrorKind::BadUpstream.retry_elsewhere(),
+            "a request that reached a server is never replayed"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! langur: a reverse proxy, load balancer and HTTP cache.
+//!
+//! Data flows one way: a config file is parsed and validated into [`config::Config`], which is
+//! built into an immutable [`proxy::Runtime`] snapshot; the request path reads only the snapshot.
+//! See `docs/architecture.md` for the request flow.
+#![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod admin;
+pub mod backend;
+pub mod balancer;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod proxy;
+pub mod router;
+pub mod server;
+
+pub use server::Langur;

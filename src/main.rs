@@ -1,0 +1,84 @@
+use clap::Parser;
+use langur::cli::{self, Cli, Command};
+use langur::{config, Langur};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => ExitCode::from(cli::check(&config) as u8),
+        Command::Run {
+            config: path,
+            listen,
+            admin,
+            workers,
+            no_access_log,
+        } => {
+            let _log = init_tracing();
+            let mut config = match config::load(&path) {
+                Ok(c) => c,
+                Err(errs) => {
+                    eprintln!("{errs}");
+                    return ExitCode::from(1);
+                }
+            };
+            if let Err(e) = cli::apply_overrides(
+                &mut config,
+                &listen,
+                admin.as_deref(),
+                workers,
+                no_access_log,
+            ) {
+                eprintln!("langur: {e:#}");
+                return ExitCode::from(2);
+            }
+            for w in config.self_loop_warnings() {
+                tracing::warn!("{w}");
+            }
+            run(config.server.workers, async move {
+                Langur::start(config).await?.run_until_signal().await
+            })
+        }
+        Command::Demo { listen, admin } => {
+            let _log = init_tracing();
+            run(None, langur::demo::run(listen, admin))
+        }
+    }
+}
+
+fn run(
+    workers: Option<usize>,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = workers {
+        builder.worker_threads(w);
+    }
+    let rt = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("langur: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("langur: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to stdout through a background writer, so a slow terminal never stalls requests.
+fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let filter = EnvFilter::try_from_env("LANGUR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .init();
+    guard
+}

@@ -1,0 +1,154 @@
+//! Header rewriting between client and server: pure functions over `HeaderMap`.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1, plus the
+/// `Keep-Alive`/`Proxy-Connection` that old clients still send).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Does `TE` (as sent by the client) accept trailers?
+pub fn te_trailers(h: &HeaderMap) -> bool {
+    h.get_all(header::TE).iter().any(|v| {
+        v.to_str()
+            .map(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Does any `Via` entry name `token` as the proxy it passed (`1.1 token`, `HTTP/1.1 token (c)`)?
+pub fn via_contains(h: &HeaderMap, token: &str) -> bool {
+    h.get_all(header::VIA).iter().any(|v| {
+        v.to_str()
+            .map(|s| {
+                s.split(',')
+                    .any(|entry| entry.split_whitespace().nth(1) == Some(token))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Appends this hop to `Via` and the client to `X-Forwarded-For`; sets `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (a client cannot choose those). `Host` is left as it is.
+pub fn add_forwarding(
+    h: &mut HeaderMap,
+    client_ip: std::net::IpAddr,
+    proto: &'static str,
+    via: &HeaderValue,
+) {
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+    let mut ip = itoa_ip(client_ip);
+    if h.contains_key(&XFF) {
+        let mut prior: Vec<&str> = h
+            .get_all(&XFF)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        prior.push(&ip);
+        ip = prior.join(", ");
+    }
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        h.insert(XFF, v);
+    }
+    h.insert(XFP, HeaderValue::from_static(proto));
+    match h.get(header::HOST).cloned() {
+        Some(host) => {
+            h.insert(XFH, host);
+        }
+        None => {
+            h.remove(XFH);
+        }
+    }
+    h.append(header::VIA, via.clone());
+}
+
+fn itoa_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        v4 => v4.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example.org"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let via = HeaderValue::from_static("1.1 langur-x");
+        add_forwarding(&mut h, "127.0.0.1".parse().unwrap(), "http", &via);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.org");
+        assert_eq!(h["host"], "example.org");
+        assert!(via_contains(&h, "langur-x"));
+        assert!(!via_contains(&h, "langur-y"));
+    }
+
+    #[test]
+    fn via_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::VIA,
+            HeaderValue::from_static("1.0 fred, 1.1 p.example.net (Apache/1.1)"),
+        );
+        assert!(via_contains(&h, "fred"));
+        assert!(via_contains(&h, "p.example.net"));
+        assert!(!via_contains(&h, "1.1"));
+    }
+}

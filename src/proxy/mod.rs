@@ -1,0 +1,258 @@
+//! The request pipeline, the one module that knows every subsystem. Phases, in order:
+//!
+//! 1. **loop check**: a request whose `Via` already names this instance is answered 508;
+//! 2. **route**: the first route whose pattern is found in the path picks the pool (else 404);
+//! 3. **pick**: the pool's balancer picks a usable server (not offline, not yet tried);
+//! 4. **connect**: reuse an idle connection or open one; a failed connect counts against the
+//!    server (high availability) and goes back to step 3 with the same, untouched request;
+//! 5. **exchange**: send the request, streaming its body, and wait for the response head;
+//!    once any of the request was written it is never sent anywhere else;
+//! 6. **respond**: stream the server's body to the client; the connection returns to the idle
+//!    pool when the body has ended cleanly; the access-log line is written at the very end.
+
+pub mod body;
+pub mod headers;
+
+use crate::access_log::AccessLog;
+use crate::backend::{ha::Availability, InFlight, Pool, PoolView, Server, Tried};
+use crate::balancer::PickContext;
+use crate::clock;
+use crate::error::ErrorKind;
+use crate::router::Router;
+use body::{ProxyBody, Reusable, UpBody};
+use http::header::{HeaderValue, CONTENT_TYPE, TE};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+/// An immutable snapshot of everything the request path needs, swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    pub router: Router,
+    pub pools: Vec<Arc<Pool>>,
+    /// This instance's `Via` entry (`1.1 NAME`).
+    pub via: HeaderValue,
+    /// NAME, as looked for in incoming `Via` headers.
+    pub via_token: Arc<str>,
+    pub access_log: bool,
+}
+
+/// What the pipeline knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+}
+
+/// Handles one request. Never fails: every problem becomes a response with a status and reason.
+pub async fn handle(
+    rt: &Runtime,
+    req: Request<Incoming>,
+    client: ClientInfo,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let mut log = rt
+        .access_log
+        .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), start));
+
+    if headers::via_contains(req.headers(), &rt.via_token) {
+        return error_response(ErrorKind::Loop, log);
+    }
+    let Some((_, pool_idx)) = rt.router.route(req.uri().path()) else {
+        return error_response(ErrorKind::NoRoute, log);
+    };
+    let pool = &rt.pools[pool_idx];
+    if let Some(l) = &mut log {
+        l.pool = Some(pool.name.clone());
+    }
+    forward(rt, pool, req, client, log).await
+}
+
+fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<ProxyBody> {
+    if let Some(l) = &mut log {
+        l.status = kind.status().as_u16();
+        l.reason = kind.reason();
+    }
+    let mut resp = Response::new(ProxyBody::full(kind.body(), log));
+    *resp.status_mut() = kind.status();
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Prepares the request for the upstream hop: origin-form URI, HTTP/1.1, hop-by-hop headers
+/// removed, forwarding headers added.
+fn upstream_request(rt: &Runtime, req: Request<Incoming>, client: ClientInfo) -> Request<UpBody> {
+    let (mut parts, body) = req.into_parts();
+    let trailers = headers::te_trailers(&parts.headers);
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        // absolute-form: keep the authority as Host if none was sent, send origin-form upstream
+        if !parts.headers.contains_key(http::header::HOST) {
+            if let Some(a) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(http::header::HOST, a);
+            }
+        }
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if trailers {
+        parts
+            .headers
+            .insert(TE, HeaderValue::from_static("trailers"));
+    }
+    headers::add_forwarding(&mut parts.headers, client.addr.ip(), "http", &rt.via);
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, UpBody::Incoming(body))
+}
+
+async fn connect(
+    server: &Server,
+    connect_timeout: std::time::Duration,
+) -> std::io::Result<SendRequest<UpBody>> {
+    let stream = match timeout(connect_timeout, TcpStream::connect(server.addr)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        }
+    };
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Records a failed connect; logs when it takes the server offline.
+fn connect_failed(pool: &Pool, server: &Server, err: &std::io::Error) {
+    let failures = server.connect_failed(clock::now_ms());
+    if !pool.ha.offline_timeout.is_zero() && failures == pool.ha.attempts {
+        tracing::warn!(pool = %pool.name, server = %server.name, failures, error = %err,
+            offline_for = ?pool.ha.offline_timeout, "server marked offline after failed connects");
+    } else {
+        tracing::debug!(pool = %pool.name, server = %server.name, failures, error = %err, "connect failed");
+    }
+}
+
+async fn forward(
+    rt: &Runtime,
+    pool: &Arc<Pool>,
+    req: Request<Incoming>,
+    client: ClientInfo,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let mut req = upstream_request(rt, req, client);
+    let ctx = PickContext {
+        client_hint: u64::from(client.addr.port()),
+    };
+    let mut tried = Tried::default();
+    'servers: loop {
+        let now = clock::now_ms();
+        let view = PoolView {
+            pool,
+            tried: &tried,
+            now_ms: now,
+        };
+        let Some(i) = pool.balancer.pick(&view, &ctx) else {
+            return error_response(ErrorKind::NoServer, log);
+        };
+        tried.insert(i);
+        let server = &pool.servers[i];
+        let _claim = match server.availability(pool.ha, now) {
+            Availability::Up => None,
+            Availability::Offline => continue,
+            Availability::RetryDue => match server.claim_retry() {
+                Some(c) => Some(c),
+                None => continue,
+            },
+        };
+        let in_flight = InFlight::new(server.clone());
+        if let Some(l) = &mut log {
+            l.server = Some(server.name.clone());
+        }
+        // Idle connections first; a stale one hands the request back unsent and we try the next.
+        loop {
+            let (mut sender, reused) = match server.take_idle() {
+                Some(s) => (s, true),
+                None => match connect(server, pool.connect_timeout).await {
+                    Ok(s) => {
+                        server.connect_succeeded();
+                        (s, false)
+                    }
+                    Err(e) => {
+                        connect_failed(pool, server, &e);
+                        continue 'servers;
+                    }
+                },
+            };
+            if sender.ready().await.is_err() {
+                if reused {
+                    continue;
+                }
+                connect_failed(
+                    pool,
+                    server,
+                    &std::io::Error::other("connection closed at once"),
+                );
+                continue 'servers;
+            }
+            let sent_at = Instant::now();
+            match timeout(pool.response_timeout, sender.try_send_request(req)).await {
+                Err(_) => return error_response(ErrorKind::UpstreamTimeout, log),
+                Ok(Ok(resp)) => {
+                    let (mut parts, body) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut parts.headers);
+                    if let Some(l) = &mut log {
+                        l.status = parts.status.as_u16();
+                        l.upstream_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    let reuse = Reusable {
+                        server: server.clone(),
+                        sender,
+                        max_idle: pool.max_idle_per_server,
+                    };
+                    return Response::from_parts(
+                        parts,
+                        ProxyBody::upstream(body, in_flight, reuse, log),
+                    );
+                }
+                Ok(Err(mut e)) => match e.take_message() {
+                    // Nothing was written: the request is intact and may go elsewhere.
+                    Some(back) => {
+                        req = back;
+                        if reused {
+                            continue;
+                        }
+                        connect_failed(pool, server, &std::io::Error::other(e.into_error()));
+                        continue 'servers;
+                    }
+                    None => {
+                        tracing::debug!(pool = %pool.name, server = %server.name, error = %e.error(), "upstream exchange failed");
+                        return error_response(ErrorKind::BadUpstream, log);
+                    }
+                },
+            }
+        }
+    }
+}

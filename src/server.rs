@@ -1,0 +1,256 @@
+//! Listeners, the accept loop, the admin listener and graceful shutdown.
+//!
+//! [`Langur::start`] binds (or takes already-bound) listeners, builds the runtime snapshot and
+//! serves until [`Langur::shutdown`]. Each accepted connection is one task running hyper's HTTP/1
+//! server with keep-alive; requests read the current snapshot through an `ArcSwap` (no lock).
+
+use crate::backend::Pool;
+use crate::config::Config;
+use crate::proxy::{self, ClientInfo, Runtime};
+use crate::router::Router;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use http::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Longest time to receive a request head (slowloris guard).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests get to finish at shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub instance: Arc<str>,
+}
+
+/// Builds the request path's snapshot from a config.
+pub fn build_runtime(config: &Config, instance: &Arc<str>) -> anyhow::Result<Runtime> {
+    let routes: Vec<(Vec<String>, usize)> = config
+        .routes
+        .iter()
+        .map(|r| (r.patterns.clone(), r.pool))
+        .collect();
+    let router = Router::new(&routes).context("compiling routes")?;
+    let pools = config
+        .pools
+        .iter()
+        .map(|p| Arc::new(Pool::from_config(p)))
+        .collect();
+    Ok(Runtime {
+        router,
+        pools,
+        via: HeaderValue::from_str(&format!("1.1 {instance}"))
+            .context("instance name is not a valid header value")?,
+        via_token: instance.clone(),
+        access_log: config.server.access_log,
+    })
+}
+
+/// A name for this process's `Via` entries: the configured one, or `langur-` and 8 hex digits.
+pub fn instance_name(config: &Config) -> Arc<str> {
+    if let Some(n) = &config.server.name {
+        return Arc::from(n.as_str());
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    Arc::from(format!("langur-{:08x}", h.finish() as u32))
+}
+
+/// A running instance.
+pub struct Langur {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Langur {
+    /// Binds the config's listeners (and the admin listener) and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Langur> {
+        let mut listeners = Vec::new();
+        for a in &config.server.listen {
+            listeners.push(bind(*a).with_context(|| format!("cannot listen on {a}"))?);
+        }
+        let admin = bind(config.admin.listen)
+            .with_context(|| format!("cannot listen on {} (admin)", config.admin.listen))?;
+        Self::start_on(config, listeners, Some(admin)).await
+    }
+
+    /// Starts serving on listeners the caller bound (tests bind 127.0.0.1:0 first).
+    pub async fn start_on(
+        config: Config,
+        listeners: Vec<TcpListener>,
+        admin: Option<TcpListener>,
+    ) -> anyhow::Result<Langur> {
+        let instance = instance_name(&config);
+        let runtime = build_runtime(&config, &instance)?;
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            instance,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
+        for l in listeners {
+            addrs.push(l.local_addr()?);
+            tasks.spawn(accept_loop(l, shared.clone(), shutdown_rx.clone()));
+        }
+        let admin_addr = match admin {
+            Some(l) => {
+                let a = l.local_addr()?;
+                tasks.spawn(crate::admin::serve(l, shared.clone(), shutdown_rx.clone()));
+                Some(a)
+            }
+            None => None,
+        };
+        for a in &addrs {
+            tracing::info!(listen = %a, "langur is serving");
+        }
+        Ok(Langur {
+            shared,
+            addrs,
+            admin_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Client listener addresses, as bound.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(DEFAULT_SHUTDOWN_TIMEOUT, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout reached; closing remaining connections");
+            self.tasks.abort_all();
+        }
+    }
+
+    /// Serves until the process gets SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Binds a listener with SO_REUSEADDR and a deep backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                conns.spawn(serve_connection(stream, peer, shared.clone(), shutdown.clone()));
+            }
+            _ = shutdown.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = ClientInfo { addr: peer };
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move {
+            let rt = shared.runtime.load_full();
+            Ok::<_, std::convert::Infallible>(proxy::handle(&rt, req, client).await)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(DEFAULT_HEADER_READ_TIMEOUT)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(client = %peer, error = %e, "client connection ended with an error"); } }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
