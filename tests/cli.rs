@@ -1,0 +1,196 @@
+//! The `langur` binary: `check` output and exit codes, and `run` streaming 100 MiB each way
+//! with bounded memory (measured on the proxy process itself).
+
+mod common;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_langur");
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("langur-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_accepts_the_examples() {
+    for f in [
+        "examples/langur.toml",
+        "examples/proxy_reverse.conf",
+        "examples/weighted.conf",
+    ] {
+        let out = Command::new(BIN).args(["check", "-c", f]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{f}: {text}");
+        assert!(text.contains(": ok: "), "{text}");
+    }
+}
+
+#[test]
+fn check_prints_every_error_with_its_line() {
+    let toml = temp_file(
+        "bad.toml",
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkrs = 2\n\n[[route]]\nmatch = ['^/']\npool = \"p\"\n\n[pools.p]\nservers = [\"127.0.0.1:80\", \"300.1.2.3:80\"]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&toml)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f = toml.display().to_string();
+    assert!(
+        text.contains(&format!("{f}:3: unknown key `workrs`")),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `workers`"), "{text}");
+    assert!(
+        text.contains(&format!("{f}:10: bad server address")),
+        "{text}"
+    );
+    assert!(text.contains("300.1.2.3:80"), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+
+    let legacy = temp_file(
+        "bad.conf",
+        "[PROXY_ENTRY]\nServerList 127.0.0.1:80 nohost\nLoadBalance Round-Robin\nMatchh ^/\nMatch ^/\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&legacy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f = legacy.display().to_string();
+    assert!(
+        text.contains(&format!("{f}:2: bad server address")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{f}:4: unknown key `Matchh`")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_warns_about_a_server_that_is_langur_itself() {
+    let f = temp_file(
+        "loop.toml",
+        "[server]\nlisten = [\"127.0.0.1:18181\"]\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:18181\"]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("warning") && text.contains("loop"), "{text}");
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Starts the binary with a config; returns the child and the address it reports.
+async fn spawn_langur(config: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(config)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--no-access-log",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.find("listen=") {
+                return line[i + 7..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+        }
+        panic!("langur exited before listening")
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_body_streams_both_ways_in_bounded_memory() {
+    let b = common::Backend::start("echo").await;
+    let cfg = temp_file(
+        "stream.toml",
+        &format!(
+            "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+            b.addr
+        ),
+    );
+    let (child, at) = spawn_langur(&cfg).await;
+    let pid = child.id().unwrap();
+    assert_eq!(common::get(at, "/warm").await.status, 200);
+    let before = rss_kib(pid, "VmRSS:");
+
+    const CHUNK: usize = 64 * 1024;
+    const TOTAL: usize = 100 * 1024 * 1024;
+    let chunk = Bytes::from(vec![b'z'; CHUNK]);
+    let frames = futures_util::stream::iter(
+        (0..TOTAL / CHUNK).map(move |_| Ok::<_, hyper::Error>(Frame::data(chunk.clone()))),
+    );
+    let stream = tokio::net::TcpStream::connect(at).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("/echo")
+        .header("host", "t")
+        .body(StreamBody::new(frames))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame.unwrap().into_data() {
+            received += d.len();
+        }
+    }
+    assert_eq!(received, TOTAL);
+    let peak = rss_kib(pid, "VmHWM:");
+    let growth_mib = peak.saturating_sub(before) as f64 / 1024.0;
+    assert!(
+        growth_mib < 32.0,
+        "resident memory grew by {growth_mib:.1} MiB (from {before} KiB to a peak of {peak} KiB)"
+    );
+    eprintln!("100 MiB each way: proxy RSS {before} KiB before, peak {peak} KiB ({growth_mib:.1} MiB growth)");
+}

@@ -1,0 +1,309 @@
+//! Test harness: in-process backends on ephemeral ports, a small HTTP client, and langur itself
+//! started in-process on listeners bound to 127.0.0.1:0.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use langur::Langur;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An in-process backend. Every answer carries its name; some paths behave specially:
+/// `/slow/MS` waits MS milliseconds, `/echo` streams the request body back, `/headers` answers
+/// the request headers it got as `name: value` lines, `/head` answers `Content-Length: 1234`
+/// to HEAD, `/trailers` echoes the body and sends the request's trailers back as trailers.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub conns: Arc<AtomicUsize>,
+    pub in_flight: Arc<AtomicUsize>,
+    pub max_in_flight: Arc<AtomicUsize>,
+    pub last_headers: Arc<Mutex<Option<HeaderMap>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(name, listener)
+    }
+
+    pub fn start_on(name: &str, listener: TcpListener) -> Backend {
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let last_headers = Arc::new(Mutex::new(None));
+        let (n, h, c, f, m, l) = (
+            Arc::<str>::from(name),
+            hits.clone(),
+            conns.clone(),
+            in_flight.clone(),
+            max_in_flight.clone(),
+            last_headers.clone(),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (n, h, f, m, l) = (n.clone(), h.clone(), f.clone(), m.clone(), l.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (n, h, f, m, l) =
+                            (n.clone(), h.clone(), f.clone(), m.clone(), l.clone());
+                        async move {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                            m.fetch_max(now, Ordering::SeqCst);
+                            *l.lock().unwrap() = Some(req.headers().clone());
+                            let resp = behave(&n, req).await;
+                            f.fetch_sub(1, Ordering::SeqCst);
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            name: name.to_string(),
+            addr,
+            hits,
+            conns,
+            in_flight,
+            max_in_flight,
+            last_headers,
+            task,
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn behave(name: &str, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let named = |b: Body| {
+        Response::builder()
+            .header("x-backend", name)
+            .body(b)
+            .unwrap()
+    };
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return named(full(name.to_string()));
+    }
+    match path.as_str() {
+        "/echo" => named(req.into_body().boxed()),
+        "/headers" => {
+            let mut text = String::new();
+            for (k, v) in req.headers() {
+                text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+            }
+            named(full(text))
+        }
+        "/head" => Response::builder()
+            .header("x-backend", name)
+            .header("content-length", "1234")
+            .body(full(Bytes::new()))
+            .unwrap(),
+        "/trailers" => {
+            let collected = req.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            let data = collected.to_bytes();
+            let declared = trailers
+                .keys()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let frames = vec![
+                Ok::<_, hyper::Error>(Frame::data(data)),
+                Ok(Frame::trailers(trailers)),
+            ];
+            Response::builder()
+                .header("x-backend", name)
+                .header("trailer", declared)
+                .body(StreamBody::new(futures_stream(frames)).boxed())
+                .unwrap()
+        }
+        _ => named(full(name.to_string())),
+    }
+}
+
+fn futures_stream<T: Send + 'static>(items: Vec<T>) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::iter(items)
+}
+
+/// A backend that reads one request (head and Content-Length body) and closes the connection
+/// without answering. Counts the requests it swallowed.
+pub async fn swallowing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut tmp).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some(end) = find(&buf, b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            c.fetch_add(1, Ordering::SeqCst);
+                            return; // drop the socket: no response
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A port that nothing listens on (bound, then released).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}
+
+/// Starts langur in-process from config text; `{listen}` is not needed: it binds 127.0.0.1:0.
+pub async fn langur_toml(text: &str) -> Langur {
+    let config =
+        langur::config::parse_str("test.toml", text, true).unwrap_or_else(|e| panic!("{e}"));
+    start(config).await
+}
+
+pub async fn langur_legacy(text: &str) -> Langur {
+    let config =
+        langur::config::parse_str("test.conf", text, false).unwrap_or_else(|e| panic!("{e}"));
+    start(config).await
+}
+
+pub async fn start(mut config: langur::config::Config) -> Langur {
+    config.server.access_log = false;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Langur::start_on(config, vec![l], None).await.unwrap()
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+    pub fn backend(&self) -> String {
+        self.headers
+            .get("x-backend")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Resp {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "test.local");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = send.send_request(b.body(body).unwrap()).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, Method::GET, path, &[], full(Bytes::new())).await
+}
+
+pub fn body(b: impl Into<Bytes>) -> Body {
+    full(b)
+}
+
+/// Writes raw bytes on a new connection and reads until the peer closes or `timeout` passes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
