@@ -1,6 +1,6 @@
 use clap::Parser;
 use langur::cli::{self, Cli, Command};
-use langur::{config, Langur};
+use langur::config;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -35,26 +35,26 @@ fn main() -> ExitCode {
             for w in config.self_loop_warnings() {
                 tracing::warn!("{w}");
             }
-            run(config.server.workers, async move {
-                Langur::start(config).await?.run_until_signal().await
-            })
+            match langur::server::run_threaded(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("langur: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Demo { listen, admin } => {
             let _log = init_tracing();
-            run(None, langur::demo::run(listen, admin))
+            run(langur::demo::run(listen, admin))
         }
     }
 }
 
-fn run(
-    workers: Option<usize>,
-    fut: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(w) = workers {
-        builder.worker_threads(w);
-    }
-    let rt = match builder.enable_all().build() {
+fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("langur: cannot start the runtime: {e}");

@@ -25,15 +25,30 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
+thread_local! {
+    static WORKER_ID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The index of the worker thread running this code (0 outside worker threads).
+pub fn worker_id() -> usize {
+    WORKER_ID.with(|w| w.get())
+}
+
 /// State shared by every connection.
 #[derive(Debug)]
 pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     pub instance: Arc<str>,
+    /// Worker threads (per-worker slots in servers are sized by it).
+    pub workers: usize,
 }
 
 /// Builds the request path's snapshot from a config.
-pub fn build_runtime(config: &Config, instance: &Arc<str>) -> anyhow::Result<Runtime> {
+pub fn build_runtime(
+    config: &Config,
+    instance: &Arc<str>,
+    workers: usize,
+) -> anyhow::Result<Runtime> {
     let routes: Vec<(Vec<String>, usize)> = config
         .routes
         .iter()
@@ -43,7 +58,7 @@ pub fn build_runtime(config: &Config, instance: &Arc<str>) -> anyhow::Result<Run
     let pools = config
         .pools
         .iter()
-        .map(|p| Arc::new(Pool::from_config(p)))
+        .map(|p| Arc::new(Pool::from_config(p, workers)))
         .collect();
     Ok(Runtime {
         router,
@@ -99,12 +114,7 @@ impl Langur {
         listeners: Vec<TcpListener>,
         admin: Option<TcpListener>,
     ) -> anyhow::Result<Langur> {
-        let instance = instance_name(&config);
-        let runtime = build_runtime(&config, &instance)?;
-        let shared = Arc::new(Shared {
-            runtime: ArcSwap::from_pointee(runtime),
-            instance,
-        });
+        let shared = Arc::new(new_shared(&config, 1)?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
@@ -183,18 +193,130 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Binds a listener with SO_REUSEADDR and a deep backlog.
+fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shared> {
+    let instance = instance_name(config);
+    let runtime = build_runtime(config, &instance, workers)?;
+    Ok(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        instance,
+        workers,
+    })
+}
+
+/// Binds a listener with SO_REUSEADDR and a deep backlog (needs a tokio runtime).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr, false)?)
+}
+
+fn bind_std(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// Serves `config` with one thread per worker until SIGTERM or SIGINT (the `run` command).
+///
+/// Each worker is a single-threaded tokio runtime with its own listening socket on every address
+/// (SO_REUSEPORT: the kernel spreads new connections over the workers). A connection, its
+/// requests and the upstream connections they use stay on one thread: no work stealing, no
+/// cross-thread wakeups on the hot path. The main thread runs the admin listener and signals.
+pub fn run_threaded(config: Config) -> anyhow::Result<()> {
+    let workers = config.server.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let shared = Arc::new(new_shared(&config, workers)?);
+    // Bind every worker's socket before serving, so a port in use fails the start at once. An
+    // address with port 0 gets its port from the first bind; the other workers join it.
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::new();
+    for a in &config.server.listen {
+        let first = bind_std(*a, true).with_context(|| format!("cannot listen on {a}"))?;
+        let actual = first.local_addr()?;
+        per_worker[0].push(first);
+        for w in per_worker.iter_mut().skip(1) {
+            w.push(bind_std(actual, true).with_context(|| format!("cannot listen on {actual}"))?);
+        }
+        addrs.push(actual);
+    }
+    let admin_std = bind_std(config.admin.listen, false)
+        .with_context(|| format!("cannot listen on {} (admin)", config.admin.listen))?;
+    let admin_addr = admin_std.local_addr()?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut threads = Vec::new();
+    for (id, listeners) in per_worker.into_iter().enumerate() {
+        let shared = shared.clone();
+        let rx = shutdown_rx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("langur-worker-{id}"))
+            .spawn(move || -> anyhow::Result<()> {
+                WORKER_ID.with(|w| w.set(id));
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let mut tasks = JoinSet::new();
+                    for l in listeners {
+                        tasks.spawn(accept_loop(
+                            TcpListener::from_std(l)?,
+                            shared.clone(),
+                            rx.clone(),
+                        ));
+                    }
+                    let drain = async { while tasks.join_next().await.is_some() {} };
+                    // accept loops end at shutdown, after their connections finished
+                    drain.await;
+                    Ok::<_, anyhow::Error>(())
+                })
+            })?;
+        threads.push(t);
+    }
+    for a in &addrs {
+        tracing::info!(listen = %a, workers, "langur is serving");
+    }
+    tracing::info!(admin = %admin_addr, "admin listener");
+
+    let main_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    main_rt.block_on(async {
+        let admin = TcpListener::from_std(admin_std)?;
+        let admin_task = tokio::spawn(crate::admin::serve(
+            admin,
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = shutdown.send(true);
+        let _ = admin_task.await;
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        if tokio::time::timeout(DEFAULT_SHUTDOWN_TIMEOUT, joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout reached; exiting with requests still in flight");
+        }
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
 async fn accept_loop(

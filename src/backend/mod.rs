@@ -34,11 +34,14 @@ pub struct Server {
     last_failure_ms: AtomicU64,
     /// One request is trying an offline server whose retry time came.
     probing: AtomicBool,
-    idle: Mutex<Vec<SendRequest<UpBody>>>,
+    /// Idle upstream connections, one slot per worker thread: a connection is driven by the
+    /// worker that opened it, so it is only ever reused there (no cross-thread wakeups).
+    idle: Box<[Mutex<Vec<SendRequest<UpBody>>>]>,
 }
 
 impl Server {
-    pub fn new(name: &str, addr: SocketAddr, weight: u32) -> Server {
+    /// `slots`: the number of worker threads (one idle-connection slot each).
+    pub fn new(name: &str, addr: SocketAddr, weight: u32, slots: usize) -> Server {
         Server {
             name: Arc::from(name),
             addr,
@@ -49,17 +52,18 @@ impl Server {
             failures: AtomicU32::new(0),
             last_failure_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
-            idle: Mutex::new(Vec::new()),
+            idle: (0..slots.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
-    /// Availability now under `policy`. The common case (no failures) reads one atomic.
-    pub fn availability(&self, policy: HaPolicy, now_ms: u64) -> Availability {
+    /// Availability now under `policy`. The common case (no failures) reads one atomic and
+    /// does not read the clock.
+    pub fn availability(&self, policy: HaPolicy, now_ms: impl FnOnce() -> u64) -> Availability {
         let failures = self.failures.load(Ordering::Relaxed);
         if failures == 0 {
             return Availability::Up;
         }
-        let since = now_ms.saturating_sub(self.last_failure_ms.load(Ordering::Relaxed));
+        let since = now_ms().saturating_sub(self.last_failure_ms.load(Ordering::Relaxed));
         match availability(policy, failures, Duration::from_millis(since)) {
             Availability::RetryDue if self.probing.load(Ordering::Relaxed) => Availability::Offline,
             a => a,
@@ -96,7 +100,7 @@ impl Server {
 
     /// An idle upstream connection, if one is ready (closed ones are dropped).
     pub fn take_idle(&self) -> Option<SendRequest<UpBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
         while let Some(s) = idle.pop() {
             if !s.is_closed() {
                 return Some(s);
@@ -110,14 +114,22 @@ impl Server {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < max_idle {
             idle.push(sender);
         }
     }
 
+    fn slot(&self) -> &Mutex<Vec<SendRequest<UpBody>>> {
+        &self.idle[crate::server::worker_id() % self.idle.len()]
+    }
+
+    /// Idle upstream connections over all workers.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.idle
+            .iter()
+            .map(|s| s.lock().map(|i| i.len()).unwrap_or(0))
+            .sum()
     }
 }
 
@@ -144,11 +156,12 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn from_config(c: &PoolConfig) -> Pool {
+    /// `slots`: the number of worker threads.
+    pub fn from_config(c: &PoolConfig, slots: usize) -> Pool {
         let servers: Vec<Arc<Server>> = c
             .servers
             .iter()
-            .map(|s| Arc::new(Server::new(&s.name, s.addr, s.weight)))
+            .map(|s| Arc::new(Server::new(&s.name, s.addr, s.weight, slots)))
             .collect();
         let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
         Pool {
@@ -199,7 +212,14 @@ impl Tried {
 pub struct PoolView<'a> {
     pub pool: &'a Pool,
     pub tried: &'a Tried,
-    pub now_ms: u64,
+    /// The clock, read at most once and only if a server has failures.
+    pub now_ms: std::cell::OnceCell<u64>,
+}
+
+impl PoolView<'_> {
+    pub fn now(&self) -> u64 {
+        *self.now_ms.get_or_init(crate::clock::now_ms)
+    }
 }
 
 impl Candidates for PoolView<'_> {
@@ -214,7 +234,8 @@ impl Candidates for PoolView<'_> {
     }
     fn usable(&self, i: usize) -> bool {
         !self.tried.contains(i)
-            && self.pool.servers[i].availability(self.pool.ha, self.now_ms) != Availability::Offline
+            && self.pool.servers[i].availability(self.pool.ha, || self.now())
+                != Availability::Offline
     }
 }
 
@@ -251,23 +272,23 @@ mod tests {
 
     #[test]
     fn server_goes_offline_and_one_retry_is_claimed() {
-        let s = Arc::new(Server::new("a", "127.0.0.1:1".parse().unwrap(), 1));
+        let s = Arc::new(Server::new("a", "127.0.0.1:1".parse().unwrap(), 1, 1));
         let p = HaPolicy {
             attempts: 2,
             offline_timeout: Duration::from_secs(5),
         };
-        assert_eq!(s.availability(p, 0), Availability::Up);
+        assert_eq!(s.availability(p, || 0), Availability::Up);
         s.connect_failed(1000);
-        assert_eq!(s.availability(p, 1000), Availability::Up);
+        assert_eq!(s.availability(p, || 1000), Availability::Up);
         s.connect_failed(1000);
-        assert_eq!(s.availability(p, 1001), Availability::Offline);
-        assert_eq!(s.availability(p, 6000), Availability::RetryDue);
+        assert_eq!(s.availability(p, || 1001), Availability::Offline);
+        assert_eq!(s.availability(p, || 6000), Availability::RetryDue);
         let claim = s.claim_retry().expect("first claim");
         assert!(s.claim_retry().is_none(), "only one request retries");
-        assert_eq!(s.availability(p, 6000), Availability::Offline);
+        assert_eq!(s.availability(p, || 6000), Availability::Offline);
         drop(claim);
-        assert_eq!(s.availability(p, 6000), Availability::RetryDue);
+        assert_eq!(s.availability(p, || 6000), Availability::RetryDue);
         s.connect_succeeded();
-        assert_eq!(s.availability(p, 6000), Availability::Up);
+        assert_eq!(s.availability(p, || 6000), Availability::Up);
     }
 }

@@ -54,10 +54,9 @@ pub async fn handle(
     req: Request<Incoming>,
     client: ClientInfo,
 ) -> Response<ProxyBody> {
-    let start = Instant::now();
     let mut log = rt
         .access_log
-        .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), start));
+        .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), Instant::now()));
 
     if headers::via_contains(req.headers(), &rt.via_token) {
         return error_response(ErrorKind::Loop, log);
@@ -168,18 +167,18 @@ async fn forward(
     };
     let mut tried = Tried::default();
     'servers: loop {
-        let now = clock::now_ms();
         let view = PoolView {
             pool,
             tried: &tried,
-            now_ms: now,
+            now_ms: Default::default(),
         };
         let Some(i) = pool.balancer.pick(&view, &ctx) else {
             return error_response(ErrorKind::NoServer, log);
         };
-        tried.insert(i);
         let server = &pool.servers[i];
-        let _claim = match server.availability(pool.ha, now) {
+        let availability = server.availability(pool.ha, || view.now());
+        tried.insert(i);
+        let _claim = match availability {
             Availability::Up => None,
             Availability::Offline => continue,
             Availability::RetryDue => match server.claim_retry() {
@@ -217,15 +216,15 @@ async fn forward(
                 );
                 continue 'servers;
             }
-            let sent_at = Instant::now();
+            let sent_at = log.as_ref().map(|_| Instant::now());
             match timeout(pool.response_timeout, sender.try_send_request(req)).await {
                 Err(_) => return error_response(ErrorKind::UpstreamTimeout, log),
                 Ok(Ok(resp)) => {
                     let (mut parts, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut parts.headers);
-                    if let Some(l) = &mut log {
+                    if let (Some(l), Some(t)) = (&mut log, sent_at) {
                         l.status = parts.status.as_u16();
-                        l.upstream_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
+                        l.upstream_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
                     }
                     let reuse = Reusable {
                         server: server.clone(),
