@@ -17,5 +17,6 @@ pub mod error;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod timer;
 
 pub use server::Langur;

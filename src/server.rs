@@ -12,7 +12,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use http::header::HeaderValue;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -354,18 +354,17 @@ async fn serve_connection(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = ClientInfo { addr: peer };
+    let client = Arc::new(ClientInfo::new(peer));
     let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        async move {
-            let rt = shared.runtime.load_full();
-            Ok::<_, std::convert::Infallible>(proxy::handle(&rt, req, client).await)
-        }
+        let rt = shared.runtime.load_full();
+        let client = client.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(&rt, req, &client).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(crate::timer::LazyTimer)
         .header_read_timeout(DEFAULT_HEADER_READ_TIMEOUT)
         .keep_alive(true)
+        .writev(false)
         .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {

@@ -57,29 +57,25 @@ pub fn via_contains(h: &HeaderMap, token: &str) -> bool {
 }
 
 /// Appends this hop to `Via` and the client to `X-Forwarded-For`; sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (a client cannot choose those). `Host` is left as it is.
+/// `X-Forwarded-Host` (a client cannot choose those). `Host` is left as it is. `client_ip` is the
+/// client's address as a header value, made once per connection ([`client_ip_value`]).
 pub fn add_forwarding(
     h: &mut HeaderMap,
-    client_ip: std::net::IpAddr,
+    client_ip: &HeaderValue,
     proto: &'static str,
     via: &HeaderValue,
 ) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let mut ip = itoa_ip(client_ip);
-    if h.contains_key(&XFF) {
-        let mut prior: Vec<&str> = h
-            .get_all(&XFF)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        prior.push(&ip);
-        ip = prior.join(", ");
-    }
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        h.insert(XFF, v);
-    }
+    let xff = if h.contains_key(&XFF) {
+        let mut prior: Vec<&[u8]> = h.get_all(&XFF).iter().map(|v| v.as_bytes()).collect();
+        prior.push(client_ip.as_bytes());
+        HeaderValue::from_bytes(&prior.join(&b", "[..])).unwrap_or_else(|_| client_ip.clone())
+    } else {
+        client_ip.clone()
+    };
+    h.insert(XFF, xff);
     h.insert(XFP, HeaderValue::from_static(proto));
     match h.get(header::HOST).cloned() {
         Some(host) => {
@@ -92,14 +88,16 @@ pub fn add_forwarding(
     h.append(header::VIA, via.clone());
 }
 
-fn itoa_ip(ip: std::net::IpAddr) -> String {
-    match ip {
+/// The client's IP as it goes into `X-Forwarded-For` (IPv4-mapped IPv6 shown as IPv4).
+pub fn client_ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    let text = match ip {
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => v6.to_string(),
         },
         v4 => v4.to_string(),
-    }
+    };
+    HeaderValue::from_str(&text).expect("an IP address is a valid header value")
 }
 
 #[cfg(test)]
@@ -131,7 +129,12 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let via = HeaderValue::from_static("1.1 langur-x");
-        add_forwarding(&mut h, "127.0.0.1".parse().unwrap(), "http", &via);
+        add_forwarding(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().unwrap()),
+            "http",
+            &via,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.org");

@@ -42,17 +42,28 @@ pub struct Runtime {
     pub access_log: bool,
 }
 
-/// What the pipeline knows about the client connection.
-#[derive(Debug, Clone, Copy)]
+/// What the pipeline knows about the client connection (made once per connection).
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub addr: SocketAddr,
+    /// The client's IP as an `X-Forwarded-For` value.
+    pub ip_header: HeaderValue,
+}
+
+impl ClientInfo {
+    pub fn new(addr: SocketAddr) -> ClientInfo {
+        ClientInfo {
+            addr,
+            ip_header: headers::client_ip_value(addr.ip()),
+        }
+    }
 }
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
 pub async fn handle(
     rt: &Runtime,
     req: Request<Incoming>,
-    client: ClientInfo,
+    client: &ClientInfo,
 ) -> Response<ProxyBody> {
     let mut log = rt
         .access_log
@@ -87,7 +98,7 @@ fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<Proxy
 
 /// Prepares the request for the upstream hop: origin-form URI, HTTP/1.1, hop-by-hop headers
 /// removed, forwarding headers added.
-fn upstream_request(rt: &Runtime, req: Request<Incoming>, client: ClientInfo) -> Request<UpBody> {
+fn upstream_request(rt: &Runtime, req: Request<Incoming>, client: &ClientInfo) -> Request<UpBody> {
     let (mut parts, body) = req.into_parts();
     let trailers = headers::te_trailers(&parts.headers);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
@@ -114,7 +125,7 @@ fn upstream_request(rt: &Runtime, req: Request<Incoming>, client: ClientInfo) ->
             .headers
             .insert(TE, HeaderValue::from_static("trailers"));
     }
-    headers::add_forwarding(&mut parts.headers, client.addr.ip(), "http", &rt.via);
+    headers::add_forwarding(&mut parts.headers, &client.ip_header, "http", &rt.via);
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, UpBody::Incoming(body))
 }
@@ -134,6 +145,7 @@ async fn connect(
     };
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
@@ -158,7 +170,7 @@ async fn forward(
     rt: &Runtime,
     pool: &Arc<Pool>,
     req: Request<Incoming>,
-    client: ClientInfo,
+    client: &ClientInfo,
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
     let mut req = upstream_request(rt, req, client);
