@@ -82,3 +82,6 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
         .init();
     guard
 }
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -6,13 +6,11 @@
 
 use crate::backend::Pool;
 use crate::config::Config;
-use crate::proxy::{self, ClientInfo, Runtime};
+use crate::proxy::Runtime;
 use crate::router::Router;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use http::header::HeaderValue;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +18,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Longest time to receive a request head (slowloris guard).
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -41,6 +37,8 @@ pub struct Shared {
     pub instance: Arc<str>,
     /// Worker threads (per-worker slots in servers are sized by it).
     pub workers: usize,
+    /// Set at shutdown: connections close after their current exchange.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Builds the request path's snapshot from a config.
@@ -193,13 +191,14 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shared> {
+pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shared> {
     let instance = instance_name(config);
     let runtime = build_runtime(config, &instance, workers)?;
     Ok(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         instance,
         workers,
+        stopping: Default::default(),
     })
 }
 
@@ -324,7 +323,8 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns = JoinSet::new();
+    let active = Arc::new(crate::conn::Active::default());
+    let (ticks, clock) = crate::conn::park_clock();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -338,40 +338,15 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                conns.spawn(serve_connection(stream, peer, shared.clone(), shutdown.clone()));
+                tokio::spawn(crate::conn::serve(stream, peer, shared.clone(), active.clone(), ticks.clone()));
             }
             _ = shutdown.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
     drop(listener);
-    while conns.join_next().await.is_some() {}
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let client = Arc::new(ClientInfo::new(peer));
-    let svc = service_fn(move |req| {
-        let rt = shared.runtime.load_full();
-        let client = client.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(&rt, req, &client).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(crate::timer::LazyTimer)
-        .header_read_timeout(DEFAULT_HEADER_READ_TIMEOUT)
-        .keep_alive(true)
-        .writev(false)
-        .serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(client = %peer, error = %e, "client connection ended with an error"); } }
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+    shared
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    clock.abort();
+    active.drained().await;
 }

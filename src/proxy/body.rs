@@ -8,6 +8,7 @@
 
 use crate::access_log::AccessLog;
 use crate::backend::{InFlight, Server};
+use crate::conn::ConnState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -19,8 +20,9 @@ use std::task::{Context, Poll};
 /// A request body on its way to a server.
 #[derive(Debug)]
 pub enum UpBody {
-    /// The client's body, streamed through.
-    Incoming(Incoming),
+    /// The client's body, streamed through; the client connection is told when it was read to
+    /// its end (only then may the connection carry another request).
+    Incoming(Incoming, Option<Arc<ConnState>>),
     /// No body (health checks, revalidations).
     Empty,
 }
@@ -34,21 +36,29 @@ impl Body for UpBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            UpBody::Incoming(b) => Pin::new(b).poll_frame(cx),
+            UpBody::Incoming(b, conn) => {
+                let polled = Pin::new(&mut *b).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None)) || b.is_end_stream() {
+                    if let Some(c) = conn.take() {
+                        c.request_body_done();
+                    }
+                }
+                polled
+            }
             UpBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpBody::Incoming(b) => b.is_end_stream(),
+            UpBody::Incoming(b, _) => b.is_end_stream(),
             UpBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpBody::Incoming(b) => b.size_hint(),
+            UpBody::Incoming(b, _) => b.size_hint(),
             UpBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -78,6 +88,8 @@ pub struct ProxyBody {
     log: Option<AccessLog>,
     bytes: u64,
     ended: bool,
+    /// The client connection, told when this body did not end cleanly.
+    conn: Option<Arc<ConnState>>,
 }
 
 impl ProxyBody {
@@ -91,6 +103,7 @@ impl ProxyBody {
             reuse: None,
             log,
             ended: true,
+            conn: None,
         }
     }
 
@@ -108,6 +121,7 @@ impl ProxyBody {
             log,
             bytes: 0,
             ended: false,
+            conn: None,
         };
         if let Kind::Upstream(inner) = &b.kind {
             if inner.is_end_stream() {
@@ -115,6 +129,11 @@ impl ProxyBody {
             }
         }
         b
+    }
+
+    /// Tells the client connection how this body ends (see `conn.rs`).
+    pub fn attach(&mut self, conn: Arc<ConnState>) {
+        self.conn = Some(conn);
     }
 
     fn finish(&mut self) {
@@ -180,6 +199,13 @@ impl Body for ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        if let Some(c) = &self.conn {
+            if self.ended {
+                c.response_done();
+            } else {
+                c.force_close();
+            }
+        }
         if let Some(mut log) = self.log.take() {
             log.bytes = self.bytes;
             if !self.ended && log.reason.is_empty() {

@@ -17,6 +17,7 @@ use crate::access_log::AccessLog;
 use crate::backend::{ha::Availability, InFlight, Pool, PoolView, Server, Tried};
 use crate::balancer::PickContext;
 use crate::clock;
+use crate::conn::ConnState;
 use crate::error::ErrorKind;
 use crate::router::Router;
 use body::{ProxyBody, Reusable, UpBody};
@@ -64,6 +65,7 @@ pub async fn handle(
     rt: &Runtime,
     req: Request<Incoming>,
     client: &ClientInfo,
+    conn: &Arc<ConnState>,
 ) -> Response<ProxyBody> {
     let mut log = rt
         .access_log
@@ -79,7 +81,7 @@ pub async fn handle(
     if let Some(l) = &mut log {
         l.pool = Some(pool.name.clone());
     }
-    forward(rt, pool, req, client, log).await
+    forward(rt, pool, req, client, conn, log).await
 }
 
 fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<ProxyBody> {
@@ -98,7 +100,12 @@ fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<Proxy
 
 /// Prepares the request for the upstream hop: origin-form URI, HTTP/1.1, hop-by-hop headers
 /// removed, forwarding headers added.
-fn upstream_request(rt: &Runtime, req: Request<Incoming>, client: &ClientInfo) -> Request<UpBody> {
+fn upstream_request(
+    rt: &Runtime,
+    req: Request<Incoming>,
+    client: &ClientInfo,
+    conn: &Arc<ConnState>,
+) -> Request<UpBody> {
     let (mut parts, body) = req.into_parts();
     let trailers = headers::te_trailers(&parts.headers);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
@@ -127,7 +134,8 @@ fn upstream_request(rt: &Runtime, req: Request<Incoming>, client: &ClientInfo) -
     }
     headers::add_forwarding(&mut parts.headers, &client.ip_header, "http", &rt.via);
     parts.version = Version::HTTP_11;
-    Request::from_parts(parts, UpBody::Incoming(body))
+    let done = (!hyper::body::Body::is_end_stream(&body)).then(|| conn.clone());
+    Request::from_parts(parts, UpBody::Incoming(body, done))
 }
 
 async fn connect(
@@ -171,9 +179,10 @@ async fn forward(
     pool: &Arc<Pool>,
     req: Request<Incoming>,
     client: &ClientInfo,
+    conn: &Arc<ConnState>,
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
-    let mut req = upstream_request(rt, req, client);
+    let mut req = upstream_request(rt, req, client, conn);
     let ctx = PickContext {
         client_hint: u64::from(client.addr.port()),
     };

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# langur's benchmark: langur, HAProxy and nginx side by side, same backends, same client, same run.
+#
+#   bench/run.sh            # all sections
+#   bench/run.sh proxy      # only the proxy table (also: idle, workers)
+#
+# Sections:
+#   proxy    one worker each, pinned to CPU 1; wrk and the backends on CPU 0; 64 keep-alive
+#            connections, 1 KiB responses, round robin over 3 nginx backends. Rows: origin (nginx
+#            serving the body itself: the floor), haproxy, nginx, langur. Median of ROUNDS runs
+#            of requests/s, p99 and CPU microseconds per request of the proxy process.
+#   idle     resident memory of each proxy holding IDLE_CONNS idle keep-alive client connections.
+#   workers  langur with 1 worker vs 2 workers (wrk unpinned: the machine has only 2 cores).
+# Env: ROUNDS (3), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
+#      these machines cap open files at 20000 and HAProxy insists on two per connection).
+# Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
+set -u
+cd "$(dirname "$0")/.."
+sections=${*:-proxy idle workers}
+ROUNDS=${ROUNDS:-3} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
+need=""
+for t in haproxy nginx wrk curl python3; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
+if [ -n "$need" ]; then
+  echo "bench: installing$need" >&2
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need) >/dev/null 2>&1 ||
+    { echo "bench: could not install$need" >&2; exit 2; }
+fi
+cargo build --release -q || exit 1
+BIN=$PWD/target/release/langur
+work=$(mktemp -d -t langur-bench.XXXX); chmod 755 "$work"
+trap 'for p in $(cat $work/pids 2>/dev/null); do kill $p 2>/dev/null; done; sleep 0.3; rm -rf $work' EXIT
+PORT=18180
+B1=19301 B2=19302 B3=19303
+BACKENDS="127.0.0.1:$B1 127.0.0.1:$B2 127.0.0.1:$B3"
+hz=$(getconf CLK_TCK)
+
+head -c "$BODY" /dev/zero | tr '\0' 'x' >"$work/body"
+cat >"$work/be.conf" <<CONF
+worker_processes 1; daemon off; pid $work/be.pid; error_log $work/be.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
+           location / { root $work; try_files /body =404; } } }
+CONF
+mkdir -p "$work/be" "$work/nx" "$work/or"
+taskset -c 0 nginx -c "$work/be.conf" -p "$work/be" & echo $! >>"$work/pids"
+
+cat >"$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 9900
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$PORT
+  default_backend be
+backend be
+  balance roundrobin
+  http-reuse always
+  server s1 127.0.0.1:$B1
+  server s2 127.0.0.1:$B2
+  server s3 127.0.0.1:$B3
+CONF
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $work/nx.pid; error_log $work/nx.err;
+worker_rlimit_nofile 30000;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000;
+  upstream be { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; keepalive 128; }
+  server { listen 127.0.0.1:$PORT;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+cat >"$work/origin.conf" <<CONF
+worker_processes 1; daemon off; pid $work/or.pid; error_log $work/or.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$PORT; location / { root $work; try_files /body =404; } } }
+CONF
+cat >"$work/langur.toml" <<CONF
+[server]
+listen = ["127.0.0.1:$PORT"]
+access_log = false
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+match = ['^/']
+pool = "bench"
+[pools.bench]
+balance = "round-robin"
+servers = ["127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3"]
+CONF
+declare -A CMD
+CMD[origin]="nginx -c $work/origin.conf -p $work/or"
+CMD[haproxy]="haproxy -f $work/haproxy.cfg -db"
+CMD[nginx]="nginx -c $work/nginx.conf -p $work/nx"
+CMD[langur]="$BIN run -c $work/langur.toml --workers 1 --no-access-log"
+
+cpu_ticks() { # utime+stime of a process (all its threads) and its children (nginx's worker)
+  local t=0 p f
+  for p in $1 $(pgrep -P "$1"); do
+    read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
+    t=$((t + f[13] + f[14]))
+  done
+  echo $t
+}
+start() { # name cpus -> pid
+  taskset -c "$2" bash -c "ulimit -n 65536 2>/dev/null; exec ${CMD[$1]}" >"$work/$1.out" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+  echo $pid
+}
+stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; sleep 0.3; }
+sleep 0.5
+
+if [[ " $sections " == *" proxy "* ]]; then
+  : >"$work/results"
+  for r in $(seq "$ROUNDS"); do
+    for name in origin haproxy nginx langur; do
+      pid=$(start $name 1)
+      taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+      c0=$(cpu_ticks $pid)
+      taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$PORT/" >"$work/wrk" 2>&1
+      c1=$(cpu_ticks $pid)
+      stop $pid
+      awk -v n=$name -v c=$((c1 - c0)) -v hz="$hz" '
+        /Requests\/sec/ {rps=$2} /requests in/ {reqs=$1}
+        $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v=v*1000}; p99=v}
+        /Non-2xx|Socket errors/ {err=err" "$0}
+        END {printf "%s %s %s %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$work/results"
+    done
+  done
+  echo "== proxy: 1 worker, $CONNS connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
+  printf '%-8s %12s %10s %12s %14s\n' proxy req/s p99_ms cpu_us/req "cpu vs haproxy"
+  hap=$(awk '$1=="haproxy" {print $4}' "$work/results" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  for name in origin haproxy nginx langur; do
+    med() { awk -v n=$name -v c=$1 '$1==n {print $c}' "$work/results" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+    cpu=$(med 4)
+    printf '%-8s %12s %10s %12s %14s\n' $name "$(med 2)" "$(med 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
+  done
+  echo "per run (proxy req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/results"
+fi
+
+if [[ " $sections " == *" idle "* ]]; then
+  echo "== idle: resident memory holding $IDLE_CONNS idle keep-alive client connections"
+  printf '%-8s %12s %12s %14s\n' proxy rss_before_kib rss_after_kib kib_per_conn
+  for name in haproxy nginx langur; do
+    pid=$(start $name 1)
+    out=$(bash -c "ulimit -n 65536 2>/dev/null; python3 bench/idle_conns.py 127.0.0.1:$PORT $pid $IDLE_CONNS")
+    stop $pid
+    read -r n before after <<<"$out"
+    printf '%-8s %12s %12s %14s\n' $name "$before" "$after" "$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a-b)/n}')"
+  done
+fi
+
+if [[ " $sections " == *" workers "* ]]; then
+  echo "== workers: langur req/s with 1 and 2 workers (wrk and backends share the same 2 cores)"
+  for w in 1 2; do
+    CMD[langur]="$BIN run -c $work/langur.toml --workers $w --no-access-log"
+    pid=$(start langur 0,1)
+    wrk -t2 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+    wrk -t2 -c"$CONNS" -d"${DUR}s" "http://127.0.0.1:$PORT/" >"$work/wrk" 2>&1
+    stop $pid
+    printf 'workers=%s %12s req/s\n' $w "$(awk '/Requests\/sec/ {print $2}' "$work/wrk")"
+  done
+fi

@@ -1,0 +1,404 @@
+//! Client connections, with idle keep-alive connections *parked* outside hyper.
+//!
+//! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for as long as a connection lives,
+//! so 10 000 idle keep-alive clients would cost 160 MiB. Here a hyper connection lives only while
+//! requests are being served: as soon as it is idle, it is taken apart (`into_parts`) and the
+//! socket, with any bytes hyper had read ahead, is *parked*: a small task waiting for
+//! readability, holding no buffers. The next request gets a fresh hyper connection.
+//!
+//! hyper does not say when it is idle, so this module decides it from what it observes, and only
+//! when all of it holds: every request hyper handed to the service has a response whose body
+//! ended cleanly; the current request body was read to its end; hyper's last I/O was a completed
+//! flush of the socket (hyper flushes the socket only once its own buffer is fully written); and
+//! hyper's connection returned `Pending` (it is waiting for the next request). Anything else, such
+//! as a client that asked to close or a body that did not end cleanly, is left to hyper, which
+//! then closes the connection itself.
+
+use crate::proxy::{self, ClientInfo};
+use crate::server::Shared;
+use bytes::{Buf, Bytes};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// Longest time to receive a complete request head once its first byte arrived (slowloris
+/// guard), and longest wait for the first request on a new connection.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle keep-alive connection is kept open waiting for its next request.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The park clock: a connection whose hyper state has been idle for two ticks (250 to 500 ms)
+/// is parked. One ticker per worker, so no connection needs a timer of its own.
+pub const PARK_TICK: Duration = Duration::from_millis(250);
+
+/// Starts a worker's park clock. Dropping the returned guard stops it.
+pub fn park_clock() -> (
+    tokio::sync::watch::Receiver<u64>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(PARK_TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            tx.send_modify(|t| *t += 1);
+        }
+    });
+    (rx, task)
+}
+
+/// One client connection: who it is, and what its exchanges report back to the loop that
+/// decides when hyper is idle. One allocation per connection.
+#[derive(Debug)]
+pub struct ConnState {
+    pub client: ClientInfo,
+    /// An exchange did not end cleanly: leave the connection to hyper (it will close it).
+    close: AtomicBool,
+    /// The current request's body has not been read to its end yet.
+    body_pending: AtomicBool,
+    /// Requests hyper handed to the service.
+    started: AtomicU64,
+    /// Responses whose body ended cleanly (and was dropped by hyper).
+    completed: AtomicU64,
+    /// hyper's last I/O on the socket was a successful flush (nothing of its own left to write).
+    flushed: AtomicBool,
+}
+
+impl ConnState {
+    fn new(client: ClientInfo) -> ConnState {
+        ConnState {
+            client,
+            close: AtomicBool::new(false),
+            body_pending: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            flushed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn force_close(&self) {
+        self.close.store(true, Ordering::Relaxed);
+    }
+
+    pub fn request_body_done(&self) {
+        self.body_pending.store(false, Ordering::Relaxed);
+    }
+
+    /// A response body ended cleanly and hyper is done with it.
+    pub fn response_done(&self) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every response so far was written out (bodies ended cleanly, hyper flushed).
+    fn responses_done(&self) -> bool {
+        !self.close.load(Ordering::Relaxed)
+            && self.flushed.load(Ordering::Relaxed)
+            && self.started.load(Ordering::Relaxed) == self.completed.load(Ordering::Relaxed)
+    }
+
+    fn idle(&self) -> bool {
+        self.responses_done() && !self.body_pending.load(Ordering::Relaxed)
+    }
+}
+
+/// The socket, with bytes hyper had read ahead (pipelined requests) served first. It records
+/// whether hyper's last I/O was a completed flush.
+struct Prefixed {
+    io: TokioIo<TcpStream>,
+    prefix: Bytes,
+    state: Arc<ConnState>,
+}
+
+impl Read for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.state.flushed.store(false, Ordering::Relaxed);
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            this.state.flushed.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Counts the exchanges in progress on one worker's listener, so shutdown can wait for them.
+/// Parked (idle) connections are not counted: they are closed when the worker stops.
+#[derive(Debug, Default)]
+pub struct Active {
+    count: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+impl Active {
+    fn enter(self: &Arc<Self>) -> ActiveGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(self.clone())
+    }
+
+    /// Resolves when no exchange is in progress.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct ActiveGuard(Arc<Active>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The per-connection service handed to hyper.
+#[derive(Clone)]
+struct ProxyService {
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+}
+
+type BoxFuture =
+    Pin<Box<dyn Future<Output = Result<Response<proxy::body::ProxyBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<proxy::body::ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn call(&self, req: Request<Incoming>) -> BoxFuture {
+        let state = self.conn.clone();
+        state.started.fetch_add(1, Ordering::Relaxed);
+        if !hyper::body::Body::is_end_stream(req.body()) {
+            state.body_pending.store(true, Ordering::Relaxed);
+        }
+        let rt = self.shared.runtime.load_full();
+        Box::pin(async move {
+            let mut resp = proxy::handle(&rt, req, &state.client, &state).await;
+            resp.body_mut().attach(state);
+            Ok(resp)
+        })
+    }
+}
+
+/// Serves one client connection until it closes, times out idle, or its worker stops (a
+/// parked connection is then dropped; an exchange in progress is finished first).
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    active: Arc<Active>,
+    mut ticks: tokio::sync::watch::Receiver<u64>,
+) {
+    let svc = ProxyService {
+        shared,
+        conn: Arc::new(ConnState::new(ClientInfo::new(peer))),
+    };
+    let mut io = Prefixed {
+        io: TokioIo::new(stream),
+        prefix: Bytes::new(),
+        state: svc.conn.clone(),
+    };
+    let mut wait = DEFAULT_HEADER_READ_TIMEOUT;
+    loop {
+        if io.prefix.is_empty() {
+            // Parked: nothing allocated but the socket, until the client sends its next request.
+            match tokio::time::timeout(wait, io.io.inner().readable()).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+        let _active = active.enter();
+        // Boxed: a parked connection's task keeps no room for hyper's state.
+        let parked = Box::pin(drive(io, svc.clone(), &mut ticks)).await;
+        match parked {
+            Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => io = back,
+            Some(mut back) => {
+                let _ = std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx)).await;
+                return;
+            }
+            None => return,
+        }
+        wait = DEFAULT_KEEPALIVE_TIMEOUT;
+    }
+}
+
+/// What driving hyper came to.
+enum Step {
+    Done(hyper::Result<()>),
+    Idle,
+    UnreadBody,
+}
+
+/// Serves requests with a fresh hyper connection until hyper finishes the connection (`None`)
+/// or has stayed idle for two park-clock ticks (`Some`: the socket, with read-ahead bytes first).
+async fn drive(
+    io: Prefixed,
+    svc: ProxyService,
+    ticks: &mut tokio::sync::watch::Receiver<u64>,
+) -> Option<Prefixed> {
+    let state = svc.conn.clone();
+    let stopping = {
+        let shared = svc.shared.clone();
+        move || shared.stopping.load(Ordering::Relaxed)
+    };
+    state.flushed.store(false, Ordering::Relaxed);
+    let before = state.started.load(Ordering::Relaxed);
+    let mut conn = hyper::server::conn::http1::Builder::new()
+        .timer(crate::timer::LazyTimer)
+        .header_read_timeout(DEFAULT_HEADER_READ_TIMEOUT)
+        .keep_alive(true)
+        .writev(false)
+        .serve_connection(io, svc);
+    let finished: Option<hyper::Result<()>> = 'drive: loop {
+        // Busy: drive hyper until it is done or idle. The park clock's ticks also bring news of
+        // a shutdown, so hyper can be told to finish after the exchange in progress.
+        let step = loop {
+            tokio::select! {
+                biased;
+                step = std::future::poll_fn(|cx| match conn.poll_without_shutdown(cx) {
+                    Poll::Ready(r) => Poll::Ready(Step::Done(r)),
+                    // Only once this hyper connection served a request.
+                    Poll::Pending if state.started.load(Ordering::Relaxed) > before && state.responses_done() => {
+                        if state.body_pending.load(Ordering::Relaxed) {
+                            Poll::Ready(Step::UnreadBody)
+                        } else {
+                            Poll::Ready(Step::Idle)
+                        }
+                    }
+                    Poll::Pending => Poll::Pending,
+                }) => break step,
+                _ = ticks.changed() => {
+                    if stopping() {
+                        Pin::new(&mut conn).graceful_shutdown();
+                    }
+                }
+            }
+        };
+        match step {
+            Step::Done(r) => break Some(r),
+            Step::UnreadBody => {
+                // Answered without reading the request body (an error page): the rest of the
+                // body can never be told from a next request, so the connection ends here.
+                let mut parts = conn.into_parts();
+                let _ = std::future::poll_fn(|cx| Pin::new(&mut parts.io).poll_shutdown(cx)).await;
+                return None;
+            }
+            Step::Idle => {}
+        }
+        // Idle: keep driving hyper (the client may send its next request any moment) and
+        // park once it stayed idle across two ticks of the worker's park clock.
+        let mark_started = state.started.load(Ordering::Relaxed);
+        let mark_tick = *ticks.borrow_and_update();
+        loop {
+            tokio::select! {
+                biased;
+                r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break 'drive Some(r),
+                changed = ticks.changed() => {
+                    if state.started.load(Ordering::Relaxed) != mark_started {
+                        continue 'drive;
+                    }
+                    if changed.is_err() || stopping() {
+                        break 'drive None;
+                    }
+                    if *ticks.borrow() >= mark_tick + 2 && state.idle() {
+                        break 'drive None;
+                    }
+                }
+            }
+        }
+    };
+    match finished {
+        // hyper finished the connection itself (client closed or asked to close).
+        Some(Ok(())) => {
+            let mut parts = conn.into_parts();
+            let _ = std::future::poll_fn(|cx| Pin::new(&mut parts.io).poll_shutdown(cx)).await;
+            None
+        }
+        Some(Err(e)) => {
+            tracing::debug!(client = %state.client.addr, error = %e, "client connection ended with an error");
+            None
+        }
+        None => {
+            let parts = conn.into_parts();
+            let mut io = parts.io;
+            // Bytes hyper read ahead come first, then whatever of the old prefix it did not
+            // read. Copied out: even an empty view would keep hyper's read buffer alive.
+            io.prefix = match (parts.read_buf.is_empty(), io.prefix.is_empty()) {
+                (true, _) => io.prefix,
+                (false, true) => Bytes::copy_from_slice(&parts.read_buf),
+                (false, false) => [parts.read_buf.as_ref(), io.prefix.as_ref()]
+                    .concat()
+                    .into(),
+            };
+            Some(io)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parked connection is one task; its future is what an idle client costs besides the
+    /// socket. Keep it small (see docs/performance.md, idle connections).
+    #[tokio::test]
+    async fn a_parked_connection_is_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        let _c = TcpStream::connect(a).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let config = crate::config::parse_str("t.toml", "", true).unwrap();
+        let shared = Arc::new(crate::server::new_shared(&config, 1).unwrap());
+        let (ticks, _clock) = park_clock();
+        let fut = serve(s, peer, shared, Arc::new(Active::default()), ticks);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 600, "the connection future grew to {size} bytes");
+    }
+}
