@@ -1,0 +1,83 @@
+//! Micro-benchmarks of the decision code on the request path: routing and balancer picks.
+//! `cargo bench --bench hot_path`; numbers are recorded in docs/performance.md.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use langur::balancer::{self, Candidates, PickContext};
+use langur::config::BalanceMethod;
+use langur::router::Router;
+
+struct Pool {
+    weights: Vec<u32>,
+    in_flight: Vec<usize>,
+}
+
+impl Candidates for Pool {
+    fn len(&self) -> usize {
+        self.weights.len()
+    }
+    fn weight(&self, i: usize) -> u32 {
+        self.weights[i]
+    }
+    fn in_flight(&self, i: usize) -> usize {
+        self.in_flight[i]
+    }
+    fn usable(&self, _: usize) -> bool {
+        true
+    }
+}
+
+fn router(c: &mut Criterion) {
+    let reference = Router::new(&[
+        (vec!["/*.php".into()], 0),
+        (
+            vec![
+                "/*.jpg".into(),
+                "/*.png".into(),
+                "/*.css".into(),
+                "/*.js".into(),
+                "/*.html".into(),
+            ],
+            1,
+        ),
+    ])
+    .unwrap();
+    c.bench_function("route/reference/static-hit", |b| {
+        b.iter(|| reference.route(black_box("/assets/img/logo.png")))
+    });
+    c.bench_function("route/reference/miss", |b| {
+        b.iter(|| reference.route(black_box("/api/v1/users/42")))
+    });
+    let many: Vec<(Vec<String>, usize)> = (0..50)
+        .map(|i| (vec![format!("^/service{i}/")], i))
+        .collect();
+    let many = Router::new(&many).unwrap();
+    c.bench_function("route/50-prefixes/last", |b| {
+        b.iter(|| many.route(black_box("/service49/x/y")))
+    });
+}
+
+fn balancers(c: &mut Criterion) {
+    for n in [3usize, 100] {
+        let pool = Pool {
+            weights: (0..n).map(|i| 1 + (i % 3) as u32).collect(),
+            in_flight: (0..n).map(|i| i % 7).collect(),
+        };
+        for method in [
+            BalanceMethod::RoundRobin,
+            BalanceMethod::LeastConnections,
+            BalanceMethod::FirstAlive,
+            BalanceMethod::Naive,
+        ] {
+            let bal = balancer::build(method, &pool.weights);
+            let ctx = PickContext {
+                client_hint: 40_123,
+            };
+            c.bench_function(&format!("pick/{}/{n}", method.as_str()), |b| {
+                b.iter(|| bal.pick(black_box(&pool), black_box(&ctx)))
+            });
+        }
+    }
+}
+
+criterion_group!(benches, router, balancers);
+criterion_main!(benches);
