@@ -39,6 +39,8 @@ pub struct Shared {
     pub workers: usize,
     /// Set at shutdown: connections close after their current exchange.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Health transitions of every pool (kept across reloads).
+    pub events: Arc<crate::backend::events::EventLog>,
 }
 
 /// Builds the request path's snapshot from a config.
@@ -46,6 +48,7 @@ pub fn build_runtime(
     config: &Config,
     instance: &Arc<str>,
     workers: usize,
+    events: &Arc<crate::backend::events::EventLog>,
 ) -> anyhow::Result<Runtime> {
     let routes: Vec<(Vec<String>, usize)> = config
         .routes
@@ -56,7 +59,7 @@ pub fn build_runtime(
     let pools = config
         .pools
         .iter()
-        .map(|p| Arc::new(Pool::from_config(p, workers)))
+        .map(|p| Arc::new(Pool::from_config(p, workers, events.clone())))
         .collect();
     Ok(Runtime {
         router,
@@ -92,6 +95,7 @@ pub struct Langur {
     admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    checkers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Langur {
@@ -131,12 +135,14 @@ impl Langur {
         for a in &addrs {
             tracing::info!(listen = %a, "langur is serving");
         }
+        let checkers = crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         Ok(Langur {
             shared,
             addrs,
             admin_addr,
             shutdown,
             tasks,
+            checkers,
         })
     }
 
@@ -155,6 +161,9 @@ impl Langur {
 
     /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), returns.
     pub async fn shutdown(mut self) {
+        for c in &self.checkers {
+            c.abort();
+        }
         let _ = self.shutdown.send(true);
         let drain = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(DEFAULT_SHUTDOWN_TIMEOUT, drain)
@@ -193,12 +202,14 @@ async fn wait_for_signal() {
 
 pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shared> {
     let instance = instance_name(config);
-    let runtime = build_runtime(config, &instance, workers)?;
+    let events = Arc::new(crate::backend::events::EventLog::default());
+    let runtime = build_runtime(config, &instance, workers, &events)?;
     Ok(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         instance,
         workers,
         stopping: Default::default(),
+        events,
     })
 }
 
@@ -294,6 +305,7 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
         .build()?;
     main_rt.block_on(async {
         let admin = TcpListener::from_std(admin_std)?;
+        let checkers = crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         let admin_task = tokio::spawn(crate::admin::serve(
             admin,
             shared.clone(),
@@ -302,6 +314,9 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
         wait_for_signal().await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = shutdown.send(true);
+        for c in &checkers {
+            c.abort();
+        }
         let _ = admin_task.await;
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {

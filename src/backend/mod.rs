@@ -4,15 +4,20 @@
 //! idle upstream connections sit in a short-held mutex (never held across an `.await`). A
 //! [`Pool`] is immutable once built: servers, balancer, policies.
 
+pub mod events;
 pub mod ha;
+pub mod health;
+pub mod monitor;
+pub mod probe;
 
 use crate::balancer::{self, Balancer, Candidates};
-use crate::config::PoolConfig;
+use crate::config::{CheckConfig, ObserveConfig, PoolConfig};
 use crate::proxy::body::UpBody;
 use ha::{availability, Availability, HaPolicy};
+use health::{Health, HealthMachine, Thresholds};
 use hyper::client::conn::http1::SendRequest;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,12 +42,85 @@ pub struct Server {
     /// Idle upstream connections, one slot per worker thread: a connection is driven by the
     /// worker that opened it, so it is only ever reused there (no cross-thread wakeups).
     idle: Box<[Mutex<Vec<SendRequest<UpBody>>>]>,
+    /// Used only when no non-backup server of the pool is usable.
+    pub backup: bool,
+    /// The active check, if any.
+    pub check: Option<CheckConfig>,
+    /// Health as the request path reads it ([`Health`] as a number); written on transitions.
+    health: AtomicU8,
+    /// What the operator said: ready, drain or maint ([`Operator`] as a number).
+    operator: AtomicU8,
+    /// The health state machine (checks and passive observation feed it; short-held).
+    pub machine: Mutex<HealthMachine>,
+    /// Consecutive errors seen in live traffic (passive observation).
+    passive_errors: AtomicU32,
+    /// Bumped to end every connection to this server at once (`shutdown-sessions`).
+    kill: tokio::sync::watch::Sender<u64>,
+    /// Wakes the checker early (passive `fastinter`).
+    pub hurry: tokio::sync::Notify,
+    /// Failed checks, ever (HAProxy's `chkfail`).
+    pub check_failures: AtomicU64,
+    /// Transitions to down (HAProxy's `chkdown`).
+    pub downs: AtomicU64,
+    /// When health last changed, in [`crate::clock::now_ms`] units.
+    pub last_change_ms: AtomicU64,
+}
+
+/// What the operator asked of a server, kept apart from its health: draining never fakes health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Ready,
+    /// Finish what it has, take nothing new.
+    Drain,
+    /// Out of service.
+    Maint,
+}
+
+impl Operator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operator::Ready => "ready",
+            Operator::Drain => "drain",
+            Operator::Maint => "maint",
+        }
+    }
+}
+
+fn health_from(n: u8) -> Health {
+    match n {
+        0 => Health::Up,
+        1 => Health::Drain,
+        _ => Health::Down,
+    }
+}
+
+fn health_to(h: Health) -> u8 {
+    match h {
+        Health::Up => 0,
+        Health::Drain => 1,
+        Health::Down => 2,
+    }
 }
 
 impl Server {
     /// `slots`: the number of worker threads (one idle-connection slot each).
     pub fn new(name: &str, addr: SocketAddr, weight: u32, slots: usize) -> Server {
+        let thresholds = Thresholds {
+            rise: crate::config::DEFAULT_CHECK_RISE,
+            fall: crate::config::DEFAULT_CHECK_FALL,
+        };
         Server {
+            backup: false,
+            check: None,
+            health: AtomicU8::new(0),
+            operator: AtomicU8::new(0),
+            machine: Mutex::new(HealthMachine::new(thresholds)),
+            passive_errors: AtomicU32::new(0),
+            kill: tokio::sync::watch::channel(0).0,
+            hurry: tokio::sync::Notify::new(),
+            check_failures: AtomicU64::new(0),
+            downs: AtomicU64::new(0),
+            last_change_ms: AtomicU64::new(0),
             name: Arc::from(name),
             addr,
             weight,
@@ -56,9 +134,70 @@ impl Server {
         }
     }
 
+    pub fn health(&self) -> Health {
+        health_from(self.health.load(Ordering::Relaxed))
+    }
+
+    pub fn set_health(&self, h: Health) {
+        self.health.store(health_to(h), Ordering::Relaxed);
+    }
+
+    pub fn operator(&self) -> Operator {
+        match self.operator.load(Ordering::Relaxed) {
+            0 => Operator::Ready,
+            1 => Operator::Drain,
+            _ => Operator::Maint,
+        }
+    }
+
+    pub fn set_operator(&self, o: Operator) {
+        let n = match o {
+            Operator::Ready => 0,
+            Operator::Drain => 1,
+            Operator::Maint => 2,
+        };
+        self.operator.store(n, Ordering::Relaxed);
+    }
+
+    /// May new requests go here (operator ready, health up)? One load each.
+    pub fn takes_new_requests(&self) -> bool {
+        self.operator.load(Ordering::Relaxed) == 0 && self.health.load(Ordering::Relaxed) == 0
+    }
+
+    /// A receiver that changes when this server's sessions must end.
+    pub fn kill_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.kill.subscribe()
+    }
+
+    /// Ends every connection to this server now (in flight and idle).
+    pub fn kill_sessions(&self) {
+        self.kill.send_modify(|g| *g += 1);
+        for slot in self.idle.iter() {
+            slot.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    /// Live traffic went well: the passive error run is over.
+    pub fn passive_ok(&self) {
+        if self.passive_errors.load(Ordering::Relaxed) != 0 {
+            self.passive_errors.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Live traffic failed; true when the run of errors reached `limit` (and restarts it).
+    pub fn passive_error(&self, limit: u32) -> bool {
+        let n = self.passive_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= limit {
+            self.passive_errors.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Availability now under `policy`. The common case (no failures) reads one atomic and
     /// does not read the clock.
-    pub fn availability(&self, policy: HaPolicy, now_ms: impl FnOnce() -> u64) -> Availability {
+    pub fn availability(&self, policy: HaPolicy, now_ms: &dyn Fn() -> u64) -> Availability {
         let failures = self.failures.load(Ordering::Relaxed);
         if failures == 0 {
             return Availability::Up;
@@ -153,15 +292,32 @@ pub struct Pool {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub max_idle_per_server: usize,
+    pub observe: Option<ObserveConfig>,
+    pub all_backups: bool,
+    pub shutdown_sessions_on_down: bool,
+    pub shutdown_backup_sessions_on_up: bool,
+    /// Where health transitions are recorded (shared by all pools of an instance).
+    pub events: Arc<events::EventLog>,
 }
 
 impl Pool {
     /// `slots`: the number of worker threads.
-    pub fn from_config(c: &PoolConfig, slots: usize) -> Pool {
+    pub fn from_config(c: &PoolConfig, slots: usize, events: Arc<events::EventLog>) -> Pool {
         let servers: Vec<Arc<Server>> = c
             .servers
             .iter()
-            .map(|s| Arc::new(Server::new(&s.name, s.addr, s.weight, slots)))
+            .map(|s| {
+                let mut server = Server::new(&s.name, s.addr, s.weight, slots);
+                server.backup = s.backup;
+                if let Some(ch) = &s.check {
+                    server.machine = Mutex::new(HealthMachine::new(Thresholds {
+                        rise: ch.rise,
+                        fall: ch.fall,
+                    }));
+                }
+                server.check = s.check.clone();
+                Arc::new(server)
+            })
             .collect();
         let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
         Pool {
@@ -175,7 +331,17 @@ impl Pool {
             connect_timeout: c.connect_timeout,
             response_timeout: c.response_timeout,
             max_idle_per_server: crate::config::DEFAULT_MAX_IDLE_PER_SERVER,
+            observe: c.observe,
+            all_backups: c.all_backups,
+            shutdown_sessions_on_down: c.shutdown_sessions_on_down,
+            shutdown_backup_sessions_on_up: c.shutdown_backup_sessions_on_up,
+            events,
         }
+    }
+
+    /// Usable right now for a new request, ignoring backups' special rule.
+    fn plain_usable(&self, s: &Server, now: &dyn Fn() -> u64) -> bool {
+        s.takes_new_requests() && s.availability(self.ha, now) != Availability::Offline
     }
 }
 
@@ -214,11 +380,47 @@ pub struct PoolView<'a> {
     pub tried: &'a Tried,
     /// The clock, read at most once and only if a server has failures.
     pub now_ms: std::cell::OnceCell<u64>,
+    /// Backups' turn: `None` while a non-backup server is usable, else which backups may serve
+    /// (`usize::MAX` for all of them). Worked out at most once per view.
+    pub backup_turn: std::cell::OnceCell<Option<usize>>,
 }
 
-impl PoolView<'_> {
+impl<'a> PoolView<'a> {
+    pub fn new(pool: &'a Pool, tried: &'a Tried) -> PoolView<'a> {
+        PoolView {
+            pool,
+            tried,
+            now_ms: Default::default(),
+            backup_turn: Default::default(),
+        }
+    }
+
     pub fn now(&self) -> u64 {
         *self.now_ms.get_or_init(crate::clock::now_ms)
+    }
+
+    fn backup_turn(&self) -> Option<usize> {
+        *self.backup_turn.get_or_init(|| {
+            let now = || self.now();
+            let servers = &self.pool.servers;
+            let primary = servers.iter().enumerate().any(|(i, s)| {
+                !s.backup && !self.tried.contains(i) && self.pool.plain_usable(s, &now)
+            });
+            if primary {
+                None
+            } else if self.pool.all_backups {
+                Some(usize::MAX)
+            } else {
+                // The first backup that can serve takes it all.
+                servers
+                    .iter()
+                    .enumerate()
+                    .find(|(i, s)| {
+                        s.backup && !self.tried.contains(*i) && self.pool.plain_usable(s, &now)
+                    })
+                    .map(|(i, _)| i)
+            }
+        })
     }
 }
 
@@ -233,9 +435,18 @@ impl Candidates for PoolView<'_> {
         self.pool.servers[i].in_flight.load(Ordering::Relaxed)
     }
     fn usable(&self, i: usize) -> bool {
-        !self.tried.contains(i)
-            && self.pool.servers[i].availability(self.pool.ha, || self.now())
-                != Availability::Offline
+        let s = &self.pool.servers[i];
+        if self.tried.contains(i) || !self.pool.plain_usable(s, &|| self.now()) {
+            return false;
+        }
+        if !s.backup && !self.pool.servers.iter().any(|x| x.backup) {
+            return true;
+        }
+        match self.backup_turn() {
+            None => !s.backup,
+            Some(usize::MAX) => s.backup,
+            Some(first) => i == first,
+        }
     }
 }
 
@@ -277,18 +488,18 @@ mod tests {
             attempts: 2,
             offline_timeout: Duration::from_secs(5),
         };
-        assert_eq!(s.availability(p, || 0), Availability::Up);
+        assert_eq!(s.availability(p, &|| 0), Availability::Up);
         s.connect_failed(1000);
-        assert_eq!(s.availability(p, || 1000), Availability::Up);
+        assert_eq!(s.availability(p, &|| 1000), Availability::Up);
         s.connect_failed(1000);
-        assert_eq!(s.availability(p, || 1001), Availability::Offline);
-        assert_eq!(s.availability(p, || 6000), Availability::RetryDue);
+        assert_eq!(s.availability(p, &|| 1001), Availability::Offline);
+        assert_eq!(s.availability(p, &|| 6000), Availability::RetryDue);
         let claim = s.claim_retry().expect("first claim");
         assert!(s.claim_retry().is_none(), "only one request retries");
-        assert_eq!(s.availability(p, || 6000), Availability::Offline);
+        assert_eq!(s.availability(p, &|| 6000), Availability::Offline);
         drop(claim);
-        assert_eq!(s.availability(p, || 6000), Availability::RetryDue);
+        assert_eq!(s.availability(p, &|| 6000), Availability::RetryDue);
         s.connect_succeeded();
-        assert_eq!(s.availability(p, || 6000), Availability::Up);
+        assert_eq!(s.availability(p, &|| 6000), Availability::Up);
     }
 }

@@ -156,19 +156,19 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             pool: At::new(name.clone(), e.line),
             line: e.line,
         });
-        raw.pools.push(RawPool {
-            name,
-            line: e.line,
-            settings: e.settings,
-            servers: e
-                .servers
-                .into_iter()
-                .map(|address| RawServer {
-                    address,
-                    weight: None,
-                })
-                .collect(),
-        });
+        let mut pool = RawPool::new(name, e.line);
+        pool.settings = e.settings;
+        pool.servers = e
+            .servers
+            .into_iter()
+            .map(|address| RawServer {
+                address,
+                weight: None,
+                backup: None,
+                check: None,
+            })
+            .collect();
+        raw.pools.push(pool);
     }
     raw
 }

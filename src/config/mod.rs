@@ -38,6 +38,17 @@ pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 256;
 /// How long an idle upstream connection is kept before it is closed.
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Active check defaults (HAProxy's `inter`, `fastinter`, `downinter`, `timeout check`, `rise`,
+/// `fall`).
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_CHECK_FASTINTER: Duration = Duration::from_millis(500);
+pub const DEFAULT_CHECK_DOWNINTER: Duration = Duration::from_secs(5);
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_CHECK_RISE: u32 = 2;
+pub const DEFAULT_CHECK_FALL: u32 = 3;
+/// Passive observation: consecutive errors before `on_error` acts.
+pub const DEFAULT_ERROR_LIMIT: u32 = 10;
+
 /// A balancing method. Weighted round robin is [`BalanceMethod::RoundRobin`] with weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BalanceMethod {
@@ -111,6 +122,14 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub servers: Vec<ServerConfig>,
+    /// Passive observation of live traffic, if on.
+    pub observe: Option<ObserveConfig>,
+    /// All backups share the load (else the first usable backup takes it).
+    pub all_backups: bool,
+    /// `on_marked_down = "shutdown-sessions"`.
+    pub shutdown_sessions_on_down: bool,
+    /// `on_marked_up = "shutdown-backup-sessions"`.
+    pub shutdown_backup_sessions_on_up: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +138,77 @@ pub struct ServerConfig {
     pub name: String,
     pub addr: SocketAddr,
     pub weight: u32,
+    /// Used only when no non-backup server of the pool is usable.
+    pub backup: bool,
+    /// The active check for this server (the pool's, with the server's overrides), if any.
+    pub check: Option<CheckConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Connect only.
+    Tcp,
+    /// A GET of `path`; the status (and optionally the body) decide.
+    Http,
+}
+
+/// An expected status: a class (`2xx`) or an exact code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    Class(u16),
+    Code(u16),
+}
+
+impl StatusMatch {
+    pub fn matches(self, code: u16) -> bool {
+        match self {
+            StatusMatch::Class(c) => code / 100 == c,
+            StatusMatch::Code(c) => code == c,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub kind: CheckKind,
+    pub path: String,
+    pub interval: Duration,
+    pub fastinter: Duration,
+    pub downinter: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub expect_status: Vec<StatusMatch>,
+    /// A regex searched in the first bytes of the body.
+    pub expect_body: Option<String>,
+    pub disable_on_404: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObserveMode {
+    /// Connect errors and resets.
+    Layer4,
+    /// Also 5xx and invalid responses.
+    Layer7,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Check sooner.
+    Fastinter,
+    /// Count as one failed check.
+    FailCheck,
+    /// As if the last allowed check failed.
+    SuddenDeath,
+    /// Down at once.
+    MarkDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObserveConfig {
+    pub mode: ObserveMode,
+    pub error_limit: u32,
+    pub on_error: OnError,
 }
 
 /// One problem in a config file. Displays as `FILE:LINE: message`.
@@ -203,12 +293,89 @@ pub(crate) struct RawPool {
     pub line: usize,
     pub settings: RawPoolSettings,
     pub servers: Vec<RawServer>,
+    pub check: Option<RawCheck>,
+    pub observe: Option<At<String>>,
+    pub error_limit: Option<At<i64>>,
+    pub on_error: Option<At<String>>,
+    pub all_backups: Option<bool>,
+    pub on_marked_down: Option<At<String>>,
+    pub on_marked_up: Option<At<String>>,
+}
+
+impl RawPool {
+    pub fn new(name: String, line: usize) -> RawPool {
+        RawPool {
+            name,
+            line,
+            settings: RawPoolSettings::default(),
+            servers: Vec::new(),
+            check: None,
+            observe: None,
+            error_limit: None,
+            on_error: None,
+            all_backups: None,
+            on_marked_down: None,
+            on_marked_up: None,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct RawServer {
     pub address: At<String>,
     pub weight: Option<At<i64>>,
+    pub backup: Option<bool>,
+    /// `check = false` disables the pool's check for this server; a table overrides keys.
+    pub check: Option<RawServerCheck>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum RawServerCheck {
+    Off,
+    Override(RawCheck),
+}
+
+/// A `check` table as written; every key optional (server overrides merge over the pool's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawCheck {
+    pub line: usize,
+    pub kind: Option<At<String>>,
+    pub path: Option<At<String>>,
+    pub interval: Option<At<Duration>>,
+    pub fastinter: Option<At<Duration>>,
+    pub downinter: Option<At<Duration>>,
+    pub timeout: Option<At<Duration>>,
+    pub rise: Option<At<i64>>,
+    pub fall: Option<At<i64>>,
+    pub expect_status: Option<Vec<At<String>>>,
+    pub expect_body: Option<At<String>>,
+    pub disable_on_404: Option<bool>,
+}
+
+impl RawCheck {
+    /// `self` with `over`'s keys where it sets them.
+    pub fn merged(&self, over: &RawCheck) -> RawCheck {
+        RawCheck {
+            line: over.line,
+            kind: over.kind.clone().or_else(|| self.kind.clone()),
+            path: over.path.clone().or_else(|| self.path.clone()),
+            interval: over.interval.clone().or_else(|| self.interval.clone()),
+            fastinter: over.fastinter.clone().or_else(|| self.fastinter.clone()),
+            downinter: over.downinter.clone().or_else(|| self.downinter.clone()),
+            timeout: over.timeout.clone().or_else(|| self.timeout.clone()),
+            rise: over.rise.clone().or_else(|| self.rise.clone()),
+            fall: over.fall.clone().or_else(|| self.fall.clone()),
+            expect_status: over
+                .expect_status
+                .clone()
+                .or_else(|| self.expect_status.clone()),
+            expect_body: over
+                .expect_body
+                .clone()
+                .or_else(|| self.expect_body.clone()),
+            disable_on_404: over.disable_on_404.or(self.disable_on_404),
+        }
+    }
 }
 
 /// Collects errors for one file.

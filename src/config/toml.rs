@@ -2,7 +2,8 @@
 //! reported with its line, and all of them at once (serde's derive stops at the first).
 
 use super::{
-    line_of, parse_duration, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute, RawServer,
+    line_of, parse_duration, At, Diag, RawCheck, RawConfig, RawPool, RawPoolSettings, RawRoute,
+    RawServer, RawServerCheck,
 };
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
@@ -27,9 +28,29 @@ const POOL_KEYS: &[&str] = &[
     "response_timeout",
     "servers",
     "server",
+    "check",
+    "observe",
+    "error_limit",
+    "on_error",
+    "all_backups",
+    "on_marked_down",
+    "on_marked_up",
+];
+const CHECK_KEYS: &[&str] = &[
+    "type",
+    "path",
+    "interval",
+    "fastinter",
+    "downinter",
+    "timeout",
+    "rise",
+    "fall",
+    "expect_status",
+    "expect_body",
+    "disable_on_404",
 ];
 const ROUTE_KEYS: &[&str] = &["match", "pool"];
-const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight"];
+const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight", "backup", "check"];
 
 struct Reader<'s> {
     src: &'s str,
@@ -188,12 +209,7 @@ impl Reader<'_> {
     }
 
     fn pool(&mut self, name: &str, val: &Val<'_>, line: usize) -> RawPool {
-        let mut pool = RawPool {
-            name: name.to_string(),
-            line,
-            settings: RawPoolSettings::default(),
-            servers: Vec::new(),
-        };
+        let mut pool = RawPool::new(name.to_string(), line);
         let section = format!("[pools.{name}]");
         self.table(val, &section, |r, k, v, kline| {
             if r.pool_setting(&mut pool.settings, k, v) {
@@ -205,6 +221,8 @@ impl Reader<'_> {
                         pool.servers.push(RawServer {
                             address: a,
                             weight: None,
+                            backup: None,
+                            check: None,
                         });
                     }
                 }
@@ -222,24 +240,93 @@ impl Reader<'_> {
                         "`server` must be a list of tables: server = [{ address = \"host:port\" }]",
                     ),
                 },
+                "check" => pool.check = r.check(v, &format!("{section}.check")),
+                "observe" => pool.observe = r.string(k, v),
+                "error_limit" => pool.error_limit = r.int(k, v),
+                "on_error" => pool.on_error = r.string(k, v),
+                "all_backups" => pool.all_backups = r.bool(k, v),
+                "on_marked_down" => pool.on_marked_down = r.string(k, v),
+                "on_marked_up" => pool.on_marked_up = r.string(k, v),
                 _ => r.diag.unknown_key(kline, &section, k, POOL_KEYS),
             }
         });
         pool
     }
 
+    fn check(&mut self, val: &Val<'_>, section: &str) -> Option<RawCheck> {
+        let mut c = RawCheck {
+            line: self.line(val.span()),
+            ..RawCheck::default()
+        };
+        if !matches!(val.get_ref(), DeValue::Table(_)) {
+            self.type_error("check", val, "a table");
+            return None;
+        }
+        self.table(val, section, |r, k, v, kline| match k {
+            "type" => c.kind = r.string(k, v),
+            "path" => c.path = r.string(k, v),
+            "interval" => c.interval = r.duration(k, v),
+            "fastinter" => c.fastinter = r.duration(k, v),
+            "downinter" => c.downinter = r.duration(k, v),
+            "timeout" => c.timeout = r.duration(k, v),
+            "rise" => c.rise = r.int(k, v),
+            "fall" => c.fall = r.int(k, v),
+            "expect_status" => {
+                let list: Vec<At<String>> = match v.get_ref() {
+                    DeValue::Integer(_) => r
+                        .int(k, v)
+                        .map(|i| At::new(i.value.to_string(), i.line))
+                        .into_iter()
+                        .collect(),
+                    DeValue::Array(items) => items
+                        .iter()
+                        .filter_map(|i| match i.get_ref() {
+                            DeValue::Integer(_) => {
+                                r.int(k, i).map(|n| At::new(n.value.to_string(), n.line))
+                            }
+                            _ => r.string(k, i),
+                        })
+                        .collect(),
+                    _ => r.str_list(k, v),
+                };
+                c.expect_status = Some(list);
+            }
+            "expect_body" => c.expect_body = r.string(k, v),
+            "disable_on_404" => c.disable_on_404 = r.bool(k, v),
+            _ => r.diag.unknown_key(kline, section, k, CHECK_KEYS),
+        });
+        Some(c)
+    }
+
     fn server_entry(&mut self, item: &Val<'_>, section: &str) -> Option<RawServer> {
         let line = self.line(item.span());
         let mut address = None;
         let mut weight = None;
+        let mut backup = None;
+        let mut check = None;
         let what = format!("a server of {section}");
         self.table(item, &what, |r, k, v, kline| match k {
             "address" => address = r.string(k, v),
             "weight" => weight = r.int(k, v),
+            "backup" => backup = r.bool(k, v),
+            "check" => match v.get_ref() {
+                DeValue::Boolean(false) => check = Some(RawServerCheck::Off),
+                DeValue::Boolean(true) => {}
+                _ => {
+                    check = r
+                        .check(v, &format!("the check of {what}"))
+                        .map(RawServerCheck::Override)
+                }
+            },
             _ => r.diag.unknown_key(kline, &what, k, SERVER_ENTRY_KEYS),
         });
         match address {
-            Some(address) => Some(RawServer { address, weight }),
+            Some(address) => Some(RawServer {
+                address,
+                weight,
+                backup,
+                check,
+            }),
             None => {
                 self.diag.error(
                     line,

@@ -235,7 +235,15 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
     }
 
     let mut servers: Vec<ServerConfig> = Vec::new();
+    let pool_check = p.check.as_ref();
     for rs in &p.servers {
+        let check = match (&rs.check, pool_check) {
+            (Some(RawServerCheck::Off), _) => None,
+            (Some(RawServerCheck::Override(o)), Some(pc)) => check(&pc.merged(o), diag),
+            (Some(RawServerCheck::Override(o)), None) => check(o, diag),
+            (None, Some(pc)) => check(pc, diag),
+            (None, None) => None,
+        };
         let weight = match &rs.weight {
             None => 1,
             Some(w) if (1..=1000).contains(&w.value) => w.value as u32,
@@ -259,6 +267,8 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
                         name: rs.address.value.clone(),
                         addr,
                         weight,
+                        backup: rs.backup.unwrap_or(false),
+                        check,
                     });
                 }
             }
@@ -277,6 +287,91 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         );
         return None;
     }
+    let observe = p.observe.as_ref().and_then(|o| {
+        let mode = match o.value.to_ascii_lowercase().as_str() {
+            "layer4" => ObserveMode::Layer4,
+            "layer7" => ObserveMode::Layer7,
+            "none" | "off" => return None,
+            other => {
+                diag.error(
+                    o.line,
+                    Some("observe"),
+                    format!("`observe` must be \"layer4\" or \"layer7\", not `{other}`"),
+                );
+                return None;
+            }
+        };
+        let error_limit = match &p.error_limit {
+            None => DEFAULT_ERROR_LIMIT,
+            Some(e) if (1..=10_000).contains(&e.value) => e.value as u32,
+            Some(e) => {
+                diag.error(
+                    e.line,
+                    Some("error_limit"),
+                    format!("`error_limit` must be between 1 and 10000, not {}", e.value),
+                );
+                DEFAULT_ERROR_LIMIT
+            }
+        };
+        let on_error = match p
+            .on_error
+            .as_ref()
+            .map(|e| (e.value.to_ascii_lowercase(), e.line))
+        {
+            None => OnError::Fastinter,
+            Some((v, line)) => match v.as_str() {
+                "fastinter" => OnError::Fastinter,
+                "fail-check" => OnError::FailCheck,
+                "sudden-death" => OnError::SuddenDeath,
+                "mark-down" => OnError::MarkDown,
+                other => {
+                    let known = ["fastinter", "fail-check", "sudden-death", "mark-down"];
+                    let hint = suggest(other, &known)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    diag.error(
+                        line,
+                        Some("on_error"),
+                        format!("unknown `on_error` action `{other}`{hint}"),
+                    );
+                    OnError::Fastinter
+                }
+            },
+        };
+        Some(ObserveConfig {
+            mode,
+            error_limit,
+            on_error,
+        })
+    });
+    let flag = |v: &Option<At<String>>, key: &str, want: &str, diag: &mut Diag| match v {
+        None => false,
+        Some(x) if x.value.eq_ignore_ascii_case(want) => true,
+        Some(x) if x.value.eq_ignore_ascii_case("none") => false,
+        Some(x) => {
+            diag.error(
+                x.line,
+                Some(key),
+                format!(
+                    "`{key}` must be \"{want}\" (or \"none\"), not `{}`",
+                    x.value
+                ),
+            );
+            false
+        }
+    };
+    let shutdown_sessions_on_down = flag(
+        &p.on_marked_down,
+        "on_marked_down",
+        "shutdown-sessions",
+        diag,
+    );
+    let shutdown_backup_sessions_on_up = flag(
+        &p.on_marked_up,
+        "on_marked_up",
+        "shutdown-backup-sessions",
+        diag,
+    );
     Some(PoolConfig {
         name: p.name.clone(),
         balance,
@@ -285,6 +380,145 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         connect_timeout,
         response_timeout,
         servers,
+        observe,
+        all_backups: p.all_backups.unwrap_or(false),
+        shutdown_sessions_on_down,
+        shutdown_backup_sessions_on_up,
+    })
+}
+
+/// Builds a check from its (merged) raw keys, with HAProxy's defaults.
+fn check(c: &RawCheck, diag: &mut Diag) -> Option<CheckConfig> {
+    let kind = match c
+        .kind
+        .as_ref()
+        .map(|k| (k.value.to_ascii_lowercase(), k.line))
+    {
+        None => CheckKind::Tcp,
+        Some((k, line)) => match k.as_str() {
+            "tcp" => CheckKind::Tcp,
+            "http" => CheckKind::Http,
+            other => {
+                diag.error(
+                    line,
+                    Some("type"),
+                    format!("check `type` must be \"tcp\" or \"http\", not `{other}`"),
+                );
+                return None;
+            }
+        },
+    };
+    let count = |v: &Option<At<i64>>, key: &str, default: u32, diag: &mut Diag| match v {
+        None => default,
+        Some(x) if (1..=1000).contains(&x.value) => x.value as u32,
+        Some(x) => {
+            diag.error(
+                x.line,
+                Some(key),
+                format!("`{key}` must be between 1 and 1000, not {}", x.value),
+            );
+            default
+        }
+    };
+    let rise = count(&c.rise, "rise", DEFAULT_CHECK_RISE, diag);
+    let fall = count(&c.fall, "fall", DEFAULT_CHECK_FALL, diag);
+    let dur = |v: &Option<At<Duration>>, key: &str, default: Duration, diag: &mut Diag| match v {
+        None => default,
+        Some(x) if x.value.is_zero() => {
+            diag.error(x.line, Some(key), format!("`{key}` must be more than zero"));
+            default
+        }
+        Some(x) => x.value,
+    };
+    let interval = dur(&c.interval, "interval", DEFAULT_CHECK_INTERVAL, diag);
+    let fastinter = dur(
+        &c.fastinter,
+        "fastinter",
+        DEFAULT_CHECK_FASTINTER.min(interval),
+        diag,
+    );
+    let downinter = dur(
+        &c.downinter,
+        "downinter",
+        DEFAULT_CHECK_DOWNINTER.max(interval),
+        diag,
+    );
+    let timeout = dur(
+        &c.timeout,
+        "timeout",
+        DEFAULT_CHECK_TIMEOUT.min(interval),
+        diag,
+    );
+    let mut expect_status = Vec::new();
+    for e in c.expect_status.iter().flatten() {
+        let v = e.value.trim().to_ascii_lowercase();
+        let parsed = if let Some(class) = v.strip_suffix("xx") {
+            class
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (1..=5).contains(c))
+                .map(StatusMatch::Class)
+        } else {
+            v.parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .map(StatusMatch::Code)
+        };
+        match parsed {
+            Some(m) => expect_status.push(m),
+            None => diag.error(
+                e.line,
+                Some("expect_status"),
+                format!(
+                    "`expect_status` entries are classes like \"2xx\" or codes like 200, not `{}`",
+                    e.value
+                ),
+            ),
+        }
+    }
+    if expect_status.is_empty() {
+        expect_status = vec![StatusMatch::Class(2), StatusMatch::Class(3)];
+    }
+    if let Some(b) = &c.expect_body {
+        if let Err(e) = regex::Regex::new(&b.value) {
+            let first = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            diag.error(
+                b.line,
+                Some("expect_body"),
+                format!("bad regular expression `{}`: {first}", b.value),
+            );
+        }
+    }
+    let path = c
+        .path
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| "/".to_string());
+    if !path.starts_with('/') || path.chars().any(|ch| ch.is_control() || ch == ' ') {
+        diag.error(
+            c.path.as_ref().map(|p| p.line).unwrap_or(c.line),
+            Some("path"),
+            format!("check `path` must start with / and have no spaces, not `{path}`"),
+        );
+    }
+    Some(CheckConfig {
+        kind,
+        path,
+        interval,
+        fastinter,
+        downinter,
+        timeout,
+        rise,
+        fall,
+        expect_status,
+        expect_body: c.expect_body.as_ref().map(|b| b.value.clone()),
+        disable_on_404: c.disable_on_404.unwrap_or(false),
     })
 }
 

@@ -14,6 +14,7 @@ pub mod body;
 pub mod headers;
 
 use crate::access_log::AccessLog;
+use crate::backend::monitor::{self, Seen};
 use crate::backend::{ha::Availability, InFlight, Pool, PoolView, Server, Tried};
 use crate::balancer::PickContext;
 use crate::clock;
@@ -157,8 +158,14 @@ async fn connect(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
+    // The connection ends with the server's sessions (`shutdown-sessions`): in-flight requests
+    // then fail and their clients are told at once instead of hanging on a dead server.
+    let mut kill = server.kill_signal();
     tokio::spawn(async move {
-        let _ = conn.await;
+        tokio::select! {
+            _ = conn => {}
+            _ = kill.changed() => {}
+        }
     });
     Ok(sender)
 }
@@ -188,16 +195,12 @@ async fn forward(
     };
     let mut tried = Tried::default();
     'servers: loop {
-        let view = PoolView {
-            pool,
-            tried: &tried,
-            now_ms: Default::default(),
-        };
+        let view = PoolView::new(pool, &tried);
         let Some(i) = pool.balancer.pick(&view, &ctx) else {
             return error_response(ErrorKind::NoServer, log);
         };
         let server = &pool.servers[i];
-        let availability = server.availability(pool.ha, || view.now());
+        let availability = server.availability(pool.ha, &|| view.now());
         tried.insert(i);
         let _claim = match availability {
             Availability::Up => None,
@@ -222,6 +225,7 @@ async fn forward(
                     }
                     Err(e) => {
                         connect_failed(pool, server, &e);
+                        monitor::observe(pool, i, Seen::L4Error);
                         continue 'servers;
                     }
                 },
@@ -239,8 +243,12 @@ async fn forward(
             }
             let sent_at = log.as_ref().map(|_| Instant::now());
             match timeout(pool.response_timeout, sender.try_send_request(req)).await {
-                Err(_) => return error_response(ErrorKind::UpstreamTimeout, log),
+                Err(_) => {
+                    monitor::observe(pool, i, Seen::BadResponse);
+                    return error_response(ErrorKind::UpstreamTimeout, log);
+                }
                 Ok(Ok(resp)) => {
+                    monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
                     let (mut parts, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut parts.headers);
                     if let (Some(l), Some(t)) = (&mut log, sent_at) {
@@ -268,6 +276,7 @@ async fn forward(
                         continue 'servers;
                     }
                     None => {
+                        monitor::observe(pool, i, Seen::BadResponse);
                         tracing::debug!(pool = %pool.name, server = %server.name, error = %e.error(), "upstream exchange failed");
                         return error_response(ErrorKind::BadUpstream, log);
                     }

@@ -1,0 +1,238 @@
+//! Health in motion: a checker task per checked server, passive observation of live traffic, and
+//! the one place a transition is applied (state flip, one warning line, counters, the event log,
+//! and the session shutdowns the pool asks for).
+
+use super::events::Event;
+use super::health::{CheckResult, CheckStatus, Health, Pace, Transition};
+use super::probe::probe;
+use super::Pool;
+use crate::config::{ObserveMode, OnError};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Applies a transition of server `idx` of `pool`.
+pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
+    let server = &pool.servers[idx];
+    server.set_health(t.to);
+    server
+        .last_change_ms
+        .store(crate::clock::now_ms(), Ordering::Relaxed);
+    if t.to == Health::Down {
+        server.downs.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::warn!(
+        pool = %pool.name,
+        server = %server.name,
+        from = t.from.as_str(),
+        to = t.to.as_str(),
+        check_status = t.result.status.as_str(),
+        check_code = t.result.code.unwrap_or(0),
+        check_duration_ms = t.result.duration.as_millis() as u64,
+        reason = %t.result.detail,
+        "server health changed"
+    );
+    pool.events.push(Event {
+        at_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        pool: pool.name.to_string(),
+        server: server.name.to_string(),
+        from: t.from,
+        to: t.to,
+        status: t.result.status,
+        code: t.result.code,
+        reason: t.result.detail.clone(),
+    });
+    if t.to == Health::Down && pool.shutdown_sessions_on_down {
+        server.kill_sessions();
+    }
+    if t.from == Health::Down
+        && t.to != Health::Down
+        && !server.backup
+        && pool.shutdown_backup_sessions_on_up
+    {
+        for b in pool.servers.iter().filter(|s| s.backup) {
+            b.kill_sessions();
+        }
+    }
+}
+
+/// Feeds one check result to server `idx`'s state machine; applies a transition if any.
+pub fn record_check(pool: &Pool, idx: usize, result: CheckResult) {
+    let server = &pool.servers[idx];
+    let ok = result.status.is_success();
+    if !ok {
+        server.check_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    let transition = {
+        let mut m = server.machine.lock().unwrap_or_else(|e| e.into_inner());
+        // The health log: failures while up and successes while down, not routine successes.
+        if !ok && m.health != Health::Down {
+            tracing::info!(pool = %pool.name, server = %server.name, check_status = result.status.as_str(),
+                check_code = result.code.unwrap_or(0), reason = %result.detail, "health check failed");
+        } else if ok && m.health == Health::Down {
+            tracing::info!(pool = %pool.name, server = %server.name, check_status = result.status.as_str(),
+                check_code = result.code.unwrap_or(0), "health check passed while down");
+        }
+        m.hurry = false;
+        m.observe(result)
+    };
+    if let Some(t) = transition {
+        apply(pool, idx, &t);
+    }
+}
+
+/// The delay before the next check of a server.
+fn next_delay(pool: &Pool, idx: usize) -> Duration {
+    let server = &pool.servers[idx];
+    let Some(check) = &server.check else {
+        return Duration::from_secs(3600);
+    };
+    let pace = server
+        .machine
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pace();
+    match pace {
+        Pace::Normal => check.interval,
+        Pace::Fast => check.fastinter,
+        Pace::Down => check.downinter,
+    }
+}
+
+/// Checks server `idx` forever, starting after `first`.
+pub async fn run_checker(pool: Arc<Pool>, idx: usize, first: Duration) {
+    let server = pool.servers[idx].clone();
+    let Some(check) = server.check.clone() else {
+        return;
+    };
+    let body_re = check
+        .expect_body
+        .as_deref()
+        .and_then(|b| regex::Regex::new(b).ok());
+    let mut delay = first;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = server.hurry.notified() => {}
+        }
+        let result = probe(server.addr, &check, body_re.as_ref()).await;
+        record_check(&pool, idx, result);
+        delay = next_delay(&pool, idx);
+    }
+}
+
+/// Starts the checkers of every checked server, spread over each pool's interval so they do not
+/// all fire at once.
+pub fn spawn_checkers(pools: &[Arc<Pool>]) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for pool in pools {
+        let checked: Vec<usize> = (0..pool.servers.len())
+            .filter(|&i| pool.servers[i].check.is_some())
+            .collect();
+        let n = checked.len().max(1) as u32;
+        for (k, &i) in checked.iter().enumerate() {
+            let interval = pool.servers[i]
+                .check
+                .as_ref()
+                .map(|c| c.interval)
+                .unwrap_or_default();
+            let first = interval * k as u32 / n;
+            handles.push(tokio::spawn(run_checker(pool.clone(), i, first)));
+        }
+    }
+    handles
+}
+
+/// What live traffic showed about a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Ok,
+    /// Connect failure or reset (layer 4).
+    L4Error,
+    /// An invalid response (layer 7).
+    BadResponse,
+    /// A 5xx status (layer 7).
+    Status(u16),
+}
+
+/// Passive observation: counts errors in live traffic and acts at `error_limit`.
+pub fn observe(pool: &Pool, idx: usize, seen: Seen) {
+    let Some(obs) = pool.observe else { return };
+    let server = &pool.servers[idx];
+    let (status, code, detail) = match seen {
+        Seen::Ok => {
+            server.passive_ok();
+            return;
+        }
+        Seen::Status(c) if c < 500 => {
+            server.passive_ok();
+            return;
+        }
+        Seen::L4Error => (
+            CheckStatus::L4Con,
+            None,
+            "live traffic: connection errors".to_string(),
+        ),
+        Seen::BadResponse | Seen::Status(_) if obs.mode == ObserveMode::Layer4 => {
+            if seen == Seen::BadResponse {
+                (
+                    CheckStatus::L4Con,
+                    None,
+                    "live traffic: connection reset".to_string(),
+                )
+            } else {
+                server.passive_ok();
+                return;
+            }
+        }
+        Seen::BadResponse => (
+            CheckStatus::L7Rsp,
+            None,
+            "live traffic: invalid responses".to_string(),
+        ),
+        Seen::Status(c) => (
+            CheckStatus::L7Sts,
+            Some(c),
+            format!(
+                "live traffic: {} consecutive {c} responses",
+                obs.error_limit
+            ),
+        ),
+    };
+    if !server.passive_error(obs.error_limit) {
+        return;
+    }
+    let result = CheckResult::new(status, code, detail, Duration::ZERO);
+    match obs.on_error {
+        OnError::Fastinter => {
+            server
+                .machine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .hurry = true;
+            server.hurry.notify_one();
+        }
+        OnError::FailCheck => record_check(pool, idx, result),
+        OnError::SuddenDeath => {
+            server
+                .machine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sudden_death();
+            server.hurry.notify_one();
+        }
+        OnError::MarkDown => {
+            let t = server
+                .machine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .mark_down(result);
+            if let Some(t) = t {
+                apply(pool, idx, &t);
+            }
+        }
+    }
+}
