@@ -1,10 +1,11 @@
 //! Micro-benchmarks of the decision code on the request path: routing and balancer picks.
 //! `cargo bench --bench hot_path`; numbers are recorded in docs/performance.md.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use langur::balancer::{self, Candidates, PickContext};
 use langur::config::BalanceMethod;
 use langur::router::Router;
+use std::hint::black_box;
 
 struct Pool {
     weights: Vec<u32>,

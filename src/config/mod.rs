@@ -332,7 +332,7 @@ pub(crate) struct RawServer {
 #[derive(Debug, Clone)]
 pub(crate) enum RawServerCheck {
     Off,
-    Override(RawCheck),
+    Override(Box<RawCheck>),
 }
 
 /// A `check` table as written; every key optional (server overrides merge over the pool's).

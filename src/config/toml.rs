@@ -315,7 +315,7 @@ impl Reader<'_> {
                 _ => {
                     check = r
                         .check(v, &format!("the check of {what}"))
-                        .map(RawServerCheck::Override)
+                        .map(|c| RawServerCheck::Override(Box::new(c)))
                 }
             },
             _ => r.diag.unknown_key(kline, &what, k, SERVER_ENTRY_KEYS),

@@ -1,0 +1,442 @@
+//! Backend health end to end: active checks with HAProxy's statuses, rise/fall timing, drain on
+//! 404, passive observation, backups, and session shutdown. Backends are raw TCP servers the test
+//! can stop, restart and make misbehave.
+
+mod common;
+
+use common::*;
+use langur::backend::health::{CheckStatus, Health};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const OK: u8 = 0;
+const S500: u8 = 1;
+const HANG: u8 = 2;
+const GARBAGE: u8 = 3;
+const NOT_FOUND: u8 = 4;
+/// `/download` sends this many 1 KiB chunks, 15 ms apart.
+const DOWNLOAD_CHUNKS: usize = 150;
+
+/// A backend whose answers the test controls. `/health` answers per `mode`; `/app` answers its
+/// name (or 500 in mode S500); `/download` streams DOWNLOAD_CHUNKS chunks, 15 ms apart.
+struct Ctl {
+    name: &'static str,
+    addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    hits: Arc<AtomicUsize>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Ctl {
+    async fn start(name: &'static str) -> Ctl {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut c = Ctl {
+            name,
+            addr: l.local_addr().unwrap(),
+            mode: Arc::new(AtomicU8::new(OK)),
+            hits: Arc::new(AtomicUsize::new(0)),
+            task: None,
+        };
+        c.serve(l);
+        c
+    }
+
+    fn serve(&mut self, l: TcpListener) {
+        let (name, mode, hits) = (self.name, self.mode.clone(), self.hits.clone());
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    continue;
+                };
+                let (mode, hits) = (mode.clone(), hits.clone());
+                conns.spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 2048];
+                    while find(&buf, b"\r\n\r\n").is_none() {
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&buf).lines().next().unwrap_or("").to_string();
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let m = mode.load(Ordering::SeqCst);
+                    let reply = |status: &str, body: &str| {
+                        format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\nx-backend: {name}\r\n\r\n{body}", body.len())
+                    };
+                    if path == "/health" {
+                        let out = match m {
+                            S500 => reply("500 Internal Server Error", "bad"),
+                            HANG => {
+                                tokio::time::sleep(Duration::from_secs(30)).await;
+                                return;
+                            }
+                            GARBAGE => "this is not http\r\n\r\n".to_string(),
+                            NOT_FOUND => reply("404 Not Found", "gone"),
+                            _ => reply("200 OK", "ok"),
+                        };
+                        let _ = s.write_all(out.as_bytes()).await;
+                        return;
+                    }
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    if path == "/download" {
+                        let head = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-backend: {name}\r\n\r\n");
+                        if s.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        for _ in 0..DOWNLOAD_CHUNKS {
+                            if s.write_all(b"400\r\n").await.is_err() || s.write_all(&[b'd'; 1024]).await.is_err() || s.write_all(b"\r\n").await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(15)).await;
+                        }
+                        let _ = s.write_all(b"0\r\n\r\n").await;
+                        return;
+                    }
+                    let out = if m == S500 { reply("500 Internal Server Error", name) } else { reply("200 OK", name) };
+                    let _ = s.write_all(out.as_bytes()).await;
+                });
+            }
+        }));
+    }
+
+    /// Kills the backend: the listener and every connection go away.
+    fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let l = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(l);
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn server(lg: &langur::Langur, i: usize) -> Arc<langur::backend::Server> {
+    lg.shared().runtime.load().pools[0].servers[i].clone()
+}
+
+async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    t0.elapsed()
+}
+
+fn check_conf(extra: &str) -> String {
+    format!("[pools.p.check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"300ms\"\nfastinter = \"50ms\"\ndowninter = \"100ms\"\ntimeout = \"150ms\"\nrise = 2\nfall = 3\n{extra}")
+}
+
+#[tokio::test]
+async fn a_killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise() {
+    let mut a = Ctl::start("a").await;
+    let b = Ctl::start("b").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\", \"{}\"]\n{}",
+        a.addr,
+        b.addr,
+        check_conf("")
+    );
+    let lg = langur_toml(&toml).await;
+    let sa = server(&lg, 0);
+    wait_for("first check", Duration::from_secs(2), || {
+        sa.machine.lock().unwrap().last.status == CheckStatus::L7Ok
+    })
+    .await;
+    assert_eq!(sa.health(), Health::Up);
+
+    a.stop();
+    let took = wait_for("down", Duration::from_secs(3), || {
+        sa.health() == Health::Down
+    })
+    .await;
+    // One normal interval to notice, then two more failures at fastinter (plus scheduling slack).
+    assert!(
+        took < Duration::from_millis(300 + 2 * 50 + 250),
+        "took {took:?}"
+    );
+    let last = sa.machine.lock().unwrap().last.clone();
+    assert_eq!(last.status, CheckStatus::L4Con);
+    assert_eq!(sa.check_failures.load(Ordering::SeqCst), 3);
+    // While down, traffic goes to b only.
+    for _ in 0..6 {
+        assert_eq!(get(lg.listen_addrs()[0], "/app").await.backend(), "b");
+    }
+
+    a.restart().await;
+    wait_for("up", Duration::from_secs(3), || sa.health() == Health::Up).await;
+    let events = lg.shared().events.recent();
+    let mine: Vec<_> = events
+        .iter()
+        .filter(|e| e.server == a.addr.to_string())
+        .collect();
+    assert_eq!(mine.len(), 2, "each transition once: {events:?}");
+    assert_eq!(
+        (mine[1].from, mine[1].to, mine[1].status),
+        (Health::Up, Health::Down, CheckStatus::L4Con)
+    );
+    assert_eq!(
+        (mine[0].from, mine[0].to, mine[0].status),
+        (Health::Down, Health::Up, CheckStatus::L7Ok)
+    );
+    assert!(!mine[1].reason.is_empty());
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn check_statuses_follow_haproxy() {
+    let a = Ctl::start("a").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n{}",
+        a.addr,
+        check_conf("")
+    );
+    let lg = langur_toml(&toml).await;
+    let sa = server(&lg, 0);
+    let status = || sa.machine.lock().unwrap().last.clone();
+    for (mode, want, code) in [
+        (S500, CheckStatus::L7Sts, Some(500)),
+        (GARBAGE, CheckStatus::L7Rsp, None),
+        (HANG, CheckStatus::L7Tout, None),
+        (OK, CheckStatus::L7Ok, Some(200)),
+    ] {
+        a.mode.store(mode, Ordering::SeqCst);
+        wait_for(want.as_str(), Duration::from_secs(3), || {
+            status().status == want
+        })
+        .await;
+        assert_eq!(status().code, code, "{want}");
+    }
+    // A tcp check of a port nobody listens on is L4CON.
+    let dead = dead_addr().await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{dead}\"]\n[pools.p.check]\ntype = \"tcp\"\ninterval = \"100ms\"\n"
+    );
+    let lg2 = langur_toml(&toml).await;
+    let sd = server(&lg2, 0);
+    wait_for("L4CON", Duration::from_secs(2), || {
+        sd.machine.lock().unwrap().last.status == CheckStatus::L4Con
+    })
+    .await;
+    lg.shutdown().await;
+    lg2.shutdown().await;
+}
+
+#[tokio::test]
+async fn disable_on_404_drains_without_cutting_requests_in_flight() {
+    let a = Ctl::start("a").await;
+    let b = Ctl::start("b").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nbalance = \"first-alive\"\nservers = [\"{}\", \"{}\"]\n{}",
+        a.addr,
+        b.addr,
+        check_conf("disable_on_404 = true\n")
+    );
+    let lg = langur_toml(&toml).await;
+    let at = lg.listen_addrs()[0];
+    let sa = server(&lg, 0);
+    // A long download starts on a (first-alive).
+    let download = tokio::spawn(async move { get(at, "/download").await });
+    wait_for("download on a", Duration::from_secs(2), || {
+        a.hits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    a.mode.store(NOT_FOUND, Ordering::SeqCst);
+    wait_for("drain", Duration::from_secs(2), || {
+        sa.health() == Health::Drain
+    })
+    .await;
+    assert_eq!(sa.machine.lock().unwrap().last.status, CheckStatus::L7OkC);
+    for _ in 0..5 {
+        assert_eq!(
+            get(at, "/app").await.backend(),
+            "b",
+            "a drained server got a new request"
+        );
+    }
+    let r = download.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body.len(),
+        DOWNLOAD_CHUNKS * 1024,
+        "the request in flight was cut"
+    );
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn layer7_observation_marks_a_failing_server_down_before_any_check() {
+    let a = Ctl::start("a").await;
+    let b = Ctl::start("b").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\", \"{}\"]\nobserve = \"layer7\"\nerror_limit = 3\non_error = \"mark-down\"\n[pools.p.check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"30s\"\n",
+        a.addr, b.addr
+    );
+    let lg = langur_toml(&toml).await;
+    let at = lg.listen_addrs()[0];
+    let sa = server(&lg, 0);
+    wait_for("first check", Duration::from_secs(2), || {
+        sa.machine.lock().unwrap().last.status == CheckStatus::L7Ok
+    })
+    .await;
+    a.mode.store(S500, Ordering::SeqCst); // /app answers 500; /health would too, but no check is due
+    let mut from_a = 0;
+    for _ in 0..12 {
+        let r = get(at, "/app").await;
+        if r.backend() == "a" {
+            from_a += 1;
+        }
+    }
+    assert_eq!(from_a, 3, "a is out of rotation after 3 errors");
+    assert_eq!(sa.health(), Health::Down);
+    let e = &lg.shared().events.recent()[0];
+    assert_eq!((e.status, e.code), (CheckStatus::L7Sts, Some(500)));
+    assert!(e.reason.contains("live traffic"), "{}", e.reason);
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn backups_serve_only_when_primaries_are_down_and_give_way_when_they_return() {
+    let mut p = Ctl::start("primary").await;
+    let k1 = Ctl::start("backup1").await;
+    let k2 = Ctl::start("backup2").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\non_marked_up = \"shutdown-backup-sessions\"\nserver = [{{ address = \"{}\" }}, {{ address = \"{}\", backup = true }}, {{ address = \"{}\", backup = true }}]\n{}",
+        p.addr,
+        k1.addr,
+        k2.addr,
+        check_conf("")
+    );
+    let lg = langur_toml(&toml).await;
+    let at = lg.listen_addrs()[0];
+    for _ in 0..6 {
+        assert_eq!(get(at, "/app").await.backend(), "primary");
+    }
+    p.stop();
+    let sp = server(&lg, 0);
+    wait_for("primary down", Duration::from_secs(3), || {
+        sp.health() == Health::Down
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(
+            get(at, "/app").await.backend(),
+            "backup1",
+            "the first backup takes it all"
+        );
+    }
+    // A long download on the backup ends when the primary comes back.
+    let download = tokio::spawn(async move {
+        let t0 = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(20), async move {
+            let s = tokio::net::TcpStream::connect(at).await.unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let resp = send
+                .send_request(
+                    http::Request::get("/download")
+                        .header("host", "t")
+                        .body(body(""))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .map(|c| c.to_bytes().len())
+        })
+        .await
+        .expect("the download should have been ended");
+        (r, t0.elapsed())
+    });
+    wait_for("download on backup", Duration::from_secs(2), || {
+        k1.hits.load(Ordering::SeqCst) >= 7
+    })
+    .await;
+    p.restart().await;
+    let (result, took) = download.await.unwrap();
+    assert!(
+        result.is_err() || result.unwrap() < DOWNLOAD_CHUNKS * 1024,
+        "the backup session was not ended"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(sp.health(), Health::Up);
+    assert_eq!(get(at, "/app").await.backend(), "primary");
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_sessions_ends_a_download_from_a_server_marked_down() {
+    let a = Ctl::start("a").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\non_marked_down = \"shutdown-sessions\"\nservers = [\"{}\"]\n{}",
+        a.addr,
+        check_conf("")
+    );
+    let lg = langur_toml(&toml).await;
+    let at = lg.listen_addrs()[0];
+    let download = tokio::spawn(async move {
+        let s = tokio::net::TcpStream::connect(at).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let resp = send
+            .send_request(
+                http::Request::get("/download")
+                    .header("host", "t")
+                    .body(body(""))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let r = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|c| c.to_bytes().len());
+        (r, Instant::now())
+    });
+    wait_for("download", Duration::from_secs(2), || {
+        a.hits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    a.mode.store(S500, Ordering::SeqCst);
+    let sa = server(&lg, 0);
+    wait_for("down", Duration::from_secs(3), || {
+        sa.health() == Health::Down
+    })
+    .await;
+    let down_at = Instant::now();
+    let (result, ended_at) = tokio::time::timeout(Duration::from_secs(5), download)
+        .await
+        .expect("download not ended")
+        .unwrap();
+    assert!(
+        result.is_err(),
+        "the client must see its download cut, not a clean end"
+    );
+    // Within one check interval of the server being marked down.
+    assert!(
+        ended_at.saturating_duration_since(down_at) < Duration::from_millis(300),
+        "{:?}",
+        ended_at - down_at
+    );
+    lg.shutdown().await;
+}
