@@ -204,6 +204,16 @@ async fn dead_server_is_skipped_then_left_alone_then_retried_once() {
     }
     assert!(count(&seen, "revived") >= 2, "{seen:?}");
     assert_eq!(server_stats(&lg, 0, 0).0, 0, "a success resets the count");
+    // Both transitions are in the health log, once each, in the same words as health checks.
+    let events = lg.shared().events.recent();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1].to, langur::backend::health::Health::Down);
+    assert!(
+        events[1].reason.contains("2 consecutive failed connects"),
+        "{}",
+        events[1].reason
+    );
+    assert_eq!(events[0].to, langur::backend::health::Health::Up);
     lg.shutdown().await;
 }
 

@@ -195,6 +195,26 @@ impl Server {
         }
     }
 
+    /// The server's state in one word, for people: the operator's word if not `ready`, else the
+    /// health, with lighttpd2's words for the reference's high availability (`down` while
+    /// offline after failed connects, `down-retry` once its retry is due) and `alive` for up.
+    pub fn state_word(&self, policy: HaPolicy) -> &'static str {
+        match self.operator() {
+            Operator::Drain => return "drain",
+            Operator::Maint => return "maint",
+            Operator::Ready => {}
+        }
+        match self.health() {
+            Health::Down => "down",
+            Health::Drain => "drain",
+            Health::Up => match self.availability(policy, &crate::clock::now_ms) {
+                Availability::Up => "alive",
+                Availability::Offline => "down",
+                Availability::RetryDue => "down-retry",
+            },
+        }
+    }
+
     /// Availability now under `policy`. The common case (no failures) reads one atomic and
     /// does not read the clock.
     pub fn availability(&self, policy: HaPolicy, now_ms: &dyn Fn() -> u64) -> Availability {
@@ -218,12 +238,13 @@ impl Server {
             .map(|_| RetryClaim(self.clone()))
     }
 
-    /// A connect succeeded: the server is up again.
-    pub fn connect_succeeded(&self) {
-        if self.failures.load(Ordering::Relaxed) != 0 {
+    /// A connect succeeded: the consecutive count restarts. Returns the count it had.
+    pub fn connect_succeeded(&self) -> u32 {
+        let had = self.failures.load(Ordering::Relaxed);
+        if had != 0 {
             self.failures.store(0, Ordering::Relaxed);
-            tracing::info!(server = %self.name, "server is reachable again");
         }
+        had
     }
 
     /// A connect failed: count it and stamp the time. Returns the new consecutive count.
@@ -472,6 +493,88 @@ impl Drop for InFlight {
 mod tests {
     use super::*;
 
+    fn pool(backups: &[bool], all_backups: bool) -> Pool {
+        let servers = backups
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut s = Server::new(
+                    &format!("s{i}"),
+                    format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                    1,
+                    1,
+                );
+                s.backup = *b;
+                Arc::new(s)
+            })
+            .collect();
+        Pool {
+            name: Arc::from("p"),
+            servers,
+            balancer: crate::balancer::build(
+                crate::config::BalanceMethod::RoundRobin,
+                &[1; 4][..backups.len()],
+            ),
+            ha: HaPolicy {
+                attempts: 1,
+                offline_timeout: Duration::from_secs(10),
+            },
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            max_idle_per_server: 1,
+            observe: None,
+            all_backups,
+            shutdown_sessions_on_down: false,
+            shutdown_backup_sessions_on_up: false,
+            events: Default::default(),
+        }
+    }
+
+    fn usable(p: &Pool) -> Vec<bool> {
+        let tried = Tried::default();
+        let v = PoolView::new(p, &tried);
+        (0..p.servers.len()).map(|i| v.usable(i)).collect()
+    }
+
+    #[test]
+    fn operator_state_and_health_decide_usability() {
+        let p = pool(&[false, false, false], false);
+        p.servers[0].set_operator(Operator::Drain);
+        p.servers[1].set_health(Health::Drain);
+        assert_eq!(usable(&p), vec![false, false, true]);
+        assert_eq!(p.servers[0].state_word(p.ha), "drain");
+        p.servers[2].set_operator(Operator::Maint);
+        assert_eq!(usable(&p), vec![false, false, false]);
+        assert_eq!(p.servers[2].state_word(p.ha), "maint");
+        p.servers[0].set_operator(Operator::Ready);
+        assert_eq!(p.servers[0].state_word(p.ha), "alive");
+        p.servers[0].connect_failed(crate::clock::now_ms());
+        assert_eq!(
+            p.servers[0].state_word(p.ha),
+            "down",
+            "offline after `attempts` failed connects"
+        );
+    }
+
+    #[test]
+    fn backups_wait_for_every_primary() {
+        let p = pool(&[false, true, true], false);
+        assert_eq!(usable(&p), vec![true, false, false]);
+        p.servers[0].set_health(Health::Down);
+        assert_eq!(
+            usable(&p),
+            vec![false, true, false],
+            "the first backup takes it all"
+        );
+        let p = pool(&[false, true, true], true);
+        p.servers[0].set_operator(Operator::Maint);
+        assert_eq!(
+            usable(&p),
+            vec![false, true, true],
+            "all_backups share the load"
+        );
+    }
+
     #[test]
     fn tried_set() {
         let mut t = Tried::default();
@@ -499,7 +602,7 @@ mod tests {
         assert_eq!(s.availability(p, &|| 6000), Availability::Offline);
         drop(claim);
         assert_eq!(s.availability(p, &|| 6000), Availability::RetryDue);
-        s.connect_succeeded();
+        assert_eq!(s.connect_succeeded(), 2);
         assert_eq!(s.availability(p, &|| 6000), Availability::Up);
     }
 }

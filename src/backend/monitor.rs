@@ -59,6 +59,38 @@ pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
     }
 }
 
+/// The reference's high availability took a server offline (`up == false`) or back: logged and
+/// recorded like a health transition, with lighttpd2's words.
+pub fn availability_changed(pool: &Pool, server: &super::Server, up: bool, reason: String) {
+    let (from, to, status) = if up {
+        (Health::Down, Health::Up, CheckStatus::L4Ok)
+    } else {
+        (Health::Up, Health::Down, CheckStatus::L4Con)
+    };
+    tracing::warn!(pool = %pool.name, server = %server.name, from = if up { "down" } else { "alive" },
+        to = if up { "alive" } else { "down" }, check_status = status.as_str(), reason = %reason,
+        "server availability changed");
+    if !up {
+        server.downs.fetch_add(1, Ordering::Relaxed);
+    }
+    server
+        .last_change_ms
+        .store(crate::clock::now_ms(), Ordering::Relaxed);
+    pool.events.push(Event {
+        at_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        pool: pool.name.to_string(),
+        server: server.name.to_string(),
+        from,
+        to,
+        status,
+        code: None,
+        reason,
+    });
+}
+
 /// Feeds one check result to server `idx`'s state machine; applies a transition if any.
 pub fn record_check(pool: &Pool, idx: usize, result: CheckResult) {
     let server = &pool.servers[idx];

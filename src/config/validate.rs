@@ -289,8 +289,8 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
     }
     let observe = p.observe.as_ref().and_then(|o| {
         let mode = match o.value.to_ascii_lowercase().as_str() {
-            "layer4" => ObserveMode::Layer4,
-            "layer7" => ObserveMode::Layer7,
+            "layer4" => Some(ObserveMode::Layer4),
+            "layer7" => Some(ObserveMode::Layer7),
             "none" | "off" => return None,
             other => {
                 diag.error(
@@ -298,7 +298,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
                     Some("observe"),
                     format!("`observe` must be \"layer4\" or \"layer7\", not `{other}`"),
                 );
-                return None;
+                None // reported; error_limit and on_error are still checked
             }
         };
         let error_limit = match &p.error_limit {
@@ -338,7 +338,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
                 }
             },
         };
-        Some(ObserveConfig {
+        mode.map(|mode| ObserveConfig {
             mode,
             error_limit,
             on_error,
@@ -404,7 +404,7 @@ fn check(c: &RawCheck, diag: &mut Diag) -> Option<CheckConfig> {
                     Some("type"),
                     format!("check `type` must be \"tcp\" or \"http\", not `{other}`"),
                 );
-                return None;
+                CheckKind::Tcp // reported; the rest of the table is still checked
             }
         },
     };
@@ -598,6 +598,72 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].line, 3);
         assert!(errs[0].message.contains("did you mean `static`"));
+    }
+
+    #[test]
+    fn checks_merge_per_server_and_report_bad_values() {
+        let text = r#"
+[[route]]
+match = ['^/']
+pool = "p"
+[pools.p]
+observe = "layer7"
+error_limit = 3
+on_error = "mark-down"
+on_marked_down = "shutdown-sessions"
+server = [
+  { address = "127.0.0.1:1" },
+  { address = "127.0.0.1:2", check = false },
+  { address = "127.0.0.1:3", backup = true, check = { path = "/deep", rise = 5 } },
+]
+[pools.p.check]
+type = "http"
+path = "/health"
+interval = "1s"
+expect_status = ["2xx", 301]
+disable_on_404 = true
+"#;
+        let c = parse_str("t.toml", text, true).unwrap();
+        let p = &c.pools[0];
+        let s0 = p.servers[0].check.as_ref().unwrap();
+        assert_eq!(
+            (s0.kind, s0.path.as_str(), s0.rise, s0.fall),
+            (CheckKind::Http, "/health", 2, 3)
+        );
+        assert_eq!(
+            s0.expect_status,
+            vec![StatusMatch::Class(2), StatusMatch::Code(301)]
+        );
+        assert_eq!(s0.fastinter, Duration::from_millis(500));
+        assert!(s0.disable_on_404);
+        assert!(p.servers[1].check.is_none(), "check = false");
+        let s2 = p.servers[2].check.as_ref().unwrap();
+        assert_eq!(
+            (s2.path.as_str(), s2.rise, s2.interval),
+            ("/deep", 5, Duration::from_secs(1))
+        );
+        assert!(p.servers[2].backup);
+        assert_eq!(p.observe.unwrap().on_error, OnError::MarkDown);
+        assert!(p.shutdown_sessions_on_down && !p.shutdown_backup_sessions_on_up);
+
+        let bad = "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:1\"]\nobserve = \"layer9\"\non_error = \"mark-dwn\"\n[pools.p.check]\ntype = \"icmp\"\nrise = 0\nexpect_status = [\"7xx\"]\nintreval = \"1s\"\n";
+        let errs = parse_str("t.toml", bad, true).unwrap_err().0;
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|e| e.contains(":12: unknown key `intreval`") && e.contains("interval")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|e| e.contains(":6: `observe`")), "{text:?}");
+        assert!(
+            text.iter().any(|e| e.contains(":9: check `type`")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|e| e.contains(":10: `rise`")), "{text:?}");
+        assert!(
+            text.iter().any(|e| e.contains(":11: `expect_status`")),
+            "{text:?}"
+        );
     }
 
     #[test]

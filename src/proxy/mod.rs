@@ -170,12 +170,20 @@ async fn connect(
     Ok(sender)
 }
 
-/// Records a failed connect; logs when it takes the server offline.
+/// Records a failed connect; a server that goes offline (the reference's `attempts`) is a
+/// transition like any other: one warning line and one entry in the health log.
 fn connect_failed(pool: &Pool, server: &Server, err: &std::io::Error) {
     let failures = server.connect_failed(clock::now_ms());
     if !pool.ha.offline_timeout.is_zero() && failures == pool.ha.attempts {
-        tracing::warn!(pool = %pool.name, server = %server.name, failures, error = %err,
-            offline_for = ?pool.ha.offline_timeout, "server marked offline after failed connects");
+        monitor::availability_changed(
+            pool,
+            server,
+            false,
+            format!(
+                "{failures} consecutive failed connects ({err}); not tried for {:?}",
+                pool.ha.offline_timeout
+            ),
+        );
     } else {
         tracing::debug!(pool = %pool.name, server = %server.name, failures, error = %err, "connect failed");
     }
@@ -220,7 +228,15 @@ async fn forward(
                 Some(s) => (s, true),
                 None => match connect(server, pool.connect_timeout).await {
                     Ok(s) => {
-                        server.connect_succeeded();
+                        let had = server.connect_succeeded();
+                        if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {
+                            monitor::availability_changed(
+                                pool,
+                                server,
+                                true,
+                                "connect succeeded on retry".into(),
+                            );
+                        }
                         (s, false)
                     }
                     Err(e) => {
