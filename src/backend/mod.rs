@@ -490,10 +490,10 @@ impl Drop for InFlight {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pool(backups: &[bool], all_backups: bool) -> Pool {
+    pub(crate) fn pool(backups: &[bool], all_backups: bool) -> Pool {
         let servers = backups
             .iter()
             .enumerate()

@@ -268,3 +268,76 @@ pub fn observe(pool: &Pool, idx: usize, seen: Seen) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ObserveConfig;
+
+    fn pool_observing(on_error: OnError) -> Pool {
+        let mut p = super::super::tests::pool(&[false, false], false);
+        p.observe = Some(ObserveConfig {
+            mode: ObserveMode::Layer7,
+            error_limit: 2,
+            on_error,
+        });
+        p
+    }
+
+    #[test]
+    fn passive_actions() {
+        // fail-check: every `error_limit` errors count as one failed check (fall = 3).
+        let p = pool_observing(OnError::FailCheck);
+        for _ in 0..4 {
+            observe(&p, 0, Seen::Status(502));
+        }
+        assert_eq!(p.servers[0].check_failures.load(Ordering::Relaxed), 2);
+        assert_eq!(p.servers[0].health(), Health::Up);
+        observe(&p, 0, Seen::Status(200)); // a success ends the run of errors
+        observe(&p, 0, Seen::Status(503));
+        assert_eq!(p.servers[0].check_failures.load(Ordering::Relaxed), 2);
+        observe(&p, 0, Seen::BadResponse);
+        assert_eq!(p.servers[0].health(), Health::Down, "third failed check");
+
+        // sudden-death: one more failed check takes it down.
+        let p = pool_observing(OnError::SuddenDeath);
+        observe(&p, 0, Seen::L4Error);
+        observe(&p, 0, Seen::L4Error);
+        let t = p.servers[0]
+            .machine
+            .lock()
+            .unwrap()
+            .observe(CheckResult::new(
+                CheckStatus::L7Sts,
+                Some(500),
+                "",
+                Duration::ZERO,
+            ));
+        assert_eq!(t.map(|t| t.to), Some(Health::Down));
+
+        // fastinter: the next check is hurried, health untouched.
+        let p = pool_observing(OnError::Fastinter);
+        observe(&p, 1, Seen::Status(500));
+        observe(&p, 1, Seen::Status(500));
+        assert_eq!(p.servers[1].machine.lock().unwrap().pace(), Pace::Fast);
+        assert_eq!(p.servers[1].health(), Health::Up);
+
+        // 4xx is not an error; layer4 ignores statuses.
+        let mut p = pool_observing(OnError::MarkDown);
+        observe(&p, 0, Seen::Status(404));
+        observe(&p, 0, Seen::Status(404));
+        assert_eq!(p.servers[0].health(), Health::Up);
+        p.observe = Some(ObserveConfig {
+            mode: ObserveMode::Layer4,
+            error_limit: 2,
+            on_error: OnError::MarkDown,
+        });
+        observe(&p, 0, Seen::Status(500));
+        observe(&p, 0, Seen::Status(500));
+        assert_eq!(p.servers[0].health(), Health::Up);
+        observe(&p, 0, Seen::L4Error);
+        observe(&p, 0, Seen::L4Error);
+        assert_eq!(p.servers[0].health(), Health::Down);
+        assert_eq!(p.events.recent().len(), 1);
+    }
+}
