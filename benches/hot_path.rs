@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use langur::balancer::{self, Candidates, PickContext};
-use langur::config::BalanceMethod;
+use langur::config::{BalanceMethod, HashOn};
 use langur::router::Router;
 use std::hint::black_box;
 

@@ -64,7 +64,16 @@ pub struct Server {
     pub downs: AtomicU64,
     /// When health last changed, in [`crate::clock::now_ms`] units.
     pub last_change_ms: AtomicU64,
+    /// Peak-EWMA response time in microseconds (f64 bits; 0 = no sample yet).
+    ewma_us: AtomicU64,
+    /// When `ewma_us` was last updated, in [`crate::clock::now_ms`] units.
+    ewma_at_ms: AtomicU64,
 }
+
+/// The peak-EWMA time constant (tower's default).
+pub const EWMA_TAU_MS: f64 = 10_000.0;
+/// What a server without a latency sample is assumed to take, in microseconds.
+pub const DEFAULT_RTT_US: f64 = 1_000.0;
 
 /// What the operator asked of a server, kept apart from its health: draining never fakes health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +130,8 @@ impl Server {
             check_failures: AtomicU64::new(0),
             downs: AtomicU64::new(0),
             last_change_ms: AtomicU64::new(0),
+            ewma_us: AtomicU64::new(0),
+            ewma_at_ms: AtomicU64::new(0),
             name: Arc::from(name),
             addr,
             weight,
@@ -162,6 +173,25 @@ impl Server {
     /// May new requests go here (operator ready, health up)? One load each.
     pub fn takes_new_requests(&self) -> bool {
         self.operator.load(Ordering::Relaxed) == 0 && self.health.load(Ordering::Relaxed) == 0
+    }
+
+    /// Peak-EWMA response time in microseconds (a default until the first sample).
+    pub fn latency_us(&self) -> f64 {
+        let v = f64::from_bits(self.ewma_us.load(Ordering::Relaxed));
+        if v > 0.0 {
+            v
+        } else {
+            DEFAULT_RTT_US
+        }
+    }
+
+    /// Records one response time (microseconds).
+    pub fn observe_latency(&self, sample_us: f64, now_ms: u64) {
+        let prev = f64::from_bits(self.ewma_us.load(Ordering::Relaxed));
+        let elapsed = now_ms.saturating_sub(self.ewma_at_ms.load(Ordering::Relaxed)) as f64;
+        let next = crate::balancer::random::peak_ewma(prev, elapsed, sample_us, EWMA_TAU_MS);
+        self.ewma_us.store(next.to_bits(), Ordering::Relaxed);
+        self.ewma_at_ms.store(now_ms, Ordering::Relaxed);
     }
 
     /// A receiver that changes when this server's sessions must end.
@@ -319,6 +349,23 @@ pub struct Pool {
     pub shutdown_backup_sessions_on_up: bool,
     /// Where health transitions are recorded (shared by all pools of an instance).
     pub events: Arc<events::EventLog>,
+    /// The request key of a hashing method.
+    pub hash_on: Option<crate::config::HashOn>,
+    /// Response times feed the servers' peak-EWMA (only `peak-ewma` pools pay for it).
+    pub tracks_latency: bool,
+}
+
+/// A seed for the random balancers: differs per process and per pool.
+fn seed_from_clock() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
 }
 
 impl Pool {
@@ -340,10 +387,18 @@ impl Pool {
                 Arc::new(server)
             })
             .collect();
-        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+        let named: Vec<(String, u32)> = servers
+            .iter()
+            .map(|s| (s.name.to_string(), s.weight))
+            .collect();
         Pool {
             name: Arc::from(c.name.as_str()),
-            balancer: balancer::build(c.balance, &weights),
+            balancer: balancer::build(&c.balance, &named, seed_from_clock(), c.hash_balance_factor),
+            hash_on: match &c.balance {
+                crate::config::BalanceMethod::Hash(on) => Some(on.clone()),
+                _ => None,
+            },
+            tracks_latency: c.balance == crate::config::BalanceMethod::PeakEwma,
             servers,
             ha: HaPolicy {
                 attempts: c.attempts,
@@ -455,6 +510,9 @@ impl Candidates for PoolView<'_> {
     fn in_flight(&self, i: usize) -> usize {
         self.pool.servers[i].in_flight.load(Ordering::Relaxed)
     }
+    fn latency(&self, i: usize) -> f64 {
+        self.pool.servers[i].latency_us()
+    }
     fn usable(&self, i: usize) -> bool {
         let s = &self.pool.servers[i];
         if self.tried.contains(i) || !self.pool.plain_usable(s, &|| self.now()) {
@@ -512,9 +570,13 @@ pub(crate) mod tests {
             name: Arc::from("p"),
             servers,
             balancer: crate::balancer::build(
-                crate::config::BalanceMethod::RoundRobin,
-                &[1; 4][..backups.len()],
+                &crate::config::BalanceMethod::RoundRobin,
+                &vec![("x".to_string(), 1); backups.len()],
+                1,
+                None,
             ),
+            hash_on: None,
+            tracks_latency: false,
             ha: HaPolicy {
                 attempts: 1,
                 offline_timeout: Duration::from_secs(10),

@@ -6,8 +6,10 @@
 //! a balancer never needs to know about retries.
 
 mod first_alive;
+pub mod hash;
 mod least_conn;
 mod naive;
+pub mod random;
 mod round_robin;
 
 pub use first_alive::FirstAlive;
@@ -15,7 +17,7 @@ pub use least_conn::LeastConnections;
 pub use naive::Naive;
 pub use round_robin::{smooth_schedule, RoundRobin};
 
-use crate::config::BalanceMethod;
+use crate::config::{BalanceMethod, HashOn};
 
 /// The pool as a balancer sees it at one moment.
 pub trait Candidates {
@@ -29,6 +31,10 @@ pub trait Candidates {
     fn in_flight(&self, i: usize) -> usize;
     /// May this server be picked for this request (alive, not yet tried, ...)?
     fn usable(&self, i: usize) -> bool;
+    /// Smoothed (peak-EWMA) response time, any unit; only `peak-ewma` reads it.
+    fn latency(&self, _i: usize) -> f64 {
+        1.0
+    }
 }
 
 /// What a balancer may know about the request.
@@ -36,6 +42,8 @@ pub trait Candidates {
 pub struct PickContext {
     /// A number tied to the client connection (its source port), for [`Naive`].
     pub client_hint: u64,
+    /// The request's key hash for the hashing methods (`None`: no key, e.g. no such cookie).
+    pub hash: Option<u64>,
 }
 
 /// One balancing policy.
@@ -43,13 +51,57 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
     fn pick(&self, servers: &dyn Candidates, ctx: &PickContext) -> Option<usize>;
 }
 
-/// Builds the balancer for a method over servers with these weights.
-pub fn build(method: BalanceMethod, weights: &[u32]) -> Box<dyn Balancer> {
+/// Builds the balancer for a method over servers `(stable name, weight)`. `seed` feeds the
+/// random methods; `factor` is the hashing methods' load bound.
+pub fn build(
+    method: &BalanceMethod,
+    servers: &[(String, u32)],
+    seed: u64,
+    factor: Option<f64>,
+) -> Box<dyn Balancer> {
+    let weights: Vec<u32> = servers.iter().map(|s| s.1).collect();
     match method {
         BalanceMethod::Naive => Box::new(Naive),
         BalanceMethod::FirstAlive => Box::new(FirstAlive),
-        BalanceMethod::RoundRobin => Box::new(RoundRobin::new(weights)),
-        BalanceMethod::LeastConnections => Box::new(LeastConnections::default()),
+        BalanceMethod::RoundRobin => Box::new(RoundRobin::new(&weights)),
+        BalanceMethod::LeastConnections => Box::new(LeastConnections::new(&weights)),
+        BalanceMethod::Random => Box::new(random::Random::new(seed)),
+        BalanceMethod::P2c => Box::new(random::P2c::new(seed, random::Cost::InFlight)),
+        BalanceMethod::PeakEwma => Box::new(random::P2c::new(seed, random::Cost::PeakEwma)),
+        BalanceMethod::Hash(_) => Box::new(hash::Ring::new(servers, factor)),
+    }
+}
+
+/// The request key a hashing method reads, hashed; `None` when the request has none.
+pub fn request_key(
+    on: &HashOn,
+    client_ip: std::net::IpAddr,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Option<u64> {
+    match on {
+        HashOn::Source => Some(match client_ip {
+            std::net::IpAddr::V4(v4) => hash::key_hash(&v4.octets()),
+            std::net::IpAddr::V6(v6) => hash::key_hash(&v6.octets()),
+        }),
+        HashOn::Uri => Some(hash::key_hash(uri.path().as_bytes())),
+        HashOn::UriQuery => Some(hash::key_hash(
+            uri.path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .as_bytes(),
+        )),
+        HashOn::Header(name) => headers
+            .get(name.as_str())
+            .map(|v| hash::key_hash(v.as_bytes())),
+        HashOn::Cookie(name) => headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| hash::key_hash(v.trim().as_bytes())),
     }
 }
 
@@ -63,6 +115,7 @@ pub(crate) mod testing {
         pub weights: Vec<u32>,
         pub in_flight: Vec<usize>,
         pub down: Vec<bool>,
+        pub latency: Vec<f64>,
     }
 
     impl Fake {
@@ -71,6 +124,7 @@ pub(crate) mod testing {
                 weights: weights.to_vec(),
                 in_flight: vec![0; weights.len()],
                 down: vec![false; weights.len()],
+                latency: vec![1.0; weights.len()],
             }
         }
     }
@@ -88,5 +142,41 @@ pub(crate) mod testing {
         fn usable(&self, i: usize) -> bool {
             !self.down[i]
         }
+        fn latency(&self, i: usize) -> f64 {
+            self.latency[i]
+        }
+    }
+
+    #[test]
+    fn request_keys() {
+        use super::request_key;
+        use crate::config::HashOn;
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let uri: http::Uri = "/a/b?x=1".parse().unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("cookie", "theme=dark; session=abc123".parse().unwrap());
+        h.insert("x-user", "42".parse().unwrap());
+        let k = |on: &HashOn| request_key(on, ip, &uri, &h);
+        assert_eq!(
+            k(&HashOn::Cookie("session".into())),
+            request_key(
+                &HashOn::Cookie("session".into()),
+                ip,
+                &"/other".parse().unwrap(),
+                &h
+            )
+        );
+        assert_ne!(
+            k(&HashOn::Cookie("session".into())),
+            k(&HashOn::Cookie("theme".into()))
+        );
+        assert_eq!(k(&HashOn::Cookie("missing".into())), None);
+        assert_eq!(
+            k(&HashOn::Header("x-user".into())),
+            Some(super::hash::key_hash(b"42"))
+        );
+        assert_eq!(k(&HashOn::Header("x-none".into())), None);
+        assert_ne!(k(&HashOn::Uri), k(&HashOn::UriQuery));
+        assert!(k(&HashOn::Source).is_some());
     }
 }

@@ -25,7 +25,10 @@ mod tests {
     #[test]
     fn starts_from_the_hint_and_skips_dead() {
         let mut f = Fake::new(&[1, 1, 1]);
-        let ctx = |h| PickContext { client_hint: h };
+        let ctx = |h| PickContext {
+            client_hint: h,
+            hash: None,
+        };
         assert_eq!(Naive.pick(&f, &ctx(4)), Some(1));
         assert_eq!(Naive.pick(&f, &ctx(5)), Some(2));
         f.down[2] = true;

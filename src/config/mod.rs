@@ -49,8 +49,23 @@ pub const DEFAULT_CHECK_FALL: u32 = 3;
 /// Passive observation: consecutive errors before `on_error` acts.
 pub const DEFAULT_ERROR_LIMIT: u32 = 10;
 
+/// What a hashing method hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// The client's address.
+    Source,
+    /// The path.
+    Uri,
+    /// The path and the query.
+    UriQuery,
+    /// A request header (lowercase name).
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+}
+
 /// A balancing method. Weighted round robin is [`BalanceMethod::RoundRobin`] with weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BalanceMethod {
     /// A hash of the client connection (its source port) picks where to start; then first alive.
     Naive,
@@ -60,15 +75,31 @@ pub enum BalanceMethod {
     RoundRobin,
     /// Fewest requests in flight relative to weight.
     LeastConnections,
+    /// Weighted random.
+    Random,
+    /// Power of two choices on requests in flight.
+    P2c,
+    /// Power of two choices on peak-EWMA latency x load.
+    PeakEwma,
+    /// Consistent hashing on a request key.
+    Hash(HashOn),
 }
 
 impl BalanceMethod {
-    pub fn as_str(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            BalanceMethod::Naive => "naive",
-            BalanceMethod::FirstAlive => "first-alive",
-            BalanceMethod::RoundRobin => "round-robin",
-            BalanceMethod::LeastConnections => "least-connections",
+            BalanceMethod::Naive => "naive".into(),
+            BalanceMethod::FirstAlive => "first-alive".into(),
+            BalanceMethod::RoundRobin => "round-robin".into(),
+            BalanceMethod::LeastConnections => "least-connections".into(),
+            BalanceMethod::Random => "random".into(),
+            BalanceMethod::P2c => "p2c".into(),
+            BalanceMethod::PeakEwma => "peak-ewma".into(),
+            BalanceMethod::Hash(HashOn::Source) => "source".into(),
+            BalanceMethod::Hash(HashOn::Uri) => "uri".into(),
+            BalanceMethod::Hash(HashOn::UriQuery) => "uri-query".into(),
+            BalanceMethod::Hash(HashOn::Header(h)) => format!("header:{h}"),
+            BalanceMethod::Hash(HashOn::Cookie(c)) => format!("cookie:{c}"),
         }
     }
 }
@@ -116,6 +147,8 @@ pub struct RouteConfig {
 pub struct PoolConfig {
     pub name: String,
     pub balance: BalanceMethod,
+    /// The hashing methods' load bound (`hash_balance_factor`), if any.
+    pub hash_balance_factor: Option<f64>,
     pub attempts: u32,
     /// Zero turns high availability off.
     pub offline_timeout: Duration,
@@ -278,6 +311,7 @@ pub(crate) struct RawPoolSettings {
     pub offline_timeout: Option<At<Duration>>,
     pub connect_timeout: Option<At<Duration>>,
     pub response_timeout: Option<At<Duration>>,
+    pub hash_balance_factor: Option<At<f64>>,
 }
 
 #[derive(Debug)]

@@ -15,6 +15,7 @@ const SERVER_KEYS: &[&str] = &["listen", "workers", "access_log", "name"];
 const ADMIN_KEYS: &[&str] = &["listen", "token"];
 const POOL_SETTING_KEYS: &[&str] = &[
     "balance",
+    "hash_balance_factor",
     "attempts",
     "offline_timeout",
     "connect_timeout",
@@ -22,6 +23,7 @@ const POOL_SETTING_KEYS: &[&str] = &[
 ];
 const POOL_KEYS: &[&str] = &[
     "balance",
+    "hash_balance_factor",
     "attempts",
     "offline_timeout",
     "connect_timeout",
@@ -173,6 +175,7 @@ impl Reader<'_> {
             "offline_timeout" => s.offline_timeout = self.duration(k, v),
             "connect_timeout" => s.connect_timeout = self.duration(k, v),
             "response_timeout" => s.response_timeout = self.duration(k, v),
+            "hash_balance_factor" => s.hash_balance_factor = self.float(k, v),
             _ => return false,
         }
         true
@@ -368,6 +371,24 @@ impl Reader<'_> {
             },
             _ => {
                 self.type_error(k, v, "an integer");
+                None
+            }
+        }
+    }
+
+    fn float(&mut self, k: &str, v: &Val<'_>) -> Option<At<f64>> {
+        let line = self.line(v.span());
+        let parsed = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
+            _ => None,
+        };
+        match parsed {
+            Some(x) if x.is_finite() => Some(At::new(x, line)),
+            _ => {
+                self.type_error(k, v, "a number");
                 None
             }
         }

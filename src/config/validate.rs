@@ -12,11 +12,33 @@ const METHODS: &[&str] = &[
     "locking-round-robin",
     "weighted-round-robin",
     "least-connections",
+    "random",
+    "p2c",
+    "peak-ewma",
+    "source",
+    "uri",
+    "uri-query",
+    "header:NAME",
+    "cookie:NAME",
 ];
 
 /// Reads a balancing method name leniently: case, `-`, `_` and spaces are ignored
 /// (`Round-Robin`, `RoundRobin`, `round_robin` are one name).
 pub fn parse_balance(name: &str) -> Option<BalanceMethod> {
+    // `header:NAME` and `cookie:NAME` keep their argument as written (header names lowercased).
+    if let Some((kind, arg)) = name.split_once(':') {
+        let arg = arg.trim();
+        if arg.is_empty() {
+            return None;
+        }
+        return match kind.trim().to_ascii_lowercase().as_str() {
+            "header" | "hdr" => http::HeaderName::from_bytes(arg.as_bytes())
+                .ok()
+                .map(|h| BalanceMethod::Hash(HashOn::Header(h.as_str().to_string()))),
+            "cookie" => Some(BalanceMethod::Hash(HashOn::Cookie(arg.to_string()))),
+            _ => None,
+        };
+    }
     let n: String = name
         .chars()
         .filter(|c| !matches!(c, '-' | '_' | ' '))
@@ -30,6 +52,12 @@ pub fn parse_balance(name: &str) -> Option<BalanceMethod> {
         "leastconnections" | "leastconnection" | "leastconn" | "leastconns" => {
             BalanceMethod::LeastConnections
         }
+        "random" => BalanceMethod::Random,
+        "p2c" | "poweroftwochoices" | "poweroftwo" => BalanceMethod::P2c,
+        "peakewma" | "ewma" => BalanceMethod::PeakEwma,
+        "source" | "sourceip" | "ip" => BalanceMethod::Hash(HashOn::Source),
+        "uri" | "path" => BalanceMethod::Hash(HashOn::Uri),
+        "uriquery" | "uriwithquery" => BalanceMethod::Hash(HashOn::UriQuery),
         _ => return None,
     })
 }
@@ -197,6 +225,19 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
                 format!("`attempts` must be between 1 and 1000, not {}", a.value),
             );
             DEFAULT_ATTEMPTS
+        }
+    };
+    let hash_balance_factor = match s
+        .hash_balance_factor
+        .as_ref()
+        .or(defaults.hash_balance_factor.as_ref())
+    {
+        None => None,
+        Some(f) if f.value == 0.0 => None,
+        Some(f) if f.value > 1.0 && f.value <= 100.0 => Some(f.value),
+        Some(f) => {
+            diag.error(f.line, Some("hash_balance_factor"), format!("`hash_balance_factor` must be more than 1 (e.g. 1.25), or 0 for no bound, not {}", f.value));
+            None
         }
     };
     let pick = |own: &Option<At<Duration>>, def: &Option<At<Duration>>, fallback: Duration| {
@@ -375,6 +416,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
     Some(PoolConfig {
         name: p.name.clone(),
         balance,
+        hash_balance_factor,
         attempts,
         offline_timeout,
         connect_timeout,

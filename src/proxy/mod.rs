@@ -197,9 +197,13 @@ async fn forward(
     conn: &Arc<ConnState>,
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
+    let hash = pool.hash_on.as_ref().and_then(|on| {
+        crate::balancer::request_key(on, client.addr.ip(), req.uri(), req.headers())
+    });
     let mut req = upstream_request(rt, req, client, conn);
     let ctx = PickContext {
         client_hint: u64::from(client.addr.port()),
+        hash,
     };
     let mut tried = Tried::default();
     'servers: loop {
@@ -257,7 +261,7 @@ async fn forward(
                 );
                 continue 'servers;
             }
-            let sent_at = log.as_ref().map(|_| Instant::now());
+            let sent_at = (log.is_some() || pool.tracks_latency).then(Instant::now);
             match timeout(pool.response_timeout, sender.try_send_request(req)).await {
                 Err(_) => {
                     monitor::observe(pool, i, Seen::BadResponse);
@@ -267,9 +271,15 @@ async fn forward(
                     monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
                     let (mut parts, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut parts.headers);
-                    if let (Some(l), Some(t)) = (&mut log, sent_at) {
-                        l.status = parts.status.as_u16();
-                        l.upstream_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
+                    if let Some(t) = sent_at {
+                        let took = t.elapsed();
+                        if pool.tracks_latency {
+                            server.observe_latency(took.as_secs_f64() * 1e6, clock::now_ms());
+                        }
+                        if let Some(l) = &mut log {
+                            l.status = parts.status.as_u16();
+                            l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
+                        }
                     }
                     let reuse = Reusable {
                         server: server.clone(),

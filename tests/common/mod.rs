@@ -2,6 +2,8 @@
 //! started in-process on listeners bound to 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod ctl;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
