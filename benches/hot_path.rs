@@ -63,17 +63,28 @@ fn balancers(c: &mut Criterion) {
             weights: (0..n).map(|i| 1 + (i % 3) as u32).collect(),
             in_flight: (0..n).map(|i| i % 7).collect(),
         };
+        let named: Vec<(String, u32)> = pool
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("10.0.{}.{}:80", i / 250, i % 250), *w))
+            .collect();
         for method in [
             BalanceMethod::RoundRobin,
             BalanceMethod::LeastConnections,
             BalanceMethod::FirstAlive,
             BalanceMethod::Naive,
+            BalanceMethod::Random,
+            BalanceMethod::P2c,
+            BalanceMethod::PeakEwma,
+            BalanceMethod::Hash(HashOn::Source),
         ] {
-            let bal = balancer::build(method, &pool.weights);
+            let bal = balancer::build(&method, &named, 7, Some(1.25));
             let ctx = PickContext {
                 client_hint: 40_123,
+                hash: Some(0x1234_5678_9abc_def0),
             };
-            c.bench_function(&format!("pick/{}/{n}", method.as_str()), |b| {
+            c.bench_function(&format!("pick/{}/{n}", method.name()), |b| {
                 b.iter(|| bal.pick(black_box(&pool), black_box(&ctx)))
             });
         }
