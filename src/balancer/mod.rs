@@ -65,9 +65,11 @@ pub fn build(
         BalanceMethod::FirstAlive => Box::new(FirstAlive),
         BalanceMethod::RoundRobin => Box::new(RoundRobin::new(&weights)),
         BalanceMethod::LeastConnections => Box::new(LeastConnections::new(&weights)),
-        BalanceMethod::Random => Box::new(random::Random::new(seed)),
-        BalanceMethod::P2c => Box::new(random::P2c::new(seed, random::Cost::InFlight)),
-        BalanceMethod::PeakEwma => Box::new(random::P2c::new(seed, random::Cost::PeakEwma)),
+        BalanceMethod::Random => Box::new(random::Random::new(seed, &weights)),
+        BalanceMethod::P2c => Box::new(random::P2c::new(seed, random::Cost::InFlight, &weights)),
+        BalanceMethod::PeakEwma => {
+            Box::new(random::P2c::new(seed, random::Cost::PeakEwma, &weights))
+        }
         BalanceMethod::Hash(_) => Box::new(hash::Ring::new(servers, factor)),
     }
 }

@@ -56,7 +56,43 @@ pub fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One weighted random draw among usable servers, skipping `except`.
+/// Prefix sums of the configured weights, for O(log n) weighted draws.
+#[derive(Debug)]
+struct Cumulative(Vec<u64>);
+
+impl Cumulative {
+    fn new(weights: &[u32]) -> Cumulative {
+        let mut acc = 0u64;
+        Cumulative(
+            weights
+                .iter()
+                .map(|w| {
+                    acc += u64::from((*w).max(1));
+                    acc
+                })
+                .collect(),
+        )
+    }
+
+    /// A weighted draw among usable servers other than `except`: a few tries by binary search
+    /// over the configured weights (most servers are usable), then an exact scan.
+    fn draw(&self, rng: &Rng, s: &dyn Candidates, except: Option<usize>) -> Option<usize> {
+        if let Some(&total) = self.0.last() {
+            if self.0.len() == s.len() {
+                for _ in 0..4 {
+                    let r = rng.below(total);
+                    let i = self.0.partition_point(|&c| c <= r);
+                    if Some(i) != except && s.usable(i) {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        weighted_draw(rng, s, except)
+    }
+}
+
+/// One weighted random draw among usable servers, skipping `except` (an exact scan).
 fn weighted_draw(rng: &Rng, s: &dyn Candidates, except: Option<usize>) -> Option<usize> {
     let total: u64 = (0..s.len())
         .filter(|&i| Some(i) != except && s.usable(i))
@@ -83,19 +119,21 @@ fn weighted_draw(rng: &Rng, s: &dyn Candidates, except: Option<usize>) -> Option
 #[derive(Debug)]
 pub struct Random {
     rng: Rng,
+    weights: Cumulative,
 }
 
 impl Random {
-    pub fn new(seed: u64) -> Random {
+    pub fn new(seed: u64, weights: &[u32]) -> Random {
         Random {
             rng: Rng::new(seed),
+            weights: Cumulative::new(weights),
         }
     }
 }
 
 impl Balancer for Random {
     fn pick(&self, s: &dyn Candidates, _: &PickContext) -> Option<usize> {
-        weighted_draw(&self.rng, s, None)
+        self.weights.draw(&self.rng, s, None)
     }
 }
 
@@ -115,21 +153,23 @@ pub enum Cost {
 pub struct P2c {
     rng: Rng,
     cost: Cost,
+    weights: Cumulative,
 }
 
 impl P2c {
-    pub fn new(seed: u64, cost: Cost) -> P2c {
+    pub fn new(seed: u64, cost: Cost, weights: &[u32]) -> P2c {
         P2c {
             rng: Rng::new(seed),
             cost,
+            weights: Cumulative::new(weights),
         }
     }
 
     /// The two candidates of one draw: distinct, weighted; the second is `None` when only one
     /// server is usable.
     pub fn draw_two(&self, s: &dyn Candidates) -> Option<(usize, Option<usize>)> {
-        let a = weighted_draw(&self.rng, s, None)?;
-        Some((a, weighted_draw(&self.rng, s, Some(a))))
+        let a = self.weights.draw(&self.rng, s, None)?;
+        Some((a, self.weights.draw(&self.rng, s, Some(a))))
     }
 
     fn cost_of(&self, s: &dyn Candidates, i: usize) -> f64 {
@@ -193,14 +233,26 @@ mod tests {
     fn random_and_p2c_follow_weights_over_100k_picks() {
         let weights = [5, 1, 3, 1];
         let f = Fake::new(&weights);
-        assert_shares(&shares(&Random::new(7), &f, 100_000), &weights);
-        assert_shares(&shares(&P2c::new(7, Cost::InFlight), &f, 100_000), &weights);
-        assert_shares(&shares(&P2c::new(9, Cost::PeakEwma), &f, 100_000), &weights);
+        assert_shares(&shares(&Random::new(7, &weights), &f, 100_000), &weights);
+        assert_shares(
+            &shares(&P2c::new(7, Cost::InFlight, &weights), &f, 100_000),
+            &weights,
+        );
+        assert_shares(
+            &shares(&P2c::new(9, Cost::PeakEwma, &weights), &f, 100_000),
+            &weights,
+        );
+        // With one server unusable, the others keep their relative shares.
+        let mut g = Fake::new(&weights);
+        g.down[0] = true;
+        let got = shares(&P2c::new(5, Cost::InFlight, &weights), &g, 100_000);
+        assert_eq!(got[0], 0.0);
+        assert_shares(&got[1..], &weights[1..]);
     }
 
     #[test]
     fn p2c_draws_two_distinct_servers() {
-        let p = P2c::new(1, Cost::InFlight);
+        let p = P2c::new(1, Cost::InFlight, &[1, 2, 3]);
         let mut f = Fake::new(&[1, 2, 3]);
         for _ in 0..10_000 {
             let (a, b) = p.draw_two(&f).unwrap();
@@ -215,7 +267,7 @@ mod tests {
 
     #[test]
     fn p2c_prefers_the_less_loaded() {
-        let p = P2c::new(3, Cost::InFlight);
+        let p = P2c::new(3, Cost::InFlight, &[1, 1]);
         let mut f = Fake::new(&[1, 1]);
         f.in_flight = vec![9, 0];
         for _ in 0..100 {
@@ -226,15 +278,11 @@ mod tests {
     #[test]
     fn seeded_runs_repeat() {
         let f = Fake::new(&[1, 1, 1, 1]);
-        let a: Vec<_> = (0..50)
-            .map(|_| Random::new(42).pick(&f, &PickContext::default()))
-            .collect();
-        let r = Random::new(42);
+        let r = Random::new(42, &[1; 4]);
         let b: Vec<_> = (0..50)
             .map(|_| r.pick(&f, &PickContext::default()))
             .collect();
-        assert_eq!(a.len(), b.len());
-        let r2 = Random::new(42);
+        let r2 = Random::new(42, &[1; 4]);
         let c: Vec<_> = (0..50)
             .map(|_| r2.pick(&f, &PickContext::default()))
             .collect();
@@ -263,7 +311,7 @@ mod tests {
     #[test]
     fn peak_ewma_starves_a_slow_server() {
         let latency = [1.0f64, 1.0, 10.0];
-        let p = P2c::new(11, Cost::PeakEwma);
+        let p = P2c::new(11, Cost::PeakEwma, &[1, 1, 1]);
         let mut f = Fake::new(&[1, 1, 1]);
         let mut ewma = [0.0f64; 3];
         let mut running: Vec<(usize, usize)> = Vec::new(); // (server, finishes at step)
