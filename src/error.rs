@@ -18,6 +18,10 @@ pub enum ErrorKind {
     BadUpstream,
     /// The request already went through this instance.
     Loop,
+    /// Every usable server is at its `maxconn` and the pool's queue is full.
+    QueueFull,
+    /// The request waited in the queue longer than the queue's `timeout`.
+    QueueTimeout,
 }
 
 impl ErrorKind {
@@ -28,6 +32,9 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::BadUpstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Loop => StatusCode::LOOP_DETECTED,
+            // The defaults; a pool's `[queue]` may choose others.
+            ErrorKind::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::QueueTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -40,6 +47,8 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::BadUpstream => "bad_upstream",
             ErrorKind::Loop => "loop_detected",
+            ErrorKind::QueueFull => "queue_full",
+            ErrorKind::QueueTimeout => "queue_timeout",
         }
     }
 
@@ -56,6 +65,12 @@ impl ErrorKind {
             ErrorKind::BadUpstream => "502 Bad Gateway: the server's response was not valid\n",
             ErrorKind::Loop => {
                 "508 Loop Detected: this request already passed through this proxy\n"
+            }
+            ErrorKind::QueueFull => {
+                "Every server is busy and the queue is full; try again shortly\n"
+            }
+            ErrorKind::QueueTimeout => {
+                "Every server stayed busy while this request waited; try again shortly\n"
             }
         }
     }

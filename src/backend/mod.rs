@@ -9,6 +9,7 @@ pub mod ha;
 pub mod health;
 pub mod monitor;
 pub mod probe;
+pub mod queue;
 
 use crate::balancer::{self, Balancer, Candidates};
 use crate::config::{CheckConfig, ObserveConfig, PoolConfig};
@@ -44,6 +45,10 @@ pub struct Server {
     idle: Box<[Mutex<Vec<SendRequest<UpBody>>>]>,
     /// Used only when no non-backup server of the pool is usable.
     pub backup: bool,
+    /// Requests in flight at most (0: no limit); at the limit the server is overloaded.
+    pub maxconn: usize,
+    /// The pool's backlog queue, woken when a request to this server finishes.
+    pub queue: Option<Arc<queue::Queue>>,
     /// The active check, if any.
     pub check: Option<CheckConfig>,
     /// Health as the request path reads it ([`Health`] as a number); written on transitions.
@@ -120,6 +125,8 @@ impl Server {
         };
         Server {
             backup: false,
+            maxconn: 0,
+            queue: None,
             check: None,
             health: AtomicU8::new(0),
             operator: AtomicU8::new(0),
@@ -168,6 +175,11 @@ impl Server {
             Operator::Maint => 2,
         };
         self.operator.store(n, Ordering::Relaxed);
+    }
+
+    /// At its `maxconn` (lighttpd2's "overloaded")?
+    pub fn overloaded(&self) -> bool {
+        self.maxconn != 0 && self.in_flight.load(Ordering::Relaxed) >= self.maxconn
     }
 
     /// May new requests go here (operator ready, health up)? One load each.
@@ -238,6 +250,7 @@ impl Server {
             Health::Down => "down",
             Health::Drain => "drain",
             Health::Up => match self.availability(policy, &crate::clock::now_ms) {
+                Availability::Up if self.overloaded() => "overloaded",
                 Availability::Up => "alive",
                 Availability::Offline => "down",
                 Availability::RetryDue => "down-retry",
@@ -349,6 +362,8 @@ pub struct Pool {
     pub shutdown_backup_sessions_on_up: bool,
     /// Where health transitions are recorded (shared by all pools of an instance).
     pub events: Arc<events::EventLog>,
+    /// The backlog queue.
+    pub queue: Arc<queue::Queue>,
     /// The request key of a hashing method.
     pub hash_on: Option<crate::config::HashOn>,
     /// Response times feed the servers' peak-EWMA (only `peak-ewma` pools pay for it).
@@ -371,12 +386,15 @@ fn seed_from_clock() -> u64 {
 impl Pool {
     /// `slots`: the number of worker threads.
     pub fn from_config(c: &PoolConfig, slots: usize, events: Arc<events::EventLog>) -> Pool {
+        let queue = Arc::new(queue::Queue::new(c.queue));
         let servers: Vec<Arc<Server>> = c
             .servers
             .iter()
             .map(|s| {
                 let mut server = Server::new(&s.name, s.addr, s.weight, slots);
                 server.backup = s.backup;
+                server.maxconn = s.maxconn;
+                server.queue = Some(queue.clone());
                 if let Some(ch) = &s.check {
                     server.machine = Mutex::new(HealthMachine::new(Thresholds {
                         rise: ch.rise,
@@ -394,6 +412,7 @@ impl Pool {
         Pool {
             name: Arc::from(c.name.as_str()),
             balancer: balancer::build(&c.balance, &named, seed_from_clock(), c.hash_balance_factor),
+            queue,
             hash_on: match &c.balance {
                 crate::config::BalanceMethod::Hash(on) => Some(on.clone()),
                 _ => None,
@@ -415,9 +434,18 @@ impl Pool {
         }
     }
 
-    /// Usable right now for a new request, ignoring backups' special rule.
-    fn plain_usable(&self, s: &Server, now: &dyn Fn() -> u64) -> bool {
+    /// Alive for new requests (operator ready, health up, not offline), full or not.
+    pub fn alive(&self, s: &Server, now: &dyn Fn() -> u64) -> bool {
         s.takes_new_requests() && s.availability(self.ha, now) != Availability::Offline
+    }
+
+    /// Is some server that could take this request only at its `maxconn` (so waiting helps)?
+    pub fn only_overloaded(&self, tried: &Tried) -> bool {
+        let now = crate::clock::now_ms;
+        self.servers
+            .iter()
+            .enumerate()
+            .any(|(i, s)| !tried.contains(i) && s.overloaded() && self.alive(s, &now))
     }
 }
 
@@ -429,6 +457,10 @@ pub struct Tried {
 }
 
 impl Tried {
+    pub fn is_empty(&self) -> bool {
+        self.small == 0 && !self.large.iter().any(|b| *b)
+    }
+
     pub fn contains(&self, i: usize) -> bool {
         if i < 128 {
             self.small & (1u128 << i) != 0
@@ -479,9 +511,10 @@ impl<'a> PoolView<'a> {
         *self.backup_turn.get_or_init(|| {
             let now = || self.now();
             let servers = &self.pool.servers;
-            let primary = servers.iter().enumerate().any(|(i, s)| {
-                !s.backup && !self.tried.contains(i) && self.pool.plain_usable(s, &now)
-            });
+            let primary = servers
+                .iter()
+                .enumerate()
+                .any(|(i, s)| !s.backup && !self.tried.contains(i) && self.pool.alive(s, &now));
             if primary {
                 None
             } else if self.pool.all_backups {
@@ -491,9 +524,7 @@ impl<'a> PoolView<'a> {
                 servers
                     .iter()
                     .enumerate()
-                    .find(|(i, s)| {
-                        s.backup && !self.tried.contains(*i) && self.pool.plain_usable(s, &now)
-                    })
+                    .find(|(i, s)| s.backup && !self.tried.contains(*i) && self.pool.alive(s, &now))
                     .map(|(i, _)| i)
             }
         })
@@ -515,7 +546,8 @@ impl Candidates for PoolView<'_> {
     }
     fn usable(&self, i: usize) -> bool {
         let s = &self.pool.servers[i];
-        if self.tried.contains(i) || !self.pool.plain_usable(s, &|| self.now()) {
+        // Backups wait for primaries to be down, not merely full (those requests queue).
+        if self.tried.contains(i) || s.overloaded() || !self.pool.alive(s, &|| self.now()) {
             return false;
         }
         if !s.backup && !self.pool.servers.iter().any(|x| x.backup) {
@@ -544,6 +576,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(q) = &self.0.queue {
+            q.wake_one();
+        }
     }
 }
 
@@ -589,6 +624,13 @@ pub(crate) mod tests {
             shutdown_sessions_on_down: false,
             shutdown_backup_sessions_on_up: false,
             events: Default::default(),
+            queue: Arc::new(queue::Queue::new(queue::QueueConfig {
+                max: 10,
+                timeout: Duration::from_secs(1),
+                full_status: 503,
+                timeout_status: 504,
+                retry_after: Duration::from_secs(1),
+            })),
         }
     }
 

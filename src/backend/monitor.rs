@@ -45,6 +45,8 @@ pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
         code: t.result.code,
         reason: t.result.detail.clone(),
     });
+    // Waiters look again: a server went away (maybe the last) or came back.
+    pool.queue.wake_all();
     if t.to == Health::Down && pool.shutdown_sessions_on_down {
         server.kill_sessions();
     }

@@ -165,6 +165,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 address,
                 weight: None,
                 backup: None,
+                maxconn: None,
                 check: None,
             })
             .collect();

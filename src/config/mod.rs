@@ -46,6 +46,12 @@ pub const DEFAULT_CHECK_DOWNINTER: Duration = Duration::from_secs(5);
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_CHECK_RISE: u32 = 2;
 pub const DEFAULT_CHECK_FALL: u32 = 3;
+/// The backlog queue: requests that may wait, longest wait, answers, Retry-After.
+pub const DEFAULT_QUEUE_MAX: usize = 1000;
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_QUEUE_FULL_STATUS: u16 = 503;
+pub const DEFAULT_QUEUE_TIMEOUT_STATUS: u16 = 504;
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Passive observation: consecutive errors before `on_error` acts.
 pub const DEFAULT_ERROR_LIMIT: u32 = 10;
 
@@ -163,6 +169,8 @@ pub struct PoolConfig {
     pub shutdown_sessions_on_down: bool,
     /// `on_marked_up = "shutdown-backup-sessions"`.
     pub shutdown_backup_sessions_on_up: bool,
+    /// The backlog queue.
+    pub queue: crate::backend::queue::QueueConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +183,8 @@ pub struct ServerConfig {
     pub backup: bool,
     /// The active check for this server (the pool's, with the server's overrides), if any.
     pub check: Option<CheckConfig>,
+    /// Requests in flight at most (0: no limit); at the limit the server is overloaded.
+    pub maxconn: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +344,18 @@ pub(crate) struct RawPool {
     pub all_backups: Option<bool>,
     pub on_marked_down: Option<At<String>>,
     pub on_marked_up: Option<At<String>>,
+    pub maxconn: Option<At<i64>>,
+    pub queue: Option<RawQueue>,
+}
+
+/// `[pools.NAME.queue]` as written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawQueue {
+    pub max: Option<At<i64>>,
+    pub timeout: Option<At<Duration>>,
+    pub full_status: Option<At<i64>>,
+    pub timeout_status: Option<At<i64>>,
+    pub retry_after: Option<At<Duration>>,
 }
 
 impl RawPool {
@@ -350,6 +372,8 @@ impl RawPool {
             all_backups: None,
             on_marked_down: None,
             on_marked_up: None,
+            maxconn: None,
+            queue: None,
         }
     }
 }
@@ -359,6 +383,7 @@ pub(crate) struct RawServer {
     pub address: At<String>,
     pub weight: Option<At<i64>>,
     pub backup: Option<bool>,
+    pub maxconn: Option<At<i64>>,
     /// `check = false` disables the pool's check for this server; a table overrides keys.
     pub check: Option<RawServerCheck>,
 }

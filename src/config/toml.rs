@@ -37,6 +37,15 @@ const POOL_KEYS: &[&str] = &[
     "all_backups",
     "on_marked_down",
     "on_marked_up",
+    "maxconn",
+    "queue",
+];
+const QUEUE_KEYS: &[&str] = &[
+    "max",
+    "timeout",
+    "full_status",
+    "timeout_status",
+    "retry_after",
 ];
 const CHECK_KEYS: &[&str] = &[
     "type",
@@ -52,7 +61,7 @@ const CHECK_KEYS: &[&str] = &[
     "disable_on_404",
 ];
 const ROUTE_KEYS: &[&str] = &["match", "pool"];
-const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight", "backup", "check"];
+const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight", "backup", "check", "maxconn"];
 
 struct Reader<'s> {
     src: &'s str,
@@ -225,6 +234,7 @@ impl Reader<'_> {
                             address: a,
                             weight: None,
                             backup: None,
+                            maxconn: None,
                             check: None,
                         });
                     }
@@ -250,6 +260,21 @@ impl Reader<'_> {
                 "all_backups" => pool.all_backups = r.bool(k, v),
                 "on_marked_down" => pool.on_marked_down = r.string(k, v),
                 "on_marked_up" => pool.on_marked_up = r.string(k, v),
+                "maxconn" => pool.maxconn = r.int(k, v),
+                "queue" => {
+                    let mut q = super::RawQueue::default();
+                    r.table(v, &format!("{section}.queue"), |r, k, v, kline| match k {
+                        "max" => q.max = r.int(k, v),
+                        "timeout" => q.timeout = r.duration(k, v),
+                        "full_status" => q.full_status = r.int(k, v),
+                        "timeout_status" => q.timeout_status = r.int(k, v),
+                        "retry_after" => q.retry_after = r.duration(k, v),
+                        _ => r
+                            .diag
+                            .unknown_key(kline, &format!("{section}.queue"), k, QUEUE_KEYS),
+                    });
+                    pool.queue = Some(q);
+                }
                 _ => r.diag.unknown_key(kline, &section, k, POOL_KEYS),
             }
         });
@@ -306,12 +331,14 @@ impl Reader<'_> {
         let mut address = None;
         let mut weight = None;
         let mut backup = None;
+        let mut maxconn = None;
         let mut check = None;
         let what = format!("a server of {section}");
         self.table(item, &what, |r, k, v, kline| match k {
             "address" => address = r.string(k, v),
             "weight" => weight = r.int(k, v),
             "backup" => backup = r.bool(k, v),
+            "maxconn" => maxconn = r.int(k, v),
             "check" => match v.get_ref() {
                 DeValue::Boolean(false) => check = Some(RawServerCheck::Off),
                 DeValue::Boolean(true) => {}
@@ -328,6 +355,7 @@ impl Reader<'_> {
                 address,
                 weight,
                 backup,
+                maxconn,
                 check,
             }),
             None => {

@@ -275,6 +275,22 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         }
     }
 
+    let limit = |v: &Option<At<i64>>, key: &str, diag: &mut Diag| match v {
+        None => None,
+        Some(x) if (0..=1_000_000).contains(&x.value) => Some(x.value as usize),
+        Some(x) => {
+            diag.error(
+                x.line,
+                Some(key),
+                format!(
+                    "`{key}` must be between 0 (no limit) and 1000000, not {}",
+                    x.value
+                ),
+            );
+            None
+        }
+    };
+    let pool_maxconn = limit(&p.maxconn, "maxconn", diag).unwrap_or(0);
     let mut servers: Vec<ServerConfig> = Vec::new();
     let pool_check = p.check.as_ref();
     for rs in &p.servers {
@@ -310,6 +326,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
                         weight,
                         backup: rs.backup.unwrap_or(false),
                         check,
+                        maxconn: limit(&rs.maxconn, "maxconn", diag).unwrap_or(pool_maxconn),
                     });
                 }
             }
@@ -401,6 +418,55 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
             false
         }
     };
+    let q = p.queue.clone().unwrap_or_default();
+    let status = |v: &Option<At<i64>>, key: &str, default: u16, diag: &mut Diag| match v {
+        None => default,
+        Some(x) if (400..=599).contains(&x.value) => x.value as u16,
+        Some(x) => {
+            diag.error(
+                x.line,
+                Some(key),
+                format!("`{key}` must be a 4xx or 5xx status, not {}", x.value),
+            );
+            default
+        }
+    };
+    let queue = crate::backend::queue::QueueConfig {
+        max: match &q.max {
+            None => DEFAULT_QUEUE_MAX,
+            Some(x) if (0..=1_000_000).contains(&x.value) => x.value as usize,
+            Some(x) => {
+                diag.error(
+                    x.line,
+                    Some("max"),
+                    format!("queue `max` must be between 0 and 1000000, not {}", x.value),
+                );
+                DEFAULT_QUEUE_MAX
+            }
+        },
+        timeout: q
+            .timeout
+            .as_ref()
+            .map(|t| t.value)
+            .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
+        full_status: status(
+            &q.full_status,
+            "full_status",
+            DEFAULT_QUEUE_FULL_STATUS,
+            diag,
+        ),
+        timeout_status: status(
+            &q.timeout_status,
+            "timeout_status",
+            DEFAULT_QUEUE_TIMEOUT_STATUS,
+            diag,
+        ),
+        retry_after: q
+            .retry_after
+            .as_ref()
+            .map(|t| t.value)
+            .unwrap_or(DEFAULT_RETRY_AFTER),
+    };
     let shutdown_sessions_on_down = flag(
         &p.on_marked_down,
         "on_marked_down",
@@ -426,6 +492,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         all_backups: p.all_backups.unwrap_or(false),
         shutdown_sessions_on_down,
         shutdown_backup_sessions_on_up,
+        queue,
     })
 }
 

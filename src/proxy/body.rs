@@ -131,6 +131,13 @@ impl ProxyBody {
         b
     }
 
+    /// Corrects the status the access log will show.
+    pub fn set_status(&mut self, status: u16) {
+        if let Some(l) = &mut self.log {
+            l.status = status;
+        }
+    }
+
     /// Tells the client connection how this body ends (see `conn.rs`).
     pub fn attach(&mut self, conn: Arc<ConnState>) {
         self.conn = Some(conn);

@@ -85,6 +85,24 @@ pub async fn handle(
     forward(rt, pool, req, client, conn, log).await
 }
 
+/// A refusal on behalf of a pool: its `[queue]` statuses, with `Retry-After`.
+fn refuse(pool: &Pool, kind: ErrorKind, log: Option<AccessLog>) -> Response<ProxyBody> {
+    let q = &pool.queue.config;
+    let code = match kind {
+        ErrorKind::QueueTimeout => q.timeout_status,
+        _ => q.full_status,
+    };
+    let mut resp = error_response(kind, log);
+    if let Ok(status) = http::StatusCode::from_u16(code) {
+        *resp.status_mut() = status;
+        resp.body_mut().set_status(code);
+    }
+    let secs = q.retry_after.as_secs().max(1);
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
 fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<ProxyBody> {
     if let Some(l) = &mut log {
         l.status = kind.status().as_u16();
@@ -170,6 +188,10 @@ async fn connect(
     Ok(sender)
 }
 
+fn tried_nothing(t: &Tried) -> bool {
+    t.is_empty()
+}
+
 /// Records a failed connect; a server that goes offline (the reference's `attempts`) is a
 /// transition like any other: one warning line and one entry in the health log.
 fn connect_failed(pool: &Pool, server: &Server, err: &std::io::Error) {
@@ -206,11 +228,50 @@ async fn forward(
         hash,
     };
     let mut tried = Tried::default();
+    let mut ticket: Option<crate::backend::queue::Ticket> = None;
+    let mut deadline: Option<Instant> = None;
     'servers: loop {
-        let view = PoolView::new(pool, &tried);
-        let Some(i) = pool.balancer.pick(&view, &ctx) else {
-            return error_response(ErrorKind::NoServer, log);
+        // Newcomers wait behind requests already queued; only the oldest waiter may take a slot.
+        let must_wait = match &ticket {
+            Some(t) => !t.is_first(),
+            None => tried_nothing(&tried) && !pool.queue.is_empty(),
         };
+        let view = PoolView::new(pool, &tried);
+        let picked = if must_wait {
+            None
+        } else {
+            pool.balancer.pick(&view, &ctx)
+        };
+        let Some(i) = picked else {
+            // Wait only if a server could serve once a slot frees (not when all are down).
+            if tried_nothing(&tried) && (must_wait || pool.only_overloaded(&tried)) {
+                if ticket.is_none() {
+                    match pool.queue.enter() {
+                        Some(t) => ticket = Some(t),
+                        None => return refuse(pool, ErrorKind::QueueFull, log),
+                    }
+                }
+                let t = ticket.as_ref().expect("entered above");
+                let until =
+                    *deadline.get_or_insert_with(|| Instant::now() + pool.queue.config.timeout);
+                match tokio::time::timeout_at(until, t.woken()).await {
+                    Ok(()) => {
+                        t.rewait();
+                        continue 'servers;
+                    }
+                    Err(_) => {
+                        pool.queue
+                            .timed_out
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return refuse(pool, ErrorKind::QueueTimeout, log);
+                    }
+                }
+            }
+            return refuse(pool, ErrorKind::NoServer, log);
+        };
+        if let Some(t) = ticket.take() {
+            t.used();
+        }
         let server = &pool.servers[i];
         let availability = server.availability(pool.ha, &|| view.now());
         tried.insert(i);

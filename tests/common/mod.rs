@@ -37,6 +37,8 @@ pub struct Backend {
     pub in_flight: Arc<AtomicUsize>,
     pub max_in_flight: Arc<AtomicUsize>,
     pub last_headers: Arc<Mutex<Option<HeaderMap>>>,
+    /// (arrival time, path and query) of every request, in arrival order.
+    pub arrivals: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,6 +61,8 @@ impl Backend {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let last_headers = Arc::new(Mutex::new(None));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let arr = arrivals.clone();
         let (n, h, c, f, m, l) = (
             Arc::<str>::from(name),
             hits.clone(),
@@ -74,10 +78,17 @@ impl Backend {
                 };
                 c.fetch_add(1, Ordering::SeqCst);
                 let (n, h, f, m, l) = (n.clone(), h.clone(), f.clone(), m.clone(), l.clone());
+                let arr = arr.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (n, h, f, m, l) =
                             (n.clone(), h.clone(), f.clone(), m.clone(), l.clone());
+                        let pq = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        arr.lock().unwrap().push((std::time::Instant::now(), pq));
                         async move {
                             h.fetch_add(1, Ordering::SeqCst);
                             let now = f.fetch_add(1, Ordering::SeqCst) + 1;
@@ -102,6 +113,7 @@ impl Backend {
             in_flight,
             max_in_flight,
             last_headers,
+            arrivals,
             task,
         }
     }

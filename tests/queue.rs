@@ -1,0 +1,182 @@
+//! Overload end to end: per-server limits, the FIFO backlog queue, full and timeout answers with
+//! Retry-After, clients leaving the queue, and refusal at once when every server is down.
+
+mod common;
+
+use common::*;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn pool_toml(servers: &[std::net::SocketAddr], pool_extra: &str, queue: &str) -> String {
+    let list = servers
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [{list}]\n{pool_extra}\n[pools.p.queue]\n{queue}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxconn_holds_and_the_queue_dispatches_in_arrival_order() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let lg = langur_toml(&pool_toml(
+        &[a.addr, b.addr],
+        "maxconn = 2",
+        "max = 100\ntimeout = \"10s\"",
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let mut joins = Vec::new();
+    for id in 0..50 {
+        joins.push(tokio::spawn(async move {
+            get(at, &format!("/slow/100?id={id}")).await.status
+        }));
+        tokio::time::sleep(Duration::from_millis(8)).await;
+    }
+    for j in joins {
+        assert_eq!(j.await.unwrap(), 200);
+    }
+    assert!(
+        a.max_in_flight.load(Ordering::SeqCst) <= 2,
+        "a held {}",
+        a.max_in_flight.load(Ordering::SeqCst)
+    );
+    assert!(
+        b.max_in_flight.load(Ordering::SeqCst) <= 2,
+        "b held {}",
+        b.max_in_flight.load(Ordering::SeqCst)
+    );
+    let mut all: Vec<(Instant, String)> = a.arrivals.lock().unwrap().clone();
+    all.extend(b.arrivals.lock().unwrap().iter().cloned());
+    all.sort();
+    let ids: Vec<usize> = all
+        .iter()
+        .map(|(_, p)| p.rsplit('=').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..50).collect::<Vec<_>>(),
+        "dispatch out of arrival order"
+    );
+    assert!(
+        lg.shared().runtime.load().pools[0]
+            .queue
+            .max_seen
+            .load(Ordering::SeqCst)
+            > 10
+    );
+    lg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_limits_and_queue_requests_are_refused_at_once_with_retry_after() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let lg = langur_toml(&pool_toml(
+        &[a.addr, b.addr],
+        "maxconn = 1",
+        "max = 5\ntimeout = \"10s\"\nfull_status = 503\nretry_after = \"2s\"",
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    // 2 slots + 5 places: the first 7 are held, 10 more are refused.
+    let mut held = Vec::new();
+    for _ in 0..7 {
+        held.push(tokio::spawn(
+            async move { get(at, "/slow/600").await.status },
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t0 = Instant::now();
+    let mut refused = Vec::new();
+    for _ in 0..10 {
+        refused.push(tokio::spawn(async move { get(at, "/slow/600").await }));
+    }
+    for r in refused {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.headers["retry-after"], "2");
+        assert!(r.text().contains("queue is full"), "{}", r.text());
+    }
+    assert!(
+        t0.elapsed() < Duration::from_millis(400),
+        "refusals must be immediate: {:?}",
+        t0.elapsed()
+    );
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    lg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_gets_timeout_status_and_a_client_that_leaves_frees_its_place() {
+    let a = Backend::start("a").await;
+    let lg = langur_toml(&pool_toml(
+        &[a.addr],
+        "maxconn = 1",
+        "max = 1\ntimeout = \"300ms\"\ntimeout_status = 504",
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let busy = tokio::spawn(async move { get(at, "/slow/1500").await.status });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = Instant::now();
+    let r = get(at, "/x").await;
+    assert_eq!(r.status, 504);
+    assert!(r.headers.contains_key("retry-after"));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(280) && waited < Duration::from_millis(800),
+        "{waited:?}"
+    );
+
+    // A waiting client goes away: its place is free at once for the next one.
+    let queue = lg.shared().runtime.load().pools[0].queue.clone();
+    let leaver = tokio::spawn(async move { get(at, "/y").await });
+    let t1 = Instant::now();
+    while queue.is_empty() {
+        assert!(t1.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    leaver.abort();
+    let t2 = Instant::now();
+    while !queue.is_empty() {
+        assert!(
+            t2.elapsed() < Duration::from_millis(250),
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = get(at, "/z").await;
+    assert_eq!(
+        r.status, 504,
+        "queued (not refused as full), then timed out"
+    );
+    assert_eq!(queue.refused.load(Ordering::SeqCst), 0);
+    assert_eq!(busy.await.unwrap(), 200);
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn all_servers_down_are_refused_at_once_not_after_the_timeout() {
+    let (d1, d2) = (dead_addr().await, dead_addr().await);
+    let lg = langur_toml(&pool_toml(
+        &[d1, d2],
+        "maxconn = 1\nattempts = 1",
+        "timeout = \"5s\"",
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let r = get(at, "/").await;
+        assert_eq!(r.status, 503);
+        assert!(r.headers.contains_key("retry-after"));
+        assert!(
+            t0.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+    lg.shutdown().await;
+}
