@@ -180,3 +180,41 @@ async fn all_servers_down_are_refused_at_once_not_after_the_timeout() {
     }
     lg.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_answered_at_once_when_every_server_goes_down() {
+    let a = Backend::start("a").await;
+    let lg = langur_toml(&pool_toml(
+        &[a.addr],
+        "maxconn = 1",
+        "max = 10\ntimeout = \"10s\"",
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let busy = tokio::spawn(async move { get(at, "/slow/3000").await.status });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        waiting.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            (get(at, "/w").await.status, t0.elapsed())
+        }));
+    }
+    let queue = lg.shared().runtime.load().pools[0].queue.clone();
+    let t1 = Instant::now();
+    while queue.len() < 4 {
+        assert!(t1.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The operator takes the only server out: the queue is woken and every waiter is refused.
+    let rt = lg.shared().runtime.load();
+    rt.pools[0].set_operator(0, langur::backend::Operator::Maint);
+    for w in waiting {
+        let (status, took) = w.await.unwrap();
+        assert_eq!(status, 503);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+    drop(rt);
+    let _ = busy.await;
+    lg.shutdown().await;
+}

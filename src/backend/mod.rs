@@ -439,6 +439,19 @@ impl Pool {
         s.takes_new_requests() && s.availability(self.ha, now) != Availability::Offline
     }
 
+    /// Sets a server's operator state; the queue looks again (the pool may have lost its last
+    /// server, or gained one).
+    pub fn set_operator(&self, i: usize, o: Operator) {
+        self.servers[i].set_operator(o);
+        self.queue.wake_all();
+    }
+
+    /// Is any server alive (full or not, backups included)?
+    pub fn any_alive(&self) -> bool {
+        let now = crate::clock::now_ms;
+        self.servers.iter().any(|s| self.alive(s, &now))
+    }
+
     /// Is some server that could take this request only at its `maxconn` (so waiting helps)?
     pub fn only_overloaded(&self, tried: &Tried) -> bool {
         let now = crate::clock::now_ms;

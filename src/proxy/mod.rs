@@ -243,8 +243,12 @@ async fn forward(
             pool.balancer.pick(&view, &ctx)
         };
         let Some(i) = picked else {
-            // Wait only if a server could serve once a slot frees (not when all are down).
-            if tried_nothing(&tried) && (must_wait || pool.only_overloaded(&tried)) {
+            // Wait only if a server could serve once a slot frees: when every server is down,
+            // newcomers and waiters alike are answered at once.
+            if tried_nothing(&tried)
+                && pool.any_alive()
+                && (must_wait || pool.only_overloaded(&tried))
+            {
                 if ticket.is_none() {
                     match pool.queue.enter() {
                         Some(t) => ticket = Some(t),
