@@ -364,10 +364,56 @@ pub struct Pool {
     pub events: Arc<events::EventLog>,
     /// The backlog queue.
     pub queue: Arc<queue::Queue>,
+    /// Extra attempts on other servers; `None`: every server once.
+    pub retries: Option<u32>,
+    /// The pool-wide retry budget, if any.
+    pub retry_budget: Option<RetryBudget>,
     /// The request key of a hashing method.
     pub hash_on: Option<crate::config::HashOn>,
     /// Response times feed the servers' peak-EWMA (only `peak-ewma` pools pay for it).
     pub tracks_latency: bool,
+}
+
+/// A retry budget as a token bucket (as in Finagle and linkerd): every request deposits `ratio`
+/// of a token, every retry withdraws one. So retries stay within `ratio` of the traffic, however
+/// many servers fail, and a dying pool is not hit by a retry storm. A small reserve lets a quiet
+/// pool still retry. Tokens are kept in thousandths, in one atomic.
+#[derive(Debug)]
+pub struct RetryBudget {
+    milli: std::sync::atomic::AtomicI64,
+    deposit: i64,
+}
+
+impl RetryBudget {
+    /// Tokens a pool starts with, and the most it keeps beyond what its traffic earned.
+    pub const RESERVE: i64 = 10;
+    /// The most tokens the bucket holds.
+    pub const CAP: i64 = 1000;
+
+    pub fn new(ratio: f64) -> RetryBudget {
+        RetryBudget {
+            milli: std::sync::atomic::AtomicI64::new(Self::RESERVE * 1000),
+            deposit: (ratio * 1000.0).round() as i64,
+        }
+    }
+
+    /// A request came: deposit its share.
+    pub fn deposit(&self) {
+        let v = self.milli.fetch_add(self.deposit, Ordering::Relaxed) + self.deposit;
+        if v > Self::CAP * 1000 {
+            self.milli.store(Self::CAP * 1000, Ordering::Relaxed);
+        }
+    }
+
+    /// May a retry happen? Takes a token if so.
+    pub fn withdraw(&self) -> bool {
+        if self.milli.fetch_sub(1000, Ordering::Relaxed) >= 1000 {
+            true
+        } else {
+            self.milli.fetch_add(1000, Ordering::Relaxed);
+            false
+        }
+    }
 }
 
 /// A seed for the random balancers: differs per process and per pool.
@@ -413,6 +459,8 @@ impl Pool {
             name: Arc::from(c.name.as_str()),
             balancer: balancer::build(&c.balance, &named, seed_from_clock(), c.hash_balance_factor),
             queue,
+            retries: c.retries,
+            retry_budget: c.retry_budget.map(RetryBudget::new),
             hash_on: match &c.balance {
                 crate::config::BalanceMethod::Hash(on) => Some(on.clone()),
                 _ => None,
@@ -625,6 +673,8 @@ pub(crate) mod tests {
             ),
             hash_on: None,
             tracks_latency: false,
+            retries: None,
+            retry_budget: None,
             ha: HaPolicy {
                 attempts: 1,
                 offline_timeout: Duration::from_secs(10),
@@ -689,6 +739,26 @@ pub(crate) mod tests {
             usable(&p),
             vec![false, true, true],
             "all_backups share the load"
+        );
+    }
+
+    #[test]
+    fn retry_budget_is_a_ratio_of_traffic() {
+        let b = RetryBudget::new(0.2);
+        let mut allowed = 0;
+        for _ in 0..100 {
+            b.deposit();
+            // every request would like 3 retries
+            for _ in 0..3 {
+                if b.withdraw() {
+                    allowed += 1;
+                }
+            }
+        }
+        assert_eq!(
+            allowed,
+            RetryBudget::RESERVE as usize + 20,
+            "20% of 100 requests plus the reserve"
         );
     }
 

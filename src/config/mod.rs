@@ -171,6 +171,10 @@ pub struct PoolConfig {
     pub shutdown_backup_sessions_on_up: bool,
     /// The backlog queue.
     pub queue: crate::backend::queue::QueueConfig,
+    /// Extra attempts on other servers; `None`: every server once (the reference's behaviour).
+    pub retries: Option<u32>,
+    /// Retries allowed on top of requests, as a ratio (`0.2`: 20%); `None`: no budget.
+    pub retry_budget: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +326,8 @@ pub(crate) struct RawPoolSettings {
     pub connect_timeout: Option<At<Duration>>,
     pub response_timeout: Option<At<Duration>>,
     pub hash_balance_factor: Option<At<f64>>,
+    pub retries: Option<At<i64>>,
+    pub retry_budget: Option<At<f64>>,
 }
 
 #[derive(Debug)]

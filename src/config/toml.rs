@@ -16,6 +16,8 @@ const ADMIN_KEYS: &[&str] = &["listen", "token"];
 const POOL_SETTING_KEYS: &[&str] = &[
     "balance",
     "hash_balance_factor",
+    "retries",
+    "retry_budget",
     "attempts",
     "offline_timeout",
     "connect_timeout",
@@ -24,6 +26,8 @@ const POOL_SETTING_KEYS: &[&str] = &[
 const POOL_KEYS: &[&str] = &[
     "balance",
     "hash_balance_factor",
+    "retries",
+    "retry_budget",
     "attempts",
     "offline_timeout",
     "connect_timeout",
@@ -185,6 +189,8 @@ impl Reader<'_> {
             "connect_timeout" => s.connect_timeout = self.duration(k, v),
             "response_timeout" => s.response_timeout = self.duration(k, v),
             "hash_balance_factor" => s.hash_balance_factor = self.float(k, v),
+            "retries" => s.retries = self.int(k, v),
+            "retry_budget" => s.retry_budget = self.float(k, v),
             _ => return false,
         }
         true

@@ -418,6 +418,33 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
             false
         }
     };
+    let retries = match s.retries.as_ref().or(defaults.retries.as_ref()) {
+        None => None,
+        Some(r) if (0..=100).contains(&r.value) => Some(r.value as u32),
+        Some(r) => {
+            diag.error(
+                r.line,
+                Some("retries"),
+                format!("`retries` must be between 0 and 100, not {}", r.value),
+            );
+            None
+        }
+    };
+    let retry_budget = match s.retry_budget.as_ref().or(defaults.retry_budget.as_ref()) {
+        None => None,
+        Some(b) if (0.0..=10.0).contains(&b.value) => Some(b.value),
+        Some(b) => {
+            diag.error(
+                b.line,
+                Some("retry_budget"),
+                format!(
+                    "`retry_budget` must be a ratio between 0 and 10 (0.2 = 20%), not {}",
+                    b.value
+                ),
+            );
+            None
+        }
+    };
     let q = p.queue.clone().unwrap_or_default();
     let status = |v: &Option<At<i64>>, key: &str, default: u16, diag: &mut Diag| match v {
         None => default,
@@ -493,6 +520,8 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         shutdown_sessions_on_down,
         shutdown_backup_sessions_on_up,
         queue,
+        retries,
+        retry_budget,
     })
 }
 

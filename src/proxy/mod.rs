@@ -188,6 +188,25 @@ async fn connect(
     Ok(sender)
 }
 
+/// A copy of a request that may be sent again: an idempotent method (RFC 9110 9.2.2) and no
+/// body (a streamed body cannot be replayed). A POST is never replayed.
+fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
+    use http::Method;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    if !idempotent || !hyper::body::Body::is_end_stream(req.body()) {
+        return None;
+    }
+    let mut again = Request::new(UpBody::Empty);
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    Some(again)
+}
+
 fn tried_nothing(t: &Tried) -> bool {
     t.is_empty()
 }
@@ -230,6 +249,12 @@ async fn forward(
     let mut tried = Tried::default();
     let mut ticket: Option<crate::backend::queue::Ticket> = None;
     let mut deadline: Option<Instant> = None;
+    // Attempts on servers so far, and what the last failed one came to.
+    let mut attempts = 0u32;
+    let mut last_error = ErrorKind::NoServer;
+    if let Some(b) = &pool.retry_budget {
+        b.deposit();
+    }
     'servers: loop {
         // Newcomers wait behind requests already queued; only the oldest waiter may take a slot.
         let must_wait = match &ticket {
@@ -271,7 +296,10 @@ async fn forward(
                     }
                 }
             }
-            return refuse(pool, ErrorKind::NoServer, log);
+            return match last_error {
+                ErrorKind::NoServer => refuse(pool, ErrorKind::NoServer, log),
+                other => error_response(other, log),
+            };
         };
         if let Some(t) = ticket.take() {
             t.used();
@@ -287,6 +315,20 @@ async fn forward(
                 None => continue,
             },
         };
+        // A retry (any attempt after the first) needs both the pool's `retries` and its budget.
+        attempts += 1;
+        if attempts > 1 {
+            let over_limit = pool.retries.is_some_and(|r| attempts > r + 1);
+            if over_limit || pool.retry_budget.as_ref().is_some_and(|b| !b.withdraw()) {
+                if let Some(l) = &mut log {
+                    l.reason = "retries_exhausted";
+                }
+                return match last_error {
+                    ErrorKind::NoServer => refuse(pool, ErrorKind::NoServer, log),
+                    other => error_response(other, log),
+                };
+            }
+        }
         let in_flight = InFlight::new(server.clone());
         if let Some(l) = &mut log {
             l.server = Some(server.name.clone());
@@ -327,6 +369,8 @@ async fn forward(
                 continue 'servers;
             }
             let sent_at = (log.is_some() || pool.tracks_latency).then(Instant::now);
+            // An idempotent request without a body can be sent again if its response never starts.
+            let replay = replayable(&req);
             match timeout(pool.response_timeout, sender.try_send_request(req)).await {
                 Err(_) => {
                     monitor::observe(pool, i, Seen::BadResponse);
@@ -369,7 +413,14 @@ async fn forward(
                     None => {
                         monitor::observe(pool, i, Seen::BadResponse);
                         tracing::debug!(pool = %pool.name, server = %server.name, error = %e.error(), "upstream exchange failed");
-                        return error_response(ErrorKind::BadUpstream, log);
+                        match replay {
+                            Some(again) => {
+                                req = again;
+                                last_error = ErrorKind::BadUpstream;
+                                continue 'servers;
+                            }
+                            None => return error_response(ErrorKind::BadUpstream, log),
+                        }
                     }
                 },
             }
