@@ -218,3 +218,81 @@ async fn waiters_are_answered_at_once_when_every_server_goes_down() {
     let _ = busy.await;
     lg.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_503_backs_off_until_timeout_or_another_request_completes() {
+    use common::ctl::{Ctl, OK, S503};
+    let (a, b) = (Ctl::start("a").await, Ctl::start("b").await);
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nbalance = \"round-robin\"\noverload_backoff = \"10s\"\nservers = [\"{}\", \"{}\"]\n",
+        a.addr, b.addr
+    );
+    let lg = langur_toml(&toml).await;
+    let at = lg.listen_addrs()[0];
+    // A long download holds a request on a (round robin starts with a).
+    let download = tokio::spawn(async move { get(at, "/download").await.status });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get(at, "/app").await.backend(), "b");
+    a.mode.store(S503, Ordering::SeqCst);
+    let r = get(at, "/app").await;
+    assert_eq!((r.status.as_u16(), r.backend().as_str()), (503, "a"));
+    a.mode.store(OK, Ordering::SeqCst);
+    for _ in 0..6 {
+        assert_eq!(get(at, "/app").await.backend(), "b", "a is backing off");
+    }
+    // The download on a completes (well before the 10 s backoff): a is tried again.
+    assert_eq!(download.await.unwrap(), 200);
+    let seen: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(get(at, "/app").await.backend());
+        }
+        v
+    };
+    assert!(seen.iter().any(|s| s == "a"), "{seen:?}");
+    lg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_gives_a_server_that_comes_up_less_at_first_then_its_share() {
+    use common::ctl::{Ctl, OK, S500};
+    let (a, b) = (Ctl::start("a").await, Ctl::start("b").await);
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nbalance = \"round-robin\"\nslowstart = \"3s\"\nservers = [\"{}\", \"{}\"]\n[pools.p.check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"100ms\"\nfastinter = \"50ms\"\ndowninter = \"100ms\"\nrise = 1\nfall = 1\n",
+        a.addr, b.addr
+    );
+    let lg = langur_toml(&toml).await;
+    let at = lg.listen_addrs()[0];
+    let sa = lg.shared().runtime.load().pools[0].servers[0].clone();
+    a.mode.store(S500, Ordering::SeqCst);
+    let t0 = Instant::now();
+    while sa.health() != langur::backend::health::Health::Down {
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.mode.store(OK, Ordering::SeqCst);
+    while sa.health() != langur::backend::health::Health::Up {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let count_a = |v: &[String]| v.iter().filter(|s| s.as_str() == "a").count();
+    let mut early = Vec::new();
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_millis(500) {
+        early.push(get(at, "/app").await.backend());
+    }
+    let early_share = count_a(&early) as f64 / early.len() as f64;
+    assert!(
+        early_share < 0.25,
+        "just up, a got {:.0}% of {}",
+        early_share * 100.0,
+        early.len()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut late = Vec::new();
+    for _ in 0..40 {
+        late.push(get(at, "/app").await.backend());
+    }
+    assert_eq!(count_a(&late), 20, "full share after the ramp: {late:?}");
+    lg.shutdown().await;
+}

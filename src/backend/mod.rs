@@ -69,6 +69,10 @@ pub struct Server {
     pub downs: AtomicU64,
     /// When health last changed, in [`crate::clock::now_ms`] units.
     pub last_change_ms: AtomicU64,
+    /// When the server last came up, for slow start ([`crate::clock::now_ms`]; 0: not ramping).
+    up_since_ms: AtomicU64,
+    /// Overloaded (backing off) until then ([`crate::clock::now_ms`]; 0: not backing off).
+    backoff_until_ms: AtomicU64,
     /// Peak-EWMA response time in microseconds (f64 bits; 0 = no sample yet).
     ewma_us: AtomicU64,
     /// When `ewma_us` was last updated, in [`crate::clock::now_ms`] units.
@@ -137,6 +141,8 @@ impl Server {
             check_failures: AtomicU64::new(0),
             downs: AtomicU64::new(0),
             last_change_ms: AtomicU64::new(0),
+            up_since_ms: AtomicU64::new(0),
+            backoff_until_ms: AtomicU64::new(0),
             ewma_us: AtomicU64::new(0),
             ewma_at_ms: AtomicU64::new(0),
             name: Arc::from(name),
@@ -177,9 +183,42 @@ impl Server {
         self.operator.store(n, Ordering::Relaxed);
     }
 
-    /// At its `maxconn` (lighttpd2's "overloaded")?
+    /// At its `maxconn`, or backing off after a 503 or a connect timeout (lighttpd2's
+    /// "overloaded")? One atomic load each in the common case.
     pub fn overloaded(&self) -> bool {
-        self.maxconn != 0 && self.in_flight.load(Ordering::Relaxed) >= self.maxconn
+        if self.maxconn != 0 && self.in_flight.load(Ordering::Relaxed) >= self.maxconn {
+            return true;
+        }
+        let until = self.backoff_until_ms.load(Ordering::Relaxed);
+        until != 0 && crate::clock::now_ms() < until
+    }
+
+    /// The server said it is overloaded (503, or a connect timeout): leave it alone for
+    /// `backoff`, or until one of its requests completes.
+    pub fn back_off(&self, backoff: Duration) {
+        if !backoff.is_zero() {
+            let until = crate::clock::now_ms() + backoff.as_millis() as u64;
+            self.backoff_until_ms.store(until.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The server came up: slow start begins now.
+    pub fn came_up(&self) {
+        self.up_since_ms
+            .store(crate::clock::now_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// Its share of new requests now, from 0 to 1, under slow start over `ramp`.
+    pub fn ramp(&self, ramp: Duration, now: &dyn Fn() -> u64) -> f64 {
+        let since = self.up_since_ms.load(Ordering::Relaxed);
+        if since == 0 || ramp.is_zero() {
+            return 1.0;
+        }
+        let f = slowstart_factor(Duration::from_millis(now().saturating_sub(since)), ramp);
+        if f >= 1.0 {
+            self.up_since_ms.store(0, Ordering::Relaxed);
+        }
+        f
     }
 
     /// May new requests go here (operator ready, health up)? One load each.
@@ -368,10 +407,25 @@ pub struct Pool {
     pub retries: Option<u32>,
     /// The pool-wide retry budget, if any.
     pub retry_budget: Option<RetryBudget>,
+    /// Slow-start ramp (zero: none).
+    pub slowstart: Duration,
+    /// How long a server answering 503 (or timing out connecting) is left alone.
+    pub overload_backoff: Duration,
+    /// Chance for slow start (lock-free, see `balancer::random::Rng`).
+    pub dice: crate::balancer::random::Rng,
     /// The request key of a hashing method.
     pub hash_on: Option<crate::config::HashOn>,
     /// Response times feed the servers' peak-EWMA (only `peak-ewma` pools pay for it).
     pub tracks_latency: bool,
+}
+
+/// Slow start: the share of a server `elapsed` after it came up, rising linearly from 5% to
+/// 100% over `ramp` (HAProxy's `slowstart`).
+pub fn slowstart_factor(elapsed: Duration, ramp: Duration) -> f64 {
+    if ramp.is_zero() {
+        return 1.0;
+    }
+    (elapsed.as_secs_f64() / ramp.as_secs_f64()).clamp(0.05, 1.0)
 }
 
 /// A retry budget as a token bucket (as in Finagle and linkerd): every request deposits `ratio`
@@ -461,6 +515,9 @@ impl Pool {
             queue,
             retries: c.retries,
             retry_budget: c.retry_budget.map(RetryBudget::new),
+            slowstart: c.slowstart,
+            overload_backoff: c.overload_backoff,
+            dice: crate::balancer::random::Rng::new(seed_from_clock()),
             hash_on: match &c.balance {
                 crate::config::BalanceMethod::Hash(on) => Some(on.clone()),
                 _ => None,
@@ -552,6 +609,9 @@ pub struct PoolView<'a> {
     /// Backups' turn: `None` while a non-backup server is usable, else which backups may serve
     /// (`usize::MAX` for all of them). Worked out at most once per view.
     pub backup_turn: std::cell::OnceCell<Option<usize>>,
+    /// One roll of the dice per pick, in [0, 1): a server in slow start is usable in this pick
+    /// when its ramp exceeds it, so over many picks its share is the ramp.
+    pub roll: std::cell::OnceCell<f64>,
 }
 
 impl<'a> PoolView<'a> {
@@ -561,6 +621,7 @@ impl<'a> PoolView<'a> {
             tried,
             now_ms: Default::default(),
             backup_turn: Default::default(),
+            roll: Default::default(),
         }
     }
 
@@ -611,6 +672,17 @@ impl Candidates for PoolView<'_> {
         if self.tried.contains(i) || s.overloaded() || !self.pool.alive(s, &|| self.now()) {
             return false;
         }
+        if !self.pool.slowstart.is_zero() {
+            let ramp = s.ramp(self.pool.slowstart, &|| self.now());
+            if ramp < 1.0 {
+                let roll = *self
+                    .roll
+                    .get_or_init(|| self.pool.dice.below(1 << 20) as f64 / (1u64 << 20) as f64);
+                if roll >= ramp {
+                    return false;
+                }
+            }
+        }
         if !s.backup && !self.pool.servers.iter().any(|x| x.backup) {
             return true;
         }
@@ -624,19 +696,29 @@ impl Candidates for PoolView<'_> {
 
 /// Counts a request in flight on a server for as long as it lives.
 #[derive(Debug)]
-pub struct InFlight(pub Arc<Server>);
+pub struct InFlight(pub Arc<Server>, bool);
 
 impl InFlight {
     pub fn new(server: Arc<Server>) -> InFlight {
         server.in_flight.fetch_add(1, Ordering::Relaxed);
         server.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(server)
+        InFlight(server, true)
+    }
+
+    /// This request is the one that made the server back off: its own completion does not end
+    /// the backoff (another request's does).
+    pub fn keep_backoff(&mut self) {
+        self.1 = false;
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // A request completed: an overloaded server is tried again (lighttpd2's rule).
+        if self.1 && self.0.backoff_until_ms.load(Ordering::Relaxed) != 0 {
+            self.0.backoff_until_ms.store(0, Ordering::Relaxed);
+        }
         if let Some(q) = &self.0.queue {
             q.wake_one();
         }
@@ -675,6 +757,9 @@ pub(crate) mod tests {
             tracks_latency: false,
             retries: None,
             retry_budget: None,
+            slowstart: Duration::ZERO,
+            overload_backoff: Duration::ZERO,
+            dice: crate::balancer::random::Rng::new(1),
             ha: HaPolicy {
                 attempts: 1,
                 offline_timeout: Duration::from_secs(10),
@@ -740,6 +825,48 @@ pub(crate) mod tests {
             vec![false, true, true],
             "all_backups share the load"
         );
+    }
+
+    #[test]
+    fn slow_start_ramps_linearly() {
+        let ramp = Duration::from_secs(30);
+        assert_eq!(slowstart_factor(Duration::ZERO, ramp), 0.05);
+        assert!((slowstart_factor(Duration::from_secs(15), ramp) - 0.5).abs() < 1e-9);
+        assert_eq!(slowstart_factor(Duration::from_secs(31), ramp), 1.0);
+        assert_eq!(
+            slowstart_factor(Duration::from_secs(1), Duration::ZERO),
+            1.0
+        );
+    }
+
+    /// Slow start through the balancer, with tokio's clock paused and moved by hand.
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_share_rises_to_the_full_share() {
+        let mut p = pool(&[false, false], false);
+        p.slowstart = Duration::from_secs(30);
+        p.servers[1].came_up();
+        let share = |p: &Pool| {
+            let mut n = 0;
+            for _ in 0..20_000 {
+                let tried = Tried::default();
+                let v = PoolView::new(p, &tried);
+                if p.balancer
+                    .pick(&v, &crate::balancer::PickContext::default())
+                    == Some(1)
+                {
+                    n += 1;
+                }
+            }
+            n as f64 / 20_000.0
+        };
+        let early = share(&p);
+        assert!(early < 0.1, "just up: {early}");
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let mid = share(&p);
+        assert!(mid > 0.25 && mid < 0.45, "half-way: {mid}");
+        tokio::time::advance(Duration::from_secs(16)).await;
+        let done = share(&p);
+        assert!((done - 0.5).abs() < 0.02, "full share: {done}");
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
         code: t.result.code,
         reason: t.result.detail.clone(),
     });
+    if t.from == Health::Down && t.to == Health::Up {
+        server.came_up();
+    }
     // Waiters look again: a server went away (maybe the last) or came back.
     pool.queue.wake_all();
     if t.to == Health::Down && pool.shutdown_sessions_on_down {
@@ -72,7 +75,9 @@ pub fn availability_changed(pool: &Pool, server: &super::Server, up: bool, reaso
     tracing::warn!(pool = %pool.name, server = %server.name, from = if up { "down" } else { "alive" },
         to = if up { "alive" } else { "down" }, check_status = status.as_str(), reason = %reason,
         "server availability changed");
-    if !up {
+    if up {
+        server.came_up();
+    } else {
         server.downs.fetch_add(1, Ordering::Relaxed);
     }
     server

@@ -175,6 +175,11 @@ pub struct PoolConfig {
     pub retries: Option<u32>,
     /// Retries allowed on top of requests, as a ratio (`0.2`: 20%); `None`: no budget.
     pub retry_budget: Option<f64>,
+    /// Ramp time of a server that comes up (zero: none).
+    pub slowstart: Duration,
+    /// How long a server that answered 503 or timed out connecting counts as overloaded (zero:
+    /// never).
+    pub overload_backoff: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +333,8 @@ pub(crate) struct RawPoolSettings {
     pub hash_balance_factor: Option<At<f64>>,
     pub retries: Option<At<i64>>,
     pub retry_budget: Option<At<f64>>,
+    pub slowstart: Option<At<Duration>>,
+    pub overload_backoff: Option<At<Duration>>,
 }
 
 #[derive(Debug)]

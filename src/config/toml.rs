@@ -15,6 +15,8 @@ const SERVER_KEYS: &[&str] = &["listen", "workers", "access_log", "name"];
 const ADMIN_KEYS: &[&str] = &["listen", "token"];
 const POOL_SETTING_KEYS: &[&str] = &[
     "balance",
+    "slowstart",
+    "overload_backoff",
     "hash_balance_factor",
     "retries",
     "retry_budget",
@@ -25,6 +27,8 @@ const POOL_SETTING_KEYS: &[&str] = &[
 ];
 const POOL_KEYS: &[&str] = &[
     "balance",
+    "slowstart",
+    "overload_backoff",
     "hash_balance_factor",
     "retries",
     "retry_budget",
@@ -191,6 +195,8 @@ impl Reader<'_> {
             "hash_balance_factor" => s.hash_balance_factor = self.float(k, v),
             "retries" => s.retries = self.int(k, v),
             "retry_budget" => s.retry_budget = self.float(k, v),
+            "slowstart" => s.slowstart = self.duration(k, v),
+            "overload_backoff" => s.overload_backoff = self.duration(k, v),
             _ => return false,
         }
         true

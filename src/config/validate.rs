@@ -522,6 +522,18 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         queue,
         retries,
         retry_budget,
+        slowstart: s
+            .slowstart
+            .as_ref()
+            .or(defaults.slowstart.as_ref())
+            .map(|d| d.value)
+            .unwrap_or_default(),
+        overload_backoff: s
+            .overload_backoff
+            .as_ref()
+            .or(defaults.overload_backoff.as_ref())
+            .map(|d| d.value)
+            .unwrap_or_default(),
     })
 }
 

@@ -329,7 +329,7 @@ async fn forward(
                 };
             }
         }
-        let in_flight = InFlight::new(server.clone());
+        let mut in_flight = InFlight::new(server.clone());
         if let Some(l) = &mut log {
             l.server = Some(server.name.clone());
         }
@@ -351,6 +351,9 @@ async fn forward(
                         (s, false)
                     }
                     Err(e) => {
+                        if e.kind() == std::io::ErrorKind::TimedOut {
+                            server.back_off(pool.overload_backoff);
+                        }
                         connect_failed(pool, server, &e);
                         monitor::observe(pool, i, Seen::L4Error);
                         continue 'servers;
@@ -378,6 +381,10 @@ async fn forward(
                 }
                 Ok(Ok(resp)) => {
                     monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
+                    if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+                        server.back_off(pool.overload_backoff);
+                        in_flight.keep_backoff();
+                    }
                     let (mut parts, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut parts.headers);
                     if let Some(t) = sent_at {

@@ -15,6 +15,8 @@ pub const S500: u8 = 1;
 pub const HANG: u8 = 2;
 pub const GARBAGE: u8 = 3;
 pub const NOT_FOUND: u8 = 4;
+/// `/app` answers 503 (and `/health` 200).
+pub const S503: u8 = 5;
 /// `/download` sends this many 1 KiB chunks, 15 ms apart.
 pub const DOWNLOAD_CHUNKS: usize = 150;
 
@@ -95,7 +97,9 @@ impl Ctl {
                         let _ = s.write_all(b"0\r\n\r\n").await;
                         return;
                     }
-                    let out = if m == S500 { reply("500 Internal Server Error", name) } else { reply("200 OK", name) };
+                    let out = if m == S503 {
+                        reply("503 Service Unavailable", name)
+                    } else if m == S500 { reply("500 Internal Server Error", name) } else { reply("200 OK", name) };
                     let _ = s.write_all(out.as_bytes()).await;
                 });
             }
