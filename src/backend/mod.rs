@@ -827,6 +827,35 @@ pub(crate) mod tests {
         );
     }
 
+    /// `maxconn` and the overload backoff, with tokio's clock paused and moved by hand.
+    #[tokio::test(start_paused = true)]
+    async fn limits_and_backoff() {
+        let mut s = Server::new("a", "127.0.0.1:1".parse().unwrap(), 1, 1);
+        s.maxconn = 2;
+        let s = Arc::new(s);
+        let a = InFlight::new(s.clone());
+        assert!(!s.overloaded());
+        let b = InFlight::new(s.clone());
+        assert!(s.overloaded(), "at maxconn");
+        drop(a);
+        assert!(!s.overloaded());
+        // A 503: backing off for 3 s, not ended by the request that brought it...
+        let mut c = InFlight::new(s.clone());
+        s.back_off(Duration::from_secs(3));
+        c.keep_backoff();
+        drop(c);
+        assert!(s.overloaded());
+        tokio::time::advance(Duration::from_millis(2_900)).await;
+        assert!(s.overloaded());
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(!s.overloaded(), "the backoff ran out");
+        // ...but by any other request that completes.
+        s.back_off(Duration::from_secs(3));
+        assert!(s.overloaded());
+        drop(b);
+        assert!(!s.overloaded());
+    }
+
     #[test]
     fn slow_start_ramps_linearly() {
         let ramp = Duration::from_secs(30);
