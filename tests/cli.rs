@@ -194,3 +194,40 @@ async fn a_100_mib_body_streams_both_ways_in_bounded_memory() {
     );
     eprintln!("100 MiB each way: proxy RSS {before} KiB before, peak {peak} KiB ({growth_mib:.1} MiB growth)");
 }
+
+#[tokio::test]
+async fn demo_starts_backends_and_prints_urls_that_work() {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.find("curl http://") {
+                return line[i + 5..].split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("demo printed no URL")
+    })
+    .await
+    .unwrap();
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for path in ["/", "/logo.png", "/a.css", "/b.css"] {
+        let r = common::get(addr, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.text().contains("demo-backend-"), "{}", r.text());
+        seen.insert(r.backend());
+    }
+    assert!(
+        seen.len() >= 2,
+        "the demo balances over its backends: {seen:?}"
+    );
+}
