@@ -59,8 +59,10 @@ pub struct Server {
     pub machine: Mutex<HealthMachine>,
     /// Consecutive errors seen in live traffic (passive observation).
     passive_errors: AtomicU32,
-    /// Bumped to end every connection to this server at once (`shutdown-sessions`).
-    kill: tokio::sync::watch::Sender<u64>,
+    /// The tasks of this server's upstream connections, to end them all at once
+    /// (`shutdown-sessions`). Touched once per connection, never per request.
+    sessions: Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
+    next_session: AtomicU64,
     /// Wakes the checker early (passive `fastinter`).
     pub hurry: tokio::sync::Notify,
     /// Failed checks, ever (HAProxy's `chkfail`).
@@ -136,7 +138,8 @@ impl Server {
             operator: AtomicU8::new(0),
             machine: Mutex::new(HealthMachine::new(thresholds)),
             passive_errors: AtomicU32::new(0),
-            kill: tokio::sync::watch::channel(0).0,
+            sessions: Mutex::new(std::collections::HashMap::new()),
+            next_session: AtomicU64::new(0),
             hurry: tokio::sync::Notify::new(),
             check_failures: AtomicU64::new(0),
             downs: AtomicU64::new(0),
@@ -245,14 +248,44 @@ impl Server {
         self.ewma_at_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// A receiver that changes when this server's sessions must end.
-    pub fn kill_signal(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.kill.subscribe()
+    /// Runs an upstream connection's task so that [`Server::kill_sessions`] can end it.
+    pub fn spawn_session<F>(self: &Arc<Self>, conn: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            conn.await;
+            me.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        });
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if !task.is_finished() {
+            sessions.insert(id, task.abort_handle());
+        }
     }
 
-    /// Ends every connection to this server now (in flight and idle).
+    /// Upstream connections open now (in use or idle).
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Ends every connection to this server now (in flight and idle): requests in flight fail
+    /// and their clients are told at once instead of hanging on a dead server.
     pub fn kill_sessions(&self) {
-        self.kill.send_modify(|g| *g += 1);
+        let victims: Vec<_> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in victims {
+            h.abort();
+        }
         for slot in self.idle.iter() {
             slot.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }

@@ -158,7 +158,7 @@ fn upstream_request(
 }
 
 async fn connect(
-    server: &Server,
+    server: &Arc<Server>,
     connect_timeout: std::time::Duration,
 ) -> std::io::Result<SendRequest<UpBody>> {
     let stream = match timeout(connect_timeout, TcpStream::connect(server.addr)).await {
@@ -176,14 +176,9 @@ async fn connect(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
-    // The connection ends with the server's sessions (`shutdown-sessions`): in-flight requests
-    // then fail and their clients are told at once instead of hanging on a dead server.
-    let mut kill = server.kill_signal();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = conn => {}
-            _ = kill.changed() => {}
-        }
+    // A session of the server: `shutdown-sessions` can end it.
+    server.spawn_session(async move {
+        let _ = conn.await;
     });
     Ok(sender)
 }
