@@ -36,14 +36,7 @@ fn count_complete(data: &[u8]) -> usize {
     let mut n = 0;
     let mut rest = data;
     while let Some(end) = find(rest, b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap_or(0))
-            })
-            .unwrap_or(0);
+        let len = content_length(&rest[..end]);
         if rest.len() < end + 4 + len {
             break;
         }

@@ -12,6 +12,23 @@ use std::time::{Duration, Instant};
 
 use common::ctl::*;
 
+/// Downloads `/download` through langur: its length, or the error that cut it.
+async fn download(at: std::net::SocketAddr) -> Result<usize, hyper::Error> {
+    let s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/download")
+        .header("host", "t")
+        .body(body(""))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map(|c| c.to_bytes().len())
+}
+
 fn server(lg: &langur::Langur, i: usize) -> Arc<langur::backend::Server> {
     lg.shared().runtime.load().pools[0].servers[i].clone()
 }
@@ -230,28 +247,9 @@ async fn backups_serve_only_when_primaries_are_down_and_give_way_when_they_retur
     // A long download on the backup ends when the primary comes back.
     let download = tokio::spawn(async move {
         let t0 = Instant::now();
-        let r = tokio::time::timeout(Duration::from_secs(20), async move {
-            let s = tokio::net::TcpStream::connect(at).await.unwrap();
-            let (mut send, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
-            let resp = send
-                .send_request(
-                    http::Request::get("/download")
-                        .header("host", "t")
-                        .body(body(""))
-                        .unwrap(),
-                )
-                .await
-                .unwrap();
-            http_body_util::BodyExt::collect(resp.into_body())
-                .await
-                .map(|c| c.to_bytes().len())
-        })
-        .await
-        .expect("the download should have been ended");
+        let r = tokio::time::timeout(Duration::from_secs(20), download(at))
+            .await
+            .expect("the download should have been ended");
         (r, t0.elapsed())
     });
     wait_for("download on backup", Duration::from_secs(2), || {
@@ -281,24 +279,7 @@ async fn shutdown_sessions_ends_a_download_from_a_server_marked_down() {
     let lg = langur_toml(&toml).await;
     let at = lg.listen_addrs()[0];
     let download = tokio::spawn(async move {
-        let s = tokio::net::TcpStream::connect(at).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let resp = send
-            .send_request(
-                http::Request::get("/download")
-                    .header("host", "t")
-                    .body(body(""))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let r = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .map(|c| c.to_bytes().len());
+        let r = download(at).await;
         (r, Instant::now())
     });
     wait_for("download", Duration::from_secs(2), || {

@@ -11,43 +11,70 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Applies a transition of server `idx` of `pool`.
-pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
-    let server = &pool.servers[idx];
-    server.set_health(t.to);
+/// The bookkeeping every transition shares: one warning line, the counters, the health log.
+fn record(pool: &Pool, server: &super::Server, e: Event, duration: Duration) {
     server
         .last_change_ms
         .store(crate::clock::now_ms(), Ordering::Relaxed);
-    if t.to == Health::Down {
+    if e.to == Health::Down {
         server.downs.fetch_add(1, Ordering::Relaxed);
+    }
+    if e.from == Health::Down && e.to == Health::Up {
+        server.came_up();
     }
     tracing::warn!(
         pool = %pool.name,
         server = %server.name,
-        from = t.from.as_str(),
-        to = t.to.as_str(),
-        check_status = t.result.status.as_str(),
-        check_code = t.result.code.unwrap_or(0),
-        check_duration_ms = t.result.duration.as_millis() as u64,
-        reason = %t.result.detail,
+        from = e.from.as_str(),
+        to = e.to.as_str(),
+        check_status = e.status.as_str(),
+        check_code = e.code.unwrap_or(0),
+        check_duration_ms = duration.as_millis() as u64,
+        reason = %e.reason,
         "server health changed"
     );
-    pool.events.push(Event {
+    pool.events.push(e);
+}
+
+fn event(
+    pool: &Pool,
+    server: &super::Server,
+    from: Health,
+    to: Health,
+    status: CheckStatus,
+    code: Option<u16>,
+    reason: String,
+) -> Event {
+    Event {
         at_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
         pool: pool.name.to_string(),
         server: server.name.to_string(),
-        from: t.from,
-        to: t.to,
-        status: t.result.status,
-        code: t.result.code,
-        reason: t.result.detail.clone(),
-    });
-    if t.from == Health::Down && t.to == Health::Up {
-        server.came_up();
+        from,
+        to,
+        status,
+        code,
+        reason,
     }
+}
+
+/// Applies a transition of server `idx` of `pool`: the flip, the bookkeeping, and the session
+/// shutdowns the pool asks for.
+pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
+    let server = &pool.servers[idx];
+    server.set_health(t.to);
+    let e = event(
+        pool,
+        server,
+        t.from,
+        t.to,
+        t.result.status,
+        t.result.code,
+        t.result.detail.clone(),
+    );
+    record(pool, server, e, t.result.duration);
     // Waiters look again: a server went away (maybe the last) or came back.
     pool.queue.wake_all();
     if t.to == Health::Down && pool.shutdown_sessions_on_down {
@@ -64,38 +91,20 @@ pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
     }
 }
 
-/// The reference's high availability took a server offline (`up == false`) or back: logged and
-/// recorded like a health transition, with lighttpd2's words.
+/// The reference's high availability took a server offline (`up == false`) or back: recorded
+/// like a health transition.
 pub fn availability_changed(pool: &Pool, server: &super::Server, up: bool, reason: String) {
     let (from, to, status) = if up {
         (Health::Down, Health::Up, CheckStatus::L4Ok)
     } else {
         (Health::Up, Health::Down, CheckStatus::L4Con)
     };
-    tracing::warn!(pool = %pool.name, server = %server.name, from = if up { "down" } else { "alive" },
-        to = if up { "alive" } else { "down" }, check_status = status.as_str(), reason = %reason,
-        "server availability changed");
-    if up {
-        server.came_up();
-    } else {
-        server.downs.fetch_add(1, Ordering::Relaxed);
-    }
-    server
-        .last_change_ms
-        .store(crate::clock::now_ms(), Ordering::Relaxed);
-    pool.events.push(Event {
-        at_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        pool: pool.name.to_string(),
-        server: server.name.to_string(),
-        from,
-        to,
-        status,
-        code: None,
-        reason,
-    });
+    record(
+        pool,
+        server,
+        event(pool, server, from, to, status, None, reason),
+        Duration::ZERO,
+    );
 }
 
 /// Feeds one check result to server `idx`'s state machine; applies a transition if any.

@@ -202,14 +202,7 @@ pub async fn swallowing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
                     }
                     buf.extend_from_slice(&tmp[..n]);
                     if let Some(end) = find(&buf, b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
+                        let len = content_length(&buf[..end]);
                         if buf.len() >= end + 4 + len {
                             c.fetch_add(1, Ordering::SeqCst);
                             return; // drop the socket: no response
@@ -220,6 +213,18 @@ pub async fn swallowing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
         }
     });
     (addr, count)
+}
+
+/// The Content-Length of a raw message head (0 when absent).
+pub fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
