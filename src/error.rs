@@ -1,6 +1,7 @@
-//! One error type for the request path. Its kind decides, in one place, the status code the
-//! client sees, the reason written to the access log, whether another server may be tried, and
-//! whether the failure counts against the server's health.
+//! The ways a request can fail. Its kind decides, in one place, the status code the client
+//! sees, the reason written to the access log, and the short body. Whether a request may move on
+//! to another server is decided where that is known, in the pipeline (`proxy/mod.rs`): only if
+//! nothing of it was written, or it is idempotent, bodiless and its response never started.
 
 use http::StatusCode;
 
@@ -10,8 +11,6 @@ pub enum ErrorKind {
     NoRoute,
     /// Every server of the pool is offline or failed to connect.
     NoServer,
-    /// The TCP connect to a server failed or timed out.
-    Connect,
     /// The server did not start its response in time.
     UpstreamTimeout,
     /// The server's response was broken, or the connection died mid-exchange.
@@ -28,7 +27,7 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
-            ErrorKind::NoServer | ErrorKind::Connect => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NoServer => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::BadUpstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Loop => StatusCode::LOOP_DETECTED,
@@ -43,7 +42,6 @@ impl ErrorKind {
         match self {
             ErrorKind::NoRoute => "no_route",
             ErrorKind::NoServer => "no_server",
-            ErrorKind::Connect => "connect_failed",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::BadUpstream => "bad_upstream",
             ErrorKind::Loop => "loop_detected",
@@ -56,7 +54,7 @@ impl ErrorKind {
     pub fn body(self) -> &'static str {
         match self {
             ErrorKind::NoRoute => "404 Not Found: no route matches this path\n",
-            ErrorKind::NoServer | ErrorKind::Connect => {
+            ErrorKind::NoServer => {
                 "503 Service Unavailable: no server was available to take this request\n"
             }
             ErrorKind::UpstreamTimeout => {
@@ -74,16 +72,6 @@ impl ErrorKind {
             }
         }
     }
-
-    /// May the request move on to another server? Only when nothing of it reached this one.
-    pub fn retry_elsewhere(self) -> bool {
-        matches!(self, ErrorKind::Connect)
-    }
-
-    /// Does this failure count against the server's availability (the reference's attempts)?
-    pub fn counts_against_server(self) -> bool {
-        matches!(self, ErrorKind::Connect)
-    }
 }
 
 #[cfg(test)]
@@ -96,10 +84,5 @@ mod tests {
         assert_eq!(ErrorKind::UpstreamTimeout.status(), 504);
         assert_eq!(ErrorKind::BadUpstream.status(), 502);
         assert_eq!(ErrorKind::Loop.status(), 508);
-        assert!(ErrorKind::Connect.retry_elsewhere());
-        assert!(
-            !ErrorKind::BadUpstream.retry_elsewhere(),
-            "a request that reached a server is never replayed"
-        );
     }
 }

@@ -268,11 +268,6 @@ impl Server {
         }
     }
 
-    /// Upstream connections open now (in use or idle).
-    pub fn session_count(&self) -> usize {
-        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
     /// Ends every connection to this server now (in flight and idle): requests in flight fail
     /// and their clients are told at once instead of hanging on a dead server.
     pub fn kill_sessions(&self) {
@@ -398,14 +393,6 @@ impl Server {
     fn slot(&self) -> &Mutex<Vec<SendRequest<UpBody>>> {
         &self.idle[crate::server::worker_id() % self.idle.len()]
     }
-
-    /// Idle upstream connections over all workers.
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .iter()
-            .map(|s| s.lock().map(|i| i.len()).unwrap_or(0))
-            .sum()
-    }
 }
 
 /// Holds the single retry of an offline server; releases it on drop.
@@ -429,6 +416,8 @@ pub struct Pool {
     pub response_timeout: Duration,
     pub max_idle_per_server: usize,
     pub observe: Option<ObserveConfig>,
+    /// Does the pool have backup servers? (Known once, so a pick never scans for them.)
+    pub has_backups: bool,
     pub all_backups: bool,
     pub shutdown_sessions_on_down: bool,
     pub shutdown_backup_sessions_on_up: bool,
@@ -565,6 +554,7 @@ impl Pool {
             response_timeout: c.response_timeout,
             max_idle_per_server: crate::config::DEFAULT_MAX_IDLE_PER_SERVER,
             observe: c.observe,
+            has_backups: c.servers.iter().any(|s| s.backup),
             all_backups: c.all_backups,
             shutdown_sessions_on_down: c.shutdown_sessions_on_down,
             shutdown_backup_sessions_on_up: c.shutdown_backup_sessions_on_up,
@@ -716,7 +706,7 @@ impl Candidates for PoolView<'_> {
                 }
             }
         }
-        if !s.backup && !self.pool.servers.iter().any(|x| x.backup) {
+        if !self.pool.has_backups {
             return true;
         }
         match self.backup_turn() {
@@ -801,6 +791,7 @@ pub(crate) mod tests {
             response_timeout: Duration::from_secs(1),
             max_idle_per_server: 1,
             observe: None,
+            has_backups: backups.iter().any(|b| *b),
             all_backups,
             shutdown_sessions_on_down: false,
             shutdown_backup_sessions_on_up: false,

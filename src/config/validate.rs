@@ -62,6 +62,21 @@ pub fn parse_balance(name: &str) -> Option<BalanceMethod> {
     })
 }
 
+/// An integer key within `lo..=hi`: its value, or (out of range) an error naming the key and
+/// its line, and `None`. Absent keys are `None` without an error.
+fn ranged(diag: &mut Diag, v: Option<&At<i64>>, key: &str, lo: i64, hi: i64) -> Option<i64> {
+    let v = v?;
+    if (lo..=hi).contains(&v.value) {
+        return Some(v.value);
+    }
+    diag.error(
+        v.line,
+        Some(key),
+        format!("`{key}` must be between {lo} and {hi}, not {}", v.value),
+    );
+    None
+}
+
 /// Resolves `host:port` to one socket address (the first the resolver gives).
 fn resolve(text: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = text.parse::<SocketAddr>() {
@@ -89,18 +104,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     if listen.is_empty() && raw.listen.is_empty() {
         listen.push(DEFAULT_LISTEN.parse().expect("valid default"));
     }
-    let workers = raw.workers.as_ref().and_then(|w| {
-        if (1..=1024).contains(&w.value) {
-            Some(w.value as usize)
-        } else {
-            diag.error(
-                w.line,
-                Some("workers"),
-                format!("`workers` must be between 1 and 1024, not {}", w.value),
-            );
-            None
-        }
-    });
+    let workers = ranged(diag, raw.workers.as_ref(), "workers", 1, 1024).map(|n| n as usize);
     let admin_listen = match &raw.admin_listen {
         Some(a) => match resolve(&a.value) {
             Ok(addr) => addr,
@@ -215,18 +219,14 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
             }
         },
     };
-    let attempts = match s.attempts.as_ref().or(defaults.attempts.as_ref()) {
-        None => DEFAULT_ATTEMPTS,
-        Some(a) if (1..=1000).contains(&a.value) => a.value as u32,
-        Some(a) => {
-            diag.error(
-                a.line,
-                Some("attempts"),
-                format!("`attempts` must be between 1 and 1000, not {}", a.value),
-            );
-            DEFAULT_ATTEMPTS
-        }
-    };
+    let attempts = ranged(
+        diag,
+        s.attempts.as_ref().or(defaults.attempts.as_ref()),
+        "attempts",
+        1,
+        1000,
+    )
+    .map_or(DEFAULT_ATTEMPTS, |n| n as u32);
     let hash_balance_factor = match s
         .hash_balance_factor
         .as_ref()
@@ -275,20 +275,8 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         }
     }
 
-    let limit = |v: &Option<At<i64>>, key: &str, diag: &mut Diag| match v {
-        None => None,
-        Some(x) if (0..=1_000_000).contains(&x.value) => Some(x.value as usize),
-        Some(x) => {
-            diag.error(
-                x.line,
-                Some(key),
-                format!(
-                    "`{key}` must be between 0 (no limit) and 1000000, not {}",
-                    x.value
-                ),
-            );
-            None
-        }
+    let limit = |v: &Option<At<i64>>, key: &str, diag: &mut Diag| {
+        ranged(diag, v.as_ref(), key, 0, 1_000_000).map(|n| n as usize)
     };
     let pool_maxconn = limit(&p.maxconn, "maxconn", diag).unwrap_or(0);
     let mut servers: Vec<ServerConfig> = Vec::new();
@@ -301,18 +289,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
             (None, Some(pc)) => check(pc, diag),
             (None, None) => None,
         };
-        let weight = match &rs.weight {
-            None => 1,
-            Some(w) if (1..=1000).contains(&w.value) => w.value as u32,
-            Some(w) => {
-                diag.error(
-                    w.line,
-                    Some("weight"),
-                    format!("`weight` must be between 1 and 1000, not {}", w.value),
-                );
-                1
-            }
-        };
+        let weight = ranged(diag, rs.weight.as_ref(), "weight", 1, 1000).map_or(1, |n| n as u32);
         match resolve(&rs.address.value) {
             Ok(addr) => {
                 // A server listed twice is one server with the weights added: the reference's
@@ -359,18 +336,8 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
                 None // reported; error_limit and on_error are still checked
             }
         };
-        let error_limit = match &p.error_limit {
-            None => DEFAULT_ERROR_LIMIT,
-            Some(e) if (1..=10_000).contains(&e.value) => e.value as u32,
-            Some(e) => {
-                diag.error(
-                    e.line,
-                    Some("error_limit"),
-                    format!("`error_limit` must be between 1 and 10000, not {}", e.value),
-                );
-                DEFAULT_ERROR_LIMIT
-            }
-        };
+        let error_limit = ranged(diag, p.error_limit.as_ref(), "error_limit", 1, 10_000)
+            .map_or(DEFAULT_ERROR_LIMIT, |n| n as u32);
         let on_error = match p
             .on_error
             .as_ref()
@@ -418,18 +385,14 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
             false
         }
     };
-    let retries = match s.retries.as_ref().or(defaults.retries.as_ref()) {
-        None => None,
-        Some(r) if (0..=100).contains(&r.value) => Some(r.value as u32),
-        Some(r) => {
-            diag.error(
-                r.line,
-                Some("retries"),
-                format!("`retries` must be between 0 and 100, not {}", r.value),
-            );
-            None
-        }
-    };
+    let retries = ranged(
+        diag,
+        s.retries.as_ref().or(defaults.retries.as_ref()),
+        "retries",
+        0,
+        100,
+    )
+    .map(|n| n as u32);
     let retry_budget = match s.retry_budget.as_ref().or(defaults.retry_budget.as_ref()) {
         None => None,
         Some(b) if (0.0..=10.0).contains(&b.value) => Some(b.value),
@@ -446,31 +409,12 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         }
     };
     let q = p.queue.clone().unwrap_or_default();
-    let status = |v: &Option<At<i64>>, key: &str, default: u16, diag: &mut Diag| match v {
-        None => default,
-        Some(x) if (400..=599).contains(&x.value) => x.value as u16,
-        Some(x) => {
-            diag.error(
-                x.line,
-                Some(key),
-                format!("`{key}` must be a 4xx or 5xx status, not {}", x.value),
-            );
-            default
-        }
+    let status = |v: &Option<At<i64>>, key: &str, default: u16, diag: &mut Diag| {
+        ranged(diag, v.as_ref(), key, 400, 599).map_or(default, |n| n as u16)
     };
     let queue = crate::backend::queue::QueueConfig {
-        max: match &q.max {
-            None => DEFAULT_QUEUE_MAX,
-            Some(x) if (0..=1_000_000).contains(&x.value) => x.value as usize,
-            Some(x) => {
-                diag.error(
-                    x.line,
-                    Some("max"),
-                    format!("queue `max` must be between 0 and 1000000, not {}", x.value),
-                );
-                DEFAULT_QUEUE_MAX
-            }
-        },
+        max: ranged(diag, q.max.as_ref(), "max", 0, 1_000_000)
+            .map_or(DEFAULT_QUEUE_MAX, |n| n as usize),
         timeout: q
             .timeout
             .as_ref()
@@ -558,17 +502,8 @@ fn check(c: &RawCheck, diag: &mut Diag) -> Option<CheckConfig> {
             }
         },
     };
-    let count = |v: &Option<At<i64>>, key: &str, default: u32, diag: &mut Diag| match v {
-        None => default,
-        Some(x) if (1..=1000).contains(&x.value) => x.value as u32,
-        Some(x) => {
-            diag.error(
-                x.line,
-                Some(key),
-                format!("`{key}` must be between 1 and 1000, not {}", x.value),
-            );
-            default
-        }
+    let count = |v: &Option<At<i64>>, key: &str, default: u32, diag: &mut Diag| {
+        ranged(diag, v.as_ref(), key, 1, 1000).map_or(default, |n| n as u32)
     };
     let rise = count(&c.rise, "rise", DEFAULT_CHECK_RISE, diag);
     let fall = count(&c.fall, "fall", DEFAULT_CHECK_FALL, diag);

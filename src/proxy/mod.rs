@@ -202,10 +202,6 @@ fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
     Some(again)
 }
 
-fn tried_nothing(t: &Tried) -> bool {
-    t.is_empty()
-}
-
 /// Records a failed connect; a server that goes offline (the reference's `attempts`) is a
 /// transition like any other: one warning line and one entry in the health log.
 fn connect_failed(pool: &Pool, server: &Server, err: &std::io::Error) {
@@ -254,7 +250,7 @@ async fn forward(
         // Newcomers wait behind requests already queued; only the oldest waiter may take a slot.
         let must_wait = match &ticket {
             Some(t) => !t.is_first(),
-            None => tried_nothing(&tried) && !pool.queue.is_empty(),
+            None => tried.is_empty() && !pool.queue.is_empty(),
         };
         let view = PoolView::new(pool, &tried);
         let picked = if must_wait {
@@ -265,10 +261,7 @@ async fn forward(
         let Some(i) = picked else {
             // Wait only if a server could serve once a slot frees: when every server is down,
             // newcomers and waiters alike are answered at once.
-            if tried_nothing(&tried)
-                && pool.any_alive()
-                && (must_wait || pool.only_overloaded(&tried))
-            {
+            if tried.is_empty() && pool.any_alive() && (must_wait || pool.only_overloaded(&tried)) {
                 if ticket.is_none() {
                     match pool.queue.enter() {
                         Some(t) => ticket = Some(t),
