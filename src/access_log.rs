@@ -20,6 +20,8 @@ pub struct AccessLog {
     pub start: Instant,
     /// Empty when all went well; otherwise why it did not (`no_server`, `client_aborted`, ...).
     pub reason: &'static str,
+    /// What the cache did (`hit`, `miss`, `stale`, `revalidated`, `bypass`), empty if unused.
+    pub cache: &'static str,
 }
 
 impl AccessLog {
@@ -35,6 +37,7 @@ impl AccessLog {
             upstream_ms: None,
             start,
             reason: "",
+            cache: "",
         }
     }
 
@@ -52,6 +55,7 @@ impl AccessLog {
             upstream_ms = format_args!("{:.3}", self.upstream_ms.unwrap_or(-1.0)),
             total_ms = format_args!("{total_ms:.3}"),
             reason = if self.reason.is_empty() { "-" } else { self.reason },
+            cache = if self.cache.is_empty() { "-" } else { self.cache },
         );
     }
 }

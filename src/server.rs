@@ -50,12 +50,24 @@ pub fn build_runtime(
     workers: usize,
     events: &Arc<crate::backend::events::EventLog>,
 ) -> anyhow::Result<Runtime> {
-    let routes: Vec<(Vec<String>, usize)> = config
+    let patterns: Vec<(Vec<String>, usize)> = config
         .routes
         .iter()
-        .map(|r| (r.patterns.clone(), r.pool))
+        .enumerate()
+        .map(|(i, r)| (r.patterns.clone(), i))
         .collect();
-    let router = Router::new(&routes).context("compiling routes")?;
+    let router = Router::new(&patterns).context("compiling routes")?;
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| crate::proxy::RouteRt {
+            pool: r.pool,
+            root: r.root.as_deref().map(Arc::from),
+            cache: r.cache,
+            grace: r.grace,
+            purge: r.purge.clone(),
+        })
+        .collect();
     let pools = config
         .pools
         .iter()
@@ -63,7 +75,9 @@ pub fn build_runtime(
         .collect();
     Ok(Runtime {
         router,
+        routes,
         pools,
+        cache: crate::cache::Cache::new(config.cache.clone()),
         via: HeaderValue::from_str(&format!("1.1 {instance}"))
             .context("instance name is not a valid header value")?,
         via_token: instance.clone(),

@@ -17,7 +17,16 @@
 
 use super::{parse_duration, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute, RawServer};
 
-const SECTIONS: &[&str] = &["PROXY_DEFAULTS", "PROXY_ENTRY", "SERVER", "ADMIN"];
+const SECTIONS: &[&str] = &["PROXY_DEFAULTS", "PROXY_ENTRY", "SERVER", "ADMIN", "CACHE"];
+const CACHE_KEYS: &[&str] = &[
+    "MaxSize",
+    "MaxObjectSize",
+    "Types",
+    "DefaultTTL",
+    "MinTTL",
+    "MaxTTL",
+    "LockTimeout",
+];
 const ENTRY_KEYS: &[&str] = &[
     "ServerList",
     "LoadBalance",
@@ -27,6 +36,10 @@ const ENTRY_KEYS: &[&str] = &[
     "OfflineTimeOut",
     "ConnectTimeout",
     "ResponseTimeout",
+    "Cache",
+    "Grace",
+    "Purge",
+    "DocumentRoot",
 ];
 const SERVER_KEYS: &[&str] = &["Listen", "Workers", "AccessLog", "Name"];
 const ADMIN_KEYS: &[&str] = &["Listen", "Token"];
@@ -37,6 +50,10 @@ struct Entry {
     servers: Vec<At<String>>,
     matches: Vec<At<String>>,
     settings: RawPoolSettings,
+    cache: Option<bool>,
+    grace: Option<At<std::time::Duration>>,
+    purge: Vec<At<String>>,
+    root: Option<At<String>>,
 }
 
 enum Section {
@@ -45,6 +62,7 @@ enum Section {
     Entry(usize),
     Server,
     Admin,
+    Cache,
     Unknown,
 }
 
@@ -82,6 +100,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 }
                 "SERVER" => Section::Server,
                 "ADMIN" => Section::Admin,
+                "CACHE" => Section::Cache,
                 _ => {
                     let hint = super::suggest(name, SECTIONS)
                         .map(|s| format!(" (did you mean [{s}]?)"))
@@ -120,6 +139,20 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 "name" => raw.name = Some(At::new(value.to_string(), line)),
                 _ => diag.unknown_key(line, "[SERVER]", key, SERVER_KEYS),
             },
+            Section::Cache => {
+                let c = &mut raw.cache;
+                let text = || Some(At::new(value.to_string(), line));
+                match key.to_ascii_lowercase().as_str() {
+                    "maxsize" => c.max_size = text(),
+                    "maxobjectsize" => c.max_object_size = text(),
+                    "types" => c.types = Some(words(value, line)),
+                    "defaultttl" => c.default_ttl = duration(key, value, line, diag),
+                    "minttl" => c.min_ttl = duration(key, value, line, diag),
+                    "maxttl" => c.max_ttl = duration(key, value, line, diag),
+                    "locktimeout" => c.lock_timeout = duration(key, value, line, diag),
+                    _ => diag.unknown_key(line, "[CACHE]", key, CACHE_KEYS),
+                }
+            }
             Section::Admin => match key.to_ascii_lowercase().as_str() {
                 "listen" => raw.admin_listen = Some(At::new(value.to_string(), line)),
                 "token" => raw.admin_token = Some(At::new(value.to_string(), line)),
@@ -130,14 +163,22 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
 
     raw.defaults = defaults.settings.clone();
     for (i, mut e) in entries.into_iter().enumerate() {
-        if e.servers.is_empty() {
+        if e.root.is_none() && e.servers.is_empty() {
             e.servers = defaults.servers.clone();
+        }
+        if e.root.is_none() && e.servers.is_empty() {
+            e.root = defaults.root.clone();
         }
         if e.matches.is_empty() {
             e.matches = defaults.matches.clone();
         }
+        e.cache = e.cache.or(defaults.cache);
+        e.grace = e.grace.or(defaults.grace.clone());
+        if e.purge.is_empty() {
+            e.purge = defaults.purge.clone();
+        }
         let name = format!("entry{}", i + 1);
-        if e.servers.is_empty() {
+        if e.servers.is_empty() && e.root.is_none() {
             diag.error(
                 e.line,
                 Some("ServerList"),
@@ -151,11 +192,19 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 format!("[PROXY_ENTRY] `{name}` has no Match line"),
             );
         }
+        let serves_files = e.root.is_some() && e.servers.is_empty();
         raw.routes.push(RawRoute {
             patterns: e.matches,
-            pool: At::new(name.clone(), e.line),
+            pool: (!serves_files).then(|| At::new(name.clone(), e.line)),
+            root: e.root.filter(|_| serves_files),
+            cache: e.cache,
+            grace: e.grace,
+            purge: e.purge,
             line: e.line,
         });
+        if serves_files {
+            continue;
+        }
         let mut pool = RawPool::new(name, e.line);
         pool.settings = e.settings;
         pool.servers = e
@@ -184,6 +233,10 @@ fn entry_key(e: &mut Entry, key: &str, value: &str, line: usize, diag: &mut Diag
         "offlinetimeout" => s.offline_timeout = duration(key, value, line, diag),
         "connecttimeout" => s.connect_timeout = duration(key, value, line, diag),
         "responsetimeout" => s.response_timeout = duration(key, value, line, diag),
+        "cache" => e.cache = on_off(key, value, line, diag),
+        "grace" => e.grace = duration(key, value, line, diag),
+        "purge" => e.purge.extend(words(value, line)),
+        "documentroot" => e.root = Some(At::new(value.to_string(), line)),
         _ => diag.unknown_key(line, section, key, ENTRY_KEYS),
     }
 }

@@ -54,6 +54,12 @@ pub const DEFAULT_QUEUE_TIMEOUT_STATUS: u16 = 504;
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Passive observation: consecutive errors before `on_error` acts.
 pub const DEFAULT_ERROR_LIMIT: u32 = 10;
+/// `[cache]` defaults: the byte budget, the largest object kept, and how long a miss waits for
+/// another request already fetching the same key.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 128 << 20;
+pub const DEFAULT_CACHE_MAX_OBJECT_SIZE: u64 = 8 << 20;
+pub const DEFAULT_CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CACHE_MAX_VARIANTS: usize = 16;
 
 /// What a hashing method hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +126,7 @@ pub struct Config {
     /// Routes in file order; the first whose pattern matches wins.
     pub routes: Vec<RouteConfig>,
     pub pools: Vec<PoolConfig>,
+    pub cache: CacheConfig,
     /// Things that are legal but probably wrong (`check` prints them).
     pub warnings: Vec<ConfigError>,
 }
@@ -144,9 +151,56 @@ pub struct AdminSettings {
 pub struct RouteConfig {
     /// Regular expressions, searched (not anchored) in the request path.
     pub patterns: Vec<String>,
-    /// Index into [`Config::pools`].
-    pub pool: usize,
+    /// Index into [`Config::pools`]; `None` when the route serves files from `root`.
+    pub pool: Option<usize>,
+    /// A directory served instead of a pool.
+    pub root: Option<std::path::PathBuf>,
+    /// Responses (or files) go through the shared cache.
+    pub cache: bool,
+    /// How long a stale entry may still be served while it is refreshed or when the pool fails,
+    /// when the response does not say (`stale-while-revalidate`, `stale-if-error`).
+    pub grace: Option<Duration>,
+    /// Client networks allowed to send `PURGE` for this route's URLs.
+    pub purge: Vec<ipnet::IpNet>,
     pub line: usize,
+}
+
+/// The shared cache's rules (`[cache]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// The byte budget: bodies, headers and keys together never exceed it.
+    pub max_size: u64,
+    pub max_object_size: u64,
+    /// Content types kept (`text/*`, `image/png`, `*`).
+    pub types: Vec<String>,
+    /// Lifetime of a response without freshness information; zero means do not store it.
+    pub default_ttl: Duration,
+    pub min_ttl: Duration,
+    pub max_ttl: Option<Duration>,
+    /// How long a miss waits for another request fetching the same key.
+    pub lock_timeout: Duration,
+    pub max_variants: usize,
+    pub store_private: bool,
+    pub store_set_cookie: bool,
+    pub store_authorized: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_size: DEFAULT_CACHE_MAX_SIZE,
+            max_object_size: DEFAULT_CACHE_MAX_OBJECT_SIZE,
+            types: vec!["*".into()],
+            default_ttl: Duration::ZERO,
+            min_ttl: Duration::ZERO,
+            max_ttl: None,
+            lock_timeout: DEFAULT_CACHE_LOCK_TIMEOUT,
+            max_variants: DEFAULT_CACHE_MAX_VARIANTS,
+            store_private: false,
+            store_set_cookie: false,
+            store_authorized: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +375,7 @@ pub(crate) struct RawConfig {
     pub defaults: RawPoolSettings,
     pub routes: Vec<RawRoute>,
     pub pools: Vec<RawPool>,
+    pub cache: RawCache,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -340,8 +395,28 @@ pub(crate) struct RawPoolSettings {
 #[derive(Debug)]
 pub(crate) struct RawRoute {
     pub patterns: Vec<At<String>>,
-    pub pool: At<String>,
+    pub pool: Option<At<String>>,
+    pub root: Option<At<String>>,
+    pub cache: Option<bool>,
+    pub grace: Option<At<Duration>>,
+    pub purge: Vec<At<String>>,
     pub line: usize,
+}
+
+/// `[cache]` as written; sizes are kept as text (`"64 MiB"` or a number of bytes).
+#[derive(Debug, Default)]
+pub(crate) struct RawCache {
+    pub max_size: Option<At<String>>,
+    pub max_object_size: Option<At<String>>,
+    pub types: Option<Vec<At<String>>>,
+    pub default_ttl: Option<At<Duration>>,
+    pub min_ttl: Option<At<Duration>>,
+    pub max_ttl: Option<At<Duration>>,
+    pub lock_timeout: Option<At<Duration>>,
+    pub max_variants: Option<At<i64>>,
+    pub store_private: Option<bool>,
+    pub store_set_cookie: Option<bool>,
+    pub store_authorized: Option<bool>,
 }
 
 #[derive(Debug)]

@@ -10,7 +10,20 @@ use ::toml::Spanned;
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["server", "admin", "defaults", "route", "pools"];
+const TOP_KEYS: &[&str] = &["server", "admin", "defaults", "route", "pools", "cache"];
+const CACHE_KEYS: &[&str] = &[
+    "max_size",
+    "max_object_size",
+    "types",
+    "default_ttl",
+    "min_ttl",
+    "max_ttl",
+    "lock_timeout",
+    "max_variants",
+    "store_private",
+    "store_set_cookie",
+    "store_authorized",
+];
 const SERVER_KEYS: &[&str] = &["listen", "workers", "access_log", "name"];
 const ADMIN_KEYS: &[&str] = &["listen", "token"];
 const POOL_SETTING_KEYS: &[&str] = &[
@@ -68,7 +81,7 @@ const CHECK_KEYS: &[&str] = &[
     "expect_body",
     "disable_on_404",
 ];
-const ROUTE_KEYS: &[&str] = &["match", "pool"];
+const ROUTE_KEYS: &[&str] = &["match", "pool", "root", "cache", "grace", "purge"];
 const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight", "backup", "check", "maxconn"];
 
 struct Reader<'s> {
@@ -120,6 +133,23 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                     "`route` must be an array of tables: write [[route]]",
                 ),
             },
+            "cache" => r.table(val, "[cache]", |r, k, v, line| {
+                let c = &mut raw.cache;
+                match k {
+                    "max_size" => c.max_size = r.size(k, v),
+                    "max_object_size" => c.max_object_size = r.size(k, v),
+                    "types" => c.types = Some(r.str_list(k, v)),
+                    "default_ttl" => c.default_ttl = r.duration(k, v),
+                    "min_ttl" => c.min_ttl = r.duration(k, v),
+                    "max_ttl" => c.max_ttl = r.duration(k, v),
+                    "lock_timeout" => c.lock_timeout = r.duration(k, v),
+                    "max_variants" => c.max_variants = r.int(k, v),
+                    "store_private" => c.store_private = r.bool(k, v),
+                    "store_set_cookie" => c.store_set_cookie = r.bool(k, v),
+                    "store_authorized" => c.store_authorized = r.bool(k, v),
+                    _ => r.diag.unknown_key(line, "[cache]", k, CACHE_KEYS),
+                }
+            }),
             "pools" => match val.get_ref() {
                 DeValue::Table(pools) => {
                     for (name, pool) in pools.iter() {
@@ -206,16 +236,19 @@ impl Reader<'_> {
         let line = self.line(item.span());
         let mut patterns = None;
         let mut pool = None;
+        let mut root = None;
+        let mut cache = None;
+        let mut grace = None;
+        let mut purge = Vec::new();
         self.table(item, "[[route]]", |r, k, v, kline| match k {
             "match" => patterns = Some(r.str_list(k, v)),
             "pool" => pool = r.string(k, v),
+            "root" => root = r.string(k, v),
+            "cache" => cache = r.bool(k, v),
+            "grace" => grace = r.duration(k, v),
+            "purge" => purge = r.str_list(k, v),
             _ => r.diag.unknown_key(kline, "[[route]]", k, ROUTE_KEYS),
         });
-        let Some(pool) = pool else {
-            self.diag
-                .error(line, Some("pool"), "[[route]] needs `pool = \"NAME\"`");
-            return None;
-        };
         let patterns = patterns.unwrap_or_default();
         if patterns.is_empty() {
             self.diag.error(
@@ -228,6 +261,10 @@ impl Reader<'_> {
         Some(RawRoute {
             patterns,
             pool,
+            root,
+            cache,
+            grace,
+            purge,
             line,
         })
     }
@@ -459,6 +496,19 @@ impl Reader<'_> {
             Ok(d) => Some(At::new(d, line)),
             Err(e) => {
                 self.diag.error(line, Some(k), format!("`{k}`: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A byte size: an integer number of bytes or a string with units (checked later).
+    fn size(&mut self, k: &str, v: &Val<'_>) -> Option<At<String>> {
+        let line = self.line(v.span());
+        match v.get_ref() {
+            DeValue::String(s) => Some(At::new(s.to_string(), line)),
+            DeValue::Integer(i) => Some(At::new(i.as_str().replace('_', ""), line)),
+            _ => {
+                self.type_error(k, v, "a size such as \"64 MiB\" or a number of bytes");
                 None
             }
         }

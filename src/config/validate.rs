@@ -144,29 +144,94 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
                 );
             }
         }
-        match pool_names.iter().position(|n| *n == r.pool.value) {
-            Some(i) => routes.push(RouteConfig {
-                patterns: r.patterns.iter().map(|p| p.value.clone()).collect(),
-                pool: i,
-                line: r.line,
-            }),
-            None => {
-                let hint = suggest(&r.pool.value, &pool_names)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+        let pool = match (&r.pool, &r.root) {
+            (Some(_), Some(root)) => {
                 diag.error(
-                    r.pool.line,
-                    Some("pool"),
-                    format!(
-                        "route names pool `{}`, which is not defined{hint}",
-                        r.pool.value
-                    ),
+                    root.line,
+                    Some("root"),
+                    "a route serves either a pool or a `root` directory, not both",
                 );
+                continue;
+            }
+            (None, None) => {
+                diag.error(
+                    r.line,
+                    Some("pool"),
+                    "a route needs `pool = \"NAME\"` or `root = \"/a/directory\"`",
+                );
+                continue;
+            }
+            (None, Some(_)) => None,
+            (Some(name), None) => match pool_names.iter().position(|n| *n == name.value) {
+                Some(i) => Some(i),
+                None => {
+                    let hint = suggest(&name.value, &pool_names)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    diag.error(
+                        name.line,
+                        Some("pool"),
+                        format!(
+                            "route names pool `{}`, which is not defined{hint}",
+                            name.value
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
+        let root = r
+            .root
+            .as_ref()
+            .and_then(|root| match std::fs::canonicalize(&root.value) {
+                Ok(p) if p.is_dir() => Some(p),
+                Ok(_) => {
+                    diag.error(
+                        root.line,
+                        Some("root"),
+                        format!("`{}` is not a directory", root.value),
+                    );
+                    None
+                }
+                Err(e) => {
+                    diag.error(root.line, Some("root"), format!("`{}`: {e}", root.value));
+                    None
+                }
+            });
+        let mut purge = Vec::new();
+        for a in &r.purge {
+            let parsed = a
+                .value
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| a.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(n) => purge.push(n),
+                Err(_) => diag.error(
+                    a.line,
+                    Some("purge"),
+                    format!(
+                        "`{}` is not an address or network (write 127.0.0.1 or 10.0.0.0/8)",
+                        a.value
+                    ),
+                ),
             }
         }
+        routes.push(RouteConfig {
+            patterns: r.patterns.iter().map(|p| p.value.clone()).collect(),
+            pool,
+            root,
+            cache: r.cache.unwrap_or(false),
+            grace: r.grace.as_ref().map(|g| g.value),
+            purge,
+            line: r.line,
+        });
     }
     for (i, p) in raw.pools.iter().enumerate() {
-        if !routes.iter().any(|r| r.pool == i) && !raw.routes.iter().any(|r| r.pool.value == p.name)
+        if !routes.iter().any(|r| r.pool == Some(i))
+            && !raw
+                .routes
+                .iter()
+                .any(|r| r.pool.as_ref().is_some_and(|n| n.value == p.name))
         {
             diag.warn(
                 p.line,
@@ -179,10 +244,13 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         diag.warn(1, None, "no routes: every request will be answered 404");
     }
 
+    let cache = cache(&raw.cache, diag);
+
     if !diag.errors.is_empty() {
         return None;
     }
     Some(Config {
+        cache,
         source: diag.file.clone(),
         server: ServerSettings {
             listen,
@@ -605,6 +673,97 @@ fn check(c: &RawCheck, diag: &mut Diag) -> Option<CheckConfig> {
         expect_body: c.expect_body.as_ref().map(|b| b.value.clone()),
         disable_on_404: c.disable_on_404.unwrap_or(false),
     })
+}
+
+/// A byte size: a number of bytes or a string with units (`"64 MiB"`, `"512k"`).
+fn size(diag: &mut Diag, v: Option<&At<String>>, key: &str, default: u64) -> u64 {
+    let Some(v) = v else { return default };
+    match v.value.trim().parse::<bytesize::ByteSize>() {
+        Ok(b) => b.as_u64(),
+        Err(_) => {
+            diag.error(
+                v.line,
+                Some(key),
+                format!(
+                    "`{key}`: `{}` is not a size (write 64 MiB, 512k or a number of bytes)",
+                    v.value
+                ),
+            );
+            default
+        }
+    }
+}
+
+fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
+    let d = CacheConfig::default();
+    let max_size = size(diag, c.max_size.as_ref(), "max_size", d.max_size);
+    // Unset, the largest object is at most a quarter of the budget.
+    let max_object_size = size(
+        diag,
+        c.max_object_size.as_ref(),
+        "max_object_size",
+        d.max_object_size.min(max_size / 4),
+    );
+    if max_object_size > max_size {
+        if let Some(at) = c.max_object_size.as_ref() {
+            diag.error(
+                at.line,
+                Some("max_object_size"),
+                format!("`max_object_size` ({max_object_size} bytes) is larger than `max_size` ({max_size} bytes)"),
+            );
+        }
+    }
+    let mut types = d.types.clone();
+    if let Some(list) = &c.types {
+        types.clear();
+        for t in list {
+            let v = t.value.trim().to_ascii_lowercase();
+            let ok = v == "*"
+                || v.split_once('/').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && !a.contains('*')
+                        && (b == "*" || !b.contains('*'))
+                });
+            if ok {
+                types.push(v);
+            } else {
+                diag.error(
+                    t.line,
+                    Some("types"),
+                    format!(
+                        "`{}` is not a content type pattern (write text/html, image/* or *)",
+                        t.value
+                    ),
+                );
+            }
+        }
+    }
+    let min_ttl = c.min_ttl.as_ref().map_or(d.min_ttl, |v| v.value);
+    let max_ttl = c.max_ttl.as_ref().map(|v| v.value).filter(|t| !t.is_zero());
+    if let (Some(max), Some(at)) = (max_ttl, c.max_ttl.as_ref()) {
+        if max < min_ttl {
+            diag.error(
+                at.line,
+                Some("max_ttl"),
+                "`max_ttl` is shorter than `min_ttl`",
+            );
+        }
+    }
+    CacheConfig {
+        max_size,
+        max_object_size,
+        types,
+        default_ttl: c.default_ttl.as_ref().map_or(d.default_ttl, |v| v.value),
+        min_ttl,
+        max_ttl,
+        lock_timeout: c.lock_timeout.as_ref().map_or(d.lock_timeout, |v| v.value),
+        max_variants: ranged(diag, c.max_variants.as_ref(), "max_variants", 1, 1024)
+            .map_or(d.max_variants, |n| n as usize),
+        store_private: c.store_private.unwrap_or(false),
+        store_set_cookie: c.store_set_cookie.unwrap_or(false),
+        store_authorized: c.store_authorized.unwrap_or(false),
+    }
 }
 
 #[cfg(test)]

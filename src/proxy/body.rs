@@ -8,6 +8,7 @@
 
 use crate::access_log::AccessLog;
 use crate::backend::{InFlight, Server};
+use crate::cache::Fill;
 use crate::conn::ConnState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -76,6 +77,11 @@ pub struct Reusable {
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Incoming),
+    /// Part of a file, read in chunks as the client takes them.
+    File(
+        tokio_util::io::ReaderStream<tokio::io::Take<tokio::fs::File>>,
+        u64,
+    ),
 }
 
 /// The body sent to the client.
@@ -90,6 +96,8 @@ pub struct ProxyBody {
     ended: bool,
     /// The client connection, told when this body did not end cleanly.
     conn: Option<Arc<ConnState>>,
+    /// A cache entry being filled from this body as it streams by.
+    fill: Option<Box<Fill>>,
 }
 
 impl ProxyBody {
@@ -104,7 +112,35 @@ impl ProxyBody {
             log,
             ended: true,
             conn: None,
+            fill: None,
         }
+    }
+
+    /// `len` bytes of a file from `start`, streamed. Gives the log back if it cannot be opened.
+    pub async fn file(
+        path: &std::path::Path,
+        start: u64,
+        len: u64,
+        log: Option<AccessLog>,
+    ) -> Result<ProxyBody, Option<AccessLog>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Ok(mut f) = tokio::fs::File::open(path).await else {
+            return Err(log);
+        };
+        if start > 0 && f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+            return Err(log);
+        }
+        let reader = tokio_util::io::ReaderStream::with_capacity(f.take(len), 64 * 1024);
+        Ok(ProxyBody {
+            kind: Kind::File(reader, len),
+            _in_flight: None,
+            reuse: None,
+            log,
+            bytes: 0,
+            ended: len == 0,
+            conn: None,
+            fill: None,
+        })
     }
 
     /// A server's body, streamed.
@@ -122,6 +158,7 @@ impl ProxyBody {
             bytes: 0,
             ended: false,
             conn: None,
+            fill: None,
         };
         if let Kind::Upstream(inner) = &b.kind {
             if inner.is_end_stream() {
@@ -129,6 +166,28 @@ impl ProxyBody {
             }
         }
         b
+    }
+
+    /// Copies the body into the cache as it streams; stored when it ends cleanly. A body that
+    /// already ended is stored at once.
+    pub fn fill(&mut self, fill: Fill) {
+        if self.ended {
+            if let Kind::Upstream(_) = self.kind {
+                fill.finish();
+                return;
+            }
+        }
+        self.fill = Some(Box::new(fill));
+    }
+
+    /// Takes the access-log line away (the response is being replaced by another).
+    pub fn take_log(&mut self) -> Option<AccessLog> {
+        self.log.take()
+    }
+
+    /// The access log line, to note what the cache did.
+    pub fn log_mut(&mut self) -> Option<&mut AccessLog> {
+        self.log.as_mut()
     }
 
     /// Corrects the status the access log will show.
@@ -145,6 +204,9 @@ impl ProxyBody {
 
     fn finish(&mut self) {
         self.ended = true;
+        if let Some(f) = self.fill.take() {
+            f.finish();
+        }
         if let Some(r) = self.reuse.take() {
             r.server.put_idle(r.sender, r.max_idle);
         }
@@ -162,12 +224,43 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::File(reader, left) => {
+                use futures_core::Stream;
+                match Pin::new(reader).poll_next(cx) {
+                    Poll::Ready(Some(Ok(d))) => {
+                        this.bytes += d.len() as u64;
+                        *left = left.saturating_sub(d.len() as u64);
+                        if *left == 0 {
+                            this.ended = true;
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(d))))
+                    }
+                    // A read error or a file that shrank: end short, and the connection closes
+                    // (the Content-Length promised more).
+                    Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                        if let Some(log) = &mut this.log {
+                            if !this.ended {
+                                log.reason = "file_read_error";
+                            }
+                        }
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
             Kind::Upstream(inner) => {
                 let polled = Pin::new(inner).poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(d) = frame.data_ref() {
-                            this.bytes += d.len() as u64;
+                        match frame.data_ref() {
+                            Some(d) => {
+                                this.bytes += d.len() as u64;
+                                if this.fill.as_mut().is_some_and(|f| !f.push(d)) {
+                                    this.fill = None;
+                                }
+                            }
+                            // Trailers are not stored: a response that has them is not kept.
+                            None => this.fill = None,
                         }
                         if let Kind::Upstream(inner) = &this.kind {
                             if inner.is_end_stream() {
@@ -193,6 +286,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream(b) => b.is_end_stream(),
+            Kind::File(_, left) => *left == 0,
         }
     }
 
@@ -200,6 +294,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Upstream(b) => b.size_hint(),
+            Kind::File(_, left) => SizeHint::with_exact(*left),
         }
     }
 }

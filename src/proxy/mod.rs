@@ -11,12 +11,14 @@
 //!    pool when the body has ended cleanly; the access-log line is written at the very end.
 
 pub mod body;
+pub mod cached;
 pub mod headers;
 
 use crate::access_log::AccessLog;
 use crate::backend::monitor::{self, Seen};
 use crate::backend::{ha::Availability, InFlight, Pool, PoolView, Server, Tried};
 use crate::balancer::PickContext;
+use crate::cache::Cache;
 use crate::clock;
 use crate::conn::ConnState;
 use crate::error::ErrorKind;
@@ -36,12 +38,27 @@ use tokio::time::{timeout, Instant};
 #[derive(Debug)]
 pub struct Runtime {
     pub router: Router,
+    /// Routes in file order (the router's targets index this).
+    pub routes: Vec<RouteRt>,
     pub pools: Vec<Arc<Pool>>,
+    /// The shared cache (kept across reloads while its rules stay the same).
+    pub cache: Arc<Cache>,
     /// This instance's `Via` entry (`1.1 NAME`).
     pub via: HeaderValue,
     /// NAME, as looked for in incoming `Via` headers.
     pub via_token: Arc<str>,
     pub access_log: bool,
+}
+
+/// A route as the request path sees it.
+#[derive(Debug)]
+pub struct RouteRt {
+    /// Index into [`Runtime::pools`], or `None` for a file route.
+    pub pool: Option<usize>,
+    pub root: Option<Arc<std::path::Path>>,
+    pub cache: bool,
+    pub grace: Option<std::time::Duration>,
+    pub purge: Vec<ipnet::IpNet>,
 }
 
 /// What the pipeline knows about the client connection (made once per connection).
@@ -63,7 +80,7 @@ impl ClientInfo {
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
 pub async fn handle(
-    rt: &Runtime,
+    rt: &Arc<Runtime>,
     req: Request<Incoming>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
@@ -75,18 +92,26 @@ pub async fn handle(
     if headers::via_contains(req.headers(), &rt.via_token) {
         return error_response(ErrorKind::Loop, log);
     }
-    let Some((_, pool_idx)) = rt.router.route(req.uri().path()) else {
+    let Some((_, route_idx)) = rt.router.route(req.uri().path()) else {
         return error_response(ErrorKind::NoRoute, log);
+    };
+    let route = &rt.routes[route_idx];
+    let Some(pool_idx) = route.pool else {
+        return crate::files::serve(rt, route, req, log).await;
     };
     let pool = &rt.pools[pool_idx];
     if let Some(l) = &mut log {
         l.pool = Some(pool.name.clone());
     }
-    forward(rt, pool, req, client, conn, log).await
+    if route.cache {
+        return cached::handle(rt, route, pool, req, client, conn, log).await;
+    }
+    let req = upstream_request(rt, req, client, conn);
+    forward(pool, req, client, log).await
 }
 
 /// A refusal on behalf of a pool: its `[queue]` statuses, with `Retry-After`.
-fn refuse(pool: &Pool, kind: ErrorKind, log: Option<AccessLog>) -> Response<ProxyBody> {
+pub(crate) fn refuse(pool: &Pool, kind: ErrorKind, log: Option<AccessLog>) -> Response<ProxyBody> {
     let q = &pool.queue.config;
     let code = match kind {
         ErrorKind::QueueTimeout => q.timeout_status,
@@ -103,7 +128,7 @@ fn refuse(pool: &Pool, kind: ErrorKind, log: Option<AccessLog>) -> Response<Prox
     resp
 }
 
-fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<ProxyBody> {
+pub(crate) fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<ProxyBody> {
     if let Some(l) = &mut log {
         l.status = kind.status().as_u16();
         l.reason = kind.reason();
@@ -119,13 +144,21 @@ fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Response<Proxy
 
 /// Prepares the request for the upstream hop: origin-form URI, HTTP/1.1, hop-by-hop headers
 /// removed, forwarding headers added.
-fn upstream_request(
+pub(crate) fn upstream_request(
     rt: &Runtime,
     req: Request<Incoming>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
 ) -> Request<UpBody> {
     let (mut parts, body) = req.into_parts();
+    upstream_parts(rt, &mut parts, client);
+    let done = (!hyper::body::Body::is_end_stream(&body)).then(|| conn.clone());
+    Request::from_parts(parts, UpBody::Incoming(body, done))
+}
+
+/// The head of a request as it goes upstream: origin-form URI, HTTP/1.1, hop-by-hop headers
+/// removed, forwarding headers added.
+pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, client: &ClientInfo) {
     let trailers = headers::te_trailers(&parts.headers);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         // absolute-form: keep the authority as Host if none was sent, send origin-form upstream
@@ -153,8 +186,6 @@ fn upstream_request(
     }
     headers::add_forwarding(&mut parts.headers, &client.ip_header, "http", &rt.via);
     parts.version = Version::HTTP_11;
-    let done = (!hyper::body::Body::is_end_stream(&body)).then(|| conn.clone());
-    Request::from_parts(parts, UpBody::Incoming(body, done))
 }
 
 async fn connect(
@@ -221,18 +252,16 @@ fn connect_failed(pool: &Pool, server: &Server, err: &std::io::Error) {
     }
 }
 
-async fn forward(
-    rt: &Runtime,
+/// Sends a prepared request to the pool: pick, connect, retry, queue (steps 3 to 6 above).
+pub(crate) async fn forward(
     pool: &Arc<Pool>,
-    req: Request<Incoming>,
+    mut req: Request<UpBody>,
     client: &ClientInfo,
-    conn: &Arc<ConnState>,
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
     let hash = pool.hash_on.as_ref().and_then(|on| {
         crate::balancer::request_key(on, client.addr.ip(), req.uri(), req.headers())
     });
-    let mut req = upstream_request(rt, req, client, conn);
     let ctx = PickContext {
         client_hint: u64::from(client.addr.port()),
         hash,

@@ -289,10 +289,10 @@ pub async fn request(
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "test.local");
+    let mut b = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        b = b.header("host", "test.local");
+    }
     for (k, v) in headers {
         b = b.header(*k, *v);
     }

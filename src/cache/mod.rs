@@ -1,0 +1,719 @@
+//! The shared response cache: stored objects in a weighted `quick_cache` store (its CLOCK-PRO
+//! style policy keeps one-hit wonders from pushing out hot entries; see docs/cache.md for the
+//! hit ratios measured against plain LRU), request coalescing, counters and purge.
+//!
+//! The byte budget counts each entry's key, headers and body, and the store is sized so the
+//! sum over its shards can never pass `max_size`. Freshness decisions live in [`policy`]; the
+//! pipeline that uses them is `proxy::cached`.
+
+pub mod policy;
+
+use crate::clock;
+use crate::config::CacheConfig;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Fixed bookkeeping counted per entry on top of its key, headers and body.
+const ENTRY_OVERHEAD: u64 = 160;
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Object {
+    pub status: StatusCode,
+    /// End-to-end headers as received (hop-by-hop and `Set-Cookie` removed).
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// When it was stored, on [`clock::now_ms`].
+    pub stored_ms: u64,
+    /// Its age in seconds when stored.
+    pub initial_age: u64,
+    /// Freshness lifetime in seconds.
+    pub lifetime: u64,
+    /// Seconds past expiry it may be served while a refresh runs / when the origin fails.
+    pub swr: u64,
+    pub sie: u64,
+    /// `no-cache`: every use must be revalidated first.
+    pub no_cache: bool,
+    /// `must-revalidate` and kin: never served stale.
+    pub forbids_stale: bool,
+    pub etag: Option<HeaderValue>,
+    pub last_modified: Option<HeaderValue>,
+    /// Stored once per object for the weigher.
+    weight: u64,
+}
+
+impl Object {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        initial_age: u64,
+        lifetime: u64,
+        swr: u64,
+        sie: u64,
+        no_cache: bool,
+        forbids_stale: bool,
+    ) -> Object {
+        let etag = headers.get(http::header::ETAG).cloned();
+        let last_modified = headers.get(http::header::LAST_MODIFIED).cloned();
+        let weight = ENTRY_OVERHEAD + headers_size(&headers) + body.len() as u64;
+        Object {
+            status,
+            headers,
+            body,
+            stored_ms: clock::now_ms(),
+            initial_age,
+            lifetime,
+            swr,
+            sie,
+            no_cache,
+            forbids_stale,
+            etag,
+            last_modified,
+            weight,
+        }
+    }
+
+    /// Current age in seconds.
+    pub fn age(&self, now_ms: u64) -> u64 {
+        self.initial_age + now_ms.saturating_sub(self.stored_ms) / 1000
+    }
+
+    /// Seconds of freshness left (negative once stale).
+    pub fn ttl(&self, now_ms: u64) -> i64 {
+        self.lifetime as i64 - self.age(now_ms) as i64
+    }
+
+    /// May be served without asking the origin.
+    pub fn fresh(&self, now_ms: u64) -> bool {
+        !self.no_cache && self.ttl(now_ms) > 0
+    }
+
+    /// Stale, but within `window` seconds past expiry, and allowed to be served stale.
+    pub fn within(&self, now_ms: u64, window: u64) -> bool {
+        !self.forbids_stale && !self.no_cache && -self.ttl(now_ms) < window as i64
+    }
+
+    pub fn has_validator(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some()
+    }
+
+    /// Whether this object can still be of any use: fresh, servable stale, or revalidatable.
+    fn useful(&self, now_ms: u64) -> bool {
+        self.fresh(now_ms) || self.has_validator() || self.within(now_ms, self.swr.max(self.sie))
+    }
+}
+
+pub fn headers_size(h: &HeaderMap) -> u64 {
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 32) as u64)
+        .sum()
+}
+
+/// What a key holds: a response, or (for a response with `Vary`) the list of header names that
+/// select among its variants and the variants' keys.
+#[derive(Debug, Clone)]
+pub enum Slot {
+    Object(Arc<Object>),
+    Vary(Arc<VaryIndex>),
+}
+
+#[derive(Debug)]
+pub struct VaryIndex {
+    pub names: Vec<HeaderName>,
+    keys: Mutex<VecDeque<String>>,
+}
+
+#[derive(Clone)]
+struct Weigher;
+
+impl quick_cache::Weighter<String, Slot> for Weigher {
+    fn weight(&self, key: &String, val: &Slot) -> u64 {
+        key.len() as u64
+            + match val {
+                Slot::Object(o) => o.weight,
+                Slot::Vary(v) => {
+                    ENTRY_OVERHEAD
+                        + v.names
+                            .iter()
+                            .map(|n| n.as_str().len() as u64 + 24)
+                            .sum::<u64>()
+                }
+            }
+    }
+}
+
+/// Counts evictions (the store's own decisions, not purges or replacements).
+#[derive(Clone)]
+struct Evictions(Arc<AtomicU64>);
+
+impl quick_cache::Lifecycle<String, Slot> for Evictions {
+    type RequestState = ();
+    fn begin_request(&self) -> Self::RequestState {}
+    fn on_evict(&self, _: &mut (), _key: String, _val: Slot) {
+        self.0.fetch_add(1, Relaxed);
+    }
+}
+
+type Store =
+    quick_cache::sync::Cache<String, Slot, Weigher, quick_cache::DefaultHashBuilder, Evictions>;
+
+/// The cache's counters, read by the admin API.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub stale: AtomicU64,
+    pub revalidations: AtomicU64,
+    pub stores: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub purged: AtomicU64,
+}
+
+const FLIGHT_SHARDS: usize = 16;
+
+/// One upstream fetch in progress for a key; waiters hold a receiver.
+type Flights = Mutex<HashMap<String, Arc<watch::Sender<bool>>>>;
+
+pub struct Cache {
+    store: Store,
+    pub rules: CacheConfig,
+    pub counters: Counters,
+    evictions: Arc<AtomicU64>,
+    flights: Box<[Flights]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("entries", &self.store.len())
+            .field("bytes", &self.store.weight())
+            .finish()
+    }
+}
+
+/// A snapshot of the counters and occupancy.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Stats {
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+    pub revalidations: u64,
+    pub stores: u64,
+    pub evictions: u64,
+    pub coalesced: u64,
+    pub purged: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub max_size: u64,
+}
+
+/// The result of joining the fetch for a key.
+pub enum Join {
+    /// This request fetches; others wait until the guard is dropped.
+    Leader(FlightGuard),
+    /// Another request is fetching: wait for it (see [`wait`]).
+    Wait(watch::Receiver<bool>),
+}
+
+/// Held by the request that fetches a key; dropping it wakes every waiter.
+pub struct FlightGuard {
+    cache: Arc<Cache>,
+    key: String,
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for FlightGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightGuard")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let shard = &self.cache.flights[self.cache.flight_shard(&self.key)];
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&self.key).is_some_and(|t| Arc::ptr_eq(t, &self.tx)) {
+            map.remove(&self.key);
+        }
+        drop(map);
+        self.tx.send_replace(true);
+    }
+}
+
+/// Waits until the fetch a [`Join::Wait`] refers to is over (stored, found uncacheable, or
+/// abandoned), or `limit` passes. True when it ended in time.
+pub async fn wait(mut rx: watch::Receiver<bool>, limit: std::time::Duration) -> bool {
+    tokio::time::timeout(limit, rx.wait_for(|done| *done))
+        .await
+        .is_ok()
+}
+
+impl Cache {
+    pub fn new(rules: CacheConfig) -> Arc<Cache> {
+        // Each shard gets an equal share of the budget; fewer shards when objects are large, so
+        // that the largest allowed object fits in one shard with room to spare.
+        let mut shards = 16u64;
+        while shards > 1 && rules.max_size / shards < rules.max_object_size.saturating_mul(2) {
+            shards /= 2;
+        }
+        // A multiple of 16, so every power-of-two shard count divides it exactly and the
+        // shards' capacities add up to at most `max_size`.
+        let capacity = (rules.max_size & !15).max(16);
+        let evictions = Arc::new(AtomicU64::new(0));
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards as usize)
+            .estimated_items_capacity((rules.max_size / 4096).clamp(64, 1 << 22) as usize)
+            .weight_capacity(capacity)
+            .build()
+            .expect("valid cache options");
+        let store = Store::with_options(
+            options,
+            Weigher,
+            quick_cache::DefaultHashBuilder::default(),
+            Evictions(evictions.clone()),
+        );
+        Arc::new(Cache {
+            store,
+            rules,
+            counters: Counters::default(),
+            evictions,
+            flights: (0..FLIGHT_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            hasher: Default::default(),
+        })
+    }
+
+    fn flight_shard(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % FLIGHT_SHARDS
+    }
+
+    /// Becomes the fetcher of `key`, or gets a receiver to wait on the current one.
+    pub fn join(self: &Arc<Self>, key: &str) -> Join {
+        let shard = &self.flights[self.flight_shard(key)];
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(key) {
+            return Join::Wait(tx.subscribe());
+        }
+        let tx = Arc::new(watch::channel(false).0);
+        map.insert(key.to_string(), tx.clone());
+        Join::Leader(FlightGuard {
+            cache: self.clone(),
+            key: key.to_string(),
+            tx,
+        })
+    }
+
+    /// Whether a fetch for `key` is running.
+    pub fn in_flight(&self, key: &str) -> bool {
+        let shard = &self.flights[self.flight_shard(key)];
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
+    /// Finds the object for a request: the primary key, then (if it varies) the variant chosen
+    /// by the request's headers. Objects of no further use are dropped on the way.
+    pub fn lookup(&self, primary: &str, req: &HeaderMap) -> Option<(String, Arc<Object>)> {
+        let (key, obj) = match self.store.get(primary)? {
+            Slot::Object(o) => (primary.to_string(), o),
+            Slot::Vary(v) => {
+                let key = variant_key(primary, &v.names, req);
+                match self.store.get(key.as_str())? {
+                    Slot::Object(o) => (key, o),
+                    Slot::Vary(_) => return None,
+                }
+            }
+        };
+        if !obj.useful(clock::now_ms()) {
+            self.store.remove(key.as_str());
+            return None;
+        }
+        Some((key, obj))
+    }
+
+    /// Stores a response under `primary` (and, when it varies, under the variant its request
+    /// selects). Returns false when it was too big to keep.
+    pub fn insert(&self, primary: &str, req: &HeaderMap, obj: Object) -> bool {
+        if obj.weight + primary.len() as u64 > self.rules.max_object_size + ENTRY_OVERHEAD * 4 {
+            return false;
+        }
+        let names = vary_names(&obj.headers);
+        let obj = Arc::new(obj);
+        self.counters.stores.fetch_add(1, Relaxed);
+        if names.is_empty() {
+            self.store.insert(primary.to_string(), Slot::Object(obj));
+            return true;
+        }
+        let key = variant_key(primary, &names, req);
+        let index = match self.store.get(primary) {
+            Some(Slot::Vary(v)) if v.names == names => v,
+            _ => {
+                let v = Arc::new(VaryIndex {
+                    names,
+                    keys: Mutex::new(VecDeque::new()),
+                });
+                self.store
+                    .insert(primary.to_string(), Slot::Vary(v.clone()));
+                v
+            }
+        };
+        let evict = {
+            let mut keys = index.keys.lock().unwrap_or_else(|p| p.into_inner());
+            if !keys.contains(&key) {
+                keys.push_back(key.clone());
+            }
+            if keys.len() > self.rules.max_variants {
+                keys.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(old) = evict {
+            self.store.remove(old.as_str());
+        }
+        self.store.insert(key, Slot::Object(obj));
+        true
+    }
+
+    /// Removes one URL and its variants (after an unsafe method, or an exact purge).
+    pub fn invalidate(&self, primary: &str) -> u64 {
+        let mut n = 0;
+        if let Some((_, slot)) = self.store.remove(primary) {
+            n += 1;
+            if let Slot::Vary(v) = slot {
+                let keys = std::mem::take(&mut *v.keys.lock().unwrap_or_else(|p| p.into_inner()));
+                for k in keys {
+                    n += u64::from(self.store.remove(k.as_str()).is_some());
+                }
+            }
+        }
+        n
+    }
+
+    /// Replaces an object in place (after a revalidation).
+    pub fn replace(&self, key: &str, obj: Object) {
+        self.counters.stores.fetch_add(1, Relaxed);
+        self.store
+            .insert(key.to_string(), Slot::Object(Arc::new(obj)));
+    }
+
+    /// Removes a URL and all its variants. `url` is a full key (`http://host/path?q`) or a
+    /// path (`/path?q`, any host). Returns how many entries went.
+    pub fn purge_url(&self, url: &str) -> u64 {
+        let n = if url.starts_with('/') {
+            self.remove_where(|k| key_path(k) == url)
+        } else {
+            self.invalidate(url)
+        };
+        self.counters.purged.fetch_add(n, Relaxed);
+        n
+    }
+
+    /// Removes every URL starting with `prefix` (a full URL prefix or a path prefix).
+    pub fn purge_prefix(&self, prefix: &str) -> u64 {
+        let n = if prefix.starts_with('/') {
+            self.remove_where(|k| key_path(k).starts_with(prefix))
+        } else {
+            self.remove_where(|k| k.starts_with(prefix))
+        };
+        self.counters.purged.fetch_add(n, Relaxed);
+        n
+    }
+
+    /// Empties the cache.
+    pub fn purge_all(&self) -> u64 {
+        let n = self.store.len() as u64;
+        self.store.clear();
+        self.counters.purged.fetch_add(n, Relaxed);
+        n
+    }
+
+    /// Removes entries whose primary URL (the key without its variant part) matches.
+    fn remove_where(&self, matches: impl Fn(&str) -> bool) -> u64 {
+        let n = AtomicU64::new(0);
+        self.store.retain(|k, _| {
+            let primary = k.split('\0').next().unwrap_or(k);
+            if matches(primary) {
+                n.fetch_add(1, Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+        n.into_inner()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            hits: c.hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            stale: c.stale.load(Relaxed),
+            revalidations: c.revalidations.load(Relaxed),
+            stores: c.stores.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            coalesced: c.coalesced.load(Relaxed),
+            purged: c.purged.load(Relaxed),
+            entries: self.store.len() as u64,
+            bytes: self.store.weight(),
+            max_size: self.rules.max_size,
+        }
+    }
+
+    /// Bytes in use (keys, headers and bodies).
+    pub fn bytes(&self) -> u64 {
+        self.store.weight()
+    }
+}
+
+/// How a response will be stored once its body has streamed through (see
+/// `ProxyBody::fill`). Dropping it unfinished stores nothing and wakes the waiters.
+pub struct Fill {
+    pub cache: Arc<Cache>,
+    pub primary: String,
+    /// The request's values of the headers the response varies on.
+    pub req_vary: HeaderMap,
+    pub meta: Object,
+    pub chunks: Vec<Bytes>,
+    pub size: u64,
+    pub guard: Option<FlightGuard>,
+}
+
+impl std::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fill")
+            .field("primary", &self.primary)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl Fill {
+    /// Takes the next piece of the body; false once it is over `max_object_size`.
+    pub fn push(&mut self, data: &Bytes) -> bool {
+        self.size += data.len() as u64;
+        if self.size > self.cache.rules.max_object_size {
+            return false;
+        }
+        self.chunks.push(data.clone());
+        true
+    }
+
+    /// The body is complete: store it (copied into one buffer, so the entry pins no larger
+    /// read buffers), then wake the waiters.
+    pub fn finish(self) {
+        let mut body = bytes::BytesMut::with_capacity(self.size as usize);
+        for c in &self.chunks {
+            body.extend_from_slice(c);
+        }
+        let m = self.meta;
+        let mut obj = Object::new(
+            m.status,
+            m.headers,
+            body.freeze(),
+            m.initial_age,
+            m.lifetime,
+            m.swr,
+            m.sie,
+            m.no_cache,
+            m.forbids_stale,
+        );
+        obj.stored_ms = m.stored_ms;
+        self.cache.insert(&self.primary, &self.req_vary, obj);
+        drop(self.guard);
+    }
+}
+
+/// The path-and-query part of a key (`http://host/p?q` -> `/p?q`).
+fn key_path(key: &str) -> &str {
+    let rest = key.split_once("://").map_or(key, |(_, r)| r);
+    rest.find('/').map_or("/", |i| &rest[i..])
+}
+
+/// The primary key of a request: scheme, host (lower-cased) and path with query.
+pub fn primary_key(scheme: &str, host: &str, path_and_query: &str) -> String {
+    let mut k = String::with_capacity(scheme.len() + host.len() + path_and_query.len() + 3);
+    k.push_str(scheme);
+    k.push_str("://");
+    for c in host.chars() {
+        k.push(c.to_ascii_lowercase());
+    }
+    k.push_str(path_and_query);
+    k
+}
+
+/// The header names a response varies on, lower-cased, in order.
+pub fn vary_names(h: &HeaderMap) -> Vec<HeaderName> {
+    let mut out: Vec<HeaderName> = Vec::new();
+    for v in h.get_all(http::header::VARY) {
+        let Ok(s) = v.to_str() else { continue };
+        for name in s.split(',') {
+            if let Ok(n) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The key of the variant a request selects: the primary key, NUL, then each varied header's
+/// values (whitespace around commas removed), separated by 0x01.
+pub fn variant_key(primary: &str, names: &[HeaderName], req: &HeaderMap) -> String {
+    let mut k = String::with_capacity(primary.len() + 32);
+    k.push_str(primary);
+    k.push('\0');
+    for n in names {
+        let mut first = true;
+        for v in req.get_all(n) {
+            if !first {
+                k.push(',');
+            }
+            first = false;
+            let s = String::from_utf8_lossy(v.as_bytes());
+            let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+            k.push_str(&parts.join(","));
+        }
+        k.push('\u{1}');
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(body: usize, headers: &[(&str, &str)]) -> Object {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        Object::new(
+            StatusCode::OK,
+            h,
+            Bytes::from(vec![b'x'; body]),
+            0,
+            60,
+            0,
+            0,
+            false,
+            false,
+        )
+    }
+
+    #[test]
+    fn variants_are_kept_apart_and_capped() {
+        let c = Cache::new(CacheConfig {
+            max_variants: 2,
+            ..Default::default()
+        });
+        let req = |enc: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("accept-encoding", HeaderValue::from_str(enc).unwrap());
+            h
+        };
+        let p = "http://a/x";
+        assert!(c.insert(
+            p,
+            &req("gzip"),
+            obj(1, &[("vary", "Accept-Encoding"), ("x-v", "gzip")])
+        ));
+        assert!(c.insert(
+            p,
+            &req("br"),
+            obj(2, &[("vary", "Accept-Encoding"), ("x-v", "br")])
+        ));
+        assert_eq!(c.lookup(p, &req("gzip")).unwrap().1.headers["x-v"], "gzip");
+        assert_eq!(c.lookup(p, &req("br")).unwrap().1.headers["x-v"], "br");
+        assert!(c.lookup(p, &req("zstd")).is_none());
+        c.insert(p, &req("zstd"), obj(3, &[("vary", "Accept-Encoding")]));
+        assert!(
+            c.lookup(p, &req("gzip")).is_none(),
+            "the oldest variant made room"
+        );
+        assert!(c.lookup(p, &req("zstd")).is_some());
+    }
+
+    #[test]
+    fn purge_by_url_prefix_and_all() {
+        let c = Cache::new(CacheConfig::default());
+        let none = HeaderMap::new();
+        for k in [
+            "http://a/x",
+            "http://a/x?q=1",
+            "http://a/static/1",
+            "http://a/static/2",
+            "http://b/x",
+        ] {
+            c.insert(k, &none, obj(10, &[]));
+        }
+        assert_eq!(c.purge_url("http://a/x"), 1);
+        assert!(c.lookup("http://b/x", &none).is_some());
+        assert_eq!(c.purge_url("/x"), 1, "a path purges it on every host");
+        assert_eq!(c.purge_prefix("/static/"), 2);
+        assert_eq!(c.stats().entries, 1);
+        assert_eq!(c.purge_all(), 1);
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn the_byte_budget_is_never_exceeded() {
+        let c = Cache::new(CacheConfig {
+            max_size: 200_000,
+            max_object_size: 20_000,
+            ..Default::default()
+        });
+        let none = HeaderMap::new();
+        let mut seed = 7u64;
+        for i in 0..5000u64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let size = (seed >> 33) as usize % 19_000;
+            let key = format!("http://h/{}", (seed >> 20) % 700);
+            c.insert(&key, &none, obj(size, &[("content-type", "text/plain")]));
+            assert!(
+                c.bytes() <= 200_000,
+                "over budget after insert {i}: {}",
+                c.bytes()
+            );
+        }
+        assert!(c.stats().evictions > 0);
+    }
+
+    #[tokio::test]
+    async fn waiters_wake_when_the_leader_is_done() {
+        let c = Cache::new(CacheConfig::default());
+        let Join::Leader(guard) = c.join("k") else {
+            panic!("first is leader")
+        };
+        let Join::Wait(rx) = c.join("k") else {
+            panic!("second waits")
+        };
+        let waiter = tokio::spawn(wait(rx, std::time::Duration::from_secs(5)));
+        tokio::task::yield_now().await;
+        assert!(c.in_flight("k"));
+        drop(guard);
+        assert!(waiter.await.unwrap());
+        assert!(!c.in_flight("k"));
+        assert!(matches!(c.join("k"), Join::Leader(_)));
+    }
+}

@@ -1,0 +1,637 @@
+//! RFC 9111 decisions as pure functions: what may be stored, for how long, how old a stored
+//! response is, and whether a conditional request is answered 304. Time is always passed in
+//! (seconds since the epoch for HTTP dates), so every rule is tested without a clock.
+
+use crate::config::CacheConfig;
+use http::header::{
+    HeaderMap, HeaderValue, AGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, DATE, ETAG, EXPIRES,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, SET_COOKIE, VARY,
+};
+use http::{Method, StatusCode};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The directives of `Cache-Control` langur acts on (response and request side alike).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CacheControl {
+    pub max_age: Option<u64>,
+    pub s_maxage: Option<u64>,
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    pub stale_while_revalidate: Option<u64>,
+    pub stale_if_error: Option<u64>,
+}
+
+impl CacheControl {
+    /// Reads every `Cache-Control` field. Unknown directives are ignored; a qualified
+    /// `no-cache="field"` or `private="field"` is taken as the unqualified form (stricter).
+    /// A delta-seconds that does not parse makes the directive absent, except for `max-age`
+    /// and `s-maxage`, where RFC 9111 asks to treat an invalid value as stale (0).
+    pub fn parse(headers: &HeaderMap) -> CacheControl {
+        let mut cc = CacheControl::default();
+        for value in headers.get_all(CACHE_CONTROL) {
+            let Ok(text) = value.to_str() else { continue };
+            for directive in text.split(',') {
+                let directive = directive.trim();
+                if directive.is_empty() {
+                    continue;
+                }
+                let (name, arg) = match directive.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                    None => (directive, None),
+                };
+                let secs = || arg.and_then(|a| a.parse::<u64>().ok());
+                match name.to_ascii_lowercase().as_str() {
+                    "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
+                    "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
+                    "no-store" => cc.no_store = true,
+                    "no-cache" => cc.no_cache = true,
+                    "private" => cc.private = true,
+                    "public" => cc.public = true,
+                    "must-revalidate" => cc.must_revalidate = true,
+                    "proxy-revalidate" => cc.proxy_revalidate = true,
+                    "stale-while-revalidate" => cc.stale_while_revalidate = secs(),
+                    "stale-if-error" => cc.stale_if_error = secs(),
+                    _ => {}
+                }
+            }
+        }
+        cc
+    }
+
+    /// A shared cache may not serve this response stale (`must-revalidate`,
+    /// `proxy-revalidate`, or `s-maxage`, which implies the latter).
+    pub fn forbids_stale(&self) -> bool {
+        self.must_revalidate || self.proxy_revalidate || self.s_maxage.is_some()
+    }
+}
+
+/// Why a response was not stored (shown in `Cache-Status` as `detail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    Method,
+    Status,
+    NoStore,
+    Private,
+    SetCookie,
+    Authorization,
+    VaryStar,
+    ContentType,
+    TooLarge,
+    NoFreshness,
+    Partial,
+}
+
+impl NotStored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStored::Method => "method",
+            NotStored::Status => "status",
+            NotStored::NoStore => "no-store",
+            NotStored::Private => "private",
+            NotStored::SetCookie => "set-cookie",
+            NotStored::Authorization => "authorization",
+            NotStored::VaryStar => "vary-star",
+            NotStored::ContentType => "content-type",
+            NotStored::TooLarge => "too-large",
+            NotStored::NoFreshness => "no-freshness",
+            NotStored::Partial => "partial",
+        }
+    }
+}
+
+/// Statuses RFC 9110 calls heuristically cacheable: stored without explicit freshness when a
+/// `default_ttl` is configured.
+fn heuristic_status(s: StatusCode) -> bool {
+    matches!(
+        s.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// Statuses stored at all (with explicit freshness for the ones outside the heuristic list).
+/// 206 is left out: ranges are cut from complete stored responses instead.
+fn understood_status(s: StatusCode) -> bool {
+    heuristic_status(s) || matches!(s.as_u16(), 302 | 307)
+}
+
+/// Seconds since the epoch of an HTTP date, if it is one.
+pub fn http_date(v: Option<&HeaderValue>) -> Option<u64> {
+    let t = httpdate::parse_http_date(v?.to_str().ok()?).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
+}
+
+/// Seconds since the epoch, now, by the wall clock.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Formats seconds since the epoch as an HTTP date.
+pub fn fmt_http_date(secs: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Whether a `Content-Type` is one the rules keep (`*`, `text/*`, `image/png`); parameters and
+/// case are ignored. A response without a type is kept only under `*`.
+pub fn type_allowed(content_type: Option<&HeaderValue>, patterns: &[String]) -> bool {
+    if patterns.iter().any(|p| p == "*") {
+        return true;
+    }
+    let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    patterns.iter().any(|p| match p.strip_suffix("/*") {
+        Some(major) => ct
+            .split_once('/')
+            .is_some_and(|(m, _)| m.eq_ignore_ascii_case(major)),
+        None => *p == ct,
+    })
+}
+
+/// The freshness lifetime in seconds from the response's own words (`s-maxage`, `max-age`,
+/// `Expires` against `Date`), else the configured `default_ttl` for heuristically cacheable
+/// statuses; clamped to `min_ttl`/`max_ttl`. `None`: nothing says it may be reused.
+/// `response_time` stands in for a missing `Date`.
+pub fn freshness_lifetime(
+    status: StatusCode,
+    headers: &HeaderMap,
+    cc: &CacheControl,
+    rules: &CacheConfig,
+    response_time: u64,
+) -> Option<u64> {
+    let explicit = cc.s_maxage.or(cc.max_age).or_else(|| {
+        let expires = headers.get(EXPIRES)?;
+        let date = http_date(headers.get(DATE)).unwrap_or(response_time);
+        // An invalid Expires (e.g. "0") means already expired.
+        Some(http_date(Some(expires)).map_or(0, |e| e.saturating_sub(date)))
+    });
+    let lifetime = match explicit {
+        Some(l) => l,
+        None if heuristic_status(status) && !rules.default_ttl.is_zero() => {
+            rules.default_ttl.as_secs()
+        }
+        None => return None,
+    };
+    let mut lifetime = lifetime.max(rules.min_ttl.as_secs());
+    if let Some(max) = rules.max_ttl {
+        lifetime = lifetime.min(max.as_secs());
+    }
+    Some(lifetime)
+}
+
+/// The age of a response when it arrived (RFC 9111 4.2.3): the larger of the apparent age
+/// (arrival minus `Date`) and `Age` plus the time the exchange took.
+pub fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
+    let apparent = http_date(headers.get(DATE)).map_or(0, |d| response_time.saturating_sub(d));
+    let age = headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let corrected = age.saturating_add(response_time.saturating_sub(request_time));
+    apparent.max(corrected)
+}
+
+/// Whether the response to this request may be stored, and if not, why. Freshness is decided
+/// separately ([`freshness_lifetime`]).
+pub fn storable(
+    method: &Method,
+    req_headers: &HeaderMap,
+    status: StatusCode,
+    headers: &HeaderMap,
+    cc: &CacheControl,
+    rules: &CacheConfig,
+) -> Result<(), NotStored> {
+    if method != Method::GET {
+        return Err(NotStored::Method);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        return Err(NotStored::Partial);
+    }
+    if !understood_status(status) {
+        return Err(NotStored::Status);
+    }
+    if cc.no_store || CacheControl::parse(req_headers).no_store {
+        return Err(NotStored::NoStore);
+    }
+    if cc.private && !rules.store_private {
+        return Err(NotStored::Private);
+    }
+    if headers.contains_key(SET_COOKIE) && !rules.store_set_cookie {
+        return Err(NotStored::SetCookie);
+    }
+    if req_headers.contains_key(AUTHORIZATION) && !rules.store_authorized {
+        return Err(NotStored::Authorization);
+    }
+    if headers.get_all(VARY).iter().any(|v| {
+        v.to_str()
+            .map_or(true, |s| s.split(',').any(|p| p.trim() == "*"))
+    }) {
+        return Err(NotStored::VaryStar);
+    }
+    if !type_allowed(headers.get(CONTENT_TYPE), &rules.types) {
+        return Err(NotStored::ContentType);
+    }
+    Ok(())
+}
+
+/// Entity tags in an `If-None-Match`-style list match `etag` by weak comparison.
+fn etag_listed(list: &HeaderValue, etag: Option<&HeaderValue>) -> bool {
+    let Ok(list) = list.to_str() else {
+        return false;
+    };
+    if list.trim() == "*" {
+        return true;
+    }
+    let Some(etag) = etag.and_then(|e| e.to_str().ok()) else {
+        return false;
+    };
+    let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let want = weak(etag);
+    list.split(',').any(|t| weak(t) == want)
+}
+
+/// Whether a conditional GET/HEAD is answered 304 from a response with these validators:
+/// `If-None-Match` (weak comparison) wins; `If-Modified-Since` is looked at only without it.
+pub fn not_modified(
+    req: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    last_mod: Option<&HeaderValue>,
+) -> bool {
+    if let Some(inm) = req.get(IF_NONE_MATCH) {
+        return etag_listed(inm, etag);
+    }
+    match (http_date(req.get(IF_MODIFIED_SINCE)), http_date(last_mod)) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
+/// What a `Range` header asks of a body of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// No range, an unsupported or multi-part one, or an `If-Range` that no longer matches:
+    /// send everything.
+    Full,
+    /// Bytes `start..=end`.
+    Partial(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Reads a single `bytes=` range (RFC 9110 14.2). Several ranges are answered with the whole
+/// body, which the RFC allows.
+pub fn range(
+    req: &HeaderMap,
+    len: u64,
+    etag: Option<&HeaderValue>,
+    last_mod: Option<&HeaderValue>,
+) -> RangeAnswer {
+    let Some(spec) = req.get(http::header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeAnswer::Full;
+    };
+    if let Some(ir) = req.get(IF_RANGE) {
+        let ok = match ir.to_str() {
+            Ok(t) if t.starts_with('"') => etag
+                .and_then(|e| e.to_str().ok())
+                .is_some_and(|e| !e.starts_with("W/") && e == t),
+            Ok(_) => http_date(Some(ir)).is_some() && http_date(Some(ir)) == http_date(last_mod),
+            Err(_) => false,
+        };
+        if !ok {
+            return RangeAnswer::Full;
+        }
+    }
+    let Some(set) = spec.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Full;
+    };
+    if set.contains(',') {
+        return RangeAnswer::Full;
+    }
+    let Some((a, b)) = set.trim().split_once('-') else {
+        return RangeAnswer::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    match (a.is_empty(), b.is_empty()) {
+        (true, false) => match parse(b) {
+            Some(0) => RangeAnswer::Unsatisfiable,
+            Some(n) if len > 0 => RangeAnswer::Partial(len.saturating_sub(n), len - 1),
+            Some(_) => RangeAnswer::Unsatisfiable,
+            None => RangeAnswer::Full,
+        },
+        (false, _) => {
+            let Some(start) = parse(a) else {
+                return RangeAnswer::Full;
+            };
+            let end = if b.is_empty() {
+                Some(u64::MAX)
+            } else {
+                parse(b)
+            };
+            match end {
+                None => RangeAnswer::Full,
+                Some(end) if end < start => RangeAnswer::Full,
+                Some(_) if start >= len => RangeAnswer::Unsatisfiable,
+                Some(end) => RangeAnswer::Partial(start, end.min(len - 1)),
+            }
+        }
+        (true, true) => RangeAnswer::Full,
+    }
+}
+
+/// The headers a 304 carries over from the stored response (RFC 9110 15.4.5).
+pub const NOT_MODIFIED_HEADERS: &[http::header::HeaderName] = &[
+    CACHE_CONTROL,
+    ETAG,
+    EXPIRES,
+    LAST_MODIFIED,
+    VARY,
+    DATE,
+    http::header::CONTENT_LOCATION,
+];
+
+/// Updates stored headers from a 304 (RFC 9111 4.3.4): every field it carries replaces the
+/// stored one, except the framing fields that describe the stored body.
+pub fn merge_304(stored: &mut HeaderMap, fresh: &HeaderMap) {
+    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, TRANSFER_ENCODING};
+    let mut last: Option<&http::header::HeaderName> = None;
+    for (name, value) in fresh {
+        if name == CONTENT_LENGTH
+            || name == CONTENT_ENCODING
+            || name == CONTENT_RANGE
+            || name == TRANSFER_ENCODING
+        {
+            continue;
+        }
+        if last != Some(name) {
+            stored.remove(name);
+            last = Some(name);
+        }
+        stored.append(name.clone(), value.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    fn rules() -> CacheConfig {
+        CacheConfig::default()
+    }
+
+    const NOW: u64 = 1_700_000_000;
+
+    #[test]
+    fn parses_directives() {
+        let cc = CacheControl::parse(&h(&[
+            ("cache-control", "Public, max-age=60"),
+            (
+                "cache-control",
+                "s-maxage=\"30\", stale-while-revalidate=5, x-unknown, no-cache=\"set-cookie\"",
+            ),
+        ]));
+        assert_eq!(cc.max_age, Some(60));
+        assert_eq!(cc.s_maxage, Some(30));
+        assert!(cc.public && cc.no_cache);
+        assert_eq!(cc.stale_while_revalidate, Some(5));
+        assert!(cc.forbids_stale(), "s-maxage implies proxy-revalidate");
+        let bad = CacheControl::parse(&h(&[("cache-control", "max-age=soon")]));
+        assert_eq!(bad.max_age, Some(0), "an invalid max-age is stale");
+    }
+
+    #[test]
+    fn s_maxage_wins_over_max_age_and_expires() {
+        let r = rules();
+        let hd = h(&[
+            ("cache-control", "max-age=60, s-maxage=10"),
+            ("expires", &fmt_http_date(NOW + 1000)),
+        ]);
+        let cc = CacheControl::parse(&hd);
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &hd, &cc, &r, NOW),
+            Some(10)
+        );
+        let hd = h(&[
+            ("cache-control", "max-age=60"),
+            ("expires", &fmt_http_date(NOW + 1000)),
+        ]);
+        let cc = CacheControl::parse(&hd);
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &hd, &cc, &r, NOW),
+            Some(60)
+        );
+    }
+
+    #[test]
+    fn expires_counts_from_date_and_invalid_is_expired() {
+        let r = rules();
+        let hd = h(&[
+            ("date", &fmt_http_date(NOW - 100)),
+            ("expires", &fmt_http_date(NOW + 200)),
+        ]);
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &hd, &CacheControl::default(), &r, NOW),
+            Some(300)
+        );
+        let hd = h(&[("expires", "0")]);
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &hd, &CacheControl::default(), &r, NOW),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn default_ttl_only_for_heuristic_statuses_and_clamps_apply() {
+        let mut r = rules();
+        let none = HeaderMap::new();
+        let cc = CacheControl::default();
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &none, &cc, &r, NOW),
+            None
+        );
+        r.default_ttl = Duration::from_secs(30);
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &none, &cc, &r, NOW),
+            Some(30)
+        );
+        assert_eq!(
+            freshness_lifetime(StatusCode::FOUND, &none, &cc, &r, NOW),
+            None
+        );
+        r.min_ttl = Duration::from_secs(45);
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &none, &cc, &r, NOW),
+            Some(45)
+        );
+        r.max_ttl = Some(Duration::from_secs(40));
+        let long = h(&[("cache-control", "max-age=99999")]);
+        let cc = CacheControl::parse(&long);
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &long, &cc, &r, NOW),
+            Some(40)
+        );
+    }
+
+    #[test]
+    fn age_takes_the_larger_estimate() {
+        let hd = h(&[("date", &fmt_http_date(NOW - 10)), ("age", "3")]);
+        assert_eq!(initial_age(&hd, NOW - 1, NOW), 10, "apparent age");
+        let hd = h(&[("date", &fmt_http_date(NOW)), ("age", "30")]);
+        assert_eq!(
+            initial_age(&hd, NOW - 2, NOW),
+            32,
+            "Age plus the exchange time"
+        );
+        assert_eq!(initial_age(&HeaderMap::new(), NOW, NOW), 0);
+    }
+
+    #[test]
+    fn safe_defaults_refuse_private_cookies_authorization() {
+        let r = rules();
+        let get = Method::GET;
+        let ok = h(&[("cache-control", "max-age=60")]);
+        let none = HeaderMap::new();
+        let st = StatusCode::OK;
+        let check = |req: &HeaderMap, resp: &HeaderMap, r: &CacheConfig| {
+            storable(&get, req, st, resp, &CacheControl::parse(resp), r)
+        };
+        assert_eq!(check(&none, &ok, &r), Ok(()));
+        let p = h(&[("cache-control", "private, max-age=60")]);
+        assert_eq!(check(&none, &p, &r), Err(NotStored::Private));
+        let ns = h(&[("cache-control", "no-store")]);
+        assert_eq!(check(&none, &ns, &r), Err(NotStored::NoStore));
+        let sc = h(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]);
+        assert_eq!(check(&none, &sc, &r), Err(NotStored::SetCookie));
+        let auth = h(&[("authorization", "Bearer x")]);
+        assert_eq!(check(&auth, &ok, &r), Err(NotStored::Authorization));
+        let vs = h(&[("cache-control", "max-age=60"), ("vary", "Accept, *")]);
+        assert_eq!(check(&none, &vs, &r), Err(NotStored::VaryStar));
+        let mut open = rules();
+        open.store_private = true;
+        open.store_set_cookie = true;
+        open.store_authorized = true;
+        assert_eq!(check(&none, &p, &open), Ok(()));
+        assert_eq!(check(&none, &sc, &open), Ok(()));
+        assert_eq!(check(&auth, &ok, &open), Ok(()));
+        assert_eq!(
+            check(&none, &ns, &open),
+            Err(NotStored::NoStore),
+            "no-store always wins"
+        );
+        assert_eq!(
+            storable(&Method::POST, &none, st, &ok, &CacheControl::parse(&ok), &r),
+            Err(NotStored::Method)
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                StatusCode::PARTIAL_CONTENT,
+                &ok,
+                &CacheControl::parse(&ok),
+                &r
+            ),
+            Err(NotStored::Partial)
+        );
+    }
+
+    #[test]
+    fn content_types_with_wildcards() {
+        let pats = vec!["text/*".to_string(), "application/json".to_string()];
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert!(type_allowed(Some(&v("text/html; charset=utf-8")), &pats));
+        assert!(type_allowed(Some(&v("Application/JSON")), &pats));
+        assert!(!type_allowed(Some(&v("image/png")), &pats));
+        assert!(!type_allowed(None, &pats));
+        assert!(type_allowed(None, &["*".to_string()]));
+    }
+
+    #[test]
+    fn conditionals() {
+        let etag = HeaderValue::from_static("\"v1\"");
+        let lm = HeaderValue::from_str(&fmt_http_date(NOW - 100)).unwrap();
+        let inm = h(&[("if-none-match", "\"v0\", W/\"v1\"")]);
+        assert!(not_modified(&inm, Some(&etag), Some(&lm)));
+        let other = h(&[
+            ("if-none-match", "\"v2\""),
+            ("if-modified-since", &fmt_http_date(NOW)),
+        ]);
+        assert!(
+            !not_modified(&other, Some(&etag), Some(&lm)),
+            "If-None-Match wins over IMS"
+        );
+        let ims = h(&[("if-modified-since", &fmt_http_date(NOW - 50))]);
+        assert!(not_modified(&ims, Some(&etag), Some(&lm)));
+        let older = h(&[("if-modified-since", &fmt_http_date(NOW - 500))]);
+        assert!(!not_modified(&older, Some(&etag), Some(&lm)));
+        assert!(not_modified(&h(&[("if-none-match", "*")]), None, None));
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |spec: &str| range(&h(&[("range", spec)]), 100, None, None);
+        assert_eq!(r("bytes=0-9"), RangeAnswer::Partial(0, 9));
+        assert_eq!(r("bytes=90-"), RangeAnswer::Partial(90, 99));
+        assert_eq!(r("bytes=-10"), RangeAnswer::Partial(90, 99));
+        assert_eq!(r("bytes=50-500"), RangeAnswer::Partial(50, 99));
+        assert_eq!(r("bytes=100-"), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=0-1,5-6"), RangeAnswer::Full);
+        assert_eq!(r("bytes=9-2"), RangeAnswer::Full);
+        assert_eq!(r("items=0-1"), RangeAnswer::Full);
+        assert_eq!(r("bytes=-0"), RangeAnswer::Unsatisfiable);
+        let etag = HeaderValue::from_static("\"v1\"");
+        let stale = h(&[("range", "bytes=0-1"), ("if-range", "\"v0\"")]);
+        assert_eq!(range(&stale, 100, Some(&etag), None), RangeAnswer::Full);
+        let same = h(&[("range", "bytes=0-1"), ("if-range", "\"v1\"")]);
+        assert_eq!(
+            range(&same, 100, Some(&etag), None),
+            RangeAnswer::Partial(0, 1)
+        );
+    }
+
+    #[test]
+    fn a_304_updates_headers_but_not_framing() {
+        let mut stored = h(&[
+            ("content-length", "10"),
+            ("cache-control", "max-age=1"),
+            ("etag", "\"a\""),
+            ("x-keep", "1"),
+        ]);
+        merge_304(
+            &mut stored,
+            &h(&[
+                ("cache-control", "max-age=60"),
+                ("content-length", "0"),
+                ("etag", "\"a\""),
+            ]),
+        );
+        assert_eq!(stored["cache-control"], "max-age=60");
+        assert_eq!(stored["content-length"], "10");
+        assert_eq!(stored["x-keep"], "1");
+    }
+}

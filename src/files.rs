@@ -1,0 +1,286 @@
+//! Static files for routes with `root` (legacy `DocumentRoot`): the caching plugin's original
+//! job. Files get their Content-Type from the extension, `Last-Modified`, an `ETag` made of
+//! modification time and size, `Range` and HEAD support, and 304s. With `cache = true` a file
+//! is kept in the shared cache under the same rules, so a hot file is read from disk once; each
+//! use checks the file's metadata, so a changed file is read again.
+//!
+//! Containment: the path is percent-decoded once, any `..` segment, NUL or backslash is
+//! refused, and the resolved path (symlinks followed) must still be under the resolved root.
+//! Everything refused is a plain 404, indistinguishable from a missing file.
+
+use crate::access_log::AccessLog;
+use crate::cache::policy::{self, RangeAnswer};
+use crate::cache::Object;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::cached::{self, CACHE_STATUS};
+use crate::proxy::{RouteRt, Runtime};
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT_RANGES, ALLOW, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, LAST_MODIFIED,
+};
+use http::{Method, Request, Response, StatusCode};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+/// Files are fresh for as long as their metadata does not change.
+const FILE_LIFETIME: u64 = 10 * 365 * 24 * 3600;
+
+/// Serves a request on a file route.
+pub async fn serve<B>(
+    rt: &Arc<Runtime>,
+    route: &RouteRt,
+    req: Request<B>,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", log);
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let Some(root) = route.root.as_deref() else {
+        return plain(StatusCode::NOT_FOUND, "not found\n", log);
+    };
+    let Some(path) = resolve(root, req.uri().path()).await else {
+        return plain(StatusCode::NOT_FOUND, "not found\n", log);
+    };
+    let Ok(meta) = tokio::fs::metadata(&path).await else {
+        return plain(StatusCode::NOT_FOUND, "not found\n", log);
+    };
+    let size = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let etag = HeaderValue::from_str(&format!(
+        "\"{:x}-{:x}-{:x}\"",
+        mtime.as_secs(),
+        mtime.subsec_nanos(),
+        size
+    ))
+    .expect("hex is a valid header value");
+    let mut headers = HeaderMap::new();
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(mime.as_ref())
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&policy::fmt_http_date(mtime.as_secs())) {
+        headers.insert(LAST_MODIFIED, v);
+    }
+    headers.insert(ETAG, etag.clone());
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+    let cache = &rt.cache;
+    let rules = &cache.rules;
+    let keep = route.cache
+        && size <= rules.max_object_size
+        && policy::type_allowed(headers.get(CONTENT_TYPE), &rules.types);
+    let key = format!("file://{}", path.display());
+    let none = HeaderMap::new();
+    if keep {
+        if let Some((_, obj)) = cache.lookup(&key, &none) {
+            if obj.etag.as_ref() == Some(&etag) {
+                cache.counters.hits.fetch_add(1, Relaxed);
+                return cached::serve(
+                    &obj,
+                    &method,
+                    req.headers(),
+                    "langur; hit".into(),
+                    "hit",
+                    log,
+                );
+            }
+        }
+        cache.counters.misses.fetch_add(1, Relaxed);
+    }
+    if size <= rules.max_object_size {
+        let Ok(data) = tokio::fs::read(&path).await else {
+            return plain(StatusCode::NOT_FOUND, "not found\n", log);
+        };
+        let obj = Object::new(
+            StatusCode::OK,
+            headers,
+            Bytes::from(data),
+            0,
+            FILE_LIFETIME,
+            0,
+            0,
+            false,
+            false,
+        );
+        let status = if keep && cache.insert(&key, &none, clone(&obj)) {
+            "langur; fwd=miss; stored"
+        } else {
+            "langur; fwd=miss"
+        };
+        return cached::serve(&obj, &method, req.headers(), status.into(), "miss", log);
+    }
+    stream(path, size, headers, &etag, &method, req.headers(), log).await
+}
+
+fn clone(o: &Object) -> Object {
+    Object::new(
+        o.status,
+        o.headers.clone(),
+        o.body.clone(),
+        0,
+        FILE_LIFETIME,
+        0,
+        0,
+        false,
+        false,
+    )
+}
+
+/// A file larger than `max_object_size`, streamed from disk.
+async fn stream(
+    path: PathBuf,
+    size: u64,
+    mut headers: HeaderMap,
+    etag: &HeaderValue,
+    method: &Method,
+    req: &HeaderMap,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let lm = headers.get(LAST_MODIFIED).cloned();
+    if policy::not_modified(req, Some(etag), lm.as_ref()) {
+        let mut r = plain(StatusCode::NOT_MODIFIED, "", log);
+        r.headers_mut().insert(ETAG, etag.clone());
+        return r;
+    }
+    let (status, start, len) = match policy::range(req, size, Some(etag), lm.as_ref()) {
+        RangeAnswer::Full => (StatusCode::OK, 0, size),
+        RangeAnswer::Partial(a, b) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{size}")) {
+                headers.insert(CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
+        }
+        RangeAnswer::Unsatisfiable => {
+            let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "", log);
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(
+        CACHE_STATUS,
+        HeaderValue::from_static("langur; fwd=miss; detail=too-large"),
+    );
+    if let Some(l) = &mut log {
+        l.status = status.as_u16();
+        l.cache = "miss";
+    }
+    let body = if method == Method::HEAD {
+        ProxyBody::full(Bytes::new(), log)
+    } else {
+        match ProxyBody::file(&path, start, len, log).await {
+            Ok(b) => b,
+            Err(log) => return plain(StatusCode::NOT_FOUND, "not found\n", log),
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+fn plain(
+    status: StatusCode,
+    body: &'static str,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    if let Some(l) = &mut log {
+        l.status = status.as_u16();
+    }
+    let mut r = Response::new(ProxyBody::full(body, log));
+    *r.status_mut() = status;
+    if !body.is_empty() {
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    r
+}
+
+/// Maps a request path to a file under `root` (already canonical), or `None` for anything that
+/// is missing, refused, or resolves outside the root.
+pub async fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+    let rel = safe_relative(path)?;
+    let mut candidate = root.join(rel);
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut real = std::fs::canonicalize(&candidate).ok()?;
+        if !real.starts_with(&root) {
+            return None;
+        }
+        if real.is_dir() {
+            candidate = real.join("index.html");
+            real = std::fs::canonicalize(&candidate).ok()?;
+            if !real.starts_with(&root) {
+                return None;
+            }
+        }
+        real.is_file().then_some(real)
+    })
+    .await
+    .ok()?
+}
+
+/// The decoded relative path, if every segment is a plain name.
+pub fn safe_relative(path: &str) -> Option<PathBuf> {
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
+    if decoded.contains('\0') || decoded.contains('\\') {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => continue,
+            ".." => return None,
+            s if s.contains(':') && cfg!(windows) => return None,
+            s => out.push(s),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_traversal_in_every_spelling() {
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E/etc/passwd",
+            "/a/%2e%2e/%2e%2e/x",
+            "/..%2fetc",
+            "/%2e%2e%2fetc",
+            "/a%00b",
+            "/a%5c..%5cb",
+            "/%ff",
+        ] {
+            assert_eq!(safe_relative(bad), None, "{bad}");
+        }
+        assert_eq!(
+            safe_relative("/a/./b%20c.txt"),
+            Some(PathBuf::from("a/b c.txt"))
+        );
+        assert_eq!(safe_relative("/"), Some(PathBuf::new()));
+    }
+}

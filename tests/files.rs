@@ -1,0 +1,205 @@
+//! Static files from a route's `root`: types, validators, ranges, the cache, and containment.
+
+mod common;
+
+use common::*;
+use http::{Method, StatusCode};
+use std::time::Duration;
+
+struct Site {
+    dir: std::path::PathBuf,
+    outside: std::path::PathBuf,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.outside);
+    }
+}
+
+fn site(tag: &str) -> Site {
+    let base = std::env::temp_dir().join(format!("langur-files-{tag}-{}", std::process::id()));
+    let dir = base.join("www");
+    let outside = std::env::temp_dir().join(format!("langur-secret-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>home</h1>").unwrap();
+    std::fs::write(dir.join("style.css"), "body{}").unwrap();
+    std::fs::write(dir.join("data.json"), "{\"a\":1}").unwrap();
+    std::fs::write(dir.join("docs/notes.txt"), "0123456789").unwrap();
+    std::fs::write(dir.join("big.bin"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), dir.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("linkdir")).unwrap();
+    Site { dir, outside }
+}
+
+async fn serve(s: &Site, cache: bool) -> langur::Langur {
+    langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\nroot = '{}'\ncache = {cache}\n[cache]\nmax_object_size = 100000\n",
+        s.dir.display()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn content_types_validators_and_index() {
+    let s = site("types");
+    let l = serve(&s, true).await;
+    let a = l.listen_addrs()[0];
+    for (path, ty, body) in [
+        ("/", "text/html", "<h1>home</h1>"),
+        ("/style.css", "text/css", "body{}"),
+        ("/data.json", "application/json", "{\"a\":1}"),
+        ("/docs/notes.txt", "text/plain", "0123456789"),
+    ] {
+        let r = get(a, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.headers["content-type"], ty, "{path}");
+        assert_eq!(r.text(), body);
+        assert!(r.headers.contains_key("etag") && r.headers.contains_key("last-modified"));
+    }
+    let r = get(a, "/docs/notes.txt").await;
+    let etag = r.headers["etag"].to_str().unwrap().to_string();
+    let lm = r.headers["last-modified"].to_str().unwrap().to_string();
+    let nm = request(
+        a,
+        Method::GET,
+        "/docs/notes.txt",
+        &[("if-none-match", &etag)],
+        body(""),
+    )
+    .await;
+    assert_eq!(nm.status, StatusCode::NOT_MODIFIED);
+    let nm = request(
+        a,
+        Method::GET,
+        "/docs/notes.txt",
+        &[("if-modified-since", &lm)],
+        body(""),
+    )
+    .await;
+    assert_eq!(nm.status, StatusCode::NOT_MODIFIED);
+    let head = request(a, Method::HEAD, "/docs/notes.txt", &[], body("")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-length"], "10");
+    assert!(head.body.is_empty());
+    let post = request(a, Method::POST, "/docs/notes.txt", &[], body("x")).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn ranges_from_memory_and_from_disk() {
+    let s = site("range");
+    let l = serve(&s, true).await;
+    let a = l.listen_addrs()[0];
+    let r = request(
+        a,
+        Method::GET,
+        "/docs/notes.txt",
+        &[("range", "bytes=2-5")],
+        body(""),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.text(), "2345");
+    assert_eq!(r.headers["content-range"], "bytes 2-5/10");
+    let r = request(
+        a,
+        Method::GET,
+        "/docs/notes.txt",
+        &[("range", "bytes=-3")],
+        body(""),
+    )
+    .await;
+    assert_eq!(r.text(), "789");
+    let r = request(
+        a,
+        Method::GET,
+        "/docs/notes.txt",
+        &[("range", "bytes=20-")],
+        body(""),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers["content-range"], "bytes */10");
+    // Larger than max_object_size: streamed from disk, ranges still work.
+    let r = get(a, "/big.bin").await;
+    assert_eq!(r.body.len(), 300_000);
+    let r = request(
+        a,
+        Method::GET,
+        "/big.bin",
+        &[("range", "bytes=299990-")],
+        body(""),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.body.len(), 10);
+    assert_eq!(r.headers["content-range"], "bytes 299990-299999/300000");
+}
+
+#[tokio::test]
+async fn a_hot_file_is_read_once_and_a_changed_one_again() {
+    let s = site("hot");
+    let l = serve(&s, true).await;
+    let a = l.listen_addrs()[0];
+    let first = get(a, "/style.css").await;
+    assert!(first.headers["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("stored"));
+    for _ in 0..5 {
+        let r = get(a, "/style.css").await;
+        assert_eq!(r.headers["cache-status"], "langur; hit");
+    }
+    let stats = l.shared().runtime.load().cache.stats();
+    assert_eq!((stats.hits, stats.misses), (5, 1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::fs::write(s.dir.join("style.css"), "body{color:red}").unwrap();
+    let r = get(a, "/style.css").await;
+    assert_eq!(r.text(), "body{color:red}");
+}
+
+#[tokio::test]
+async fn traversal_attempts_are_404_and_never_read() {
+    let s = site("trav");
+    let l = serve(&s, false).await;
+    let a = l.listen_addrs()[0];
+    for path in [
+        "/../langur-secret/secret.txt",
+        "/docs/../../secret.txt",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/%2E%2E%2Fetc%2Fpasswd",
+        "/docs/%2e%2e/%2e%2e/secret.txt",
+        "/..%2f..%2fetc/passwd",
+        "/link.txt",
+        "/linkdir/secret.txt",
+        "/docs%00.txt",
+        "/docs/..%5c..%5csecret.txt",
+        "/nope.txt",
+    ] {
+        let raw_req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let resp = raw(a, raw_req.as_bytes(), Duration::from_secs(2)).await;
+        let status = resp.lines().next().unwrap_or("");
+        assert!(
+            status.contains(" 404 ") || status.contains(" 400 "),
+            "{path}: {status}"
+        );
+        assert!(!resp.contains("secret"), "{path} leaked the file");
+        assert!(!resp.contains("root:"), "{path} leaked /etc/passwd");
+    }
+}
+
+#[tokio::test]
+async fn legacy_document_root() {
+    let s = site("legacy");
+    let l = langur_legacy(&format!(
+        "[PROXY_ENTRY]\n  DocumentRoot {}\n  Match ^/\n  Cache On\n",
+        s.dir.display()
+    ))
+    .await;
+    let a = l.listen_addrs()[0];
+    assert_eq!(get(a, "/docs/notes.txt").await.text(), "0123456789");
+}
