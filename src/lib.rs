@@ -20,6 +20,7 @@ pub mod files;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod stats;
 pub mod timer;
 
 pub use server::Langur;

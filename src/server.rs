@@ -41,6 +41,71 @@ pub struct Shared {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Health transitions of every pool (kept across reloads).
     pub events: Arc<crate::backend::events::EventLog>,
+    /// Responses by status class and their per-second history.
+    pub traffic: crate::stats::Traffic,
+    /// The admin API's token, if any.
+    pub admin_token: Option<String>,
+    /// Where the config came from (re-read on reload); `None` for configs built in memory.
+    pub config_path: Option<std::path::PathBuf>,
+    /// The health checkers of the current runtime (replaced on reload).
+    pub checkers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Re-reads the config file and swaps in a new snapshot. A config with errors changes
+/// nothing: the errors are logged and returned. Servers present before and after (same pool,
+/// same address) keep their health, operator state and counters; the cache is kept while its
+/// rules stay the same. Listeners are not touched (changing `listen` needs a restart).
+/// Requests in flight finish on the snapshot they started with.
+pub fn reload(shared: &Shared) -> anyhow::Result<String> {
+    let Some(path) = &shared.config_path else {
+        anyhow::bail!("no config file to re-read (langur was started without one)");
+    };
+    let config = match crate::config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(file = %path.display(), "reload refused, still serving the previous config:\n{e}");
+            anyhow::bail!("{e}");
+        }
+    };
+    let old = shared.runtime.load_full();
+    let new = Arc::new(build_runtime_from(
+        &config,
+        &shared.instance,
+        shared.workers,
+        &shared.events,
+        Some(&old),
+    )?);
+    let kept: usize = new
+        .pools
+        .iter()
+        .filter_map(|p| old.pools.iter().find(|o| o.name == p.name).map(|o| (p, o)))
+        .map(|(p, o)| {
+            p.servers
+                .iter()
+                .filter(|s| o.servers.iter().any(|x| x.addr == s.addr))
+                .count()
+        })
+        .sum();
+    shared.runtime.store(new.clone());
+    {
+        let mut checkers = shared.checkers.lock().unwrap_or_else(|p| p.into_inner());
+        for c in checkers.drain(..) {
+            c.abort();
+        }
+        *checkers = crate::backend::monitor::spawn_checkers(&new.pools);
+    }
+    let summary = format!(
+        "{} routes, {} pools; {kept} servers kept their state; cache {}",
+        new.routes.len(),
+        new.pools.len(),
+        if Arc::ptr_eq(&new.cache, &old.cache) {
+            "kept"
+        } else {
+            "rebuilt (its rules changed)"
+        }
+    );
+    tracing::info!(file = %path.display(), "config reloaded: {summary}");
+    Ok(summary)
 }
 
 /// Builds the request path's snapshot from a config.
@@ -49,6 +114,17 @@ pub fn build_runtime(
     instance: &Arc<str>,
     workers: usize,
     events: &Arc<crate::backend::events::EventLog>,
+) -> anyhow::Result<Runtime> {
+    build_runtime_from(config, instance, workers, events, None)
+}
+
+/// Builds a snapshot, carrying state over from `old` (see [`reload`]).
+pub fn build_runtime_from(
+    config: &Config,
+    instance: &Arc<str>,
+    workers: usize,
+    events: &Arc<crate::backend::events::EventLog>,
+    old: Option<&Runtime>,
 ) -> anyhow::Result<Runtime> {
     let patterns: Vec<(Vec<String>, usize)> = config
         .routes
@@ -68,16 +144,32 @@ pub fn build_runtime(
             purge: r.purge.clone(),
         })
         .collect();
-    let pools = config
+    let pools: Vec<Arc<Pool>> = config
         .pools
         .iter()
         .map(|p| Arc::new(Pool::from_config(p, workers, events.clone())))
         .collect();
+    if let Some(old) = old {
+        for p in &pools {
+            let Some(o) = old.pools.iter().find(|o| o.name == p.name) else {
+                continue;
+            };
+            for s in &p.servers {
+                if let Some(prev) = o.servers.iter().find(|x| x.addr == s.addr) {
+                    s.carry_from(prev);
+                }
+            }
+        }
+    }
+    let cache = match old {
+        Some(o) if o.cache.rules == config.cache => o.cache.clone(),
+        _ => crate::cache::Cache::new(config.cache.clone()),
+    };
     Ok(Runtime {
         router,
         routes,
         pools,
-        cache: crate::cache::Cache::new(config.cache.clone()),
+        cache,
         via: HeaderValue::from_str(&format!("1.1 {instance}"))
             .context("instance name is not a valid header value")?,
         via_token: instance.clone(),
@@ -109,7 +201,6 @@ pub struct Langur {
     admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    checkers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Langur {
@@ -141,6 +232,7 @@ impl Langur {
         let admin_addr = match admin {
             Some(l) => {
                 let a = l.local_addr()?;
+                crate::admin::check_exposure(a, config.admin.token.as_deref())?;
                 tasks.spawn(crate::admin::serve(l, shared.clone(), shutdown_rx.clone()));
                 Some(a)
             }
@@ -149,14 +241,14 @@ impl Langur {
         for a in &addrs {
             tracing::info!(listen = %a, "langur is serving");
         }
-        let checkers = crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
+        *shared.checkers.lock().unwrap_or_else(|p| p.into_inner()) =
+            crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         Ok(Langur {
             shared,
             addrs,
             admin_addr,
             shutdown,
             tasks,
-            checkers,
         })
     }
 
@@ -175,7 +267,16 @@ impl Langur {
 
     /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), returns.
     pub async fn shutdown(mut self) {
-        for c in &self.checkers {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in self
+            .shared
+            .checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             c.abort();
         }
         let _ = self.shutdown.send(true);
@@ -191,7 +292,7 @@ impl Langur {
 
     /// Serves until the process gets SIGINT or SIGTERM, then shuts down gracefully.
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        wait_for_signal().await;
+        wait_for_signal(&self.shared).await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         self.shutdown().await;
         Ok(())
@@ -199,18 +300,25 @@ impl Langur {
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() {
+async fn wait_for_signal(shared: &Shared) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                // reload() logs its own outcome
+                let _ = reload(shared);
+            }
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+async fn wait_for_signal(_shared: &Shared) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
@@ -224,6 +332,11 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
         workers,
         stopping: Default::default(),
         events,
+        traffic: Default::default(),
+        admin_token: config.admin.token.clone(),
+        config_path: (!config.source.is_empty() && std::path::Path::new(&config.source).is_file())
+            .then(|| std::path::PathBuf::from(&config.source)),
+        checkers: Default::default(),
     })
 }
 
@@ -276,6 +389,7 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
         }
         addrs.push(actual);
     }
+    crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())?;
     let admin_std = bind_std(config.admin.listen, false)
         .with_context(|| format!("cannot listen on {} (admin)", config.admin.listen))?;
     let admin_addr = admin_std.local_addr()?;
@@ -319,19 +433,25 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
         .build()?;
     main_rt.block_on(async {
         let admin = TcpListener::from_std(admin_std)?;
-        let checkers = crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
-        let admin_task = tokio::spawn(crate::admin::serve(
-            admin,
-            shared.clone(),
-            shutdown_rx.clone(),
-        ));
-        wait_for_signal().await;
+        *shared.checkers.lock().unwrap_or_else(|p| p.into_inner()) =
+            crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
+        // The admin listener outlives the drain, so `/healthz` can say 503 meanwhile.
+        let (_admin_stop, admin_rx) = watch::channel(false);
+        let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_rx));
+        wait_for_signal(&shared).await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
+        shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = shutdown.send(true);
-        for c in &checkers {
+        for c in shared
+            .checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             c.abort();
         }
-        let _ = admin_task.await;
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
@@ -343,6 +463,7 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
         {
             tracing::warn!("shutdown timeout reached; exiting with requests still in flight");
         }
+        admin_task.abort();
         Ok::<_, anyhow::Error>(())
     })
 }

@@ -28,10 +28,21 @@ pub struct Server {
     /// As written in the config (`host:port`).
     pub name: Arc<str>,
     pub addr: SocketAddr,
-    pub weight: u32,
+    /// Changed at run time through the admin API (the balancer is rebuilt).
+    pub weight: std::sync::atomic::AtomicU32,
     pub in_flight: AtomicUsize,
     /// Requests sent to this server.
     pub requests: AtomicU64,
+    /// Most requests in flight at once (HAProxy's `smax`).
+    pub max_in_flight: AtomicUsize,
+    /// Responses by status class, 1xx to 5xx.
+    pub responses: [AtomicU64; 5],
+    /// Failed exchanges: connect failures, broken or late responses.
+    pub errors: AtomicU64,
+    /// Requests that came here after failing on another server (HAProxy's `wredis`).
+    pub redispatched: AtomicU64,
+    /// Response-head times.
+    pub latency: Latency,
     /// Failed connect attempts, ever.
     pub connect_failures_total: AtomicU64,
     /// Consecutive failed connects (the reference's attempts count).
@@ -150,7 +161,12 @@ impl Server {
             ewma_at_ms: AtomicU64::new(0),
             name: Arc::from(name),
             addr,
-            weight,
+            weight: std::sync::atomic::AtomicU32::new(weight),
+            max_in_flight: AtomicUsize::new(0),
+            responses: Default::default(),
+            errors: AtomicU64::new(0),
+            redispatched: AtomicU64::new(0),
+            latency: Latency::default(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             connect_failures_total: AtomicU64::new(0),
@@ -159,6 +175,47 @@ impl Server {
             probing: AtomicBool::new(false),
             idle: (0..slots.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
         }
+    }
+
+    /// Takes over the state of the same server in the previous config (on reload): health,
+    /// operator state, failure tracking and counters. Weight and limits come from the new
+    /// config.
+    pub fn carry_from(&self, old: &Server) {
+        let r = Ordering::Relaxed;
+        self.health.store(old.health.load(r), r);
+        self.operator.store(old.operator.load(r), r);
+        for (a, b) in [
+            (&self.requests, &old.requests),
+            (&self.errors, &old.errors),
+            (&self.redispatched, &old.redispatched),
+            (&self.connect_failures_total, &old.connect_failures_total),
+            (&self.last_failure_ms, &old.last_failure_ms),
+            (&self.check_failures, &old.check_failures),
+            (&self.downs, &old.downs),
+            (&self.last_change_ms, &old.last_change_ms),
+            (&self.up_since_ms, &old.up_since_ms),
+            (&self.backoff_until_ms, &old.backoff_until_ms),
+            (&self.ewma_us, &old.ewma_us),
+            (&self.ewma_at_ms, &old.ewma_at_ms),
+        ] {
+            a.store(b.load(r), r);
+        }
+        for (a, b) in self.responses.iter().zip(&old.responses) {
+            a.store(b.load(r), r);
+        }
+        self.failures.store(old.failures.load(r), r);
+        self.passive_errors.store(old.passive_errors.load(r), r);
+        self.max_in_flight.store(old.max_in_flight.load(r), r);
+        self.latency.copy_from(&old.latency);
+        let prev = old
+            .machine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut m = self.machine.lock().unwrap_or_else(|p| p.into_inner());
+        m.health = prev.health;
+        m.against = prev.against.min(m.thresholds.rise.max(m.thresholds.fall));
+        m.last = prev.last;
     }
 
     pub fn health(&self) -> Health {
@@ -405,12 +462,64 @@ impl Drop for RetryClaim {
     }
 }
 
+/// Upper bounds (seconds) of the response-time histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A fixed-bucket histogram of response times: two relaxed atomic adds per sample.
+#[derive(Debug, Default)]
+pub struct Latency {
+    /// One per bound, then one for everything above the last.
+    buckets: [AtomicU64; 13],
+    sum_us: AtomicU64,
+}
+
+impl Latency {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn copy_from(&self, other: &Latency) {
+        for (a, b) in self.buckets.iter().zip(&other.buckets) {
+            a.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.sum_us
+            .store(other.sum_us.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, cumulative (bound, count) pairs ending with +Inf).
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut acc = 0;
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (i, b) in self.buckets.iter().enumerate() {
+            acc += b.load(Ordering::Relaxed);
+            out.push((
+                LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                acc,
+            ));
+        }
+        (self.sum_us.load(Ordering::Relaxed) as f64 / 1e6, acc, out)
+    }
+}
+
 /// A pool of servers with its balancer and policies. Immutable; shared by requests.
 #[derive(Debug)]
 pub struct Pool {
     pub name: Arc<str>,
     pub servers: Vec<Arc<Server>>,
-    pub balancer: Box<dyn Balancer>,
+    /// Swapped whole when a weight changes at run time.
+    pub balancer: arc_swap::ArcSwap<Box<dyn Balancer>>,
+    /// What the balancer is built from (for rebuilding it).
+    pub balance: crate::config::BalanceMethod,
+    pub hash_balance_factor: Option<f64>,
     pub ha: HaPolicy,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
@@ -529,11 +638,18 @@ impl Pool {
             .collect();
         let named: Vec<(String, u32)> = servers
             .iter()
-            .map(|s| (s.name.to_string(), s.weight))
+            .map(|s| (s.name.to_string(), s.weight.load(Ordering::Relaxed)))
             .collect();
         Pool {
             name: Arc::from(c.name.as_str()),
-            balancer: balancer::build(&c.balance, &named, seed_from_clock(), c.hash_balance_factor),
+            balancer: arc_swap::ArcSwap::from_pointee(balancer::build(
+                &c.balance,
+                &named,
+                seed_from_clock(),
+                c.hash_balance_factor,
+            )),
+            balance: c.balance.clone(),
+            hash_balance_factor: c.hash_balance_factor,
             queue,
             retries: c.retries,
             retry_budget: c.retry_budget.map(RetryBudget::new),
@@ -572,6 +688,22 @@ impl Pool {
     pub fn set_operator(&self, i: usize, o: Operator) {
         self.servers[i].set_operator(o);
         self.queue.wake_all();
+    }
+
+    /// Sets a server's weight and rebuilds the balancer with the pool's current weights.
+    pub fn set_weight(&self, i: usize, weight: u32) {
+        self.servers[i].weight.store(weight, Ordering::Relaxed);
+        let named: Vec<(String, u32)> = self
+            .servers
+            .iter()
+            .map(|s| (s.name.to_string(), s.weight.load(Ordering::Relaxed)))
+            .collect();
+        self.balancer.store(Arc::new(balancer::build(
+            &self.balance,
+            &named,
+            seed_from_clock(),
+            self.hash_balance_factor,
+        )));
     }
 
     /// Is any server alive (full or not, backups included)?
@@ -681,7 +813,7 @@ impl Candidates for PoolView<'_> {
         self.pool.servers.len()
     }
     fn weight(&self, i: usize) -> u32 {
-        self.pool.servers[i].weight
+        self.pool.servers[i].weight.load(Ordering::Relaxed)
     }
     fn in_flight(&self, i: usize) -> usize {
         self.pool.servers[i].in_flight.load(Ordering::Relaxed)
@@ -723,7 +855,10 @@ pub struct InFlight(pub Arc<Server>, bool);
 
 impl InFlight {
     pub fn new(server: Arc<Server>) -> InFlight {
-        server.in_flight.fetch_add(1, Ordering::Relaxed);
+        let now = server.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        if now > server.max_in_flight.load(Ordering::Relaxed) {
+            server.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        }
         server.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(server, true)
     }
@@ -770,12 +905,14 @@ pub(crate) mod tests {
         Pool {
             name: Arc::from("p"),
             servers,
-            balancer: crate::balancer::build(
+            balancer: arc_swap::ArcSwap::from_pointee(crate::balancer::build(
                 &crate::config::BalanceMethod::RoundRobin,
                 &vec![("x".to_string(), 1); backups.len()],
                 1,
                 None,
-            ),
+            )),
+            balance: crate::config::BalanceMethod::RoundRobin,
+            hash_balance_factor: None,
             hash_on: None,
             tracks_latency: false,
             retries: None,
@@ -904,6 +1041,7 @@ pub(crate) mod tests {
                 let tried = Tried::default();
                 let v = PoolView::new(p, &tried);
                 if p.balancer
+                    .load()
                     .pick(&v, &crate::balancer::PickContext::default())
                     == Some(1)
                 {

@@ -208,8 +208,20 @@ pub enum Seen {
 
 /// Passive observation: counts errors in live traffic and acts at `error_limit`.
 pub fn observe(pool: &Pool, idx: usize, seen: Seen) {
-    let Some(obs) = pool.observe else { return };
     let server = &pool.servers[idx];
+    match seen {
+        Seen::Status(c) => {
+            let class = usize::from(c / 100).clamp(1, 5) - 1;
+            server.responses[class].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Seen::BadResponse | Seen::L4Error => {
+            server
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Seen::Ok => {}
+    }
+    let Some(obs) = pool.observe else { return };
     let (status, code, detail) = match seen {
         Seen::Ok => {
             server.passive_ok();

@@ -285,7 +285,7 @@ pub(crate) async fn forward(
         let picked = if must_wait {
             None
         } else {
-            pool.balancer.pick(&view, &ctx)
+            pool.balancer.load().pick(&view, &ctx)
         };
         let Some(i) = picked else {
             // Wait only if a server could serve once a slot frees: when every server is down,
@@ -346,6 +346,11 @@ pub(crate) async fn forward(
                 };
             }
         }
+        if attempts > 1 {
+            server
+                .redispatched
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut in_flight = InFlight::new(server.clone());
         if let Some(l) = &mut log {
             l.server = Some(server.name.clone());
@@ -388,7 +393,7 @@ pub(crate) async fn forward(
                 );
                 continue 'servers;
             }
-            let sent_at = (log.is_some() || pool.tracks_latency).then(Instant::now);
+            let sent_at = Instant::now();
             // An idempotent request without a body can be sent again if its response never starts.
             let replay = replayable(&req);
             match timeout(pool.response_timeout, sender.try_send_request(req)).await {
@@ -404,15 +409,14 @@ pub(crate) async fn forward(
                     }
                     let (mut parts, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut parts.headers);
-                    if let Some(t) = sent_at {
-                        let took = t.elapsed();
-                        if pool.tracks_latency {
-                            server.observe_latency(took.as_secs_f64() * 1e6, clock::now_ms());
-                        }
-                        if let Some(l) = &mut log {
-                            l.status = parts.status.as_u16();
-                            l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
-                        }
+                    let took = sent_at.elapsed();
+                    server.latency.observe(took);
+                    if pool.tracks_latency {
+                        server.observe_latency(took.as_secs_f64() * 1e6, clock::now_ms());
+                    }
+                    if let Some(l) = &mut log {
+                        l.status = parts.status.as_u16();
+                        l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
                     }
                     let reuse = Reusable {
                         server: server.clone(),

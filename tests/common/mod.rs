@@ -326,3 +326,17 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
     let _ = tokio::time::timeout(timeout, s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).to_string()
 }
+
+/// Starts langur with an admin listener on 127.0.0.1:0 too.
+pub async fn start_with_admin(mut config: langur::config::Config) -> Langur {
+    config.server.access_log = false;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Langur::start_on(config, vec![l], Some(admin))
+        .await
+        .unwrap()
+}
+
+pub fn toml_config(text: &str) -> langur::config::Config {
+    langur::config::parse_str("test.toml", text, true).unwrap_or_else(|e| panic!("{e}"))
+}

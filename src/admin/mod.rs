@@ -1,0 +1,358 @@
+//! The admin listener: the dashboard, stats (JSON, HAProxy-style CSV, Prometheus), the health
+//! log, and operator actions.
+//!
+//! Security: it listens on loopback unless told otherwise, and then a token is required at
+//! start. With a token, every request must carry it, as `Authorization: Bearer TOKEN` or as
+//! the password of HTTP Basic (so a browser can open the dashboard; the user name is ignored).
+//! Mutations are POST only, and a POST must not come from another origin (an `Origin` header
+//! naming a different host is refused), so a page elsewhere cannot drive a logged-in browser.
+//! GET never changes anything.
+
+mod export;
+
+use crate::backend::{Operator, Pool, Server};
+use crate::server::Shared;
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+/// The largest POST body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Refuses to expose the admin API without a token.
+pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() && token.map_or(true, str::is_empty) {
+        anyhow::bail!(
+            "the admin listener {addr} is not on loopback: set [admin] token (every request must then carry it)"
+        );
+    }
+    Ok(())
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let sampler = tokio::spawn(sample(shared.clone()));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .header_read_timeout(Duration::from_secs(10))
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    sampler.abort();
+}
+
+/// Records one traffic sample a second for the dashboard's graphs.
+async fn sample(shared: Arc<Shared>) {
+    let reading = |s: &Shared| {
+        let c = s.runtime.load().cache.stats();
+        (s.traffic.totals(), c.hits, c.misses)
+    };
+    let mut prev = reading(&shared);
+    let mut at = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = reading(&shared);
+        let secs = at.elapsed().as_secs_f64();
+        at = tokio::time::Instant::now();
+        shared.traffic.record(prev, now, secs);
+        prev = now;
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    reply(status, "application/json", body)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Resp {
+    json(status, &serde_json::json!({ "error": msg.into() }))
+}
+
+/// Whether the request carries the token (when one is configured).
+fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
+    let Some(token) = shared.admin_token.as_deref() else {
+        return true;
+    };
+    let Some(v) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let given = if let Some(t) = v.strip_prefix("Bearer ") {
+        t.trim().to_string()
+    } else if let Some(b) = v.strip_prefix("Basic ") {
+        use base64::Engine;
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&raw).to_string();
+        text.split_once(':')
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default()
+    } else {
+        return false;
+    };
+    constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A POST from a page of another origin is refused (browsers always send `Origin` on
+/// cross-origin POSTs).
+fn same_origin(req: &Request<Incoming>) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp {
+    if !authorized(shared, &req) {
+        let mut r = error(StatusCode::UNAUTHORIZED, "this admin API needs its token");
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"langur admin\", charset=\"UTF-8\""),
+        );
+        return r;
+    }
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    let mutation = matches!(
+        segments.as_slice(),
+        ["api", "servers", _, _, "state" | "weight"]
+            | ["api", "cache", "purge"]
+            | ["api", "reload"]
+    );
+    if mutation {
+        if method != Method::POST {
+            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+        if !same_origin(&req) {
+            return error(StatusCode::FORBIDDEN, "cross-origin POST refused");
+        }
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+        };
+        return mutate(shared, &segments, &body).await;
+    }
+    if !is_get {
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "read-only endpoint: use GET",
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match segments.as_slice() {
+        [""] => reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
+        ["healthz"] => {
+            if shared.stopping.load(Relaxed) {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+            } else {
+                reply(StatusCode::OK, "text/plain", "ok\n")
+            }
+        }
+        ["api", "stats"] => json(StatusCode::OK, &export::stats_json(shared)),
+        ["api", "history"] => json(
+            StatusCode::OK,
+            &serde_json::to_value(shared.traffic.history()).unwrap_or_default(),
+        ),
+        ["api", "events"] => json(StatusCode::OK, &export::events_json(shared)),
+        ["stats.csv"] => reply(
+            StatusCode::OK,
+            "text/csv; charset=utf-8",
+            export::csv(shared),
+        ),
+        ["metrics"] => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            export::prometheus(shared),
+        ),
+        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+fn find(shared: &Shared, pool: &str, server: &str) -> Option<(Arc<Pool>, usize)> {
+    let rt = shared.runtime.load();
+    let p = rt.pools.iter().find(|p| &*p.name == pool)?;
+    let i = p
+        .servers
+        .iter()
+        .position(|s: &Arc<Server>| &*s.name == server || s.addr.to_string() == server)?;
+    Some((p.clone(), i))
+}
+
+/// A JSON object body, or a bare word (`drain`, `5`) for curl users.
+fn field(body: &[u8], key: &str) -> Option<serde_json::Value> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    if text.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        return v.get(key).cloned();
+    }
+    if text.is_empty() {
+        return None;
+    }
+    Some(match text.parse::<u64>() {
+        Ok(n) => serde_json::Value::from(n),
+        Err(_) => serde_json::Value::from(text),
+    })
+}
+
+async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
+    match segments {
+        ["api", "servers", pool, server, what] => {
+            let Some((p, i)) = find(shared, pool, server) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no server {server} in pool {pool}"),
+                );
+            };
+            let s = &p.servers[i];
+            if *what == "state" {
+                let state = field(body, "state");
+                let o = match state.as_ref().and_then(|v| v.as_str()) {
+                    Some("ready") => Operator::Ready,
+                    Some("drain") => Operator::Drain,
+                    Some("maint") => Operator::Maint,
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "state must be \"ready\", \"drain\" or \"maint\"",
+                        )
+                    }
+                };
+                let before = s.operator();
+                p.set_operator(i, o);
+                if o == Operator::Maint && before != Operator::Maint {
+                    // Maintenance ends what the server is doing, like HAProxy's MAINT.
+                    s.kill_sessions();
+                }
+                tracing::warn!(pool = %p.name, server = %s.name, from = before.as_str(), to = o.as_str(), "operator state changed");
+                return json(
+                    StatusCode::OK,
+                    &serde_json::json!({"pool": &*p.name, "server": &*s.name, "state": o.as_str()}),
+                );
+            }
+            let Some(w) = field(body, "weight")
+                .and_then(|v| v.as_u64())
+                .filter(|w| *w <= 256)
+            else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "weight must be an integer from 0 to 256",
+                );
+            };
+            p.set_weight(i, w as u32);
+            tracing::warn!(pool = %p.name, server = %s.name, weight = w, "weight changed");
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"pool": &*p.name, "server": &*s.name, "weight": w}),
+            )
+        }
+        ["api", "cache", "purge"] => {
+            let cache = shared.runtime.load().cache.clone();
+            let text = std::str::from_utf8(body).unwrap_or("").trim();
+            let v: serde_json::Value = if text.is_empty() {
+                serde_json::json!({})
+            } else {
+                match serde_json::from_str(text) {
+                    Ok(v) => v,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),
+                }
+            };
+            let purged = if let Some(url) = v.get("url").and_then(|u| u.as_str()) {
+                cache.purge_url(url)
+            } else if let Some(prefix) = v.get("prefix").and_then(|u| u.as_str()) {
+                cache.purge_prefix(prefix)
+            } else if v.as_object().is_some_and(|o| o.is_empty()) {
+                cache.purge_all()
+            } else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "send {\"url\": ...}, {\"prefix\": ...} or {} for everything",
+                );
+            };
+            json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
+        }
+        ["api", "reload"] => match crate::server::reload(shared) {
+            Ok(summary) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "reloaded": true, "summary": summary }),
+            ),
+            Err(e) => json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({ "reloaded": false, "errors": e.to_string().lines().collect::<Vec<_>>() }),
+            ),
+        },
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}

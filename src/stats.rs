@@ -1,0 +1,184 @@
+//! Instance-wide traffic counters and the per-second history the dashboard draws.
+//!
+//! Counters are sharded by worker thread (each shard on its own cache line), so counting a
+//! response is an uncontended atomic add on the worker's own line; readers sum the shards.
+
+use crate::server::worker_id;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+const SHARDS: usize = 64;
+
+/// Seconds of history kept (ten minutes).
+pub const HISTORY: usize = 600;
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard {
+    /// Responses by class: 1xx..5xx, then anything else.
+    classes: [AtomicU64; 6],
+}
+
+#[derive(Debug)]
+pub struct Traffic {
+    shards: Box<[Shard]>,
+    started_unix: u64,
+    history: Mutex<VecDeque<Sample>>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            started_unix: crate::cache::policy::unix_now(),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+        }
+    }
+}
+
+/// Totals since start.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    #[serde(rename = "1xx")]
+    pub c1xx: u64,
+    #[serde(rename = "2xx")]
+    pub c2xx: u64,
+    #[serde(rename = "3xx")]
+    pub c3xx: u64,
+    #[serde(rename = "4xx")]
+    pub c4xx: u64,
+    #[serde(rename = "5xx")]
+    pub c5xx: u64,
+    pub other: u64,
+}
+
+/// One second of traffic (rates per second over the sampling interval).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Sample {
+    /// Seconds since the Unix epoch.
+    pub t: u64,
+    pub rps: f64,
+    #[serde(rename = "2xx")]
+    pub r2xx: f64,
+    #[serde(rename = "3xx")]
+    pub r3xx: f64,
+    #[serde(rename = "4xx")]
+    pub r4xx: f64,
+    #[serde(rename = "5xx")]
+    pub r5xx: f64,
+    /// Cache hits and misses per second, and the hit ratio over the second (0..1; null when
+    /// nothing was looked up).
+    pub hits: f64,
+    pub misses: f64,
+    pub hit_ratio: Option<f64>,
+}
+
+impl Traffic {
+    /// Counts one response sent to a client.
+    pub fn count(&self, status: u16) {
+        let class = match status {
+            100..=599 => usize::from(status / 100) - 1,
+            _ => 5,
+        };
+        self.shards[worker_id() % SHARDS].classes[class].fetch_add(1, Relaxed);
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut c = [0u64; 6];
+        for s in self.shards.iter() {
+            for (i, v) in s.classes.iter().enumerate() {
+                c[i] += v.load(Relaxed);
+            }
+        }
+        Totals {
+            requests: c.iter().sum(),
+            c1xx: c[0],
+            c2xx: c[1],
+            c3xx: c[2],
+            c4xx: c[3],
+            c5xx: c[4],
+            other: c[5],
+        }
+    }
+
+    pub fn uptime_secs(&self) -> u64 {
+        crate::cache::policy::unix_now().saturating_sub(self.started_unix)
+    }
+
+    /// Appends a sample computed from two readings `secs` apart.
+    pub fn record(&self, prev: (Totals, u64, u64), now: (Totals, u64, u64), secs: f64) {
+        let (a, ah, am) = prev;
+        let (b, bh, bm) = now;
+        let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs.max(1e-3);
+        let (hits, misses) = (per(ah, bh), per(am, bm));
+        let sample = Sample {
+            t: crate::cache::policy::unix_now(),
+            rps: per(a.requests, b.requests),
+            r2xx: per(a.c2xx, b.c2xx),
+            r3xx: per(a.c3xx, b.c3xx),
+            r4xx: per(a.c4xx, b.c4xx),
+            r5xx: per(a.c5xx + a.other + a.c1xx, b.c5xx + b.other + b.c1xx),
+            hits,
+            misses,
+            hit_ratio: (hits + misses > 0.0).then(|| hits / (hits + misses)),
+        };
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(sample);
+    }
+
+    /// Oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    pub fn last(&self) -> Option<Sample> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .back()
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_and_rates() {
+        let t = Traffic::default();
+        let before = (t.totals(), 0, 0);
+        for s in [200, 204, 404, 503, 101, 302, 700] {
+            t.count(s);
+        }
+        let now = t.totals();
+        assert_eq!(
+            now,
+            Totals {
+                requests: 7,
+                c1xx: 1,
+                c2xx: 2,
+                c3xx: 1,
+                c4xx: 1,
+                c5xx: 1,
+                other: 1
+            }
+        );
+        t.record(before, (now, 3, 1), 0.5);
+        let s = t.last().unwrap();
+        assert_eq!(s.rps, 14.0);
+        assert_eq!(s.r2xx, 4.0);
+        assert_eq!(s.hit_ratio, Some(0.75));
+    }
+}
