@@ -199,7 +199,11 @@ async fn operator_state_changes_by_post_only() {
     assert!(b.hits() >= 6);
     let r = admin_post(admin, &path, "{\"state\":\"sleep\"}").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = admin_post(admin, &path, "ready").await;
+    let encoded = format!(
+        "/api/servers/web/{}/state",
+        a.addr.to_string().replace(':', "%3A")
+    );
+    let r = admin_post(admin, &encoded, "ready").await;
     assert_eq!(r.status, 200);
     let r = admin_post(
         admin,

@@ -178,7 +178,16 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         return r;
     }
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .to_string()
+        })
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let method = req.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
     let mutation = matches!(

@@ -1,0 +1,239 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium` and `chromium-driver`, which
+//! `.ci/run` installs): load it, send traffic and watch the count and the graph move, drain a
+//! server from the page, clear the cache. A screenshot is kept as `dashboard.png` in the test
+//! artifacts directory (`$CARGO_TARGET_TMPDIR`).
+//!
+//! Without Chromium the test says so and passes, except under CI (`CI` set), where a missing
+//! browser is a failure.
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const DRIVER: &str = "/usr/bin/chromedriver";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_driver() -> (Driver, u16) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(DRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "chromedriver did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Driver(child), port)
+}
+
+async fn browser(port: u16) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--window-size=1400,1100"],
+        }),
+    );
+    ClientBuilder::rustls()
+        .expect("tls")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session")
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn attr(c: &Client, css: &str, name: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .attr(name)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn number(s: &str) -> u64 {
+    s.replace(',', "").trim().parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(DRIVER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium and chromium-driver (see .ci/run)"
+        );
+        eprintln!("SKIPPED: {CHROMIUM} or {DRIVER} is not installed");
+        return;
+    }
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let l = start_with_admin(toml_config(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'web'\ncache = true\n[pools.web]\nservers = ['{}', '{}']\n[cache]\nmax_size = '1 MiB'\n",
+        a.addr, b.addr
+    )))
+    .await;
+    let proxy = l.listen_addrs()[0];
+    let admin = l.admin_addr().unwrap();
+    // A few entries in the cache, so clearing it shows.
+    let cache = l.shared().runtime.load().cache.clone();
+    for i in 0..5 {
+        let obj = langur::cache::Object::new(
+            http::StatusCode::OK,
+            http::HeaderMap::new(),
+            bytes::Bytes::from(vec![b'x'; 20_000]),
+            0,
+            600,
+            0,
+            0,
+            false,
+            false,
+        );
+        cache.insert(
+            &format!("http://test.local/e{i}"),
+            &http::HeaderMap::new(),
+            obj,
+        );
+    }
+
+    let (_driver, port) = start_driver().await;
+    let c = browser(port).await;
+    c.goto(&format!("http://{admin}/")).await.unwrap();
+    eventually(
+        "the page shows live stats",
+        Duration::from_secs(10),
+        || async { text(&c, "#live-text").await == "live" },
+    )
+    .await;
+    assert_eq!(text(&c, "#cache-entries").await, "5");
+
+    // Traffic: the count and the graph move.
+    let load = tokio::spawn(async move {
+        for _ in 0..6 {
+            for _ in 0..40 {
+                get(proxy, "/page").await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    eventually(
+        "the request count moves",
+        Duration::from_secs(10),
+        || async { number(&text(&c, "#requests").await) >= 40 },
+    )
+    .await;
+    eventually(
+        "the graph draws the traffic",
+        Duration::from_secs(15),
+        || async {
+            number(&attr(&c, "#rps-graph", "data-points").await) >= 2
+                && attr(&c, "#rps-graph", "data-max")
+                    .await
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    > 1.0
+        },
+    )
+    .await;
+    load.await.unwrap();
+    eventually("all requests counted", Duration::from_secs(5), || async {
+        number(&text(&c, "#requests").await) == 240
+    })
+    .await;
+
+    // Drain server a from the page.
+    let row = format!("tr[data-server=\"web/{}\"]", a.addr);
+    c.find(Locator::Css(&format!(
+        "{row} button[data-action=\"drain\"]"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    eventually("the row shows drain", Duration::from_secs(5), || async {
+        text(&c, &format!("{row} .state")).await == "drain"
+    })
+    .await;
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(admin, "/api/stats").await.body).unwrap();
+    let sa = stats["pools"][0]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["address"] == a.addr.to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(sa["operator"], "drain");
+
+    // Clear the cache (the page asks to confirm).
+    c.find(Locator::Id("cache-clear"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    eventually("entries go to 0", Duration::from_secs(5), || async {
+        text(&c, "#cache-entries").await == "0"
+    })
+    .await;
+    assert_eq!(cache.stats().entries, 0);
+
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dashboard.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+    c.close().await.unwrap();
+    drop(b);
+}
