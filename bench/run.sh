@@ -2,13 +2,15 @@
 # langur's benchmark: langur, HAProxy and nginx side by side, same backends, same client, same run.
 #
 #   bench/run.sh            # all sections
-#   bench/run.sh proxy      # only the proxy table (also: idle, workers)
+#   bench/run.sh proxy      # only the proxy table (also: cache, idle, workers)
 #
 # Sections:
 #   proxy    one worker each, pinned to CPU 1; wrk and the backends on CPU 0; 64 keep-alive
 #            connections, 1 KiB responses, round robin over 3 nginx backends. Rows: origin (nginx
 #            serving the body itself: the floor), haproxy, nginx, langur. Median of ROUNDS runs
 #            of requests/s, p99 and CPU microseconds per request of the proxy process.
+#   cache    cache hits on the same setup: nginx serving the file itself (origin), nginx
+#            proxy_cache, HAProxy's cache, langur's cache, and langur without cache (proxied).
 #   idle     resident memory of each proxy holding IDLE_CONNS idle keep-alive client connections.
 #   workers  langur with 1 worker vs 2 workers (wrk unpinned: the machine has only 2 cores).
 # Env: ROUNDS (3), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
@@ -16,7 +18,7 @@
 # Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy idle workers}
+sections=${*:-proxy cache idle workers}
 ROUNDS=${ROUNDS:-3} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 need=""
 for t in haproxy nginx wrk curl python3; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
@@ -40,7 +42,9 @@ worker_processes 1; daemon off; pid $work/be.pid; error_log $work/be.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
-           location / { root $work; try_files /body =404; } } }
+           location / { root $work; try_files /body =404; }
+           location = /cached { alias $work/body; default_type text/plain;
+                                add_header Cache-Control "public, max-age=3600"; } } }
 CONF
 mkdir -p "$work/be" "$work/nx" "$work/or"
 taskset -c 0 nginx -c "$work/be.conf" -p "$work/be" & echo $! >>"$work/pids"
@@ -93,11 +97,28 @@ pool = "bench"
 balance = "round-robin"
 servers = ["127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3"]
 CONF
+cat >"$work/nginx-cache.conf" <<CONF
+worker_processes 1; daemon off; pid $work/nc.pid; error_log $work/nc.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  proxy_cache_path $work/ncache keys_zone=c:10m max_size=64m;
+  upstream be { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; keepalive 128; }
+  server { listen 127.0.0.1:$PORT;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+                 proxy_cache c; proxy_cache_lock on; } } }
+CONF
+sed -e 's/^backend be$/backend be\n  http-request cache-use c\n  http-response cache-store c/' "$work/haproxy.cfg" >"$work/haproxy-cache.cfg"
+printf 'cache c\n  total-max-size 64\n  max-object-size 100000\n  max-age 3600\n' >>"$work/haproxy-cache.cfg"
+sed -e 's/^pool = "bench"$/pool = "bench"\ncache = true/' "$work/langur.toml" >"$work/langur-cache.toml"
+mkdir -p "$work/nc" "$work/ncache"
 declare -A CMD
 CMD[origin]="nginx -c $work/origin.conf -p $work/or"
 CMD[haproxy]="haproxy -f $work/haproxy.cfg -db"
 CMD[nginx]="nginx -c $work/nginx.conf -p $work/nx"
 CMD[langur]="$BIN run -c $work/langur.toml --workers 1 --no-access-log"
+CMD[nginx-cache]="nginx -c $work/nginx-cache.conf -p $work/nc"
+CMD[haproxy-cache]="haproxy -f $work/haproxy-cache.cfg -db"
+CMD[langur-cache]="$BIN run -c $work/langur-cache.toml --workers 1 --no-access-log"
 
 cpu_ticks() { # utime+stime of a process (all its threads) and its children (nginx's worker)
   local t=0 p f
@@ -142,6 +163,39 @@ if [[ " $sections " == *" proxy "* ]]; then
     printf '%-8s %12s %10s %12s %14s\n' $name "$(med 2)" "$(med 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
   done
   echo "per run (proxy req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/results"
+fi
+
+if [[ " $sections " == *" cache "* ]]; then
+  # Cache hits: every proxy caches /cached (max-age=3600); "langur" without its cache is the
+  # proxied-miss baseline, "origin" is nginx serving the same bytes from its own disk.
+  : >"$work/cresults"
+  for r in $(seq "$ROUNDS"); do
+    for name in origin nginx-cache haproxy-cache langur-cache langur; do
+      pid=$(start $name 1)
+      curl -s -o /dev/null "http://127.0.0.1:$PORT/cached"
+      taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/cached" >/dev/null 2>&1
+      c0=$(cpu_ticks $pid)
+      taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$PORT/cached" >"$work/wrk" 2>&1
+      c1=$(cpu_ticks $pid)
+      stop $pid
+      awk -v n=$name -v c=$((c1 - c0)) -v hz="$hz" '
+        /Requests\/sec/ {rps=$2} /requests in/ {reqs=$1}
+        $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v=v*1000}; p99=v}
+        /Non-2xx|Socket errors/ {err=err" "$0}
+        END {printf "%s %s %s %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$work/cresults"
+    done
+  done
+  echo "== cache: hits of a $BODY-byte response, 1 worker, $CONNS connections, median of $ROUNDS runs of ${DUR}s"
+  printf '%-14s %12s %10s %12s %14s %14s\n' server req/s p99_ms cpu_us/req hits/cpu_s "cpu vs origin"
+  orig=$(awk '$1=="origin" {print $4}' "$work/cresults" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  for name in origin nginx-cache haproxy-cache langur-cache langur; do
+    med() { awk -v n=$name -v c=$1 '$1==n {print $c}' "$work/cresults" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+    cpu=$(med 4)
+    printf '%-14s %12s %10s %12s %14s %14s\n' $name "$(med 2)" "$(med 3)" "$cpu" \
+      "$(awk -v a="$cpu" 'BEGIN {printf "%.0f", (a > 0 ? 1e6/a : 0)}')" "$(awk -v a="$cpu" -v b="$orig" 'BEGIN {printf "%.3f", a/b}')"
+  done
+  echo "(langur = the same route without cache: every request proxied)"
+  echo "per run (server req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/cresults"
 fi
 
 if [[ " $sections " == *" idle "* ]]; then
