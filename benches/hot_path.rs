@@ -91,5 +91,42 @@ fn balancers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, router, balancers);
+fn cache_lookup(c: &mut Criterion) {
+    use langur::cache::{primary_key, Cache, Object};
+    let cache = Cache::new(langur::config::CacheConfig::default());
+    let none = http::HeaderMap::new();
+    for i in 0..10_000 {
+        let obj = Object::new(
+            http::StatusCode::OK,
+            http::HeaderMap::new(),
+            bytes::Bytes::from(vec![b'x'; 1024]),
+            0,
+            3600,
+            0,
+            0,
+            false,
+            false,
+        );
+        cache.insert(
+            &primary_key("http", "example.com", &format!("/item/{i}")),
+            &none,
+            obj,
+        );
+    }
+    let mut g = c.benchmark_group("cache");
+    g.bench_function("key+lookup hit (10k entries)", |b| {
+        let mut i = 0u32;
+        b.iter(|| {
+            i = (i + 7) % 10_000;
+            let k = primary_key("http", "example.com", &format!("/item/{i}"));
+            std::hint::black_box(cache.lookup(&k, &none).is_some())
+        })
+    });
+    g.bench_function("lookup miss", |b| {
+        b.iter(|| std::hint::black_box(cache.lookup("http://example.com/none", &none).is_none()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, router, balancers, cache_lookup);
 criterion_main!(benches);
