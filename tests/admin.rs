@@ -305,6 +305,12 @@ async fn events_healthz_dashboard_and_unknown_paths() {
     assert_eq!(e["to"], "down");
     assert!(e["check_status"].as_str().unwrap().starts_with("L4"));
     assert_eq!(admin_get(admin, "/healthz", &[]).await.status, 200);
+    // The sampler records one point a second for the graphs.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let h = parse(&admin_get(admin, "/api/history", &[]).await);
+    let h = h.as_array().unwrap();
+    assert!(!h.is_empty(), "history has samples");
+    assert!(h[0]["t"].is_u64() && h[0]["rps"].is_number() && h[0].get("5xx").is_some());
     let page = admin_get(admin, "/", &[]).await;
     assert_eq!(page.status, 200);
     assert!(page.text().contains("<canvas id=\"rps-graph\""));
