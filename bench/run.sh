@@ -135,32 +135,37 @@ start() { # name cpus -> pid
   echo $pid
 }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; sleep 0.3; }
+measure() { # results-file path name... : one round over the named servers, pinned to CPU 1
+  local out=$1 path=$2 name pid c0 c1; shift 2
+  for name in "$@"; do
+    pid=$(start $name 1)
+    curl -s -o /dev/null "http://127.0.0.1:$PORT$path"
+    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT$path" >/dev/null 2>&1
+    c0=$(cpu_ticks $pid)
+    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
+    c1=$(cpu_ticks $pid)
+    stop $pid
+    awk -v n=$name -v c=$((c1 - c0)) -v hz="$hz" '
+      /Requests\/sec/ {rps=$2} /requests in/ {reqs=$1}
+      $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v=v*1000}; p99=v}
+      /Non-2xx|Socket errors/ {err=err" "$0}
+      END {printf "%s %s %s %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$out"
+  done
+}
+median() { # results-file name column
+  awk -v n=$2 -v c=$3 '$1==n {print $c}' "$1" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
 sleep 0.5
 
 if [[ " $sections " == *" proxy "* ]]; then
   : >"$work/results"
-  for r in $(seq "$ROUNDS"); do
-    for name in origin haproxy nginx langur; do
-      pid=$(start $name 1)
-      taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
-      c0=$(cpu_ticks $pid)
-      taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$PORT/" >"$work/wrk" 2>&1
-      c1=$(cpu_ticks $pid)
-      stop $pid
-      awk -v n=$name -v c=$((c1 - c0)) -v hz="$hz" '
-        /Requests\/sec/ {rps=$2} /requests in/ {reqs=$1}
-        $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v=v*1000}; p99=v}
-        /Non-2xx|Socket errors/ {err=err" "$0}
-        END {printf "%s %s %s %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$work/results"
-    done
-  done
+  for r in $(seq "$ROUNDS"); do measure "$work/results" / origin haproxy nginx langur; done
   echo "== proxy: 1 worker, $CONNS connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
   printf '%-8s %12s %10s %12s %14s\n' proxy req/s p99_ms cpu_us/req "cpu vs haproxy"
-  hap=$(awk '$1=="haproxy" {print $4}' "$work/results" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  hap=$(median "$work/results" haproxy 4)
   for name in origin haproxy nginx langur; do
-    med() { awk -v n=$name -v c=$1 '$1==n {print $c}' "$work/results" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-    cpu=$(med 4)
-    printf '%-8s %12s %10s %12s %14s\n' $name "$(med 2)" "$(med 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
+    cpu=$(median "$work/results" $name 4)
+    printf '%-8s %12s %10s %12s %14s\n' $name "$(median "$work/results" $name 2)" "$(median "$work/results" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
   done
   echo "per run (proxy req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/results"
 fi
@@ -170,28 +175,14 @@ if [[ " $sections " == *" cache "* ]]; then
   # proxied-miss baseline, "origin" is nginx serving the same bytes from its own disk.
   : >"$work/cresults"
   for r in $(seq "$ROUNDS"); do
-    for name in origin nginx-cache haproxy-cache langur-cache langur; do
-      pid=$(start $name 1)
-      curl -s -o /dev/null "http://127.0.0.1:$PORT/cached"
-      taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/cached" >/dev/null 2>&1
-      c0=$(cpu_ticks $pid)
-      taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$PORT/cached" >"$work/wrk" 2>&1
-      c1=$(cpu_ticks $pid)
-      stop $pid
-      awk -v n=$name -v c=$((c1 - c0)) -v hz="$hz" '
-        /Requests\/sec/ {rps=$2} /requests in/ {reqs=$1}
-        $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v=v*1000}; p99=v}
-        /Non-2xx|Socket errors/ {err=err" "$0}
-        END {printf "%s %s %s %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$work/cresults"
-    done
+    measure "$work/cresults" /cached origin nginx-cache haproxy-cache langur-cache langur
   done
   echo "== cache: hits of a $BODY-byte response, 1 worker, $CONNS connections, median of $ROUNDS runs of ${DUR}s"
   printf '%-14s %12s %10s %12s %14s %14s\n' server req/s p99_ms cpu_us/req hits/cpu_s "cpu vs origin"
-  orig=$(awk '$1=="origin" {print $4}' "$work/cresults" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  orig=$(median "$work/cresults" origin 4)
   for name in origin nginx-cache haproxy-cache langur-cache langur; do
-    med() { awk -v n=$name -v c=$1 '$1==n {print $c}' "$work/cresults" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-    cpu=$(med 4)
-    printf '%-14s %12s %10s %12s %14s %14s\n' $name "$(med 2)" "$(med 3)" "$cpu" \
+    cpu=$(median "$work/cresults" $name 4)
+    printf '%-14s %12s %10s %12s %14s %14s\n' $name "$(median "$work/cresults" $name 2)" "$(median "$work/cresults" $name 3)" "$cpu" \
       "$(awk -v a="$cpu" 'BEGIN {printf "%.0f", (a > 0 ? 1e6/a : 0)}')" "$(awk -v a="$cpu" -v b="$orig" 'BEGIN {printf "%.3f", a/b}')"
   done
   echo "(langur = the same route without cache: every request proxied)"

@@ -115,7 +115,12 @@ pub async fn serve<B>(
             false,
             false,
         );
-        let status = if keep && cache.insert(&key, &none, clone(&obj)) {
+        let status = if keep
+            && cache.insert(
+                &key,
+                &none,
+                obj.copy_with(obj.headers.clone(), obj.body.clone()),
+            ) {
             "langur; fwd=miss; stored"
         } else {
             "langur; fwd=miss"
@@ -123,20 +128,6 @@ pub async fn serve<B>(
         return cached::serve(&obj, &method, req.headers(), status.into(), "miss", log);
     }
     stream(path, size, headers, &etag, &method, req.headers(), log).await
-}
-
-fn clone(o: &Object) -> Object {
-    Object::new(
-        o.status,
-        o.headers.clone(),
-        o.body.clone(),
-        0,
-        FILE_LIFETIME,
-        0,
-        0,
-        false,
-        false,
-    )
 }
 
 /// A file larger than `max_object_size`, streamed from disk.

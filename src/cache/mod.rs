@@ -81,6 +81,24 @@ impl Object {
         }
     }
 
+    /// The same response facts (time stored, age, lifetime, windows) with other headers and
+    /// body.
+    pub fn copy_with(&self, headers: HeaderMap, body: Bytes) -> Object {
+        let mut o = Object::new(
+            self.status,
+            headers,
+            body,
+            self.initial_age,
+            self.lifetime,
+            self.swr,
+            self.sie,
+            self.no_cache,
+            self.forbids_stale,
+        );
+        o.stored_ms = self.stored_ms;
+        o
+    }
+
     /// Current age in seconds.
     pub fn age(&self, now_ms: u64) -> u64 {
         self.initial_age + now_ms.saturating_sub(self.stored_ms) / 1000
@@ -519,19 +537,9 @@ impl Fill {
         for c in &self.chunks {
             body.extend_from_slice(c);
         }
-        let m = self.meta;
-        let mut obj = Object::new(
-            m.status,
-            m.headers,
-            body.freeze(),
-            m.initial_age,
-            m.lifetime,
-            m.swr,
-            m.sie,
-            m.no_cache,
-            m.forbids_stale,
-        );
-        obj.stored_ms = m.stored_ms;
+        let obj = self
+            .meta
+            .copy_with(self.meta.headers.clone(), body.freeze());
         self.cache.insert(&self.primary, &self.req_vary, obj);
         drop(self.guard);
     }

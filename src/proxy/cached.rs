@@ -220,11 +220,11 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
                 &fresh,
                 request_time,
             )
-            .map(|meta| with_body(meta, obj.body.clone()));
+            .map(|meta| meta.copy_with(meta.headers.clone(), obj.body.clone()));
             let served = match renewed {
                 Ok(o) => {
                     let o = Arc::new(o);
-                    cache.replace(key, clone_object(&o));
+                    cache.replace(key, o.copy_with(o.headers.clone(), o.body.clone()));
                     o
                 }
                 Err(_) => {
@@ -369,38 +369,6 @@ fn describe<B>(
         cc.no_cache,
         hard,
     ))
-}
-
-fn with_body(meta: Object, body: Bytes) -> Object {
-    let mut o = Object::new(
-        meta.status,
-        meta.headers,
-        body,
-        meta.initial_age,
-        meta.lifetime,
-        meta.swr,
-        meta.sie,
-        meta.no_cache,
-        meta.forbids_stale,
-    );
-    o.stored_ms = meta.stored_ms;
-    o
-}
-
-fn clone_object(o: &Object) -> Object {
-    let mut c = Object::new(
-        o.status,
-        o.headers.clone(),
-        o.body.clone(),
-        o.initial_age,
-        o.lifetime,
-        o.swr,
-        o.sie,
-        o.no_cache,
-        o.forbids_stale,
-    );
-    c.stored_ms = o.stored_ms;
-    c
 }
 
 /// Adds our `Cache-Status` entry (after any from caches nearer the origin) and notes the
