@@ -219,10 +219,9 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             state.body_pending.store(true, Ordering::Relaxed);
         }
         let rt = self.shared.runtime.load_full();
-        let shared = self.shared.clone();
         Box::pin(async move {
             let mut resp = proxy::handle(&rt, req, &state.client, &state).await;
-            shared.traffic.count(resp.status().as_u16());
+            rt.traffic.count(resp.status().as_u16());
             resp.body_mut().attach(state);
             Ok(resp)
         })

@@ -45,10 +45,7 @@ pub async fn serve<B>(
     let Some(root) = route.root.as_deref() else {
         return plain(StatusCode::NOT_FOUND, "not found\n", log);
     };
-    let Some(path) = resolve(root, req.uri().path()).await else {
-        return plain(StatusCode::NOT_FOUND, "not found\n", log);
-    };
-    let Ok(meta) = tokio::fs::metadata(&path).await else {
+    let Some((path, meta)) = resolve(root, req.uri().path()).await else {
         return plain(StatusCode::NOT_FOUND, "not found\n", log);
     };
     let size = meta.len();
@@ -204,25 +201,22 @@ fn plain(
     r
 }
 
-/// Maps a request path to a file under `root` (already canonical), or `None` for anything that
-/// is missing, refused, or resolves outside the root.
-pub async fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
-    let rel = safe_relative(path)?;
-    let mut candidate = root.join(rel);
+/// Maps a request path to a file under `root` (already canonical) and its metadata, in one
+/// blocking call, or `None` for anything that is missing, refused, or resolves outside the root.
+pub async fn resolve(root: &Path, path: &str) -> Option<(PathBuf, std::fs::Metadata)> {
+    let candidate = root.join(safe_relative(path)?);
     let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut real = std::fs::canonicalize(&candidate).ok()?;
-        if !real.starts_with(&root) {
-            return None;
+        let inside = |p: &Path| {
+            let real = std::fs::canonicalize(p).ok()?;
+            let meta = std::fs::metadata(&real).ok()?;
+            real.starts_with(&root).then_some((real, meta))
+        };
+        let (mut real, mut meta) = inside(&candidate)?;
+        if meta.is_dir() {
+            (real, meta) = inside(&real.join("index.html"))?;
         }
-        if real.is_dir() {
-            candidate = real.join("index.html");
-            real = std::fs::canonicalize(&candidate).ok()?;
-            if !real.starts_with(&root) {
-                return None;
-            }
-        }
-        real.is_file().then_some(real)
+        meta.is_file().then_some((real, meta))
     })
     .await
     .ok()?

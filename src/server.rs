@@ -42,7 +42,7 @@ pub struct Shared {
     /// Health transitions of every pool (kept across reloads).
     pub events: Arc<crate::backend::events::EventLog>,
     /// Responses by status class and their per-second history.
-    pub traffic: crate::stats::Traffic,
+    pub traffic: Arc<crate::stats::Traffic>,
     /// The admin API's token, if any.
     pub admin_token: Option<String>,
     /// Where the config came from (re-read on reload); `None` for configs built in memory.
@@ -161,6 +161,7 @@ pub fn build_runtime_from(
             }
         }
     }
+    let traffic = old.map(|o| o.traffic.clone()).unwrap_or_default();
     let cache = match old {
         Some(o) if o.cache.rules == config.cache => o.cache.clone(),
         _ => crate::cache::Cache::new(config.cache.clone()),
@@ -170,6 +171,7 @@ pub fn build_runtime_from(
         routes,
         pools,
         cache,
+        traffic,
         via: HeaderValue::from_str(&format!("1.1 {instance}"))
             .context("instance name is not a valid header value")?,
         via_token: instance.clone(),
@@ -201,6 +203,17 @@ pub struct Langur {
     admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The admin listener, stopped only after the drain (so `/healthz` can say 503 meanwhile).
+    admin: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for Langur {
+    fn drop(&mut self) {
+        // Like the listener tasks (a JoinSet), the admin listener ends with the instance.
+        if let Some((_, task)) = self.admin.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Langur {
@@ -229,14 +242,15 @@ impl Langur {
             addrs.push(l.local_addr()?);
             tasks.spawn(accept_loop(l, shared.clone(), shutdown_rx.clone()));
         }
-        let admin_addr = match admin {
+        let (admin_addr, admin) = match admin {
             Some(l) => {
                 let a = l.local_addr()?;
                 crate::admin::check_exposure(a, config.admin.token.as_deref())?;
-                tasks.spawn(crate::admin::serve(l, shared.clone(), shutdown_rx.clone()));
-                Some(a)
+                let (stop, rx) = watch::channel(false);
+                let task = tokio::spawn(crate::admin::serve(l, shared.clone(), rx));
+                (Some(a), Some((stop, task)))
             }
-            None => None,
+            None => (None, None),
         };
         for a in &addrs {
             tracing::info!(listen = %a, "langur is serving");
@@ -249,6 +263,7 @@ impl Langur {
             admin_addr,
             shutdown,
             tasks,
+            admin,
         })
     }
 
@@ -288,6 +303,10 @@ impl Langur {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
             self.tasks.abort_all();
         }
+        if let Some((stop, task)) = self.admin.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
     }
 
     /// Serves until the process gets SIGINT or SIGTERM, then shuts down gracefully.
@@ -326,13 +345,14 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
     let instance = instance_name(config);
     let events = Arc::new(crate::backend::events::EventLog::default());
     let runtime = build_runtime(config, &instance, workers, &events)?;
+    let traffic = runtime.traffic.clone();
     Ok(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         instance,
         workers,
         stopping: Default::default(),
         events,
-        traffic: Default::default(),
+        traffic,
         admin_token: config.admin.token.clone(),
         config_path: (!config.source.is_empty() && std::path::Path::new(&config.source).is_file())
             .then(|| std::path::PathBuf::from(&config.source)),

@@ -245,7 +245,6 @@ async fn weight_changes_rebuild_the_balancer() {
 #[tokio::test]
 async fn cache_purge_by_url_prefix_and_all() {
     let (l, _a, _b) = setup().await;
-    let p = l.listen_addrs()[0];
     let admin = l.admin_addr().unwrap();
     let cache = l.shared().runtime.load().cache.clone();
     let none = http::HeaderMap::new();
@@ -279,7 +278,6 @@ async fn cache_purge_by_url_prefix_and_all() {
     assert_eq!(cache.stats().entries, 0);
     let r = admin_post(admin, "/api/cache/purge", "{\"nonsense\":1}").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let _ = p;
 }
 
 #[tokio::test]
@@ -430,4 +428,37 @@ async fn reload_keeps_state_and_refuses_bad_configs() {
         "still serving the last good config"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn healthz_says_503_while_draining_and_requests_finish() {
+    let be = Backend::start("a").await;
+    let l = start_with_admin(toml_config(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        be.addr
+    )))
+    .await;
+    let p = l.listen_addrs()[0];
+    let admin = l.admin_addr().unwrap();
+    assert_eq!(admin_get(admin, "/healthz", &[]).await.status, 200);
+    let slow = tokio::spawn(get(p, "/slow/800"));
+    while be.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = tokio::spawn(l.shutdown());
+    let mut saw_503 = false;
+    for _ in 0..50 {
+        if admin_get(admin, "/healthz", &[]).await.status == StatusCode::SERVICE_UNAVAILABLE {
+            saw_503 = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(saw_503, "healthz must report the drain");
+    assert_eq!(
+        slow.await.unwrap().status,
+        200,
+        "the request in flight finished"
+    );
+    stopping.await.unwrap();
 }

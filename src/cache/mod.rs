@@ -344,19 +344,24 @@ impl Cache {
 
     /// Finds the object for a request: the primary key, then (if it varies) the variant chosen
     /// by the request's headers. Objects of no further use are dropped on the way.
-    pub fn lookup(&self, primary: &str, req: &HeaderMap) -> Option<(String, Arc<Object>)> {
+    /// The key comes back borrowed when it is the primary key (no allocation on a plain hit).
+    pub fn lookup<'k>(
+        &self,
+        primary: &'k str,
+        req: &HeaderMap,
+    ) -> Option<(std::borrow::Cow<'k, str>, Arc<Object>)> {
         let (key, obj) = match self.store.get(primary)? {
-            Slot::Object(o) => (primary.to_string(), o),
+            Slot::Object(o) => (std::borrow::Cow::Borrowed(primary), o),
             Slot::Vary(v) => {
                 let key = variant_key(primary, &v.names, req);
                 match self.store.get(key.as_str())? {
-                    Slot::Object(o) => (key, o),
+                    Slot::Object(o) => (std::borrow::Cow::Owned(key), o),
                     Slot::Vary(_) => return None,
                 }
             }
         };
         if !obj.useful(clock::now_ms()) {
-            self.store.remove(key.as_str());
+            self.store.remove(&*key);
             return None;
         }
         Some((key, obj))

@@ -96,6 +96,7 @@ pub async fn handle(
             let (parts, _) = req.into_parts();
             let resp = serve(obj, &method, &parts.headers, status, "stale", log);
             if let Join::Leader(guard) = cache.join(&primary) {
+                let stale = Some((key.to_string(), obj.clone()));
                 let job = Job {
                     cache: cache.clone(),
                     pool: pool.clone(),
@@ -104,7 +105,7 @@ pub async fn handle(
                     primary,
                     method: Method::GET,
                     req_headers: parts.headers.clone(),
-                    stale: Some((key.clone(), obj.clone())),
+                    stale,
                     guard: Some(guard),
                 };
                 let mut up = parts;
@@ -150,6 +151,7 @@ pub async fn handle(
     if found.is_none() {
         cache.counters.misses.fetch_add(1, Relaxed);
     }
+    let found = found.map(|(k, o)| (k.into_owned(), o));
     let job = Job {
         cache: cache.clone(),
         pool: pool.clone(),

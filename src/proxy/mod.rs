@@ -43,6 +43,8 @@ pub struct Runtime {
     pub pools: Vec<Arc<Pool>>,
     /// The shared cache (kept across reloads while its rules stay the same).
     pub cache: Arc<Cache>,
+    /// Responses by status class (the same object across reloads), counted per response.
+    pub traffic: Arc<crate::stats::Traffic>,
     /// This instance's `Via` entry (`1.1 NAME`).
     pub via: HeaderValue,
     /// NAME, as looked for in incoming `Via` headers.
