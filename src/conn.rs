@@ -33,11 +33,6 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-/// Longest time to receive a complete request head once its first byte arrived (slowloris
-/// guard), and longest wait for the first request on a new connection.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an idle keep-alive connection is kept open waiting for its next request.
-pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The park clock: a connection whose hyper state has been idle for two ticks (250 to 500 ms)
 /// is parked. One ticker per worker, so no connection needs a timer of its own.
 pub const PARK_TICK: Duration = Duration::from_millis(250);
@@ -74,6 +69,8 @@ pub struct ConnState {
     completed: AtomicU64,
     /// hyper's last I/O on the socket was a successful flush (nothing of its own left to write).
     flushed: AtomicBool,
+    /// Index of the first request whose framing was ambiguous (see `framing.rs`), or MAX.
+    ambiguous_at: AtomicU64,
 }
 
 impl ConnState {
@@ -85,6 +82,7 @@ impl ConnState {
             started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             flushed: AtomicBool::new(false),
+            ambiguous_at: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -119,6 +117,8 @@ struct Prefixed {
     io: TokioIo<TcpStream>,
     prefix: Bytes,
     state: Arc<ConnState>,
+    /// Watches the request stream for framing hyper would resolve silently.
+    framing: crate::framing::Framing,
 }
 
 impl Read for Prefixed {
@@ -134,7 +134,24 @@ impl Read for Prefixed {
             this.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        // Read through a stack buffer, so the bytes can be scanned before hyper gets them (a
+        // copy of what was read; no unsafe code to look into hyper's cursor).
+        let mut chunk = [0u8; 16 * 1024];
+        let want = buf.remaining().min(chunk.len());
+        let mut tbuf = tokio::io::ReadBuf::new(&mut chunk[..want]);
+        match tokio::io::AsyncRead::poll_read(Pin::new(this.io.inner_mut()), cx, &mut tbuf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let had = this.framing.ambiguous();
+        this.framing.scan(tbuf.filled());
+        if had.is_none() {
+            if let Some(i) = this.framing.ambiguous() {
+                this.state.ambiguous_at.store(i, Ordering::Relaxed);
+            }
+        }
+        buf.put_slice(tbuf.filled());
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -214,13 +231,27 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
 
     fn call(&self, req: Request<Incoming>) -> BoxFuture {
         let state = self.conn.clone();
-        state.started.fetch_add(1, Ordering::Relaxed);
+        let index = state.started.fetch_add(1, Ordering::Relaxed);
         if !hyper::body::Body::is_end_stream(req.body()) {
             state.body_pending.store(true, Ordering::Relaxed);
         }
         let rt = self.shared.runtime.load_full();
+        let ambiguous = index >= state.ambiguous_at.load(Ordering::Relaxed);
         Box::pin(async move {
-            let mut resp = proxy::handle(&rt, req, &state.client, &state).await;
+            let mut resp = if ambiguous {
+                // Both Content-Length and Transfer-Encoding, or Content-Length twice.
+                let log = rt.access_log.then(|| {
+                    crate::access_log::AccessLog::new(
+                        state.client.addr,
+                        req.method(),
+                        req.uri().path(),
+                        tokio::time::Instant::now(),
+                    )
+                });
+                proxy::error_response(crate::error::ErrorKind::BadRequest, log)
+            } else {
+                proxy::handle(&rt, req, &state.client, &state).await
+            };
             rt.traffic.count(resp.status().as_u16());
             resp.body_mut().attach(state);
             Ok(resp)
@@ -245,8 +276,11 @@ pub async fn serve(
         io: TokioIo::new(stream),
         prefix: Bytes::new(),
         state: svc.conn.clone(),
+        framing: Default::default(),
     };
-    let mut wait = DEFAULT_HEADER_READ_TIMEOUT;
+    // A new connection gets `header_read_timeout` for its first byte, then again for a whole
+    // head (hyper's timer); a kept-alive one `keepalive_timeout` for the next request's first.
+    let mut wait = svc.shared.runtime.load().limits.header_read_timeout;
     loop {
         if io.prefix.is_empty() {
             // Parked: nothing allocated but the socket, until the client sends its next request.
@@ -266,7 +300,7 @@ pub async fn serve(
             }
             None => return,
         }
-        wait = DEFAULT_KEEPALIVE_TIMEOUT;
+        wait = svc.shared.runtime.load().limits.keepalive_timeout;
     }
 }
 
@@ -291,9 +325,16 @@ async fn drive(
     };
     state.flushed.store(false, Ordering::Relaxed);
     let before = state.started.load(Ordering::Relaxed);
+    let (head_timeout, max_head, max_headers) = {
+        let rt = svc.shared.runtime.load();
+        let l = &rt.limits;
+        (l.header_read_timeout, l.max_header_size, l.max_headers)
+    };
     let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(crate::timer::LazyTimer)
-        .header_read_timeout(DEFAULT_HEADER_READ_TIMEOUT)
+        .header_read_timeout(head_timeout)
+        .max_header_size(max_head)
+        .max_headers(max_headers)
         .keep_alive(true)
         .writev(false)
         .serve_connection(io, svc);
@@ -400,6 +441,7 @@ mod tests {
         let (ticks, _clock) = park_clock();
         let fut = serve(s, peer, shared, Arc::new(Active::default()), ticks);
         let size = std::mem::size_of_val(&fut);
-        assert!(size <= 600, "the connection future grew to {size} bytes");
+        // 600 bytes before the framing scanner (40 bytes) and the request limits came in.
+        assert!(size <= 700, "the connection future grew to {size} bytes");
     }
 }

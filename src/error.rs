@@ -21,6 +21,20 @@ pub enum ErrorKind {
     QueueFull,
     /// The request waited in the queue longer than the queue's `timeout`.
     QueueTimeout,
+    /// No response head within `request_timeout` of the request head.
+    RequestTimeout,
+    /// The request's framing or head is malformed or ambiguous.
+    BadRequest,
+    /// The request-target is longer than `max_uri_length`.
+    UriTooLong,
+    /// More header fields than `max_headers`.
+    HeadersTooLarge,
+    /// The body is larger than `max_body_size`.
+    BodyTooLarge,
+    /// The client went silent while sending its body (`body_timeout`).
+    ClientTimeout,
+    /// A method a reverse proxy does not serve (CONNECT).
+    MethodNotAllowed,
 }
 
 impl ErrorKind {
@@ -34,7 +48,27 @@ impl ErrorKind {
             // The defaults; a pool's `[queue]` may choose others.
             ErrorKind::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::QueueTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
+    }
+
+    /// The client did something wrong: its connection is closed after the answer, since what
+    /// it sends next cannot be trusted to start a request.
+    pub fn closes(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::BadRequest
+                | ErrorKind::UriTooLong
+                | ErrorKind::HeadersTooLarge
+                | ErrorKind::BodyTooLarge
+                | ErrorKind::ClientTimeout
+        )
     }
 
     /// The access log's `reason` field.
@@ -47,6 +81,13 @@ impl ErrorKind {
             ErrorKind::Loop => "loop_detected",
             ErrorKind::QueueFull => "queue_full",
             ErrorKind::QueueTimeout => "queue_timeout",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::UriTooLong => "uri_too_long",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::ClientTimeout => "client_body_timeout",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -70,6 +111,15 @@ impl ErrorKind {
             ErrorKind::QueueTimeout => {
                 "Every server stayed busy while this request waited; try again shortly\n"
             }
+            ErrorKind::RequestTimeout => {
+                "504 Gateway Timeout: no response within the request time limit\n"
+            }
+            ErrorKind::BadRequest => "400 Bad Request: malformed or ambiguous request\n",
+            ErrorKind::UriTooLong => "414 URI Too Long\n",
+            ErrorKind::HeadersTooLarge => "431 Request Header Fields Too Large\n",
+            ErrorKind::BodyTooLarge => "413 Content Too Large\n",
+            ErrorKind::ClientTimeout => "408 Request Timeout: the request body stopped arriving\n",
+            ErrorKind::MethodNotAllowed => "405 Method Not Allowed: this is a reverse proxy\n",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod files;
+pub mod framing;
 pub mod proxy;
 pub mod router;
 pub mod server;

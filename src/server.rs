@@ -18,9 +18,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// How long in-flight requests get to finish at shutdown.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-
 thread_local! {
     static WORKER_ID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
@@ -147,7 +144,11 @@ pub fn build_runtime_from(
     let pools: Vec<Arc<Pool>> = config
         .pools
         .iter()
-        .map(|p| Arc::new(Pool::from_config(p, workers, events.clone())))
+        .map(|p| {
+            let mut pool = Pool::from_config(p, workers, events.clone());
+            pool.request_timeout = config.server.limits.request_timeout;
+            Arc::new(pool)
+        })
         .collect();
     if let Some(old) = old {
         for p in &pools {
@@ -176,6 +177,7 @@ pub fn build_runtime_from(
             .context("instance name is not a valid header value")?,
         via_token: instance.clone(),
         access_log: config.server.access_log,
+        limits: config.server.limits.clone(),
     })
 }
 
@@ -296,10 +298,8 @@ impl Langur {
         }
         let _ = self.shutdown.send(true);
         let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(DEFAULT_SHUTDOWN_TIMEOUT, drain)
-            .await
-            .is_err()
-        {
+        let limit = self.shared.runtime.load().limits.shutdown_timeout;
+        if tokio::time::timeout(limit, drain).await.is_err() {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
             self.tasks.abort_all();
         }
@@ -477,10 +477,8 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
                 let _ = t.join();
             }
         });
-        if tokio::time::timeout(DEFAULT_SHUTDOWN_TIMEOUT, joined)
-            .await
-            .is_err()
-        {
+        let limit = shared.runtime.load().limits.shutdown_timeout;
+        if tokio::time::timeout(limit, joined).await.is_err() {
             tracing::warn!("shutdown timeout reached; exiting with requests still in flight");
         }
         admin_task.abort();
@@ -495,7 +493,22 @@ async fn accept_loop(
 ) {
     let active = Arc::new(crate::conn::Active::default());
     let (ticks, clock) = crate::conn::park_clock();
+    // `max_connections` per listener, shared by the workers' sockets on the same address.
+    let slots = {
+        let max = shared.runtime.load().limits.max_connections;
+        Arc::new(tokio::sync::Semaphore::new(
+            max.div_ceil(shared.workers.max(1)),
+        ))
+    };
     loop {
+        // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -508,7 +521,11 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(crate::conn::serve(stream, peer, shared.clone(), active.clone(), ticks.clone()));
+                let serve = crate::conn::serve(stream, peer, shared.clone(), active.clone(), ticks.clone());
+                tokio::spawn(async move {
+                    serve.await;
+                    drop(permit);
+                });
             }
             _ = shutdown.changed() => break,
         }

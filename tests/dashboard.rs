@@ -68,23 +68,30 @@ async fn browser(port: u16) -> Client {
         .expect("a Chromium session")
 }
 
+/// The page re-renders every second: an element found just before a render goes stale, so
+/// reads are retried a few times.
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    for _ in 0..10 {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = e.text().await {
+                return t;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot read the text of {css}");
 }
 
 async fn attr(c: &Client, css: &str, name: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .attr(name)
-        .await
-        .unwrap()
-        .unwrap_or_default()
+    for _ in 0..10 {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(a) = e.attr(name).await {
+                return a.unwrap_or_default();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot read {name} of {css}");
 }
 
 /// Polls `check` until it holds or `limit` passes.

@@ -523,6 +523,10 @@ pub struct Pool {
     pub ha: HaPolicy,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Longest silence between two parts of a response body.
+    pub read_timeout: Duration,
+    /// From the request head to the response head, everything included (`[server]`).
+    pub request_timeout: Duration,
     pub max_idle_per_server: usize,
     pub observe: Option<ObserveConfig>,
     /// Does the pool have backup servers? (Known once, so a pick never scans for them.)
@@ -668,6 +672,8 @@ impl Pool {
             },
             connect_timeout: c.connect_timeout,
             response_timeout: c.response_timeout,
+            read_timeout: c.read_timeout,
+            request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
             max_idle_per_server: crate::config::DEFAULT_MAX_IDLE_PER_SERVER,
             observe: c.observe,
             has_backups: c.servers.iter().any(|s| s.backup),
@@ -926,6 +932,8 @@ pub(crate) mod tests {
             },
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
             max_idle_per_server: 1,
             observe: None,
             has_backups: backups.iter().any(|b| *b),

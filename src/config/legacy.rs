@@ -36,12 +36,29 @@ const ENTRY_KEYS: &[&str] = &[
     "OfflineTimeOut",
     "ConnectTimeout",
     "ResponseTimeout",
+    "ReadTimeout",
     "Cache",
     "Grace",
     "Purge",
     "DocumentRoot",
 ];
-const SERVER_KEYS: &[&str] = &["Listen", "Workers", "AccessLog", "Name"];
+const SERVER_KEYS: &[&str] = &[
+    "Listen",
+    "Workers",
+    "AccessLog",
+    "Name",
+    "HeaderReadTimeout",
+    "KeepAliveTimeout",
+    "BodyTimeout",
+    "RequestTimeout",
+    "ShutdownTimeout",
+    "MaxHeaderSize",
+    "MaxHeaders",
+    "MaxUriLength",
+    "MaxBodySize",
+    "MaxConnections",
+    "RequestBuffer",
+];
 const ADMIN_KEYS: &[&str] = &["Listen", "Token"];
 
 #[derive(Default, Clone)]
@@ -137,6 +154,27 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 "workers" => raw.workers = int(key, value, line, diag),
                 "accesslog" => raw.access_log = on_off(key, value, line, diag),
                 "name" => raw.name = Some(At::new(value.to_string(), line)),
+                "headerreadtimeout" => {
+                    raw.limits.header_read_timeout = duration(key, value, line, diag)
+                }
+                "keepalivetimeout" => {
+                    raw.limits.keepalive_timeout = duration(key, value, line, diag)
+                }
+                "bodytimeout" => raw.limits.body_timeout = duration(key, value, line, diag),
+                "requesttimeout" => raw.limits.request_timeout = duration(key, value, line, diag),
+                "shutdowntimeout" => raw.limits.shutdown_timeout = duration(key, value, line, diag),
+                "maxheadersize" => {
+                    raw.limits.max_header_size = Some(At::new(value.to_string(), line))
+                }
+                "maxheaders" => raw.limits.max_headers = int(key, value, line, diag),
+                "maxurilength" => {
+                    raw.limits.max_uri_length = Some(At::new(value.to_string(), line))
+                }
+                "maxbodysize" => raw.limits.max_body_size = Some(At::new(value.to_string(), line)),
+                "maxconnections" => raw.limits.max_connections = int(key, value, line, diag),
+                "requestbuffer" => {
+                    raw.limits.request_buffer = Some(At::new(value.to_string(), line))
+                }
                 _ => diag.unknown_key(line, "[SERVER]", key, SERVER_KEYS),
             },
             Section::Cache => {
@@ -233,6 +271,7 @@ fn entry_key(e: &mut Entry, key: &str, value: &str, line: usize, diag: &mut Diag
         "offlinetimeout" => s.offline_timeout = duration(key, value, line, diag),
         "connecttimeout" => s.connect_timeout = duration(key, value, line, diag),
         "responsetimeout" => s.response_timeout = duration(key, value, line, diag),
+        "readtimeout" => s.read_timeout = duration(key, value, line, diag),
         "cache" => e.cache = on_off(key, value, line, diag),
         "grace" => e.grace = duration(key, value, line, diag),
         "purge" => e.purge.extend(words(value, line)),

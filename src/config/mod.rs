@@ -61,6 +61,69 @@ pub const DEFAULT_CACHE_MAX_OBJECT_SIZE: u64 = 8 << 20;
 pub const DEFAULT_CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CACHE_MAX_VARIANTS: usize = 16;
 
+/// Client-side limits and timeouts (`[server]`; see docs/limits.md for the reasoning).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 << 10;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+pub const DEFAULT_MAX_URI_LENGTH: usize = 8 << 10;
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 100 << 20;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+pub const DEFAULT_REQUEST_BUFFER: usize = 64 << 10;
+/// Upstream: longest silence between two parts of a server's response body.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a client may send and how long it may take (`[server]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// From a connection's first byte (or a kept-alive connection's next byte) to a complete
+    /// request head; the slowloris guard.
+    pub header_read_timeout: Duration,
+    /// How long an idle keep-alive connection waits for its next request.
+    pub keepalive_timeout: Duration,
+    /// Longest silence between two parts of a request body (then 408).
+    pub body_timeout: Duration,
+    /// From the request head to the response head: queue, connects, retries and the server's
+    /// wait together (then 504).
+    pub request_timeout: Duration,
+    /// How long SIGTERM waits for requests in flight.
+    pub shutdown_timeout: Duration,
+    /// Request line and headers together, in bytes (then 431).
+    pub max_header_size: usize,
+    /// Header fields in a request (then 431).
+    pub max_headers: usize,
+    /// Request-target length (then 414).
+    pub max_uri_length: usize,
+    /// Request body size; 0: no limit (then 413).
+    pub max_body_size: u64,
+    /// Open client connections per listener; at the limit, accepting waits.
+    pub max_connections: usize,
+    /// How much of a request body is read before a server is picked (a body that ends within
+    /// it reaches the server whole, or not at all).
+    pub request_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_uri_length: DEFAULT_MAX_URI_LENGTH,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            request_buffer: DEFAULT_REQUEST_BUFFER,
+        }
+    }
+}
+
 /// What a hashing method hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashOn {
@@ -139,6 +202,7 @@ pub struct ServerSettings {
     pub access_log: bool,
     /// Name used in the `Via` header; a random one per process when unset.
     pub name: Option<String>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +278,8 @@ pub struct PoolConfig {
     pub offline_timeout: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Longest silence between two parts of a response body.
+    pub read_timeout: Duration,
     pub servers: Vec<ServerConfig>,
     /// Passive observation of live traffic, if on.
     pub observe: Option<ObserveConfig>,
@@ -376,6 +442,22 @@ pub(crate) struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub pools: Vec<RawPool>,
     pub cache: RawCache,
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RawLimits {
+    pub header_read_timeout: Option<At<Duration>>,
+    pub keepalive_timeout: Option<At<Duration>>,
+    pub body_timeout: Option<At<Duration>>,
+    pub request_timeout: Option<At<Duration>>,
+    pub shutdown_timeout: Option<At<Duration>>,
+    pub max_header_size: Option<At<String>>,
+    pub max_headers: Option<At<i64>>,
+    pub max_uri_length: Option<At<String>>,
+    pub max_body_size: Option<At<String>>,
+    pub max_connections: Option<At<i64>>,
+    pub request_buffer: Option<At<String>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -385,6 +467,7 @@ pub(crate) struct RawPoolSettings {
     pub offline_timeout: Option<At<Duration>>,
     pub connect_timeout: Option<At<Duration>>,
     pub response_timeout: Option<At<Duration>>,
+    pub read_timeout: Option<At<Duration>>,
     pub hash_balance_factor: Option<At<f64>>,
     pub retries: Option<At<i64>>,
     pub retry_budget: Option<At<f64>>,

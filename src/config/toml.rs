@@ -24,7 +24,23 @@ const CACHE_KEYS: &[&str] = &[
     "store_set_cookie",
     "store_authorized",
 ];
-const SERVER_KEYS: &[&str] = &["listen", "workers", "access_log", "name"];
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "workers",
+    "access_log",
+    "name",
+    "header_read_timeout",
+    "keepalive_timeout",
+    "body_timeout",
+    "request_timeout",
+    "shutdown_timeout",
+    "max_header_size",
+    "max_headers",
+    "max_uri_length",
+    "max_body_size",
+    "max_connections",
+    "request_buffer",
+];
 const ADMIN_KEYS: &[&str] = &["listen", "token"];
 const POOL_SETTING_KEYS: &[&str] = &[
     "balance",
@@ -37,6 +53,7 @@ const POOL_SETTING_KEYS: &[&str] = &[
     "offline_timeout",
     "connect_timeout",
     "response_timeout",
+    "read_timeout",
 ];
 const POOL_KEYS: &[&str] = &[
     "balance",
@@ -49,6 +66,7 @@ const POOL_KEYS: &[&str] = &[
     "offline_timeout",
     "connect_timeout",
     "response_timeout",
+    "read_timeout",
     "servers",
     "server",
     "check",
@@ -202,6 +220,17 @@ impl Reader<'_> {
             "workers" => raw.workers = self.int(k, v),
             "access_log" => raw.access_log = self.bool(k, v),
             "name" => raw.name = self.string(k, v),
+            "header_read_timeout" => raw.limits.header_read_timeout = self.duration(k, v),
+            "keepalive_timeout" => raw.limits.keepalive_timeout = self.duration(k, v),
+            "body_timeout" => raw.limits.body_timeout = self.duration(k, v),
+            "request_timeout" => raw.limits.request_timeout = self.duration(k, v),
+            "shutdown_timeout" => raw.limits.shutdown_timeout = self.duration(k, v),
+            "max_header_size" => raw.limits.max_header_size = self.size(k, v),
+            "max_headers" => raw.limits.max_headers = self.int(k, v),
+            "max_uri_length" => raw.limits.max_uri_length = self.size(k, v),
+            "max_body_size" => raw.limits.max_body_size = self.size(k, v),
+            "max_connections" => raw.limits.max_connections = self.int(k, v),
+            "request_buffer" => raw.limits.request_buffer = self.size(k, v),
             _ => self.diag.unknown_key(line, "[server]", k, SERVER_KEYS),
         }
     }
@@ -222,6 +251,7 @@ impl Reader<'_> {
             "offline_timeout" => s.offline_timeout = self.duration(k, v),
             "connect_timeout" => s.connect_timeout = self.duration(k, v),
             "response_timeout" => s.response_timeout = self.duration(k, v),
+            "read_timeout" => s.read_timeout = self.duration(k, v),
             "hash_balance_factor" => s.hash_balance_factor = self.float(k, v),
             "retries" => s.retries = self.int(k, v),
             "retry_budget" => s.retry_budget = self.float(k, v),

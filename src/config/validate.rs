@@ -245,6 +245,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     }
 
     let cache = cache(&raw.cache, diag);
+    let limits = limits(&raw.limits, diag);
 
     if !diag.errors.is_empty() {
         return None;
@@ -257,6 +258,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             workers,
             access_log: raw.access_log.unwrap_or(true),
             name: raw.name.map(|n| n.value),
+            limits,
         },
         admin: AdminSettings {
             listen: admin_listen,
@@ -329,12 +331,19 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         &defaults.response_timeout,
         DEFAULT_RESPONSE_TIMEOUT,
     );
+    let read_timeout = pick(
+        &s.read_timeout,
+        &defaults.read_timeout,
+        DEFAULT_READ_TIMEOUT,
+    );
     for (d, key) in [
         (&s.connect_timeout, "connect_timeout"),
         (&s.response_timeout, "response_timeout"),
+        (&s.read_timeout, "read_timeout"),
     ] {
         if let Some(d) = d.as_ref().or(match key {
             "connect_timeout" => defaults.connect_timeout.as_ref(),
+            "read_timeout" => defaults.read_timeout.as_ref(),
             _ => defaults.response_timeout.as_ref(),
         }) {
             if d.value.is_zero() {
@@ -526,6 +535,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         offline_timeout,
         connect_timeout,
         response_timeout,
+        read_timeout,
         servers,
         observe,
         all_backups: p.all_backups.unwrap_or(false),
@@ -691,6 +701,110 @@ fn size(diag: &mut Diag, v: Option<&At<String>>, key: &str, default: u64) -> u64
             );
             default
         }
+    }
+}
+
+fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
+    let d = Limits::default();
+    let time = |diag: &mut Diag, v: &Option<At<Duration>>, key: &str, default: Duration| match v {
+        Some(t) if t.value.is_zero() => {
+            diag.error(t.line, Some(key), format!("`{key}` must be more than zero"));
+            default
+        }
+        Some(t) => t.value,
+        None => default,
+    };
+    let max_header_size = size(
+        diag,
+        l.max_header_size.as_ref(),
+        "max_header_size",
+        d.max_header_size as u64,
+    );
+    // hyper's read buffer cannot be smaller than 8 KiB.
+    if !(8192..=(1 << 20)).contains(&max_header_size) {
+        if let Some(v) = &l.max_header_size {
+            diag.error(
+                v.line,
+                Some("max_header_size"),
+                "`max_header_size` must be between 8 KiB and 1 MiB",
+            );
+        }
+    }
+    let max_uri_length = size(
+        diag,
+        l.max_uri_length.as_ref(),
+        "max_uri_length",
+        d.max_uri_length as u64,
+    );
+    if max_uri_length < 16 || max_uri_length > max_header_size {
+        if let Some(v) = &l.max_uri_length {
+            diag.error(
+                v.line,
+                Some("max_uri_length"),
+                "`max_uri_length` must be at least 16 bytes and at most `max_header_size`",
+            );
+        }
+    }
+    let request_buffer = size(
+        diag,
+        l.request_buffer.as_ref(),
+        "request_buffer",
+        d.request_buffer as u64,
+    );
+    if request_buffer > (64 << 20) {
+        if let Some(v) = &l.request_buffer {
+            diag.error(
+                v.line,
+                Some("request_buffer"),
+                "`request_buffer` must be at most 64 MiB",
+            );
+        }
+    }
+    Limits {
+        header_read_timeout: time(
+            diag,
+            &l.header_read_timeout,
+            "header_read_timeout",
+            d.header_read_timeout,
+        ),
+        keepalive_timeout: time(
+            diag,
+            &l.keepalive_timeout,
+            "keepalive_timeout",
+            d.keepalive_timeout,
+        ),
+        body_timeout: time(diag, &l.body_timeout, "body_timeout", d.body_timeout),
+        request_timeout: time(
+            diag,
+            &l.request_timeout,
+            "request_timeout",
+            d.request_timeout,
+        ),
+        shutdown_timeout: time(
+            diag,
+            &l.shutdown_timeout,
+            "shutdown_timeout",
+            d.shutdown_timeout,
+        ),
+        max_header_size: max_header_size.clamp(8192, 1 << 20) as usize,
+        max_headers: ranged(diag, l.max_headers.as_ref(), "max_headers", 1, 1000)
+            .map_or(d.max_headers, |n| n as usize),
+        max_uri_length: max_uri_length as usize,
+        max_body_size: size(
+            diag,
+            l.max_body_size.as_ref(),
+            "max_body_size",
+            d.max_body_size,
+        ),
+        max_connections: ranged(
+            diag,
+            l.max_connections.as_ref(),
+            "max_connections",
+            1,
+            10_000_000,
+        )
+        .map_or(d.max_connections, |n| n as usize),
+        request_buffer: request_buffer.min(64 << 20) as usize,
     }
 }
 

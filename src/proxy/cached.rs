@@ -69,7 +69,10 @@ pub async fn handle(
             method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
-        let up = upstream_request(rt, req, client, conn);
+        let up = match upstream_request(rt, req, client, conn).await {
+            Ok(r) => r,
+            Err(kind) => return super::error_response(kind, log),
+        };
         let mut resp = forward(pool, up, client, log).await;
         let s = resp.status();
         if invalidates && (s.is_success() || s.is_redirection()) {
@@ -124,7 +127,10 @@ pub async fn handle(
     // Ranges and HEAD on what the cache cannot answer go upstream as they are, unstored.
     if method == Method::HEAD || req.headers().contains_key(RANGE) {
         cache.counters.misses.fetch_add(1, Relaxed);
-        let up = upstream_request(rt, req, client, conn);
+        let up = match upstream_request(rt, req, client, conn).await {
+            Ok(r) => r,
+            Err(kind) => return super::error_response(kind, log),
+        };
         let mut resp = forward(pool, up, client, log).await;
         mark(&mut resp, format!("{NAME}; fwd=miss"), "miss");
         return resp;
@@ -163,7 +169,10 @@ pub async fn handle(
         stale: found,
         guard,
     };
-    let up = upstream_request(rt, req, client, conn);
+    let up = match upstream_request(rt, req, client, conn).await {
+        Ok(r) => r,
+        Err(kind) => return super::error_response(kind, log),
+    };
     fetch(job, up, log).await
 }
 

@@ -13,6 +13,7 @@
 pub mod body;
 pub mod cached;
 pub mod headers;
+pub mod strict;
 
 use crate::access_log::AccessLog;
 use crate::backend::monitor::{self, Seen};
@@ -50,6 +51,8 @@ pub struct Runtime {
     /// NAME, as looked for in incoming `Via` headers.
     pub via_token: Arc<str>,
     pub access_log: bool,
+    /// What clients may send and how long they may take.
+    pub limits: crate::config::Limits,
 }
 
 /// A route as the request path sees it.
@@ -91,6 +94,15 @@ pub async fn handle(
         .access_log
         .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), Instant::now()));
 
+    if let Err(kind) = strict::check_request(
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers(),
+        &rt.limits,
+    ) {
+        return error_response(kind, log);
+    }
     if headers::via_contains(req.headers(), &rt.via_token) {
         return error_response(ErrorKind::Loop, log);
     }
@@ -108,7 +120,10 @@ pub async fn handle(
     if route.cache {
         return cached::handle(rt, route, pool, req, client, conn, log).await;
     }
-    let req = upstream_request(rt, req, client, conn);
+    let req = match upstream_request(rt, req, client, conn).await {
+        Ok(r) => r,
+        Err(kind) => return error_response(kind, log),
+    };
     forward(pool, req, client, log).await
 }
 
@@ -141,21 +156,44 @@ pub(crate) fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Res
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if kind.closes() {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 
 /// Prepares the request for the upstream hop: origin-form URI, HTTP/1.1, hop-by-hop headers
 /// removed, forwarding headers added.
-pub(crate) fn upstream_request(
+///
+/// A body is read ahead up to `request_buffer` first: a short body reaches a server whole or
+/// not at all (a malformed chunk, a body over `max_body_size` or a client that stalls is
+/// answered here), and a slow client does not hold a server's connection while it trickles.
+pub(crate) async fn upstream_request(
     rt: &Runtime,
     req: Request<Incoming>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
-) -> Request<UpBody> {
+) -> Result<Request<UpBody>, ErrorKind> {
     let (mut parts, body) = req.into_parts();
     upstream_parts(rt, &mut parts, client);
-    let done = (!hyper::body::Body::is_end_stream(&body)).then(|| conn.clone());
-    Request::from_parts(parts, UpBody::Incoming(body, done))
+    if hyper::body::Body::is_end_stream(&body) {
+        return Ok(Request::from_parts(parts, UpBody::Empty));
+    }
+    let mut body = Box::new(body::ClientBody::new(body, conn.clone(), &rt.limits));
+    if let Err(e) = body.read_ahead(rt.limits.request_buffer).await {
+        return Err(body_error_kind(&e));
+    }
+    Ok(Request::from_parts(parts, UpBody::Client(body)))
+}
+
+/// What the client is told when its own body failed.
+fn body_error_kind(e: &body::BodyError) -> ErrorKind {
+    match e {
+        body::BodyError::TooLarge => ErrorKind::BodyTooLarge,
+        body::BodyError::ClientTimeout => ErrorKind::ClientTimeout,
+        _ => ErrorKind::BadRequest,
+    }
 }
 
 /// The head of a request as it goes upstream: origin-form URI, HTTP/1.1, hop-by-hop headers
@@ -163,15 +201,13 @@ pub(crate) fn upstream_request(
 pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, client: &ClientInfo) {
     let trailers = headers::te_trailers(&parts.headers);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        // absolute-form: keep the authority as Host if none was sent, send origin-form upstream
-        if !parts.headers.contains_key(http::header::HOST) {
-            if let Some(a) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(http::header::HOST, a);
-            }
+        // absolute-form: the target's authority is the Host (RFC 9112 3.2.2), sent origin-form
+        if let Some(a) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(http::header::HOST, a);
         }
         let pq = parts
             .uri
@@ -216,23 +252,30 @@ async fn connect(
     Ok(sender)
 }
 
-/// A copy of a request that may be sent again: an idempotent method (RFC 9110 9.2.2) and no
-/// body (a streamed body cannot be replayed). A POST is never replayed.
+/// A copy of a request that may be sent again: an idempotent method (RFC 9110 9.2.2) and a
+/// body known whole (none, or read ahead to its end). A POST is never replayed.
 fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
     use http::Method;
     let idempotent = matches!(
         *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     );
-    if !idempotent || !hyper::body::Body::is_end_stream(req.body()) {
+    if !idempotent {
         return None;
     }
-    let mut again = Request::new(UpBody::Empty);
+    let mut again = Request::new(req.body().replay()?);
     *again.method_mut() = req.method().clone();
     *again.uri_mut() = req.uri().clone();
     *again.version_mut() = req.version();
     *again.headers_mut() = req.headers().clone();
     Some(again)
+}
+
+/// The connect timeout, cut short by what is left of the request's time.
+fn connect_budget(pool: &Pool, until: Instant) -> std::time::Duration {
+    pool.connect_timeout
+        .min(until.saturating_duration_since(Instant::now()))
+        .max(std::time::Duration::from_millis(1))
 }
 
 /// Records a failed connect; a server that goes offline (the reference's `attempts`) is a
@@ -271,6 +314,8 @@ pub(crate) async fn forward(
     let mut tried = Tried::default();
     let mut ticket: Option<crate::backend::queue::Ticket> = None;
     let mut deadline: Option<Instant> = None;
+    // `request_timeout` bounds everything below: queue, connects, retries and the wait.
+    let until = Instant::now() + pool.request_timeout;
     // Attempts on servers so far, and what the last failed one came to.
     let mut attempts = 0u32;
     let mut last_error = ErrorKind::NoServer;
@@ -300,12 +345,15 @@ pub(crate) async fn forward(
                     }
                 }
                 let t = ticket.as_ref().expect("entered above");
-                let until =
+                let queue_until =
                     *deadline.get_or_insert_with(|| Instant::now() + pool.queue.config.timeout);
-                match tokio::time::timeout_at(until, t.woken()).await {
+                match tokio::time::timeout_at(queue_until.min(until), t.woken()).await {
                     Ok(()) => {
                         t.rewait();
                         continue 'servers;
+                    }
+                    Err(_) if queue_until > until => {
+                        return error_response(ErrorKind::RequestTimeout, log);
                     }
                     Err(_) => {
                         pool.queue
@@ -361,7 +409,7 @@ pub(crate) async fn forward(
         loop {
             let (mut sender, reused) = match server.take_idle() {
                 Some(s) => (s, true),
-                None => match connect(server, pool.connect_timeout).await {
+                None => match connect(server, connect_budget(pool, until)).await {
                     Ok(s) => {
                         let had = server.connect_succeeded();
                         if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {
@@ -398,10 +446,31 @@ pub(crate) async fn forward(
             let sent_at = Instant::now();
             // An idempotent request without a body can be sent again if its response never starts.
             let replay = replayable(&req);
-            match timeout(pool.response_timeout, sender.try_send_request(req)).await {
+            let response_until = (sent_at + pool.response_timeout).min(until);
+            match tokio::time::timeout_at(response_until, sender.try_send_request(req)).await {
+                Err(_) if response_until == until => {
+                    return error_response(ErrorKind::RequestTimeout, log);
+                }
                 Err(_) => {
                     monitor::observe(pool, i, Seen::BadResponse);
                     return error_response(ErrorKind::UpstreamTimeout, log);
+                }
+                Ok(Ok(resp)) if strict::check_response(resp.headers()).is_err() => {
+                    // Framing a client could read differently: refused, and the connection
+                    // (`sender`) is dropped instead of reused.
+                    monitor::observe(pool, i, Seen::BadResponse);
+                    let why = strict::check_response(resp.headers())
+                        .err()
+                        .unwrap_or_default();
+                    tracing::warn!(pool = %pool.name, server = %server.name, why, "ambiguous response refused");
+                    match replay {
+                        Some(again) => {
+                            req = again;
+                            last_error = ErrorKind::BadUpstream;
+                            continue 'servers;
+                        }
+                        None => return error_response(ErrorKind::BadUpstream, log),
+                    }
                 }
                 Ok(Ok(resp)) => {
                     monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
@@ -427,7 +496,7 @@ pub(crate) async fn forward(
                     };
                     return Response::from_parts(
                         parts,
-                        ProxyBody::upstream(body, in_flight, reuse, log),
+                        ProxyBody::upstream(body, pool.read_timeout, in_flight, reuse, log),
                     );
                 }
                 Ok(Err(mut e)) => match e.take_message() {
@@ -441,6 +510,14 @@ pub(crate) async fn forward(
                         continue 'servers;
                     }
                     None => {
+                        // The client's own body failed while it streamed: the client's fault.
+                        if let Some(b) = std::error::Error::source(e.error())
+                            .and_then(|c| c.downcast_ref::<body::BodyError>())
+                        {
+                            if !matches!(b, body::BodyError::Upstream(_)) {
+                                return error_response(body_error_kind(b), log);
+                            }
+                        }
                         monitor::observe(pool, i, Seen::BadResponse);
                         tracing::debug!(pool = %pool.name, server = %server.name, error = %e.error(), "upstream exchange failed");
                         match replay {

@@ -1,0 +1,233 @@
+//! Strict HTTP/1 framing: what hyper's parser lets through but a proxy must not.
+//!
+//! hyper (with httparse) already refuses, with 400/414/431 before any of our code runs: bad
+//! request lines, control characters and bare CR in names or values, whitespace before the colon,
+//! obs-fold, heads over `max_header_size` or with more than `max_headers` fields, chunked
+//! encoding in HTTP/1.0, a `Transfer-Encoding` whose last coding is not `chunked`, differing
+//! `Content-Length` values, and malformed chunk sizes while the body is read. It tolerates, by
+//! design, a few things that are harmless to an origin server but are how requests get smuggled
+//! past a proxy: `Content-Length` together with `Transfer-Encoding`, a repeated
+//! `Content-Length`, and codings such as `gzip, chunked`. Those are refused here, before routing,
+//! so nothing ambiguous reaches a pool, a file route or the cache.
+//!
+//! Upstream, the same rules hold for response heads ([`check_response`]): a response a client
+//! might frame differently than we did is a 502, and its connection is not reused.
+
+use crate::config::Limits;
+use crate::error::ErrorKind;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Version};
+
+/// Checks a parsed request head. `Err` carries the answer (the connection is closed after it).
+pub fn check_request(
+    method: &Method,
+    uri: &http::Uri,
+    version: Version,
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<(), ErrorKind> {
+    if uri_len(uri) > limits.max_uri_length {
+        return Err(ErrorKind::UriTooLong);
+    }
+    if headers.len() > limits.max_headers {
+        return Err(ErrorKind::HeadersTooLarge);
+    }
+    if *method == Method::CONNECT {
+        return Err(ErrorKind::MethodNotAllowed);
+    }
+    // Only OPTIONS may use the asterisk form; only CONNECT the authority form.
+    let path = uri.path();
+    if path == "*" && *method != Method::OPTIONS {
+        return Err(ErrorKind::BadRequest);
+    }
+    if uri.scheme().is_none() && uri.authority().is_some() {
+        return Err(ErrorKind::BadRequest);
+    }
+    if version >= Version::HTTP_11 || headers.contains_key(HOST) {
+        host(headers, uri)?;
+    }
+    let length = content_length(headers)?;
+    let chunked = transfer_encoding(headers)?;
+    if chunked {
+        if length.is_some() {
+            return Err(ErrorKind::BadRequest);
+        }
+        if version < Version::HTTP_11 {
+            return Err(ErrorKind::BadRequest);
+        }
+    }
+    if let Some(n) = length {
+        if limits.max_body_size > 0 && n > limits.max_body_size {
+            return Err(ErrorKind::BodyTooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// Checks a server's response head: one valid `Content-Length` or exactly `chunked`, never
+/// both. `Err` says why.
+pub fn check_response(headers: &HeaderMap) -> Result<(), &'static str> {
+    let length = content_length(headers).map_err(|_| "invalid or repeated content-length")?;
+    let chunked = transfer_encoding(headers).map_err(|_| "transfer-encoding other than chunked")?;
+    if chunked && length.is_some() {
+        return Err("both content-length and transfer-encoding");
+    }
+    Ok(())
+}
+
+fn uri_len(uri: &http::Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len())
+}
+
+/// Exactly one `Host`, and it is a valid authority (RFC 9112 3.2).
+fn host(headers: &HeaderMap, uri: &http::Uri) -> Result<(), ErrorKind> {
+    let mut all = headers.get_all(HOST).iter();
+    let (Some(h), None) = (all.next(), all.next()) else {
+        // None at all is allowed only with an absolute-form target (which then wins).
+        return match headers.get_all(HOST).iter().count() {
+            0 if uri.authority().is_some() => Ok(()),
+            _ => Err(ErrorKind::BadRequest),
+        };
+    };
+    let b = h.as_bytes();
+    if b.is_empty() {
+        // An empty Host is allowed for a target without an authority (RFC 9112 3.2).
+        return if uri.authority().is_some() {
+            Err(ErrorKind::BadRequest)
+        } else {
+            Ok(())
+        };
+    }
+    if b.iter()
+        .any(|c| matches!(c, b'/' | b'@' | b'?' | b'#' | b' ' | b'\t' | b'\\'))
+    {
+        return Err(ErrorKind::BadRequest);
+    }
+    match http::uri::Authority::try_from(b) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ErrorKind::BadRequest),
+    }
+}
+
+/// The one `Content-Length`, if any: a single field of 1 to 18 digits.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ErrorKind> {
+    let mut all = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(v) = all.next() else { return Ok(None) };
+    if all.next().is_some() {
+        return Err(ErrorKind::BadRequest);
+    }
+    let b = v.as_bytes();
+    if b.is_empty() || b.len() > 18 || !b.iter().all(u8::is_ascii_digit) {
+        return Err(ErrorKind::BadRequest);
+    }
+    Ok(b.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    }))
+}
+
+/// Whether the body is chunked: a single `Transfer-Encoding` field that says exactly `chunked`
+/// (any other coding or list is refused; nothing needs one in front of a cache and a pool).
+fn transfer_encoding(headers: &HeaderMap) -> Result<bool, ErrorKind> {
+    let mut all = headers.get_all(TRANSFER_ENCODING).iter();
+    let Some(v) = all.next() else {
+        return Ok(false);
+    };
+    if all.next().is_some() || !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
+        return Err(ErrorKind::BadRequest);
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(lines: &[(&str, &str)]) -> Result<(), ErrorKind> {
+        check_with("/", Version::HTTP_11, lines)
+    }
+
+    fn check_with(uri: &str, v: Version, lines: &[(&str, &str)]) -> Result<(), ErrorKind> {
+        let mut h = HeaderMap::new();
+        for (k, val) in lines {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(val).unwrap(),
+            );
+        }
+        let uri: http::Uri = uri.parse().unwrap();
+        check_request(&Method::POST, &uri, v, &h, &Limits::default())
+    }
+
+    #[test]
+    fn framing() {
+        assert!(check(&[("host", "a")]).is_ok());
+        assert!(check(&[("host", "a"), ("content-length", "5")]).is_ok());
+        assert!(check(&[("host", "a"), ("transfer-encoding", "chunked")]).is_ok());
+        assert!(check(&[("host", "a"), ("transfer-encoding", "Chunked")]).is_ok());
+        for bad in [
+            vec![("content-length", "5"), ("transfer-encoding", "chunked")],
+            vec![("content-length", "5"), ("content-length", "5")],
+            vec![("content-length", "5, 5")],
+            vec![("content-length", "+5")],
+            vec![("content-length", "0x5")],
+            vec![("content-length", "")],
+            vec![("content-length", "99999999999999999999")],
+            vec![("transfer-encoding", "gzip, chunked")],
+            vec![
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            vec![("transfer-encoding", "identity")],
+            vec![("transfer-encoding", "chunked ;")],
+        ] {
+            let mut lines = vec![("host", "a")];
+            lines.extend(bad.iter().copied());
+            assert_eq!(check(&lines), Err(ErrorKind::BadRequest), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(check(&[]), Err(ErrorKind::BadRequest));
+        assert_eq!(
+            check(&[("host", "a"), ("host", "b")]),
+            Err(ErrorKind::BadRequest)
+        );
+        assert_eq!(check(&[("host", "a b")]), Err(ErrorKind::BadRequest));
+        assert_eq!(check(&[("host", "a/b")]), Err(ErrorKind::BadRequest));
+        assert_eq!(check(&[("host", "u@a")]), Err(ErrorKind::BadRequest));
+        assert!(check(&[("host", "a.example:8080")]).is_ok());
+        assert!(check(&[("host", "[::1]:80")]).is_ok());
+        assert!(check_with("/", Version::HTTP_10, &[]).is_ok());
+        assert!(check_with("http://a/x", Version::HTTP_11, &[]).is_ok());
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("/{}", "a".repeat(9000));
+        assert_eq!(
+            check_with(&long, Version::HTTP_11, &[("host", "a")]),
+            Err(ErrorKind::UriTooLong)
+        );
+        assert_eq!(
+            check(&[("host", "a"), ("content-length", "200000000")]),
+            Err(ErrorKind::BodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn responses() {
+        let mut h = HeaderMap::new();
+        assert!(check_response(&h).is_ok());
+        h.insert(CONTENT_LENGTH, "3".parse().unwrap());
+        assert!(check_response(&h).is_ok());
+        h.insert(TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert!(check_response(&h).is_err());
+        h.remove(CONTENT_LENGTH);
+        assert!(check_response(&h).is_ok());
+        h.insert(TRANSFER_ENCODING, "gzip".parse().unwrap());
+        assert!(check_response(&h).is_err());
+    }
+}
