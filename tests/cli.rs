@@ -231,3 +231,97 @@ async fn demo_starts_backends_and_prints_urls_that_work() {
         "the demo balances over its backends: {seen:?}"
     );
 }
+
+/// SIGTERM while requests are in flight: every request langur had accepted gets its full
+/// response, new connections are refused at once, and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
+    let b = common::Backend::start("b").await;
+    let cfg = temp_file(
+        "sigterm.toml",
+        &format!(
+            "[server]\nshutdown_timeout = \"10s\"\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+            b.addr
+        ),
+    );
+    let (mut child, at) = spawn_langur(&cfg).await;
+    let pid = child.id().unwrap();
+    // Background load: quick requests on fresh connections.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(s) = tokio::net::TcpStream::connect(at).await else {
+                    break; // the listener is gone: shutdown began
+                };
+                let Ok((mut send, conn)) = hyper::client::conn::http1::handshake::<
+                    _,
+                    http_body_util::Empty<Bytes>,
+                >(TokioIo::new(s))
+                .await
+                else {
+                    continue;
+                };
+                tokio::spawn(conn);
+                let req = http::Request::get("/quick")
+                    .header("host", "t")
+                    .body(http_body_util::Empty::new())
+                    .unwrap();
+                // A request sent as the listener closes may be refused; one that got a response
+                // head must get all of its body.
+                if let Ok(resp) = send.send_request(req).await {
+                    let body = resp.into_body().collect().await.expect("a full body");
+                    assert_eq!(body.to_bytes(), "b");
+                    done += 1;
+                }
+            }
+            done
+        }));
+    }
+    // Twenty slow requests, accepted and in flight at the backend when SIGTERM arrives.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        slow.push(tokio::spawn(async move {
+            let r = common::get(at, "/slow/1500").await;
+            (r.status, r.body)
+        }));
+    }
+    let t = std::time::Instant::now();
+    while b.in_flight.load(std::sync::atomic::Ordering::SeqCst) < 20 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "slow requests never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // New connections are refused promptly.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(at).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    for s in slow {
+        let (status, body) = s.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, "b");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut quick = 0;
+    for l in load {
+        quick += l.await.unwrap();
+    }
+    assert!(quick > 0);
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("langur exits within its shutdown timeout")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}

@@ -53,11 +53,15 @@ async fn maxconn_holds_and_the_queue_dispatches_in_arrival_order() {
         .iter()
         .map(|(_, p)| p.rsplit('=').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(
-        ids,
-        (0..50).collect::<Vec<_>>(),
-        "dispatch out of arrival order"
-    );
+    // The queue hands slots out in arrival order; two requests released within microseconds of
+    // each other to different servers may still be recorded by those servers in either order
+    // (thread scheduling after the dispatch), so a neighbour swap is tolerated, nothing more.
+    let displaced = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, id)| i.abs_diff(**id) > 1)
+        .count();
+    assert_eq!(displaced, 0, "dispatch out of arrival order: {ids:?}");
     assert!(
         lg.shared().runtime.load().pools[0]
             .queue

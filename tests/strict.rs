@@ -472,3 +472,109 @@ async fn a_body_broken_midway_cuts_the_client_off() {
     assert_eq!(conns.len(), 2, "{conns:?}");
     lg.shutdown().await;
 }
+
+fn pool_config(server: SocketAddr, server_keys: &str, pool_keys: &str) -> String {
+    format!(
+        "[server]\n{server_keys}\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\n{pool_keys}\nservers = [\"{server}\"]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_body_gets_408_and_the_server_sees_nothing() {
+    let origin = raw_origin(Vec::new()).await;
+    let lg = langur_toml(&pool_config(origin.addr, "body_timeout = \"500ms\"", "")).await;
+    let at = lg.listen_addrs()[0];
+    let t = std::time::Instant::now();
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(origin.bytes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_timeout_bounds_the_wait_for_a_response_head() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&pool_config(b.addr, "request_timeout = \"500ms\"", "")).await;
+    let at = lg.listen_addrs()[0];
+    let t = std::time::Instant::now();
+    let r = get(at, "/slow/3000").await;
+    assert_eq!(r.status, 504);
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_silent_mid_body_is_cut_off_at_read_timeout() {
+    let origin = raw_origin(vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec()
+    ])
+    .await;
+    let lg = langur_toml(&pool_config(origin.addr, "", "read_timeout = \"300ms\"")).await;
+    let at = lg.listen_addrs()[0];
+    let t = std::time::Instant::now();
+    let (out, closed) = exchange(at, b"GET /bad/0 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("abc"), "{out}");
+    assert!(closed);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_close_at_keepalive_timeout() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&pool_config(b.addr, "keepalive_timeout = \"1s\"", "")).await;
+    let at = lg.listen_addrs()[0];
+    let t = std::time::Instant::now();
+    let (out, closed) = exchange(at, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(closed, "an idle connection stayed open");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_max_connections_accepting_waits_until_one_closes() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&pool_config(b.addr, "max_connections = 2", "")).await;
+    let at = lg.listen_addrs()[0];
+    let mut first = TcpStream::connect(at).await.unwrap();
+    let _second = TcpStream::connect(at).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The third is queued by the kernel, not served.
+    let mut third = TcpStream::connect(at).await.unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf))
+            .await
+            .is_err(),
+        "a connection over the limit was served"
+    );
+    first.shutdown().await.unwrap();
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf))
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    lg.shutdown().await;
+}

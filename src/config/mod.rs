@@ -787,6 +787,44 @@ mod tests {
     }
 
     #[test]
+    fn limits_in_both_formats() {
+        let t = parse_str(
+            "l.toml",
+            "[server]\nmax_body_size = \"2 MiB\"\nheader_read_timeout = \"5s\"\nmax_connections = 50\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(t.server.limits.max_body_size, 2 << 20);
+        assert_eq!(t.server.limits.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(t.server.limits.max_connections, 50);
+        let l = parse_str(
+            "l.conf",
+            "[SERVER]\nMaxUriLength 4096\nShutdownTimeout 3s\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(l.server.limits.max_uri_length, 4096);
+        assert_eq!(l.server.limits.shutdown_timeout, Duration::from_secs(3));
+        let e = parse_str(
+            "bad.toml",
+            "[server]\nmax_header_size = \"1k\"\nbody_timeout = \"0s\"\nmax_headers = 0\n",
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "bad.toml:2",
+            "max_header_size",
+            "bad.toml:3",
+            "body_timeout",
+            "bad.toml:4",
+            "max_headers",
+        ] {
+            assert!(e.contains(want), "{want} missing from: {e}");
+        }
+    }
+
+    #[test]
     fn suggestions() {
         assert_eq!(
             suggest("ballance", &["balance", "attempts"]),

@@ -1,0 +1,69 @@
+//! Request-head validation as a client's bytes meet it: the framing scanner over the raw
+//! stream (split at a point the input chooses), hyper's HTTP/1 parser on an in-memory
+//! connection, and langur's strict checks on every request hyper accepts. Never a panic; and a
+//! request the scanner saw as ambiguous is one the proxy refuses.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+fuzz_target!(|data: &[u8]| {
+    if data.is_empty() {
+        return;
+    }
+    let split = usize::from(data[0]) % data.len().max(1);
+    let input = &data[1..];
+
+    let mut scanner = langur::framing::Framing::default();
+    let (a, b) = input.split_at(split.min(input.len()));
+    scanner.scan(a);
+    scanner.scan(b);
+    let _ = scanner.ambiguous();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let limits = langur::config::Limits::default();
+        let seen = Arc::new(AtomicU64::new(0));
+        let s = seen.clone();
+        let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            s.fetch_add(1, Ordering::Relaxed);
+            let verdict = langur::proxy::strict::check_request(
+                req.method(),
+                req.uri(),
+                req.version(),
+                req.headers(),
+                &limits,
+            );
+            let status = match verdict {
+                Ok(()) => 200,
+                Err(kind) => kind.status().as_u16(),
+            };
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(status)
+                        .body(String::new())
+                        .expect("response"),
+                )
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .max_headers(100)
+            .serve_connection(hyper_util::rt::TokioIo::new(server), svc);
+        let feed = async move {
+            let _ = client.write_all(input).await;
+            let _ = client.shutdown().await;
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink).await;
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            tokio::join!(conn, feed)
+        })
+        .await;
+    });
+});
