@@ -71,7 +71,24 @@ pub struct ConnState {
     flushed: AtomicBool,
     /// Index of the first request whose framing was ambiguous (see `framing.rs`), or MAX.
     ambiguous_at: AtomicU64,
+    /// Plain connections are driven without hyper's upgrade support (they are taken apart when
+    /// idle), so an upgrade is completed by hand: the tunnel waits on this for the socket.
+    manual: bool,
+    upgrade: UpgradeSlot,
 }
+
+#[derive(Default)]
+struct UpgradeSlot(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Box<dyn Tunnel>>>>);
+
+impl std::fmt::Debug for UpgradeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpgradeSlot")
+    }
+}
+
+/// Either side of an upgraded connection.
+pub trait Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Tunnel for T {}
 
 impl ConnState {
     fn new(client: ClientInfo) -> ConnState {
@@ -83,7 +100,21 @@ impl ConnState {
             completed: AtomicU64::new(0),
             flushed: AtomicBool::new(false),
             ambiguous_at: AtomicU64::new(u64::MAX),
+            manual: false,
+            upgrade: UpgradeSlot::default(),
         }
+    }
+
+    pub fn manual_upgrade(&self) -> bool {
+        self.manual
+    }
+
+    /// Registers a pending upgrade; the receiver gets the client's socket once hyper has
+    /// written the 101 and let go of it.
+    pub fn expect_upgrade(&self) -> tokio::sync::oneshot::Receiver<Box<dyn Tunnel>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.upgrade.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     pub fn force_close(&self) {
@@ -268,9 +299,11 @@ pub async fn serve(
     active: Arc<Active>,
     mut ticks: tokio::sync::watch::Receiver<u64>,
 ) {
+    let mut state = ConnState::new(ClientInfo::new(peer));
+    state.manual = true;
     let svc = ProxyService {
         shared,
-        conn: Arc::new(ConnState::new(ClientInfo::new(peer))),
+        conn: Arc::new(state),
     };
     let mut io = Prefixed {
         io: TokioIo::new(stream),
@@ -281,7 +314,27 @@ pub async fn serve(
     // A new connection gets `header_read_timeout` for its first byte, then again for a whole
     // head (hyper's timer); a kept-alive one `keepalive_timeout` for the next request's first.
     let mut wait = svc.shared.runtime.load().limits.header_read_timeout;
+    let mut first = true;
     loop {
+        if first && svc.shared.runtime.load().h2c {
+            // h2c with prior knowledge: the connection preface starts with "PRI " (not an
+            // HTTP/1 method anyone uses).
+            if tokio::time::timeout(wait, io.io.inner().readable())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut peek = [0u8; 4];
+            if matches!(io.io.inner().peek(&mut peek).await, Ok(4)) && &peek == b"PRI " {
+                io.framing.stop();
+                let _active = active.enter();
+                // Boxed: the HTTP/2 connection's state stays out of the parked future.
+                Box::pin(serve_h2(io, svc, ticks)).await;
+                return;
+            }
+        }
+        first = false;
         if io.prefix.is_empty() {
             // Parked: nothing allocated but the socket, until the client sends its next request.
             match tokio::time::timeout(wait, io.io.inner().readable()).await {
@@ -302,6 +355,140 @@ pub async fn serve(
         }
         wait = svc.shared.runtime.load().limits.keepalive_timeout;
     }
+}
+
+/// The HTTP/2 server settings from the runtime's limits.
+fn h2_builder(
+    rt: &proxy::Runtime,
+) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+    let mut b = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(rt.h2.max_concurrent_streams)
+        .initial_stream_window_size(rt.h2.window)
+        .initial_connection_window_size(rt.h2.window)
+        .max_header_list_size(rt.limits.max_header_size as u32)
+        .keep_alive_interval(None);
+    b
+}
+
+/// Serves an h2c connection (prior knowledge) until it ends or the worker stops.
+async fn serve_h2(io: Prefixed, svc: ProxyService, mut ticks: tokio::sync::watch::Receiver<u64>) {
+    let rt = svc.shared.runtime.load_full();
+    let shared = svc.shared.clone();
+    let conn = h2_builder(&rt).serve_connection(io, svc);
+    drive_until_stopped(conn, &shared, &mut ticks).await;
+}
+
+/// Drives a connection that is not parked (HTTP/2, TLS); at shutdown it is told to finish
+/// gracefully (GOAWAY for HTTP/2, close after the exchange in progress for HTTP/1).
+async fn drive_until_stopped<C>(
+    conn: C,
+    shared: &Shared,
+    ticks: &mut tokio::sync::watch::Receiver<u64>,
+) where
+    C: Future + GracefulShutdown,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut told = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            changed = ticks.changed(), if !told => {
+                if changed.is_err() || shared.stopping.load(Ordering::Relaxed) {
+                    conn.as_mut().shutdown_gracefully();
+                    told = true;
+                }
+            }
+        }
+    }
+}
+
+/// Connections that can be asked to finish.
+trait GracefulShutdown {
+    fn shutdown_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S> GracefulShutdown
+    for hyper::server::conn::http2::Connection<I, S, hyper_util::rt::TokioExecutor>
+where
+    I: Read + Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = proxy::body::ProxyBody>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> GracefulShutdown
+    for hyper_util::server::conn::auto::UpgradeableConnection<
+        '_,
+        I,
+        S,
+        hyper_util::rt::TokioExecutor,
+    >
+where
+    I: Read + Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = proxy::body::ProxyBody>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Serves one TLS client connection: the handshake (within `header_read_timeout`), then
+/// HTTP/2 or HTTP/1.1 as ALPN chose. Not parked: TLS state holds buffers anyway.
+pub async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    active: Arc<Active>,
+    mut ticks: tokio::sync::watch::Receiver<u64>,
+) {
+    let rt = shared.runtime.load_full();
+    let Some(config) = rt.tls.clone() else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let tls =
+        match tokio::time::timeout(rt.limits.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+    let _active = active.enter();
+    let mut client = ClientInfo::new(peer);
+    client.scheme = "https";
+    let svc = ProxyService {
+        shared: shared.clone(),
+        conn: Arc::new(ConnState::new(client)),
+    };
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(crate::timer::LazyTimer)
+        .header_read_timeout(rt.limits.header_read_timeout)
+        .max_headers(rt.limits.max_headers)
+        .keep_alive(true);
+    {
+        let h2 = &rt.h2;
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .initial_stream_window_size(h2.window)
+            .initial_connection_window_size(h2.window)
+            .max_header_list_size(rt.limits.max_header_size as u32);
+    }
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    drive_until_stopped(conn, &shared, &mut ticks).await;
 }
 
 /// What driving hyper came to.
@@ -397,9 +584,33 @@ async fn drive(
         }
     };
     match finished {
-        // hyper finished the connection itself (client closed or asked to close).
+        // hyper finished the connection itself: an upgrade, or the client closed or asked to.
         Some(Ok(())) => {
             let mut parts = conn.into_parts();
+            let pending = state
+                .upgrade
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(tx) = pending {
+                let mut io = parts.io;
+                io.framing.stop();
+                if !parts.read_buf.is_empty() {
+                    io.prefix = [parts.read_buf.as_ref(), io.prefix.as_ref()]
+                        .concat()
+                        .into();
+                }
+                match tx.send(Box::new(TokioIo::new(io))) {
+                    Ok(()) => return None,
+                    // No tunnel waits (the server did not switch): close as usual.
+                    Err(back) => {
+                        let mut back = back;
+                        let _ = tokio::io::AsyncWriteExt::shutdown(&mut back).await;
+                        return None;
+                    }
+                }
+            }
             let _ = std::future::poll_fn(|cx| Pin::new(&mut parts.io).poll_shutdown(cx)).await;
             None
         }

@@ -23,5 +23,6 @@ pub mod router;
 pub mod server;
 pub mod stats;
 pub mod timer;
+pub mod tls;
 
 pub use server::Langur;

@@ -178,6 +178,9 @@ pub fn build_runtime_from(
         via_token: instance.clone(),
         access_log: config.server.access_log,
         limits: config.server.limits.clone(),
+        tls: config.server.tls.as_ref().map(|t| t.config.clone()),
+        h2c: config.server.h2c,
+        h2: config.server.h2.clone(),
     })
 }
 
@@ -202,6 +205,7 @@ pub fn instance_name(config: &Config) -> Arc<str> {
 pub struct Langur {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -242,7 +246,16 @@ impl Langur {
         let mut addrs = Vec::new();
         for l in listeners {
             addrs.push(l.local_addr()?);
-            tasks.spawn(accept_loop(l, shared.clone(), shutdown_rx.clone()));
+            tasks.spawn(accept_loop(l, shared.clone(), shutdown_rx.clone(), false));
+        }
+        // TLS listeners are bound here, from `[tls] listen` (port 0 works: see `tls_addrs`).
+        let mut tls_addrs = Vec::new();
+        if let Some(t) = &config.server.tls {
+            for a in &t.listen {
+                let l = bind(*a).with_context(|| format!("cannot listen on {a} (tls)"))?;
+                tls_addrs.push(l.local_addr()?);
+                tasks.spawn(accept_loop(l, shared.clone(), shutdown_rx.clone(), true));
+            }
         }
         let (admin_addr, admin) = match admin {
             Some(l) => {
@@ -262,6 +275,7 @@ impl Langur {
         Ok(Langur {
             shared,
             addrs,
+            tls_addrs,
             admin_addr,
             shutdown,
             tasks,
@@ -272,6 +286,11 @@ impl Langur {
     /// Client listener addresses, as bound.
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// TLS listener addresses, as bound.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -397,17 +416,27 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
     let shared = Arc::new(new_shared(&config, workers)?);
     // Bind every worker's socket before serving, so a port in use fails the start at once. An
     // address with port 0 gets its port from the first bind; the other workers join it.
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+    let mut per_worker: Vec<Vec<(std::net::TcpListener, bool)>> =
         (0..workers).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
-    for a in &config.server.listen {
+    let tls_listen = config.server.tls.iter().flat_map(|t| t.listen.iter());
+    for (a, tls) in config
+        .server
+        .listen
+        .iter()
+        .map(|a| (a, false))
+        .chain(tls_listen.map(|a| (a, true)))
+    {
         let first = bind_std(*a, true).with_context(|| format!("cannot listen on {a}"))?;
         let actual = first.local_addr()?;
-        per_worker[0].push(first);
+        per_worker[0].push((first, tls));
         for w in per_worker.iter_mut().skip(1) {
-            w.push(bind_std(actual, true).with_context(|| format!("cannot listen on {actual}"))?);
+            w.push((
+                bind_std(actual, true).with_context(|| format!("cannot listen on {actual}"))?,
+                tls,
+            ));
         }
-        addrs.push(actual);
+        addrs.push((actual, tls));
     }
     crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())?;
     let admin_std = bind_std(config.admin.listen, false)
@@ -428,11 +457,12 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
                     .build()?;
                 rt.block_on(async move {
                     let mut tasks = JoinSet::new();
-                    for l in listeners {
+                    for (l, tls) in listeners {
                         tasks.spawn(accept_loop(
                             TcpListener::from_std(l)?,
                             shared.clone(),
                             rx.clone(),
+                            tls,
                         ));
                     }
                     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -443,8 +473,12 @@ pub fn run_threaded(config: Config) -> anyhow::Result<()> {
             })?;
         threads.push(t);
     }
-    for a in &addrs {
-        tracing::info!(listen = %a, workers, "langur is serving");
+    for (a, tls) in &addrs {
+        if *tls {
+            tracing::info!(tls_listen = %a, workers, "langur is serving TLS");
+        } else {
+            tracing::info!(listen = %a, workers, "langur is serving");
+        }
     }
     tracing::info!(admin = %admin_addr, "admin listener");
 
@@ -490,6 +524,7 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    tls: bool,
 ) {
     let active = Arc::new(crate::conn::Active::default());
     let (ticks, clock) = crate::conn::park_clock();
@@ -521,11 +556,18 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let serve = crate::conn::serve(stream, peer, shared.clone(), active.clone(), ticks.clone());
-                tokio::spawn(async move {
-                    serve.await;
-                    drop(permit);
-                });
+                let (shared, active, ticks) = (shared.clone(), active.clone(), ticks.clone());
+                if tls {
+                    tokio::spawn(async move {
+                        crate::conn::serve_tls(stream, peer, shared, active, ticks).await;
+                        drop(permit);
+                    });
+                } else {
+                    tokio::spawn(async move {
+                        crate::conn::serve(stream, peer, shared, active, ticks).await;
+                        drop(permit);
+                    });
+                }
             }
             _ = shutdown.changed() => break,
         }

@@ -54,6 +54,8 @@ pub struct Server {
     /// Idle upstream connections, one slot per worker thread: a connection is driven by the
     /// worker that opened it, so it is only ever reused there (no cross-thread wakeups).
     idle: Box<[Mutex<Vec<SendRequest<UpBody>>>]>,
+    /// HTTP/2 pools: the one multiplexed connection, shared by every request.
+    pub h2: Mutex<Option<hyper::client::conn::http2::SendRequest<UpBody>>>,
     /// Used only when no non-backup server of the pool is usable.
     pub backup: bool,
     /// Requests in flight at most (0: no limit); at the limit the server is overloaded.
@@ -174,6 +176,7 @@ impl Server {
             last_failure_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
             idle: (0..slots.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            h2: Mutex::new(None),
         }
     }
 
@@ -425,6 +428,19 @@ impl Server {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// The shared HTTP/2 connection, if it is still open.
+    pub fn h2_sender(&self) -> Option<hyper::client::conn::http2::SendRequest<UpBody>> {
+        let mut slot = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
     /// An idle upstream connection, if one is ready (closed ones are dropped).
     pub fn take_idle(&self) -> Option<SendRequest<UpBody>> {
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
@@ -525,6 +541,8 @@ pub struct Pool {
     pub response_timeout: Duration,
     /// Longest silence between two parts of a response body.
     pub read_timeout: Duration,
+    pub protocol: crate::config::Protocol,
+    pub tls: Option<crate::tls::Upstream>,
     /// From the request head to the response head, everything included (`[server]`).
     pub request_timeout: Duration,
     pub max_idle_per_server: usize,
@@ -673,6 +691,8 @@ impl Pool {
             connect_timeout: c.connect_timeout,
             response_timeout: c.response_timeout,
             read_timeout: c.read_timeout,
+            protocol: c.protocol,
+            tls: c.tls.clone(),
             request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
             max_idle_per_server: crate::config::DEFAULT_MAX_IDLE_PER_SERVER,
             observe: c.observe,
@@ -933,6 +953,8 @@ pub(crate) mod tests {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
+            protocol: crate::config::Protocol::H1,
+            tls: None,
             request_timeout: Duration::from_secs(10),
             max_idle_per_server: 1,
             observe: None,

@@ -166,7 +166,12 @@ pub async fn run_checker(pool: Arc<Pool>, idx: usize, first: Duration) {
             _ = tokio::time::sleep(delay) => {}
             _ = server.hurry.notified() => {}
         }
-        let result = probe(server.addr, &check, body_re.as_ref()).await;
+        let how = super::probe::Transport {
+            tls: pool.tls.as_ref(),
+            host: &server.name,
+            h2: pool.protocol == crate::config::Protocol::H2,
+        };
+        let result = probe(server.addr, &check, body_re.as_ref(), how).await;
         record_check(&pool, idx, result);
         delay = next_delay(&pool, idx);
     }

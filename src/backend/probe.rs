@@ -5,6 +5,10 @@
 //! unreachable `L4CON`, connect timeout `L4TOUT`, no complete response head in time `L7TOUT`, a
 //! response that is not HTTP `L7RSP`, an unexpected status `L7STS`, a body that does not match
 //! `expect_body` `L7RSP`, a 404 with `disable_on_404` `L7OKC`.
+//!
+//! Checks follow the pool's transport: with `tls = true` the handshake comes first (`L6OK` for a
+//! TCP check, `L6TOUT` when it does not finish in time, `L6RSP` when it fails), and an HTTP check
+//! of an HTTP/2 pool is an HTTP/2 request (hyper's client; the same statuses).
 
 use super::health::{CheckResult, CheckStatus};
 use crate::config::{CheckConfig, CheckKind};
@@ -17,17 +21,30 @@ use tokio::time::{timeout_at, Instant};
 /// How much of a body `expect_body` looks at.
 const BODY_WINDOW: usize = 16 * 1024;
 
+/// How a pool's servers are reached.
+#[derive(Clone, Copy, Default)]
+pub struct Transport<'a> {
+    pub tls: Option<&'a crate::tls::Upstream>,
+    /// The server as configured (`host:port`), for SNI and the Host header.
+    pub host: &'a str,
+    pub h2: bool,
+}
+
+trait CheckIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> CheckIo for T {}
+
 /// Runs one check against `addr`.
 pub async fn probe(
     addr: SocketAddr,
     check: &CheckConfig,
     body_re: Option<&regex::Regex>,
+    how: Transport<'_>,
 ) -> CheckResult {
     let start = Instant::now();
     let deadline = start + check.timeout;
     let done =
         |status, code, detail: String| CheckResult::new(status, code, detail, start.elapsed());
-    let mut stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
+    let stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => return done(CheckStatus::L4Tout, None, "connect timed out".into()),
         Ok(Err(e)) => {
             let status = match e.kind() {
@@ -43,10 +60,40 @@ pub async fn probe(
         }
         Ok(Ok(s)) => s,
     };
-    if check.kind == CheckKind::Tcp {
-        return done(CheckStatus::L4Ok, None, "connected".into());
-    }
     let _ = stream.set_nodelay(true);
+    let mut stream: Box<dyn CheckIo> = match how.tls {
+        None if check.kind == CheckKind::Tcp => {
+            return done(CheckStatus::L4Ok, None, "connected".into())
+        }
+        None => Box::new(stream),
+        Some(tls) => {
+            let host = how.host.rsplit_once(':').map_or(how.host, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = match tls.name_for(host) {
+                Ok(n) => n,
+                Err(e) => return done(CheckStatus::L6Rsp, None, e),
+            };
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            match timeout_at(deadline, connector.connect(name, stream)).await {
+                Err(_) => return done(CheckStatus::L6Tout, None, "TLS handshake timed out".into()),
+                Ok(Err(e)) => {
+                    return done(
+                        CheckStatus::L6Rsp,
+                        None,
+                        format!("TLS handshake failed: {e}"),
+                    )
+                }
+                Ok(Ok(s)) if check.kind == CheckKind::Tcp => {
+                    drop(s);
+                    return done(CheckStatus::L6Ok, None, "TLS handshake done".into());
+                }
+                Ok(Ok(s)) => Box::new(s),
+            }
+        }
+    };
+    if how.h2 {
+        return probe_h2(stream, check, body_re, how, deadline, done).await;
+    }
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: langur-health-check\r\nConnection: close\r\n\r\n",
         check.path, addr
@@ -133,4 +180,91 @@ pub async fn probe(
         }
     }
     done(CheckStatus::L7Ok, Some(code), format!("status {code}"))
+}
+
+/// The HTTP check of an HTTP/2 pool: one GET on a fresh HTTP/2 connection.
+async fn probe_h2(
+    io: Box<dyn CheckIo>,
+    check: &CheckConfig,
+    body_re: Option<&regex::Regex>,
+    how: Transport<'_>,
+    deadline: Instant,
+    done: impl Fn(CheckStatus, Option<u16>, String) -> CheckResult,
+) -> CheckResult {
+    use http_body_util::BodyExt;
+    let handshake = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(io));
+    let (mut send, conn) = match timeout_at(deadline, handshake).await {
+        Err(_) => {
+            return done(
+                CheckStatus::L7Tout,
+                None,
+                "no HTTP/2 settings in time".into(),
+            )
+        }
+        Ok(Err(e)) => return done(CheckStatus::L7Rsp, None, format!("not HTTP/2 ({e})")),
+        Ok(Ok(x)) => x,
+    };
+    let driver = tokio::spawn(conn);
+    let scheme = if how.tls.is_some() { "https" } else { "http" };
+    let Ok(req) = http::Request::get(format!("{scheme}://{}{}", how.host, check.path))
+        .header(http::header::USER_AGENT, "langur-health-check")
+        .body(http_body_util::Empty::new())
+    else {
+        driver.abort();
+        return done(
+            CheckStatus::L7Rsp,
+            None,
+            "cannot build the check request".into(),
+        );
+    };
+    let result = async {
+        let resp = match timeout_at(deadline, send.send_request(req)).await {
+            Err(_) => return done(CheckStatus::L7Tout, None, "no response in time".into()),
+            Ok(Err(e)) => return done(CheckStatus::L7Rsp, None, format!("request failed: {e}")),
+            Ok(Ok(r)) => r,
+        };
+        let code = resp.status().as_u16();
+        if code == 404 && check.disable_on_404 {
+            return done(
+                CheckStatus::L7OkC,
+                Some(code),
+                "404: alive, not taking new requests".into(),
+            );
+        }
+        if !check.expect_status.iter().any(|m| m.matches(code)) {
+            return done(
+                CheckStatus::L7Sts,
+                Some(code),
+                format!("unexpected status {code}"),
+            );
+        }
+        if let Some(re) = body_re {
+            let mut body = resp.into_body();
+            let mut seen = Vec::new();
+            while seen.len() < BODY_WINDOW {
+                match timeout_at(deadline, body.frame()).await {
+                    Ok(Some(Ok(f))) => {
+                        if let Some(d) = f.data_ref() {
+                            seen.extend_from_slice(d);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            seen.truncate(BODY_WINDOW);
+            if !re.is_match(&String::from_utf8_lossy(&seen)) {
+                return done(
+                    CheckStatus::L7Rsp,
+                    Some(code),
+                    format!("body does not match `{}`", re.as_str()),
+                );
+            }
+        }
+        done(CheckStatus::L7Ok, Some(code), format!("status {code}"))
+    }
+    .await;
+    driver.abort();
+    result
 }

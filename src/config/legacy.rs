@@ -17,7 +17,15 @@
 
 use super::{parse_duration, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute, RawServer};
 
-const SECTIONS: &[&str] = &["PROXY_DEFAULTS", "PROXY_ENTRY", "SERVER", "ADMIN", "CACHE"];
+const SECTIONS: &[&str] = &[
+    "PROXY_DEFAULTS",
+    "PROXY_ENTRY",
+    "SERVER",
+    "ADMIN",
+    "CACHE",
+    "TLS",
+];
+const TLS_KEYS: &[&str] = &["Listen", "Certificate"];
 const CACHE_KEYS: &[&str] = &[
     "MaxSize",
     "MaxObjectSize",
@@ -37,6 +45,11 @@ const ENTRY_KEYS: &[&str] = &[
     "ConnectTimeout",
     "ResponseTimeout",
     "ReadTimeout",
+    "Protocol",
+    "TLS",
+    "TLSCA",
+    "TLSServerName",
+    "TLSVerify",
     "Cache",
     "Grace",
     "Purge",
@@ -58,6 +71,7 @@ const SERVER_KEYS: &[&str] = &[
     "MaxBodySize",
     "MaxConnections",
     "RequestBuffer",
+    "H2c",
 ];
 const ADMIN_KEYS: &[&str] = &["Listen", "Token"];
 
@@ -80,6 +94,7 @@ enum Section {
     Server,
     Admin,
     Cache,
+    Tls,
     Unknown,
 }
 
@@ -117,6 +132,10 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 }
                 "SERVER" => Section::Server,
                 "ADMIN" => Section::Admin,
+                "TLS" => {
+                    raw.tls_line = Some(line);
+                    Section::Tls
+                }
                 "CACHE" => Section::Cache,
                 _ => {
                     let hint = super::suggest(name, SECTIONS)
@@ -175,6 +194,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 "requestbuffer" => {
                     raw.limits.request_buffer = Some(At::new(value.to_string(), line))
                 }
+                "h2c" => raw.h2c = on_off(key, value, line, diag),
                 _ => diag.unknown_key(line, "[SERVER]", key, SERVER_KEYS),
             },
             Section::Cache => {
@@ -191,6 +211,21 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                     _ => diag.unknown_key(line, "[CACHE]", key, CACHE_KEYS),
                 }
             }
+            Section::Tls => match key.to_ascii_lowercase().as_str() {
+                "listen" => raw.tls_listen.extend(words(value, line)),
+                "certificate" => {
+                    let w = words(value, line);
+                    match <[At<String>; 2]>::try_from(w) {
+                        Ok([c, k]) => raw.tls_certs.push((c, k)),
+                        Err(_) => diag.error(
+                            line,
+                            Some(key),
+                            "`Certificate` takes two paths: the certificate (PEM) and its key",
+                        ),
+                    }
+                }
+                _ => diag.unknown_key(line, "[TLS]", key, TLS_KEYS),
+            },
             Section::Admin => match key.to_ascii_lowercase().as_str() {
                 "listen" => raw.admin_listen = Some(At::new(value.to_string(), line)),
                 "token" => raw.admin_token = Some(At::new(value.to_string(), line)),
@@ -272,6 +307,11 @@ fn entry_key(e: &mut Entry, key: &str, value: &str, line: usize, diag: &mut Diag
         "connecttimeout" => s.connect_timeout = duration(key, value, line, diag),
         "responsetimeout" => s.response_timeout = duration(key, value, line, diag),
         "readtimeout" => s.read_timeout = duration(key, value, line, diag),
+        "protocol" => s.protocol = Some(At::new(value.to_string(), line)),
+        "tls" => s.tls = on_off(key, value, line, diag),
+        "tlsca" => s.tls_ca = Some(At::new(value.to_string(), line)),
+        "tlsservername" => s.tls_server_name = Some(At::new(value.to_string(), line)),
+        "tlsverify" => s.tls_verify = on_off(key, value, line, diag),
         "cache" => e.cache = on_off(key, value, line, diag),
         "grace" => e.grace = duration(key, value, line, diag),
         "purge" => e.purge.extend(words(value, line)),

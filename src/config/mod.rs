@@ -203,6 +203,44 @@ pub struct ServerSettings {
     /// Name used in the `Via` header; a random one per process when unset.
     pub name: Option<String>,
     pub limits: Limits,
+    /// HTTP/2 with prior knowledge (h2c) on the plain listeners.
+    pub h2c: bool,
+    pub h2: H2Settings,
+    /// TLS listeners, if any.
+    pub tls: Option<TlsListen>,
+}
+
+/// HTTP/2 limits, client side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct H2Settings {
+    pub max_concurrent_streams: u32,
+    /// Initial stream and connection flow-control window.
+    pub window: u32,
+}
+
+impl Default for H2Settings {
+    fn default() -> H2Settings {
+        H2Settings {
+            max_concurrent_streams: 100,
+            window: 1 << 20,
+        }
+    }
+}
+
+/// `[tls]`: listeners and the certificates they offer, chosen by SNI.
+#[derive(Debug, Clone)]
+pub struct TlsListen {
+    pub listen: Vec<SocketAddr>,
+    pub config: std::sync::Arc<rustls::ServerConfig>,
+}
+
+/// What a pool's servers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    H1,
+    /// HTTP/2: over TLS (ALPN h2) or in clear with prior knowledge (h2c); one multiplexed
+    /// connection per server.
+    H2,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +318,9 @@ pub struct PoolConfig {
     pub response_timeout: Duration,
     /// Longest silence between two parts of a response body.
     pub read_timeout: Duration,
+    pub protocol: Protocol,
+    /// TLS to the servers, if on.
+    pub tls: Option<crate::tls::Upstream>,
     pub servers: Vec<ServerConfig>,
     /// Passive observation of live traffic, if on.
     pub observe: Option<ObserveConfig>,
@@ -443,6 +484,13 @@ pub(crate) struct RawConfig {
     pub pools: Vec<RawPool>,
     pub cache: RawCache,
     pub limits: RawLimits,
+    pub h2c: Option<bool>,
+    pub h2_max_concurrent_streams: Option<At<i64>>,
+    pub h2_window: Option<At<String>>,
+    pub tls_listen: Vec<At<String>>,
+    /// (certificate, key) PEM paths.
+    pub tls_certs: Vec<(At<String>, At<String>)>,
+    pub tls_line: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -468,6 +516,11 @@ pub(crate) struct RawPoolSettings {
     pub connect_timeout: Option<At<Duration>>,
     pub response_timeout: Option<At<Duration>>,
     pub read_timeout: Option<At<Duration>>,
+    pub protocol: Option<At<String>>,
+    pub tls: Option<bool>,
+    pub tls_ca: Option<At<String>>,
+    pub tls_server_name: Option<At<String>>,
+    pub tls_verify: Option<bool>,
     pub hash_balance_factor: Option<At<f64>>,
     pub retries: Option<At<i64>>,
     pub retry_budget: Option<At<f64>>,

@@ -10,7 +10,10 @@ use ::toml::Spanned;
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["server", "admin", "defaults", "route", "pools", "cache"];
+const TOP_KEYS: &[&str] = &[
+    "server", "admin", "defaults", "route", "pools", "cache", "tls",
+];
+const TLS_KEYS: &[&str] = &["listen", "certificates"];
 const CACHE_KEYS: &[&str] = &[
     "max_size",
     "max_object_size",
@@ -40,6 +43,9 @@ const SERVER_KEYS: &[&str] = &[
     "max_body_size",
     "max_connections",
     "request_buffer",
+    "h2c",
+    "h2_max_concurrent_streams",
+    "h2_window",
 ];
 const ADMIN_KEYS: &[&str] = &["listen", "token"];
 const POOL_SETTING_KEYS: &[&str] = &[
@@ -54,6 +60,11 @@ const POOL_SETTING_KEYS: &[&str] = &[
     "connect_timeout",
     "response_timeout",
     "read_timeout",
+    "protocol",
+    "tls",
+    "tls_ca",
+    "tls_server_name",
+    "tls_verify",
 ];
 const POOL_KEYS: &[&str] = &[
     "balance",
@@ -67,6 +78,11 @@ const POOL_KEYS: &[&str] = &[
     "connect_timeout",
     "response_timeout",
     "read_timeout",
+    "protocol",
+    "tls",
+    "tls_ca",
+    "tls_server_name",
+    "tls_verify",
     "servers",
     "server",
     "check",
@@ -125,6 +141,34 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             "server" => r.table(val, "[server]", |r, k, v, line| {
                 r.server(&mut raw, k, v, line)
             }),
+            "tls" => {
+                raw.tls_line = Some(r.line(val.span()));
+                r.table(val, "[tls]", |r, k, v, line| match k {
+                    "listen" => raw.tls_listen = r.str_list(k, v),
+                    "certificates" => match v.get_ref() {
+                        DeValue::Array(items) => {
+                            for item in items.iter() {
+                                let mut cert = None;
+                                let mut key = None;
+                                r.table(item, "a certificate of [tls]", |r, k, v, kline| match k {
+                                    "cert" => cert = r.string(k, v),
+                                    "key" => key = r.string(k, v),
+                                    _ => r.diag.unknown_key(kline, "a certificate of [tls]", k, &["cert", "key"]),
+                                });
+                                match (cert, key) {
+                                    (Some(c), Some(k)) => raw.tls_certs.push((c, k)),
+                                    _ => {
+                                        let l = r.line(item.span());
+                                        r.diag.error(l, Some("certificates"), "each certificate needs `cert` and `key` (PEM file paths)");
+                                    }
+                                }
+                            }
+                        }
+                        _ => r.type_error(k, v, "a list of tables: [{ cert = \"a.pem\", key = \"a.key\" }]"),
+                    },
+                    _ => r.diag.unknown_key(line, "[tls]", k, TLS_KEYS),
+                })
+            }
             "admin" => r.table(val, "[admin]", |r, k, v, line| {
                 r.admin(&mut raw, k, v, line)
             }),
@@ -231,6 +275,9 @@ impl Reader<'_> {
             "max_body_size" => raw.limits.max_body_size = self.size(k, v),
             "max_connections" => raw.limits.max_connections = self.int(k, v),
             "request_buffer" => raw.limits.request_buffer = self.size(k, v),
+            "h2c" => raw.h2c = self.bool(k, v),
+            "h2_max_concurrent_streams" => raw.h2_max_concurrent_streams = self.int(k, v),
+            "h2_window" => raw.h2_window = self.size(k, v),
             _ => self.diag.unknown_key(line, "[server]", k, SERVER_KEYS),
         }
     }
@@ -252,6 +299,11 @@ impl Reader<'_> {
             "connect_timeout" => s.connect_timeout = self.duration(k, v),
             "response_timeout" => s.response_timeout = self.duration(k, v),
             "read_timeout" => s.read_timeout = self.duration(k, v),
+            "protocol" => s.protocol = self.string(k, v),
+            "tls" => s.tls = self.bool(k, v),
+            "tls_ca" => s.tls_ca = self.string(k, v),
+            "tls_server_name" => s.tls_server_name = self.string(k, v),
+            "tls_verify" => s.tls_verify = self.bool(k, v),
             "hash_balance_factor" => s.hash_balance_factor = self.float(k, v),
             "retries" => s.retries = self.int(k, v),
             "retry_budget" => s.retry_budget = self.float(k, v),

@@ -250,6 +250,30 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
 
     let cache = cache(&raw.cache, diag);
     let limits = limits(&raw.limits, diag);
+    let h2 = H2Settings {
+        max_concurrent_streams: ranged(
+            diag,
+            raw.h2_max_concurrent_streams.as_ref(),
+            "h2_max_concurrent_streams",
+            1,
+            10_000,
+        )
+        .map_or(H2Settings::default().max_concurrent_streams, |n| n as u32),
+        window: {
+            let w = size(diag, raw.h2_window.as_ref(), "h2_window", 1 << 20);
+            if !(65_535..=(1 << 30)).contains(&w) {
+                if let Some(at) = &raw.h2_window {
+                    diag.error(
+                        at.line,
+                        Some("h2_window"),
+                        "`h2_window` must be between 64 KiB and 1 GiB",
+                    );
+                }
+            }
+            w.clamp(65_535, 1 << 30) as u32
+        },
+    };
+    let tls = tls_listen(&raw, diag);
 
     if !diag.errors.is_empty() {
         return None;
@@ -263,6 +287,9 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             access_log: raw.access_log.unwrap_or(true),
             name: raw.name.map(|n| n.value),
             limits,
+            h2c: raw.h2c.unwrap_or(false),
+            h2,
+            tls,
         },
         admin: AdminSettings {
             listen: admin_listen,
@@ -340,6 +367,46 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         &defaults.read_timeout,
         DEFAULT_READ_TIMEOUT,
     );
+    let protocol = match s.protocol.as_ref().or(defaults.protocol.as_ref()) {
+        None => Protocol::H1,
+        Some(p) => match p.value.to_ascii_lowercase().as_str() {
+            "h1" | "http/1.1" | "http1" => Protocol::H1,
+            "h2" | "h2c" | "http2" => Protocol::H2,
+            other => {
+                diag.error(
+                    p.line,
+                    Some("protocol"),
+                    format!("`protocol` must be \"h1\" or \"h2\", not `{other}`"),
+                );
+                Protocol::H1
+            }
+        },
+    };
+    let tls = if s.tls.or(defaults.tls).unwrap_or(false) {
+        let ca = s.tls_ca.as_ref().or(defaults.tls_ca.as_ref());
+        let verify = s.tls_verify.or(defaults.tls_verify).unwrap_or(true);
+        let alpn: &[&[u8]] = match protocol {
+            Protocol::H2 => &[b"h2"],
+            Protocol::H1 => &[b"http/1.1"],
+        };
+        let path = ca.map(|c| config_path(diag, &c.value));
+        match crate::tls::client_config(path.as_deref(), verify, alpn) {
+            Ok(config) => Some(crate::tls::Upstream {
+                config,
+                server_name: s
+                    .tls_server_name
+                    .as_ref()
+                    .or(defaults.tls_server_name.as_ref())
+                    .map(|n| n.value.clone()),
+            }),
+            Err(e) => {
+                diag.error(ca.map_or(p.line, |c| c.line), Some("tls_ca"), e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     for (d, key) in [
         (&s.connect_timeout, "connect_timeout"),
         (&s.response_timeout, "response_timeout"),
@@ -540,6 +607,8 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
         connect_timeout,
         response_timeout,
         read_timeout,
+        protocol,
+        tls,
         servers,
         observe,
         all_backups: p.all_backups.unwrap_or(false),
@@ -704,6 +773,60 @@ fn size(diag: &mut Diag, v: Option<&At<String>>, key: &str, default: u64) -> u64
                 ),
             );
             default
+        }
+    }
+}
+
+/// A path from the config, relative to the config file's directory.
+fn config_path(diag: &Diag, p: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(p);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match std::path::Path::new(&diag.file).parent() {
+        Some(dir) if std::path::Path::new(&diag.file).is_file() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn tls_listen(raw: &RawConfig, diag: &mut Diag) -> Option<TlsListen> {
+    let line = raw.tls_line?;
+    let mut listen = Vec::new();
+    for a in &raw.tls_listen {
+        match resolve(&a.value) {
+            Ok(addr) => listen.push(addr),
+            Err(e) => diag.error(a.line, Some("listen"), e),
+        }
+    }
+    if listen.is_empty() {
+        diag.error(line, Some("listen"), "[tls] needs `listen` addresses");
+    }
+    let mut identities = Vec::new();
+    for (cert, key) in &raw.tls_certs {
+        let (c, k) = (
+            config_path(diag, &cert.value),
+            config_path(diag, &key.value),
+        );
+        match crate::tls::load_identity(&c, &k) {
+            Ok(id) => identities.push(id),
+            Err(e) => diag.error(cert.line, Some("certificates"), e),
+        }
+    }
+    if raw.tls_certs.is_empty() {
+        diag.error(
+            line,
+            Some("certificates"),
+            "[tls] needs at least one certificate and key",
+        );
+    }
+    if identities.is_empty() {
+        return None;
+    }
+    match crate::tls::server_config(identities, true) {
+        Ok(config) => Some(TlsListen { listen, config }),
+        Err(e) => {
+            diag.error(line, None, e);
+            None
         }
     }
 }

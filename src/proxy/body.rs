@@ -13,7 +13,6 @@ use crate::conn::ConnState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -264,7 +263,7 @@ impl Body for UpBody {
 #[derive(Debug)]
 pub struct Reusable {
     pub server: Arc<Server>,
-    pub sender: SendRequest<UpBody>,
+    pub sender: super::Sender,
     pub max_idle: usize,
 }
 
@@ -405,7 +404,10 @@ impl ProxyBody {
             f.finish();
         }
         if let Some(r) = self.reuse.take() {
-            r.server.put_idle(r.sender, r.max_idle);
+            // An HTTP/2 connection is shared, not taken: nothing to give back.
+            if let super::Sender::H1(s) = r.sender {
+                r.server.put_idle(s, r.max_idle);
+            }
         }
     }
 }

@@ -53,6 +53,11 @@ pub struct Runtime {
     pub access_log: bool,
     /// What clients may send and how long they may take.
     pub limits: crate::config::Limits,
+    /// The TLS listeners' configuration (re-read on reload: new handshakes take the new one).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// h2c with prior knowledge on plain listeners.
+    pub h2c: bool,
+    pub h2: crate::config::H2Settings,
 }
 
 /// A route as the request path sees it.
@@ -72,6 +77,8 @@ pub struct ClientInfo {
     pub addr: SocketAddr,
     /// The client's IP as an `X-Forwarded-For` value.
     pub ip_header: HeaderValue,
+    /// `http` or `https` (`X-Forwarded-Proto`).
+    pub scheme: &'static str,
 }
 
 impl ClientInfo {
@@ -79,6 +86,7 @@ impl ClientInfo {
         ClientInfo {
             addr,
             ip_header: headers::client_ip_value(addr.ip()),
+            scheme: "http",
         }
     }
 }
@@ -117,6 +125,9 @@ pub async fn handle(
     if let Some(l) = &mut log {
         l.pool = Some(pool.name.clone());
     }
+    if let Some(protocol) = upgrade_protocol(&req) {
+        return upgrade(rt, pool, req, protocol, client, conn, log).await;
+    }
     if route.cache {
         return cached::handle(rt, route, pool, req, client, conn, log).await;
     }
@@ -125,6 +136,84 @@ pub async fn handle(
         Err(kind) => return error_response(kind, log),
     };
     forward(pool, req, client, log).await
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade`).
+fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(http::header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// The client's side of an upgrade: hyper's own (TLS connections) or handed over by the
+/// connection loop once hyper let go of the socket (parked plain connections, see conn.rs).
+pub enum ClientUpgrade {
+    Native(hyper::upgrade::OnUpgrade),
+    Manual(tokio::sync::oneshot::Receiver<Box<dyn crate::conn::Tunnel>>),
+}
+
+impl Clone for ClientUpgrade {
+    /// Only so the request's extensions stay cloneable; never cloned in practice.
+    fn clone(&self) -> Self {
+        ClientUpgrade::Manual(tokio::sync::oneshot::channel().1)
+    }
+}
+
+/// WebSocket and other upgrades: the request goes to a server with its `Connection: upgrade`
+/// and `Upgrade`; on a 101 both sides are joined in a tunnel (see [`forward`]).
+async fn upgrade(
+    rt: &Runtime,
+    pool: &Arc<Pool>,
+    mut req: Request<Incoming>,
+    protocol: HeaderValue,
+    client: &ClientInfo,
+    conn: &Arc<ConnState>,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let side = match req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+        Some(on) if !conn.manual_upgrade() => ClientUpgrade::Native(on),
+        _ => ClientUpgrade::Manual(conn.expect_upgrade()),
+    };
+    let mut up = match upstream_request(rt, req, client, conn).await {
+        Ok(r) => r,
+        Err(kind) => return error_response(kind, log),
+    };
+    up.headers_mut().insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    up.headers_mut().insert(http::header::UPGRADE, protocol);
+    up.extensions_mut().insert(side);
+    forward(pool, up, client, log).await
+}
+
+/// Copies both ways until either side closes. Counted as a request in flight of its server
+/// (least-connections sees it) and a session of it (`shutdown-sessions` ends it).
+async fn tunnel(client: ClientUpgrade, server: hyper::upgrade::OnUpgrade, in_flight: InFlight) {
+    let _in_flight = in_flight;
+    let client: Box<dyn crate::conn::Tunnel> = match client {
+        ClientUpgrade::Native(on) => match on.await {
+            Ok(u) => Box::new(TokioIo::new(u)),
+            Err(_) => return,
+        },
+        ClientUpgrade::Manual(rx) => match rx.await {
+            Ok(io) => io,
+            Err(_) => return,
+        },
+    };
+    let Ok(server) = server.await else { return };
+    let mut client = client;
+    let mut server = TokioIo::new(server);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
 }
 
 /// A refusal on behalf of a pool: its `[queue]` statuses, with `Retry-After`.
@@ -222,34 +311,127 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
             .headers
             .insert(TE, HeaderValue::from_static("trailers"));
     }
-    headers::add_forwarding(&mut parts.headers, &client.ip_header, "http", &rt.via);
+    headers::add_forwarding(
+        &mut parts.headers,
+        &client.ip_header,
+        client.scheme,
+        &rt.via,
+    );
     parts.version = Version::HTTP_11;
 }
 
+/// A connection to a server: HTTP/1.1 (one exchange at a time, pooled when idle) or HTTP/2
+/// (one connection per server, shared by every request).
+#[derive(Debug)]
+pub enum Sender {
+    H1(SendRequest<UpBody>),
+    H2(hyper::client::conn::http2::SendRequest<UpBody>),
+}
+
+type TrySend = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>;
+
+impl Sender {
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    async fn send(&mut self, req: Request<UpBody>) -> TrySend {
+        match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+}
+
+/// An open connection to reuse: the shared HTTP/2 one, or an idle HTTP/1.1 one.
+fn take_connection(pool: &Pool, server: &Server) -> Option<Sender> {
+    match pool.protocol {
+        crate::config::Protocol::H2 => server.h2_sender().map(Sender::H2),
+        crate::config::Protocol::H1 => server.take_idle().map(Sender::H1),
+    }
+}
+
 async fn connect(
+    pool: &Pool,
     server: &Arc<Server>,
     connect_timeout: std::time::Duration,
-) -> std::io::Result<SendRequest<UpBody>> {
+) -> std::io::Result<Sender> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+    let started = Instant::now();
     let stream = match timeout(connect_timeout, TcpStream::connect(server.addr)).await {
         Ok(r) => r?,
-        Err(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        }
+        Err(_) => return Err(timed_out()),
     };
     stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    // A session of the server: `shutdown-sessions` can end it.
-    server.spawn_session(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    let io: Box<dyn UpIoBox> = match &pool.tls {
+        None => Box::new(TokioIo::new(stream)),
+        Some(tls) => {
+            let host = server
+                .name
+                .rsplit_once(':')
+                .map_or(&*server.name, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = tls.name_for(host).map_err(std::io::Error::other)?;
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            let left = connect_timeout.saturating_sub(started.elapsed());
+            match timeout(left, connector.connect(name, stream)).await {
+                Ok(Ok(s)) => Box::new(TokioIo::new(s)),
+                Ok(Err(e)) => return Err(std::io::Error::other(format!("TLS: {e}"))),
+                Err(_) => return Err(timed_out()),
+            }
+        }
+    };
+    match pool.protocol {
+        crate::config::Protocol::H1 => {
+            let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                .writev(false)
+                .handshake(io)
+                .await
+                .map_err(std::io::Error::other)?;
+            // A session of the server: `shutdown-sessions` can end it. With upgrades, so a 101
+            // hands the connection over to a tunnel.
+            server.spawn_session(async move {
+                let _ = conn.with_upgrades().await;
+            });
+            Ok(Sender::H1(sender))
+        }
+        crate::config::Protocol::H2 => {
+            let (sender, conn) =
+                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(std::io::Error::other)?;
+            server.spawn_session(async move {
+                let _ = conn.await;
+            });
+            *server.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
+            Ok(Sender::H2(sender))
+        }
+    }
+}
+
+/// A boxed upstream I/O (TCP or TLS), so both kinds make the same connection type.
+trait UpIoBox: hyper::rt::Read + hyper::rt::Write + Unpin + Send {}
+impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> UpIoBox for T {}
+
+/// HTTP/2 needs the scheme and authority in the request (`:scheme`, `:authority`); they come
+/// from the Host header, which HTTP/2 does not use.
+fn to_h2(req: &mut Request<UpBody>, pool: &Pool, server: &Server) {
+    let authority = req
+        .headers_mut()
+        .remove(http::header::HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_string))
+        .unwrap_or_else(|| server.name.to_string());
+    let scheme = if pool.tls.is_some() { "https" } else { "http" };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(uri) = format!("{scheme}://{authority}{pq}").parse() {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = Version::HTTP_2;
 }
 
 /// A copy of a request that may be sent again: an idempotent method (RFC 9110 9.2.2) and a
@@ -312,6 +494,7 @@ pub(crate) async fn forward(
         hash,
     };
     let mut tried = Tried::default();
+    let mut upgrade = req.extensions_mut().remove::<ClientUpgrade>();
     let mut ticket: Option<crate::backend::queue::Ticket> = None;
     let mut deadline: Option<Instant> = None;
     // `request_timeout` bounds everything below: queue, connects, retries and the wait.
@@ -407,9 +590,9 @@ pub(crate) async fn forward(
         }
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let (mut sender, reused) = match server.take_idle() {
+            let (mut sender, reused) = match take_connection(pool, server) {
                 Some(s) => (s, true),
-                None => match connect(server, connect_budget(pool, until)).await {
+                None => match connect(pool, server, connect_budget(pool, until)).await {
                     Ok(s) => {
                         let had = server.connect_succeeded();
                         if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {
@@ -447,7 +630,10 @@ pub(crate) async fn forward(
             // An idempotent request without a body can be sent again if its response never starts.
             let replay = replayable(&req);
             let response_until = (sent_at + pool.response_timeout).min(until);
-            match tokio::time::timeout_at(response_until, sender.try_send_request(req)).await {
+            if matches!(sender, Sender::H2(_)) && req.version() != Version::HTTP_2 {
+                to_h2(&mut req, pool, server);
+            }
+            match tokio::time::timeout_at(response_until, sender.send(req)).await {
                 Err(_) if response_until == until => {
                     return error_response(ErrorKind::RequestTimeout, log);
                 }
@@ -471,6 +657,32 @@ pub(crate) async fn forward(
                         }
                         None => return error_response(ErrorKind::BadUpstream, log),
                     }
+                }
+                Ok(Ok(mut resp))
+                    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                        && upgrade.is_some() =>
+                {
+                    monitor::observe(pool, i, Seen::Status(101));
+                    let server_side = hyper::upgrade::on(&mut resp);
+                    let protocol = resp.headers().get(http::header::UPGRADE).cloned();
+                    let (mut parts, _) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut parts.headers);
+                    parts.headers.insert(
+                        http::header::CONNECTION,
+                        HeaderValue::from_static("upgrade"),
+                    );
+                    if let Some(p) = protocol {
+                        parts.headers.insert(http::header::UPGRADE, p);
+                    }
+                    if let Some(l) = &mut log {
+                        l.status = 101;
+                        l.upstream_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    let client_side = upgrade.take().expect("checked above");
+                    // The connection now belongs to the tunnel: never back to the idle pool.
+                    drop(sender);
+                    server.spawn_session(tunnel(client_side, server_side, in_flight));
+                    return Response::from_parts(parts, ProxyBody::full(bytes::Bytes::new(), log));
                 }
                 Ok(Ok(resp)) => {
                     monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
