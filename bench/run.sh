@@ -2,7 +2,7 @@
 # langur's benchmark: langur, HAProxy and nginx side by side, same backends, same client, same run.
 #
 #   bench/run.sh            # all sections
-#   bench/run.sh proxy      # only the proxy table (also: cache, idle, workers)
+#   bench/run.sh proxy      # only the proxy table (also: cache, https, idle, workers)
 #
 # Sections:
 #   proxy    one worker each, pinned to CPU 1; wrk and the backends on CPU 0; 64 keep-alive
@@ -13,15 +13,17 @@
 #            proxy_cache, HAProxy's cache, langur's cache, and langur without cache (proxied).
 #   idle     resident memory of each proxy holding IDLE_CONNS idle keep-alive client connections.
 #   workers  langur with 1 worker vs 2 workers (wrk unpinned: the machine has only 2 cores).
+#   https    the proxy table with TLS terminated by each proxy (same self-signed certificate,
+#            TLS 1.3, keep-alive connections: the cost of encrypting, not of handshakes).
 # Env: ROUNDS (3), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
 #      these machines cap open files at 20000 and HAProxy insists on two per connection).
 # Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy cache idle workers}
+sections=${*:-proxy cache https idle workers}
 ROUNDS=${ROUNDS:-3} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 need=""
-for t in haproxy nginx wrk curl python3; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
+for t in haproxy nginx wrk curl python3 openssl; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
 if [ -n "$need" ]; then
   echo "bench: installing$need" >&2
   (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need) >/dev/null 2>&1 ||
@@ -119,6 +121,20 @@ CMD[langur]="$BIN run -c $work/langur.toml --workers 1 --no-access-log"
 CMD[nginx-cache]="nginx -c $work/nginx-cache.conf -p $work/nc"
 CMD[haproxy-cache]="haproxy -f $work/haproxy-cache.cfg -db"
 CMD[langur-cache]="$BIN run -c $work/langur-cache.toml --workers 1 --no-access-log"
+# HTTPS: one self-signed certificate for all three.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+  -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 -keyout "$work/site.key" -out "$work/site.crt" >/dev/null 2>&1
+cat "$work/site.crt" "$work/site.key" >"$work/site.pem"
+sed -e "s|^  bind 127.0.0.1:$PORT$|  bind 127.0.0.1:$PORT ssl crt $work/site.pem alpn http/1.1|" "$work/haproxy.cfg" >"$work/haproxy-tls.cfg"
+sed -e "s|listen 127.0.0.1:$PORT;|listen 127.0.0.1:$PORT ssl; ssl_certificate $work/site.crt; ssl_certificate_key $work/site.key;|" \
+  -e "s|pid $work/nx.pid|pid $work/nt.pid|" "$work/nginx.conf" >"$work/nginx-tls.conf"
+sed -e "s|^listen = \[\"127.0.0.1:$PORT\"\]$|listen = [\"127.0.0.1:$((PORT + 1))\"]|" "$work/langur.toml" >"$work/langur-tls.toml"
+printf '[tls]\nlisten = ["127.0.0.1:%s"]\ncertificates = [{ cert = "%s", key = "%s" }]\n' "$PORT" "$work/site.crt" "$work/site.key" >>"$work/langur-tls.toml"
+mkdir -p "$work/nt"
+CMD[haproxy-tls]="haproxy -f $work/haproxy-tls.cfg -db"
+CMD[nginx-tls]="nginx -c $work/nginx-tls.conf -p $work/nt"
+CMD[langur-tls]="$BIN run -c $work/langur-tls.toml --workers 1 --no-access-log"
+SCHEME=http
 
 cpu_ticks() { # utime+stime of a process (all its threads) and its children (nginx's worker)
   local t=0 p f
@@ -131,7 +147,7 @@ cpu_ticks() { # utime+stime of a process (all its threads) and its children (ngi
 start() { # name cpus -> pid
   taskset -c "$2" bash -c "ulimit -n 65536 2>/dev/null; exec ${CMD[$1]}" >"$work/$1.out" 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+  for _ in $(seq 100); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT/" && break; sleep 0.05; done
   echo $pid
 }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; sleep 0.3; }
@@ -139,10 +155,10 @@ measure() { # results-file path name... : one round over the named servers, pinn
   local out=$1 path=$2 name pid c0 c1; shift 2
   for name in "$@"; do
     pid=$(start $name 1)
-    curl -s -o /dev/null "http://127.0.0.1:$PORT$path"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT$path" >/dev/null 2>&1
+    curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT$path"
+    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
     c0=$(cpu_ticks $pid)
-    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
+    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
     c1=$(cpu_ticks $pid)
     stop $pid
     awk -v n=$name -v c=$((c1 - c0)) -v hz="$hz" '
@@ -211,4 +227,19 @@ if [[ " $sections " == *" workers "* ]]; then
     stop $pid
     printf 'workers=%s %12s req/s\n' $w "$(awk '/Requests\/sec/ {print $2}' "$work/wrk")"
   done
+fi
+
+if [[ " $sections " == *" https "* ]]; then
+  SCHEME=https
+  : >"$work/tresults"
+  for r in $(seq "$ROUNDS"); do measure "$work/tresults" / haproxy-tls nginx-tls langur-tls; done
+  SCHEME=http
+  echo "== https: TLS 1.3 terminated by the proxy, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
+  printf '%-12s %12s %10s %12s %14s\n' proxy req/s p99_ms cpu_us/req "cpu vs haproxy"
+  hap=$(median "$work/tresults" haproxy-tls 4)
+  for name in haproxy-tls nginx-tls langur-tls; do
+    cpu=$(median "$work/tresults" $name 4)
+    printf '%-12s %12s %10s %12s %14s\n' $name "$(median "$work/tresults" $name 2)" "$(median "$work/tresults" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
+  done
+  echo "per run (proxy req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/tresults"
 fi
