@@ -265,10 +265,12 @@ async fn grpc_like_backend() -> SocketAddr {
 #[tokio::test]
 async fn a_grpc_style_call_with_trailers_passes_through_h2_end_to_end() {
     let backend = grpc_like_backend().await;
-    let lg = langur_toml(&format!(
-        "[server]\nh2c = true\n[[route]]\nmatch = ['^/']\npool = \"g\"\n[pools.g]\nprotocol = \"h2\"\nservers = [\"{backend}\"]\n",
-    ))
+    let lg = start_with_admin(toml_config(&format!(
+        "[server]\nh2c = true\n[[route]]\nmatch = ['^/']\npool = \"g\"\n[pools.g]\nprotocol = \"h2\"\nservers = [\"{backend}\"]\n[pools.g.check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"100ms\"\n",
+    )))
     .await;
+    // The HTTP check of an HTTP/2 pool speaks HTTP/2 (the backend refuses anything else).
+    wait_for_check(lg.admin_addr().unwrap(), &[("g", "L7OK")]).await;
     let at = lg.listen_addrs()[0];
     let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
         TokioExecutor::new(),
@@ -371,8 +373,17 @@ async fn tls_to_a_pool_verifies_the_server_and_checks_report_layer_6() {
     assert!(r.status == 502 || r.status == 503, "{}", r.status);
 
     // Layer-6 check statuses, read from the stats API.
-    let admin = lg.admin_addr().unwrap();
-    let want = [("good", "L6OK"), ("notls", "L6RSP"), ("silent", "L6TOUT")];
+    wait_for_check(
+        lg.admin_addr().unwrap(),
+        &[("good", "L6OK"), ("notls", "L6RSP"), ("silent", "L6TOUT")],
+    )
+    .await;
+    drop(silent);
+    lg.shutdown().await;
+}
+
+/// Waits until each pool's first server reports the given check status.
+async fn wait_for_check(admin: SocketAddr, want: &[(&str, &str)]) {
     let t = std::time::Instant::now();
     loop {
         let stats = get(admin, "/api/stats").await.text();
@@ -399,8 +410,6 @@ async fn tls_to_a_pool_verifies_the_server_and_checks_report_layer_6() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(silent);
-    lg.shutdown().await;
 }
 
 /// A WebSocket echo server; counts open sessions.

@@ -148,19 +148,8 @@ pub async fn probe(
             }
         }
     };
-    if code == 404 && check.disable_on_404 {
-        return done(
-            CheckStatus::L7OkC,
-            Some(code),
-            "404: alive, not taking new requests".into(),
-        );
-    }
-    if !check.expect_status.iter().any(|m| m.matches(code)) {
-        return done(
-            CheckStatus::L7Sts,
-            Some(code),
-            format!("unexpected status {code}"),
-        );
+    if let Some((status, detail)) = judge_status(code, check) {
+        return done(status, Some(code), detail);
     }
     if let Some(re) = body_re {
         let mut body = buf[head_len..].to_vec();
@@ -180,6 +169,21 @@ pub async fn probe(
         }
     }
     done(CheckStatus::L7Ok, Some(code), format!("status {code}"))
+}
+
+/// What a status alone decides: a 404 that drains (`disable_on_404`), or a status not
+/// expected. `None`: the status is fine (the body may still be checked).
+fn judge_status(code: u16, check: &CheckConfig) -> Option<(CheckStatus, String)> {
+    if code == 404 && check.disable_on_404 {
+        return Some((
+            CheckStatus::L7OkC,
+            "404: alive, not taking new requests".into(),
+        ));
+    }
+    if !check.expect_status.iter().any(|m| m.matches(code)) {
+        return Some((CheckStatus::L7Sts, format!("unexpected status {code}")));
+    }
+    None
 }
 
 /// The HTTP check of an HTTP/2 pool: one GET on a fresh HTTP/2 connection.
@@ -226,19 +230,8 @@ async fn probe_h2(
             Ok(Ok(r)) => r,
         };
         let code = resp.status().as_u16();
-        if code == 404 && check.disable_on_404 {
-            return done(
-                CheckStatus::L7OkC,
-                Some(code),
-                "404: alive, not taking new requests".into(),
-            );
-        }
-        if !check.expect_status.iter().any(|m| m.matches(code)) {
-            return done(
-                CheckStatus::L7Sts,
-                Some(code),
-                format!("unexpected status {code}"),
-            );
+        if let Some((status, detail)) = judge_status(code, check) {
+            return done(status, Some(code), detail);
         }
         if let Some(re) = body_re {
             let mut body = resp.into_body();

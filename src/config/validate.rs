@@ -259,19 +259,13 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             10_000,
         )
         .map_or(H2Settings::default().max_concurrent_streams, |n| n as u32),
-        window: {
-            let w = size(diag, raw.h2_window.as_ref(), "h2_window", 1 << 20);
-            if !(65_535..=(1 << 30)).contains(&w) {
-                if let Some(at) = &raw.h2_window {
-                    diag.error(
-                        at.line,
-                        Some("h2_window"),
-                        "`h2_window` must be between 64 KiB and 1 GiB",
-                    );
-                }
-            }
-            w.clamp(65_535, 1 << 30) as u32
-        },
+        window: size_in(
+            diag,
+            raw.h2_window.as_ref(),
+            "h2_window",
+            1 << 20,
+            65_535..=(1 << 30),
+        ) as u32,
     };
     let tls = tls_listen(&raw, diag);
 
@@ -841,52 +835,28 @@ fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
         Some(t) => t.value,
         None => default,
     };
-    let max_header_size = size(
+    // hyper's read buffer cannot be smaller than 8 KiB.
+    let max_header_size = size_in(
         diag,
         l.max_header_size.as_ref(),
         "max_header_size",
         d.max_header_size as u64,
+        8192..=(1 << 20),
     );
-    // hyper's read buffer cannot be smaller than 8 KiB.
-    if !(8192..=(1 << 20)).contains(&max_header_size) {
-        if let Some(v) = &l.max_header_size {
-            diag.error(
-                v.line,
-                Some("max_header_size"),
-                "`max_header_size` must be between 8 KiB and 1 MiB",
-            );
-        }
-    }
-    let max_uri_length = size(
+    let max_uri_length = size_in(
         diag,
         l.max_uri_length.as_ref(),
         "max_uri_length",
         d.max_uri_length as u64,
+        16..=max_header_size,
     );
-    if max_uri_length < 16 || max_uri_length > max_header_size {
-        if let Some(v) = &l.max_uri_length {
-            diag.error(
-                v.line,
-                Some("max_uri_length"),
-                "`max_uri_length` must be at least 16 bytes and at most `max_header_size`",
-            );
-        }
-    }
-    let request_buffer = size(
+    let request_buffer = size_in(
         diag,
         l.request_buffer.as_ref(),
         "request_buffer",
         d.request_buffer as u64,
+        0..=(64 << 20),
     );
-    if request_buffer > (64 << 20) {
-        if let Some(v) = &l.request_buffer {
-            diag.error(
-                v.line,
-                Some("request_buffer"),
-                "`request_buffer` must be at most 64 MiB",
-            );
-        }
-    }
     Limits {
         header_read_timeout: time(
             diag,
@@ -913,7 +883,7 @@ fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
             "shutdown_timeout",
             d.shutdown_timeout,
         ),
-        max_header_size: max_header_size.clamp(8192, 1 << 20) as usize,
+        max_header_size: max_header_size as usize,
         max_headers: ranged(diag, l.max_headers.as_ref(), "max_headers", 1, 1000)
             .map_or(d.max_headers, |n| n as usize),
         max_uri_length: max_uri_length as usize,
@@ -931,8 +901,33 @@ fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
             10_000_000,
         )
         .map_or(d.max_connections, |n| n as usize),
-        request_buffer: request_buffer.min(64 << 20) as usize,
+        request_buffer: request_buffer as usize,
     }
+}
+
+/// A size within `range`; out of it is an error naming the key, and the value is clamped.
+fn size_in(
+    diag: &mut Diag,
+    v: Option<&At<String>>,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> u64 {
+    let n = size(diag, v, key, default);
+    if !range.contains(&n) {
+        if let Some(at) = v {
+            diag.error(
+                at.line,
+                Some(key),
+                format!(
+                    "`{key}` must be between {} and {} bytes, not {n}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+    }
+    n.clamp(*range.start(), *range.end())
 }
 
 fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
