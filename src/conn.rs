@@ -165,24 +165,97 @@ impl Read for Prefixed {
             this.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        // Read through a stack buffer, so the bytes can be scanned before hyper gets them (a
-        // copy of what was read; no unsafe code to look into hyper's cursor).
-        let mut chunk = [0u8; 16 * 1024];
-        let want = buf.remaining().min(chunk.len());
-        let mut tbuf = tokio::io::ReadBuf::new(&mut chunk[..want]);
-        match tokio::io::AsyncRead::poll_read(Pin::new(this.io.inner_mut()), cx, &mut tbuf) {
-            Poll::Ready(Ok(())) => {}
-            other => return other,
+        read_scanned(
+            Pin::new(this.io.inner_mut()),
+            cx,
+            buf,
+            &mut this.framing,
+            &this.state,
+        )
+    }
+}
+
+/// Reads through a stack buffer, so the bytes can be scanned by the framing scanner before
+/// hyper gets them (a copy of what was read; no unsafe code to look into hyper's cursor).
+fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
+    io: Pin<&mut T>,
+    cx: &mut Context<'_>,
+    mut buf: ReadBufCursor<'_>,
+    framing: &mut crate::framing::Framing,
+    state: &ConnState,
+) -> Poll<io::Result<()>> {
+    let mut chunk = [0u8; 16 * 1024];
+    let want = buf.remaining().min(chunk.len());
+    let mut tbuf = tokio::io::ReadBuf::new(&mut chunk[..want]);
+    match io.poll_read(cx, &mut tbuf) {
+        Poll::Ready(Ok(())) => {}
+        other => return other,
+    }
+    let had = framing.ambiguous();
+    framing.scan(tbuf.filled());
+    if had.is_none() {
+        if let Some(i) = framing.ambiguous() {
+            state.ambiguous_at.store(i, Ordering::Relaxed);
         }
-        let had = this.framing.ambiguous();
-        this.framing.scan(tbuf.filled());
-        if had.is_none() {
-            if let Some(i) = this.framing.ambiguous() {
-                this.state.ambiguous_at.store(i, Ordering::Relaxed);
-            }
+    }
+    buf.put_slice(tbuf.filled());
+    Poll::Ready(Ok(()))
+}
+
+/// A TLS client connection speaking HTTP/1.1, watched by the framing scanner like a plain one.
+struct ScannedTls {
+    io: tokio_rustls::server::TlsStream<TcpStream>,
+    framing: crate::framing::Framing,
+    state: Arc<ConnState>,
+    /// ALPN chose HTTP/2: nothing to scan.
+    h2: bool,
+}
+
+impl Read for ScannedTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.h2 {
+            // No copy: hand the bytes straight to hyper.
+            let mut io = TokioIo::new(&mut this.io);
+            return Pin::new(&mut io).poll_read(cx, buf);
         }
-        buf.put_slice(tbuf.filled());
-        Poll::Ready(Ok(()))
+        read_scanned(
+            Pin::new(&mut this.io),
+            cx,
+            buf,
+            &mut this.framing,
+            &this.state,
+        )
+    }
+}
+
+impl Write for ScannedTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().io), cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write_vectored(Pin::new(&mut self.get_mut().io), cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        tokio::io::AsyncWrite::is_write_vectored(&self.io)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().io), cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().io), cx)
     }
 }
 
@@ -487,7 +560,14 @@ pub async fn serve_tls(
             .initial_connection_window_size(h2.window)
             .max_header_list_size(rt.limits.max_header_size as u32);
     }
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = ScannedTls {
+        io: tls,
+        framing: Default::default(),
+        state: svc.conn.clone(),
+        h2,
+    };
+    let conn = builder.serve_connection_with_upgrades(io, svc);
     drive_until_stopped(conn, &shared, &mut ticks).await;
 }
 

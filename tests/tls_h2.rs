@@ -742,3 +742,25 @@ async fn certificates_are_re_read_on_reload() {
     );
     lg.shutdown().await;
 }
+
+/// HTTP/1.1 over TLS gets the same framing scrutiny as over plain TCP.
+#[tokio::test]
+async fn ambiguous_framing_over_tls_is_refused_too() {
+    ensure_provider();
+    let pki = Pki::new("smuggle");
+    let (c, k, _) = pki.issue("site", &["site.test"]);
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&tls_config(b.addr, &[(c, k)], "")).await;
+    let mut s = tls_connect(&pki, lg.tls_addrs()[0], "site.test", &[b"http/1.1"]).await;
+    s.write_all(
+        b"POST /x HTTP/1.1\r\nHost: site.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(b.hits(), 0);
+    lg.shutdown().await;
+}
