@@ -184,9 +184,10 @@ fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
     framing: &mut crate::framing::Framing,
     state: &ConnState,
 ) -> Poll<io::Result<()>> {
-    let mut chunk = [0u8; 16 * 1024];
+    // Uninitialized (not zeroed on every read); tokio's ReadBuf tracks what got filled.
+    let mut chunk = [const { std::mem::MaybeUninit::<u8>::uninit() }; 16 * 1024];
     let want = buf.remaining().min(chunk.len());
-    let mut tbuf = tokio::io::ReadBuf::new(&mut chunk[..want]);
+    let mut tbuf = tokio::io::ReadBuf::uninit(&mut chunk[..want]);
     match io.poll_read(cx, &mut tbuf) {
         Poll::Ready(Ok(())) => {}
         other => return other,

@@ -271,7 +271,7 @@ pub struct Reusable {
 enum Kind {
     Full(Option<Bytes>),
     /// A server's body, with the pool's `read_timeout` on silences.
-    Upstream(Incoming, Box<IdleTimer>),
+    Upstream(Incoming, IdleTimer),
     /// Part of a file, read in chunks as the client takes them.
     File(
         tokio_util::io::ReaderStream<tokio::io::Take<tokio::fs::File>>,
@@ -347,7 +347,7 @@ impl ProxyBody {
         log: Option<AccessLog>,
     ) -> ProxyBody {
         let mut b = ProxyBody {
-            kind: Kind::Upstream(body, Box::new(IdleTimer::new(read_timeout))),
+            kind: Kind::Upstream(body, IdleTimer::new(read_timeout)),
             _in_flight: Some(in_flight),
             reuse: Some(reuse),
             log,
