@@ -117,6 +117,19 @@ impl Framing {
                         };
                     }
                 }
+                // Inside a line that cannot matter (the request line, a value of any field
+                // but Content-Length, a name that is neither field): jump to its end.
+                State::Head if self.skippable() => match memchr::memchr(b'\n', bytes) {
+                    Some(i) => {
+                        bytes = &bytes[i..];
+                        self.blank_cr = false;
+                        self.in_name = false;
+                        let b = bytes[0];
+                        bytes = &bytes[1..];
+                        self.byte(b);
+                    }
+                    None => return,
+                },
                 _ => {
                     let b = bytes[0];
                     bytes = &bytes[1..];
@@ -124,6 +137,14 @@ impl Framing {
                 }
             }
         }
+    }
+
+    /// In a head, the rest of the current line holds nothing the scanner needs.
+    fn skippable(&self) -> bool {
+        !self.line_start
+            && !self.blank_cr
+            && !self.in_cl_value
+            && (self.first_line || !self.in_name || (!self.maybe_cl && !self.maybe_te))
     }
 
     fn byte(&mut self, b: u8) {

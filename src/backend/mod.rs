@@ -13,10 +13,9 @@ pub mod queue;
 
 use crate::balancer::{self, Balancer, Candidates};
 use crate::config::{CheckConfig, ObserveConfig, PoolConfig};
-use crate::proxy::body::UpBody;
+use crate::proxy::upstream::{H1, H2};
 use ha::{availability, Availability, HaPolicy};
 use health::{Health, HealthMachine, Thresholds};
-use hyper::client::conn::http1::SendRequest;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,9 +52,9 @@ pub struct Server {
     probing: AtomicBool,
     /// Idle upstream connections, one slot per worker thread: a connection is driven by the
     /// worker that opened it, so it is only ever reused there (no cross-thread wakeups).
-    idle: Box<[Mutex<Vec<SendRequest<UpBody>>>]>,
+    idle: Box<[Mutex<Vec<H1>>]>,
     /// HTTP/2 pools: the one multiplexed connection, shared by every request.
-    pub h2: Mutex<Option<hyper::client::conn::http2::SendRequest<UpBody>>>,
+    pub h2: Mutex<Option<H2>>,
     /// Used only when no non-backup server of the pool is usable.
     pub backup: bool,
     /// Requests in flight at most (0: no limit); at the limit the server is overloaded.
@@ -429,10 +428,10 @@ impl Server {
     }
 
     /// The shared HTTP/2 connection, if it is still open.
-    pub fn h2_sender(&self) -> Option<hyper::client::conn::http2::SendRequest<UpBody>> {
+    pub fn h2_sender(&self) -> Option<H2> {
         let mut slot = self.h2.lock().unwrap_or_else(|e| e.into_inner());
         match &*slot {
-            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(s) if !s.sender.is_closed() => Some(s.clone()),
             Some(_) => {
                 *slot = None;
                 None
@@ -442,10 +441,10 @@ impl Server {
     }
 
     /// An idle upstream connection, if one is ready (closed ones are dropped).
-    pub fn take_idle(&self) -> Option<SendRequest<UpBody>> {
+    pub fn take_idle(&self) -> Option<H1> {
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
         while let Some(s) = idle.pop() {
-            if !s.is_closed() {
+            if !s.sender.is_closed() {
                 return Some(s);
             }
         }
@@ -453,8 +452,8 @@ impl Server {
     }
 
     /// Returns a connection whose last exchange finished cleanly.
-    pub fn put_idle(&self, sender: SendRequest<UpBody>, max_idle: usize) {
-        if sender.is_closed() {
+    pub fn put_idle(&self, sender: H1, max_idle: usize) {
+        if sender.sender.is_closed() {
             return;
         }
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
@@ -463,7 +462,7 @@ impl Server {
         }
     }
 
-    fn slot(&self) -> &Mutex<Vec<SendRequest<UpBody>>> {
+    fn slot(&self) -> &Mutex<Vec<H1>> {
         &self.idle[crate::server::worker_id() % self.idle.len()]
     }
 }

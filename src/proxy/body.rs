@@ -28,8 +28,6 @@ pub enum BodyError {
     ClientTimeout,
     #[error("server body: {0}")]
     Upstream(#[source] hyper::Error),
-    #[error("the server sent no body data within read_timeout")]
-    UpstreamTimeout,
 }
 
 /// A silence limit on a body: armed when polling it returns `Pending`, disarmed by progress.
@@ -270,8 +268,8 @@ pub struct Reusable {
 #[derive(Debug)]
 enum Kind {
     Full(Option<Bytes>),
-    /// A server's body, with the pool's `read_timeout` on silences.
-    Upstream(Incoming, IdleTimer),
+    /// A server's body (the connection's `read_timeout` applies while it is read).
+    Upstream(Incoming, Option<super::upstream::Reading>),
     /// Part of a file, read in chunks as the client takes them.
     File(
         tokio_util::io::ReaderStream<tokio::io::Take<tokio::fs::File>>,
@@ -341,13 +339,14 @@ impl ProxyBody {
     /// A server's body, streamed.
     pub fn upstream(
         body: Incoming,
-        read_timeout: std::time::Duration,
         in_flight: InFlight,
         reuse: Reusable,
         log: Option<AccessLog>,
     ) -> ProxyBody {
+        let reading =
+            (!body.is_end_stream()).then(|| super::upstream::Reading::new(reuse.sender.watch()));
         let mut b = ProxyBody {
-            kind: Kind::Upstream(body, IdleTimer::new(read_timeout)),
+            kind: Kind::Upstream(body, reading),
             _in_flight: Some(in_flight),
             reuse: Some(reuse),
             log,
@@ -400,6 +399,9 @@ impl ProxyBody {
 
     fn finish(&mut self) {
         self.ended = true;
+        if let Kind::Upstream(_, reading) = &mut self.kind {
+            *reading = None;
+        }
         if let Some(f) = self.fill.take() {
             f.finish();
         }
@@ -447,11 +449,10 @@ impl Body for ProxyBody {
                     Poll::Pending => Poll::Pending,
                 }
             }
-            Kind::Upstream(inner, idle) => {
+            Kind::Upstream(inner, _) => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match polled {
                     Poll::Ready(Some(Ok(frame))) => {
-                        idle.progress();
                         match frame.data_ref() {
                             Some(d) => {
                                 this.bytes += d.len() as u64;
@@ -473,21 +474,19 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         this.reuse = None;
+                        let timed_out = std::error::Error::source(&e)
+                            .and_then(|c| c.downcast_ref::<std::io::Error>())
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
                         if let Some(log) = &mut this.log {
-                            log.reason = "upstream_aborted";
+                            log.reason = if timed_out {
+                                "upstream_read_timeout"
+                            } else {
+                                "upstream_aborted"
+                            };
                         }
                         Poll::Ready(Some(Err(BodyError::Upstream(e))))
                     }
-                    Poll::Pending => {
-                        if !idle.expired(cx) {
-                            return Poll::Pending;
-                        }
-                        this.reuse = None;
-                        if let Some(log) = &mut this.log {
-                            log.reason = "upstream_read_timeout";
-                        }
-                        Poll::Ready(Some(Err(BodyError::UpstreamTimeout)))
-                    }
+                    Poll::Pending => Poll::Pending,
                 }
             }
         }

@@ -14,6 +14,7 @@ pub mod body;
 pub mod cached;
 pub mod headers;
 pub mod strict;
+pub mod upstream;
 
 use crate::access_log::AccessLog;
 use crate::backend::monitor::{self, Seen};
@@ -28,12 +29,11 @@ use body::{ProxyBody, Reusable, UpBody};
 use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
+use upstream::{connect, take_connection, to_h2, Sender};
 
 /// An immutable snapshot of everything the request path needs, swapped whole on reload.
 #[derive(Debug)]
@@ -320,120 +320,6 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
     parts.version = Version::HTTP_11;
 }
 
-/// A connection to a server: HTTP/1.1 (one exchange at a time, pooled when idle) or HTTP/2
-/// (one connection per server, shared by every request).
-#[derive(Debug)]
-pub enum Sender {
-    H1(SendRequest<UpBody>),
-    H2(hyper::client::conn::http2::SendRequest<UpBody>),
-}
-
-type TrySend = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>;
-
-impl Sender {
-    async fn ready(&mut self) -> hyper::Result<()> {
-        match self {
-            Sender::H1(s) => s.ready().await,
-            Sender::H2(s) => s.ready().await,
-        }
-    }
-
-    async fn send(&mut self, req: Request<UpBody>) -> TrySend {
-        match self {
-            Sender::H1(s) => s.try_send_request(req).await,
-            Sender::H2(s) => s.try_send_request(req).await,
-        }
-    }
-}
-
-/// An open connection to reuse: the shared HTTP/2 one, or an idle HTTP/1.1 one.
-fn take_connection(pool: &Pool, server: &Server) -> Option<Sender> {
-    match pool.protocol {
-        crate::config::Protocol::H2 => server.h2_sender().map(Sender::H2),
-        crate::config::Protocol::H1 => server.take_idle().map(Sender::H1),
-    }
-}
-
-async fn connect(
-    pool: &Pool,
-    server: &Arc<Server>,
-    connect_timeout: std::time::Duration,
-) -> std::io::Result<Sender> {
-    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
-    let started = Instant::now();
-    let stream = match timeout(connect_timeout, TcpStream::connect(server.addr)).await {
-        Ok(r) => r?,
-        Err(_) => return Err(timed_out()),
-    };
-    stream.set_nodelay(true)?;
-    let io: Box<dyn UpIoBox> = match &pool.tls {
-        None => Box::new(TokioIo::new(stream)),
-        Some(tls) => {
-            let host = server
-                .name
-                .rsplit_once(':')
-                .map_or(&*server.name, |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let name = tls.name_for(host).map_err(std::io::Error::other)?;
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-            let left = connect_timeout.saturating_sub(started.elapsed());
-            match timeout(left, connector.connect(name, stream)).await {
-                Ok(Ok(s)) => Box::new(TokioIo::new(s)),
-                Ok(Err(e)) => return Err(std::io::Error::other(format!("TLS: {e}"))),
-                Err(_) => return Err(timed_out()),
-            }
-        }
-    };
-    match pool.protocol {
-        crate::config::Protocol::H1 => {
-            let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                .writev(false)
-                .handshake(io)
-                .await
-                .map_err(std::io::Error::other)?;
-            // A session of the server: `shutdown-sessions` can end it. With upgrades, so a 101
-            // hands the connection over to a tunnel.
-            server.spawn_session(async move {
-                let _ = conn.with_upgrades().await;
-            });
-            Ok(Sender::H1(sender))
-        }
-        crate::config::Protocol::H2 => {
-            let (sender, conn) =
-                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .handshake(io)
-                    .await
-                    .map_err(std::io::Error::other)?;
-            server.spawn_session(async move {
-                let _ = conn.await;
-            });
-            *server.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
-            Ok(Sender::H2(sender))
-        }
-    }
-}
-
-/// A boxed upstream I/O (TCP or TLS), so both kinds make the same connection type.
-trait UpIoBox: hyper::rt::Read + hyper::rt::Write + Unpin + Send {}
-impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> UpIoBox for T {}
-
-/// HTTP/2 needs the scheme and authority in the request (`:scheme`, `:authority`); they come
-/// from the Host header, which HTTP/2 does not use.
-fn to_h2(req: &mut Request<UpBody>, pool: &Pool, server: &Server) {
-    let authority = req
-        .headers_mut()
-        .remove(http::header::HOST)
-        .and_then(|h| h.to_str().ok().map(str::to_string))
-        .unwrap_or_else(|| server.name.to_string());
-    let scheme = if pool.tls.is_some() { "https" } else { "http" };
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    if let Ok(uri) = format!("{scheme}://{authority}{pq}").parse() {
-        *req.uri_mut() = uri;
-    }
-    *req.version_mut() = Version::HTTP_2;
-}
-
 /// A copy of a request that may be sent again: an idempotent method (RFC 9110 9.2.2) and a
 /// body known whole (none, or read ahead to its end). A POST is never replayed.
 fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
@@ -708,7 +594,7 @@ pub(crate) async fn forward(
                     };
                     return Response::from_parts(
                         parts,
-                        ProxyBody::upstream(body, pool.read_timeout, in_flight, reuse, log),
+                        ProxyBody::upstream(body, in_flight, reuse, log),
                     );
                 }
                 Ok(Err(mut e)) => match e.take_message() {

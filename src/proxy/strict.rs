@@ -16,7 +16,7 @@
 use crate::config::Limits;
 use crate::error::ErrorKind;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Version};
+use http::{HeaderMap, HeaderValue, Method, Version};
 
 /// Checks a parsed request head. `Err` carries the answer (the connection is closed after it).
 pub fn check_request(
@@ -43,11 +43,12 @@ pub fn check_request(
     if uri.scheme().is_none() && uri.authority().is_some() {
         return Err(ErrorKind::BadRequest);
     }
-    if version >= Version::HTTP_11 || headers.contains_key(HOST) {
-        host(headers, uri)?;
+    let f = Fields::of(headers);
+    if version >= Version::HTTP_11 || f.hosts > 0 {
+        host(&f, uri)?;
     }
-    let length = content_length(headers)?;
-    let chunked = transfer_encoding(headers)?;
+    let length = content_length(&f)?;
+    let chunked = transfer_encoding(&f)?;
     if chunked {
         if length.is_some() {
             return Err(ErrorKind::BadRequest);
@@ -67,12 +68,51 @@ pub fn check_request(
 /// Checks a server's response head: one valid `Content-Length` or exactly `chunked`, never
 /// both. `Err` says why.
 pub fn check_response(headers: &HeaderMap) -> Result<(), &'static str> {
-    let length = content_length(headers).map_err(|_| "invalid or repeated content-length")?;
-    let chunked = transfer_encoding(headers).map_err(|_| "transfer-encoding other than chunked")?;
+    let f = Fields::of(headers);
+    let length = content_length(&f).map_err(|_| "invalid or repeated content-length")?;
+    let chunked = transfer_encoding(&f).map_err(|_| "transfer-encoding other than chunked")?;
     if chunked && length.is_some() {
         return Err("both content-length and transfer-encoding");
     }
     Ok(())
+}
+
+/// The three fields framing depends on, found in one pass over the head (cheaper than three
+/// hashed lookups for the few fields a request has), with how often each appeared.
+struct Fields<'a> {
+    host: Option<&'a HeaderValue>,
+    hosts: u32,
+    length: Option<&'a HeaderValue>,
+    lengths: u32,
+    coding: Option<&'a HeaderValue>,
+    codings: u32,
+}
+
+impl<'a> Fields<'a> {
+    fn of(headers: &'a HeaderMap) -> Fields<'a> {
+        let mut f = Fields {
+            host: None,
+            hosts: 0,
+            length: None,
+            lengths: 0,
+            coding: None,
+            codings: 0,
+        };
+        for (name, value) in headers {
+            let (slot, count) = if name == HOST {
+                (&mut f.host, &mut f.hosts)
+            } else if name == CONTENT_LENGTH {
+                (&mut f.length, &mut f.lengths)
+            } else if name == TRANSFER_ENCODING {
+                (&mut f.coding, &mut f.codings)
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+            *count += 1;
+        }
+        f
+    }
 }
 
 fn uri_len(uri: &http::Uri) -> usize {
@@ -82,14 +122,12 @@ fn uri_len(uri: &http::Uri) -> usize {
 }
 
 /// Exactly one `Host`, and it is a valid authority (RFC 9112 3.2).
-fn host(headers: &HeaderMap, uri: &http::Uri) -> Result<(), ErrorKind> {
-    let mut all = headers.get_all(HOST).iter();
-    let (Some(h), None) = (all.next(), all.next()) else {
+fn host(f: &Fields<'_>, uri: &http::Uri) -> Result<(), ErrorKind> {
+    let h = match (f.host, f.hosts) {
+        (Some(h), 1) => h,
         // None at all is allowed only with an absolute-form target (which then wins).
-        return match headers.get_all(HOST).iter().count() {
-            0 if uri.authority().is_some() => Ok(()),
-            _ => Err(ErrorKind::BadRequest),
-        };
+        (None, _) if uri.authority().is_some() => return Ok(()),
+        _ => return Err(ErrorKind::BadRequest),
     };
     let b = h.as_bytes();
     if b.is_empty() {
@@ -112,10 +150,9 @@ fn host(headers: &HeaderMap, uri: &http::Uri) -> Result<(), ErrorKind> {
 }
 
 /// The one `Content-Length`, if any: a single field of 1 to 18 digits.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ErrorKind> {
-    let mut all = headers.get_all(CONTENT_LENGTH).iter();
-    let Some(v) = all.next() else { return Ok(None) };
-    if all.next().is_some() {
+fn content_length(f: &Fields<'_>) -> Result<Option<u64>, ErrorKind> {
+    let Some(v) = f.length else { return Ok(None) };
+    if f.lengths > 1 {
         return Err(ErrorKind::BadRequest);
     }
     let b = v.as_bytes();
@@ -129,12 +166,11 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ErrorKind> {
 
 /// Whether the body is chunked: a single `Transfer-Encoding` field that says exactly `chunked`
 /// (any other coding or list is refused; nothing needs one in front of a cache and a pool).
-fn transfer_encoding(headers: &HeaderMap) -> Result<bool, ErrorKind> {
-    let mut all = headers.get_all(TRANSFER_ENCODING).iter();
-    let Some(v) = all.next() else {
+fn transfer_encoding(f: &Fields<'_>) -> Result<bool, ErrorKind> {
+    let Some(v) = f.coding else {
         return Ok(false);
     };
-    if all.next().is_some() || !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
+    if f.codings > 1 || !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
         return Err(ErrorKind::BadRequest);
     }
     Ok(true)

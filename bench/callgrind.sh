@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: repeatable on a noisy
+# machine (it counts, it does not time). Runs each given langur binary with one worker in front of
+# one nginx backend, sends WARM then N keep-alive GETs from one client, and prints the
+# instructions langur executed per request for the measured part.
+# Usage: bench/callgrind.sh BIN [BIN...]   (env: N, default 4000; KEEP=DIR keeps the profiles
+# for callgrind_annotate)
+set -eu
+N=${N:-4000} WARM=${WARM:-500}
+for t in nginx valgrind callgrind_control python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }; done
+work=$(mktemp -d -t langur-cg.XXXX); chmod 755 "$work"
+trap 'kill $(cat $work/pids 2>/dev/null) 2>/dev/null; rm -rf $work' EXIT
+head -c 1024 /dev/zero | tr '\0' x >"$work/body"
+cat >"$work/be.conf" <<CONF
+worker_processes 1; daemon off; pid $work/be.pid; error_log $work/be.err;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:19401; location / { root $work; try_files /body =404; } } }
+CONF
+nginx -c "$work/be.conf" -p "$work" & echo $! >>"$work/pids"
+cat >"$work/langur.toml" <<CONF
+[server]
+listen = ["127.0.0.1:18401"]
+access_log = false
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+match = ['^/']
+pool = "p"
+[pools.p]
+servers = ["127.0.0.1:19401"]
+CONF
+cat >"$work/client.py" <<'PY'
+import http.client, sys
+n = int(sys.argv[1])
+c = http.client.HTTPConnection("127.0.0.1", 18401)
+for _ in range(n):
+    c.request("GET", "/", headers={"Host": "bench"})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+for bin in "$@"; do
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --instr-atstart=no \
+    "$bin" run -c "$work/langur.toml" --workers 1 --no-access-log >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do python3 - <<'PY' 2>/dev/null && break
+import socket; socket.create_connection(("127.0.0.1", 18401), 0.2).close()
+PY
+    sleep 0.2; done
+  python3 "$work/client.py" "$WARM"
+  callgrind_control -i on "$pid" >/dev/null
+  python3 "$work/client.py" "$N"
+  callgrind_control -i off "$pid" >/dev/null
+  # The counts are written when the process exits.
+  kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+  ir=$(cat "$work"/cg.$pid* | awk '/^(summary|totals):/ {s += $2} END {print s + 0}')
+  printf '%s %s instructions/request\n' "$bin" "$(awk -v a="$ir" -v n="$N" 'BEGIN {printf "%.0f", a/n}')"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$work"/cg.$pid* "$KEEP/"; fi
+  rm -f "$work"/cg.$pid*
+done

@@ -1,0 +1,282 @@
+//! Connections to servers: HTTP/1.1 or HTTP/2, over TCP or TLS, and the silence limit on
+//! response bodies (`read_timeout`).
+//!
+//! The silence limit is kept per connection, not per request: a request costs a clock read per
+//! read that brings data and no timer operation. The connection's I/O ([`TimedIo`]) keeps one
+//! sleep, allocated once, that fires at most once per `read_timeout`; when it fires while a
+//! response body is being read on the connection ([`Watch`]) and nothing arrived for
+//! `read_timeout`, the read fails, which ends the body (and the connection). Waiting for a
+//! response head is `response_timeout`'s business (in `forward`); an idle pooled connection is
+//! only looked at once per period.
+
+use super::body::UpBody;
+use crate::backend::{Pool, Server};
+use crate::clock;
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+/// What an upstream connection's I/O knows of the exchanges on it.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Response bodies being read on this connection.
+    bodies: AtomicUsize,
+}
+
+/// Held while a response body is read: the connection's silence limit applies meanwhile.
+#[derive(Debug)]
+pub struct Reading(Arc<Watch>);
+
+impl Reading {
+    pub fn new(watch: &Arc<Watch>) -> Reading {
+        watch.bodies.fetch_add(1, Ordering::Relaxed);
+        Reading(watch.clone())
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.bodies.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An upstream connection's I/O with the silence limit on reads.
+struct TimedIo {
+    io: Box<dyn UpIoBox>,
+    watch: Arc<Watch>,
+    limit_ms: u64,
+    /// When data last arrived (clock milliseconds).
+    last_ms: u64,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The sleep holds this task's waker since it was last set: a silent read only has to ask
+    /// whether it elapsed, not poll it again (the connection is one task, so the waker stands).
+    registered: bool,
+}
+
+impl TimedIo {
+    fn new(io: Box<dyn UpIoBox>, watch: Arc<Watch>, limit: Duration) -> TimedIo {
+        TimedIo {
+            io,
+            watch,
+            limit_ms: limit.as_millis().max(1) as u64,
+            last_ms: clock::now_ms(),
+            sleep: None,
+            registered: false,
+        }
+    }
+}
+
+impl Read for TimedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending => {}
+            ready => {
+                this.last_ms = clock::now_ms();
+                return ready;
+            }
+        }
+        loop {
+            if let Some(s) = &this.sleep {
+                if this.registered && !s.is_elapsed() {
+                    return Poll::Pending;
+                }
+            }
+            let now = clock::now_ms();
+            let due = this.last_ms + this.limit_ms;
+            let sleep = this.sleep.get_or_insert_with(|| {
+                Box::pin(tokio::time::sleep(Duration::from_millis(
+                    due.saturating_sub(now),
+                )))
+            });
+            if std::future::Future::poll(sleep.as_mut(), cx).is_pending() {
+                this.registered = true;
+                return Poll::Pending;
+            }
+            this.registered = false;
+            if now >= due && this.watch.bodies.load(Ordering::Relaxed) > 0 {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server sent nothing within read_timeout",
+                )));
+            }
+            // Not silent long enough, or nothing is being read: look again later.
+            let next = if now >= due { now + this.limit_ms } else { due };
+            sleep
+                .as_mut()
+                .reset(Instant::now() + Duration::from_millis(next - now));
+        }
+    }
+}
+
+impl Write for TimedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// A connection to a server: HTTP/1.1 (one exchange at a time, pooled when idle) or HTTP/2
+/// (one connection per server, shared by every request).
+#[derive(Debug)]
+pub enum Sender {
+    H1(H1),
+    H2(H2),
+}
+
+/// A connection's sending half and what it shares with its I/O.
+#[derive(Debug, Clone)]
+pub struct Conn<S> {
+    pub sender: S,
+    pub watch: Arc<Watch>,
+}
+
+pub type H1 = Conn<hyper::client::conn::http1::SendRequest<UpBody>>;
+pub type H2 = Conn<hyper::client::conn::http2::SendRequest<UpBody>>;
+
+type TrySend = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>;
+
+impl Sender {
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::H1(c) => c.sender.ready().await,
+            Sender::H2(c) => c.sender.ready().await,
+        }
+    }
+
+    pub async fn send(&mut self, req: Request<UpBody>) -> TrySend {
+        match self {
+            Sender::H1(c) => c.sender.try_send_request(req).await,
+            Sender::H2(c) => c.sender.try_send_request(req).await,
+        }
+    }
+
+    pub fn watch(&self) -> &Arc<Watch> {
+        match self {
+            Sender::H1(c) => &c.watch,
+            Sender::H2(c) => &c.watch,
+        }
+    }
+}
+
+/// An open connection to reuse: the shared HTTP/2 one, or an idle HTTP/1.1 one.
+pub fn take_connection(pool: &Pool, server: &Server) -> Option<Sender> {
+    match pool.protocol {
+        crate::config::Protocol::H2 => server.h2_sender().map(Sender::H2),
+        crate::config::Protocol::H1 => server.take_idle().map(Sender::H1),
+    }
+}
+
+pub async fn connect(
+    pool: &Pool,
+    server: &Arc<Server>,
+    connect_timeout: std::time::Duration,
+) -> std::io::Result<Sender> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+    let started = Instant::now();
+    let stream = match timeout(connect_timeout, TcpStream::connect(server.addr)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(timed_out()),
+    };
+    stream.set_nodelay(true)?;
+    let watch = Arc::new(Watch::default());
+    let io: Box<dyn UpIoBox> = match &pool.tls {
+        None => Box::new(TokioIo::new(stream)),
+        Some(tls) => {
+            let host = server
+                .name
+                .rsplit_once(':')
+                .map_or(&*server.name, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = tls.name_for(host).map_err(std::io::Error::other)?;
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            let left = connect_timeout.saturating_sub(started.elapsed());
+            match timeout(left, connector.connect(name, stream)).await {
+                Ok(Ok(s)) => Box::new(TokioIo::new(s)),
+                Ok(Err(e)) => return Err(std::io::Error::other(format!("TLS: {e}"))),
+                Err(_) => return Err(timed_out()),
+            }
+        }
+    };
+    let io = TimedIo::new(io, watch.clone(), pool.read_timeout);
+    match pool.protocol {
+        crate::config::Protocol::H1 => {
+            let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                .writev(false)
+                .handshake(io)
+                .await
+                .map_err(std::io::Error::other)?;
+            // A session of the server: `shutdown-sessions` can end it. With upgrades, so a 101
+            // hands the connection over to a tunnel.
+            server.spawn_session(async move {
+                let _ = conn.with_upgrades().await;
+            });
+            Ok(Sender::H1(Conn { sender, watch }))
+        }
+        crate::config::Protocol::H2 => {
+            let (sender, conn) =
+                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(std::io::Error::other)?;
+            server.spawn_session(async move {
+                let _ = conn.await;
+            });
+            let conn = Conn { sender, watch };
+            *server.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+            Ok(Sender::H2(conn))
+        }
+    }
+}
+
+/// A boxed upstream I/O (TCP or TLS), so both kinds make the same connection type.
+trait UpIoBox: hyper::rt::Read + hyper::rt::Write + Unpin + Send {}
+impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> UpIoBox for T {}
+
+/// HTTP/2 needs the scheme and authority in the request (`:scheme`, `:authority`); they come
+/// from the Host header, which HTTP/2 does not use.
+pub fn to_h2(req: &mut Request<UpBody>, pool: &Pool, server: &Server) {
+    let authority = req
+        .headers_mut()
+        .remove(http::header::HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_string))
+        .unwrap_or_else(|| server.name.to_string());
+    let scheme = if pool.tls.is_some() { "https" } else { "http" };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(uri) = format!("{scheme}://{authority}{pq}").parse() {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = Version::HTTP_2;
+}
