@@ -26,21 +26,45 @@ pub fn te_trailers(h: &HeaderMap) -> bool {
 }
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
+///
+/// One pass over the names present first: a message has a handful of fields and usually one
+/// hop-by-hop field at most, so comparing names beats a hashed removal per candidate (that was
+/// 7% of a proxied request's instructions).
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(header::CONNECTION) {
+    let mut found = [false; 6];
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            found[i] = true;
+        }
+    }
+    if !found.contains(&true) {
+        return;
+    }
+    // `found[0]` is Connection: the fields it names go too.
+    if found[0] {
         let named: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|s| s.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            // The usual options name no field (`close`) or one removed below anyway.
+            .filter(|t| {
+                !(t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("upgrade")
+                    || t.eq_ignore_ascii_case("te"))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for n in named {
             h.remove(n);
         }
     }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
+    for (n, present) in HOP_BY_HOP.iter().zip(found) {
+        if present {
+            h.remove(n);
+        }
     }
 }
 
