@@ -450,66 +450,30 @@ async fn serve_h2(io: Prefixed, svc: ProxyService, mut ticks: tokio::sync::watch
     let rt = svc.shared.runtime.load_full();
     let shared = svc.shared.clone();
     let conn = h2_builder(&rt).serve_connection(io, svc);
-    drive_until_stopped(conn, &shared, &mut ticks).await;
+    drive_until_stopped(conn, &shared, &mut ticks, |c| c.graceful_shutdown()).await;
 }
 
 /// Drives a connection that is not parked (HTTP/2, TLS); at shutdown it is told to finish
 /// gracefully (GOAWAY for HTTP/2, close after the exchange in progress for HTTP/1).
-async fn drive_until_stopped<C>(
+async fn drive_until_stopped<C: Future>(
     conn: C,
     shared: &Shared,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
-) where
-    C: Future + GracefulShutdown,
-{
+    finish: impl FnOnce(Pin<&mut C>),
+) {
     let mut conn = std::pin::pin!(conn);
-    let mut told = false;
+    let mut finish = Some(finish);
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
-            changed = ticks.changed(), if !told => {
+            changed = ticks.changed(), if finish.is_some() => {
                 if changed.is_err() || shared.stopping.load(Ordering::Relaxed) {
-                    conn.as_mut().shutdown_gracefully();
-                    told = true;
+                    if let Some(f) = finish.take() {
+                        f(conn.as_mut());
+                    }
                 }
             }
         }
-    }
-}
-
-/// Connections that can be asked to finish.
-trait GracefulShutdown {
-    fn shutdown_gracefully(self: Pin<&mut Self>);
-}
-
-impl<I, S> GracefulShutdown
-    for hyper::server::conn::http2::Connection<I, S, hyper_util::rt::TokioExecutor>
-where
-    I: Read + Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = proxy::body::ProxyBody>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shutdown_gracefully(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I, S> GracefulShutdown
-    for hyper_util::server::conn::auto::UpgradeableConnection<
-        '_,
-        I,
-        S,
-        hyper_util::rt::TokioExecutor,
-    >
-where
-    I: Read + Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = proxy::body::ProxyBody>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shutdown_gracefully(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
     }
 }
 
@@ -569,7 +533,7 @@ pub async fn serve_tls(
         h2,
     };
     let conn = builder.serve_connection_with_upgrades(io, svc);
-    drive_until_stopped(conn, &shared, &mut ticks).await;
+    drive_until_stopped(conn, &shared, &mut ticks, |c| c.graceful_shutdown()).await;
 }
 
 /// What driving hyper came to.

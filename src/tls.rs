@@ -119,10 +119,24 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// The name to present to `host`.
-    pub fn name_for(&self, host: &str) -> Result<ServerName<'static>, String> {
+    /// The name to present to a server configured as `host:port` (or `[v6]:port`).
+    fn name_for(&self, server: &str) -> Result<ServerName<'static>, String> {
+        let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         let n = self.server_name.as_deref().unwrap_or(host);
         ServerName::try_from(n.to_string()).map_err(|e| format!("`{n}`: {e}"))
+    }
+
+    /// The TLS handshake with the server configured as `server`, over `stream`.
+    pub async fn handshake(
+        &self,
+        server: &str,
+        stream: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let name = self.name_for(server).map_err(std::io::Error::other)?;
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, stream)
+            .await
     }
 }
 

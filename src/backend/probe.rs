@@ -66,30 +66,21 @@ pub async fn probe(
             return done(CheckStatus::L4Ok, None, "connected".into())
         }
         None => Box::new(stream),
-        Some(tls) => {
-            let host = how.host.rsplit_once(':').map_or(how.host, |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let name = match tls.name_for(host) {
-                Ok(n) => n,
-                Err(e) => return done(CheckStatus::L6Rsp, None, e),
-            };
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-            match timeout_at(deadline, connector.connect(name, stream)).await {
-                Err(_) => return done(CheckStatus::L6Tout, None, "TLS handshake timed out".into()),
-                Ok(Err(e)) => {
-                    return done(
-                        CheckStatus::L6Rsp,
-                        None,
-                        format!("TLS handshake failed: {e}"),
-                    )
-                }
-                Ok(Ok(s)) if check.kind == CheckKind::Tcp => {
-                    drop(s);
-                    return done(CheckStatus::L6Ok, None, "TLS handshake done".into());
-                }
-                Ok(Ok(s)) => Box::new(s),
+        Some(tls) => match timeout_at(deadline, tls.handshake(how.host, stream)).await {
+            Err(_) => return done(CheckStatus::L6Tout, None, "TLS handshake timed out".into()),
+            Ok(Err(e)) => {
+                return done(
+                    CheckStatus::L6Rsp,
+                    None,
+                    format!("TLS handshake failed: {e}"),
+                )
             }
-        }
+            Ok(Ok(s)) if check.kind == CheckKind::Tcp => {
+                drop(s);
+                return done(CheckStatus::L6Ok, None, "TLS handshake done".into());
+            }
+            Ok(Ok(s)) => Box::new(s),
+        },
     };
     if how.h2 {
         return probe_h2(stream, check, body_re, how, deadline, done).await;

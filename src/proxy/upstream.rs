@@ -214,15 +214,8 @@ pub async fn connect(
     let io: Box<dyn UpIoBox> = match &pool.tls {
         None => Box::new(TokioIo::new(stream)),
         Some(tls) => {
-            let host = server
-                .name
-                .rsplit_once(':')
-                .map_or(&*server.name, |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let name = tls.name_for(host).map_err(std::io::Error::other)?;
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
             let left = connect_timeout.saturating_sub(started.elapsed());
-            match timeout(left, connector.connect(name, stream)).await {
+            match timeout(left, tls.handshake(&server.name, stream)).await {
                 Ok(Ok(s)) => Box::new(TokioIo::new(s)),
                 Ok(Err(e)) => return Err(std::io::Error::other(format!("TLS: {e}"))),
                 Err(_) => return Err(timed_out()),
