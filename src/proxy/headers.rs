@@ -92,14 +92,19 @@ pub fn add_forwarding(
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let xff = if h.contains_key(&XFF) {
-        let mut prior: Vec<&[u8]> = h.get_all(&XFF).iter().map(|v| v.as_bytes()).collect();
-        prior.push(client_ip.as_bytes());
-        HeaderValue::from_bytes(&prior.join(&b", "[..])).unwrap_or_else(|_| client_ip.clone())
-    } else {
-        client_ip.clone()
-    };
-    h.insert(XFF, xff);
+    // One lookup: the entry either holds earlier hops (joined with ours) or gets ours.
+    match h.entry(XFF) {
+        header::Entry::Occupied(mut e) => {
+            let mut prior: Vec<&[u8]> = e.iter().map(|v| v.as_bytes()).collect();
+            prior.push(client_ip.as_bytes());
+            let joined = HeaderValue::from_bytes(&prior.join(&b", "[..]))
+                .unwrap_or_else(|_| client_ip.clone());
+            e.insert(joined);
+        }
+        header::Entry::Vacant(e) => {
+            e.insert(client_ip.clone());
+        }
+    }
     h.insert(XFP, HeaderValue::from_static(proto));
     match h.get(header::HOST).cloned() {
         Some(host) => {

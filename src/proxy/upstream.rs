@@ -1,17 +1,16 @@
 //! Connections to servers: HTTP/1.1 or HTTP/2, over TCP or TLS, and the silence limit on
 //! response bodies (`read_timeout`).
 //!
-//! The silence limit is kept per connection, not per request: a request costs a clock read per
+//! The silence limit is kept per connection, not per request: a request costs a flag set per
 //! read that brings data and no timer operation. The connection's I/O ([`TimedIo`]) keeps one
-//! sleep, allocated once, that fires at most once per `read_timeout`; when it fires while a
-//! response body is being read on the connection ([`Watch`]) and nothing arrived for
-//! `read_timeout`, the read fails, which ends the body (and the connection). Waiting for a
+//! sleep, allocated once, that ticks every half `read_timeout`; when two ticks in a row find
+//! nothing arrived while a response body is being read on the connection ([`Watch`]), the read
+//! fails, which ends the body (and the connection). Waiting for a
 //! response head is `response_timeout`'s business (in `forward`); an idle pooled connection is
 //! only looked at once per period.
 
 use super::body::UpBody;
 use crate::backend::{Pool, Server};
-use crate::clock;
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -49,12 +48,19 @@ impl Drop for Reading {
 }
 
 /// An upstream connection's I/O with the silence limit on reads.
+///
+/// A read that brings data only sets a flag (no clock read). The sleep ticks every half limit;
+/// a tick that finds no data since the previous one counts a silent half, and two in a row while
+/// a body is being read fail the read. So a body silent for `read_timeout` is cut between 1 and
+/// 1.5 times `read_timeout` after its last data.
 struct TimedIo {
     io: Box<dyn UpIoBox>,
     watch: Arc<Watch>,
-    limit_ms: u64,
-    /// When data last arrived (clock milliseconds).
-    last_ms: u64,
+    half: Duration,
+    /// Data arrived since the last tick.
+    progressed: bool,
+    /// Silent ticks in a row.
+    silent: u8,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The sleep holds this task's waker since it was last set: a silent read only has to ask
     /// whether it elapsed, not poll it again (the connection is one task, so the waker stands).
@@ -66,8 +72,9 @@ impl TimedIo {
         TimedIo {
             io,
             watch,
-            limit_ms: limit.as_millis().max(1) as u64,
-            last_ms: clock::now_ms(),
+            half: (limit / 2).max(Duration::from_millis(1)),
+            progressed: true,
+            silent: 0,
             sleep: None,
             registered: false,
         }
@@ -84,7 +91,7 @@ impl Read for TimedIo {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Pending => {}
             ready => {
-                this.last_ms = clock::now_ms();
+                this.progressed = true;
                 return ready;
             }
         }
@@ -94,29 +101,30 @@ impl Read for TimedIo {
                     return Poll::Pending;
                 }
             }
-            let now = clock::now_ms();
-            let due = this.last_ms + this.limit_ms;
-            let sleep = this.sleep.get_or_insert_with(|| {
-                Box::pin(tokio::time::sleep(Duration::from_millis(
-                    due.saturating_sub(now),
-                )))
-            });
+            let half = this.half;
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(half)));
             if std::future::Future::poll(sleep.as_mut(), cx).is_pending() {
                 this.registered = true;
                 return Poll::Pending;
             }
+            // A tick.
             this.registered = false;
-            if now >= due && this.watch.bodies.load(Ordering::Relaxed) > 0 {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the server sent nothing within read_timeout",
-                )));
+            if std::mem::take(&mut this.progressed)
+                || this.watch.bodies.load(Ordering::Relaxed) == 0
+            {
+                this.silent = 0;
+            } else {
+                this.silent += 1;
+                if this.silent >= 2 {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the server sent nothing within read_timeout",
+                    )));
+                }
             }
-            // Not silent long enough, or nothing is being read: look again later.
-            let next = if now >= due { now + this.limit_ms } else { due };
-            sleep
-                .as_mut()
-                .reset(Instant::now() + Duration::from_millis(next - now));
+            sleep.as_mut().reset(Instant::now() + half);
         }
     }
 }
