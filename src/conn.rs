@@ -514,6 +514,9 @@ pub async fn serve_tls(
         .timer(crate::timer::LazyTimer)
         .header_read_timeout(rt.limits.header_read_timeout)
         .max_headers(rt.limits.max_headers)
+        // hyper-util's builder has no head-size limit of its own; the read buffer's cap is one
+        // (TLS hands over at most 16 KiB a read, so a head over the cap is caught).
+        .max_buf_size(rt.limits.max_header_size)
         .keep_alive(true);
     {
         let h2 = &rt.h2;

@@ -761,6 +761,17 @@ async fn ambiguous_framing_over_tls_is_refused_too() {
     let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    // And a head over max_header_size is 431, as on plain listeners.
+    let mut s = tls_connect(&pki, lg.tls_addrs()[0], "site.test", &[b"http/1.1"]).await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: site.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(40_000)
+    );
+    let _ = s.write_all(big.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert_eq!(b.hits(), 0);
     lg.shutdown().await;
 }
