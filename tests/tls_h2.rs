@@ -536,15 +536,52 @@ async fn websocket_echo_through_the_proxy_counts_in_flight_and_ends_when_its_ser
 /// Raw HTTP/2 frames at an h2c listener: protocol violations get a GOAWAY with the right
 /// error code (the tests h2spec would run for these cases).
 #[tokio::test]
-async fn the_h2_server_rejects_bad_frames() {
+async fn the_h2_server_announces_its_limits_and_rejects_bad_frames() {
     let b = Backend::start("b").await;
     let lg = langur_toml(&format!(
-        "[server]\nh2c = true\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        "[server]\nh2c = true\nh2_max_concurrent_streams = 7\nh2_window = \"256 KiB\"\nmax_header_size = \"16 KiB\"\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
         b.addr
     ))
     .await;
     let at = lg.listen_addrs()[0];
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // The limits are announced in the server's first SETTINGS frame.
+    {
+        let mut s = TcpStream::connect(at).await.unwrap();
+        let mut out = PREFACE.to_vec();
+        out.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+        s.write_all(&out).await.unwrap();
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(head[3], 0x4, "the server speaks first with SETTINGS");
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.unwrap();
+        let settings: std::collections::HashMap<u16, u32> = payload
+            .chunks(6)
+            .map(|c| {
+                (
+                    u16::from_be_bytes([c[0], c[1]]),
+                    u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                )
+            })
+            .collect();
+        assert_eq!(
+            settings.get(&0x3),
+            Some(&7),
+            "MAX_CONCURRENT_STREAMS: {settings:?}"
+        );
+        assert_eq!(
+            settings.get(&0x4),
+            Some(&262_144),
+            "INITIAL_WINDOW_SIZE: {settings:?}"
+        );
+        assert_eq!(
+            settings.get(&0x6),
+            Some(&16_384),
+            "MAX_HEADER_LIST_SIZE: {settings:?}"
+        );
+    }
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut f = Vec::new();
         let len = payload.len() as u32;
