@@ -75,6 +75,8 @@ pub struct ConnState {
     /// idle), so an upgrade is completed by hand: the tunnel waits on this for the socket.
     manual: bool,
     upgrade: UpgradeSlot,
+    /// The connection became a tunnel: its bytes are no longer HTTP to scan.
+    tunnel: AtomicBool,
 }
 
 #[derive(Default)]
@@ -102,7 +104,13 @@ impl ConnState {
             ambiguous_at: AtomicU64::new(u64::MAX),
             manual: false,
             upgrade: UpgradeSlot::default(),
+            tunnel: AtomicBool::new(false),
         }
+    }
+
+    /// The server switched protocols: what follows is a tunnel.
+    pub fn mark_tunnel(&self) {
+        self.tunnel.store(true, Ordering::Relaxed);
     }
 
     pub fn manual_upgrade(&self) -> bool {
@@ -219,8 +227,8 @@ impl Read for ScannedTls {
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.h2 {
-            // No copy: hand the bytes straight to hyper.
+        if this.h2 || this.state.tunnel.load(Ordering::Relaxed) {
+            // No copy: hand the bytes straight to hyper (or the tunnel).
             let mut io = TokioIo::new(&mut this.io);
             return Pin::new(&mut io).poll_read(cx, buf);
         }

@@ -193,7 +193,11 @@ async fn upgrade(
     );
     up.headers_mut().insert(http::header::UPGRADE, protocol);
     up.extensions_mut().insert(side);
-    forward(pool, up, client, log).await
+    let resp = forward(pool, up, client, log).await;
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        conn.mark_tunnel();
+    }
+    resp
 }
 
 /// Copies both ways until either side closes. Counted as a request in flight of its server
