@@ -414,12 +414,23 @@ async fn wait_for_check(admin: SocketAddr, want: &[(&str, &str)]) {
 
 /// A WebSocket echo server; counts open sessions.
 async fn ws_echo() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let (addr, open, _listener) = ws_echo_with_listener().await;
+    (addr, open)
+}
+
+/// The echo server, and its accept loop: aborting that closes the listener (new connections and
+/// TCP checks are refused) while open WebSocket sessions carry on.
+async fn ws_echo_with_listener() -> (
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
     use futures_util::{SinkExt, StreamExt};
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let o = open.clone();
-    tokio::spawn(async move {
+    let listener = tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else {
                 continue;
@@ -439,7 +450,7 @@ async fn ws_echo() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
             });
         }
     });
-    (addr, open)
+    (addr, open, listener)
 }
 
 async fn ws_roundtrip<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, text: &str)
@@ -810,5 +821,36 @@ async fn ambiguous_framing_over_tls_is_refused_too() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert_eq!(b.hits(), 0);
+    lg.shutdown().await;
+}
+
+/// "Closes when its server is marked down", literally: the health checks mark the server down
+/// (its listener is gone, the TCP check fails `fall` times) and `on_marked_down =
+/// "shutdown-sessions"` ends the tunnel, which was still working until then.
+#[tokio::test]
+async fn a_websocket_tunnel_ends_when_checks_mark_its_server_down() {
+    use futures_util::StreamExt;
+    let (echo, _open, listener) = ws_echo_with_listener().await;
+    let lg = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\non_marked_down = \"shutdown-sessions\"\nservers = [\"{echo}\"]\n\
+         [pools.p.check]\ntype = \"tcp\"\ninterval = \"100ms\"\nfastinter = \"100ms\"\ndowninter = \"100ms\"\nfall = 2\nrise = 1\n"
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let (mut ws, _) =
+        tokio_tungstenite::client_async("ws://ws.test/chat", TcpStream::connect(at).await.unwrap())
+            .await
+            .unwrap();
+    ws_roundtrip(&mut ws, "before").await;
+    listener.abort();
+    // The tunnel still works while the checks are failing...
+    ws_roundtrip(&mut ws, "still up").await;
+    // ... and ends once the server is marked down.
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the tunnel is closed when the server is marked down");
+    assert!(!matches!(end, Some(Ok(ref m)) if m.is_text()), "{end:?}");
+    let server = &lg.shared().runtime.load().pools[0].servers[0];
+    assert_eq!(server.health().as_str(), "down");
     lg.shutdown().await;
 }
