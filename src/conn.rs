@@ -439,25 +439,38 @@ pub async fn serve(
     }
 }
 
-/// The HTTP/2 server settings from the runtime's limits.
-fn h2_builder(
+/// The server settings for connections that are not parked (TLS, h2c): HTTP/1.1 and HTTP/2,
+/// both from the runtime's limits.
+fn server_builder(
     rt: &proxy::Runtime,
-) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
-    let mut b = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-    b.timer(hyper_util::rt::TokioTimer::new())
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(crate::timer::LazyTimer)
+        .header_read_timeout(rt.limits.header_read_timeout)
+        .max_headers(rt.limits.max_headers)
+        // hyper-util's builder has no head-size limit of its own; the read buffer's cap is one
+        // (TLS hands over at most 16 KiB a read, so a head over the cap is caught).
+        .max_buf_size(rt.limits.max_header_size)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(rt.h2.max_concurrent_streams)
         .initial_stream_window_size(rt.h2.window)
         .initial_connection_window_size(rt.h2.window)
-        .max_header_list_size(rt.limits.max_header_size as u32)
-        .keep_alive_interval(None);
-    b
+        .max_header_list_size(rt.limits.max_header_size as u32);
+    builder
 }
 
 /// Serves an h2c connection (prior knowledge) until it ends or the worker stops.
 async fn serve_h2(io: Prefixed, svc: ProxyService, mut ticks: tokio::sync::watch::Receiver<u64>) {
     let rt = svc.shared.runtime.load_full();
     let shared = svc.shared.clone();
-    let conn = h2_builder(&rt).serve_connection(io, svc);
+    let builder = server_builder(&rt).http2_only();
+    let conn = builder.serve_connection(io, svc);
     drive_until_stopped(conn, &shared, &mut ticks, |c| c.graceful_shutdown()).await;
 }
 
@@ -515,27 +528,7 @@ pub async fn serve_tls(
         shared: shared.clone(),
         conn: Arc::new(ConnState::new(client)),
     };
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder
-        .http1()
-        .timer(crate::timer::LazyTimer)
-        .header_read_timeout(rt.limits.header_read_timeout)
-        .max_headers(rt.limits.max_headers)
-        // hyper-util's builder has no head-size limit of its own; the read buffer's cap is one
-        // (TLS hands over at most 16 KiB a read, so a head over the cap is caught).
-        .max_buf_size(rt.limits.max_header_size)
-        .keep_alive(true);
-    {
-        let h2 = &rt.h2;
-        builder
-            .http2()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .max_concurrent_streams(h2.max_concurrent_streams)
-            .initial_stream_window_size(h2.window)
-            .initial_connection_window_size(h2.window)
-            .max_header_list_size(rt.limits.max_header_size as u32);
-    }
+    let builder = server_builder(&rt);
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = ScannedTls {
         io: tls,
