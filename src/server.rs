@@ -535,6 +535,9 @@ async fn accept_loop(
             max.div_ceil(shared.workers.max(1)),
         ))
     };
+    // The listener's connections: when this task ends (or is aborted at the shutdown timeout),
+    // they end with it.
+    let mut conns = JoinSet::new();
     loop {
         // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
         let permit = tokio::select! {
@@ -542,6 +545,7 @@ async fn accept_loop(
                 Ok(p) => p,
                 Err(_) => break,
             },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             _ = shutdown.changed() => break,
         };
         tokio::select! {
@@ -558,17 +562,18 @@ async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let (shared, active, ticks) = (shared.clone(), active.clone(), ticks.clone());
                 if tls {
-                    tokio::spawn(async move {
+                    conns.spawn(async move {
                         crate::conn::serve_tls(stream, peer, shared, active, ticks).await;
                         drop(permit);
                     });
                 } else {
-                    tokio::spawn(async move {
+                    conns.spawn(async move {
                         crate::conn::serve(stream, peer, shared, active, ticks).await;
                         drop(permit);
                     });
                 }
             }
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             _ = shutdown.changed() => break,
         }
     }

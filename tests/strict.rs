@@ -578,3 +578,38 @@ async fn at_max_connections_accepting_waits_until_one_closes() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     lg.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_timeout_bounds_the_drain() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&pool_config(b.addr, "shutdown_timeout = \"500ms\"", "")).await;
+    let at = lg.listen_addrs()[0];
+    let slow = tokio::spawn(async move {
+        let mut s = TcpStream::connect(at).await.unwrap();
+        s.write_all(b"GET /slow/5000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+    });
+    let t = std::time::Instant::now();
+    while b.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "the request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = std::time::Instant::now();
+    lg.shutdown().await;
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
+        "shutdown took {took:?} with a 500 ms shutdown_timeout and a 5 s request in flight"
+    );
+    // The request that outlived the limit was cut, not answered.
+    tokio::time::timeout(Duration::from_secs(2), slow)
+        .await
+        .expect("the client connection was closed")
+        .unwrap();
+}
