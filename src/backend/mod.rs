@@ -13,7 +13,8 @@ pub mod queue;
 
 use crate::balancer::{self, Balancer, Candidates};
 use crate::config::{CheckConfig, ObserveConfig, PoolConfig};
-use crate::proxy::upstream::{H1, H2};
+type H1 = Box<crate::proxy::h1::Conn>;
+use crate::proxy::upstream::H2;
 use ha::{availability, Availability, HaPolicy};
 use health::{Health, HealthMachine, Thresholds};
 use std::net::SocketAddr;
@@ -73,7 +74,7 @@ pub struct Server {
     passive_errors: AtomicU32,
     /// The tasks of this server's upstream connections, to end them all at once
     /// (`shutdown-sessions`). Touched once per connection, never per request.
-    sessions: Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
+    sessions: Mutex<std::collections::HashMap<u64, Session>>,
     next_session: AtomicU64,
     /// Wakes the checker early (passive `fastinter`).
     pub hurry: tokio::sync::Notify,
@@ -307,6 +308,23 @@ impl Server {
         self.ewma_at_ms.store(now_ms, Ordering::Relaxed);
     }
 
+    /// Registers a session (see [`Server::kill_sessions`]); [`Server::end_session`] forgets it.
+    pub fn add_session(&self, session: Session) -> u64 {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, session);
+        id
+    }
+
+    pub fn end_session(&self, id: u64) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
     /// Runs an upstream connection's task so that [`Server::kill_sessions`] can end it.
     pub fn spawn_session<F>(self: &Arc<Self>, conn: F)
     where
@@ -323,7 +341,7 @@ impl Server {
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if !task.is_finished() {
-            sessions.insert(id, task.abort_handle());
+            sessions.insert(id, Session::Task(task.abort_handle()));
         }
     }
 
@@ -337,8 +355,11 @@ impl Server {
             .drain()
             .map(|(_, h)| h)
             .collect();
-        for h in victims {
-            h.abort();
+        for v in victims {
+            match v {
+                Session::Task(h) => h.abort(),
+                Session::Conn(k) => k.kill(),
+            }
         }
         for slot in self.idle.iter() {
             slot.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -443,9 +464,9 @@ impl Server {
     /// An idle upstream connection, if one is ready (closed ones are dropped).
     pub fn take_idle(&self) -> Option<H1> {
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(s) = idle.pop() {
-            if !s.sender.is_closed() {
-                return Some(s);
+        while let Some(mut c) = idle.pop() {
+            if c.is_reusable() {
+                return Some(c);
             }
         }
         None
@@ -453,9 +474,6 @@ impl Server {
 
     /// Returns a connection whose last exchange finished cleanly.
     pub fn put_idle(&self, sender: H1, max_idle: usize) {
-        if sender.sender.is_closed() {
-            return;
-        }
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < max_idle {
             idle.push(sender);
@@ -465,6 +483,14 @@ impl Server {
     fn slot(&self) -> &Mutex<Vec<H1>> {
         &self.idle[crate::server::worker_id() % self.idle.len()]
     }
+}
+
+/// Something [`Server::kill_sessions`] can end: a task (tunnels, HTTP/2 connections) or an
+/// HTTP/1.1 connection, which is not a task (the request's task drives it).
+#[derive(Debug)]
+pub enum Session {
+    Task(tokio::task::AbortHandle),
+    Conn(Arc<crate::proxy::h1::Kill>),
 }
 
 /// Holds the single retry of an offline server; releases it on drop.

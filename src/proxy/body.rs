@@ -27,7 +27,20 @@ pub enum BodyError {
     #[error("the client sent no body data within body_timeout")]
     ClientTimeout,
     #[error("server body: {0}")]
-    Upstream(#[source] hyper::Error),
+    Upstream(#[source] std::io::Error),
+}
+
+impl BodyError {
+    /// What the client is told when its own body failed (`None`: not the client's body).
+    pub fn client_kind(&self) -> Option<crate::error::ErrorKind> {
+        use crate::error::ErrorKind;
+        match self {
+            BodyError::TooLarge => Some(ErrorKind::BodyTooLarge),
+            BodyError::ClientTimeout => Some(ErrorKind::ClientTimeout),
+            BodyError::Client(_) => Some(ErrorKind::BadRequest),
+            BodyError::Upstream(_) => None,
+        }
+    }
 }
 
 /// A silence limit on a body: armed when polling it returns `Pending`, disarmed by progress.
@@ -257,19 +270,18 @@ impl Body for UpBody {
     }
 }
 
-/// An upstream connection to give back once its response has been read to the end.
+/// Where an HTTP/1.1 connection goes back once its response has been read to the end.
 #[derive(Debug)]
 pub struct Reusable {
     pub server: Arc<Server>,
-    pub sender: super::Sender,
     pub max_idle: usize,
 }
 
 #[derive(Debug)]
 enum Kind {
     Full(Option<Bytes>),
-    /// A server's body (the connection's `read_timeout` applies while it is read).
-    Upstream(Incoming, Option<super::upstream::Reading>),
+    /// A server's body.
+    Upstream(super::upstream::UpstreamBody),
     /// Part of a file, read in chunks as the client takes them.
     File(
         tokio_util::io::ReaderStream<tokio::io::Take<tokio::fs::File>>,
@@ -338,15 +350,13 @@ impl ProxyBody {
 
     /// A server's body, streamed.
     pub fn upstream(
-        body: Incoming,
+        body: super::upstream::UpstreamBody,
         in_flight: InFlight,
         reuse: Reusable,
         log: Option<AccessLog>,
     ) -> ProxyBody {
-        let reading =
-            (!body.is_end_stream()).then(|| super::upstream::Reading::new(reuse.sender.watch()));
         let mut b = ProxyBody {
-            kind: Kind::Upstream(body, reading),
+            kind: Kind::Upstream(body),
             _in_flight: Some(in_flight),
             reuse: Some(reuse),
             log,
@@ -355,7 +365,7 @@ impl ProxyBody {
             conn: None,
             fill: None,
         };
-        if let Kind::Upstream(inner, _) = &b.kind {
+        if let Kind::Upstream(inner) = &b.kind {
             if inner.is_end_stream() {
                 b.finish();
             }
@@ -399,16 +409,15 @@ impl ProxyBody {
 
     fn finish(&mut self) {
         self.ended = true;
-        if let Kind::Upstream(_, reading) = &mut self.kind {
-            *reading = None;
-        }
         if let Some(f) = self.fill.take() {
             f.finish();
         }
         if let Some(r) = self.reuse.take() {
             // An HTTP/2 connection is shared, not taken: nothing to give back.
-            if let super::Sender::H1(s) = r.sender {
-                r.server.put_idle(s, r.max_idle);
+            if let Kind::Upstream(super::upstream::UpstreamBody::H1(b)) = &mut self.kind {
+                if let Some(c) = b.take_reusable() {
+                    r.server.put_idle(c, r.max_idle);
+                }
             }
         }
     }
@@ -449,7 +458,7 @@ impl Body for ProxyBody {
                     Poll::Pending => Poll::Pending,
                 }
             }
-            Kind::Upstream(inner, _) => {
+            Kind::Upstream(inner) => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match polled {
                     Poll::Ready(Some(Ok(frame))) => {
@@ -474,9 +483,7 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         this.reuse = None;
-                        let timed_out = std::error::Error::source(&e)
-                            .and_then(|c| c.downcast_ref::<std::io::Error>())
-                            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                        let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
                         if let Some(log) = &mut this.log {
                             log.reason = if timed_out {
                                 "upstream_read_timeout"
@@ -495,7 +502,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
-            Kind::Upstream(b, _) => b.is_end_stream(),
+            Kind::Upstream(b) => b.is_end_stream(),
             Kind::File(_, left) => *left == 0,
         }
     }
@@ -503,7 +510,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Upstream(b, _) => b.size_hint(),
+            Kind::Upstream(b) => b.size_hint(),
             Kind::File(_, left) => SizeHint::with_exact(*left),
         }
     }

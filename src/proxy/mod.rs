@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod cached;
+pub mod h1;
 pub mod headers;
 pub mod strict;
 pub mod upstream;
@@ -33,7 +34,7 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
-use upstream::{connect, take_connection, to_h2, Sender};
+use upstream::{connect, take_connection, to_h2, SendError, Sender, UpstreamBody};
 
 /// An immutable snapshot of everything the request path needs, swapped whole on reload.
 #[derive(Debug)]
@@ -202,7 +203,7 @@ async fn upgrade(
 
 /// Copies both ways until either side closes. Counted as a request in flight of its server
 /// (least-connections sees it) and a session of it (`shutdown-sessions` ends it).
-async fn tunnel(client: ClientUpgrade, server: hyper::upgrade::OnUpgrade, in_flight: InFlight) {
+async fn tunnel(client: ClientUpgrade, server: h1::Upgraded, in_flight: InFlight) {
     let _in_flight = in_flight;
     let client: Box<dyn crate::conn::Tunnel> = match client {
         ClientUpgrade::Native(on) => match on.await {
@@ -214,9 +215,8 @@ async fn tunnel(client: ClientUpgrade, server: hyper::upgrade::OnUpgrade, in_fli
             Err(_) => return,
         },
     };
-    let Ok(server) = server.await else { return };
     let mut client = client;
-    let mut server = TokioIo::new(server);
+    let mut server = server;
     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
 }
 
@@ -282,11 +282,7 @@ pub(crate) async fn upstream_request(
 
 /// What the client is told when its own body failed.
 fn body_error_kind(e: &body::BodyError) -> ErrorKind {
-    match e {
-        body::BodyError::TooLarge => ErrorKind::BodyTooLarge,
-        body::BodyError::ClientTimeout => ErrorKind::ClientTimeout,
-        _ => ErrorKind::BadRequest,
-    }
+    e.client_kind().unwrap_or(ErrorKind::BadRequest)
 }
 
 /// The head of a request as it goes upstream: origin-form URI, HTTP/1.1, hop-by-hop headers
@@ -505,7 +501,7 @@ pub(crate) async fn forward(
                     }
                 },
             };
-            if sender.ready().await.is_err() {
+            if !sender.ready().await {
                 if reused {
                     continue;
                 }
@@ -523,7 +519,7 @@ pub(crate) async fn forward(
             if matches!(sender, Sender::H2(_)) && req.version() != Version::HTTP_2 {
                 to_h2(&mut req, pool, server);
             }
-            match tokio::time::timeout_at(response_until, sender.send(req)).await {
+            let failed = match tokio::time::timeout_at(response_until, sender.send(req)).await {
                 Err(_) if response_until == until => {
                     return error_response(ErrorKind::RequestTimeout, log);
                 }
@@ -531,108 +527,96 @@ pub(crate) async fn forward(
                     monitor::observe(pool, i, Seen::BadResponse);
                     return error_response(ErrorKind::UpstreamTimeout, log);
                 }
-                Ok(Ok(resp)) if strict::check_response(resp.headers()).is_err() => {
-                    // Framing a client could read differently: refused, and the connection
-                    // (`sender`) is dropped instead of reused.
-                    monitor::observe(pool, i, Seen::BadResponse);
-                    let why = strict::check_response(resp.headers())
-                        .err()
-                        .unwrap_or_default();
-                    tracing::warn!(pool = %pool.name, server = %server.name, why, "ambiguous response refused");
-                    match replay {
-                        Some(again) => {
-                            req = again;
-                            last_error = ErrorKind::BadUpstream;
-                            continue 'servers;
-                        }
-                        None => return error_response(ErrorKind::BadUpstream, log),
-                    }
-                }
-                Ok(Ok(mut resp))
-                    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
-                        && upgrade.is_some() =>
-                {
-                    monitor::observe(pool, i, Seen::Status(101));
-                    let server_side = hyper::upgrade::on(&mut resp);
-                    let protocol = resp.headers().get(http::header::UPGRADE).cloned();
-                    let (mut parts, _) = resp.into_parts();
-                    headers::strip_hop_by_hop(&mut parts.headers);
-                    parts.headers.insert(
-                        http::header::CONNECTION,
-                        HeaderValue::from_static("upgrade"),
-                    );
-                    if let Some(p) = protocol {
-                        parts.headers.insert(http::header::UPGRADE, p);
-                    }
-                    if let Some(l) = &mut log {
-                        l.status = 101;
-                        l.upstream_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    let client_side = upgrade.take().expect("checked above");
-                    // The connection now belongs to the tunnel: never back to the idle pool.
-                    drop(sender);
-                    server.spawn_session(tunnel(client_side, server_side, in_flight));
-                    return Response::from_parts(parts, ProxyBody::full(bytes::Bytes::new(), log));
-                }
-                Ok(Ok(resp)) => {
-                    monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
-                    if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE {
-                        server.back_off(pool.overload_backoff);
-                        in_flight.keep_backoff();
-                    }
-                    let (mut parts, body) = resp.into_parts();
-                    headers::strip_hop_by_hop(&mut parts.headers);
-                    let took = sent_at.elapsed();
-                    server.latency.observe(took);
-                    if pool.tracks_latency {
-                        server.observe_latency(took.as_secs_f64() * 1e6, clock::now_ms());
-                    }
-                    if let Some(l) = &mut log {
-                        l.status = parts.status.as_u16();
-                        l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
-                    }
-                    let reuse = Reusable {
-                        server: server.clone(),
-                        sender,
-                        max_idle: pool.max_idle_per_server,
-                    };
-                    return Response::from_parts(
-                        parts,
-                        ProxyBody::upstream(body, in_flight, reuse, log),
-                    );
-                }
-                Ok(Err(mut e)) => match e.take_message() {
+                Ok(Err(SendError::Unsent(back, e))) => {
                     // Nothing was written: the request is intact and may go elsewhere.
-                    Some(back) => {
-                        req = back;
-                        if reused {
-                            continue;
-                        }
-                        connect_failed(pool, server, &std::io::Error::other(e.into_error()));
+                    req = *back;
+                    if reused {
+                        continue;
+                    }
+                    connect_failed(pool, server, &e);
+                    continue 'servers;
+                }
+                Ok(Err(SendError::NoResponse(_))) if reused && replay.is_some() => {
+                    // The server closed the idle connection as the request went out: not the
+                    // server's failure; a fresh connection to it gets the request again.
+                    req = replay.expect("checked in the guard");
+                    continue;
+                }
+                Ok(Err(SendError::Client(kind))) => return error_response(kind, log),
+                Ok(Err(SendError::Ambiguous(why))) => {
+                    // Framing a client could read differently: refused, and the connection
+                    // is dropped instead of reused.
+                    tracing::warn!(pool = %pool.name, server = %server.name, why, "ambiguous response refused");
+                    None
+                }
+                Ok(Err(SendError::NoResponse(e) | SendError::Failed(e))) => {
+                    tracing::debug!(pool = %pool.name, server = %server.name, error = %e, "upstream exchange failed");
+                    None
+                }
+                Ok(Ok(resp)) => Some(resp),
+            };
+            let Some(resp) = failed else {
+                monitor::observe(pool, i, Seen::BadResponse);
+                match replay {
+                    Some(again) => {
+                        req = again;
+                        last_error = ErrorKind::BadUpstream;
                         continue 'servers;
                     }
-                    None => {
-                        // The client's own body failed while it streamed: the client's fault.
-                        if let Some(b) = std::error::Error::source(e.error())
-                            .and_then(|c| c.downcast_ref::<body::BodyError>())
-                        {
-                            if !matches!(b, body::BodyError::Upstream(_)) {
-                                return error_response(body_error_kind(b), log);
-                            }
-                        }
-                        monitor::observe(pool, i, Seen::BadResponse);
-                        tracing::debug!(pool = %pool.name, server = %server.name, error = %e.error(), "upstream exchange failed");
-                        match replay {
-                            Some(again) => {
-                                req = again;
-                                last_error = ErrorKind::BadUpstream;
-                                continue 'servers;
-                            }
-                            None => return error_response(ErrorKind::BadUpstream, log),
-                        }
-                    }
-                },
+                    None => return error_response(ErrorKind::BadUpstream, log),
+                }
+            };
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                let client_side = upgrade.take();
+                let (mut parts, body) = resp.into_parts();
+                let server_side = match body {
+                    UpstreamBody::H1(b) => b.into_upgraded(),
+                    UpstreamBody::H2(..) => None,
+                };
+                let (Some(client_side), Some(server_side)) = (client_side, server_side) else {
+                    // A switch nobody asked for.
+                    monitor::observe(pool, i, Seen::BadResponse);
+                    return error_response(ErrorKind::BadUpstream, log);
+                };
+                monitor::observe(pool, i, Seen::Status(101));
+                let protocol = parts.headers.get(http::header::UPGRADE).cloned();
+                headers::strip_hop_by_hop(&mut parts.headers);
+                parts.headers.insert(
+                    http::header::CONNECTION,
+                    HeaderValue::from_static("upgrade"),
+                );
+                if let Some(p) = protocol {
+                    parts.headers.insert(http::header::UPGRADE, p);
+                }
+                if let Some(l) = &mut log {
+                    l.status = 101;
+                    l.upstream_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
+                }
+                // The connection now belongs to the tunnel: never back to the idle pool.
+                server.spawn_session(tunnel(client_side, server_side, in_flight));
+                return Response::from_parts(parts, ProxyBody::full(bytes::Bytes::new(), log));
             }
+            monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
+            if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+                server.back_off(pool.overload_backoff);
+                in_flight.keep_backoff();
+            }
+            let (mut parts, body) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            let took = sent_at.elapsed();
+            server.latency.observe(took);
+            if pool.tracks_latency {
+                server.observe_latency(took.as_secs_f64() * 1e6, clock::now_ms());
+            }
+            if let Some(l) = &mut log {
+                l.status = parts.status.as_u16();
+                l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
+            }
+            let reuse = Reusable {
+                server: server.clone(),
+                max_idle: pool.max_idle_per_server,
+            };
+            return Response::from_parts(parts, ProxyBody::upstream(body, in_flight, reuse, log));
         }
     }
 }

@@ -155,13 +155,15 @@ fn content_length(f: &Fields<'_>) -> Result<Option<u64>, ErrorKind> {
     if f.lengths > 1 {
         return Err(ErrorKind::BadRequest);
     }
-    let b = v.as_bytes();
+    digits(v.as_bytes()).map(Some).ok_or(ErrorKind::BadRequest)
+}
+
+/// A Content-Length value: 1 to 18 digits and nothing else.
+pub fn digits(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 18 || !b.iter().all(u8::is_ascii_digit) {
-        return Err(ErrorKind::BadRequest);
+        return None;
     }
-    Ok(b.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    }))
+    Some(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Whether the body is chunked: a single `Transfer-Encoding` field that says exactly `chunked`

@@ -1,5 +1,5 @@
-//! Connections to servers: HTTP/1.1 or HTTP/2, over TCP or TLS, and the silence limit on
-//! response bodies (`read_timeout`).
+//! Connections to servers: HTTP/1.1 (`h1.rs`) or HTTP/2 (hyper's), over TCP or TLS, and the
+//! silence limit on HTTP/2 response bodies (`read_timeout`; HTTP/1.1 keeps its own).
 //!
 //! The silence limit is kept per connection, not per request: a request costs a flag set per
 //! read that brings data and no timer operation. The connection's I/O ([`TimedIo`]) keeps one
@@ -12,6 +12,7 @@
 use super::body::UpBody;
 use crate::backend::{Pool, Server};
 use http::{Request, Response, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
@@ -155,45 +156,126 @@ impl Write for TimedIo {
     }
 }
 
-/// A connection to a server: HTTP/1.1 (one exchange at a time, pooled when idle) or HTTP/2
-/// (one connection per server, shared by every request).
+/// A connection to a server: HTTP/1.1 (one exchange at a time, driven by the request's task,
+/// pooled when idle) or HTTP/2 (hyper's, one connection per server, shared by every request).
 #[derive(Debug)]
 pub enum Sender {
-    H1(H1),
+    H1(Box<super::h1::Conn>),
     H2(H2),
 }
 
-/// A connection's sending half and what it shares with its I/O.
+/// The shared HTTP/2 connection's sending half and what it shares with its I/O.
 #[derive(Debug, Clone)]
-pub struct Conn<S> {
-    pub sender: S,
+pub struct H2 {
+    pub sender: hyper::client::conn::http2::SendRequest<UpBody>,
     pub watch: Arc<Watch>,
 }
 
-pub type H1 = Conn<hyper::client::conn::http1::SendRequest<UpBody>>;
-pub type H2 = Conn<hyper::client::conn::http2::SendRequest<UpBody>>;
-
-type TrySend = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>;
+pub use super::h1::SendError;
 
 impl Sender {
-    pub async fn ready(&mut self) -> hyper::Result<()> {
+    /// Waits until the connection can take a request (HTTP/2 flow control); false if closed.
+    pub async fn ready(&mut self) -> bool {
         match self {
-            Sender::H1(c) => c.sender.ready().await,
-            Sender::H2(c) => c.sender.ready().await,
+            Sender::H1(_) => true,
+            Sender::H2(c) => c.sender.ready().await.is_ok(),
         }
     }
 
-    pub async fn send(&mut self, req: Request<UpBody>) -> TrySend {
+    /// Sends the request; the response's body gives an HTTP/1.1 connection back to its
+    /// server's idle list when it ends cleanly.
+    pub async fn send(self, req: Request<UpBody>) -> Result<Response<UpstreamBody>, SendError> {
         match self {
-            Sender::H1(c) => c.sender.try_send_request(req).await,
-            Sender::H2(c) => c.sender.try_send_request(req).await,
+            Sender::H1(c) => c.send(req).await.map(|r| r.map(UpstreamBody::H1)),
+            Sender::H2(mut c) => match c.sender.try_send_request(req).await {
+                Ok(resp) => {
+                    if let Err(why) = super::strict::check_response(resp.headers()) {
+                        return Err(SendError::Ambiguous(why));
+                    }
+                    Ok(resp.map(|b| {
+                        let reading = (!b.is_end_stream()).then(|| Reading::new(&c.watch));
+                        UpstreamBody::H2(b, reading)
+                    }))
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) => Err(SendError::Unsent(
+                        Box::new(back),
+                        std::io::Error::other(e.into_error()),
+                    )),
+                    None => {
+                        let e = e.into_error();
+                        if let Some(b) = std::error::Error::source(&e)
+                            .and_then(|c| c.downcast_ref::<super::body::BodyError>())
+                        {
+                            if let Some(kind) = b.client_kind() {
+                                return Err(SendError::Client(kind));
+                            }
+                        }
+                        Err(SendError::Failed(std::io::Error::other(e)))
+                    }
+                },
+            },
+        }
+    }
+}
+
+/// A server's response body: read by the request's task (HTTP/1.1) or from hyper's HTTP/2
+/// connection (with the connection's silence limit held while it is read).
+#[derive(Debug)]
+pub enum UpstreamBody {
+    H1(super::h1::Body),
+    H2(Incoming, Option<Reading>),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::H2(b, reading) => match Pin::new(&mut *b).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => {
+                    *reading = None;
+                    let timed_out = std::error::Error::source(&e)
+                        .and_then(|c| c.downcast_ref::<std::io::Error>())
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                    let kind = if timed_out {
+                        std::io::ErrorKind::TimedOut
+                    } else {
+                        std::io::ErrorKind::Other
+                    };
+                    Poll::Ready(Some(Err(std::io::Error::new(kind, e))))
+                }
+                Poll::Ready(None) => {
+                    *reading = None;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if b.is_end_stream() {
+                        *reading = None;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
-    pub fn watch(&self) -> &Arc<Watch> {
+    fn is_end_stream(&self) -> bool {
         match self {
-            Sender::H1(c) => &c.watch,
-            Sender::H2(c) => &c.watch,
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::H2(b, _) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::H2(b, _) => b.size_hint(),
         }
     }
 }
@@ -218,44 +300,37 @@ pub async fn connect(
         Err(_) => return Err(timed_out()),
     };
     stream.set_nodelay(true)?;
-    let watch = Arc::new(Watch::default());
-    let io: Box<dyn UpIoBox> = match &pool.tls {
-        None => Box::new(TokioIo::new(stream)),
+    let io = match &pool.tls {
+        None => super::h1::Io::Tcp(stream),
         Some(tls) => {
             let left = connect_timeout.saturating_sub(started.elapsed());
             match timeout(left, tls.handshake(&server.name, stream)).await {
-                Ok(Ok(s)) => Box::new(TokioIo::new(s)),
+                Ok(Ok(s)) => super::h1::Io::Tls(Box::new(s)),
                 Ok(Err(e)) => return Err(std::io::Error::other(format!("TLS: {e}"))),
                 Err(_) => return Err(timed_out()),
             }
         }
     };
-    let io = TimedIo::new(io, watch.clone(), pool.read_timeout);
     match pool.protocol {
-        crate::config::Protocol::H1 => {
-            let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                .writev(false)
-                .handshake(io)
-                .await
-                .map_err(std::io::Error::other)?;
-            // A session of the server: `shutdown-sessions` can end it. With upgrades, so a 101
-            // hands the connection over to a tunnel.
-            server.spawn_session(async move {
-                let _ = conn.with_upgrades().await;
-            });
-            Ok(Sender::H1(Conn { sender, watch }))
-        }
+        crate::config::Protocol::H1 => Ok(Sender::H1(super::h1::Conn::new(
+            io,
+            server,
+            pool.read_timeout,
+        ))),
         crate::config::Protocol::H2 => {
+            let watch = Arc::new(Watch::default());
+            let io = TimedIo::new(Box::new(TokioIo::new(io)), watch.clone(), pool.read_timeout);
             let (sender, conn) =
                 hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .timer(hyper_util::rt::TokioTimer::new())
                     .handshake(io)
                     .await
                     .map_err(std::io::Error::other)?;
+            // A session of the server: `shutdown-sessions` can end it.
             server.spawn_session(async move {
                 let _ = conn.await;
             });
-            let conn = Conn { sender, watch };
+            let conn = H2 { sender, watch };
             *server.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
             Ok(Sender::H2(conn))
         }
