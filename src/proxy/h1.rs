@@ -180,7 +180,7 @@ pub struct Conn {
     /// The encoding buffer for what is written (kept to reuse its allocation).
     out: Vec<u8>,
     /// Where the fields of the head being parsed lie in `buf` (kept, like `out`).
-    fields: Vec<[usize; 4]>,
+    fields: Vec<(usize, usize, usize, usize, Field)>,
     /// How much of `out` was written.
     out_pos: usize,
     /// The request body still to send, once the head is out.
@@ -584,19 +584,28 @@ impl Conn {
         };
         let base = self.buf.as_ptr() as usize;
         self.fields.clear();
+        let mut framing = Framing::default();
         for h in res.headers.iter() {
             let n = h.name.as_ptr() as usize - base;
             let v = h.value.as_ptr() as usize - base;
+            let field = Field::of(h.name.as_bytes());
+            framing.see(field, h.value);
             self.fields
-                .push([n, n + h.name.len(), v, v + h.value.len()]);
+                .push((n, n + h.name.len(), v, v + h.value.len(), field));
         }
+        // Hop-by-hop fields are left out as the map is built (cheaper than removing them
+        // after), unless `Connection` names other fields: then all go in, and the caller
+        // strips by the general rule.
+        let drop_hops = !framing.names_others;
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
         let head = self.buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(self.fields.len());
-        let mut framing = Framing::default();
-        for &[ns, ne, vs, ve] in &self.fields {
+        for &(ns, ne, vs, ve, field) in &self.fields {
+            if drop_hops && field.hop_by_hop() && !(switching && field == Field::Upgrade) {
+                continue;
+            }
             let name = HeaderName::from_bytes(&head[ns..ne])
                 .map_err(|_| SendError::Failed(invalid("bad field name in response")))?;
-            framing.see(&name, &head[vs..ve]);
             let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
                 .map_err(|_| SendError::Failed(invalid("bad field value in response")))?;
             headers.append(name, value);
@@ -605,6 +614,7 @@ impl Conn {
             status,
             version,
             headers,
+            stripped: drop_hops,
             framing,
         }))
     }
@@ -645,6 +655,7 @@ impl Conn {
             state,
             reusable,
             failed: None,
+            stripped: head.stripped,
         });
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
@@ -786,7 +797,44 @@ struct Head {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    /// The hop-by-hop fields were left out.
+    stripped: bool,
     framing: Framing,
+}
+
+/// The response fields this module looks at, told apart by their raw names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// The other hop-by-hop fields: Keep-Alive, Proxy-Connection, TE.
+    Hop,
+    Upgrade,
+    Other,
+}
+
+impl Field {
+    fn of(name: &[u8]) -> Field {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        match name.len() {
+            14 if is("content-length") => Field::ContentLength,
+            17 if is("transfer-encoding") => Field::TransferEncoding,
+            10 if is("connection") => Field::Connection,
+            10 if is("keep-alive") => Field::Hop,
+            16 if is("proxy-connection") => Field::Hop,
+            2 if is("te") => Field::Hop,
+            7 if is("upgrade") => Field::Upgrade,
+            _ => Field::Other,
+        }
+    }
+
+    fn hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Field::TransferEncoding | Field::Connection | Field::Hop | Field::Upgrade
+        )
+    }
 }
 
 /// The fields a response's framing and persistence depend on, seen as the head is built.
@@ -799,23 +847,38 @@ struct Framing {
     chunked: bool,
     close: bool,
     keep_alive: bool,
+    /// `Connection` names a field other than the usual options (so that field is hop-by-hop).
+    names_others: bool,
 }
 
 impl Framing {
-    fn see(&mut self, name: &HeaderName, value: &[u8]) {
-        if name == CONTENT_LENGTH {
-            self.lengths += 1;
-            self.length = strict::digits(value);
-            self.length_ok = self.length.is_some();
-        } else if name == http::header::TRANSFER_ENCODING {
-            self.codings += 1;
-            self.chunked = value.eq_ignore_ascii_case(b"chunked");
-        } else if name == http::header::CONNECTION {
-            for t in value.split(|&b| b == b',') {
-                let t = t.trim_ascii();
-                self.close |= t.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+    fn see(&mut self, field: Field, value: &[u8]) {
+        match field {
+            Field::ContentLength => {
+                self.lengths += 1;
+                self.length = strict::digits(value);
+                self.length_ok = self.length.is_some();
             }
+            Field::TransferEncoding => {
+                self.codings += 1;
+                self.chunked = value.eq_ignore_ascii_case(b"chunked");
+            }
+            Field::Connection => {
+                for t in value.split(|&b| b == b',') {
+                    let t = t.trim_ascii();
+                    if t.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if !(t.is_empty()
+                        || t.eq_ignore_ascii_case(b"upgrade")
+                        || t.eq_ignore_ascii_case(b"te"))
+                    {
+                        self.names_others = true;
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -868,9 +931,16 @@ pub struct Body {
     reusable: bool,
     /// A break, reported at the next poll.
     failed: Option<io::Error>,
+    /// The head's hop-by-hop fields were left out already.
+    stripped: bool,
 }
 
 impl Body {
+    /// The response's hop-by-hop fields were left out as its head was read.
+    pub fn head_stripped(&self) -> bool {
+        self.stripped
+    }
+
     /// The connection, once the body ended cleanly and the connection can be reused.
     pub fn take_reusable(&mut self) -> Option<Box<Conn>> {
         if self.state != State::Done || !self.reusable {
@@ -1147,17 +1217,21 @@ mod tests {
     #[test]
     fn framing_fields() {
         let mut f = Framing::default();
-        f.see(&CONTENT_LENGTH, b"12");
+        f.see(Field::of(b"Content-Length"), b"12");
         assert_eq!(f.length(), Ok(Some(12)));
-        f.see(&CONTENT_LENGTH, b"12");
+        f.see(Field::of(b"content-length"), b"12");
         assert!(f.length().is_err());
         let mut f = Framing::default();
-        f.see(&http::header::TRANSFER_ENCODING, b"gzip, chunked");
+        f.see(Field::of(b"TRANSFER-ENCODING"), b"gzip, chunked");
         assert!(f.chunked().is_err());
         let mut f = Framing::default();
-        f.see(&http::header::CONNECTION, b"Keep-Alive, foo");
-        assert!(f.keep_alive && !f.close);
-        f.see(&http::header::CONNECTION, b" close");
-        assert!(f.close);
+        f.see(Field::of(b"Connection"), b"Keep-Alive, Upgrade");
+        assert!(f.keep_alive && !f.close && !f.names_others);
+        f.see(Field::of(b"connection"), b" close, x-private");
+        assert!(f.close && f.names_others);
+        assert_eq!(Field::of(b"Proxy-Connection"), Field::Hop);
+        assert_eq!(Field::of(b"te"), Field::Hop);
+        assert_eq!(Field::of(b"Upgrade"), Field::Upgrade);
+        assert_eq!(Field::of(b"x-upgrade"), Field::Other);
     }
 }

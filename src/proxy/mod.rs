@@ -384,7 +384,11 @@ pub(crate) async fn forward(
     let mut ticket: Option<crate::backend::queue::Ticket> = None;
     let mut deadline: Option<Instant> = None;
     // `request_timeout` bounds everything below: queue, connects, retries and the wait.
-    let until = Instant::now() + pool.request_timeout;
+    let started = Instant::now();
+    let until = started + pool.request_timeout;
+    // Nothing waited yet (no queue): a request sent on a reused connection on its first
+    // attempt was sent at `started`, which saves a clock read.
+    let mut waited = false;
     // Attempts on servers so far, and what the last failed one came to.
     let mut attempts = 0u32;
     let mut last_error = ErrorKind::NoServer;
@@ -416,6 +420,7 @@ pub(crate) async fn forward(
                 let t = ticket.as_ref().expect("entered above");
                 let queue_until =
                     *deadline.get_or_insert_with(|| Instant::now() + pool.queue.config.timeout);
+                waited = true;
                 match tokio::time::timeout_at(queue_until.min(until), t.woken()).await {
                     Ok(()) => {
                         t.rewait();
@@ -512,7 +517,11 @@ pub(crate) async fn forward(
                 );
                 continue 'servers;
             }
-            let sent_at = Instant::now();
+            let sent_at = if reused && attempts == 1 && !waited {
+                started
+            } else {
+                Instant::now()
+            };
             // An idempotent request without a body can be sent again if its response never starts.
             let replay = replayable(&req);
             let response_until = (sent_at + pool.response_timeout).min(until);
@@ -602,7 +611,9 @@ pub(crate) async fn forward(
                 in_flight.keep_backoff();
             }
             let (mut parts, body) = resp.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
+            if !matches!(&body, UpstreamBody::H1(b) if b.head_stripped()) {
+                headers::strip_hop_by_hop(&mut parts.headers);
+            }
             let took = sent_at.elapsed();
             server.latency.observe(took);
             if pool.tracks_latency {
