@@ -136,13 +136,13 @@ CMD[nginx-tls]="nginx -c $work/nginx-tls.conf -p $work/nt"
 CMD[langur-tls]="$BIN run -c $work/langur-tls.toml --workers 1 --no-access-log"
 SCHEME=http
 
-cpu_ticks() { # utime+stime of a process (all its threads) and its children (nginx's worker)
-  local t=0 p f
+cpu_ticks() { # "utime stime" of a process (all its threads) and its children (nginx's worker)
+  local u=0 s=0 p f
   for p in $1 $(pgrep -P "$1"); do
     read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
-    t=$((t + f[13] + f[14]))
+    u=$((u + f[13])) s=$((s + f[14]))
   done
-  echo $t
+  echo $u $s
 }
 start() { # name cpus -> pid
   taskset -c "$2" bash -c "ulimit -n 65536 2>/dev/null; exec ${CMD[$1]}" >"$work/$1.out" 2>&1 &
@@ -152,20 +152,20 @@ start() { # name cpus -> pid
 }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; sleep 0.3; }
 measure() { # results-file path name... : one round over the named servers, pinned to CPU 1
-  local out=$1 path=$2 name pid c0 c1; shift 2
+  local out=$1 path=$2 name pid u0 s0 u1 s1; shift 2
   for name in "$@"; do
     pid=$(start $name 1)
     curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT$path"
     taskset -c 0 wrk -t1 -c"$CONNS" -d1s "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
-    c0=$(cpu_ticks $pid)
+    read -r u0 s0 <<<"$(cpu_ticks $pid)"
     taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
-    c1=$(cpu_ticks $pid)
+    read -r u1 s1 <<<"$(cpu_ticks $pid)"
     stop $pid
-    awk -v n=$name -v c=$((c1 - c0)) -v hz="$hz" '
+    awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v hz="$hz" '
       /Requests\/sec/ {rps=$2} /requests in/ {reqs=$1}
       $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v=v*1000}; p99=v}
       /Non-2xx|Socket errors/ {err=err" "$0}
-      END {printf "%s %s %s %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$out"
+      END {printf "%s %s %s %.2f %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$out"
   done
 }
 median() { # results-file name column
@@ -177,13 +177,13 @@ if [[ " $sections " == *" proxy "* ]]; then
   : >"$work/results"
   for r in $(seq "$ROUNDS"); do measure "$work/results" / origin haproxy nginx langur; done
   echo "== proxy: 1 worker, $CONNS connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
-  printf '%-8s %12s %10s %12s %14s\n' proxy req/s p99_ms cpu_us/req "cpu vs haproxy"
+  printf '%-8s %12s %10s %12s %12s %14s\n' proxy req/s p99_ms cpu_us/req user_us/req "cpu vs haproxy"
   hap=$(median "$work/results" haproxy 4)
   for name in origin haproxy nginx langur; do
     cpu=$(median "$work/results" $name 4)
-    printf '%-8s %12s %10s %12s %14s\n' $name "$(median "$work/results" $name 2)" "$(median "$work/results" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
+    printf '%-8s %12s %10s %12s %12s %14s\n' $name "$(median "$work/results" $name 2)" "$(median "$work/results" $name 3)" "$cpu" "$(median "$work/results" $name 5)" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
   done
-  echo "per run (proxy req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/results"
+  echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/results"
 fi
 
 if [[ " $sections " == *" cache "* ]]; then
@@ -202,7 +202,7 @@ if [[ " $sections " == *" cache "* ]]; then
       "$(awk -v a="$cpu" 'BEGIN {printf "%.0f", (a > 0 ? 1e6/a : 0)}')" "$(awk -v a="$cpu" -v b="$orig" 'BEGIN {printf "%.3f", a/b}')"
   done
   echo "(langur = the same route without cache: every request proxied)"
-  echo "per run (server req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/cresults"
+  echo "per run (server req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/cresults"
 fi
 
 if [[ " $sections " == *" idle "* ]]; then
@@ -241,5 +241,5 @@ if [[ " $sections " == *" https "* ]]; then
     cpu=$(median "$work/tresults" $name 4)
     printf '%-12s %12s %10s %12s %14s\n' $name "$(median "$work/tresults" $name 2)" "$(median "$work/tresults" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
   done
-  echo "per run (proxy req/s p99_ms cpu_us/req):"; sed 's/^/  /' "$work/tresults"
+  echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/tresults"
 fi

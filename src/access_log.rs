@@ -5,9 +5,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+/// One access-log line on its way: boxed, so a request carries a pointer through the pipeline
+/// (and none at all when the log is off) instead of moving the whole line with every response.
+#[derive(Debug)]
+pub struct AccessLog(Box<Line>);
+
+impl std::ops::Deref for AccessLog {
+    type Target = Line;
+    fn deref(&self) -> &Line {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AccessLog {
+    fn deref_mut(&mut self) -> &mut Line {
+        &mut self.0
+    }
+}
+
 /// Everything one access-log line says.
 #[derive(Debug)]
-pub struct AccessLog {
+pub struct Line {
     pub client: SocketAddr,
     pub method: http::Method,
     pub path: String,
@@ -26,7 +44,7 @@ pub struct AccessLog {
 
 impl AccessLog {
     pub fn new(client: SocketAddr, method: &http::Method, path: &str, start: Instant) -> AccessLog {
-        AccessLog {
+        AccessLog(Box::new(Line {
             client,
             method: method.clone(),
             path: path.to_string(),
@@ -38,7 +56,7 @@ impl AccessLog {
             start,
             reason: "",
             cache: "",
-        }
+        }))
     }
 
     pub fn emit(&self) {

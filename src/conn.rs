@@ -33,6 +33,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+pub use crate::park::Parked;
+
 /// The park clock: a connection whose hyper state has been idle for two ticks (250 to 500 ms)
 /// is parked. One ticker per worker, so no connection needs a timer of its own.
 pub const PARK_TICK: Duration = Duration::from_millis(250);
@@ -372,15 +374,32 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     }
 }
 
-/// Serves one client connection until it closes, times out idle, or its worker stops (a
-/// parked connection is then dropped; an exchange in progress is finished first).
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    active: Arc<Active>,
-    mut ticks: tokio::sync::watch::Receiver<u64>,
-) {
+/// What every connection of a listener shares on its worker.
+#[derive(Clone)]
+pub struct Ctx {
+    pub shared: Arc<Shared>,
+    pub active: Arc<Active>,
+    pub ticks: tokio::sync::watch::Receiver<u64>,
+    /// Where idle keep-alive connections wait (see `park.rs`).
+    pub lot: crate::park::Lot,
+}
+
+/// Serves one client connection until it closes, times out idle, or its worker stops (an
+/// exchange in progress is finished first). Once idle, the connection goes to the listener's
+/// parking lot and this task ends; the lot hands it to a new task when the client sends again
+/// (`fresh` is false then: it is readable already, and cannot be h2c).
+pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
+    let Parked {
+        stream,
+        peer,
+        mut permit,
+    } = conn;
+    let Ctx {
+        shared,
+        active,
+        mut ticks,
+        lot,
+    } = ctx;
     let mut state = ConnState::new(ClientInfo::new(peer));
     state.manual = true;
     let svc = ProxyService {
@@ -394,9 +413,10 @@ pub async fn serve(
         framing: Default::default(),
     };
     // A new connection gets `header_read_timeout` for its first byte, then again for a whole
-    // head (hyper's timer); a kept-alive one `keepalive_timeout` for the next request's first.
-    let mut wait = svc.shared.runtime.load().limits.header_read_timeout;
-    let mut first = true;
+    // head (hyper's timer).
+    let wait = svc.shared.runtime.load().limits.header_read_timeout;
+    let mut first = fresh;
+    let mut waiting = fresh;
     loop {
         if first && svc.shared.runtime.load().h2c {
             // h2c with prior knowledge: the connection preface starts with "PRI " (not an
@@ -417,25 +437,55 @@ pub async fn serve(
             }
         }
         first = false;
-        if io.prefix.is_empty() {
-            // Parked: nothing allocated but the socket, until the client sends its next request.
+        if io.prefix.is_empty() && waiting {
+            // Nothing allocated but the socket, until the client sends its first request.
             match tokio::time::timeout(wait, io.io.inner().readable()).await {
                 Ok(Ok(())) => {}
                 _ => return,
             }
         }
-        let _active = active.enter();
-        // Boxed: a parked connection's task keeps no room for hyper's state.
-        let parked = Box::pin(drive(io, svc.clone(), &mut ticks)).await;
-        match parked {
-            Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => io = back,
-            Some(mut back) => {
-                let _ = std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx)).await;
-                return;
+        waiting = true;
+        {
+            let _active = active.enter();
+            // Boxed: a waiting connection's task keeps no room for hyper's state.
+            match Box::pin(drive(io, svc.clone(), &mut ticks)).await {
+                Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => io = back,
+                Some(mut back) => {
+                    let _ = std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx)).await;
+                    return;
+                }
+                None => return,
             }
-            None => return,
         }
-        wait = svc.shared.runtime.load().limits.keepalive_timeout;
+        if !io.prefix.is_empty() {
+            // The client sent its next request already.
+            continue;
+        }
+        // Idle: to the lot, unless the client sent something meanwhile.
+        let keepalive = svc.shared.runtime.load().limits.keepalive_timeout;
+        let Prefixed {
+            io: tokio_io,
+            prefix,
+            state,
+            framing,
+        } = io;
+        let parked = Parked {
+            stream: tokio_io.into_inner(),
+            peer,
+            permit: permit.take(),
+        };
+        match lot.park(parked, keepalive) {
+            Ok(()) => return,
+            Err(back) => {
+                permit = back.permit;
+                io = Prefixed {
+                    io: TokioIo::new(back.stream),
+                    prefix,
+                    state,
+                    framing,
+                };
+            }
+        }
     }
 }
 
@@ -688,8 +738,8 @@ async fn drive(
 mod tests {
     use super::*;
 
-    /// A parked connection is one task; its future is what an idle client costs besides the
-    /// socket. Keep it small (see docs/performance.md, idle connections).
+    /// A new connection waiting for its first request is one task; keep its future small
+    /// (idle keep-alive connections are not tasks: see `park.rs`).
     #[tokio::test]
     async fn a_parked_connection_is_small() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -699,9 +749,21 @@ mod tests {
         let config = crate::config::parse_str("t.toml", "", true).unwrap();
         let shared = Arc::new(crate::server::new_shared(&config, 1).unwrap());
         let (ticks, _clock) = park_clock();
-        let fut = serve(s, peer, shared, Arc::new(Active::default()), ticks);
+        let ctx = Ctx {
+            shared,
+            active: Arc::new(Active::default()),
+            ticks,
+            lot: crate::park::Lot::new(),
+        };
+        let conn = Parked {
+            stream: s,
+            peer,
+            permit: None,
+        };
+        let fut = serve(conn, ctx, true);
         let size = std::mem::size_of_val(&fut);
-        // 600 bytes before the framing scanner (40 bytes) and the request limits came in.
-        assert!(size <= 700, "the connection future grew to {size} bytes");
+        // 600 bytes before the framing scanner (40 bytes) and the request limits came in, 768
+        // with the lot's handle and the connection's permit.
+        assert!(size <= 800, "the connection future grew to {size} bytes");
     }
 }

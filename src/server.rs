@@ -538,6 +538,15 @@ async fn accept_loop(
     // The listener's connections: when this task ends (or is aborted at the shutdown timeout),
     // they end with it.
     let mut conns = JoinSet::new();
+    // Idle keep-alive connections, and the one timer that closes them (see `park.rs`).
+    let lot = crate::park::Lot::new();
+    let mut lot_timer = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+    let ctx = crate::conn::Ctx {
+        shared: shared.clone(),
+        active: active.clone(),
+        ticks: ticks.clone(),
+        lot: lot.clone(),
+    };
     loop {
         // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
         let permit = tokio::select! {
@@ -546,6 +555,10 @@ async fn accept_loop(
                 Err(_) => break,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            back = std::future::poll_fn(|cx| lot.poll_next(cx, lot_timer.as_mut())) => {
+                conns.spawn(crate::conn::serve(back, ctx.clone(), false));
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
         tokio::select! {
@@ -560,24 +573,28 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let (shared, active, ticks) = (shared.clone(), active.clone(), ticks.clone());
                 if tls {
+                    let (shared, active, ticks) = (shared.clone(), active.clone(), ticks.clone());
                     conns.spawn(async move {
                         crate::conn::serve_tls(stream, peer, shared, active, ticks).await;
                         drop(permit);
                     });
                 } else {
-                    conns.spawn(async move {
-                        crate::conn::serve(stream, peer, shared, active, ticks).await;
-                        drop(permit);
-                    });
+                    let conn = crate::conn::Parked { stream, peer, permit: Some(permit) };
+                    conns.spawn(crate::conn::serve(conn, ctx.clone(), true));
                 }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            back = std::future::poll_fn(|cx| lot.poll_next(cx, lot_timer.as_mut())) => {
+                conns.spawn(crate::conn::serve(back, ctx.clone(), false));
+            }
             _ = shutdown.changed() => break,
         }
     }
     drop(listener);
+    // Idle connections close now; the ones in an exchange finish it first.
+    drop(ctx);
+    lot.close_all();
     shared
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -282,9 +282,10 @@ enum Kind {
     Full(Option<Bytes>),
     /// A server's body.
     Upstream(super::upstream::UpstreamBody),
-    /// Part of a file, read in chunks as the client takes them.
+    /// Part of a file, read in chunks as the client takes them (boxed: a file's reader is
+    /// large, and every response moves this enum).
     File(
-        tokio_util::io::ReaderStream<tokio::io::Take<tokio::fs::File>>,
+        Box<tokio_util::io::ReaderStream<tokio::io::Take<tokio::fs::File>>>,
         u64,
     ),
 }
@@ -337,7 +338,7 @@ impl ProxyBody {
         }
         let reader = tokio_util::io::ReaderStream::with_capacity(f.take(len), 64 * 1024);
         Ok(ProxyBody {
-            kind: Kind::File(reader, len),
+            kind: Kind::File(Box::new(reader), len),
             _in_flight: None,
             reuse: None,
             log,
@@ -436,7 +437,7 @@ impl Body for ProxyBody {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::File(reader, left) => {
                 use futures_core::Stream;
-                match Pin::new(reader).poll_next(cx) {
+                match Pin::new(&mut **reader).poll_next(cx) {
                     Poll::Ready(Some(Ok(d))) => {
                         this.bytes += d.len() as u64;
                         *left = left.saturating_sub(d.len() as u64);
