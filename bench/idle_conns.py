@@ -7,6 +7,9 @@ import asyncio, os, resource, sys
 
 # Seconds the connections sit idle before memory is read (the same for every proxy).
 SETTLE = float(os.environ.get("SETTLE", "3"))
+# Connections opened at once (a burst by default; a trickle shows live memory without the
+# allocator pages a burst leaves partly used).
+CONCURRENCY = int(os.environ.get("CONCURRENCY", "200"))
 
 async def one(host, port, sem, conns):
     async with sem:
@@ -43,7 +46,7 @@ async def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 1000)), hard))
     before = rss(pid)
-    conns, sem = [], asyncio.Semaphore(200)
+    conns, sem = [], asyncio.Semaphore(CONCURRENCY)
     await asyncio.gather(*(one(host, int(port), sem, conns) for _ in range(n)))
     await asyncio.sleep(SETTLE)
     after = rss(pid)

@@ -16,7 +16,8 @@
 #   https    the proxy table with TLS terminated by each proxy (same self-signed certificate,
 #            TLS 1.3, keep-alive connections: the cost of encrypting, not of handshakes).
 # Env: ROUNDS (3), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
-#      these machines cap open files at 20000 and HAProxy insists on two per connection).
+#      these machines cap open files at 20000 and HAProxy insists on two per connection),
+#      CONCURRENCY (idle connections opened at once, 200), SETTLE (seconds idle before reading, 3).
 # Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."

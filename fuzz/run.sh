@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-600}
-for t in legacy_config toml_config router request_head; do
+for t in legacy_config toml_config router request_head upstream_response; do
     mkdir -p "target/corpus/$t"
     echo "== $t for ${seconds}s"
     cargo +nightly fuzz run -O "$t" "target/corpus/$t" "corpus/$t" -- \

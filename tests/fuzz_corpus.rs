@@ -62,3 +62,48 @@ fn request_head_seeds_scan_the_same_however_split() {
         assert_eq!(whole.ambiguous(), bytewise.ambiguous(), "{input:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn upstream_response_seeds_keep_the_framing_rules() {
+    let mut outcomes = Vec::new();
+    for input in inputs("upstream_response") {
+        let head = input[0] & 1 == 1;
+        let k = usize::from(input[1]).min(input.len() - 2);
+        let (pieces, response) = input[2..].split_at(k);
+        let outcome = langur::proxy::h1::fuzzing::exchange(response, pieces, head).await;
+        if let Ok(o) = &outcome {
+            langur::proxy::h1::fuzzing::check(o, head);
+        }
+        outcomes.push((String::from_utf8_lossy(response).to_string(), outcome));
+    }
+    let find = |start: &str| {
+        outcomes
+            .iter()
+            .find(|(r, _)| r.contains(start))
+            .unwrap_or_else(|| panic!("no seed with {start:?}"))
+    };
+    // A few seeds, answered as the rules say.
+    let (_, o) = find("5;ext=1");
+    let o = o.as_ref().unwrap();
+    assert_eq!(o.body.as_deref().unwrap(), b"hello world");
+    assert!(o.trailers && o.reused);
+    let (_, o) = find("until the end");
+    let o = o.as_ref().unwrap();
+    assert_eq!(o.body.as_deref().unwrap(), b"until the end");
+    assert!(!o.reused, "a close-delimited body leaves nothing to reuse");
+    let (_, o) = find("Content-Length: 3\r\nTransfer-Encoding");
+    assert!(o.is_err(), "{o:?}");
+    let (_, o) = find("Content-Length: 3\r\nContent-Length: 3");
+    assert!(o.is_err(), "{o:?}");
+    let (_, o) = find("Content-Length: 10\r\n\r\nabc");
+    assert!(o.as_ref().unwrap().body.is_err());
+    let (_, o) = find("okHTTP/1.1");
+    let o = o.as_ref().unwrap();
+    assert!(
+        o.body.is_ok() && !o.reused,
+        "stray bytes after a response: not reused"
+    );
+    let (_, o) = find("304 Not Modified");
+    let o = o.as_ref().unwrap();
+    assert!(o.body.as_ref().unwrap().is_empty() && o.reused);
+}
