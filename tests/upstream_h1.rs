@@ -137,10 +137,18 @@ fn request_len(buf: &[u8]) -> Option<usize> {
 }
 
 async fn origin() -> (SocketAddr, Seen) {
+    let (addr, seen, _) = origin_counting_closes().await;
+    (addr, seen)
+}
+
+/// The origin, and how many connections langur closed (the origin read an end of stream).
+async fn origin_counting_closes() -> (SocketAddr, Seen, Arc<std::sync::atomic::AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen: Seen = Arc::default();
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let s2 = seen.clone();
+    let c2 = closed.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let idx = {
@@ -149,6 +157,7 @@ async fn origin() -> (SocketAddr, Seen) {
                 v.len() - 1
             };
             let seen = s2.clone();
+            let closed = c2.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 8192];
@@ -176,14 +185,17 @@ async fn origin() -> (SocketAddr, Seen) {
                         }
                     }
                     match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => {
+                            closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
                         Ok(n) => buf.extend_from_slice(&tmp[..n]),
                     }
                 }
             });
         }
     });
-    (addr, seen)
+    (addr, seen, closed)
 }
 
 fn config(addr: SocketAddr) -> String {
@@ -416,4 +428,35 @@ async fn a_request_the_server_dropped_unanswered_is_resent_only_if_idempotent() 
         ]
     );
     lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_closes_the_idle_connections_of_the_servers_it_replaced() {
+    let (addr, seen, closed) = origin_counting_closes().await;
+    let dir = std::env::temp_dir().join(format!("langur-h1-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("langur.toml");
+    std::fs::write(
+        &path,
+        format!("[server]\naccess_log = false\n{}", config(addr)),
+    )
+    .unwrap();
+    let lg = common::start(langur::config::load(&path).unwrap()).await;
+    let at = lg.listen_addrs()[0];
+    assert_eq!(get(at, "/a").await.status, 200);
+    assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The reload builds new server objects; the old one goes, and its idle connection with it.
+    langur::server::reload(lg.shared()).expect("reload");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while closed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced server's idle connection was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(at, "/b").await.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    lg.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -472,9 +472,14 @@ impl Server {
         None
     }
 
-    /// Returns a connection whose last exchange finished cleanly.
+    /// Returns a connection whose last exchange finished cleanly. The oldest idle connection
+    /// is looked at too, and dropped if its server closed it (idle connections are not watched
+    /// otherwise), so closed ones do not linger at the bottom of the list.
     pub fn put_idle(&self, sender: H1, max_idle: usize) {
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
+        if idle.first_mut().is_some_and(|c| !c.is_reusable()) {
+            idle.remove(0);
+        }
         if idle.len() < max_idle {
             idle.push(sender);
         }

@@ -126,15 +126,19 @@ fn killed() -> io::Error {
 }
 
 /// The entry of a connection in its server's session list, removed when the connection ends.
+/// Weak: the server's idle list holds its connections, which must not keep it alive (a server
+/// replaced by a reload is dropped with its idle connections).
 #[derive(Debug)]
 struct Registered {
-    server: Arc<Server>,
+    server: std::sync::Weak<Server>,
     id: u64,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.server.end_session(self.id);
+        if let Some(server) = self.server.upgrade() {
+            server.end_session(self.id);
+        }
     }
 }
 
@@ -189,6 +193,8 @@ pub struct Conn {
     fields: Vec<(usize, usize, usize, usize, Field)>,
     /// How much of `out` was written.
     out_pos: usize,
+    /// `buf`'s length when the head (or trailer section) in it was last found incomplete.
+    partial_at: usize,
     /// The request body still to send, once the head is out.
     upload: Option<(Upload, UpBody)>,
     /// The request is still going out (head, body or the final flush).
@@ -268,6 +274,7 @@ impl Conn {
             out: Vec::new(),
             fields: Vec::new(),
             out_pos: 0,
+            partial_at: 0,
             upload: None,
             sending: false,
             wrote: false,
@@ -280,7 +287,7 @@ impl Conn {
             },
             broken: false,
             _registered: Registered {
-                server: server.clone(),
+                server: Arc::downgrade(server),
                 id,
             },
         })
@@ -370,6 +377,7 @@ impl Conn {
             }
         }
         self.out_pos = 0;
+        self.partial_at = 0;
         self.sending = true;
         let mut body = Some(body);
         if !ended {
@@ -534,13 +542,23 @@ impl Conn {
         loop {
             if !self.buf.is_empty() {
                 *got_any = true;
-                if let Some(head) = self.parse_head()? {
-                    if head.status.is_informational()
-                        && head.status != StatusCode::SWITCHING_PROTOCOLS
-                    {
-                        continue;
+                // A head that was incomplete is parsed again only once an empty line arrived
+                // (a server dribbling its head cannot make the parsing quadratic).
+                if self.partial_at == 0 || ends_section(&self.buf, self.partial_at) {
+                    match self.parse_head()? {
+                        Some(head) => {
+                            self.partial_at = 0;
+                            if head.status.is_informational()
+                                && head.status != StatusCode::SWITCHING_PROTOCOLS
+                            {
+                                continue;
+                            }
+                            return Poll::Ready(Ok(head));
+                        }
+                        None => self.partial_at = self.buf.len(),
                     }
-                    return Poll::Ready(Ok(head));
+                } else if self.buf.len() >= MAX_HEAD {
+                    return Poll::Ready(Err(SendError::Failed(invalid("response head too large"))));
                 }
             }
             match ready!(self.poll_fill(cx, false)) {
@@ -1094,7 +1112,7 @@ impl Body {
                             return Poll::Ready(Some(Err(invalid("chunk not followed by CRLF"))));
                         }
                     }
-                    Chunk::Trailers => match trailers(&mut conn.buf) {
+                    Chunk::Trailers => match trailers(&mut conn.buf, &mut conn.partial_at) {
                         Ok(Some(t)) => {
                             this.state = State::Done;
                             if t.is_empty() {
@@ -1127,11 +1145,19 @@ impl Body {
 }
 
 /// A complete trailer section at the front of `buf`, taken out of it.
-fn trailers(buf: &mut BytesMut) -> io::Result<Option<HeaderMap>> {
+fn trailers(buf: &mut BytesMut, partial_at: &mut usize) -> io::Result<Option<HeaderMap>> {
     if buf.starts_with(b"\r\n") {
         buf.advance(2);
         return Ok(Some(HeaderMap::new()));
     }
+    if *partial_at > 0 && !ends_section(buf, *partial_at) {
+        return if buf.len() < MAX_HEAD {
+            Ok(None)
+        } else {
+            Err(invalid("trailer section too large"))
+        };
+    }
+    *partial_at = 0;
     let mut slots = [httparse::EMPTY_HEADER; 32];
     match httparse::parse_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete((used, fields))) => {
@@ -1146,10 +1172,20 @@ fn trailers(buf: &mut BytesMut) -> io::Result<Option<HeaderMap>> {
             buf.advance(used);
             Ok(Some(map))
         }
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(None),
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+            *partial_at = buf.len();
+            Ok(None)
+        }
         Ok(httparse::Status::Partial) => Err(invalid("trailer section too large")),
         Err(e) => Err(invalid(format!("bad trailer section: {e}"))),
     }
+}
+
+/// Whether bytes from `from` on (with the three before, where a line end may have started)
+/// hold an empty line: the end of a head or trailer section, with CRLF or bare LF line ends.
+fn ends_section(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(3).min(buf.len())..];
+    memchr::memmem::find(tail, b"\n\r\n").is_some() || memchr::memmem::find(tail, b"\n\n").is_some()
 }
 
 /// A connection after a 101, with what the server sent right after its head served first.
@@ -1334,17 +1370,34 @@ mod tests {
 
     #[test]
     fn trailer_sections() {
+        let mut at = 0;
         let mut b = BytesMut::from(&b"\r\nrest"[..]);
-        assert!(trailers(&mut b).unwrap().unwrap().is_empty());
+        assert!(trailers(&mut b, &mut at).unwrap().unwrap().is_empty());
         assert_eq!(&b[..], b"rest");
         let mut b = BytesMut::from(&b"grpc-status: 0\r\nx: y\r\n\r\n"[..]);
-        let t = trailers(&mut b).unwrap().unwrap();
+        let t = trailers(&mut b, &mut at).unwrap().unwrap();
         assert_eq!(t["grpc-status"], "0");
         assert!(b.is_empty());
         let mut b = BytesMut::from(&b"grpc-status: 0\r\n"[..]);
-        assert!(trailers(&mut b).unwrap().is_none());
+        assert!(trailers(&mut b, &mut at).unwrap().is_none());
+        assert_eq!(at, b.len());
+        // More of the same section without its end: not parsed again.
+        b.extend_from_slice(b"x-more: 1\r");
+        assert!(trailers(&mut b, &mut at).unwrap().is_none());
+        b.extend_from_slice(b"\n\r\n");
+        assert_eq!(trailers(&mut b, &mut at).unwrap().unwrap().len(), 2);
+        let mut at = 0;
         let mut b = BytesMut::from(&b"bad line\r\n\r\n"[..]);
-        assert!(trailers(&mut b).is_err());
+        assert!(trailers(&mut b, &mut at).is_err());
+    }
+
+    #[test]
+    fn section_ends() {
+        assert!(ends_section(b"HTTP/1.1 200 OK\r\n\r\n", 0));
+        assert!(ends_section(b"HTTP/1.1 200 OK\n\n", 0));
+        // The end straddles what was seen before and what came after.
+        assert!(ends_section(b"HTTP/1.1 200 OK\r\n\r\n", 17));
+        assert!(!ends_section(b"HTTP/1.1 200 OK\r\nA: b\r\n", 10));
     }
 
     #[test]
