@@ -53,7 +53,7 @@ pub struct Server {
     probing: AtomicBool,
     /// Idle upstream connections, one slot per worker thread: a connection is driven by the
     /// worker that opened it, so it is only ever reused there (no cross-thread wakeups).
-    idle: Box<[Mutex<Vec<H1>>]>,
+    idle: Box<[Mutex<IdleList>]>,
     /// HTTP/2 pools: the one multiplexed connection, shared by every request.
     pub h2: Mutex<Option<H2>>,
     /// Used only when no non-backup server of the pool is usable.
@@ -175,7 +175,7 @@ impl Server {
             failures: AtomicU32::new(0),
             last_failure_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
-            idle: (0..slots.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            idle: (0..slots.max(1)).map(|_| Mutex::default()).collect(),
             h2: Mutex::new(None),
         }
     }
@@ -362,7 +362,7 @@ impl Server {
             }
         }
         for slot in self.idle.iter() {
-            slot.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            slot.lock().unwrap_or_else(|e| e.into_inner()).conns.clear();
         }
     }
 
@@ -464,7 +464,7 @@ impl Server {
     /// An idle upstream connection, if one is ready (closed ones are dropped).
     pub fn take_idle(&self) -> Option<H1> {
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(mut c) = idle.pop() {
+        while let Some(mut c) = idle.conns.pop() {
             if c.is_reusable() {
                 return Some(c);
             }
@@ -472,22 +472,31 @@ impl Server {
         None
     }
 
-    /// Returns a connection whose last exchange finished cleanly. The oldest idle connection
-    /// is looked at too, and dropped if its server closed it (idle connections are not watched
-    /// otherwise), so closed ones do not linger at the bottom of the list.
+    /// Returns a connection whose last exchange finished cleanly. Every 16th time the oldest
+    /// idle connection is looked at too, and dropped if its server closed it (idle connections
+    /// are not watched otherwise), so closed ones do not linger at the bottom of the list.
     pub fn put_idle(&self, sender: H1, max_idle: usize) {
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
-        if idle.first_mut().is_some_and(|c| !c.is_reusable()) {
-            idle.remove(0);
+        idle.puts = idle.puts.wrapping_add(1);
+        if idle.puts % 16 == 0 && idle.conns.first_mut().is_some_and(|c| !c.is_reusable()) {
+            idle.conns.remove(0);
         }
-        if idle.len() < max_idle {
-            idle.push(sender);
+        if idle.conns.len() < max_idle {
+            idle.conns.push(sender);
         }
     }
 
-    fn slot(&self) -> &Mutex<Vec<H1>> {
+    fn slot(&self) -> &Mutex<IdleList> {
         &self.idle[crate::server::worker_id() % self.idle.len()]
     }
+}
+
+/// A worker's idle HTTP/1.1 connections to one server, most recently used last.
+#[derive(Debug, Default)]
+struct IdleList {
+    conns: Vec<H1>,
+    /// Connections given back so far (paces the look at the oldest one).
+    puts: u8,
 }
 
 /// Something [`Server::kill_sessions`] can end: a task (tunnels, HTTP/2 connections) or an
