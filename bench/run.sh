@@ -7,22 +7,23 @@
 # Sections:
 #   proxy    one worker each, pinned to CPU 1; wrk and the backends on CPU 0; 64 keep-alive
 #            connections, 1 KiB responses, round robin over 3 nginx backends. Rows: origin (nginx
-#            serving the body itself: the floor), haproxy, nginx, langur. Median of ROUNDS runs
-#            of requests/s, p99 and CPU microseconds per request of the proxy process.
+#            serving the body itself: the floor), haproxy, nginx, langur, in an order rotated
+#            every round. Median of ROUNDS runs of requests/s, p99 and CPU microseconds per
+#            request of the proxy process (all of it, and its user part).
 #   cache    cache hits on the same setup: nginx serving the file itself (origin), nginx
 #            proxy_cache, HAProxy's cache, langur's cache, and langur without cache (proxied).
 #   idle     resident memory of each proxy holding IDLE_CONNS idle keep-alive client connections.
 #   workers  langur with 1 worker vs 2 workers (wrk unpinned: the machine has only 2 cores).
 #   https    the proxy table with TLS terminated by each proxy (same self-signed certificate,
 #            TLS 1.3, keep-alive connections: the cost of encrypting, not of handshakes).
-# Env: ROUNDS (3), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
+# Env: ROUNDS (5), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
 #      these machines cap open files at 20000 and HAProxy insists on two per connection),
 #      CONCURRENCY (idle connections opened at once, 200), SETTLE (seconds idle before reading, 3).
 # Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
 sections=${*:-proxy cache https idle workers}
-ROUNDS=${ROUNDS:-3} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
+ROUNDS=${ROUNDS:-5} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 need=""
 for t in haproxy nginx wrk curl python3 openssl; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
 if [ -n "$need" ]; then
@@ -169,6 +170,12 @@ measure() { # results-file path name... : one round over the named servers, pinn
       END {printf "%s %s %s %.2f %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$out"
   done
 }
+rotated() { # round names...: the names rotated by the round number, so that each proxy takes
+  # each place in the order across rounds (the machine drifts; a fixed order would favour one)
+  local r=$1; shift
+  local names=("$@") n=$# i
+  for ((i = 0; i < n; i++)); do printf '%s ' "${names[$(((i + r) % n))]}"; done
+}
 median() { # results-file name column
   awk -v n=$2 -v c=$3 '$1==n {print $c}' "$1" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }
@@ -176,7 +183,7 @@ sleep 0.5
 
 if [[ " $sections " == *" proxy "* ]]; then
   : >"$work/results"
-  for r in $(seq "$ROUNDS"); do measure "$work/results" / origin haproxy nginx langur; done
+  for r in $(seq "$ROUNDS"); do measure "$work/results" / $(rotated "$r" origin haproxy nginx langur); done
   echo "== proxy: 1 worker, $CONNS connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
   printf '%-8s %12s %10s %12s %12s %14s\n' proxy req/s p99_ms cpu_us/req user_us/req "cpu vs haproxy"
   hap=$(median "$work/results" haproxy 4)
@@ -192,7 +199,7 @@ if [[ " $sections " == *" cache "* ]]; then
   # proxied-miss baseline, "origin" is nginx serving the same bytes from its own disk.
   : >"$work/cresults"
   for r in $(seq "$ROUNDS"); do
-    measure "$work/cresults" /cached origin nginx-cache haproxy-cache langur-cache langur
+    measure "$work/cresults" /cached $(rotated "$r" origin nginx-cache haproxy-cache langur-cache langur)
   done
   echo "== cache: hits of a $BODY-byte response, 1 worker, $CONNS connections, median of $ROUNDS runs of ${DUR}s"
   printf '%-14s %12s %10s %12s %14s %14s\n' server req/s p99_ms cpu_us/req hits/cpu_s "cpu vs origin"
@@ -233,7 +240,7 @@ fi
 if [[ " $sections " == *" https "* ]]; then
   SCHEME=https
   : >"$work/tresults"
-  for r in $(seq "$ROUNDS"); do measure "$work/tresults" / haproxy-tls nginx-tls langur-tls; done
+  for r in $(seq "$ROUNDS"); do measure "$work/tresults" / $(rotated "$r" haproxy-tls nginx-tls langur-tls); done
   SCHEME=http
   echo "== https: TLS 1.3 terminated by the proxy, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
   printf '%-12s %12s %10s %12s %14s\n' proxy req/s p99_ms cpu_us/req "cpu vs haproxy"
