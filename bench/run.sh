@@ -176,6 +176,11 @@ rotated() { # round names...: the names rotated by the round number, so that eac
   local names=("$@") n=$# i
   for ((i = 0; i < n; i++)); do printf '%s ' "${names[$(((i + r) % n))]}"; done
 }
+paired() { # results-file name base: the median over rounds of name's CPU per request divided
+  # by base's in the same round (rounds are consecutive groups of lines, one line per server)
+  awk -v n=$2 -v b=$3 -v k="$4" '$1==n {x=$4} $1==b {y=$4} {i++} i%k==0 && y>0 {print x/y}' "$1" |
+    sort -n | awk '{v[NR]=$1} END {printf "%.3f", v[int((NR+1)/2)]}'
+}
 median() { # results-file name column
   awk -v n=$2 -v c=$3 '$1==n {print $c}' "$1" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }
@@ -185,12 +190,13 @@ if [[ " $sections " == *" proxy "* ]]; then
   : >"$work/results"
   for r in $(seq "$ROUNDS"); do measure "$work/results" / $(rotated "$r" origin haproxy nginx langur); done
   echo "== proxy: 1 worker, $CONNS connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
-  printf '%-8s %12s %10s %12s %12s %14s\n' proxy req/s p99_ms cpu_us/req user_us/req "cpu vs haproxy"
+  printf '%-8s %12s %10s %12s %12s %14s %14s\n' proxy req/s p99_ms cpu_us/req user_us/req "cpu vs haproxy" "paired ratio"
   hap=$(median "$work/results" haproxy 4)
   for name in origin haproxy nginx langur; do
     cpu=$(median "$work/results" $name 4)
-    printf '%-8s %12s %10s %12s %12s %14s\n' $name "$(median "$work/results" $name 2)" "$(median "$work/results" $name 3)" "$cpu" "$(median "$work/results" $name 5)" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
+    printf '%-8s %12s %10s %12s %12s %14s %14s\n' $name "$(median "$work/results" $name 2)" "$(median "$work/results" $name 3)" "$cpu" "$(median "$work/results" $name 5)" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')" "$(paired "$work/results" $name haproxy 4)"
   done
+  echo "(cpu vs haproxy: ratio of the medians; paired ratio: median over rounds of the ratio within the round)"
   echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/results"
 fi
 
