@@ -244,9 +244,17 @@ enum Out {
 
 /// The request body failed: the client's fault, unless it was a server's body being relayed.
 fn client_error(e: BodyError) -> SendError {
+    match body_failed(e) {
+        Upstream::Client(kind) => SendError::Client(kind),
+        Upstream::Io(e) => SendError::Failed(e),
+    }
+}
+
+/// Why a request body stopped, for [`Conn::poll_upload`].
+fn body_failed(e: BodyError) -> Upstream {
     match e.client_kind() {
-        Some(kind) => SendError::Client(kind),
-        None => SendError::Failed(io::Error::other(e)),
+        Some(kind) => Upstream::Client(kind),
+        None => Upstream::Io(io::Error::other(e)),
     }
 }
 
@@ -388,19 +396,16 @@ impl Conn {
             self.upload = Some((up, body.take().expect("not taken yet")));
         }
         let mut got_any = false;
+        // `Err(Err(e))`: nothing was written, the request goes back (rebuilt below).
         let head = std::future::poll_fn(|cx| {
             if self.sending {
                 match self.poll_upload(cx) {
                     Poll::Ready(Ok(())) => self.sending = false,
                     Poll::Ready(Err(Upstream::Client(kind))) => {
-                        return Poll::Ready(Err(SendError::Client(kind)))
+                        return Poll::Ready(Err(Ok(SendError::Client(kind))))
                     }
                     Poll::Ready(Err(Upstream::Io(e))) if !self.wrote && !touched => {
-                        return Poll::Ready(Err(SendError::Unsent(
-                            // Put back together below, where the parts are.
-                            Box::new(Request::new(UpBody::Empty)),
-                            e,
-                        )));
+                        return Poll::Ready(Err(Err(e)));
                     }
                     Poll::Ready(Err(Upstream::Io(e))) => {
                         // Maybe the server answered before it closed: read what it said.
@@ -410,12 +415,12 @@ impl Conn {
                     Poll::Pending => {}
                 }
             }
-            self.poll_head(cx, &mut got_any)
+            self.poll_head(cx, &mut got_any).map_err(Ok)
         })
         .await;
         match head {
             Ok(head) => self.respond(head, head_only),
-            Err(SendError::Unsent(_, e)) => {
+            Err(Err(e)) => {
                 let body = match (body, self.upload.take()) {
                     (Some(b), _) | (None, Some((_, b))) => b,
                     (None, None) => UpBody::Empty,
@@ -425,7 +430,7 @@ impl Conn {
                     e,
                 ))
             }
-            Err(e) => Err(e),
+            Err(Ok(e)) => Err(e),
         }
     }
 
@@ -472,12 +477,7 @@ impl Conn {
             }
             match ready!(Pin::new(body).poll_frame(cx)) {
                 Some(Ok(frame)) => up.encode(frame, None).map_err(Upstream::Io)?,
-                Some(Err(e)) => {
-                    return Poll::Ready(Err(match e.client_kind() {
-                        Some(kind) => Upstream::Client(kind),
-                        None => Upstream::Io(io::Error::other(e)),
-                    }))
-                }
+                Some(Err(e)) => return Poll::Ready(Err(body_failed(e))),
                 None => up.end(None, None).map_err(Upstream::Io)?,
             }
         }
@@ -672,7 +672,11 @@ impl Conn {
         } else if chunked {
             State::Chunked(Chunk::Size)
         } else if let Some(n) = length {
-            State::Length(n)
+            if n == 0 {
+                State::Done
+            } else {
+                State::Length(n)
+            }
         } else {
             State::Close
         };
@@ -688,9 +692,6 @@ impl Conn {
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
         *resp.headers_mut() = head.headers;
-        if matches!(resp.body().state, State::Length(0)) {
-            resp.body_mut().state = State::Done;
-        }
         Ok(resp)
     }
 }
