@@ -1,10 +1,16 @@
-//! Client connections, with idle keep-alive connections *parked* outside hyper.
+//! Client connections: the lane for plain bodiless requests, hyper for the rest, and idle
+//! keep-alive connections *parked* outside both.
+//!
+//! A plain connection starts in the lane (`lane.rs`), which serves bodiless HTTP/1.1 requests
+//! itself. The first request it does not take (a body, an upgrade, HTTP/1.0, anything odd) goes
+//! to a fresh hyper connection with every byte read so far, and hyper serves from there until it
+//! is idle; then the connection is back in the lane. TLS and h2c connections are hyper's only.
 //!
 //! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for as long as a connection lives,
 //! so 10 000 idle keep-alive clients would cost 160 MiB. Here a hyper connection lives only while
 //! requests are being served: as soon as it is idle, it is taken apart (`into_parts`) and the
-//! socket, with any bytes hyper had read ahead, is *parked*: a small task waiting for
-//! readability, holding no buffers. The next request gets a fresh hyper connection.
+//! socket, with any bytes hyper had read ahead, goes back to the lane, and from there, once
+//! idle, to the listener's parking lot (`park.rs`), holding no buffers.
 //!
 //! hyper does not say when it is idle, so this module decides it from what it observes, and only
 //! when all of it holds: every request hyper handed to the service has a response whose body
@@ -14,6 +20,7 @@
 //! as a client that asked to close or a body that did not end cleanly, is left to hyper, which
 //! then closes the connection itself.
 
+use crate::proxy::body::ClientIn;
 use crate::proxy::{self, ClientInfo};
 use crate::server::Shared;
 use bytes::{Buf, Bytes};
@@ -33,6 +40,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::lane::Outcome;
 pub use crate::park::Parked;
 
 /// The park clock: a connection whose hyper state has been idle for two ticks (250 to 500 ms)
@@ -125,6 +133,11 @@ impl ConnState {
         let (tx, rx) = tokio::sync::oneshot::channel();
         *self.upgrade.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         rx
+    }
+
+    /// A request was taken by the lane (hyper's are counted by the service).
+    pub(crate) fn exchange_started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn force_close(&self) {
@@ -365,7 +378,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 });
                 proxy::error_response(crate::error::ErrorKind::BadRequest, log)
             } else {
-                proxy::handle(&rt, req, &state.client, &state).await
+                proxy::handle(&rt, req.map(ClientIn::Hyper), &state.client, &state).await
             };
             rt.traffic.count(resp.status().as_u16());
             resp.body_mut().attach(state);
@@ -406,12 +419,8 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
         shared,
         conn: Arc::new(state),
     };
-    let mut io = Prefixed {
-        io: TokioIo::new(stream),
-        prefix: Bytes::new(),
-        state: svc.conn.clone(),
-        framing: Default::default(),
-    };
+    let mut stream = stream;
+    let mut pending = Bytes::new();
     // A new connection gets `header_read_timeout` for its first byte, then again for a whole
     // head (hyper's timer).
     let wait = svc.shared.runtime.load().limits.header_read_timeout;
@@ -421,15 +430,19 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
         if first && svc.shared.runtime.load().h2c {
             // h2c with prior knowledge: the connection preface starts with "PRI " (not an
             // HTTP/1 method anyone uses).
-            if tokio::time::timeout(wait, io.io.inner().readable())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(wait, stream.readable()).await.is_err() {
                 return;
             }
             let mut peek = [0u8; 4];
-            if matches!(io.io.inner().peek(&mut peek).await, Ok(4)) && &peek == b"PRI " {
-                io.framing.stop();
+            if matches!(stream.peek(&mut peek).await, Ok(4)) && &peek == b"PRI " {
+                let mut framing = crate::framing::Framing::default();
+                framing.stop();
+                let io = Prefixed {
+                    io: TokioIo::new(stream),
+                    prefix: Bytes::new(),
+                    state: svc.conn.clone(),
+                    framing,
+                };
                 let _active = active.enter();
                 // Boxed: the HTTP/2 connection's state stays out of the parked future.
                 Box::pin(serve_h2(io, svc, ticks)).await;
@@ -437,9 +450,9 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
             }
         }
         first = false;
-        if io.prefix.is_empty() && waiting {
+        if pending.is_empty() && waiting {
             // Nothing allocated but the socket, until the client sends its first request.
-            match tokio::time::timeout(wait, io.io.inner().readable()).await {
+            match tokio::time::timeout(wait, stream.readable()).await {
                 Ok(Ok(())) => {}
                 _ => return,
             }
@@ -447,30 +460,61 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
         waiting = true;
         {
             let _active = active.enter();
-            // Boxed: a waiting connection's task keeps no room for hyper's state.
-            match Box::pin(drive(io, svc.clone(), &mut ticks)).await {
-                Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => io = back,
-                Some(mut back) => {
-                    let _ = std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx)).await;
-                    return;
+            // Boxed: a waiting connection's task keeps no room for an exchange's state.
+            let (outcome, back, unparsed) = Box::pin(crate::lane::serve(
+                stream,
+                pending,
+                &svc.shared,
+                &svc.conn,
+                &mut ticks,
+            ))
+            .await;
+            stream = back;
+            pending = unparsed;
+            match outcome {
+                Outcome::Close => return,
+                Outcome::Idle => {}
+                Outcome::Hyper => {
+                    // hyper reads from the first byte of the request the lane left, and the
+                    // framing scanner watches from there (the lane only takes bodiless heads).
+                    let prefix = std::mem::take(&mut pending);
+                    let mut framing = crate::framing::Framing::starting_at(
+                        svc.conn.started.load(Ordering::Relaxed),
+                    );
+                    framing.scan(&prefix);
+                    if let Some(i) = framing.ambiguous() {
+                        svc.conn.ambiguous_at.store(i, Ordering::Relaxed);
+                    }
+                    let io = Prefixed {
+                        io: TokioIo::new(stream),
+                        prefix,
+                        state: svc.conn.clone(),
+                        framing,
+                    };
+                    match Box::pin(drive(io, svc.clone(), &mut ticks)).await {
+                        Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => {
+                            stream = back.io.into_inner();
+                            pending = back.prefix;
+                        }
+                        Some(mut back) => {
+                            let _ =
+                                std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx))
+                                    .await;
+                            return;
+                        }
+                        None => return,
+                    }
                 }
-                None => return,
             }
         }
-        if !io.prefix.is_empty() {
+        if !pending.is_empty() {
             // The client sent its next request already.
             continue;
         }
         // Idle: to the lot, unless the client sent something meanwhile.
         let keepalive = svc.shared.runtime.load().limits.keepalive_timeout;
-        let Prefixed {
-            io: tokio_io,
-            prefix,
-            state,
-            framing,
-        } = io;
         let parked = Parked {
-            stream: tokio_io.into_inner(),
+            stream,
             peer,
             permit: permit.take(),
         };
@@ -478,12 +522,7 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
             Ok(()) => return,
             Err(back) => {
                 permit = back.permit;
-                io = Prefixed {
-                    io: TokioIo::new(back.stream),
-                    prefix,
-                    state,
-                    framing,
-                };
+                stream = back.stream;
             }
         }
     }

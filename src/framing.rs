@@ -90,6 +90,14 @@ impl Default for Framing {
 }
 
 impl Framing {
+    /// A scanner whose first head is the connection's request number `heads` (from 0).
+    pub fn starting_at(heads: u64) -> Framing {
+        Framing {
+            heads,
+            ..Framing::default()
+        }
+    }
+
     /// The index (from 0, in order of arrival) of the first request whose framing was
     /// ambiguous, if one was seen.
     pub fn ambiguous(&self) -> Option<u64> {

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod error;
 pub mod files;
 pub mod framing;
+pub mod lane;
 pub mod park;
 pub mod proxy;
 pub mod router;

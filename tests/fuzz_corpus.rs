@@ -63,6 +63,16 @@ fn request_head_seeds_scan_the_same_however_split() {
     }
 }
 
+#[tokio::test]
+async fn request_head_seeds_are_read_by_the_lane_as_hyper_reads_them() {
+    let mut taken = 0;
+    for input in inputs("request_head") {
+        let bytes = &input[1..];
+        taken += usize::from(langur::lane::fuzzing::agrees_with_hyper(bytes).await);
+    }
+    assert!(taken > 0, "some seeds are heads the lane takes");
+}
+
 #[tokio::test(start_paused = true)]
 async fn upstream_response_seeds_keep_the_framing_rules() {
     let mut outcomes = Vec::new();

@@ -1,7 +1,8 @@
 //! Request-head validation as a client's bytes meet it: the framing scanner over the raw
 //! stream (split at a point the input chooses), hyper's HTTP/1 parser on an in-memory
 //! connection, and langur's strict checks on every request hyper accepts. Never a panic; and a
-//! request the scanner saw as ambiguous is one the proxy refuses.
+//! request the scanner saw as ambiguous is one the proxy refuses. And a head the lane (langur's
+//! own path for bodiless requests) takes is one hyper takes too, read the same way.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,5 +66,7 @@ fuzz_target!(|data: &[u8]| {
             tokio::join!(conn, feed)
         })
         .await;
+        // The lane takes only heads hyper reads the same way.
+        langur::lane::fuzzing::agrees_with_hyper(input).await;
     });
 });

@@ -79,6 +79,43 @@ impl IdleTimer {
     }
 }
 
+/// A request body as the client connection hands it over: hyper's, or none at all (the fast
+/// lane in `lane.rs` only takes requests without a body).
+#[derive(Debug)]
+pub enum ClientIn {
+    Hyper(Incoming),
+    Empty,
+}
+
+impl Body for ClientIn {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientIn::Hyper(b) => Pin::new(b).poll_frame(cx),
+            ClientIn::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientIn::Hyper(b) => b.is_end_stream(),
+            ClientIn::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientIn::Hyper(b) => b.size_hint(),
+            ClientIn::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// The client's request body: the part read before a server was picked, then the rest as it
 /// arrives, under `body_timeout` and `max_body_size`.
 #[derive(Debug)]

@@ -13,6 +13,7 @@
 //!
 //! Every answer says what happened in `Cache-Status` (RFC 9211).
 
+use super::body::ClientIn;
 use super::body::{ProxyBody, UpBody};
 use super::{forward, upstream_parts, upstream_request, ClientInfo, RouteRt, Runtime};
 use crate::access_log::AccessLog;
@@ -27,7 +28,6 @@ use http::header::{
     IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE, SET_COOKIE,
 };
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub async fn handle(
     rt: &Arc<Runtime>,
     route: &RouteRt,
     pool: &Arc<Pool>,
-    req: Request<Incoming>,
+    req: Request<ClientIn>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
     log: Option<AccessLog>,

@@ -806,7 +806,7 @@ impl Upload {
 }
 
 /// `n` in hexadecimal, as a chunk size.
-fn write_hex(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn write_hex(out: &mut Vec<u8>, n: usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut tmp = [0u8; 16];
     let mut i = tmp.len();

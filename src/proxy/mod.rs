@@ -26,10 +26,9 @@ use crate::clock;
 use crate::conn::ConnState;
 use crate::error::ErrorKind;
 use crate::router::Router;
-use body::{ProxyBody, Reusable, UpBody};
+use body::{ClientIn, ProxyBody, Reusable, UpBody};
 use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,7 +94,7 @@ impl ClientInfo {
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
 pub async fn handle(
     rt: &Arc<Runtime>,
-    req: Request<Incoming>,
+    req: Request<ClientIn>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
 ) -> Response<ProxyBody> {
@@ -140,7 +139,7 @@ pub async fn handle(
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade`).
-fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+fn upgrade_protocol(req: &Request<ClientIn>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
@@ -174,7 +173,7 @@ impl Clone for ClientUpgrade {
 async fn upgrade(
     rt: &Runtime,
     pool: &Arc<Pool>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientIn>,
     protocol: HeaderValue,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
@@ -264,15 +263,16 @@ pub(crate) fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Res
 /// answered here), and a slow client does not hold a server's connection while it trickles.
 pub(crate) async fn upstream_request(
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<ClientIn>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
 ) -> Result<Request<UpBody>, ErrorKind> {
     let (mut parts, body) = req.into_parts();
     upstream_parts(rt, &mut parts, client);
-    if hyper::body::Body::is_end_stream(&body) {
-        return Ok(Request::from_parts(parts, UpBody::Empty));
-    }
+    let body = match body {
+        ClientIn::Hyper(b) if !hyper::body::Body::is_end_stream(&b) => b,
+        _ => return Ok(Request::from_parts(parts, UpBody::Empty)),
+    };
     let mut body = Box::new(body::ClientBody::new(body, conn.clone(), &rt.limits));
     if let Err(e) = body.read_ahead(rt.limits.request_buffer).await {
         return Err(body_error_kind(&e));

@@ -340,3 +340,46 @@ pub async fn start_with_admin(mut config: langur::config::Config) -> Langur {
 pub fn toml_config(text: &str) -> langur::config::Config {
     langur::config::parse_str("test.toml", text, true).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// The length of the request at the front of `buf` (head and body), if it is all there.
+pub fn request_len(buf: &[u8]) -> Option<usize> {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut fields);
+    let head = match req.parse(buf).ok()? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return None,
+    };
+    let field = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_string())
+    };
+    if let Some(n) = field("content-length") {
+        let n: usize = n.parse().ok()?;
+        return (buf.len() >= head + n).then_some(head + n);
+    }
+    if field("transfer-encoding").is_some() {
+        // Chunks, then the last chunk and the trailer section.
+        let mut at = head;
+        loop {
+            let (used, size) = match httparse::parse_chunk_size(&buf[at..]).ok()? {
+                httparse::Status::Complete(x) => x,
+                httparse::Status::Partial => return None,
+            };
+            at += used;
+            if size == 0 {
+                let mut t = [httparse::EMPTY_HEADER; 16];
+                return match httparse::parse_headers(&buf[at..], &mut t).ok()? {
+                    httparse::Status::Complete((n, _)) => Some(at + n),
+                    httparse::Status::Partial => None,
+                };
+            }
+            at += size as usize + 2;
+            if buf.len() < at {
+                return None;
+            }
+        }
+    }
+    Some(head)
+}

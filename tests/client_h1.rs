@@ -1,0 +1,297 @@
+//! The client side of HTTP/1.1 on plain connections: bodiless requests go through langur's own
+//! lane, the others through hyper, on the same connection and in any order. Raw bytes both
+//! ways, so the framing a client sees is checked as written.
+
+mod common;
+
+use common::{find, langur_toml, request_len};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Requests the origin received (raw), and how many of its connections langur closed.
+#[derive(Clone, Default)]
+struct Origin {
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    closed: Arc<AtomicUsize>,
+}
+
+/// The origin's answer to a path (`None`: no answer at all).
+fn answer(path: &str) -> Option<Vec<u8>> {
+    match path {
+        "/hang" => None,
+        "/chunked" => Some(
+            b"HTTP/1.1 200 OK\r\nTrailer: x-sum\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n"
+                .to_vec(),
+        ),
+        "/no-content" => Some(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
+        "/not-modified" => {
+            Some(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\nETag: \"a\"\r\n\r\n".to_vec())
+        }
+        p => Some(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n{p}",
+                p.len()
+            )
+            .into_bytes(),
+        ),
+    }
+}
+
+async fn origin() -> (SocketAddr, Origin) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let o = Origin::default();
+    let o2 = o.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let o = o2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                loop {
+                    while let Some(len) = request_len(&buf) {
+                        let raw: Vec<u8> = buf.drain(..len).collect();
+                        let path = String::from_utf8_lossy(&raw)
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or("")
+                            .to_string();
+                        o.seen.lock().unwrap().push(raw);
+                        if let Some(a) = answer(&path) {
+                            if s.write_all(&a).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => {
+                            o.closed.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, o)
+}
+
+fn config(addr: SocketAddr) -> String {
+    format!("[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{addr}\"]\n")
+}
+
+/// Sends `bytes` on one connection and reads until langur closes it.
+async fn exchange(at: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    // A reset (langur refused a head it did not read whole) still leaves what came before.
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("langur closes the connection after `Connection: close`");
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The responses in `out`, each as (head, body), framed by their own fields (those numbered in
+/// `to_head` answer HEAD requests: no body).
+fn responses(out: &str, to_head: &[usize]) -> Vec<(String, String)> {
+    let mut rest = out;
+    let mut all = Vec::new();
+    while !rest.is_empty() {
+        let end = find(rest.as_bytes(), b"\r\n\r\n").expect("a complete head") + 4;
+        let head = rest[..end].to_ascii_lowercase();
+        rest = &rest[end..];
+        let status: u16 = head[9..12].parse().unwrap();
+        let body = if head.contains("transfer-encoding: chunked") {
+            let end = find(rest.as_bytes(), b"0\r\n").unwrap();
+            let trailer_end = find(&rest.as_bytes()[end..], b"\r\n\r\n").unwrap() + end + 4;
+            let b = rest[..trailer_end].to_string();
+            rest = &rest[trailer_end..];
+            b
+        } else if status == 204 || status == 304 || to_head.contains(&all.len()) {
+            String::new()
+        } else {
+            let n = common::content_length(head.as_bytes());
+            let b = rest[..n].to_string();
+            rest = &rest[n..];
+            b
+        };
+        all.push((head, body));
+    }
+    all
+}
+
+#[tokio::test]
+async fn pipelined_requests_alternate_between_the_lane_and_hyper_in_order() {
+    let (addr, o) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let out = exchange(
+        at,
+        b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde\
+          GET /three HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /four HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n\
+          GET /five HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let r = responses(&out, &[]);
+    let bodies: Vec<&str> = r.iter().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(
+        bodies,
+        ["/one", "/two", "/three", "/four", "/five"],
+        "{out}"
+    );
+    for (head, _) in &r {
+        assert!(head.contains("\r\ndate: "), "{head}");
+    }
+    // The origin's own Date is kept, not replaced.
+    assert!(r[0].0.contains("date: sun, 06 nov 1994"), "{}", r[0].0);
+    assert!(r[4].0.contains("connection: close"), "{}", r[4].0);
+    let seen = o.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5);
+    assert!(
+        seen[1].ends_with(b"\r\n\r\nabcde"),
+        "the body went with its request"
+    );
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn responses_are_framed_for_the_client() {
+    let (addr, _o) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let out = exchange(
+        at,
+        b"GET /chunked HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n\
+          GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n\
+          HEAD /five HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /no-content HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /not-modified HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let r = responses(&out, &[2]);
+    assert_eq!(r.len(), 6, "{out}");
+    // Chunked upstream: chunked to the client, trailers only to one that accepts them, and
+    // only the fields the response announced.
+    assert!(r[0].0.contains("transfer-encoding: chunked"), "{}", r[0].0);
+    assert!(r[0].0.contains("trailer: x-sum"), "{}", r[0].0);
+    assert_eq!(r[0].1, "5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n");
+    assert_eq!(r[1].1, "5\r\nhello\r\n0\r\n\r\n");
+    // HEAD: the length a GET would have had, and no body.
+    assert!(r[2].0.contains("content-length: 5"), "{}", r[2].0);
+    // 204 and 304: no body, no length.
+    assert!(
+        r[3].0.starts_with("http/1.1 204 no content\r\n"),
+        "{}",
+        r[3].0
+    );
+    assert!(!r[3].0.contains("content-length"), "{}", r[3].0);
+    assert!(
+        r[4].0.starts_with("http/1.1 304 not modified\r\n"),
+        "{}",
+        r[4].0
+    );
+    assert!(r[4].0.contains("etag: \"a\""), "{}", r[4].0);
+    assert!(!r[4].0.contains("content-length"), "{}", r[4].0);
+    assert_eq!(r[5].1, "/last");
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_closing_while_its_request_waits_ends_the_exchange_upstream() {
+    let (addr, o) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if !o.seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        o.seen.lock().unwrap().len(),
+        1,
+        "the request reached the origin"
+    );
+    drop(s);
+    // langur notices and drops the upstream exchange (and its connection) at once, not when
+    // the server's timeout would end it.
+    for _ in 0..200 {
+        if o.closed.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(o.closed.load(Ordering::SeqCst), 1);
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_smuggling_probe_after_lane_requests_is_refused_and_never_forwarded() {
+    let (addr, o) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let out = exchange(
+        at,
+        b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /two HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /three HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+          0\r\n\r\n\
+          GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .await;
+    let r = responses(&out, &[]);
+    assert_eq!(r.len(), 3, "{out}");
+    assert_eq!((r[0].1.as_str(), r[1].1.as_str()), ("/one", "/two"));
+    assert!(r[2].0.starts_with("http/1.1 400 "), "{}", r[2].0);
+    let seen: Vec<String> = o
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).to_string())
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_heads_get_hyper_s_answers() {
+    let (addr, o) = origin().await;
+    let lg = langur_toml(&format!(
+        "[server]\nmax_header_size = \"8 KiB\"\n{}",
+        config(addr)
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    for (raw, status) in [
+        (big.as_str(), "431"),
+        ("GET / HTTP/1.1\r\nHo st: t\r\n\r\n", "400"),
+        ("GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", "400"),
+    ] {
+        let out = exchange(at, raw.as_bytes()).await;
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{raw:?}: {out}"
+        );
+    }
+    assert!(o.seen.lock().unwrap().is_empty());
+    lg.shutdown().await;
+}
