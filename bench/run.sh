@@ -7,23 +7,24 @@
 # Sections:
 #   proxy    one worker each, pinned to CPU 1; wrk and the backends on CPU 0; 64 keep-alive
 #            connections, 1 KiB responses, round robin over 3 nginx backends. Rows: origin (nginx
-#            serving the body itself: the floor), haproxy, nginx, langur, in an order rotated
-#            every round. Median of ROUNDS runs of requests/s, p99 and CPU microseconds per
-#            request of the proxy process (all of it, and its user part).
+#            serving the body itself: the floor), haproxy, nginx, langur; HAProxy and langur
+#            back to back in every round, in turn first, the other two around them. Median of
+#            ROUNDS runs of requests/s, p99 and CPU microseconds per request of the proxy process
+#            (all of it, and its user part), and the paired ratio to HAProxy.
 #   cache    cache hits on the same setup: nginx serving the file itself (origin), nginx
 #            proxy_cache, HAProxy's cache, langur's cache, and langur without cache (proxied).
 #   idle     resident memory of each proxy holding IDLE_CONNS idle keep-alive client connections.
 #   workers  langur with 1 worker vs 2 workers (wrk unpinned: the machine has only 2 cores).
 #   https    the proxy table with TLS terminated by each proxy (same self-signed certificate,
 #            TLS 1.3, keep-alive connections: the cost of encrypting, not of handshakes).
-# Env: ROUNDS (5), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
+# Env: ROUNDS (7), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
 #      these machines cap open files at 20000 and HAProxy insists on two per connection),
 #      CONCURRENCY (idle connections opened at once, 200), SETTLE (seconds idle before reading, 3).
 # Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
 sections=${*:-proxy cache https idle workers}
-ROUNDS=${ROUNDS:-5} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
+ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 need=""
 for t in haproxy nginx wrk curl python3 openssl; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
 if [ -n "$need" ]; then
@@ -188,7 +189,12 @@ sleep 0.5
 
 if [[ " $sections " == *" proxy "* ]]; then
   : >"$work/results"
-  for r in $(seq "$ROUNDS"); do measure "$work/results" / $(rotated "$r" origin haproxy nginx langur); done
+  # HAProxy and langur run back to back in every round, in turn first: the machine's speed
+  # drifts over tens of seconds, and two runs 16 s apart often fell in different spells.
+  for r in $(seq "$ROUNDS"); do
+    if ((r % 2)); then order="origin haproxy langur nginx"; else order="nginx langur haproxy origin"; fi
+    measure "$work/results" / $order
+  done
   echo "== proxy: 1 worker, $CONNS connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
   printf '%-8s %12s %10s %12s %12s %14s %14s\n' proxy req/s p99_ms cpu_us/req user_us/req "cpu vs haproxy" "paired ratio"
   hap=$(median "$work/results" haproxy 4)

@@ -295,3 +295,41 @@ async fn malformed_and_oversized_heads_get_hyper_s_answers() {
     assert!(o.seen.lock().unwrap().is_empty());
     lg.shutdown().await;
 }
+
+/// Reads one response with a Content-Length from a connection that stays open.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = s.read(&mut tmp).await.unwrap();
+        assert!(n > 0, "the connection stays open");
+        got.extend_from_slice(&tmp[..n]);
+        if let Some(end) = find(&got, b"\r\n\r\n") {
+            if got.len() >= end + 4 + common::content_length(&got[..end + 4]) {
+                return String::from_utf8_lossy(&got).to_string();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_hyper_served_a_body_the_connection_comes_back_to_the_lane() {
+    let (addr, o) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(b"POST /posted HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        .await
+        .unwrap();
+    assert!(read_response(&mut s).await.ends_with("/posted"));
+    // hyper lets go after two ticks of the park clock (250 ms each) without a request.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for path in ["/again", "/and-again"] {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert!(read_response(&mut s).await.ends_with(path));
+    }
+    assert_eq!(o.seen.lock().unwrap().len(), 3);
+    lg.shutdown().await;
+}
