@@ -354,13 +354,23 @@ impl Conn {
     /// The request body streams while the response is read (full duplex, as hyper's client
     /// does): a server may answer early, or echo the body as it comes. What of the body has
     /// not gone out when the head arrives is sent as the response body is polled.
+    ///
+    /// When the request was (or may have been) written and the exchange failed, its head is
+    /// left in `kept`, so a replayable request can go again without a copy made beforehand.
     pub async fn send(
         mut self: Box<Self>,
         req: Request<UpBody>,
+        kept: &mut Option<http::request::Parts>,
     ) -> Result<Response<Body>, SendError> {
         let head_only = req.method() == Method::HEAD;
         let framing = self.encode_head(&req);
         let (parts, mut body) = req.into_parts();
+        macro_rules! keep {
+            ($e:expr) => {{
+                *kept = Some(parts);
+                Err($e)
+            }};
+        }
         // Whatever of the body is ready now goes with the head, in one write.
         let mut ended = framing == Out::None;
         let mut touched = false;
@@ -374,17 +384,19 @@ impl Conn {
             match Pin::new(&mut body).poll_frame(&mut cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     touched = true;
-                    up.encode(frame, Some(&mut self.out))
-                        .map_err(SendError::Failed)?;
+                    if let Err(e) = up.encode(frame, Some(&mut self.out)) {
+                        return keep!(SendError::Failed(e));
+                    }
                     ended = up.ended;
                 }
                 Poll::Ready(None) => {
                     touched = true;
                     ended = true;
-                    up.end(None, Some(&mut self.out))
-                        .map_err(SendError::Failed)?;
+                    if let Err(e) = up.end(None, Some(&mut self.out)) {
+                        return keep!(SendError::Failed(e));
+                    }
                 }
-                Poll::Ready(Some(Err(e))) => return Err(client_error(e)),
+                Poll::Ready(Some(Err(e))) => return keep!(client_error(e)),
                 Poll::Pending => break,
             }
         }
@@ -419,7 +431,10 @@ impl Conn {
         })
         .await;
         match head {
-            Ok(head) => self.respond(head, head_only),
+            Ok(head) => match self.respond(head, head_only) {
+                Ok(resp) => Ok(resp),
+                Err(e) => keep!(e),
+            },
             Err(Err(e)) => {
                 let body = match (body, self.upload.take()) {
                     (Some(b), _) | (None, Some((_, b))) => b,
@@ -430,7 +445,7 @@ impl Conn {
                     e,
                 ))
             }
-            Err(Ok(e)) => Err(e),
+            Err(Ok(e)) => keep!(e),
         }
     }
 
@@ -1293,7 +1308,7 @@ pub mod fuzzing {
         *req.method_mut() = method;
         req.headers_mut()
             .insert(http::header::HOST, HeaderValue::from_static("fuzz"));
-        let result = conn.send(req).await;
+        let result = conn.send(req, &mut None).await;
         let outcome = match result {
             Err(e) => Err(format!("{e:?}")),
             Ok(resp) => {

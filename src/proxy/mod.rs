@@ -320,9 +320,9 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
     parts.version = Version::HTTP_11;
 }
 
-/// A copy of a request that may be sent again: an idempotent method (RFC 9110 9.2.2) and a
-/// body known whole (none, or read ahead to its end). A POST is never replayed.
-fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
+/// A copy of the body of a request that may be sent again: an idempotent method (RFC 9110
+/// 9.2.2) and a body known whole (none, or read ahead to its end). A POST is never replayed.
+fn replay_body(req: &Request<UpBody>) -> Option<UpBody> {
     use http::Method;
     let idempotent = matches!(
         *req.method(),
@@ -331,12 +331,17 @@ fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
     if !idempotent {
         return None;
     }
-    let mut again = Request::new(req.body().replay()?);
+    req.body().replay()
+}
+
+/// The request's head again, with `body`.
+fn copy_head(req: &Request<UpBody>, body: UpBody) -> Request<UpBody> {
+    let mut again = Request::new(body);
     *again.method_mut() = req.method().clone();
     *again.uri_mut() = req.uri().clone();
     *again.version_mut() = req.version();
     *again.headers_mut() = req.headers().clone();
-    Some(again)
+    again
 }
 
 /// The connect timeout, cut short by what is left of the request's time.
@@ -522,13 +527,28 @@ pub(crate) async fn forward(
             } else {
                 Instant::now()
             };
-            // An idempotent request without a body can be sent again if its response never starts.
-            let replay = replayable(&req);
+            // An idempotent request whose body is known whole can be sent again if its response
+            // never starts: the body is copied now; the head comes back from a failed HTTP/1.1
+            // exchange, while HTTP/2 takes the request whole, so its head is copied first.
+            let mut again_body = replay_body(&req);
+            let h2 = matches!(sender, Sender::H2(_));
+            let h2_copy = if h2 {
+                again_body.take().map(|b| copy_head(&req, b))
+            } else {
+                None
+            };
             let response_until = (sent_at + pool.response_timeout).min(until);
-            if matches!(sender, Sender::H2(_)) && req.version() != Version::HTTP_2 {
+            if h2 && req.version() != Version::HTTP_2 {
                 to_h2(&mut req, pool, server);
             }
-            let failed = match tokio::time::timeout_at(response_until, sender.send(req)).await {
+            let mut kept = None;
+            let sent = tokio::time::timeout_at(response_until, sender.send(req, &mut kept)).await;
+            let replay = match (h2_copy, kept, again_body) {
+                (Some(copy), _, _) => Some(copy),
+                (None, Some(parts), Some(body)) => Some(Request::from_parts(parts, body)),
+                _ => None,
+            };
+            let failed = match sent {
                 Err(_) if response_until == until => {
                     return error_response(ErrorKind::RequestTimeout, log);
                 }

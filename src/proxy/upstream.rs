@@ -183,10 +183,15 @@ impl Sender {
     }
 
     /// Sends the request; the response's body gives an HTTP/1.1 connection back to its
-    /// server's idle list when it ends cleanly.
-    pub async fn send(self, req: Request<UpBody>) -> Result<Response<UpstreamBody>, SendError> {
+    /// server's idle list when it ends cleanly. If an HTTP/1.1 exchange fails after the
+    /// request may have been written, its head is left in `kept` (see [`h1::Conn::send`]).
+    pub async fn send(
+        self,
+        req: Request<UpBody>,
+        kept: &mut Option<http::request::Parts>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         match self {
-            Sender::H1(c) => c.send(req).await.map(|r| r.map(UpstreamBody::H1)),
+            Sender::H1(c) => c.send(req, kept).await.map(|r| r.map(UpstreamBody::H1)),
             Sender::H2(mut c) => match c.sender.try_send_request(req).await {
                 Ok(resp) => {
                     if let Err(why) = super::strict::check_response(resp.headers()) {
