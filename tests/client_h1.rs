@@ -86,6 +86,14 @@ fn config(addr: SocketAddr) -> String {
     format!("[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{addr}\"]\n")
 }
 
+/// The origin, and langur in front of it (with its listening address).
+async fn start() -> (Origin, langur::Langur, SocketAddr) {
+    let (addr, o) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    (o, lg, at)
+}
+
 /// Sends `bytes` on one connection and reads until langur closes it.
 async fn exchange(at: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(at).await.unwrap();
@@ -129,9 +137,7 @@ fn responses(out: &str, to_head: &[usize]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn pipelined_requests_alternate_between_the_lane_and_hyper_in_order() {
-    let (addr, o) = origin().await;
-    let lg = langur_toml(&config(addr)).await;
-    let at = lg.listen_addrs()[0];
+    let (o, lg, at) = start().await;
     let out = exchange(
         at,
         b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -165,9 +171,7 @@ async fn pipelined_requests_alternate_between_the_lane_and_hyper_in_order() {
 
 #[tokio::test]
 async fn responses_are_framed_for_the_client() {
-    let (addr, _o) = origin().await;
-    let lg = langur_toml(&config(addr)).await;
-    let at = lg.listen_addrs()[0];
+    let (_o, lg, at) = start().await;
     let out = exchange(
         at,
         b"GET /chunked HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n\
@@ -208,9 +212,7 @@ async fn responses_are_framed_for_the_client() {
 
 #[tokio::test]
 async fn a_client_closing_while_its_request_waits_ends_the_exchange_upstream() {
-    let (addr, o) = origin().await;
-    let lg = langur_toml(&config(addr)).await;
-    let at = lg.listen_addrs()[0];
+    let (o, lg, at) = start().await;
     let mut s = TcpStream::connect(at).await.unwrap();
     s.write_all(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
@@ -241,9 +243,7 @@ async fn a_client_closing_while_its_request_waits_ends_the_exchange_upstream() {
 
 #[tokio::test]
 async fn a_smuggling_probe_after_lane_requests_is_refused_and_never_forwarded() {
-    let (addr, o) = origin().await;
-    let lg = langur_toml(&config(addr)).await;
-    let at = lg.listen_addrs()[0];
+    let (o, lg, at) = start().await;
     let out = exchange(
         at,
         b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -314,9 +314,7 @@ async fn read_response(s: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn after_hyper_served_a_body_the_connection_comes_back_to_the_lane() {
-    let (addr, o) = origin().await;
-    let lg = langur_toml(&config(addr)).await;
-    let at = lg.listen_addrs()[0];
+    let (o, lg, at) = start().await;
     let mut s = TcpStream::connect(at).await.unwrap();
     s.write_all(b"POST /posted HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
         .await
