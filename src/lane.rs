@@ -85,17 +85,14 @@ impl Lane {
         }
     }
 
-    /// Everything received and not parsed yet (for hyper, or for the parking lot).
+    /// Everything received and not parsed yet (for hyper, or for the parking lot). Reads happen
+    /// only when nothing is pending, so at most one of `pending` and `buf` holds bytes.
     fn take_unparsed(&mut self) -> Bytes {
-        let pending = std::mem::take(&mut self.pending);
-        if self.buf.is_empty() {
-            return pending;
-        }
-        let more = self.buf.split().freeze();
-        if pending.is_empty() {
-            more
+        debug_assert!(self.pending.is_empty() || self.buf.is_empty());
+        if self.pending.is_empty() {
+            self.buf.split().freeze()
         } else {
-            [pending.as_ref(), more.as_ref()].concat().into()
+            std::mem::take(&mut self.pending)
         }
     }
 

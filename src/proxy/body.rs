@@ -87,31 +87,12 @@ pub enum ClientIn {
     Empty,
 }
 
-impl Body for ClientIn {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ClientIn::Hyper(b) => Pin::new(b).poll_frame(cx),
-            ClientIn::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
+impl ClientIn {
+    /// No body, or hyper's says it has ended.
+    pub fn is_end_stream(&self) -> bool {
         match self {
             ClientIn::Hyper(b) => b.is_end_stream(),
             ClientIn::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ClientIn::Hyper(b) => b.size_hint(),
-            ClientIn::Empty => SizeHint::with_exact(0),
         }
     }
 }

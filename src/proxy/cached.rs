@@ -13,8 +13,7 @@
 //!
 //! Every answer says what happened in `Cache-Status` (RFC 9211).
 
-use super::body::ClientIn;
-use super::body::{ProxyBody, UpBody};
+use super::body::{ClientIn, ProxyBody, UpBody};
 use super::{forward, upstream_parts, upstream_request, ClientInfo, RouteRt, Runtime};
 use crate::access_log::AccessLog;
 use crate::backend::Pool;
@@ -63,7 +62,7 @@ pub async fn handle(
     if method.as_str() == "PURGE" && !route.purge.is_empty() {
         return purge(cache, route, &primary, client, log);
     }
-    let has_body = !hyper::body::Body::is_end_stream(req.body());
+    let has_body = !req.body().is_end_stream();
     if (method != Method::GET && method != Method::HEAD) || has_body {
         let invalidates = !matches!(
             method,
