@@ -4,82 +4,45 @@
 
 mod common;
 
-use common::{find, langur_toml, request_len};
+use common::{find, langur_toml, raw_origin, After, Seen};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// Requests the origin received (raw), and how many of its connections langur closed.
-#[derive(Clone, Default)]
+/// What langur's origin saw: the requests (raw, in order) and how many of its connections
+/// langur closed.
 struct Origin {
-    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    seen: Seen,
     closed: Arc<AtomicUsize>,
 }
 
-/// The origin's answer to a path (`None`: no answer at all).
-fn answer(path: &str) -> Option<Vec<u8>> {
-    match path {
-        "/hang" => None,
-        "/chunked" => Some(
-            b"HTTP/1.1 200 OK\r\nTrailer: x-sum\r\nTransfer-Encoding: chunked\r\n\r\n\
-              5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n"
-                .to_vec(),
-        ),
-        "/no-content" => Some(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
-        "/not-modified" => {
-            Some(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\nETag: \"a\"\r\n\r\n".to_vec())
-        }
-        p => Some(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n{p}",
-                p.len()
-            )
-            .into_bytes(),
-        ),
+impl Origin {
+    fn requests(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().concat()
     }
 }
 
-async fn origin() -> (SocketAddr, Origin) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let o = Origin::default();
-    let o2 = o.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let o = o2.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
-                loop {
-                    while let Some(len) = request_len(&buf) {
-                        let raw: Vec<u8> = buf.drain(..len).collect();
-                        let path = String::from_utf8_lossy(&raw)
-                            .split(' ')
-                            .nth(1)
-                            .unwrap_or("")
-                            .to_string();
-                        o.seen.lock().unwrap().push(raw);
-                        if let Some(a) = answer(&path) {
-                            if s.write_all(&a).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => {
-                            o.closed.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                }
-            });
+/// The origin's answer to a path (`/hang`: none at all).
+fn answer(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
+    let raw = match path {
+        "/hang" => return (vec![], Duration::ZERO, After::Stay),
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTrailer: x-sum\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n"
+            .to_vec(),
+        "/no-content" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+        "/not-modified" => {
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\nETag: \"a\"\r\n\r\n".to_vec()
         }
-    });
-    (addr, o)
+        p => format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n{p}",
+            p.len()
+        )
+        .into_bytes(),
+    };
+    (vec![raw], Duration::ZERO, After::Stay)
 }
 
 fn config(addr: SocketAddr) -> String {
@@ -88,7 +51,8 @@ fn config(addr: SocketAddr) -> String {
 
 /// The origin, and langur in front of it (with its listening address).
 async fn start() -> (Origin, langur::Langur, SocketAddr) {
-    let (addr, o) = origin().await;
+    let (addr, seen, closed) = raw_origin(answer).await;
+    let o = Origin { seen, closed };
     let lg = langur_toml(&config(addr)).await;
     let at = lg.listen_addrs()[0];
     (o, lg, at)
@@ -160,7 +124,7 @@ async fn pipelined_requests_alternate_between_the_lane_and_hyper_in_order() {
     // The origin's own Date is kept, not replaced.
     assert!(r[0].0.contains("date: sun, 06 nov 1994"), "{}", r[0].0);
     assert!(r[4].0.contains("connection: close"), "{}", r[4].0);
-    let seen = o.seen.lock().unwrap().clone();
+    let seen = o.requests();
     assert_eq!(seen.len(), 5);
     assert!(
         seen[1].ends_with(b"\r\n\r\nabcde"),
@@ -218,16 +182,12 @@ async fn a_client_closing_while_its_request_waits_ends_the_exchange_upstream() {
         .await
         .unwrap();
     for _ in 0..200 {
-        if !o.seen.lock().unwrap().is_empty() {
+        if !o.requests().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(
-        o.seen.lock().unwrap().len(),
-        1,
-        "the request reached the origin"
-    );
+    assert_eq!(o.requests().len(), 1, "the request reached the origin");
     drop(s);
     // langur notices and drops the upstream exchange (and its connection) at once, not when
     // the server's timeout would end it.
@@ -258,9 +218,7 @@ async fn a_smuggling_probe_after_lane_requests_is_refused_and_never_forwarded() 
     assert_eq!((r[0].1.as_str(), r[1].1.as_str()), ("/one", "/two"));
     assert!(r[2].0.starts_with("http/1.1 400 "), "{}", r[2].0);
     let seen: Vec<String> = o
-        .seen
-        .lock()
-        .unwrap()
+        .requests()
         .iter()
         .map(|r| String::from_utf8_lossy(r).to_string())
         .collect();
@@ -270,7 +228,7 @@ async fn a_smuggling_probe_after_lane_requests_is_refused_and_never_forwarded() 
 
 #[tokio::test]
 async fn malformed_and_oversized_heads_get_hyper_s_answers() {
-    let (addr, o) = origin().await;
+    let (addr, seen, _) = raw_origin(answer).await;
     let lg = langur_toml(&format!(
         "[server]\nmax_header_size = \"8 KiB\"\n{}",
         config(addr)
@@ -292,7 +250,7 @@ async fn malformed_and_oversized_heads_get_hyper_s_answers() {
             "{raw:?}: {out}"
         );
     }
-    assert!(o.seen.lock().unwrap().is_empty());
+    assert!(seen.lock().unwrap().concat().is_empty());
     lg.shutdown().await;
 }
 
@@ -328,6 +286,6 @@ async fn after_hyper_served_a_body_the_connection_comes_back_to_the_lane() {
             .unwrap();
         assert!(read_response(&mut s).await.ends_with(path));
     }
-    assert_eq!(o.seen.lock().unwrap().len(), 3);
+    assert_eq!(o.requests().len(), 3);
     lg.shutdown().await;
 }

@@ -6,24 +6,14 @@
 mod common;
 
 use bytes::Bytes;
-use common::{get, langur_toml, request, request_len};
+use common::{get, langur_toml, raw_origin, request, After, Seen};
 use futures_util::StreamExt;
 use http::Method;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// What the origin does after a response.
-#[derive(Clone, Copy, PartialEq)]
-enum After {
-    Stay,
-    /// Close at once, without saying so in the response.
-    Close,
-}
+use tokio::net::TcpStream;
 
 /// The answer to a path: pieces written one by one (flushed, with `gap` between them).
 fn script(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
@@ -90,69 +80,9 @@ fn script(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
     }
 }
 
-/// Per accepted connection, the raw requests it carried.
-type Seen = Arc<Mutex<Vec<Vec<Vec<u8>>>>>;
-
 async fn origin() -> (SocketAddr, Seen) {
-    let (addr, seen, _) = origin_counting_closes().await;
+    let (addr, seen, _) = raw_origin(script).await;
     (addr, seen)
-}
-
-/// The origin, and how many connections langur closed (the origin read an end of stream).
-async fn origin_counting_closes() -> (SocketAddr, Seen, Arc<std::sync::atomic::AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let seen: Seen = Arc::default();
-    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let s2 = seen.clone();
-    let c2 = closed.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let idx = {
-                let mut v = s2.lock().unwrap();
-                v.push(Vec::new());
-                v.len() - 1
-            };
-            let seen = s2.clone();
-            let closed = c2.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
-                loop {
-                    while let Some(len) = request_len(&buf) {
-                        let raw: Vec<u8> = buf.drain(..len).collect();
-                        let path = String::from_utf8_lossy(&raw)
-                            .split(' ')
-                            .nth(1)
-                            .unwrap_or("")
-                            .to_string();
-                        seen.lock().unwrap()[idx].push(raw);
-                        let (pieces, gap, after) = script(&path);
-                        for p in pieces {
-                            if s.write_all(&p).await.is_err() {
-                                return;
-                            }
-                            let _ = s.flush().await;
-                            if !gap.is_zero() {
-                                tokio::time::sleep(gap).await;
-                            }
-                        }
-                        if after == After::Close {
-                            return;
-                        }
-                    }
-                    match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => {
-                            closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            return;
-                        }
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (addr, seen, closed)
 }
 
 fn config(addr: SocketAddr) -> String {
@@ -389,7 +319,7 @@ async fn a_request_the_server_dropped_unanswered_is_resent_only_if_idempotent() 
 
 #[tokio::test]
 async fn a_reload_closes_the_idle_connections_of_the_servers_it_replaced() {
-    let (addr, seen, closed) = origin_counting_closes().await;
+    let (addr, seen, closed) = raw_origin(script).await;
     let dir = std::env::temp_dir().join(format!("langur-h1-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("langur.toml");

@@ -383,3 +383,74 @@ pub fn request_len(buf: &[u8]) -> Option<usize> {
     }
     Some(head)
 }
+
+/// What a raw origin does after its answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Stay,
+    /// Close at once, without saying so in the answer.
+    Close,
+}
+
+/// Per accepted connection, the raw requests it carried.
+pub type Seen = Arc<Mutex<Vec<Vec<Vec<u8>>>>>;
+
+/// A raw origin's answer to a path: the pieces, the gap between them, and what comes after.
+pub type Script = fn(&str) -> (Vec<Vec<u8>>, Duration, After);
+
+/// An origin that answers each request with raw bytes: `script(path)` gives the pieces (each
+/// written and flushed, `gap` apart) and what to do after. Returns its address, the requests
+/// per connection, and how many connections the other side closed.
+pub async fn raw_origin(script: Script) -> (SocketAddr, Seen, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (s2, c2) = (seen.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let idx = {
+                let mut v = s2.lock().unwrap();
+                v.push(Vec::new());
+                v.len() - 1
+            };
+            let (seen, closed) = (s2.clone(), c2.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                loop {
+                    while let Some(len) = request_len(&buf) {
+                        let raw: Vec<u8> = buf.drain(..len).collect();
+                        let path = String::from_utf8_lossy(&raw)
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or("")
+                            .to_string();
+                        seen.lock().unwrap()[idx].push(raw);
+                        let (pieces, gap, after) = script(&path);
+                        for p in pieces {
+                            if s.write_all(&p).await.is_err() {
+                                return;
+                            }
+                            let _ = s.flush().await;
+                            if !gap.is_zero() {
+                                tokio::time::sleep(gap).await;
+                            }
+                        }
+                        if after == After::Close {
+                            return;
+                        }
+                    }
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => {
+                            closed.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen, closed)
+}
