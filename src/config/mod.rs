@@ -285,7 +285,36 @@ pub struct CacheConfig {
     pub store_private: bool,
     pub store_set_cookie: bool,
     pub store_authorized: bool,
+    /// Request fields that change how a server reads the request (method overrides, original-URL
+    /// rewrites): a request carrying any of them neither uses nor fills the cache.
+    pub bypass_headers: Vec<http::HeaderName>,
+    /// What a request `Cookie` does to caching.
+    pub request_cookie: RequestCookie,
 }
+
+/// What a request with `Cookie` may do with the shared cache (`[cache] request_cookie`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCookie {
+    /// The default: served from the cache, but its answer is stored only when the response
+    /// explicitly allows shared caching (`public`, `s-maxage`, `max-age` or `Expires`); the
+    /// route's `default_ttl` (heuristic freshness) never applies to it.
+    Explicit,
+    /// Varnish's default: such requests bypass the cache entirely.
+    Pass,
+    /// Cookies do not matter (the response's `Set-Cookie`, `private` and `Vary` still do).
+    Ignore,
+}
+
+/// Request fields that make a request bypass the cache unless configured otherwise: method
+/// overrides (Rails, Symfony, Google APIs, ASP.NET) and original-URL rewrites (IIS, Symfony).
+pub const DEFAULT_CACHE_BYPASS_HEADERS: [&str; 6] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+];
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -301,6 +330,11 @@ impl Default for CacheConfig {
             store_private: false,
             store_set_cookie: false,
             store_authorized: false,
+            bypass_headers: DEFAULT_CACHE_BYPASS_HEADERS
+                .iter()
+                .map(|n| http::HeaderName::from_static(n))
+                .collect(),
+            request_cookie: RequestCookie::Explicit,
         }
     }
 }
@@ -553,6 +587,8 @@ pub(crate) struct RawCache {
     pub store_private: Option<bool>,
     pub store_set_cookie: Option<bool>,
     pub store_authorized: Option<bool>,
+    pub bypass_headers: Option<Vec<At<String>>>,
+    pub request_cookie: Option<At<String>>,
 }
 
 #[derive(Debug)]

@@ -26,6 +26,8 @@ const CACHE_KEYS: &[&str] = &[
     "store_private",
     "store_set_cookie",
     "store_authorized",
+    "bypass_headers",
+    "request_cookie",
 ];
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -209,6 +211,8 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                     "store_private" => c.store_private = r.bool(k, v),
                     "store_set_cookie" => c.store_set_cookie = r.bool(k, v),
                     "store_authorized" => c.store_authorized = r.bool(k, v),
+                    "bypass_headers" => c.bypass_headers = Some(r.str_list(k, v)),
+                    "request_cookie" => c.request_cookie = r.string(k, v),
                     _ => r.diag.unknown_key(line, "[cache]", k, CACHE_KEYS),
                 }
             }),

@@ -999,6 +999,43 @@ fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
         store_private: c.store_private.unwrap_or(false),
         store_set_cookie: c.store_set_cookie.unwrap_or(false),
         store_authorized: c.store_authorized.unwrap_or(false),
+        bypass_headers: match &c.bypass_headers {
+            None => d.bypass_headers,
+            Some(list) => list
+                .iter()
+                .filter_map(
+                    |n| match http::HeaderName::from_bytes(n.value.trim().as_bytes()) {
+                        Ok(h) => Some(h),
+                        Err(_) => {
+                            diag.error(
+                                n.line,
+                                Some("bypass_headers"),
+                                format!("`{}` is not a header field name", n.value),
+                            );
+                            None
+                        }
+                    },
+                )
+                .collect(),
+        },
+        request_cookie: match c.request_cookie.as_ref() {
+            None => d.request_cookie,
+            Some(v) => match v.value.to_ascii_lowercase().as_str() {
+                "explicit" => crate::config::RequestCookie::Explicit,
+                "pass" => crate::config::RequestCookie::Pass,
+                "ignore" => crate::config::RequestCookie::Ignore,
+                other => {
+                    diag.error(
+                        v.line,
+                        Some("request_cookie"),
+                        format!(
+                            "`request_cookie = \"{other}\"`: expected \"explicit\", \"pass\" or \"ignore\""
+                        ),
+                    );
+                    d.request_cookie
+                }
+            },
+        },
     }
 }
 
