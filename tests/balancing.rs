@@ -109,3 +109,51 @@ async fn cookie_hashing_keeps_a_session_and_moves_it_only_when_its_server_goes_d
     assert_eq!(spread.len(), 2, "{spread:?}");
     lg.shutdown().await;
 }
+
+/// Which backend answered a plain GET.
+async fn who(at: SocketAddr, path: &str) -> String {
+    get_from(at, "127.0.0.1".parse().unwrap(), path, None).await
+}
+
+#[tokio::test]
+async fn a_backup_does_not_tilt_round_robin_between_primaries() {
+    let (a, b, k) = three().await;
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nserver = [{{ address = '{}' }}, {{ address = '{}' }}, {{ address = '{}', backup = true }}]\n",
+        a.addr, b.addr, k.addr
+    ))
+    .await;
+    let at = l.listen_addrs()[0];
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..60 {
+        *counts.entry(who(at, "/app").await).or_default() += 1;
+    }
+    assert_eq!(counts.get("a"), Some(&30), "{counts:?}");
+    assert_eq!(counts.get("b"), Some(&30), "{counts:?}");
+    assert_eq!(counts.get("c"), None, "{counts:?}");
+}
+
+#[tokio::test]
+async fn slow_start_never_refuses_what_only_ramping_servers_can_take() {
+    use common::ctl::S500;
+    use std::sync::atomic::Ordering;
+    let (a, b, _) = three().await;
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nslowstart = '6s'\nservers = ['{}', '{}']\n[pools.p.check]\ntype = 'http'\npath = '/health'\ninterval = '50ms'\nfastinter = '50ms'\ndowninter = '50ms'\nrise = 1\nfall = 1\n",
+        a.addr, b.addr
+    ))
+    .await;
+    let at = l.listen_addrs()[0];
+    a.mode.store(S500, Ordering::SeqCst);
+    b.mode.store(S500, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    a.mode.store(0, Ordering::SeqCst);
+    b.mode.store(0, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Both are back and at the very start of their ramp: every request is still served.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..40 {
+        *counts.entry(who(at, "/app").await).or_default() += 1;
+    }
+    assert_eq!(counts.values().sum::<usize>(), 40, "{counts:?}");
+}

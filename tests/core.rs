@@ -435,3 +435,94 @@ async fn head_chunked_trailers_and_expect_continue_pass_through() {
     assert!(rest.ends_with("ping"), "{rest}");
     lg.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_path_a_route_matches_is_the_path_the_server_gets() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/public/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let wait = Duration::from_secs(3);
+    let status = |out: &str| out.split(' ').nth(1).unwrap_or("").to_string();
+    // Dot-segments (raw or encoded) are resolved before routing: /admin has no route.
+    for target in [
+        "/public/../admin/users",
+        "/public/%2e%2e/admin/users",
+        "/public/%2E%2E/admin/users",
+        "/public/./../admin",
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = raw(at, req.as_bytes(), wait).await;
+        assert_eq!(status(&out), "404", "{target}: {out}");
+    }
+    // Targets servers read in ways no normalisation predicts are refused.
+    for target in [
+        "/public/..;/admin",
+        "/public/%5c..%5cadmin",
+        "/public/a%00b",
+        "/public/%zz",
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = raw(at, req.as_bytes(), wait).await;
+        assert_eq!(status(&out), "400", "{target}: {out}");
+    }
+    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // What is routed is forwarded in the same normal form; the query is left as sent.
+    let req =
+        b"GET /public/a/./b/../%7ec%2f?q=/../x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let out = raw(at, req, wait).await;
+    assert_eq!(status(&out), "200", "{out}");
+    let got = b.arrivals.lock().unwrap().last().unwrap().1.clone();
+    assert_eq!(got, "/public/a/~c%2F?q=/../x");
+    lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn http2_cookies_reach_an_http1_server_as_one_field() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\nh2c = true\n[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let io = TokioIo::new(tokio::net::TcpStream::connect(at).await.unwrap());
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let ask = |extra: &[(&'static str, &'static str)]| {
+        let mut req = http::Request::builder().uri("http://site.example/headers");
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        req.body(Full::new(Bytes::new())).unwrap()
+    };
+    let resp = send
+        .send_request(ask(&[
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.into_body().collect().await;
+    let seen = b.last_headers.lock().unwrap().clone().unwrap();
+    let cookies: Vec<_> = seen.get_all("cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; b=2; c=3"]);
+    assert_eq!(seen["host"], "site.example", "Host from :authority");
+    // A host naming another authority than :authority, and a padded value, are malformed.
+    for bad in [[("host", "other.example")], [("x-pad", " value")]] {
+        let resp = send.send_request(ask(&bad)).await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad:?}");
+    }
+    lg.shutdown().await;
+}

@@ -832,6 +832,10 @@ pub struct PoolView<'a> {
     /// One roll of the dice per pick, in [0, 1): a server in slow start is usable in this pick
     /// when its ramp exceeds it, so over many picks its share is the ramp.
     pub roll: std::cell::OnceCell<f64>,
+    /// Set when a server was passed over only because of its slow start; then a pick that found
+    /// nothing is made again with slow start ignored ([`PoolView::pick`]).
+    ramp_skipped: std::cell::Cell<bool>,
+    ignore_ramp: std::cell::Cell<bool>,
 }
 
 impl<'a> PoolView<'a> {
@@ -842,7 +846,26 @@ impl<'a> PoolView<'a> {
             now_ms: Default::default(),
             backup_turn: Default::default(),
             roll: Default::default(),
+            ramp_skipped: Default::default(),
+            ignore_ramp: Default::default(),
         }
+    }
+
+    /// The balancer's pick. Slow start shapes the shares between servers and never refuses a
+    /// request: when the only servers that could take it are ramping up, one of them does.
+    pub fn pick(
+        &self,
+        balancer: &dyn crate::balancer::Balancer,
+        ctx: &crate::balancer::PickContext,
+    ) -> Option<usize> {
+        let picked = balancer.pick(self, ctx);
+        if picked.is_some() || !self.ramp_skipped.get() {
+            return picked;
+        }
+        self.ignore_ramp.set(true);
+        let again = balancer.pick(self, ctx);
+        self.ignore_ramp.set(false);
+        again
     }
 
     pub fn now(&self) -> u64 {
@@ -892,13 +915,14 @@ impl Candidates for PoolView<'_> {
         if self.tried.contains(i) || s.overloaded() || !self.pool.alive(s, &|| self.now()) {
             return false;
         }
-        if !self.pool.slowstart.is_zero() {
+        if !self.pool.slowstart.is_zero() && !self.ignore_ramp.get() {
             let ramp = s.ramp(self.pool.slowstart, &|| self.now());
             if ramp < 1.0 {
                 let roll = *self
                     .roll
                     .get_or_init(|| self.pool.dice.below(1 << 20) as f64 / (1u64 << 20) as f64);
                 if roll >= ramp {
+                    self.ramp_skipped.set(true);
                     return false;
                 }
             }

@@ -91,6 +91,13 @@ impl Balancer for RoundRobin {
         for k in 0..len {
             let i = self.schedule[(start.wrapping_add(k)) % len] as usize;
             if i < s.len() && s.usable(i) {
+                // The slots skipped are consumed for everyone, so the next request goes on
+                // from here: an unusable server's turns are spread over the usable ones in
+                // schedule order, instead of all going to the server after it (a backup, or a
+                // down server, in a cycle of three gave its neighbour two thirds).
+                if k > 0 {
+                    self.next.fetch_add(k, Ordering::Relaxed);
+                }
                 return Some(i);
             }
         }
@@ -136,6 +143,26 @@ mod tests {
     #[test]
     fn weights_are_reduced_by_gcd() {
         assert_eq!(smooth_schedule(&[30, 10, 20]), smooth_schedule(&[3, 1, 2]));
+    }
+
+    #[test]
+    fn an_unusable_servers_turns_are_shared_evenly() {
+        // Two primaries and a backup (unusable while they are up), and a down server among
+        // four: every usable server keeps an equal share.
+        for (weights, unusable) in [(&[1u32, 1, 1][..], 2usize), (&[1, 1, 1, 1][..], 1)] {
+            let rr = RoundRobin::new(weights);
+            let mut f = Fake::new(weights);
+            f.down[unusable] = true;
+            let mut counts = vec![0; weights.len()];
+            let n = 60 * (weights.len() - 1);
+            for _ in 0..n {
+                counts[rr.pick(&f, &PickContext::default()).unwrap()] += 1;
+            }
+            for (i, c) in counts.iter().enumerate() {
+                let want = if i == unusable { 0 } else { 60 };
+                assert_eq!(*c, want, "{weights:?} {counts:?}");
+            }
+        }
     }
 
     #[test]

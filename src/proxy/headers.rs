@@ -25,12 +25,47 @@ pub fn te_trailers(h: &HeaderMap) -> bool {
     })
 }
 
-/// Removes hop-by-hop headers, including every header named in `Connection`.
+/// Fields a `Connection` option never removes (RFC 9110 7.6.1 lets a sender nominate any
+/// field; these are the ones langur itself reads to route, frame, key, store, validate or
+/// balance a message, so removing them would make langur decide on one message and forward
+/// another: a request answered for one host stored under another, a variant stored under the
+/// wrong `Vary` value, a `private` response stored).
+const NEVER_NOMINATED: [HeaderName; 25] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    header::CONTENT_LOCATION,
+    header::LOCATION,
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::SET_COOKIE,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::EXPIRES,
+    header::DATE,
+    header::AGE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::VARY,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+    header::EXPECT,
+];
+
+/// Removes hop-by-hop headers, including every header named in `Connection` except those
+/// langur depends on ([`NEVER_NOMINATED`], and whatever `keep` says: a pool's hashing field).
 ///
 /// One pass over the names present first: a message has a handful of fields and usually one
 /// hop-by-hop field at most, so comparing names beats a hashed removal per candidate (that was
-/// 7% of a proxied request's instructions).
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+/// 7% of a proxied request's instructions). `keep` is asked only for fields that `Connection`
+/// nominates.
+pub fn strip_hop_by_hop(h: &mut HeaderMap, keep: impl Fn(&HeaderName) -> bool) {
     let mut found = [false; 6];
     for k in h.keys() {
         // Only names of a hop-by-hop length are compared (most fields are not).
@@ -59,6 +94,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
                     || t.eq_ignore_ascii_case("te"))
             })
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !NEVER_NOMINATED.contains(n) && !keep(n))
             .collect();
         for n in named {
             h.remove(n);
@@ -69,6 +105,49 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
+}
+
+/// An HTTP/2 request made ready for HTTP/1.1 (RFC 9113 8.2 and 8.3), the one place that
+/// translates: the `cookie` crumbs are joined into one field with `"; "` (8.2.3); a field
+/// value with leading or trailing whitespace, or a connection-specific field, makes the
+/// request malformed (8.2.1, 8.2.2); `:authority` must not carry userinfo and a `host` that
+/// names another authority is refused (8.3.1). `Host` itself is set from `:authority` as the
+/// request goes upstream, as for an absolute-form HTTP/1.1 request.
+///
+/// Errors: a short reason; the caller answers 400.
+pub fn h2_to_h1(h: &mut HeaderMap, uri: &http::Uri) -> Result<(), &'static str> {
+    for (name, value) in h.iter() {
+        let v = value.as_bytes();
+        if v.first().is_some_and(|b| *b == b' ' || *b == b'\t')
+            || v.last().is_some_and(|b| *b == b' ' || *b == b'\t')
+        {
+            return Err("field value with surrounding whitespace");
+        }
+        if HOP_BY_HOP[..].contains(name) && !(name == header::TE && v == b"trailers") {
+            return Err("connection-specific field");
+        }
+    }
+    if let Some(a) = uri.authority() {
+        if a.as_str().contains('@') {
+            return Err("userinfo in :authority");
+        }
+        if let Some(host) = h.get(header::HOST) {
+            if !host.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                return Err("host differs from :authority");
+            }
+        }
+    }
+    let mut crumbs = h.get_all(header::COOKIE).iter();
+    if let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) {
+        let mut joined = first.as_bytes().to_vec();
+        for c in h.get_all(header::COOKIE).iter().skip(1) {
+            joined.extend_from_slice(b"; ");
+            joined.extend_from_slice(c.as_bytes());
+        }
+        let v = HeaderValue::from_bytes(&joined).map_err(|_| "bad cookie")?;
+        h.insert(header::COOKIE, v);
+    }
+    Ok(())
 }
 
 /// Does any `Via` entry name `token` as the proxy it passed (`1.1 token`, `HTTP/1.1 token (c)`)?
@@ -149,9 +228,50 @@ mod tests {
         h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
         h.insert("x-keep", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
+        strip_hop_by_hop(&mut h, |_| false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn connection_never_removes_what_langur_reads() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static(
+                "close, Host, Accept-Language, Cookie, X-User, Vary, Cache-Control",
+            ),
+        );
+        for n in [
+            "host",
+            "accept-language",
+            "cookie",
+            "x-user",
+            "vary",
+            "cache-control",
+            "x-gone",
+        ] {
+            h.insert(n, HeaderValue::from_static("v"));
+        }
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-gone, content-length"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h, |n| n == "x-user");
+        for kept in [
+            "host",
+            "cookie",
+            "x-user",
+            "vary",
+            "cache-control",
+            "content-length",
+        ] {
+            assert!(h.contains_key(kept), "{kept} removed");
+        }
+        assert!(!h.contains_key("accept-language"));
+        assert!(!h.contains_key("x-gone"));
+        assert!(!h.contains_key(header::CONNECTION));
     }
 
     #[test]
@@ -173,6 +293,34 @@ mod tests {
         assert_eq!(h["host"], "example.org");
         assert!(via_contains(&h, "langur-x"));
         assert!(!via_contains(&h, "langur-y"));
+    }
+
+    #[test]
+    fn h2_translation() {
+        let uri: http::Uri = "https://Site.Example/p".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        h.insert(header::HOST, HeaderValue::from_static("site.example"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        assert_eq!(h2_to_h1(&mut h, &uri), Ok(()));
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2; c=3");
+
+        let bad = |name: &'static str, value: &'static str, uri: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            h2_to_h1(&mut h, &uri.parse().unwrap()).is_err()
+        };
+        assert!(bad("x-a", " padded", "https://a.example/"));
+        assert!(bad("x-a", "padded\t", "https://a.example/"));
+        assert!(bad("connection", "close", "https://a.example/"));
+        assert!(bad("keep-alive", "1", "https://a.example/"));
+        assert!(bad("te", "gzip", "https://a.example/"));
+        assert!(bad("host", "other.example", "https://a.example/"));
+        assert!(bad("x-a", "1", "https://user@a.example/"));
+        assert!(!bad("host", "A.example", "https://a.example/"));
     }
 
     #[test]

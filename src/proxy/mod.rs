@@ -15,6 +15,7 @@ pub mod cached;
 pub mod h1;
 pub mod headers;
 pub mod strict;
+pub mod target;
 pub mod upstream;
 
 use crate::access_log::AccessLog;
@@ -58,6 +59,19 @@ pub struct Runtime {
     /// h2c with prior knowledge on plain listeners.
     pub h2c: bool,
     pub h2: crate::config::H2Settings,
+}
+
+impl Runtime {
+    /// Whether some pool's balancer hashes on this request field (`header:NAME`, or the
+    /// `cookie` field for `cookie:NAME`), so a `Connection` option must not remove it.
+    pub fn hashes_on(&self, name: &http::header::HeaderName) -> bool {
+        use crate::config::HashOn;
+        self.pools.iter().any(|p| match &p.hash_on {
+            Some(HashOn::Header(h)) => name.as_str().eq_ignore_ascii_case(h),
+            Some(HashOn::Cookie(_)) => name == http::header::COOKIE,
+            _ => false,
+        })
+    }
 }
 
 /// A route as the request path sees it.
@@ -111,6 +125,10 @@ pub async fn handle(
     ) {
         return error_response(kind, log);
     }
+    let mut req = req;
+    if let Err(kind) = target_phase(&mut req) {
+        return error_response(kind, log);
+    }
     if headers::via_contains(req.headers(), &rt.via_token) {
         return error_response(ErrorKind::Loop, log);
     }
@@ -136,6 +154,30 @@ pub async fn handle(
         Err(kind) => return error_response(kind, log),
     };
     forward(pool, req, client, log).await
+}
+
+/// The target phase: the one request that every later phase sees and that goes upstream.
+/// The path is normalised (see [`target`]), an authority with userinfo is refused (RFC 9110
+/// 4.2.4), and an HTTP/2 request is made ready for HTTP/1.1 ([`headers::h2_to_h1`]). So
+/// routing, hashing, the cache key and the forwarded request all read the same target.
+fn target_phase<B>(req: &mut Request<B>) -> Result<(), ErrorKind> {
+    match target::normalize_uri(req.uri()) {
+        Ok(Some(uri)) => *req.uri_mut() = uri,
+        Ok(None) => {}
+        Err(_) => return Err(ErrorKind::BadRequest),
+    }
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(ErrorKind::BadRequest);
+    }
+    if req.version() == Version::HTTP_2 {
+        let uri = req.uri().clone();
+        headers::h2_to_h1(req.headers_mut(), &uri).map_err(|_| ErrorKind::BadRequest)?;
+    }
+    Ok(())
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade`).
@@ -269,6 +311,17 @@ pub(crate) async fn upstream_request(
 ) -> Result<Request<UpBody>, ErrorKind> {
     let (mut parts, body) = req.into_parts();
     upstream_parts(rt, &mut parts, client);
+    upstream_body(rt, parts, body, conn).await
+}
+
+/// The upstream request from a head already prepared by [`upstream_parts`] and the client's
+/// body (read ahead as [`upstream_request`] says).
+pub(crate) async fn upstream_body(
+    rt: &Runtime,
+    parts: http::request::Parts,
+    body: ClientIn,
+    conn: &Arc<ConnState>,
+) -> Result<Request<UpBody>, ErrorKind> {
     let body = match body {
         ClientIn::Hyper(b) if !hyper::body::Body::is_end_stream(&b) => b,
         _ => return Ok(Request::from_parts(parts, UpBody::Empty)),
@@ -305,7 +358,7 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
             .unwrap_or("/");
         parts.uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
     }
-    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers, |n| rt.hashes_on(n));
     if trailers {
         parts
             .headers
@@ -410,7 +463,7 @@ pub(crate) async fn forward(
         let picked = if must_wait {
             None
         } else {
-            pool.balancer.load().pick(&view, &ctx)
+            view.pick(&***pool.balancer.load(), &ctx)
         };
         let Some(i) = picked else {
             // Wait only if a server could serve once a slot frees: when every server is down,
@@ -609,7 +662,7 @@ pub(crate) async fn forward(
                 };
                 monitor::observe(pool, i, Seen::Status(101));
                 let protocol = parts.headers.get(http::header::UPGRADE).cloned();
-                headers::strip_hop_by_hop(&mut parts.headers);
+                headers::strip_hop_by_hop(&mut parts.headers, |_| false);
                 parts.headers.insert(
                     http::header::CONNECTION,
                     HeaderValue::from_static("upgrade"),
@@ -632,7 +685,7 @@ pub(crate) async fn forward(
             }
             let (mut parts, body) = resp.into_parts();
             if !matches!(&body, UpstreamBody::H1(b) if b.head_stripped()) {
-                headers::strip_hop_by_hop(&mut parts.headers);
+                headers::strip_hop_by_hop(&mut parts.headers, |_| false);
             }
             let took = sent_at.elapsed();
             server.latency.observe(took);
