@@ -81,23 +81,43 @@ pub async fn serve<B>(
         && policy::type_allowed(headers.get(CONTENT_TYPE), &rules.types);
     let key = format!("file://{}", path.display());
     let none = HeaderMap::new();
+    // Concurrent misses of one file read it once: the others wait for the store (a hit
+    // takes no lock).
+    let mut _guard = None;
     if keep {
-        if let Some((_, obj)) = cache.lookup(&key, &none) {
-            if obj.etag.as_ref() == Some(&etag) {
-                cache.counters.hits.fetch_add(1, Relaxed);
-                return cached::serve(
-                    &obj,
-                    &method,
-                    req.headers(),
-                    "langur; hit".into(),
-                    "hit",
-                    log,
-                );
+        let hit = |cache: &crate::cache::Cache| {
+            cache
+                .lookup(&key, &none)
+                .map(|(_, o)| o)
+                .filter(|o| o.etag.as_ref() == Some(&etag))
+        };
+        let mut found = hit(cache);
+        if found.is_none() {
+            match cache.join(&key) {
+                crate::cache::Join::Wait(rx) => {
+                    cache.counters.coalesced.fetch_add(1, Relaxed);
+                    crate::cache::wait(rx, rules.lock_timeout).await;
+                    found = hit(cache);
+                }
+                crate::cache::Join::Leader(g) => _guard = Some(g),
             }
+        }
+        if let Some(obj) = found {
+            cache.counters.hits.fetch_add(1, Relaxed);
+            return cached::serve(
+                &obj,
+                &method,
+                req.headers(),
+                "langur; hit".into(),
+                "hit",
+                log,
+            );
         }
         cache.counters.misses.fetch_add(1, Relaxed);
     }
-    if size <= rules.max_object_size {
+    // Only a file being kept is read whole; every other answer streams in bounded chunks, so
+    // a slow client costs a chunk, not the file.
+    if keep {
         let Ok(data) = tokio::fs::read(&path).await else {
             return plain(StatusCode::NOT_FOUND, "not found\n", log);
         };
@@ -112,22 +132,34 @@ pub async fn serve<B>(
             false,
             false,
         );
-        let status = if keep
-            && cache.insert(
-                &key,
-                &none,
-                obj.copy_with(obj.headers.clone(), obj.body.clone()),
-            ) {
+        let status = if cache.insert(
+            &key,
+            &none,
+            obj.copy_with(obj.headers.clone(), obj.body.clone()),
+        ) {
             "langur; fwd=miss; stored"
         } else {
             "langur; fwd=miss"
         };
         return cached::serve(&obj, &method, req.headers(), status.into(), "miss", log);
     }
-    stream(path, size, headers, &etag, &method, req.headers(), log).await
+    let status = route.cache.then_some("langur; fwd=miss; detail=too-large");
+    stream(
+        path,
+        size,
+        headers,
+        &etag,
+        &method,
+        req.headers(),
+        status,
+        log,
+    )
+    .await
 }
 
-/// A file larger than `max_object_size`, streamed from disk.
+/// A file not kept in the cache, streamed from disk in chunks as the client takes them.
+/// `cache_status` is set on cached routes (the file was too large or of a type not kept).
+#[allow(clippy::too_many_arguments)]
 async fn stream(
     path: PathBuf,
     size: u64,
@@ -135,12 +167,16 @@ async fn stream(
     etag: &HeaderValue,
     method: &Method,
     req: &HeaderMap,
+    cache_status: Option<&'static str>,
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
     let lm = headers.get(LAST_MODIFIED).cloned();
     if policy::not_modified(req, Some(etag), lm.as_ref()) {
         let mut r = plain(StatusCode::NOT_MODIFIED, "", log);
         r.headers_mut().insert(ETAG, etag.clone());
+        if let Some(lm) = lm {
+            r.headers_mut().insert(LAST_MODIFIED, lm);
+        }
         return r;
     }
     let (status, start, len) = match policy::range(req, size, Some(etag), lm.as_ref()) {
@@ -160,10 +196,9 @@ async fn stream(
         }
     };
     headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(
-        CACHE_STATUS,
-        HeaderValue::from_static("langur; fwd=miss; detail=too-large"),
-    );
+    if let Some(cs) = cache_status {
+        headers.insert(CACHE_STATUS, HeaderValue::from_static(cs));
+    }
     if let Some(l) = &mut log {
         l.status = status.as_u16();
         l.cache = "miss";

@@ -147,15 +147,39 @@ async fn answer(
     if let Some(ae) = req.headers().get("accept-encoding") {
         b = b.header("x-ae", ae.clone());
     }
+    if let Some(age) = q.get("age") {
+        for v in age.split('|') {
+            b = b.header("age", v);
+        }
+    }
+    if let Some(l) = q.get("loc") {
+        b = b.header("location", l.as_str());
+    }
+    if let Some(l) = q.get("cloc") {
+        b = b.header("content-location", l.as_str());
+    }
     if let (Some(e), Some(i)) = (&etag, &inm) {
         if i == e {
+            if q.contains_key("sc304") {
+                b = b.header("set-cookie", "session=renewed");
+            }
             return b.status(304).body(Full::new(Bytes::new())).unwrap();
         }
     }
     let status: u16 = q.get("status").map_or(200, |s| s.parse().unwrap());
-    let body = match q.get("size") {
-        Some(s) => Bytes::from(vec![b'x'; s.parse().unwrap()]),
-        None => Bytes::from(format!("{path} #{n}")),
+    let body = match (q.get("size"), q.get("echo")) {
+        (Some(s), _) => Bytes::from(vec![b'x'; s.parse().unwrap()]),
+        // `echo=NAME`: the body shows what the origin got in that request field.
+        (None, Some(name)) => {
+            let got: Vec<&str> = req
+                .headers()
+                .get_all(name.as_str())
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            Bytes::from(format!("{path} #{n} {name}={}", got.join("|")))
+        }
+        (None, None) => Bytes::from(format!("{path} #{n}")),
     };
     b.header(
         "content-type",
@@ -437,11 +461,7 @@ async fn route_grace_stands_in_for_missing_directives() {
     get(a, p).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = get(a, p).await;
-    assert!(
-        status_of(&r).contains("stale-while-revalidate"),
-        "{}",
-        status_of(&r)
-    );
+    assert!(status_of(&r).contains("detail=grace"), "{}", status_of(&r));
     let p = "/mr?cc=max-age%3D1%2C%20must-revalidate";
     get(a, p).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -570,4 +590,361 @@ async fn routes_without_cache_pass_everything() {
     let r = get(a, "/n?cc=max-age%3D60").await;
     assert_eq!(r.text(), "/n #2");
     assert!(!r.headers.contains_key("cache-status"));
+}
+
+/// Sends raw bytes on a new connection and returns the response text.
+async fn raw_get(a: SocketAddr, head: &str) -> String {
+    raw(a, head.as_bytes(), Duration::from_secs(3)).await
+}
+
+#[tokio::test]
+async fn the_key_is_the_forwarded_host_not_the_clients() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    let p = "/home?cc=max-age%3D60&echo=host";
+    // Absolute form: the server is asked for other.example's page (RFC 9112 3.2.2) ...
+    let poisoned = raw_get(
+        a,
+        &format!("GET http://other.example{p} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(poisoned.contains("host=other.example"), "{poisoned}");
+    // ... and it is kept under other.example, so site.example's visitors never get it.
+    let site = get_h(a, p, &[("host", "site.example")]).await;
+    assert!(site.text().contains("host=site.example"), "{}", site.text());
+    let other = get_h(a, p, &[("host", "other.example")]).await;
+    assert!(
+        other.text().contains("host=other.example"),
+        "{}",
+        other.text()
+    );
+    assert!(status_of(&other).contains("hit"), "{}", status_of(&other));
+    // Userinfo in the authority is refused (RFC 9110 4.2.4).
+    let userinfo = raw_get(
+        a,
+        &format!("GET http://site.example@other.example{p} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(userinfo.starts_with("HTTP/1.1 400"), "{userinfo}");
+}
+
+#[tokio::test]
+async fn connection_cannot_remove_what_the_key_and_vary_read() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    // `Connection: close, Host`: the server still gets Host, and the answer is keyed by it.
+    let p = "/h?cc=max-age%3D60&echo=host";
+    let r = raw_get(
+        a,
+        &format!("GET {p} HTTP/1.1\r\nHost: site.example\r\nConnection: close, Host\r\n\r\n"),
+    )
+    .await;
+    assert!(r.contains("host=site.example"), "{r}");
+    // `Connection: Accept-Language` removes the field from what is forwarded; the answer is
+    // then the server's answer to a request without it, and stored as that variant only.
+    let v = "/v?cc=max-age%3D60&vary=accept-language&echo=accept-language";
+    let first = get_h(
+        a,
+        v,
+        &[("accept-language", "fr"), ("connection", "accept-language")],
+    )
+    .await;
+    assert!(
+        first.text().ends_with("accept-language="),
+        "{}",
+        first.text()
+    );
+    let fr = get_h(a, v, &[("accept-language", "fr")]).await;
+    assert!(fr.text().ends_with("accept-language=fr"), "{}", fr.text());
+    let none = get_h(a, v, &[]).await;
+    assert_eq!(none.text(), first.text(), "the variant without the field");
+    assert!(status_of(&none).contains("hit"));
+}
+
+#[tokio::test]
+async fn method_overrides_and_url_rewrites_bypass_the_cache() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    let p = "/item?cc=max-age%3D60&echo=x-http-method-override";
+    let stored = get(a, p).await;
+    for (name, value) in [
+        ("x-http-method-override", "DELETE"),
+        ("X-HTTP-Method", "PUT"),
+        ("x-method-override", "PATCH"),
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+    ] {
+        let r = get_h(a, p, &[(name, value)]).await;
+        assert!(
+            status_of(&r).contains("fwd=bypass"),
+            "{name}: {}",
+            status_of(&r)
+        );
+        assert_ne!(r.text(), stored.text(), "{name}: not served from the cache");
+    }
+    let after = get(a, p).await;
+    assert_eq!(
+        after.text(),
+        stored.text(),
+        "the override's answer was not stored"
+    );
+    // The list is configurable.
+    let l2 = proxy(&o, "", "bypass_headers = ['x-tenant']").await;
+    let a2 = l2.listen_addrs()[0];
+    let r = get_h(a2, p, &[("x-tenant", "b")]).await;
+    assert!(status_of(&r).contains("fwd=bypass; detail=x-tenant"));
+    let r = get_h(
+        a2,
+        "/item2?cc=max-age%3D60",
+        &[("x-http-method-override", "GET")],
+    )
+    .await;
+    assert!(status_of(&r).contains("stored"), "{}", status_of(&r));
+}
+
+#[tokio::test]
+async fn a_request_cookie_keeps_heuristic_answers_out_of_the_cache() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "default_ttl = '60s'").await;
+    let a = l.listen_addrs()[0];
+    // Cache deception: the account page under a static-looking name, no freshness given.
+    let r = get_h(a, "/account.php/x.css", &[("cookie", "session=alice")]).await;
+    assert!(
+        status_of(&r).contains("detail=request-cookie"),
+        "{}",
+        status_of(&r)
+    );
+    let other = get(a, "/account.php/x.css").await;
+    assert_eq!(
+        other.text(),
+        "/account.php/x.css #2",
+        "not served alice's page"
+    );
+    // Explicit freshness: kept even when the request had a cookie.
+    let r = get_h(a, "/e?cc=max-age%3D60", &[("cookie", "session=alice")]).await;
+    assert!(status_of(&r).contains("stored"), "{}", status_of(&r));
+    // Varnish's rule on request: cookies bypass the cache.
+    let l2 = proxy(&o, "", "request_cookie = 'pass'").await;
+    let a2 = l2.listen_addrs()[0];
+    get(a2, "/p?cc=max-age%3D60").await;
+    let r = get_h(a2, "/p?cc=max-age%3D60", &[("cookie", "a=1")]).await;
+    assert!(
+        status_of(&r).contains("fwd=bypass; detail=cookie"),
+        "{}",
+        status_of(&r)
+    );
+}
+
+#[tokio::test]
+async fn a_304_is_merged_into_what_the_client_gets() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    let p = "/r?cc=max-age%3D0&etag=v1&sc304=1";
+    let first = get(a, p).await;
+    assert_eq!(first.status, 200);
+    let second = get(a, p).await;
+    assert!(
+        status_of(&second).contains("fwd-status=304"),
+        "{}",
+        status_of(&second)
+    );
+    assert_eq!(second.text(), first.text());
+    assert_eq!(
+        second
+            .headers
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap()),
+        Some("session=renewed"),
+        "the 304's cookie reaches the client"
+    );
+    // A conditional client gets the cookie on its 304 too.
+    let cond = get_h(a, p, &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(cond.status, 304);
+    assert_eq!(cond.headers["set-cookie"], "session=renewed");
+    // The stored copy never replays it: a fresh entry answered from the cache has none.
+    let q = "/r2?cc=max-age%3D60&etag=v1&sc304=1";
+    get(a, q).await;
+    let hit = get(a, q).await;
+    assert!(status_of(&hit).contains("hit"));
+    assert!(!hit.headers.contains_key("set-cookie"));
+}
+
+#[tokio::test]
+async fn rfc9111_storing_edges() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    // Invalid Age values are ignored, never a reason not to store (5.1).
+    for (i, age) in ["abc", "-5", "5s", "7%2C%209", "3|4"].iter().enumerate() {
+        let p = format!("/age{i}?cc=max-age%3D60&age={age}");
+        get(a, &p).await;
+        let again = get(a, &p).await;
+        assert!(
+            status_of(&again).contains("hit"),
+            "Age {age}: {}",
+            status_of(&again)
+        );
+    }
+    // no-cache="Set-Cookie": stored without the field (5.2.2.4).
+    let p = "/nc?cc=max-age%3D60%2C%20no-cache%3D%22Set-Cookie%22&cookie=1";
+    let first = get(a, p).await;
+    assert!(first.headers.contains_key("set-cookie"));
+    let hit = get(a, p).await;
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    assert!(!hit.headers.contains_key("set-cookie"));
+    // Authorization with `public` or `s-maxage` may be shared (3.5).
+    for (i, cc) in ["public%2C%20max-age%3D60", "s-maxage%3D60"]
+        .iter()
+        .enumerate()
+    {
+        let p = format!("/auth{i}?cc={cc}");
+        let r = get_h(a, &p, &[("authorization", "Basic eDp5")]).await;
+        assert!(status_of(&r).contains("stored"), "{cc}: {}", status_of(&r));
+    }
+    let r = get_h(
+        a,
+        "/auth9?cc=max-age%3D60",
+        &[("authorization", "Basic eDp5")],
+    )
+    .await;
+    assert!(status_of(&r).contains("detail=authorization"));
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_location_and_content_location() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    let t1 = "/t1?cc=max-age%3D60";
+    let t2 = "/t2?cc=max-age%3D60";
+    let t3 = "/t3?cc=max-age%3D60";
+    for t in [t1, t2, t3] {
+        get(a, t).await;
+        assert!(status_of(&get(a, t).await).contains("hit"));
+    }
+    let loc = percent_encoding::utf8_percent_encode(t1, percent_encoding::NON_ALPHANUMERIC);
+    let cloc = percent_encoding::utf8_percent_encode(
+        &format!("http://{}{t2}", "site.example"),
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .to_string();
+    let elsewhere = percent_encoding::utf8_percent_encode(
+        &format!("http://{}{t3}", "elsewhere.example"),
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .to_string();
+    let r = request(
+        a,
+        Method::POST,
+        &format!("/form?loc={loc}&cloc={cloc}"),
+        &[("host", "site.example")],
+        body("x=1"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let _ = elsewhere;
+    let h = [("host", "site.example")];
+    // The POST's own URL, Location and Content-Location on the same host went ...
+    assert!(!status_of(&get_h(a, t1, &h).await).contains("hit"));
+    assert!(!status_of(&get_h(a, t2, &h).await).contains("hit"));
+    // ... (a Location on another host invalidates nothing).
+    let r = request(
+        a,
+        Method::POST,
+        &format!("/form?loc={elsewhere}"),
+        &h,
+        body("x=1"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    get_h(a, t3, &h).await;
+    assert!(status_of(&get_h(a, t3, &h).await).contains("hit"));
+}
+
+#[tokio::test]
+async fn a_chunked_answer_is_stored_without_transfer_encoding() {
+    fn script(_path: &str) -> (Vec<Vec<u8>>, Duration, After) {
+        let answer = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        (vec![answer.to_vec()], Duration::ZERO, After::Stay)
+    }
+    let (addr, seen, _) = raw_origin(script).await;
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'o'\ncache = true\n[pools.o]\nservers = ['{addr}']\n"
+    ))
+    .await;
+    let a = l.listen_addrs()[0];
+    let first = get(a, "/c").await;
+    assert_eq!(
+        (first.status, first.text().as_str()),
+        (StatusCode::OK, "hello")
+    );
+    let cs = status_of(&first);
+    assert!(
+        !cs.contains("stored"),
+        "length unknown: not announced as stored: {cs}"
+    );
+    let second = get(a, "/c").await;
+    assert_eq!(
+        (second.status, second.text().as_str()),
+        (StatusCode::OK, "hello")
+    );
+    assert!(status_of(&second).contains("hit"), "{}", status_of(&second));
+    assert!(!second.headers.contains_key("transfer-encoding"));
+    let asked: usize = seen.lock().unwrap().iter().map(Vec::len).sum();
+    assert_eq!(asked, 1);
+}
+
+#[tokio::test]
+async fn too_large_chunked_answers_are_never_said_stored() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "max_size = '1 MiB'\nmax_object_size = '1 KiB'").await;
+    let a = l.listen_addrs()[0];
+    // Known length, and headers that push it over: refused up front.
+    let long = "a".repeat(900);
+    let r = get(a, &format!("/big?cc=max-age%3D60&size=1000&loc=/{long}")).await;
+    let cs = status_of(&r);
+    assert!(!cs.contains("stored"), "{cs}");
+}
+
+#[tokio::test]
+async fn stale_answers_name_the_rule_that_served_them() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "grace = '60s'", "").await;
+    let a = l.listen_addrs()[0];
+    get(a, "/g?cc=max-age%3D1").await;
+    get(a, "/e?cc=max-age%3D1%2C%20stale-if-error%3D60").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = get(a, "/g?cc=max-age%3D1").await;
+    assert!(status_of(&r).contains("detail=grace"), "{}", status_of(&r));
+    // The response's own windows are named by their directive; a failing server's stale
+    // answer is the error rule's, not the refresh rule's.
+    let plain = proxy(&o, "", "").await;
+    let b = plain.listen_addrs()[0];
+    let sie = "/e?cc=max-age%3D1%2C%20stale-if-error%3D60";
+    let swr = "/w?cc=max-age%3D1%2C%20stale-while-revalidate%3D60";
+    get(b, sie).await;
+    get(b, swr).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = get(b, swr).await;
+    assert!(
+        status_of(&r).contains("detail=stale-while-revalidate"),
+        "{}",
+        status_of(&r)
+    );
+    o.fail.store(true, Ordering::SeqCst);
+    let r = get(b, sie).await;
+    assert!(
+        status_of(&r).contains("fwd-status=500"),
+        "{}",
+        status_of(&r)
+    );
+    assert!(
+        status_of(&r).contains("detail=stale-if-error"),
+        "{}",
+        status_of(&r)
+    );
 }

@@ -44,6 +44,9 @@ pub struct Object {
     pub forbids_stale: bool,
     pub etag: Option<HeaderValue>,
     pub last_modified: Option<HeaderValue>,
+    /// Whether the stale windows (`swr`, `sie`) are the route's `grace` rather than the
+    /// response's own directives (for `Cache-Status`).
+    pub from_grace: (bool, bool),
     /// Stored once per object for the weigher.
     weight: u64,
 }
@@ -77,7 +80,27 @@ impl Object {
             forbids_stale,
             etag,
             last_modified,
+            from_grace: (false, false),
             weight,
+        }
+    }
+
+    /// The rule that lets this object be served stale while it is refreshed, as
+    /// `Cache-Status` says it.
+    pub fn swr_rule(&self) -> &'static str {
+        if self.from_grace.0 {
+            "grace"
+        } else {
+            "stale-while-revalidate"
+        }
+    }
+
+    /// The rule that lets this object be served stale when its servers fail.
+    pub fn sie_rule(&self) -> &'static str {
+        if self.from_grace.1 {
+            "grace"
+        } else {
+            "stale-if-error"
         }
     }
 
@@ -96,6 +119,7 @@ impl Object {
             self.forbids_stale,
         );
         o.stored_ms = self.stored_ms;
+        o.from_grace = self.from_grace;
         o
     }
 
@@ -205,6 +229,8 @@ pub struct Cache {
     pub rules: CacheConfig,
     pub counters: Counters,
     evictions: Arc<AtomicU64>,
+    /// Bytes held by fills in progress (see [`Cache::fill_budget`]).
+    filling: AtomicU64,
     flights: Box<[Flights]>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -306,6 +332,7 @@ impl Cache {
             rules,
             counters: Counters::default(),
             evictions,
+            filling: AtomicU64::new(0),
             flights: (0..FLIGHT_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
@@ -365,6 +392,25 @@ impl Cache {
             return None;
         }
         Some((key, obj))
+    }
+
+    /// Whether a response with a body of `body_len` bytes and these stored headers can be kept
+    /// (the same bound [`Cache::insert`] applies).
+    pub fn fits(&self, body_len: u64, headers: &HeaderMap) -> bool {
+        ENTRY_OVERHEAD + headers_size(headers) + body_len
+            <= self.rules.max_object_size + ENTRY_OVERHEAD * 4
+    }
+
+    /// Bytes held by bodies being filled right now (not yet in the store).
+    pub fn filling(&self) -> u64 {
+        self.filling.load(Relaxed)
+    }
+
+    /// The most that fills in progress may hold together: a quarter of `max_size`. Past it a
+    /// fill is abandoned (the response still streams to its client, unstored), so slow
+    /// clients of many different misses cannot hold memory outside the budget.
+    pub fn fill_budget(&self) -> u64 {
+        self.rules.max_size / 4
     }
 
     /// Stores a response under `primary` (and, when it varies, under the variant its request
@@ -504,14 +550,16 @@ impl Cache {
 
 /// How a response will be stored once its body has streamed through (see
 /// `ProxyBody::fill`). Dropping it unfinished stores nothing and wakes the waiters.
+///
+/// The body is copied into one buffer as it passes (so the entry pins none of the connection's
+/// read buffers), and what it holds is counted against [`Cache::fill_budget`].
 pub struct Fill {
     pub cache: Arc<Cache>,
     pub primary: String,
     /// The request's values of the headers the response varies on.
     pub req_vary: HeaderMap,
     pub meta: Object,
-    pub chunks: Vec<Bytes>,
-    pub size: u64,
+    body: bytes::BytesMut,
     pub guard: Option<FlightGuard>,
 }
 
@@ -519,34 +567,61 @@ impl std::fmt::Debug for Fill {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fill")
             .field("primary", &self.primary)
-            .field("size", &self.size)
+            .field("size", &self.body.len())
             .finish()
     }
 }
 
 impl Fill {
-    /// Takes the next piece of the body; false once it is over `max_object_size`.
+    pub fn new(
+        cache: Arc<Cache>,
+        primary: String,
+        req_vary: HeaderMap,
+        meta: Object,
+        guard: Option<FlightGuard>,
+    ) -> Fill {
+        Fill {
+            cache,
+            primary,
+            req_vary,
+            meta,
+            body: bytes::BytesMut::new(),
+            guard,
+        }
+    }
+
+    /// Takes the next piece of the body; false once it is over `max_object_size`, or when
+    /// the fills in progress together would pass their budget (then the fill is abandoned).
     pub fn push(&mut self, data: &Bytes) -> bool {
-        self.size += data.len() as u64;
-        if self.size > self.cache.rules.max_object_size {
+        let n = data.len() as u64;
+        let size = self.body.len() as u64 + n;
+        if !self.cache.fits(size, &self.meta.headers) {
             return false;
         }
-        self.chunks.push(data.clone());
+        let before = self.cache.filling.fetch_add(n, Relaxed);
+        if before + n > self.cache.fill_budget() {
+            self.cache.filling.fetch_sub(n, Relaxed);
+            return false;
+        }
+        self.body.extend_from_slice(data);
         true
     }
 
-    /// The body is complete: store it (copied into one buffer, so the entry pins no larger
-    /// read buffers), then wake the waiters.
-    pub fn finish(self) {
-        let mut body = bytes::BytesMut::with_capacity(self.size as usize);
-        for c in &self.chunks {
-            body.extend_from_slice(c);
-        }
-        let obj = self
-            .meta
-            .copy_with(self.meta.headers.clone(), body.freeze());
+    /// The body is complete: store it, then wake the waiters.
+    pub fn finish(mut self) {
+        let body = std::mem::take(&mut self.body).freeze();
+        self.cache.filling.fetch_sub(body.len() as u64, Relaxed);
+        let obj = self.meta.copy_with(self.meta.headers.clone(), body);
         self.cache.insert(&self.primary, &self.req_vary, obj);
-        drop(self.guard);
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        // Abandoned (or finished: then the buffer was taken and this is zero).
+        self.cache
+            .filling
+            .fetch_sub(self.body.len() as u64, Relaxed);
     }
 }
 

@@ -23,32 +23,37 @@ pub struct CacheControl {
     pub proxy_revalidate: bool,
     pub stale_while_revalidate: Option<u64>,
     pub stale_if_error: Option<u64>,
+    /// Fields named by a qualified `no-cache="a, b"` or `private="a, b"` (RFC 9111 5.2.2.4,
+    /// 5.2.2.7): the response is stored without them.
+    pub unstored_fields: Vec<http::header::HeaderName>,
 }
 
 impl CacheControl {
-    /// Reads every `Cache-Control` field. Unknown directives are ignored; a qualified
-    /// `no-cache="field"` or `private="field"` is taken as the unqualified form (stricter).
-    /// A delta-seconds that does not parse makes the directive absent, except for `max-age`
-    /// and `s-maxage`, where RFC 9111 asks to treat an invalid value as stale (0).
+    /// Reads every `Cache-Control` field (RFC 9111 5.2). Unknown directives are ignored.
+    /// A qualified `no-cache="field"` or `private="field"` names fields that are not stored
+    /// (the rest of the response is); a quoted argument may hold commas. A delta-seconds that
+    /// does not parse makes the directive absent, except for `max-age` and `s-maxage`, where
+    /// RFC 9111 asks to treat an invalid value as stale (0).
     pub fn parse(headers: &HeaderMap) -> CacheControl {
         let mut cc = CacheControl::default();
         for value in headers.get_all(CACHE_CONTROL) {
             let Ok(text) = value.to_str() else { continue };
-            for directive in text.split(',') {
-                let directive = directive.trim();
-                if directive.is_empty() {
-                    continue;
-                }
-                let (name, arg) = match directive.split_once('=') {
-                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                    None => (directive, None),
-                };
+            for (name, arg, quoted) in directives(text) {
                 let secs = || arg.and_then(|a| a.parse::<u64>().ok());
+                let fields = |cc: &mut CacheControl| {
+                    for f in arg.unwrap_or("").split(',') {
+                        if let Ok(n) = http::header::HeaderName::from_bytes(f.trim().as_bytes()) {
+                            cc.unstored_fields.push(n);
+                        }
+                    }
+                };
                 match name.to_ascii_lowercase().as_str() {
                     "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
                     "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
                     "no-store" => cc.no_store = true,
+                    "no-cache" if quoted || arg.is_some() => fields(&mut cc),
                     "no-cache" => cc.no_cache = true,
+                    "private" if quoted || arg.is_some() => fields(&mut cc),
                     "private" => cc.private = true,
                     "public" => cc.public = true,
                     "must-revalidate" => cc.must_revalidate = true,
@@ -69,6 +74,36 @@ impl CacheControl {
     }
 }
 
+/// The directives of one `Cache-Control` value: name, argument (unquoted), whether it was
+/// quoted. Commas inside a quoted argument do not split (RFC 9110 5.6.4).
+fn directives(text: &str) -> Vec<(&str, Option<&str>, bool)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return out;
+        }
+        let end = rest.find([',', '=']).unwrap_or(rest.len());
+        let name = rest[..end].trim();
+        rest = &rest[end..];
+        if let Some(r) = rest.strip_prefix('=') {
+            let r = r.trim_start();
+            if let Some(q) = r.strip_prefix('"') {
+                let close = q.find('"').unwrap_or(q.len());
+                out.push((name, Some(&q[..close]), true));
+                rest = q.get(close + 1..).unwrap_or("");
+            } else {
+                let e = r.find(',').unwrap_or(r.len());
+                out.push((name, Some(r[..e].trim()), false));
+                rest = &r[e..];
+            }
+        } else if !name.is_empty() {
+            out.push((name, None, false));
+        }
+    }
+}
+
 /// Why a response was not stored (shown in `Cache-Status` as `detail`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotStored {
@@ -83,6 +118,8 @@ pub enum NotStored {
     TooLarge,
     NoFreshness,
     Partial,
+    /// The request had `Cookie` and the response did not explicitly allow shared caching.
+    Cookie,
 }
 
 impl NotStored {
@@ -99,6 +136,7 @@ impl NotStored {
             NotStored::TooLarge => "too-large",
             NotStored::NoFreshness => "no-freshness",
             NotStored::Partial => "partial",
+            NotStored::Cookie => "request-cookie",
         }
     }
 }
@@ -194,13 +232,55 @@ pub fn freshness_lifetime(
 /// (arrival minus `Date`) and `Age` plus the time the exchange took.
 pub fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
     let apparent = http_date(headers.get(DATE)).map_or(0, |d| response_time.saturating_sub(d));
-    let age = headers
-        .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    let age = age_value(headers).unwrap_or(0);
     let corrected = age.saturating_add(response_time.saturating_sub(request_time));
     apparent.max(corrected)
+}
+
+/// The `Age` of a response (RFC 9111 5.1): the first member of the first field line (a list,
+/// or repeated lines, keep the first); anything else than a non-negative integer is ignored
+/// (`None`), never a reason not to store. Values past 2^31 are capped there.
+pub fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let first = headers.get(AGE)?.as_bytes();
+    let member = first.split(|b| *b == b',').next()?.trim_ascii();
+    if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        std::str::from_utf8(member)
+            .ok()?
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+            .min(1 << 31),
+    )
+}
+
+/// Whether a response explicitly allows a shared cache to keep it: `public`, `s-maxage`,
+/// `max-age` or `Expires` (anything but heuristic freshness).
+pub fn explicitly_shared(headers: &HeaderMap, cc: &CacheControl) -> bool {
+    cc.public || cc.s_maxage.is_some() || cc.max_age.is_some() || headers.contains_key(EXPIRES)
+}
+
+/// The head kept in the cache: without `Set-Cookie` (reached only when a rule allows storing
+/// such responses: cookies are never replayed), `Age` (recomputed on every answer), the
+/// framing fields of the connection it came on, and the fields a qualified `no-cache` or
+/// `private` names. Values are copied, so a stored head pins no read buffer.
+pub fn stored_headers(headers: &HeaderMap, cc: &CacheControl) -> HeaderMap {
+    use http::header::{CONNECTION, TRANSFER_ENCODING};
+    let mut out = HeaderMap::with_capacity(headers.keys_len());
+    for (name, value) in headers {
+        if name == SET_COOKIE
+            || name == AGE
+            || name == TRANSFER_ENCODING
+            || name == CONNECTION
+            || cc.unstored_fields.contains(name)
+        {
+            continue;
+        }
+        let copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        out.append(name.clone(), copy);
+    }
+    out
 }
 
 /// Whether the response to this request may be stored, and if not, why. Freshness is decided
@@ -228,10 +308,15 @@ pub fn storable(
     if cc.private && !rules.store_private {
         return Err(NotStored::Private);
     }
-    if headers.contains_key(SET_COOKIE) && !rules.store_set_cookie {
+    if headers.contains_key(SET_COOKIE)
+        && !rules.store_set_cookie
+        && !cc.unstored_fields.contains(&SET_COOKIE)
+    {
         return Err(NotStored::SetCookie);
     }
-    if req_headers.contains_key(AUTHORIZATION) && !rules.store_authorized {
+    // RFC 9111 3.5: an authorised request's answer may be shared when the response says so.
+    let shared_despite_auth = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
+    if req_headers.contains_key(AUTHORIZATION) && !rules.store_authorized && !shared_despite_auth {
         return Err(NotStored::Authorization);
     }
     if headers.get_all(VARY).iter().any(|v| {
@@ -371,6 +456,7 @@ pub fn merge_304(stored: &mut HeaderMap, fresh: &HeaderMap) {
     let mut last: Option<&http::header::HeaderName> = None;
     for (name, value) in fresh {
         if name == CONTENT_LENGTH
+            || name == AGE
             || name == CONTENT_ENCODING
             || name == CONTENT_RANGE
             || name == TRANSFER_ENCODING
@@ -417,11 +503,111 @@ mod tests {
         ]));
         assert_eq!(cc.max_age, Some(60));
         assert_eq!(cc.s_maxage, Some(30));
-        assert!(cc.public && cc.no_cache);
+        assert!(
+            cc.public && !cc.no_cache,
+            "a qualified no-cache names fields only"
+        );
+        assert_eq!(cc.unstored_fields, [SET_COOKIE]);
         assert_eq!(cc.stale_while_revalidate, Some(5));
+        let listed = CacheControl::parse(&h(&[(
+            "cache-control",
+            "no-cache=\"Set-Cookie, X-Token\", private=x-user, max-age=9, private",
+        )]));
+        assert_eq!(
+            listed.max_age,
+            Some(9),
+            "a comma inside quotes does not split"
+        );
+        assert!(listed.private && !listed.no_cache);
+        assert_eq!(
+            listed.unstored_fields,
+            [
+                SET_COOKIE,
+                http::header::HeaderName::from_static("x-token"),
+                http::header::HeaderName::from_static("x-user")
+            ]
+        );
         assert!(cc.forbids_stale(), "s-maxage implies proxy-revalidate");
         let bad = CacheControl::parse(&h(&[("cache-control", "max-age=soon")]));
         assert_eq!(bad.max_age, Some(0), "an invalid max-age is stale");
+    }
+
+    #[test]
+    fn invalid_age_is_ignored_and_lists_keep_the_first() {
+        let age = |vals: &[&str]| {
+            let pairs: Vec<(&str, &str)> = vals.iter().map(|v| ("age", *v)).collect();
+            age_value(&h(&pairs))
+        };
+        assert_eq!(age(&["30"]), Some(30));
+        assert_eq!(age(&["30, 60"]), Some(30));
+        assert_eq!(age(&["30", "60"]), Some(30));
+        assert_eq!(age(&["abc"]), None);
+        assert_eq!(age(&["-5"]), None);
+        assert_eq!(age(&["5s"]), None);
+        assert_eq!(age(&["1.5"]), None);
+        assert_eq!(age(&[""]), None);
+        assert_eq!(age(&["99999999999999999999999"]), Some(1 << 31));
+        // An invalid Age never makes a response unstorable.
+        let headers = h(&[("age", "oops"), ("cache-control", "max-age=60")]);
+        let cc = CacheControl::parse(&headers);
+        assert!(storable(
+            &Method::GET,
+            &HeaderMap::new(),
+            StatusCode::OK,
+            &headers,
+            &cc,
+            &rules()
+        )
+        .is_ok());
+        assert_eq!(initial_age(&headers, NOW, NOW), 0);
+    }
+
+    #[test]
+    fn authorization_shared_when_the_response_says_so() {
+        let mut req = HeaderMap::new();
+        req.insert(AUTHORIZATION, HeaderValue::from_static("Basic eDp5"));
+        for (cc_text, ok) in [
+            ("max-age=60", false),
+            ("public, max-age=60", true),
+            ("s-maxage=60", true),
+            ("max-age=60, must-revalidate", true),
+        ] {
+            let headers = h(&[("cache-control", cc_text)]);
+            let cc = CacheControl::parse(&headers);
+            let r = storable(&Method::GET, &req, StatusCode::OK, &headers, &cc, &rules());
+            assert_eq!(r.is_ok(), ok, "{cc_text}");
+        }
+    }
+
+    #[test]
+    fn stored_head_leaves_out_what_must_not_be_kept() {
+        let headers = h(&[
+            ("cache-control", "max-age=60, no-cache=\"x-token\""),
+            ("set-cookie", "a=1"),
+            ("age", "5"),
+            ("transfer-encoding", "chunked"),
+            ("x-token", "secret"),
+            ("content-type", "text/plain"),
+        ]);
+        let cc = CacheControl::parse(&headers);
+        let kept = stored_headers(&headers, &cc);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(kept.contains_key("cache-control") && kept.contains_key("content-type"));
+        // A Set-Cookie named by no-cache does not stop the rest from being stored.
+        let headers = h(&[
+            ("cache-control", "max-age=60, no-cache=\"Set-Cookie\""),
+            ("set-cookie", "a=1"),
+        ]);
+        let cc = CacheControl::parse(&headers);
+        assert!(storable(
+            &Method::GET,
+            &HeaderMap::new(),
+            StatusCode::OK,
+            &headers,
+            &cc,
+            &rules()
+        )
+        .is_ok());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! Every answer says what happened in `Cache-Status` (RFC 9211).
 
 use super::body::{ClientIn, ProxyBody, UpBody};
-use super::{forward, upstream_parts, upstream_request, ClientInfo, RouteRt, Runtime};
+use super::{forward, upstream_body, upstream_parts, ClientInfo, RouteRt, Runtime};
 use crate::access_log::AccessLog;
 use crate::backend::Pool;
 use crate::cache::policy::{self, CacheControl, NotStored, RangeAnswer};
@@ -23,8 +23,8 @@ use crate::clock;
 use crate::conn::ConnState;
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HOST,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE, SET_COOKIE,
+    HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, COOKIE,
+    HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE, SET_COOKIE,
 };
 use http::{Method, Request, Response, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
@@ -35,16 +35,31 @@ use std::time::Duration;
 const NAME: &str = "langur";
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// The primary cache key of a request: scheme, host and path with query.
-pub fn key_of<B>(req: &Request<B>) -> String {
-    let host = req
-        .headers()
+/// The primary cache key of a request head as it goes upstream (after [`upstream_parts`]):
+/// scheme, the `Host` it carries (which is the absolute-form or HTTP/2 authority when there was
+/// one), and the normalised path with query. So the key names exactly what the server was
+/// asked for.
+pub fn key_of(parts: &http::request::Parts, scheme: &str) -> String {
+    let host = parts
+        .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    cache::primary_key("http", host, pq)
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    cache::primary_key(scheme, host, pq)
+}
+
+/// Why a request does not use the cache at all, as `Cache-Status` `detail`: it carries a field
+/// that changes how a server reads it (`[cache] bypass_headers`), or a `Cookie` under
+/// `request_cookie = "pass"`.
+fn bypass_reason(rules: &crate::config::CacheConfig, h: &HeaderMap) -> Option<String> {
+    if let Some(n) = rules.bypass_headers.iter().find(|n| h.contains_key(*n)) {
+        return Some(n.as_str().to_string());
+    }
+    if rules.request_cookie == crate::config::RequestCookie::Pass && h.contains_key(COOKIE) {
+        return Some("cookie".into());
+    }
+    None
 }
 
 pub async fn handle(
@@ -57,18 +72,23 @@ pub async fn handle(
     log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
     let cache = &rt.cache;
-    let primary = key_of(&req);
-    let method = req.method().clone();
+    // Everything below reads the head as it goes upstream, never the client's own: the key's
+    // host and path, the `Vary` values, the conditionals.
+    let (mut parts, body) = req.into_parts();
+    upstream_parts(rt, &mut parts, client);
+    let primary = key_of(&parts, client.scheme);
+    let method = parts.method.clone();
     if method.as_str() == "PURGE" && !route.purge.is_empty() {
         return purge(cache, route, &primary, client, log);
     }
-    let has_body = !req.body().is_end_stream();
+    let has_body = !body.is_end_stream();
     if (method != Method::GET && method != Method::HEAD) || has_body {
         let invalidates = !matches!(
             method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
-        let up = match upstream_request(rt, req, client, conn).await {
+        let host = parts.headers.get(HOST).cloned();
+        let up = match upstream_body(rt, parts, body, conn).await {
             Ok(r) => r,
             Err(kind) => return super::error_response(kind, log),
         };
@@ -76,26 +96,60 @@ pub async fn handle(
         let s = resp.status();
         if invalidates && (s.is_success() || s.is_redirection()) {
             cache.invalidate(&primary);
+            // RFC 9111 4.4: the URIs in `Location` and `Content-Location` too, same host only.
+            for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+                if let Some(k) = resp
+                    .headers()
+                    .get(&name)
+                    .and_then(|v| related_key(v, client.scheme, host.as_ref()))
+                {
+                    cache.invalidate(&k);
+                }
+            }
         }
         mark(&mut resp, format!("{NAME}; fwd=method"), "bypass");
         return resp;
     }
+    if let Some(why) = bypass_reason(&cache.rules, &parts.headers) {
+        let up = match upstream_body(rt, parts, body, conn).await {
+            Ok(r) => r,
+            Err(kind) => return super::error_response(kind, log),
+        };
+        let mut resp = forward(pool, up, client, log).await;
+        mark(
+            &mut resp,
+            format!("{NAME}; fwd=bypass; detail={why}"),
+            "bypass",
+        );
+        return resp;
+    }
 
     let now = clock::now_ms();
-    let found = cache.lookup(&primary, req.headers());
+    let found = cache.lookup(&primary, &parts.headers);
     if let Some((key, obj)) = &found {
         if obj.fresh(now) {
             cache.counters.hits.fetch_add(1, Relaxed);
             let status = format!("{NAME}; hit; ttl={}", obj.ttl(now));
-            return serve(obj, &method, req.headers(), status, "hit", log);
+            return serve(obj, &method, &parts.headers, status, "hit", log);
+        }
+        // No server can answer: the stale answer is the error rule's (if its window allows),
+        // and no background refresh is started for nothing.
+        if !pool.any_alive() && obj.within(now, obj.sie) {
+            cache.counters.stale.fetch_add(1, Relaxed);
+            let status = format!(
+                "{NAME}; fwd=stale; fwd-status=503; ttl={}; detail={}",
+                obj.ttl(now),
+                obj.sie_rule()
+            );
+            return serve(obj, &method, &parts.headers, status, "stale", log);
         }
         if obj.within(now, obj.swr) {
             cache.counters.stale.fetch_add(1, Relaxed);
             let status = format!(
-                "{NAME}; hit; ttl={}; detail=stale-while-revalidate",
-                obj.ttl(now)
+                "{NAME}; hit; ttl={}; detail={}",
+                obj.ttl(now),
+                obj.swr_rule()
             );
-            let (parts, _) = req.into_parts();
             let resp = serve(obj, &method, &parts.headers, status, "stale", log);
             if let Join::Leader(guard) = cache.join(&primary) {
                 let stale = Some((key.to_string(), obj.clone()));
@@ -112,7 +166,6 @@ pub async fn handle(
                 };
                 let mut up = parts;
                 up.method = Method::GET;
-                upstream_parts(rt, &mut up, client);
                 let up = Request::from_parts(up, UpBody::Empty);
                 tokio::spawn(async move {
                     let resp = fetch(job, up, None).await;
@@ -124,9 +177,9 @@ pub async fn handle(
     }
 
     // Ranges and HEAD on what the cache cannot answer go upstream as they are, unstored.
-    if method == Method::HEAD || req.headers().contains_key(RANGE) {
+    if method == Method::HEAD || parts.headers.contains_key(RANGE) {
         cache.counters.misses.fetch_add(1, Relaxed);
-        let up = match upstream_request(rt, req, client, conn).await {
+        let up = match upstream_body(rt, parts, body, conn).await {
             Ok(r) => r,
             Err(kind) => return super::error_response(kind, log),
         };
@@ -141,12 +194,12 @@ pub async fn handle(
         Join::Wait(rx) => {
             cache.counters.coalesced.fetch_add(1, Relaxed);
             if cache::wait(rx, cache.rules.lock_timeout).await {
-                if let Some((_, obj)) = cache.lookup(&primary, req.headers()) {
+                if let Some((_, obj)) = cache.lookup(&primary, &parts.headers) {
                     let now = clock::now_ms();
                     if obj.fresh(now) {
                         cache.counters.hits.fetch_add(1, Relaxed);
                         let status = format!("{NAME}; hit; ttl={}; detail=coalesced", obj.ttl(now));
-                        return serve(&obj, &method, req.headers(), status, "hit", log);
+                        return serve(&obj, &method, &parts.headers, status, "hit", log);
                     }
                 }
             }
@@ -164,15 +217,42 @@ pub async fn handle(
         client: client.clone(),
         primary,
         method,
-        req_headers: req.headers().clone(),
+        req_headers: parts.headers.clone(),
         stale: found,
         guard,
     };
-    let up = match upstream_request(rt, req, client, conn).await {
+    let up = match upstream_body(rt, parts, body, conn).await {
         Ok(r) => r,
         Err(kind) => return super::error_response(kind, log),
     };
     fetch(job, up, log).await
+}
+
+/// The primary key of a `Location`/`Content-Location` reference, resolved against the
+/// request, when it names the same host (RFC 9111 4.4 invalidates nothing elsewhere).
+fn related_key(v: &HeaderValue, scheme: &str, host: Option<&HeaderValue>) -> Option<String> {
+    let text = v.to_str().ok()?.trim();
+    let host = host.and_then(|h| h.to_str().ok())?;
+    if text.starts_with('/') && !text.starts_with("//") {
+        let uri: http::Uri = text.parse().ok()?;
+        let path = super::target::normalize_uri(&uri).ok()?.unwrap_or(uri);
+        return Some(cache::primary_key(
+            scheme,
+            host,
+            path.path_and_query()?.as_str(),
+        ));
+    }
+    let uri: http::Uri = text.parse().ok()?;
+    let authority = uri.authority()?;
+    if !authority.as_str().eq_ignore_ascii_case(host) {
+        return None;
+    }
+    let path = super::target::normalize_uri(&uri).ok()?.unwrap_or(uri);
+    Some(cache::primary_key(
+        path.scheme_str().unwrap_or(scheme),
+        host,
+        path.path_and_query().map_or("/", |p| p.as_str()),
+    ))
 }
 
 /// One upstream fetch on behalf of the cache (in the request, or in the background).
@@ -215,6 +295,9 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
 
     if let Some((key, obj)) = &job.stale {
         if validating && status == StatusCode::NOT_MODIFIED {
+            // RFC 9111 4.3.4: the stored head is updated with the 304's fields and the client
+            // gets the updated head (with the 304's `Set-Cookie`); the storing rules apply only
+            // to the copy kept.
             let mut headers = obj.headers.clone();
             policy::merge_304(&mut headers, resp.headers());
             let mut fresh = Response::new(());
@@ -229,26 +312,30 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
                 &job.req_headers,
                 &fresh,
                 request_time,
-            )
-            .map(|meta| meta.copy_with(meta.headers.clone(), obj.body.clone()));
-            let served = match renewed {
-                Ok(o) => {
-                    let o = Arc::new(o);
-                    cache.replace(key, o.copy_with(o.headers.clone(), o.body.clone()));
-                    o
+            );
+            let (status, answer) = match renewed {
+                Ok(meta) => {
+                    let kept = meta.copy_with(meta.headers.clone(), obj.body.clone());
+                    let ttl = kept.ttl(clock::now_ms());
+                    cache.replace(key, kept);
+                    let answer = meta.copy_with(fresh.headers().clone(), obj.body.clone());
+                    (
+                        format!("{NAME}; fwd=stale; fwd-status=304; stored; ttl={ttl}"),
+                        answer,
+                    )
                 }
-                Err(_) => {
+                Err(why) => {
                     cache.invalidate(&job.primary);
-                    obj.clone()
+                    let answer = obj.copy_with(fresh.headers().clone(), obj.body.clone());
+                    (
+                        format!("{NAME}; fwd=stale; fwd-status=304; detail={}", why.as_str()),
+                        answer,
+                    )
                 }
             };
             drop(job.guard);
-            let status = format!(
-                "{NAME}; fwd=stale; fwd-status=304; stored; ttl={}",
-                served.ttl(clock::now_ms())
-            );
             return serve(
-                &served,
+                &answer,
                 &job.method,
                 &job.req_headers,
                 status,
@@ -262,9 +349,10 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
             drop(resp);
             drop(job.guard);
             let s = format!(
-                "{NAME}; fwd=stale; fwd-status={}; ttl={}; detail=stale-if-error",
+                "{NAME}; fwd=stale; fwd-status={}; ttl={}; detail={}",
                 status.as_u16(),
-                obj.ttl(now)
+                obj.ttl(now),
+                obj.sie_rule()
             );
             return serve(obj, &job.method, &job.req_headers, s, "stale", log);
         }
@@ -288,18 +376,23 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
                     req_vary.append(n.clone(), v.clone());
                 }
             }
-            resp.body_mut().fill(Fill {
-                cache: cache.clone(),
-                primary: job.primary,
+            // `stored` is said only when the length is known and fits (checked in `describe`);
+            // a body of unknown length may still turn out too large, or be cut.
+            let stored = if resp.headers().contains_key(CONTENT_LENGTH) {
+                "; stored"
+            } else {
+                ""
+            };
+            resp.body_mut().fill(Fill::new(
+                cache.clone(),
+                job.primary,
                 req_vary,
                 meta,
-                chunks: Vec::new(),
-                size: 0,
-                guard: job.guard,
-            });
+                job.guard,
+            ));
             mark(
                 &mut resp,
-                format!("{NAME}; fwd={fwd}; stored; ttl={ttl}"),
+                format!("{NAME}; fwd={fwd}{stored}; ttl={ttl}"),
                 fwd,
             );
         }
@@ -333,12 +426,23 @@ fn describe<B>(
             None if cc.no_cache => 0,
             None => return Err(NotStored::NoFreshness),
         };
+    // A request with `Cookie` may be personal (cache deception: `/account.php/x.css`): its
+    // answer is kept only when the response itself allows shared caching.
+    if rules.request_cookie == crate::config::RequestCookie::Explicit
+        && req_headers.contains_key(COOKIE)
+        && !policy::explicitly_shared(resp.headers(), &cc)
+    {
+        return Err(NotStored::Cookie);
+    }
+    let headers = policy::stored_headers(resp.headers(), &cc);
+    // What the store will weigh: it refuses more than `max_object_size` with its overhead, so
+    // a response that cannot fit is never announced as stored.
     let too_big = resp
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > rules.max_object_size);
+        .is_some_and(|n| !cache.fits(n, &headers));
     if too_big {
         return Err(NotStored::TooLarge);
     }
@@ -352,23 +456,23 @@ fn describe<B>(
         .map(|g| g.as_secs());
     let window = |explicit: Option<u64>| {
         if hard {
-            0
+            (0, false)
         } else {
-            explicit.or(grace).unwrap_or(0)
+            match explicit {
+                Some(w) => (w, false),
+                None => (grace.unwrap_or(0), grace.is_some()),
+            }
         }
     };
-    let (swr, sie) = (window(cc.stale_while_revalidate), window(cc.stale_if_error));
+    let ((swr, swr_grace), (sie, sie_grace)) =
+        (window(cc.stale_while_revalidate), window(cc.stale_if_error));
     let has_validator = resp.headers().contains_key(http::header::ETAG)
         || resp.headers().contains_key(http::header::LAST_MODIFIED);
     if lifetime == 0 && !has_validator && swr == 0 && sie == 0 {
         return Err(NotStored::NoFreshness);
     }
     let initial_age = policy::initial_age(resp.headers(), request_time, response_time);
-    let mut headers = resp.headers().clone();
-    // Reached only when a rule allows storing such responses: cookies are never replayed.
-    headers.remove(SET_COOKIE);
-    headers.remove(AGE);
-    Ok(Object::new(
+    let mut obj = Object::new(
         status,
         headers,
         Bytes::new(),
@@ -378,7 +482,9 @@ fn describe<B>(
         sie,
         cc.no_cache,
         hard,
-    ))
+    );
+    obj.from_grace = (swr_grace, sie_grace);
+    Ok(obj)
 }
 
 /// Adds our `Cache-Status` entry (after any from caches nearer the origin) and notes the
@@ -407,7 +513,9 @@ pub(crate) fn serve(
     let (status, mut headers, body) =
         if ok && policy::not_modified(req, obj.etag.as_ref(), obj.last_modified.as_ref()) {
             let mut h = HeaderMap::new();
-            for name in policy::NOT_MODIFIED_HEADERS {
+            // `Set-Cookie` is never stored; it is here only when a revalidation's 304 just
+            // brought one for this client.
+            for name in policy::NOT_MODIFIED_HEADERS.iter().chain([&SET_COOKIE]) {
                 for v in obj.headers.get_all(name) {
                     h.append(name.clone(), v.clone());
                 }
