@@ -948,3 +948,135 @@ async fn stale_answers_name_the_rule_that_served_them() {
         status_of(&r)
     );
 }
+
+/// Bytes live on this thread, as an allocator with jemalloc-like size classes would hold them
+/// (counted only while `ON` is set, so other tests' threads do not disturb the measure).
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        pub static LIVE: Cell<i64> = const { Cell::new(0) };
+        pub static ON: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The size class a request of `n` bytes takes: multiples of 16 up to 128, then four
+    /// classes per doubling.
+    fn class(n: usize) -> i64 {
+        let n = n.max(8);
+        if n <= 128 {
+            return n.div_ceil(16) as i64 * 16;
+        }
+        let p = usize::BITS - (n - 1).leading_zeros();
+        let step = 1usize << (p - 3);
+        (n.div_ceil(step) * step) as i64
+    }
+
+    fn count(d: i64) {
+        let _ = ON.try_with(|on| {
+            if on.get() {
+                let _ = LIVE.try_with(|l| l.set(l.get() + d));
+            }
+        });
+    }
+
+    pub struct Counting;
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            count(class(l.size()));
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            count(-class(l.size()));
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+            count(class(n) - class(l.size()));
+            unsafe { System.realloc(p, l, n) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
+
+#[test]
+fn what_the_cache_holds_stays_within_a_quarter_over_max_size() {
+    use langur::cache::{policy, Cache, Fill, Object};
+    let max_size = 4u64 << 20;
+    let typical = "content-type: text/html; charset=utf-8\r\ncache-control: public, max-age=600\r\netag: \"5f1e-6a2b\"\r\nlast-modified: Mon, 30 Nov 2026 10:00:00 GMT\r\ndate: Mon, 30 Nov 2026 10:00:00 GMT\r\nserver: origin/1.0\r\nvary: Accept-Encoding\r\nx-request-id: 0f6b2d1c-9a3e-4c1b\r\ncontent-length: 512\r\n".to_string();
+    let many: String = (0..16).map(|i| format!("x-f{i}: {i}\r\n")).collect();
+    for (head_text, body_len) in [
+        (typical.clone(), 16usize),
+        (typical, 2000),
+        ("cache-control: max-age=600\r\n".to_string(), 16),
+        (format!("cache-control: max-age=600\r\n{many}"), 16),
+    ] {
+        // A parsed response head, its values slices of the connection's read buffer as the
+        // upstream client makes them.
+        let head = Bytes::from(head_text + &" ".repeat(16 << 10));
+        let parsed = || {
+            let mut h = http::HeaderMap::new();
+            let text = std::str::from_utf8(&head[..]).unwrap();
+            let mut at = 0;
+            for line in text.split("\r\n").take_while(|l| l.contains(':')) {
+                let (name, value) = line.split_once(": ").unwrap();
+                let vs = at + name.len() + 2;
+                h.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_maybe_shared(head.slice(vs..vs + value.len())).unwrap(),
+                );
+                at += line.len() + 2;
+            }
+            h
+        };
+        counting::ON.with(|o| o.set(true));
+        let before = counting::LIVE.with(|l| l.get());
+        let cache = Cache::new(langur::config::CacheConfig {
+            max_size,
+            max_object_size: 1 << 20,
+            ..Default::default()
+        });
+        let none = http::HeaderMap::new();
+        let cc = policy::CacheControl::parse(&parsed());
+        let n = 2 * max_size as usize / (body_len + 600);
+        for i in 0..n {
+            let meta = Object::new(
+                StatusCode::OK,
+                policy::stored_headers(&parsed(), &cc),
+                Bytes::new(),
+                0,
+                600,
+                0,
+                0,
+                false,
+                false,
+            );
+            let mut fill = Fill::new(
+                cache.clone(),
+                format!("http://site.example/assets/item-{i}.html"),
+                none.clone(),
+                meta,
+                None,
+            );
+            // The body arrives in read-buffer slices too.
+            let buf = Bytes::from(vec![b'x'; body_len + 4096]);
+            assert!(fill.push(&buf.slice(..body_len)));
+            fill.finish();
+        }
+        let live = counting::LIVE.with(|l| l.get()) - before;
+        counting::ON.with(|o| o.set(false));
+        let ratio = live as f64 / max_size as f64;
+        assert!(cache.bytes() <= max_size);
+        assert!(
+            cache.stats().evictions > 0,
+            "the cache was filled past its budget"
+        );
+        assert!(
+            ratio < 1.25,
+            "{body_len}-byte bodies: {live} bytes live for max_size {max_size} ({ratio:.2}x)"
+        );
+        drop(cache);
+    }
+}

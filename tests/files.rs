@@ -203,3 +203,49 @@ async fn legacy_document_root() {
     let a = l.listen_addrs()[0];
     assert_eq!(get(a, "/docs/notes.txt").await.text(), "0123456789");
 }
+
+/// This process's resident memory in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn slow_clients_of_a_large_file_cost_a_chunk_each_not_the_file() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = site("slow");
+    std::fs::write(s.dir.join("large.bin"), vec![3u8; 8_000_000]).unwrap();
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\nroot = '{}'\n",
+        s.dir.display()
+    ))
+    .await;
+    let at = l.listen_addrs()[0];
+    let before = rss();
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let mut c = tokio::net::TcpStream::connect(at).await.unwrap();
+        c.write_all(b"GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Read the head and a little, then nothing more.
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        clients.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = rss().saturating_sub(before);
+    // The whole file per client would be 320 MB.
+    assert!(
+        grown < 40 << 20,
+        "40 stalled clients grew the process by {} MiB",
+        grown >> 20
+    );
+    drop(clients);
+}

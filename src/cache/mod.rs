@@ -19,8 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// Fixed bookkeeping counted per entry on top of its key, headers and body.
-const ENTRY_OVERHEAD: u64 = 160;
+/// Fixed cost of one entry on top of its key, headers and body: the object itself behind its
+/// `Arc`, and the store's node for the key (measured with jemalloc's size classes; see the
+/// `what_the_cache_holds` test, which keeps the real total within a quarter of `max_size`).
+const ENTRY_OVERHEAD: u64 = std::mem::size_of::<Object>() as u64 + 16 + 160;
+
+/// What one slot of a stored header map costs beyond its name and value bytes: the bucket
+/// (name, value, hash and links, about a hundred bytes), its index, and the value's own
+/// allocation. Counted per slot of the map's capacity, not per field.
+const FIELD_OVERHEAD: u64 = 136;
 
 /// A stored response.
 #[derive(Debug)]
@@ -153,10 +160,14 @@ impl Object {
     }
 }
 
+/// The bytes a stored header map holds: names and values, plus [`FIELD_OVERHEAD`] per slot of
+/// its capacity.
 pub fn headers_size(h: &HeaderMap) -> u64 {
-    h.iter()
-        .map(|(k, v)| (k.as_str().len() + v.len() + 32) as u64)
-        .sum()
+    let text: u64 = h
+        .iter()
+        .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
+        .sum();
+    text + h.capacity().max(h.len()) as u64 * FIELD_OVERHEAD
 }
 
 /// What a key holds: a response, or (for a response with `Vary`) the list of header names that
@@ -704,6 +715,44 @@ mod tests {
             false,
             false,
         )
+    }
+
+    #[test]
+    fn fills_in_progress_share_a_budget() {
+        let c = Cache::new(CacheConfig {
+            max_size: 64 << 10,
+            max_object_size: 16 << 10,
+            ..Default::default()
+        });
+        assert_eq!(c.fill_budget(), 16 << 10);
+        let fill = |i: usize| {
+            Fill::new(
+                c.clone(),
+                format!("http://a/{i}"),
+                HeaderMap::new(),
+                obj(0, &[]),
+                None,
+            )
+        };
+        let chunk = Bytes::from(vec![b'x'; 6 << 10]);
+        let (mut a, mut b, mut d) = (fill(1), fill(2), fill(3));
+        assert!(a.push(&chunk) && b.push(&chunk));
+        assert_eq!(c.filling(), 12 << 10);
+        assert!(!d.push(&chunk), "a third fill would pass the budget");
+        drop(d);
+        drop(b);
+        assert_eq!(
+            c.filling(),
+            6 << 10,
+            "an abandoned fill gives its bytes back"
+        );
+        a.finish();
+        assert_eq!(c.filling(), 0);
+        assert!(c.lookup("http://a/1", &HeaderMap::new()).is_some());
+        // One fill alone stops at max_object_size.
+        let mut e = fill(4);
+        assert!(e.push(&Bytes::from(vec![b'x'; 10 << 10])));
+        assert!(!e.push(&Bytes::from(vec![b'x'; 10 << 10])));
     }
 
     #[test]
