@@ -306,14 +306,25 @@ pub enum RequestCookie {
 }
 
 /// Request fields that make a request bypass the cache unless configured otherwise: method
-/// overrides (Rails, Symfony, Google APIs, ASP.NET) and original-URL rewrites (IIS, Symfony).
-pub const DEFAULT_CACHE_BYPASS_HEADERS: [&str; 6] = [
+/// overrides (Rails, Symfony, Google APIs, ASP.NET), original-URL rewrites (IIS, Symfony), and
+/// the forwarding fields frameworks build absolute URLs from that langur does not set itself
+/// (Rack's `X-Forwarded-Scheme` and `X-Forwarded-Ssl`, Spring's `X-Forwarded-Prefix`,
+/// `X-Host`, `X-Original-Host`, RFC 7239 `Forwarded`): unkeyed inputs a client could use to
+/// poison a shared answer. `X-Forwarded-Host` and `X-Forwarded-Proto` are not listed: langur
+/// overwrites them.
+pub const DEFAULT_CACHE_BYPASS_HEADERS: [&str; 12] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
     "x-original-url",
     "x-rewrite-url",
     "x-original-method",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-prefix",
+    "x-host",
+    "x-original-host",
+    "forwarded",
 ];
 
 impl Default for CacheConfig {
