@@ -12,10 +12,18 @@
 //! Section and key names are case-insensitive; indentation is free; `#` at the start of a word
 //! begins a comment. Values in `[PROXY_DEFAULTS]` are copied into every `[PROXY_ENTRY]` that does
 //! not set them. Each entry becomes one route and one pool named `entryN` (N counts from 1).
-//! Optional `[SERVER]` (`Listen`, `Workers`, `AccessLog`, `Name`) and `[ADMIN]` (`Listen`,
-//! `Token`) sections cover what the TOML format's `[server]` and `[admin]` say.
+//! Optional `[SERVER]` (`Listen`, `Workers`, `AccessLog`, `Name`, `ReusePort`, the limits) and
+//! `[ADMIN]` (`Listen`, `Token`, `Hosts`) sections cover what the TOML format's `[server]` and
+//! `[admin]` say.
+//!
+//! Durations take a unit (`5s`, `500ms`), as in TOML; the one exception is the reference's own
+//! `OfflineTimeOut`, documented in seconds, where a bare number stays seconds. Sizes without a
+//! unit are bytes.
 
-use super::{parse_duration, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute, RawServer};
+use super::{
+    parse_duration, parse_duration_secs, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute,
+    RawServer,
+};
 
 const SECTIONS: &[&str] = &[
     "PROXY_DEFAULTS",
@@ -72,8 +80,9 @@ const SERVER_KEYS: &[&str] = &[
     "MaxConnections",
     "RequestBuffer",
     "H2c",
+    "ReusePort",
 ];
-const ADMIN_KEYS: &[&str] = &["Listen", "Token"];
+const ADMIN_KEYS: &[&str] = &["Listen", "Token", "Hosts"];
 
 #[derive(Default, Clone)]
 struct Entry {
@@ -195,6 +204,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                     raw.limits.request_buffer = Some(At::new(value.to_string(), line))
                 }
                 "h2c" => raw.h2c = on_off(key, value, line, diag),
+                "reuseport" => raw.reuse_port = on_off(key, value, line, diag),
                 _ => diag.unknown_key(line, "[SERVER]", key, SERVER_KEYS),
             },
             Section::Cache => {
@@ -229,6 +239,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             Section::Admin => match key.to_ascii_lowercase().as_str() {
                 "listen" => raw.admin_listen = Some(At::new(value.to_string(), line)),
                 "token" => raw.admin_token = Some(At::new(value.to_string(), line)),
+                "hosts" => raw.admin_hosts.extend(words(value, line)),
                 _ => diag.unknown_key(line, "[ADMIN]", key, ADMIN_KEYS),
             },
         }
@@ -303,7 +314,16 @@ fn entry_key(e: &mut Entry, key: &str, value: &str, line: usize, diag: &mut Diag
         "match" => e.matches.push(At::new(value.to_string(), line)),
         "loadbalance" | "loadbalancer" => s.balance = Some(At::new(value.to_string(), line)),
         "attemptscount" => s.attempts = int(key, value, line, diag),
-        "offlinetimeout" => s.offline_timeout = duration(key, value, line, diag),
+        // The reference documents it in seconds: a bare number stays seconds here (only here).
+        "offlinetimeout" => {
+            s.offline_timeout = match parse_duration_secs(value) {
+                Ok(d) => Some(At::new(d, line)),
+                Err(e) => {
+                    diag.error(line, Some(key), format!("`{key}`: {e}"));
+                    None
+                }
+            }
+        }
         "connecttimeout" => s.connect_timeout = duration(key, value, line, diag),
         "responsetimeout" => s.response_timeout = duration(key, value, line, diag),
         "readtimeout" => s.read_timeout = duration(key, value, line, diag),

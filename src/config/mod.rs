@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use validate::parse_balance;
+pub use validate::{overlap, parse_balance};
 
 /// Client listener when neither the file nor `--listen` names one: loopback, so a fresh install
 /// exposes nothing.
@@ -208,6 +208,10 @@ pub struct ServerSettings {
     pub h2: H2Settings,
     /// TLS listeners, if any.
     pub tls: Option<TlsListen>,
+    /// Share the listening ports with another process that also asks for it (SO_REUSEPORT);
+    /// without it, a port another process already serves is an error. langur's own workers
+    /// always share their listeners.
+    pub reuse_port: bool,
 }
 
 /// HTTP/2 limits, client side.
@@ -247,6 +251,10 @@ pub enum Protocol {
 pub struct AdminSettings {
     pub listen: SocketAddr,
     pub token: Option<String>,
+    /// Host names the admin API answers to besides loopback ones (`localhost`, 127.0.0.0/8,
+    /// `[::1]`) and its own address; without a token, any other `Host` is refused (DNS
+    /// rebinding).
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -524,6 +532,8 @@ pub(crate) struct RawConfig {
     pub name: Option<At<String>>,
     pub admin_listen: Option<At<String>>,
     pub admin_token: Option<At<String>>,
+    pub admin_hosts: Vec<At<String>>,
+    pub reuse_port: Option<bool>,
     pub defaults: RawPoolSettings,
     pub routes: Vec<RawRoute>,
     pub pools: Vec<RawPool>,
@@ -766,17 +776,40 @@ pub(crate) fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
-/// Parses a duration: `500ms`, `10s`, `2m`, `1h`, combinations like `1m30s`; a bare number is seconds.
+/// Parses a duration: `500ms`, `10s`, `2m`, `1h`, `1.5s`, combinations like `1m30s`. A bare
+/// number other than `0` is an error: HAProxy reads `2000` as milliseconds, other tools as
+/// seconds, so the unit must be written.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
         return Err("empty duration".into());
     }
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if let Some(e) = bare_number(t) {
+        return Err(e);
     }
     humantime::parse_duration(t)
         .map_err(|e| format!("invalid duration `{t}` ({e}); use units like 500ms, 10s, 2m"))
+}
+
+/// The error for a duration written as a bare number (`None`: it is not one, or it is zero).
+pub(crate) fn bare_number(t: &str) -> Option<String> {
+    let digits = t.replace('_', "");
+    let n: f64 = digits.parse().ok()?;
+    if n == 0.0 || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    Some(format!(
+        "`{t}` has no unit: write \"{digits}ms\" or \"{digits}s\" (a bare number is refused: HAProxy reads it as milliseconds, other tools as seconds)"
+    ))
+}
+
+/// The reference format's `OfflineTimeOut`, documented in seconds: a bare number is seconds;
+/// units are accepted too.
+pub(crate) fn parse_duration_secs(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse_duration(text),
+    }
 }
 
 /// Line number (1-based) of a byte offset.
@@ -878,7 +911,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("10")
+            .unwrap_err()
+            .contains("\"10ms\" or \"10s\""));
+        assert!(parse_duration("2000").is_err());
+        assert!(parse_duration("1.5").is_err());
+        assert!(parse_duration("1_000").is_err());
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration_secs("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            parse_duration_secs("10ms").unwrap(),
+            Duration::from_millis(10)
+        );
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);

@@ -48,8 +48,9 @@ const SERVER_KEYS: &[&str] = &[
     "h2c",
     "h2_max_concurrent_streams",
     "h2_window",
+    "reuse_port",
 ];
-const ADMIN_KEYS: &[&str] = &["listen", "token"];
+const ADMIN_KEYS: &[&str] = &["listen", "token", "hosts"];
 const POOL_SETTING_KEYS: &[&str] = &[
     "balance",
     "slowstart",
@@ -282,6 +283,7 @@ impl Reader<'_> {
             "h2c" => raw.h2c = self.bool(k, v),
             "h2_max_concurrent_streams" => raw.h2_max_concurrent_streams = self.int(k, v),
             "h2_window" => raw.h2_window = self.size(k, v),
+            "reuse_port" => raw.reuse_port = self.bool(k, v),
             _ => self.diag.unknown_key(line, "[server]", k, SERVER_KEYS),
         }
     }
@@ -290,6 +292,7 @@ impl Reader<'_> {
         match k {
             "listen" => raw.admin_listen = self.string(k, v),
             "token" => raw.admin_token = self.string(k, v),
+            "hosts" => raw.admin_hosts = self.str_list(k, v),
             _ => self.diag.unknown_key(line, "[admin]", k, ADMIN_KEYS),
         }
     }
@@ -567,12 +570,14 @@ impl Reader<'_> {
         }
     }
 
-    /// A duration: a string with units (`"10s"`) or an integer number of seconds.
+    /// A duration: a string with units (`"10s"`, `"500ms"`). A bare number (`2000`, `"2000"`,
+    /// `1.5`) is an error saying to write the unit; only `0` needs none.
     fn duration(&mut self, k: &str, v: &Val<'_>) -> Option<At<std::time::Duration>> {
         let line = self.line(v.span());
         let parsed = match v.get_ref() {
             DeValue::String(s) => parse_duration(s),
-            DeValue::Integer(i) => parse_duration(i.as_str()),
+            DeValue::Integer(i) if i.radix() == 10 => parse_duration(i.as_str()),
+            DeValue::Float(f) => parse_duration(f.as_str()),
             _ => {
                 self.type_error(k, v, "a duration such as \"10s\"");
                 return None;
@@ -592,7 +597,16 @@ impl Reader<'_> {
         let line = self.line(v.span());
         match v.get_ref() {
             DeValue::String(s) => Some(At::new(s.to_string(), line)),
-            DeValue::Integer(i) => Some(At::new(i.as_str().replace('_', ""), line)),
+            // A bare number is bytes (as in nginx and HAProxy).
+            DeValue::Integer(i) => {
+                match u64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                    Ok(n) => Some(At::new(n.to_string(), line)),
+                    Err(_) => {
+                        self.type_error(k, v, "a size such as \"64 MiB\" or a number of bytes");
+                        None
+                    }
+                }
+            }
             _ => {
                 self.type_error(k, v, "a size such as \"64 MiB\" or a number of bytes");
                 None

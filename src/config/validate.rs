@@ -77,6 +77,84 @@ fn ranged(diag: &mut Diag, v: Option<&At<i64>>, key: &str, lo: i64, hi: i64) -> 
     None
 }
 
+/// A listening address, the line that asks for it (none for a default), and what it is.
+type Bound = (SocketAddr, Option<usize>, &'static str);
+
+/// Two listeners that would take the same connections are an error: the same address twice
+/// (in one list or across client, TLS and admin listeners), or a wildcard address and another
+/// on the same port. Port 0 (any free port) overlaps nothing.
+fn overlaps(bound: &[Bound], diag: &mut Diag) {
+    for (j, (b, bline, bwhat)) in bound.iter().enumerate() {
+        let Some((a, aline, awhat)) = bound[..j].iter().find(|(a, ..)| overlap(*a, *b)) else {
+            continue;
+        };
+        let (line, what, other, other_line, other_what, this) = match (bline, aline) {
+            (Some(l), _) => (*l, *bwhat, *a, *aline, *awhat, *b),
+            (None, Some(l)) => (*l, *awhat, *b, *bline, *bwhat, *a),
+            (None, None) => continue, // two defaults never overlap
+        };
+        let at = other_line
+            .map(|l| format!(" on line {l}"))
+            .unwrap_or_default();
+        let why = if this == other {
+            format!("{this} is also {other_what}{at}")
+        } else {
+            format!("{this} overlaps {other}, {other_what}{at} (a wildcard address takes every address of its port)")
+        };
+        diag.error(
+            line,
+            Some("listen"),
+            format!("`listen`: {why}; {what} must have an address of its own"),
+        );
+    }
+}
+
+/// Whether two listening addresses would take the same connections (see [`overlaps`]). An
+/// IPv6 wildcard (`[::]`) takes IPv4 connections too (dual stack, Linux's default).
+pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    use std::net::IpAddr;
+    if a.port() == 0 || b.port() == 0 || a.port() != b.port() {
+        return false;
+    }
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (x, y) = (canon(a.ip()), canon(b.ip()));
+    match (x, y) {
+        _ if x == y => true,
+        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+            x.is_unspecified() || y.is_unspecified()
+        }
+        (IpAddr::V6(v6), IpAddr::V4(_)) | (IpAddr::V4(_), IpAddr::V6(v6)) => v6.is_unspecified(),
+    }
+}
+
+/// An `[admin] hosts` entry: a host name or an IP address (brackets optional for IPv6),
+/// lowercased; `None` when it is something else (a URL, a port, a path).
+fn admin_host(text: &str) -> Option<String> {
+    let t = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let inner = t
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(&t);
+    if inner.parse::<std::net::IpAddr>().is_ok() {
+        return Some(inner.to_string());
+    }
+    let name_ok = !t.is_empty()
+        && t.len() <= 253
+        && t.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    name_ok.then_some(t)
+}
+
 /// Resolves `host:port` to one socket address (the first the resolver gives).
 fn resolve(text: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = text.parse::<SocketAddr>() {
@@ -99,19 +177,29 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
 
 pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let mut listen = Vec::new();
+    // Every listening address with its line (none for a default), for the overlap check.
+    let mut bound: Vec<Bound> = Vec::new();
     for a in &raw.listen {
         match resolve(&a.value) {
-            Ok(addr) => listen.push(addr),
+            Ok(addr) => {
+                listen.push(addr);
+                bound.push((addr, Some(a.line), "a client listener"));
+            }
             Err(e) => diag.error(a.line, Some("listen"), format!("bad listen address: {e}")),
         }
     }
     if listen.is_empty() && raw.listen.is_empty() {
-        listen.push(DEFAULT_LISTEN.parse().expect("valid default"));
+        let addr = DEFAULT_LISTEN.parse().expect("valid default");
+        listen.push(addr);
+        bound.push((addr, None, "the default client listener"));
     }
     let workers = ranged(diag, raw.workers.as_ref(), "workers", 1, 1024).map(|n| n as usize);
     let admin_listen = match &raw.admin_listen {
         Some(a) => match resolve(&a.value) {
-            Ok(addr) => addr,
+            Ok(addr) => {
+                bound.push((addr, Some(a.line), "the admin listener"));
+                addr
+            }
             Err(e) => {
                 diag.error(
                     a.line,
@@ -121,8 +209,26 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
                 DEFAULT_ADMIN_LISTEN.parse().expect("valid default")
             }
         },
-        None => DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
+        None => {
+            let addr = DEFAULT_ADMIN_LISTEN.parse().expect("valid default");
+            bound.push((addr, None, "the default admin listener"));
+            addr
+        }
     };
+    let mut admin_hosts = Vec::new();
+    for h in &raw.admin_hosts {
+        match admin_host(&h.value) {
+            Some(name) => admin_hosts.push(name),
+            None => diag.error(
+                h.line,
+                Some("hosts"),
+                format!(
+                    "`hosts`: `{}` is not a host name (write admin.example.com or 10.0.0.5, without scheme, port or path)",
+                    h.value
+                ),
+            ),
+        }
+    }
 
     let mut pools = Vec::new();
     for p in &raw.pools {
@@ -267,7 +373,8 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             65_535..=(1 << 30),
         ) as u32,
     };
-    let tls = tls_listen(&raw, diag);
+    let tls = tls_listen(&raw, diag, &mut bound);
+    overlaps(&bound, diag);
 
     if !diag.errors.is_empty() {
         return None;
@@ -284,10 +391,12 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             h2c: raw.h2c.unwrap_or(false),
             h2,
             tls,
+            reuse_port: raw.reuse_port.unwrap_or(false),
         },
         admin: AdminSettings {
             listen: admin_listen,
             token: raw.admin_token.map(|t| t.value),
+            hosts: admin_hosts,
         },
         routes,
         pools: pools.into_iter().flatten().collect(),
@@ -783,12 +892,15 @@ fn config_path(diag: &Diag, p: &str) -> std::path::PathBuf {
     }
 }
 
-fn tls_listen(raw: &RawConfig, diag: &mut Diag) -> Option<TlsListen> {
+fn tls_listen(raw: &RawConfig, diag: &mut Diag, bound: &mut Vec<Bound>) -> Option<TlsListen> {
     let line = raw.tls_line?;
     let mut listen = Vec::new();
     for a in &raw.tls_listen {
         match resolve(&a.value) {
-            Ok(addr) => listen.push(addr),
+            Ok(addr) => {
+                listen.push(addr);
+                bound.push((addr, Some(a.line), "a TLS listener"));
+            }
             Err(e) => diag.error(a.line, Some("listen"), e),
         }
     }
@@ -1181,6 +1293,176 @@ disable_on_404 = true
             text.iter().any(|e| e.contains(":11: `expect_status`")),
             "{text:?}"
         );
+    }
+
+    fn errors(file: &str, text: &str) -> Vec<String> {
+        let toml = file.ends_with(".toml");
+        match parse_str(file, text, toml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    const ROUTE: &str = "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['127.0.0.1:1']\n";
+
+    #[test]
+    fn listeners_that_take_the_same_connections_are_errors() {
+        let cases: &[(&str, &str)] = &[
+            // The same address twice in one list.
+            ("[server]\nlisten = ['127.0.0.1:8080', '127.0.0.1:8080']\n", ":2: `listen`: 127.0.0.1:8080 is also a client listener on line 2"),
+            ("[server]\nlisten = [\n  '127.0.0.1:8080',\n  '127.0.0.1:8080',\n]\n", ":4: `listen`: 127.0.0.1:8080 is also a client listener on line 3"),
+            // A wildcard and a specific address on one port, either order, either family.
+            ("[server]\nlisten = ['0.0.0.0:8080', '127.0.0.1:8080']\n", "127.0.0.1:8080 overlaps 0.0.0.0:8080"),
+            ("[server]\nlisten = ['127.0.0.1:8080', '0.0.0.0:8080']\n", "0.0.0.0:8080 overlaps 127.0.0.1:8080"),
+            ("[server]\nlisten = ['[::]:8080', '127.0.0.1:8080']\n", "127.0.0.1:8080 overlaps [::]:8080"),
+            ("[server]\nlisten = ['[::1]:8080', '[::]:8080']\n", "[::]:8080 overlaps [::1]:8080"),
+            // Across client, TLS and admin listeners.
+            ("[server]\nlisten = ['127.0.0.1:8080']\n[admin]\nlisten = '127.0.0.1:8080'\n", ":4: `listen`: 127.0.0.1:8080 is also a client listener on line 2; the admin listener"),
+            ("[server]\nlisten = ['127.0.0.1:9090']\n", ":2: `listen`: 127.0.0.1:9090 is also the default admin listener"),
+            ("[admin]\nlisten = '127.0.0.1:8080'\n", ":2: `listen`: 127.0.0.1:8080 is also the default client listener"),
+            ("[admin]\nlisten = '0.0.0.0:8080'\ntoken = 't'\n", "0.0.0.0:8080 overlaps 127.0.0.1:8080, the default client listener"),
+        ];
+        for (text, want) in cases {
+            let e = errors("t.toml", &format!("{text}{ROUTE}"));
+            assert!(e.iter().any(|e| e.contains(want) && e.starts_with("t.toml:")), "{text}\nwant {want}\ngot {e:?}");
+        }
+        // TLS listeners are checked before their certificates are read.
+        let e = errors("t.toml", &format!("[server]\nlisten = ['127.0.0.1:8443']\n[tls]\nlisten = ['127.0.0.1:8443']\ncertificates = [{{ cert = 'none.pem', key = 'none.key' }}]\n{ROUTE}"));
+        assert!(e.iter().any(|e| e.contains(":4: `listen`: 127.0.0.1:8443 is also a client listener on line 2; a TLS listener")), "{e:?}");
+        // The legacy format names its lines too.
+        let e = errors("t.conf", "[SERVER]\nListen 127.0.0.1:8080\nListen 127.0.0.1:8080\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n");
+        assert!(e.iter().any(|e| e.starts_with("t.conf:3: `listen`: 127.0.0.1:8080 is also a client listener on line 2")), "{e:?}");
+        // Not overlapping: other ports, other addresses, other families, port 0.
+        for ok in [
+            "[server]\nlisten = ['127.0.0.1:8080', '127.0.0.1:8081']\n",
+            "[server]\nlisten = ['127.0.0.1:8080', '127.0.0.2:8080']\n",
+            "[server]\nlisten = ['127.0.0.1:8080', '[::1]:8080']\n",
+            "[server]\nlisten = ['0.0.0.0:8080', '[::1]:8080']\n",
+            "[server]\nlisten = ['127.0.0.1:0', '127.0.0.1:0']\n[admin]\nlisten = '127.0.0.1:0'\n",
+        ] {
+            let e = errors("t.toml", &format!("{ok}{ROUTE}"));
+            assert!(e.is_empty(), "{ok}: {e:?}");
+        }
+    }
+
+    /// Every key that takes a duration, in both formats, refuses a bare number and says to
+    /// write the unit; `0` needs none; the reference's `OfflineTimeOut` stays in seconds.
+    #[test]
+    fn durations_need_a_unit_everywhere() {
+        let toml_keys: &[(&str, &str)] = &[
+            ("[server]", "header_read_timeout"),
+            ("[server]", "keepalive_timeout"),
+            ("[server]", "body_timeout"),
+            ("[server]", "request_timeout"),
+            ("[server]", "shutdown_timeout"),
+            ("[defaults]", "offline_timeout"),
+            ("[defaults]", "connect_timeout"),
+            ("[defaults]", "response_timeout"),
+            ("[defaults]", "read_timeout"),
+            ("[defaults]", "slowstart"),
+            ("[defaults]", "overload_backoff"),
+            ("[pools.p]", "offline_timeout"),
+            ("[pools.p]", "slowstart"),
+            ("[pools.p.queue]", "timeout"),
+            ("[pools.p.queue]", "retry_after"),
+            ("[pools.p.check]", "interval"),
+            ("[pools.p.check]", "fastinter"),
+            ("[pools.p.check]", "downinter"),
+            ("[pools.p.check]", "timeout"),
+            ("[cache]", "default_ttl"),
+            ("[cache]", "min_ttl"),
+            ("[cache]", "max_ttl"),
+            ("[cache]", "lock_timeout"),
+        ];
+        let pool = "[[route]]\nmatch = ['^/']\npool = 'p'\ngrace = '1s'\n";
+        for (section, key) in toml_keys {
+            for value in ["2000", "'2000'", "1.5", "2_000"] {
+                let servers = if section.starts_with("[pools.p") && *section != "[pools.p]" {
+                    "[pools.p]\nservers = ['127.0.0.1:1']\n"
+                } else if *section == "[pools.p]" {
+                    ""
+                } else {
+                    "[pools.p]\nservers = ['127.0.0.1:1']\n"
+                };
+                let own = if *section == "[pools.p]" { "servers = ['127.0.0.1:1']\n" } else { "" };
+                let text = format!("{pool}{servers}{section}\n{own}{key} = {value}\n");
+                let line = text.lines().position(|l| l.starts_with(&format!("{key} ="))).unwrap() + 1;
+                let e = errors("t.toml", &text);
+                let digits = value.trim_matches('\'').replace('_', "");
+                let want = format!("t.toml:{line}: `{key}`: `");
+                assert!(
+                    e.iter().any(|e| e.starts_with(&want) && e.contains(&format!("write \"{digits}ms\" or \"{digits}s\""))),
+                    "{section} {key} = {value}: {e:?}"
+                );
+            }
+            let zero = format!("{pool}[pools.p]\nservers = ['127.0.0.1:1']\n{section}\n{key} = 0\n")
+                .replace("[pools.p]\nservers = ['127.0.0.1:1']\n[pools.p]\n", "[pools.p]\nservers = ['127.0.0.1:1']\n");
+            let e = errors("t.toml", &zero);
+            assert!(e.iter().all(|e| !e.contains("no unit")), "{section} {key} = 0: {e:?}");
+        }
+        let e = errors("t.toml", &format!("{}", "[[route]]\nmatch = ['^/']\npool = 'p'\ngrace = 30\n[pools.p]\nservers = ['127.0.0.1:1']\n"));
+        assert!(e.iter().any(|e| e.starts_with("t.toml:4: `grace`: `30` has no unit")), "{e:?}");
+        let ok = parse_str("t.toml", "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['127.0.0.1:1']\n[pools.p.check]\ninterval = '2000ms'\n", true).unwrap();
+        assert_eq!(ok.pools[0].servers[0].check.as_ref().unwrap().interval, Duration::from_secs(2));
+
+        // Legacy: every duration key but OfflineTimeOut.
+        let entry = "[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n";
+        for (section, key) in [
+            ("[SERVER]", "HeaderReadTimeout"),
+            ("[SERVER]", "KeepAliveTimeout"),
+            ("[SERVER]", "BodyTimeout"),
+            ("[SERVER]", "RequestTimeout"),
+            ("[SERVER]", "ShutdownTimeout"),
+            ("[PROXY_ENTRY]", "ConnectTimeout"),
+            ("[PROXY_ENTRY]", "ResponseTimeout"),
+            ("[PROXY_ENTRY]", "ReadTimeout"),
+            ("[PROXY_ENTRY]", "Grace"),
+            ("[PROXY_DEFAULTS]", "ConnectTimeout"),
+            ("[CACHE]", "DefaultTTL"),
+            ("[CACHE]", "MinTTL"),
+            ("[CACHE]", "MaxTTL"),
+            ("[CACHE]", "LockTimeout"),
+        ] {
+            let text = if section == "[PROXY_ENTRY]" {
+                format!("{entry}{key} 2000\n")
+            } else {
+                format!("{section}\n{key} 2000\n{entry}")
+            };
+            let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+            let e = errors("t.conf", &text);
+            assert!(
+                e.iter().any(|e| e.starts_with(&format!("t.conf:{line}: `{key}`: `2000` has no unit"))),
+                "{section} {key}: {e:?}"
+            );
+        }
+        let c = parse_str("t.conf", &format!("{entry}OfflineTimeOut 5\nConnectTimeout 1500ms\n"), false).unwrap();
+        assert_eq!(c.pools[0].offline_timeout, Duration::from_secs(5));
+        assert_eq!(c.pools[0].connect_timeout, Duration::from_millis(1500));
+    }
+
+    /// A size without a unit is bytes, in both formats.
+    #[test]
+    fn a_bare_size_is_bytes() {
+        let c = parse_str("t.toml", &format!("[server]\nmax_body_size = 1048576\nrequest_buffer = '4096'\nh2_window = 0x20000\n[cache]\nmax_size = 4_194_304\n{ROUTE}"), true).unwrap();
+        assert_eq!(c.server.limits.max_body_size, 1 << 20);
+        assert_eq!(c.server.limits.request_buffer, 4096);
+        assert_eq!(c.server.h2.window, 0x20000);
+        assert_eq!(c.cache.max_size, 4 << 20);
+        let c = parse_str("t.conf", "[SERVER]\nMaxBodySize 2048\n[CACHE]\nMaxSize 8388608\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n", false).unwrap();
+        assert_eq!(c.server.limits.max_body_size, 2048);
+        assert_eq!(c.cache.max_size, 8 << 20);
+    }
+
+    #[test]
+    fn admin_hosts_and_reuse_port() {
+        let c = parse_str("t.toml", &format!("[server]\nreuse_port = true\n[admin]\nhosts = ['Admin.Example.com.', '10.0.0.5', '[::1]']\n{ROUTE}"), true).unwrap();
+        assert!(c.server.reuse_port);
+        assert_eq!(c.admin.hosts, vec!["admin.example.com", "10.0.0.5", "::1"]);
+        let e = errors("t.toml", &format!("[admin]\nhosts = ['http://admin.example.com', 'a.example:9090', 'a/b', '']\n{ROUTE}"));
+        assert_eq!(e.iter().filter(|e| e.starts_with("t.toml:2: `hosts`:")).count(), 4, "{e:?}");
+        let c = parse_str("t.conf", "[SERVER]\nReusePort On\n[ADMIN]\nHosts a.example b.example\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n", false).unwrap();
+        assert!(c.server.reuse_port);
+        assert_eq!(c.admin.hosts, vec!["a.example", "b.example"]);
     }
 
     #[test]
