@@ -60,6 +60,41 @@ fn parse_addr(text: &str, what: &str) -> anyhow::Result<std::net::SocketAddr> {
         .with_context(|| format!("{what} address `{text}` resolves to nothing"))
 }
 
+/// `run`'s command-line overrides, parsed; [`crate::server::Overrides::apply`] applies them
+/// (at start and again on every reload).
+pub fn overrides(
+    listen: &[String],
+    admin: Option<&str>,
+    workers: Option<usize>,
+    no_access_log: bool,
+) -> anyhow::Result<crate::server::Overrides> {
+    let listen = if listen.is_empty() {
+        None
+    } else {
+        Some(
+            listen
+                .iter()
+                .map(|l| parse_addr(l, "listen"))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        )
+    };
+    let admin = admin
+        .map(|a| parse_addr(a, "admin").map(Some))
+        .transpose()?;
+    if let Some(w) = workers {
+        anyhow::ensure!(
+            (1..=1024).contains(&w),
+            "--workers must be between 1 and 1024"
+        );
+    }
+    Ok(crate::server::Overrides {
+        listen,
+        admin,
+        workers,
+        no_access_log,
+    })
+}
+
 /// Applies `run`'s command-line overrides to a loaded config.
 pub fn apply_overrides(
     config: &mut Config,
@@ -67,27 +102,10 @@ pub fn apply_overrides(
     admin: Option<&str>,
     workers: Option<usize>,
     no_access_log: bool,
-) -> anyhow::Result<()> {
-    if !listen.is_empty() {
-        config.server.listen = listen
-            .iter()
-            .map(|l| parse_addr(l, "listen"))
-            .collect::<anyhow::Result<_>>()?;
-    }
-    if let Some(a) = admin {
-        config.admin.listen = parse_addr(a, "admin")?;
-    }
-    if let Some(w) = workers {
-        anyhow::ensure!(
-            (1..=1024).contains(&w),
-            "--workers must be between 1 and 1024"
-        );
-        config.server.workers = Some(w);
-    }
-    if no_access_log {
-        config.server.access_log = false;
-    }
-    Ok(())
+) -> anyhow::Result<crate::server::Overrides> {
+    let o = overrides(listen, admin, workers, no_access_log)?;
+    o.apply(config)?;
+    Ok(o)
 }
 
 /// `langur check`: prints the summary or every error; returns the exit code.

@@ -22,20 +22,23 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            if let Err(e) = cli::apply_overrides(
+            let overrides = match cli::apply_overrides(
                 &mut config,
                 &listen,
                 admin.as_deref(),
                 workers,
                 no_access_log,
             ) {
-                eprintln!("langur: {e:#}");
-                return ExitCode::from(2);
-            }
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("langur: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             for w in config.self_loop_warnings() {
                 tracing::warn!("{w}");
             }
-            match langur::server::run_threaded(config) {
+            match langur::server::run_threaded_with(config, overrides) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("langur: {e:#}");

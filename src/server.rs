@@ -1,8 +1,14 @@
-//! Listeners, the accept loop, the admin listener and graceful shutdown.
+//! Listeners, the accept loop, the admin listener, reload and graceful shutdown.
 //!
 //! [`Langur::start`] binds (or takes already-bound) listeners, builds the runtime snapshot and
 //! serves until [`Langur::shutdown`]. Each accepted connection is one task running hyper's HTTP/1
 //! server with keep-alive; requests read the current snapshot through an `ArcSwap` (no lock).
+//!
+//! Every listener (client, TLS, admin) is kept in [`Listeners`] with the address it was
+//! configured with, so a reload can open the ones the new config adds and drain the ones it
+//! removes. A listener is one socket per worker, the workers sharing the port through
+//! SO_REUSEPORT; before binding, a probe without SO_REUSEPORT makes sure no other process
+//! already serves the port (unless `[server] reuse_port` asks to share it).
 
 use crate::backend::Pool;
 use crate::config::Config;
@@ -12,11 +18,11 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use http::header::HeaderValue;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 
 thread_local! {
     static WORKER_ID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -31,7 +37,8 @@ pub fn worker_id() -> usize {
 #[derive(Debug)]
 pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
-    pub instance: Arc<str>,
+    /// This instance's name in `Via` (see [`Shared::instance`]).
+    instance: Mutex<Arc<str>>,
     /// Worker threads (per-worker slots in servers are sized by it).
     pub workers: usize,
     /// Set at shutdown: connections close after their current exchange.
@@ -40,38 +47,498 @@ pub struct Shared {
     pub events: Arc<crate::backend::events::EventLog>,
     /// Responses by status class and their per-second history.
     pub traffic: Arc<crate::stats::Traffic>,
-    /// The admin API's token, if any.
-    pub admin_token: Option<String>,
+    /// Who may use the admin API: its token and host names (replaced on reload).
+    pub admin: ArcSwap<crate::admin::Access>,
     /// Where the config came from (re-read on reload); `None` for configs built in memory.
     pub config_path: Option<std::path::PathBuf>,
     /// The health checkers of the current runtime (replaced on reload).
-    pub checkers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub checkers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// What the command line (or the embedding caller) replaced in the file; applied again on
+    /// every reload.
+    overrides: Overrides,
+    /// The config being served, overrides applied (what a reload compares with).
+    current: Mutex<Config>,
+    /// The open listeners; `None` until serving starts.
+    listeners: Mutex<Option<Listeners>>,
+    /// One reload at a time (SIGHUP and the admin API may ask together).
+    reloading: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// This instance's name, as `Via` says it.
+    pub fn instance(&self) -> Arc<str> {
+        lock(&self.instance).clone()
+    }
+
+    /// The bound addresses of the open listeners of one kind, in config order.
+    fn bound(&self, kind: Kind) -> Vec<SocketAddr> {
+        lock(&self.listeners)
+            .as_ref()
+            .map(|l| {
+                l.open
+                    .iter()
+                    .filter(|o| o.kind == kind)
+                    .map(|o| o.bound)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// What the command line (`--listen`, `--admin`, `--workers`, `--no-access-log`) or a caller
+/// of [`Langur::start_on`] replaces in the config file. Kept, so a reload re-reads the file
+/// and applies them again (a reload never reopens the file's `listen` over `--listen`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Client listeners instead of `[server] listen`.
+    pub listen: Option<Vec<SocketAddr>>,
+    /// The admin listener instead of `[admin] listen`; `Some(None)`: no admin listener.
+    pub admin: Option<Option<SocketAddr>>,
+    pub workers: Option<usize>,
+    pub no_access_log: bool,
+}
+
+impl Overrides {
+    /// Applies the overrides; an error when they make two listeners take the same address.
+    pub fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        if let Some(l) = &self.listen {
+            config.server.listen = l.clone();
+        }
+        if let Some(Some(a)) = self.admin {
+            config.admin.listen = a;
+        }
+        if let Some(w) = self.workers {
+            config.server.workers = Some(w);
+        }
+        if self.no_access_log {
+            config.server.access_log = false;
+        }
+        if self.listen.is_some() || self.admin.is_some() {
+            let wanted = wanted(config, self.admin_enabled());
+            for (j, (kb, b)) in wanted.iter().enumerate() {
+                if let Some((ka, a)) = wanted[..j]
+                    .iter()
+                    .find(|(_, a)| crate::config::overlap(*a, *b))
+                {
+                    anyhow::bail!(
+                        "{} {b} and {} {a} take the same connections: each listener needs an address of its own",
+                        kb.word(),
+                        ka.word()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn admin_enabled(&self) -> bool {
+        !matches!(self.admin, Some(None))
+    }
+}
+
+/// The listeners a config asks for, in order: client, TLS, admin.
+fn wanted(config: &Config, admin: bool) -> Vec<(Kind, SocketAddr)> {
+    let mut out: Vec<(Kind, SocketAddr)> = config
+        .server
+        .listen
+        .iter()
+        .map(|a| (Kind::Plain, *a))
+        .collect();
+    if let Some(t) = &config.server.tls {
+        out.extend(t.listen.iter().map(|a| (Kind::Tls, *a)));
+    }
+    if admin {
+        out.push((Kind::Admin, config.admin.listen));
+    }
+    out
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Tls,
+    Admin,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Plain => "client listener",
+            Kind::Tls => "TLS listener",
+            Kind::Admin => "admin listener",
+        }
+    }
+}
+
+/// One open listener.
+#[derive(Debug)]
+struct Open {
+    kind: Kind,
+    /// The address as configured: port 0 stays 0, so the same entry after a reload is the same
+    /// listener (it keeps the port it got).
+    configured: SocketAddr,
+    bound: SocketAddr,
+    /// Stops this listener alone (a reload removed it; at shutdown, the admin listener).
+    stop: watch::Sender<bool>,
+    /// One accept loop per worker (the admin listener: one task on the main runtime).
+    tasks: Vec<JoinHandle<()>>,
+    /// The `max_connections` permits of each worker's socket.
+    slots: Vec<Arc<Slots>>,
+}
+
+/// The `max_connections` permits of one worker's socket. A connection holds a permit while it
+/// is open (parked too); the accept loop takes one before each accept.
+#[derive(Debug)]
+struct Slots {
+    sem: Arc<Semaphore>,
+    /// Permits to destroy as they come back (the limit was lowered below what is in use).
+    debt: std::sync::atomic::AtomicUsize,
+    /// Tells the accept loop the limit changed (it may hold a permit that is now debt).
+    changed: Notify,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            sem: Arc::new(Semaphore::new(n)),
+            debt: Default::default(),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Moves the limit from `old` to `new`: permits are added (paying the debt first) or
+    /// destroyed (those free now at once, the others as connections close).
+    fn resize(&self, old: usize, new: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if new > old {
+            let mut more = new - old;
+            let _ = self.debt.fetch_update(SeqCst, SeqCst, |d| {
+                let paid = d.min(new - old);
+                more = new - old - paid;
+                Some(d - paid)
+            });
+            self.sem.add_permits(more);
+        } else if old > new {
+            let gone = self.sem.forget_permits(old - new);
+            self.debt.fetch_add(old - new - gone, SeqCst);
+        }
+        self.changed.notify_one();
+    }
+
+    /// Destroys `p` if a permit is owed (true), else gives it back.
+    fn pay(
+        &self,
+        p: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self
+            .debt
+            .fetch_update(SeqCst, SeqCst, |d| d.checked_sub(1))
+            .is_ok()
+        {
+            p.forget();
+            None
+        } else {
+            Some(p)
+        }
+    }
+}
+
+/// Every open listener, and where their accept loops run.
+#[derive(Debug)]
+struct Listeners {
+    /// One runtime per worker; each listener has an accept loop on each.
+    workers: Vec<tokio::runtime::Handle>,
+    /// Where the admin listener runs.
+    main: tokio::runtime::Handle,
+    shutdown: watch::Receiver<bool>,
+    open: Vec<Open>,
+    /// Accept loops of listeners removed by reloads, still finishing their connections.
+    draining: Vec<JoinHandle<()>>,
+    /// `max_connections` of each worker's socket, as last applied.
+    per_socket: usize,
+}
+
+/// Sockets bound for one listener, not yet served.
+struct Bound {
+    kind: Kind,
+    configured: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    fn new(
+        workers: Vec<tokio::runtime::Handle>,
+        main: tokio::runtime::Handle,
+        shutdown: watch::Receiver<bool>,
+        max_connections: usize,
+    ) -> Listeners {
+        let per_socket = max_connections.div_ceil(workers.len().max(1));
+        Listeners {
+            workers,
+            main,
+            shutdown,
+            open: Vec::new(),
+            draining: Vec::new(),
+            per_socket,
+        }
+    }
+
+    /// Binds one listener: a socket per worker (one for the admin listener). `share` is
+    /// `[server] reuse_port`; `ours` are addresses this process already listens on (a reload
+    /// may move a port from one of them to the new one).
+    fn bind(
+        &self,
+        kind: Kind,
+        addr: SocketAddr,
+        share: bool,
+        ours: &[SocketAddr],
+    ) -> anyhow::Result<Bound> {
+        let n = if kind == Kind::Admin {
+            1
+        } else {
+            self.workers.len()
+        };
+        let what = match kind {
+            Kind::Plain => String::new(),
+            Kind::Tls => " (tls)".into(),
+            Kind::Admin => " (admin)".into(),
+        };
+        let sockets = bind_sockets(addr, n, share, ours)
+            .with_context(|| format!("cannot listen on {addr}{what}"))?;
+        Ok(Bound {
+            kind,
+            configured: addr,
+            sockets,
+        })
+    }
+
+    /// Starts accept loops on bound sockets.
+    fn serve(&mut self, shared: &Arc<Shared>, b: Bound) -> anyhow::Result<SocketAddr> {
+        let bound = b
+            .sockets
+            .first()
+            .context("a listener without a socket")?
+            .local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut slots = Vec::new();
+        if b.kind == Kind::Admin {
+            for s in b.sockets {
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                tasks.push(self.main.spawn(async move {
+                    match TcpListener::from_std(s) {
+                        Ok(l) => crate::admin::serve(l, shared, stop).await,
+                        Err(e) => tracing::error!(error = %e, "admin listener failed"),
+                    }
+                }));
+            }
+        } else {
+            let tls = b.kind == Kind::Tls;
+            for (s, worker) in b.sockets.into_iter().zip(&self.workers) {
+                let sem = Arc::new(Slots::new(self.per_socket));
+                slots.push(sem.clone());
+                let (shared, shutdown, stop) =
+                    (shared.clone(), self.shutdown.clone(), stop_rx.clone());
+                tasks.push(worker.spawn(async move {
+                    match TcpListener::from_std(s) {
+                        Ok(l) => accept_loop(l, shared, shutdown, stop, tls, sem).await,
+                        Err(e) => tracing::error!(error = %e, "listener failed"),
+                    }
+                }));
+            }
+        }
+        self.open.push(Open {
+            kind: b.kind,
+            configured: b.configured,
+            bound,
+            stop,
+            tasks,
+            slots,
+        });
+        Ok(bound)
+    }
+
+    /// Stops a listener: no new connections; the ones it has finish (see [`accept_loop`]).
+    fn remove(&mut self, i: usize) -> Open {
+        let o = self.open.remove(i);
+        let _ = o.stop.send(true);
+        o
+    }
+
+    /// Sets `max_connections` for every client and TLS socket. A lower limit is reached as
+    /// connections close (the permits are taken back as they come free).
+    fn set_max_connections(&mut self, max: usize) {
+        let per = max.div_ceil(self.workers.len().max(1));
+        let old = std::mem::replace(&mut self.per_socket, per);
+        if per == old {
+            return;
+        }
+        for slots in self.open.iter().flat_map(|o| o.slots.iter()) {
+            slots.resize(old, per);
+        }
+    }
+
+    /// Every accept loop's task but the admin listener's (at shutdown).
+    fn take_accept_tasks(&mut self) -> Vec<JoinHandle<()>> {
+        let mut out = std::mem::take(&mut self.draining);
+        for o in self.open.iter_mut().filter(|o| o.kind != Kind::Admin) {
+            out.append(&mut o.tasks);
+        }
+        out
+    }
+
+    /// Stops the admin listener (after the drain); returns its task.
+    fn stop_admin(&mut self) -> Vec<JoinHandle<()>> {
+        let mut out = Vec::new();
+        for o in self.open.iter_mut().filter(|o| o.kind == Kind::Admin) {
+            let _ = o.stop.send(true);
+            out.append(&mut o.tasks);
+        }
+        out
+    }
+
+    fn abort_all(&mut self) {
+        for t in self
+            .open
+            .iter()
+            .flat_map(|o| o.tasks.iter())
+            .chain(self.draining.iter())
+        {
+            t.abort();
+        }
+    }
+}
+
+/// Binds `n` sockets on `addr` that share it (SO_REUSEPORT); the first fixes the port when
+/// `addr` has port 0. Unless `share` is set, a port another process already listens on is an
+/// error: a probe socket without SO_REUSEPORT cannot bind it (ours, the sockets this process
+/// already has, are told apart by `ours`).
+fn bind_sockets(
+    addr: SocketAddr,
+    n: usize,
+    share: bool,
+    ours: &[SocketAddr],
+) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 && !share && !ours.iter().any(|o| crate::config::overlap(*o, addr)) {
+        if let Err(e) = probe(addr) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::bail!(
+                    "the port is already in use by another process (to share it on purpose, set [server] reuse_port = true in both)"
+                );
+            }
+            return Err(e.into());
+        }
+    }
+    let first = bind_std(addr, true)?;
+    let actual = first.local_addr()?;
+    let mut out = vec![first];
+    for _ in 1..n.max(1) {
+        out.push(bind_std(actual, true)?);
+    }
+    Ok(out)
+}
+
+/// Binds (without listening) a socket without SO_REUSEPORT: fails when another socket
+/// listens on the port.
+fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
 /// Re-reads the config file and swaps in a new snapshot. A config with errors changes
 /// nothing: the errors are logged and returned. Servers present before and after (same pool,
 /// same address) keep their health, operator state and counters; the cache is kept while its
-/// rules stay the same. Listeners are not touched (changing `listen` needs a restart).
-/// Requests in flight finish on the snapshot they started with.
-pub fn reload(shared: &Shared) -> anyhow::Result<String> {
+/// rules stay the same. Listeners follow the file: new addresses are opened (all of them
+/// before anything changes, so a port that cannot be bound refuses the reload), removed ones
+/// stop accepting and close once their connections are done. The admin token, its host names,
+/// the instance name and `max_connections` change too; only `workers` needs a restart (a
+/// reload that changes it is refused). Requests in flight finish on the snapshot they started
+/// with.
+pub fn reload(shared: &Arc<Shared>) -> anyhow::Result<String> {
+    let _one = lock(&shared.reloading);
     let Some(path) = &shared.config_path else {
         anyhow::bail!("no config file to re-read (langur was started without one)");
     };
-    let config = match crate::config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(file = %path.display(), "reload refused, still serving the previous config:\n{e}");
-            anyhow::bail!("{e}");
-        }
+    let refuse = |msg: String| -> anyhow::Error {
+        tracing::error!(file = %path.display(), "reload refused, still serving the previous config:\n{msg}");
+        anyhow::anyhow!(msg)
+    };
+    let mut config = crate::config::load(path).map_err(|e| refuse(e.to_string()))?;
+    shared
+        .overrides
+        .apply(&mut config)
+        .map_err(|e| refuse(format!("{e:#}")))?;
+    let previous = lock(&shared.current).clone();
+    if config.server.workers != previous.server.workers {
+        let word = |w: Option<usize>| w.map_or("one per core".to_string(), |n| n.to_string());
+        return Err(refuse(format!(
+            "{}: `workers` changed (from {} to {}): worker threads are started once, so this needs a restart",
+            path.display(),
+            word(previous.server.workers),
+            word(config.server.workers)
+        )));
+    }
+    let admin = shared.overrides.admin_enabled();
+    if admin {
+        crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())
+            .map_err(|e| refuse(format!("{e:#}")))?;
+    }
+    let instance = match (&config.server.name, &previous.server.name) {
+        (Some(n), _) => Arc::from(n.as_str()),
+        (None, Some(_)) => instance_name(&config),
+        (None, None) => shared.instance(),
     };
     let old = shared.runtime.load_full();
-    let new = Arc::new(build_runtime_from(
-        &config,
-        &shared.instance,
-        shared.workers,
-        &shared.events,
-        Some(&old),
-    )?);
+    let new = Arc::new(
+        build_runtime_from(
+            &config,
+            &instance,
+            shared.workers,
+            &shared.events,
+            Some(&old),
+        )
+        .map_err(|e| refuse(format!("{e:#}")))?,
+    );
+
+    // Listeners: match the wanted ones with the open ones (same kind, same configured
+    // address), bind what is new; nothing has changed yet if a bind fails.
+    let mut guard = lock(&shared.listeners);
+    let mut opened: Vec<Bound> = Vec::new();
+    let mut removed: Vec<usize> = Vec::new();
+    if let Some(ls) = guard.as_mut() {
+        let mut unmatched: Vec<bool> = vec![true; ls.open.len()];
+        let mut fresh = Vec::new();
+        for (kind, addr) in wanted(&config, admin) {
+            match (0..ls.open.len())
+                .find(|&i| unmatched[i] && ls.open[i].kind == kind && ls.open[i].configured == addr)
+            {
+                Some(i) => unmatched[i] = false,
+                None => fresh.push((kind, addr)),
+            }
+        }
+        removed = (0..ls.open.len()).filter(|&i| unmatched[i]).collect();
+        let ours: Vec<SocketAddr> = ls.open.iter().map(|o| o.bound).collect();
+        for (kind, addr) in fresh {
+            match ls.bind(kind, addr, config.server.reuse_port, &ours) {
+                Ok(b) => opened.push(b),
+                Err(e) => return Err(refuse(format!("{e:#}"))),
+            }
+        }
+    }
+
+    // Everything can be applied now.
     let kept: usize = new
         .pools
         .iter()
@@ -85,13 +552,39 @@ pub fn reload(shared: &Shared) -> anyhow::Result<String> {
         .sum();
     shared.runtime.store(new.clone());
     {
-        let mut checkers = shared.checkers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut checkers = lock(&shared.checkers);
         for c in checkers.drain(..) {
             c.abort();
         }
         *checkers = crate::backend::monitor::spawn_checkers(&new.pools);
     }
-    let summary = format!(
+    shared
+        .admin
+        .store(Arc::new(crate::admin::Access::from_config(&config.admin)));
+    *lock(&shared.instance) = instance;
+    let mut changes = Vec::new();
+    if let Some(ls) = guard.as_mut() {
+        for i in removed.into_iter().rev() {
+            let o = ls.remove(i);
+            tracing::info!(kind = o.kind.word(), address = %o.bound, "listener closed by reload; its connections finish first");
+            changes.push(format!("-{} {}", o.kind.word(), o.bound));
+            ls.draining.extend(o.tasks);
+        }
+        ls.set_max_connections(new.limits.max_connections);
+        for b in opened {
+            let kind = b.kind;
+            match ls.serve(shared, b) {
+                Ok(at) => {
+                    tracing::info!(kind = kind.word(), address = %at, "listener opened by reload");
+                    changes.push(format!("+{} {at}", kind.word()));
+                }
+                Err(e) => tracing::error!(error = %e, "a listener added by the reload failed"),
+            }
+        }
+    }
+    drop(guard);
+    *lock(&shared.current) = config;
+    let mut summary = format!(
         "{} routes, {} pools; {kept} servers kept their state; cache {}",
         new.routes.len(),
         new.pools.len(),
@@ -101,6 +594,10 @@ pub fn reload(shared: &Shared) -> anyhow::Result<String> {
             "rebuilt (its rules changed)"
         }
     );
+    if !changes.is_empty() {
+        summary.push_str("; listeners: ");
+        summary.push_str(&changes.join(", "));
+    }
     tracing::info!(file = %path.display(), "config reloaded: {summary}");
     Ok(summary)
 }
@@ -204,20 +701,14 @@ pub fn instance_name(config: &Config) -> Arc<str> {
 /// A running instance.
 pub struct Langur {
     shared: Arc<Shared>,
-    addrs: Vec<SocketAddr>,
-    tls_addrs: Vec<SocketAddr>,
-    admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    /// The admin listener, stopped only after the drain (so `/healthz` can say 503 meanwhile).
-    admin: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Drop for Langur {
     fn drop(&mut self) {
-        // Like the listener tasks (a JoinSet), the admin listener ends with the instance.
-        if let Some((_, task)) = self.admin.take() {
-            task.abort();
+        // The listener tasks, the admin listener's too, end with the instance.
+        if let Some(l) = lock(&self.shared.listeners).as_mut() {
+            l.abort_all();
         }
     }
 }
@@ -225,76 +716,109 @@ impl Drop for Langur {
 impl Langur {
     /// Binds the config's listeners (and the admin listener) and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<Langur> {
-        let mut listeners = Vec::new();
-        for a in &config.server.listen {
-            listeners.push(bind(*a).with_context(|| format!("cannot listen on {a}"))?);
-        }
-        let admin = bind(config.admin.listen)
-            .with_context(|| format!("cannot listen on {} (admin)", config.admin.listen))?;
-        Self::start_on(config, listeners, Some(admin)).await
+        Self::serve_config(config, Overrides::default(), Vec::new()).await
     }
 
-    /// Starts serving on listeners the caller bound (tests bind 127.0.0.1:0 first).
+    /// Starts serving on listeners the caller bound (tests bind 127.0.0.1:0 first). They take
+    /// the place of `[server] listen` and `[admin] listen`, on reloads too; `admin: None` means
+    /// no admin listener.
     pub async fn start_on(
         config: Config,
         listeners: Vec<TcpListener>,
         admin: Option<TcpListener>,
     ) -> anyhow::Result<Langur> {
-        let shared = Arc::new(new_shared(&config, 1)?);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let mut addrs = Vec::new();
-        for l in listeners {
-            addrs.push(l.local_addr()?);
-            tasks.spawn(accept_loop(l, shared.clone(), shutdown_rx.clone(), false));
-        }
-        // TLS listeners are bound here, from `[tls] listen` (port 0 works: see `tls_addrs`).
-        let mut tls_addrs = Vec::new();
-        if let Some(t) = &config.server.tls {
-            for a in &t.listen {
-                let l = bind(*a).with_context(|| format!("cannot listen on {a} (tls)"))?;
-                tls_addrs.push(l.local_addr()?);
-                tasks.spawn(accept_loop(l, shared.clone(), shutdown_rx.clone(), true));
-            }
-        }
-        let (admin_addr, admin) = match admin {
-            Some(l) => {
-                let a = l.local_addr()?;
-                crate::admin::check_exposure(a, config.admin.token.as_deref())?;
-                let (stop, rx) = watch::channel(false);
-                let task = tokio::spawn(crate::admin::serve(l, shared.clone(), rx));
-                (Some(a), Some((stop, task)))
-            }
-            None => (None, None),
+        let mut given = Vec::new();
+        let mut overrides = Overrides {
+            listen: Some(Vec::new()),
+            admin: Some(None),
+            workers: Some(1),
+            no_access_log: false,
         };
-        for a in &addrs {
-            tracing::info!(listen = %a, "langur is serving");
+        for l in listeners {
+            let a = l.local_addr()?;
+            overrides.listen.get_or_insert_with(Vec::new).push(a);
+            given.push((Kind::Plain, a, l.into_std()?));
         }
-        *shared.checkers.lock().unwrap_or_else(|p| p.into_inner()) =
-            crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
-        Ok(Langur {
-            shared,
-            addrs,
-            tls_addrs,
-            admin_addr,
-            shutdown,
-            tasks,
-            admin,
-        })
+        if let Some(l) = admin {
+            let a = l.local_addr()?;
+            overrides.admin = Some(Some(a));
+            given.push((Kind::Admin, a, l.into_std()?));
+        }
+        Self::serve_config(config, overrides, given).await
     }
 
-    /// Client listener addresses, as bound.
-    pub fn listen_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+    async fn serve_config(
+        mut config: Config,
+        mut overrides: Overrides,
+        given: Vec<(Kind, SocketAddr, std::net::TcpListener)>,
+    ) -> anyhow::Result<Langur> {
+        overrides.workers = Some(1);
+        overrides.apply(&mut config)?;
+        let admin = overrides.admin_enabled();
+        if admin {
+            crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())?;
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let here = tokio::runtime::Handle::current();
+        let mut ls = Listeners::new(
+            vec![here.clone()],
+            here,
+            shutdown_rx,
+            config.server.limits.max_connections,
+        );
+        // Bind everything before serving anything, so a port in use fails the start at once.
+        let mut bound = Vec::new();
+        let mut ours: Vec<SocketAddr> = given.iter().map(|g| g.1).collect();
+        for (kind, addr) in wanted(&config, admin) {
+            if given.iter().any(|g| g.0 == kind && g.1 == addr) {
+                continue; // bound by the caller: served below
+            }
+            let b = ls.bind(kind, addr, config.server.reuse_port, &ours)?;
+            ours.extend(b.sockets.first().and_then(|s| s.local_addr().ok()));
+            bound.push(b);
+        }
+        let mut shared = new_shared(&config, 1)?;
+        shared.overrides = overrides;
+        let shared = Arc::new(shared);
+        for (kind, addr, socket) in given {
+            bound.insert(
+                0,
+                Bound {
+                    kind,
+                    configured: addr,
+                    sockets: vec![socket],
+                },
+            );
+        }
+        // Config order: client, TLS, admin.
+        bound.sort_by_key(|b| b.kind as u8);
+        for b in bound {
+            let kind = b.kind;
+            let at = ls.serve(&shared, b)?;
+            match kind {
+                Kind::Plain => tracing::info!(listen = %at, "langur is serving"),
+                Kind::Tls => tracing::info!(tls_listen = %at, "langur is serving TLS"),
+                Kind::Admin => tracing::info!(admin = %at, "admin listener"),
+            }
+        }
+        *lock(&shared.listeners) = Some(ls);
+        *lock(&shared.checkers) =
+            crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
+        Ok(Langur { shared, shutdown })
+    }
+
+    /// Client listener addresses, as bound (they follow reloads).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.bound(Kind::Plain)
     }
 
     /// TLS listener addresses, as bound.
-    pub fn tls_addrs(&self) -> &[SocketAddr] {
-        &self.tls_addrs
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.bound(Kind::Tls)
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_addr
+        self.shared.bound(Kind::Admin).first().copied()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -302,30 +826,21 @@ impl Langur {
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), returns.
-    pub async fn shutdown(mut self) {
-        self.shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        for c in self
-            .shared
-            .checkers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            c.abort();
-        }
-        let _ = self.shutdown.send(true);
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
+    pub async fn shutdown(self) {
+        let tasks = begin_shutdown(&self.shared, &self.shutdown);
         let limit = self.shared.runtime.load().limits.shutdown_timeout;
-        if tokio::time::timeout(limit, drain).await.is_err() {
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout(limit, join_all(tasks)).await.is_err() {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
-            self.tasks.abort_all();
+            for a in aborts {
+                a.abort();
+            }
         }
-        if let Some((stop, task)) = self.admin.take() {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
+        let admin = lock(&self.shared.listeners)
+            .as_mut()
+            .map(|l| l.stop_admin())
+            .unwrap_or_default();
+        join_all(admin).await;
     }
 
     /// Serves until the process gets SIGINT or SIGTERM, then shuts down gracefully.
@@ -337,8 +852,30 @@ impl Langur {
     }
 }
 
+/// Marks the instance stopping, stops the checkers and the accept loops; returns the accept
+/// loops' tasks (they end once their connections finished).
+fn begin_shutdown(shared: &Shared, shutdown: &watch::Sender<bool>) -> Vec<JoinHandle<()>> {
+    shared
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in lock(&shared.checkers).drain(..) {
+        c.abort();
+    }
+    let _ = shutdown.send(true);
+    lock(&shared.listeners)
+        .as_mut()
+        .map(|l| l.take_accept_tasks())
+        .unwrap_or_default()
+}
+
+async fn join_all(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 #[cfg(unix)]
-async fn wait_for_signal(shared: &Shared) {
+async fn wait_for_signal(shared: &Arc<Shared>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -356,7 +893,7 @@ async fn wait_for_signal(shared: &Shared) {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal(_shared: &Shared) {
+async fn wait_for_signal(_shared: &Arc<Shared>) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
@@ -367,15 +904,19 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
     let traffic = runtime.traffic.clone();
     Ok(Shared {
         runtime: ArcSwap::from_pointee(runtime),
-        instance,
+        instance: Mutex::new(instance),
         workers,
         stopping: Default::default(),
         events,
         traffic,
-        admin_token: config.admin.token.clone(),
+        admin: ArcSwap::from_pointee(crate::admin::Access::from_config(&config.admin)),
         config_path: (!config.source.is_empty() && std::path::Path::new(&config.source).is_file())
             .then(|| std::path::PathBuf::from(&config.source)),
         checkers: Default::default(),
+        overrides: Overrides::default(),
+        current: Mutex::new(config.clone()),
+        listeners: Mutex::new(None),
+        reloading: Mutex::new(()),
     })
 }
 
@@ -401,140 +942,130 @@ fn bind_std(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::Tcp
     Ok(socket.into())
 }
 
-/// Serves `config` with one thread per worker until SIGTERM or SIGINT (the `run` command).
+/// Serves `config` with one thread per worker until SIGTERM or SIGINT.
+pub fn run_threaded(config: Config) -> anyhow::Result<()> {
+    run_threaded_with(config, Overrides::default())
+}
+
+/// Serves `config` (its overrides already applied) with one thread per worker until SIGTERM
+/// or SIGINT (the `run` command); a reload applies `overrides` again.
 ///
 /// Each worker is a single-threaded tokio runtime with its own listening socket on every address
 /// (SO_REUSEPORT: the kernel spreads new connections over the workers). A connection, its
 /// requests and the upstream connections they use stay on one thread: no work stealing, no
 /// cross-thread wakeups on the hot path. The main thread runs the admin listener and signals.
-pub fn run_threaded(config: Config) -> anyhow::Result<()> {
+pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let workers = config.server.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let shared = Arc::new(new_shared(&config, workers)?);
-    // Bind every worker's socket before serving, so a port in use fails the start at once. An
-    // address with port 0 gets its port from the first bind; the other workers join it.
-    let mut per_worker: Vec<Vec<(std::net::TcpListener, bool)>> =
-        (0..workers).map(|_| Vec::new()).collect();
-    let mut addrs = Vec::new();
-    let tls_listen = config.server.tls.iter().flat_map(|t| t.listen.iter());
-    for (a, tls) in config
-        .server
-        .listen
-        .iter()
-        .map(|a| (a, false))
-        .chain(tls_listen.map(|a| (a, true)))
-    {
-        let first = bind_std(*a, true).with_context(|| format!("cannot listen on {a}"))?;
-        let actual = first.local_addr()?;
-        per_worker[0].push((first, tls));
-        for w in per_worker.iter_mut().skip(1) {
-            w.push((
-                bind_std(actual, true).with_context(|| format!("cannot listen on {actual}"))?,
-                tls,
-            ));
-        }
-        addrs.push((actual, tls));
+    let mut shared = new_shared(&config, workers)?;
+    shared.overrides = overrides;
+    let shared = Arc::new(shared);
+    let admin = shared.overrides.admin_enabled();
+    if admin {
+        crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())?;
     }
-    crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())?;
-    let admin_std = bind_std(config.admin.listen, false)
-        .with_context(|| format!("cannot listen on {} (admin)", config.admin.listen))?;
-    let admin_addr = admin_std.local_addr()?;
-
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut threads = Vec::new();
-    for (id, listeners) in per_worker.into_iter().enumerate() {
-        let shared = shared.clone();
-        let rx = shutdown_rx.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("langur-worker-{id}"))
-            .spawn(move || -> anyhow::Result<()> {
-                WORKER_ID.with(|w| w.set(id));
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let mut tasks = JoinSet::new();
-                    for (l, tls) in listeners {
-                        tasks.spawn(accept_loop(
-                            TcpListener::from_std(l)?,
-                            shared.clone(),
-                            rx.clone(),
-                            tls,
-                        ));
-                    }
-                    let drain = async { while tasks.join_next().await.is_some() {} };
-                    // accept loops end at shutdown, after their connections finished
-                    drain.await;
-                    Ok::<_, anyhow::Error>(())
-                })
-            })?;
-        threads.push(t);
-    }
-    for (a, tls) in &addrs {
-        if *tls {
-            tracing::info!(tls_listen = %a, workers, "langur is serving TLS");
-        } else {
-            tracing::info!(listen = %a, workers, "langur is serving");
-        }
-    }
-    tracing::info!(admin = %admin_addr, "admin listener");
-
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // The workers' runtimes, each driven by its thread until told to exit.
+    let mut runtimes = Vec::new();
+    for _ in 0..workers {
+        runtimes.push(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        );
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut ls = Listeners::new(
+        runtimes.iter().map(|r| r.handle().clone()).collect(),
+        main_rt.handle().clone(),
+        shutdown_rx,
+        config.server.limits.max_connections,
+    );
+    // Bind every worker's socket before serving, so a port in use fails the start at once. An
+    // address with port 0 gets its port from the first bind; the other workers join it.
+    let mut bound = Vec::new();
+    let mut ours = Vec::new();
+    for (kind, addr) in wanted(&config, admin) {
+        let b = ls.bind(kind, addr, config.server.reuse_port, &ours)?;
+        ours.extend(b.sockets.first().and_then(|s| s.local_addr().ok()));
+        bound.push(b);
+    }
+    let mut threads = Vec::new();
+    let mut exits = Vec::new();
+    for (id, rt) in runtimes.into_iter().enumerate() {
+        let (exit, exit_rx) = tokio::sync::oneshot::channel::<()>();
+        exits.push(exit);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("langur-worker-{id}"))
+                .spawn(move || {
+                    WORKER_ID.with(|w| w.set(id));
+                    // Accept loops are spawned onto this runtime (at start and by reloads);
+                    // it runs them until the main thread says the drain is over.
+                    rt.block_on(async move {
+                        let _ = exit_rx.await;
+                    });
+                })?,
+        );
+    }
+    for b in bound {
+        let kind = b.kind;
+        let at = ls.serve(&shared, b)?;
+        match kind {
+            Kind::Plain => tracing::info!(listen = %at, workers, "langur is serving"),
+            Kind::Tls => tracing::info!(tls_listen = %at, workers, "langur is serving TLS"),
+            Kind::Admin => tracing::info!(admin = %at, "admin listener"),
+        }
+    }
+    *lock(&shared.listeners) = Some(ls);
+
     main_rt.block_on(async {
-        let admin = TcpListener::from_std(admin_std)?;
-        *shared.checkers.lock().unwrap_or_else(|p| p.into_inner()) =
+        *lock(&shared.checkers) =
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
-        // The admin listener outlives the drain, so `/healthz` can say 503 meanwhile.
-        let (_admin_stop, admin_rx) = watch::channel(false);
-        let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_rx));
         wait_for_signal(&shared).await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
-        shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = shutdown.send(true);
-        for c in shared
-            .checkers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            c.abort();
-        }
-        let joined = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        });
+        // The admin listener outlives the drain, so `/healthz` can say 503 meanwhile.
+        let tasks = begin_shutdown(&shared, &shutdown);
         let limit = shared.runtime.load().limits.shutdown_timeout;
-        if tokio::time::timeout(limit, joined).await.is_err() {
+        if tokio::time::timeout(limit, join_all(tasks)).await.is_err() {
             tracing::warn!("shutdown timeout reached; exiting with requests still in flight");
         }
-        admin_task.abort();
-        Ok::<_, anyhow::Error>(())
-    })
+        let admin = lock(&shared.listeners)
+            .as_mut()
+            .map(|l| l.stop_admin())
+            .unwrap_or_default();
+        for t in admin {
+            t.abort();
+        }
+    });
+    for e in exits {
+        let _ = e.send(());
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
 }
 
+/// Accepts the connections of one worker's socket until shutdown, or until `stop` (a reload
+/// removed the listener): then no new connections are taken, idle ones are closed, and busy
+/// ones are closed once idle, within `shutdown_timeout`.
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
     tls: bool,
+    // `max_connections` of this socket.
+    slots: Arc<Slots>,
 ) {
     let active = Arc::new(crate::conn::Active::default());
     let (ticks, clock) = crate::conn::park_clock();
-    // `max_connections` per listener, shared by the workers' sockets on the same address.
-    let slots = {
-        let max = shared.runtime.load().limits.max_connections;
-        Arc::new(tokio::sync::Semaphore::new(
-            max.div_ceil(shared.workers.max(1)),
-        ))
-    };
     // The listener's connections: when this task ends (or is aborted at the shutdown timeout),
     // they end with it.
     let mut conns = JoinSet::new();
@@ -547,11 +1078,15 @@ async fn accept_loop(
         ticks: ticks.clone(),
         lot: lot.clone(),
     };
+    let mut removed = false;
     loop {
         // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
+            p = slots.sem.clone().acquire_owned() => match p {
+                Ok(p) => match slots.pay(p) {
+                    Some(p) => p,
+                    None => continue, // the limit was lowered
+                },
                 Err(_) => break,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
@@ -560,6 +1095,10 @@ async fn accept_loop(
                 continue;
             }
             _ = shutdown.changed() => break,
+            _ = stop.changed() => {
+                removed = true;
+                break;
+            }
         };
         tokio::select! {
             accepted = listener.accept() => {
@@ -588,16 +1127,49 @@ async fn accept_loop(
             back = std::future::poll_fn(|cx| lot.poll_next(cx, lot_timer.as_mut())) => {
                 conns.spawn(crate::conn::serve(back, ctx.clone(), false));
             }
+            // The limit changed: the permit held for the next accept may be owed.
+            _ = slots.changed.notified() => {
+                let _ = slots.pay(permit);
+            }
             _ = shutdown.changed() => break,
+            _ = stop.changed() => {
+                removed = true;
+                break;
+            }
         }
     }
     drop(listener);
+    if removed && !*shutdown.borrow() {
+        // Removed by a reload: the port is released now; requests on open connections are
+        // answered, and a connection is closed as soon as it is idle.
+        lot.close_all();
+        let limit = shared.runtime.load().limits.shutdown_timeout;
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !(conns.is_empty() && lot.is_empty()) {
+            tokio::select! {
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                back = std::future::poll_fn(|cx| lot.poll_next(cx, lot_timer.as_mut())) => {
+                    conns.spawn(crate::conn::serve(back, ctx.clone(), false));
+                }
+                _ = tick.tick() => lot.close_all(),
+                _ = shutdown.changed() => break,
+                _ = &mut deadline => {
+                    conns.abort_all();
+                    break;
+                }
+            }
+        }
+    }
     // Idle connections close now; the ones in an exchange finish it first.
     drop(ctx);
     lot.close_all();
-    shared
-        .stopping
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    if *shutdown.borrow() {
+        shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     clock.abort();
     active.drained().await;
 }

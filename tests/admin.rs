@@ -9,17 +9,34 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// A request to the admin API as a browser or curl on this machine sends it: `Host` is the
+/// address it connected to (unless the test gives one).
+async fn admin_req(
+    a: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    b: &str,
+) -> Resp {
+    let host = a.to_string();
+    let mut h: Vec<(&str, &str)> = headers.to_vec();
+    if !h.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        h.push(("host", &host));
+    }
+    request(a, method, path, &h, body(b.to_string())).await
+}
+
 async fn admin_get(a: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
-    request(a, Method::GET, path, headers, body("")).await
+    admin_req(a, Method::GET, path, headers, "").await
 }
 
 async fn admin_post(a: SocketAddr, path: &str, json: &str) -> Resp {
-    request(
+    admin_req(
         a,
         Method::POST,
         path,
         &[("content-type", "application/json")],
-        body(json.to_string()),
+        json,
     )
     .await
 }
@@ -132,47 +149,226 @@ async fn csv_uses_haproxy_column_names() {
     assert_eq!(&backend[col("stot")], "4");
 }
 
+/// One sample of a scrape: name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    value: f64,
+}
+
+fn labels_of(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (k, after) = rest.split_once("=\"").expect("label=\"value\"");
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next().expect("closed label value") {
+                (_, '\\') => value.push(chars.next().unwrap().1),
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        assert!(out.insert(k.to_string(), value).is_none(), "label {k} twice");
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    out
+}
+
+/// Reads a scrape as strictly as Prometheus and OpenMetrics parsers do, and checks what they
+/// check: every sample belongs to the family typed just before it, under that format's naming
+/// (text 0.0.4: a counter is typed under its `_total` name; OpenMetrics: without it), each
+/// series once, `# EOF` last in OpenMetrics and absent from text, counters non-negative, and
+/// every histogram's buckets non-decreasing, ending with `+Inf` equal to `_count`.
+fn strict_scrape(text: &str, openmetrics: bool) -> Vec<Sample> {
+    let mut types: std::collections::HashMap<String, String> = Default::default();
+    let mut current: Option<(String, String)> = None;
+    let mut samples = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let lines: Vec<&str> = text.lines().collect();
+    if openmetrics {
+        assert_eq!(lines.last(), Some(&"# EOF"), "OpenMetrics ends with # EOF");
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(lines.iter().filter(|l| **l == "# EOF").count(), 1);
+    } else {
+        assert!(!text.contains("# EOF"), "text 0.0.4 has no # EOF");
+    }
+    for line in lines {
+        if line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "{name} typed twice"
+            );
+            if !openmetrics && kind == "counter" {
+                assert!(name.ends_with("_total"), "text counter family {name}");
+            }
+            if openmetrics && kind == "counter" {
+                assert!(!name.ends_with("_total"), "OpenMetrics counter family {name}");
+            }
+            current = Some((name.to_string(), kind.to_string()));
+            continue;
+        }
+        if line.starts_with('#') {
+            assert!(line.starts_with("# HELP "), "unexpected comment {line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value of {line}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, labels_of(l.strip_suffix('}').unwrap())),
+            None => (series, Default::default()),
+        };
+        let (family, kind) = current.clone().unwrap_or_else(|| panic!("{name} before any TYPE"));
+        let suffix = name.strip_prefix(family.as_str()).unwrap_or_else(|| {
+            panic!("{name} is not in the family typed before it ({family})")
+        });
+        let allowed: &[&str] = match (kind.as_str(), openmetrics) {
+            ("counter", true) => &["_total"],
+            ("histogram", _) => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        assert!(allowed.contains(&suffix), "{name} in {kind} family {family}");
+        if kind == "counter" {
+            assert!(value >= 0.0 && value.is_finite(), "{line}");
+        }
+        assert!(seen.insert(series.to_string()), "series twice: {series}");
+        samples.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    // Histograms.
+    for (family, _) in types.iter().filter(|(_, k)| *k == "histogram") {
+        let mut series: std::collections::BTreeMap<String, (Vec<(f64, f64)>, Option<f64>)> =
+            Default::default();
+        for s in samples.iter().filter(|s| s.name.starts_with(family.as_str())) {
+            let mut l = s.labels.clone();
+            let le = l.remove("le");
+            let key = format!("{l:?}");
+            let e = series.entry(key).or_default();
+            if s.name == format!("{family}_bucket") {
+                let le = le.expect("a bucket has le");
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                e.0.push((bound, s.value));
+            } else if s.name == format!("{family}_count") {
+                e.1 = Some(s.value);
+            } else if s.name == format!("{family}_sum") {
+                assert!(s.value >= 0.0);
+            }
+        }
+        assert!(!series.is_empty(), "{family} has series");
+        for (labels, (mut buckets, count)) in series {
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            assert!(
+                buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{family}{labels}: buckets must not decrease: {buckets:?}"
+            );
+            let inf = buckets.last().filter(|b| b.0 == f64::INFINITY);
+            let count = count.unwrap_or_else(|| panic!("{family}{labels} has no _count"));
+            assert_eq!(
+                inf.map(|b| b.1),
+                Some(count),
+                "{family}{labels}: +Inf must equal _count: {buckets:?}"
+            );
+        }
+    }
+    samples
+}
+
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text() {
     let (l, _a, _b) = setup().await;
     let p = l.listen_addrs()[0];
-    for _ in 0..3 {
-        get(p, "/m").await;
+    // Response times in several buckets.
+    for path in ["/m", "/slow/3", "/slow/8", "/slow/30", "/m", "/slow/60"] {
+        get(p, path).await;
     }
-    let r = admin_get(l.admin_addr().unwrap(), "/metrics", &[]).await;
-    assert_eq!(r.status, 200);
-    let text = r.text();
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-    let find = |name: &str| {
-        scrape
-            .samples
+    let admin = l.admin_addr().unwrap();
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    for (accept, openmetrics) in [
+        (None, false),
+        (Some("text/plain"), false),
+        (Some("*/*"), false),
+        (Some(prometheus_accept), true),
+        (Some("application/openmetrics-text"), true),
+    ] {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("accept", *a)).collect();
+        let r = admin_get(admin, "/metrics", &headers).await;
+        assert_eq!(r.status, 200);
+        let ct = r.headers["content-type"].to_str().unwrap();
+        if openmetrics {
+            assert_eq!(
+                ct, "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                "{accept:?}"
+            );
+        } else {
+            assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8", "{accept:?}");
+        }
+        assert_eq!(r.headers["vary"], "accept");
+        let text = r.text();
+        let samples = strict_scrape(&text, openmetrics);
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+        let value = |name: &str, server: &str| {
+            samples
+                .iter()
+                .find(|s| s.name == name && s.labels.get("server").map(String::as_str) == Some(server))
+                .map(|s| s.value)
+        };
+        let reqs: Vec<&Sample> = samples
             .iter()
-            .filter(|s| s.metric == name)
-            .collect::<Vec<_>>()
-    };
-    let reqs = find("langur_server_requests_total");
-    assert_eq!(reqs.len(), 2);
-    assert!(reqs
-        .iter()
-        .all(|s| s.labels.get("pool") == Some("web") && s.labels.get("server").is_some()));
-    let total: f64 = reqs
-        .iter()
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("counter expected, got {other:?}"),
-        })
-        .sum();
-    assert_eq!(total, 3.0);
-    assert!(
-        !find("langur_server_response_seconds").is_empty(),
-        "latency histogram"
-    );
-    assert!(!find("langur_cache_misses_total").is_empty());
-    assert!(!find("langur_pool_queue_length").is_empty());
-    assert!(!find("langur_responses_total").is_empty());
-    let series = scrape.samples.len();
-    assert!(series < 200, "bounded series: {series}");
+            .filter(|s| s.name == "langur_server_requests_total")
+            .collect();
+        assert_eq!(reqs.len(), 2);
+        assert!(reqs.iter().all(|s| s.labels["pool"] == "web"));
+        assert_eq!(reqs.iter().map(|s| s.value).sum::<f64>(), 6.0);
+        // Each server's histogram counts its responses, once.
+        for r in &reqs {
+            let server = &r.labels["server"];
+            assert_eq!(
+                value("langur_server_response_seconds_count", server),
+                Some(r.value),
+                "{server}"
+            );
+        }
+        if !openmetrics {
+            // A text parser types the counters.
+            let typed = scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == "langur_server_requests_total")
+                .unwrap();
+            assert!(
+                matches!(typed.value, prometheus_parse::Value::Counter(_)),
+                "{:?}",
+                typed.value
+            );
+        }
+        for name in [
+            "langur_cache_misses_total",
+            "langur_pool_queue_length",
+            "langur_responses_total",
+            "langur_uptime_seconds",
+            "langur_server_up",
+        ] {
+            assert!(samples.iter().any(|s| s.name == name), "{name}");
+        }
+        assert!(samples.len() < 200, "bounded series: {}", samples.len());
+    }
 }
 
 #[tokio::test]
@@ -377,6 +573,194 @@ async fn a_token_is_required_when_set_and_when_exposed() {
     assert!(err.to_string().contains("token"), "{err}");
 }
 
+/// DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 is same-origin
+/// for the browser, so its requests carry `Host` and `Origin` of evil.example. Without a token,
+/// the admin API answers only its own names.
+#[tokio::test]
+async fn without_a_token_only_loopback_and_configured_names_reach_the_admin_api() {
+    let (l, a, _b) = setup().await;
+    let admin = l.admin_addr().unwrap();
+    let port = admin.port();
+    let state = format!("/api/servers/web/{}/state", a.addr);
+    let evil = format!("evil.example:{port}");
+    let evil_origin = format!("http://evil.example:{port}");
+    let r = admin_req(
+        admin,
+        Method::POST,
+        &state,
+        &[("host", &evil), ("origin", &evil_origin)],
+        "{\"state\":\"maint\"}",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.text().contains("[admin] hosts"), "{}", r.text());
+    let s = parse(&admin_get(admin, "/api/stats", &[]).await);
+    assert_eq!(server(&s, &a.addr.to_string())["operator"], "ready");
+    // Reading is refused too (the stats would leak), on every endpoint.
+    for path in ["/api/stats", "/metrics", "/", "/healthz", "/stats.csv"] {
+        let r = admin_get(admin, path, &[("host", &evil)]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    // Names that are not loopback, however they are dressed.
+    for host in [
+        "evil.example".to_string(),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("10.1.2.3:{port}"),
+        "127.0.0.1:notaport".to_string(),
+        "[::1".to_string(),
+        String::new(),
+    ] {
+        let r = admin_get(admin, "/api/stats", &[("host", &host)]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "Host {host:?}");
+    }
+    // Loopback names and addresses, and the listener's own address.
+    for host in [
+        format!("localhost:{port}"),
+        "LOCALHOST".to_string(),
+        "localhost.".to_string(),
+        format!("dashboard.localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("127.9.8.7:{port}"),
+        format!("[::1]:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
+    ] {
+        let r = admin_get(admin, "/api/stats", &[("host", &host)]).await;
+        assert_eq!(r.status, 200, "Host {host:?}");
+    }
+    // An absolute-form target names the host too; two Host fields are not a way around.
+    let raw_req = |target: String, hosts: &[&str]| {
+        let mut t = format!("GET {target} HTTP/1.1\r\n");
+        for h in hosts {
+            t.push_str(&format!("Host: {h}\r\n"));
+        }
+        t.push_str("Connection: close\r\n\r\n");
+        t
+    };
+    let here = admin.to_string();
+    let out = raw(
+        admin,
+        raw_req(format!("http://{evil}/api/stats"), &[&here]).as_bytes(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    let out = raw(
+        admin,
+        raw_req("/api/stats".into(), &[&here, &evil]).as_bytes(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(!out.starts_with("HTTP/1.1 200"), "{out}");
+
+    // A state-changing request from another origin is refused even with a good Host.
+    for origin in [
+        "http://evil.example".to_string(),
+        format!("http://evil.example:{port}"),
+        "http://localhost:3000".to_string(),
+        "null".to_string(),
+        format!("http://{here}/path"),
+        format!("http://user@{here}"),
+    ] {
+        let r = admin_req(
+            admin,
+            Method::POST,
+            &state,
+            &[("origin", &origin)],
+            "{\"state\":\"maint\"}",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "Origin {origin}");
+    }
+    let s = parse(&admin_get(admin, "/api/stats", &[]).await);
+    assert_eq!(server(&s, &a.addr.to_string())["operator"], "ready");
+    // The dashboard's own origin (and curl, which sends none) may.
+    let r = admin_req(
+        admin,
+        Method::POST,
+        &state,
+        &[("origin", &format!("http://{here}"))],
+        "{\"state\":\"drain\"}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = admin_post(admin, &state, "{\"state\":\"ready\"}").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// `[admin] hosts` names the API may be reached by (behind a proxy, or by name on a private
+/// network); with a token, `Host` is not restricted, and `Origin` still is.
+#[tokio::test]
+async fn configured_admin_hosts_and_token_mode() {
+    let be = Backend::start("a").await;
+    let route = format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        be.addr
+    );
+    let l = start_with_admin(toml_config(&format!(
+        "[admin]\nhosts = ['admin.example.com']\n{route}"
+    )))
+    .await;
+    let admin = l.admin_addr().unwrap();
+    let state = format!("/api/servers/p/{}/state", be.addr);
+    for host in ["admin.example.com", "Admin.Example.Com:9090"] {
+        assert_eq!(admin_get(admin, "/api/stats", &[("host", host)]).await.status, 200, "{host}");
+    }
+    assert_eq!(
+        admin_get(admin, "/api/stats", &[("host", "other.example.com")]).await.status,
+        403
+    );
+    // A page served as https://admin.example.com (through a proxy that forwards another Host).
+    let r = admin_req(
+        admin,
+        Method::POST,
+        &state,
+        &[("origin", "https://admin.example.com")],
+        "drain",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = admin_req(
+        admin,
+        Method::POST,
+        &state,
+        &[("host", "admin.example.com"), ("origin", "https://evil.example")],
+        "ready",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    drop(l);
+
+    // Token mode: any Host with the token; a cross-site POST is still refused.
+    let l = start_with_admin(toml_config(&format!("[admin]\ntoken = 's3cret'\n{route}"))).await;
+    let admin = l.admin_addr().unwrap();
+    let bearer = ("authorization", "Bearer s3cret");
+    let r = admin_get(admin, "/api/stats", &[("host", "evil.example"), bearer]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        admin_get(admin, "/api/stats", &[("host", "evil.example")]).await.status,
+        401
+    );
+    let r = admin_req(
+        admin,
+        Method::POST,
+        &state,
+        &[("host", "proxy.internal:9090"), ("origin", "https://proxy.internal:9090"), bearer],
+        "drain",
+    )
+    .await;
+    assert_eq!(r.status, 200, "same origin with the token: {}", r.text());
+    let r = admin_req(
+        admin,
+        Method::POST,
+        &state,
+        &[("host", "evil.example:9090"), ("origin", "http://other.example"), bearer],
+        "ready",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+}
+
 #[tokio::test]
 async fn reload_keeps_state_and_refuses_bad_configs() {
     let a = Backend::start("a").await;
@@ -428,6 +812,176 @@ async fn reload_keeps_state_and_refuses_bad_configs() {
         "still serving the last good config"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn temp_config(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("langur-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("langur.toml")
+}
+
+/// Waits until nothing accepts connections at `a`.
+async fn closes(a: SocketAddr) {
+    let t = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(a).await.is_ok() {
+        assert!(t.elapsed() < Duration::from_secs(3), "{a} still accepts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A reload applies `listen` changes: it opens the new addresses, and the removed ones stop
+/// accepting at once while their requests in flight finish. The admin listener moves too. A
+/// port that cannot be bound, or two listeners on one address, refuse the reload and change
+/// nothing.
+#[tokio::test]
+async fn reload_opens_new_listeners_and_drains_removed_ones() {
+    let be = Backend::start("a").await;
+    let file = temp_config("listeners");
+    let route = format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        be.addr
+    );
+    let write = |listen: &str, admin: &str| {
+        std::fs::write(
+            &file,
+            format!("[server]\nlisten = [{listen}]\n[admin]\nlisten = '{admin}'\n{route}"),
+        )
+        .unwrap();
+    };
+    write("'127.0.0.1:0'", "127.0.0.1:0");
+    let mut config = langur::config::load(&file).unwrap();
+    config.server.access_log = false;
+    let l = langur::Langur::start(config).await.unwrap();
+    let p1 = l.listen_addrs()[0];
+    let admin = l.admin_addr().unwrap();
+    assert_eq!(get(p1, "/").await.status, 200);
+
+    // Added: the new port serves, the old one (same entry) keeps its port.
+    let q = dead_addr().await;
+    write(&format!("'127.0.0.1:0', '{q}'"), "127.0.0.1:0");
+    let r = admin_post(admin, "/api/reload", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        parse(&r)["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("+client listener {q}")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(l.listen_addrs(), vec![p1, q]);
+    assert_eq!(get(q, "/").await.status, 200);
+    assert_eq!(get(p1, "/").await.status, 200);
+
+    // Removed while a request is in flight on it and a kept-alive connection idles on it.
+    let idle = tokio::net::TcpStream::connect(p1).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(idle))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("/").header("host", "t").body(body("")).unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    let slow = tokio::spawn(get(p1, "/slow/400"));
+    while be.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    write(&format!("'{q}'"), "127.0.0.1:0");
+    let r = admin_post(admin, "/api/reload", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(&format!("-client listener {p1}")), "{}", r.text());
+    assert_eq!(l.listen_addrs(), vec![q]);
+    closes(p1).await;
+    let answer = slow.await.unwrap();
+    assert_eq!((answer.status, answer.text()), (StatusCode::OK, "a".to_string()));
+    tokio::time::timeout(Duration::from_secs(2), conn)
+        .await
+        .expect("the idle connection of a removed listener is closed")
+        .unwrap()
+        .ok();
+    assert_eq!(get(q, "/").await.status, 200);
+
+    // The admin listener moves; the answer to the reload still comes on the old one.
+    let a2 = dead_addr().await;
+    write(&format!("'{q}'"), &a2.to_string());
+    let r = admin_post(admin, "/api/reload", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(l.admin_addr(), Some(a2));
+    assert_eq!(admin_get(a2, "/healthz", &[]).await.status, 200);
+    closes(admin).await;
+    let admin = a2;
+
+    // A port another socket holds: refused, nothing changed.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let h = held.local_addr().unwrap();
+    write(&format!("'{q}', '{h}'"), &a2.to_string());
+    let r = admin_post(admin, "/api/reload", "").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    let errors = parse(&r)["errors"].to_string();
+    assert!(
+        errors.contains(&format!("cannot listen on {h}")) && errors.contains("in use"),
+        "{errors}"
+    );
+    assert_eq!(l.listen_addrs(), vec![q]);
+    assert_eq!(get(q, "/").await.status, 200);
+    drop(held);
+
+    // Two listeners on one address: a config error, with its line.
+    write(&format!("'{q}', '{q}'"), &a2.to_string());
+    let r = admin_post(admin, "/api/reload", "").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    let errors = parse(&r)["errors"].to_string();
+    assert!(errors.contains("langur.toml:2: `listen`"), "{errors}");
+    assert_eq!(get(q, "/").await.status, 200);
+    l.shutdown().await;
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+/// `max_connections` is applied on reload, upward at once and downward as connections close.
+#[tokio::test]
+async fn reload_changes_max_connections() {
+    let be = Backend::start("a").await;
+    let file = temp_config("maxconn");
+    let write = |max: usize| {
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\nlisten = ['127.0.0.1:0']\nmax_connections = {max}\n[admin]\nlisten = '127.0.0.1:0'\n[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+                be.addr
+            ),
+        )
+        .unwrap();
+    };
+    write(1);
+    let mut config = langur::config::load(&file).unwrap();
+    config.server.access_log = false;
+    let l = langur::Langur::start(config).await.unwrap();
+    let (p, admin) = (l.listen_addrs()[0], l.admin_addr().unwrap());
+    let first = tokio::net::TcpStream::connect(p).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiting = tokio::spawn(get(p, "/"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "at the limit, a second connection waits");
+    write(3);
+    assert_eq!(admin_post(admin, "/api/reload", "").await.status, 200);
+    let r = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("served once the limit was raised")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    write(1);
+    assert_eq!(admin_post(admin, "/api/reload", "").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiting = tokio::spawn(get(p, "/"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the lowered limit holds");
+    drop(first);
+    let r = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("served once the first connection closed")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    l.shutdown().await;
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
 #[tokio::test]

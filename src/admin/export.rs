@@ -88,7 +88,7 @@ pub fn stats_json(shared: &Shared) -> Value {
     let t = shared.traffic.totals();
     let last = shared.traffic.last().unwrap_or_default();
     json!({
-        "instance": &*shared.instance,
+        "instance": &*shared.instance(),
         "uptime_secs": shared.traffic.uptime_secs(),
         "requests": t.requests,
         "status": t,
@@ -515,8 +515,12 @@ impl prometheus_client::collector::Collector for Collector {
         for (p, s) in &per_server {
             let (sum, count, buckets) = s.latency.snapshot();
             let l = labels(p, s);
-            h.encode_family(&l)?
-                .encode_histogram::<Labels>(sum, count, &buckets, None)?;
+            h.encode_family(&l)?.encode_histogram::<Labels>(
+                sum,
+                count,
+                &per_bucket(&buckets),
+                None,
+            )?;
         }
 
         let pools = |f: &dyn Fn(&Pool) -> i64| -> Vec<(Labels, ConstGauge<i64>)> {
@@ -613,12 +617,147 @@ impl prometheus_client::collector::Collector for Collector {
     }
 }
 
-pub fn prometheus(shared: &Arc<Shared>) -> String {
+/// The encoder takes each bucket's own count and writes the running sums itself; the
+/// latency snapshot is already cumulative, so it is taken apart here (else every bucket, `+Inf`
+/// included, is summed twice and exceeds `_count`).
+fn per_bucket(cumulative: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    cumulative
+        .iter()
+        .map(|&(le, n)| {
+            let own = n.saturating_sub(below);
+            below = below.max(n);
+            (le, own)
+        })
+        .collect()
+}
+
+/// The two text formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text 0.0.4: counters are typed under their `_total` name, no `# EOF`.
+    Text,
+    /// OpenMetrics 1.0: counter families without `_total`, ending with `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// OpenMetrics when the `Accept` field prefers it to plain text (Prometheus asks for it
+    /// first), text 0.0.4 otherwise (curl, older scrapers).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let (mut om, mut text) = (0.0f32, 0.0f32);
+        for item in accept.unwrap_or("").split(',') {
+            let mut parts = item.split(';');
+            let kind = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match kind.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+pub fn prometheus(shared: &Arc<Shared>, format: Format) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("langur");
     registry.register_collector(Box::new(Collector(shared.clone())));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
         out.clear();
     }
+    match format {
+        Format::OpenMetrics => out,
+        Format::Text => openmetrics_to_text(&out),
+    }
+}
+
+/// Rewrites the encoder's OpenMetrics into text 0.0.4: a counter family `x` has its samples
+/// named `x_total`, which 0.0.4 types under that name; `# UNIT` and `# EOF` do not exist there.
+fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = if p == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                };
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{p}{name}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_buckets_are_taken_apart() {
+        let c = [(0.1, 2), (1.0, 5), (f64::INFINITY, 6)];
+        assert_eq!(per_bucket(&c), vec![(0.1, 2), (1.0, 3), (f64::INFINITY, 1)]);
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0.1, text/plain")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn counters_are_typed_under_their_sample_name_in_text() {
+        let om = "# HELP a Things.\n# TYPE a counter\na_total{x=\"1\"} 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_total Things.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
+        );
+    }
 }

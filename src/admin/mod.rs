@@ -4,9 +4,14 @@
 //! Security: it listens on loopback unless told otherwise, and then a token is required at
 //! start. With a token, every request must carry it, as `Authorization: Bearer TOKEN` or as
 //! the password of HTTP Basic (so a browser can open the dashboard; the user name is ignored).
-//! Mutations are POST only, and a POST must not come from another origin (an `Origin` header
-//! naming a different host is refused), so a page elsewhere cannot drive a logged-in browser.
-//! GET never changes anything.
+//! Without a token, only loopback needs protecting, from the browsers on the same machine: a
+//! page of another site that makes its own name resolve to 127.0.0.1 (DNS rebinding) is
+//! same-origin for the browser, so the `Host` it sends is what tells it apart. Such requests
+//! are answered 403 unless `Host` names loopback (`localhost`, `*.localhost`, 127.0.0.0/8,
+//! `[::1]`), the listener's own address, or one of `[admin] hosts`.
+//! Mutations are POST only, and a POST whose `Origin` is not this API's own origin (or one of
+//! `[admin] hosts`) is refused, so a page elsewhere cannot drive a logged-in browser. GET never
+//! changes anything.
 
 mod export;
 
@@ -30,6 +35,73 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// The largest POST body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
+/// Who may use the admin API (`[admin] token` and `hosts`); swapped whole on reload.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub token: Option<String>,
+    /// Lowercase host names (or IP addresses) accepted in `Host` and `Origin` besides loopback.
+    pub hosts: Vec<String>,
+}
+
+impl Access {
+    pub fn from_config(c: &crate::config::AdminSettings) -> Access {
+        Access {
+            token: c.token.clone().filter(|t| !t.is_empty()),
+            hosts: c.hosts.clone(),
+        }
+    }
+
+    /// Whether a `Host` (or an origin's host and port) names this API: a loopback name or
+    /// address, the listener's own address, or a configured host.
+    pub fn host_allowed(&self, authority: &str, local: SocketAddr) -> bool {
+        let Some(host) = host_of(authority) else {
+            return false;
+        };
+        if host == "localhost" || host.ends_with(".localhost") {
+            return true;
+        }
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            let ip = match ip {
+                std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            if ip.is_loopback() || ip == local.ip() {
+                return true;
+            }
+        }
+        self.hosts.contains(&host)
+    }
+}
+
+/// The host of a `host[:port]` authority, lowercased, without brackets or a final dot;
+/// `None` when it is not one.
+fn host_of(authority: &str) -> Option<String> {
+    let a = authority.trim();
+    let host = if let Some(rest) = a.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        inner
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, port)) if is_port(port) => h,
+            Some(_) => return None,
+            None => a,
+        }
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    ok.then_some(host)
+}
+
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Refuses to expose the admin API without a token.
 pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() && token.map_or(true, str::is_empty) {
@@ -46,6 +118,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let sampler = tokio::spawn(sample(shared.clone()));
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -54,7 +129,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let shared = shared.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, local, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .header_read_timeout(Duration::from_secs(10))
@@ -113,8 +188,8 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Resp {
 }
 
 /// Whether the request carries the token (when one is configured).
-fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
-    let Some(token) = shared.admin_token.as_deref() else {
+fn authorized(access: &Access, req: &Request<Incoming>) -> bool {
+    let Some(token) = access.token.as_deref() else {
         return true;
     };
     let Some(v) = req
@@ -148,28 +223,70 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A POST from a page of another origin is refused (browsers always send `Origin` on
-/// cross-origin POSTs).
-fn same_origin(req: &Request<Incoming>) -> bool {
-    let Some(origin) = req
+/// The authorities a request names: its `Host` fields and the authority of an absolute-form
+/// target. Browsers always send `Host`; a request without any names nothing to check.
+fn authorities(req: &Request<Incoming>) -> Vec<&str> {
+    let mut out: Vec<&str> = req
         .headers()
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    else {
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect();
+    if let Some(a) = req.uri().authority() {
+        out.push(a.as_str());
+    }
+    out
+}
+
+/// A state-changing request from a page of another origin is refused: its `Origin`, when
+/// present, must be this API's own (same scheme-less authority as `Host`) or name one of
+/// `[admin] hosts`, and, without a token, also pass the `Host` rule. `Origin: null` is refused.
+fn origin_allowed(access: &Access, local: SocketAddr, req: &Request<Incoming>) -> bool {
+    let mut origins = req.headers().get_all(http::header::ORIGIN).iter();
+    let Some(origin) = origins.next() else {
         return true;
     };
-    let host = req
+    if origins.next().is_some() {
+        return false;
+    }
+    let Some(authority) = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+    else {
+        return false;
+    };
+    if authority.contains(['/', '@', '?', '#']) {
+        return false;
+    }
+    let same = req
         .headers()
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+        .is_some_and(|h| h.eq_ignore_ascii_case(authority));
+    let named = host_of(authority).is_some_and(|h| access.hosts.contains(&h));
+    let reachable = access.token.is_some() || access.host_allowed(authority, local);
+    (same || named) && reachable
 }
 
-async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp {
-    if !authorized(shared, &req) {
+async fn handle(shared: &Arc<Shared>, local: SocketAddr, req: Request<Incoming>) -> Resp {
+    let access = shared.admin.load_full();
+    if access.token.is_none() {
+        if let Some(bad) = authorities(&req)
+            .into_iter()
+            .find(|a| !access.host_allowed(a, local))
+        {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Host `{}` is not a name of this admin API: use localhost or {local}, add the name to [admin] hosts, or set [admin] token",
+                    bad.escape_debug()
+                ),
+            );
+        }
+    }
+    if !authorized(&access, &req) {
         let mut r = error(StatusCode::UNAUTHORIZED, "this admin API needs its token");
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
@@ -203,7 +320,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp {
                 .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
             return r;
         }
-        if !same_origin(&req) {
+        if !origin_allowed(&access, local, &req) {
             return error(StatusCode::FORBIDDEN, "cross-origin POST refused");
         }
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
@@ -241,11 +358,21 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp {
             "text/csv; charset=utf-8",
             export::csv(shared),
         ),
-        ["metrics"] => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            export::prometheus(shared),
-        ),
+        ["metrics"] => {
+            let format = export::Format::negotiate(
+                req.headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let mut r = reply(
+                StatusCode::OK,
+                format.content_type(),
+                export::prometheus(shared, format),
+            );
+            r.headers_mut()
+                .insert(http::header::VARY, HeaderValue::from_static("accept"));
+            r
+        }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     }
 }

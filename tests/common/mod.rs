@@ -330,6 +330,8 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
 /// Starts langur with an admin listener on 127.0.0.1:0 too.
 pub async fn start_with_admin(mut config: langur::config::Config) -> Langur {
     config.server.access_log = false;
+    // The test client's default `Host` (the admin API refuses names it does not know).
+    config.admin.hosts.push("test.local".into());
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     Langur::start_on(config, vec![l], Some(admin))
