@@ -430,7 +430,7 @@ fn bind_sockets(
         if let Err(e) = probe(addr) {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 anyhow::bail!(
-                    "the port is already in use by another process (to share it on purpose, set [server] reuse_port = true in both)"
+                    "the port is already in use by another process (to share it on purpose, set [server] reuse_port = true)"
                 );
             }
             return Err(e.into());

@@ -99,6 +99,278 @@ fn check_warns_about_a_server_that_is_langur_itself() {
     assert!(text.contains("warning") && text.contains("loop"), "{text}");
 }
 
+#[test]
+fn check_names_the_line_of_duplicate_listeners_and_unitless_durations() {
+    let f = temp_file(
+        "ops.toml",
+        "[server]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:80\"]\n[pools.p.check]\ninterval = 2000\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f = f.display().to_string();
+    assert!(
+        text.contains(&format!(
+            "{f}:2: `listen`: 127.0.0.1:8080 is also a client listener on line 2"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{f}:9: `interval`: `2000` has no unit: write \"2000ms\" or \"2000s\""
+        )),
+        "{text}"
+    );
+}
+
+/// A running langur's output, line by line, kept for the test to search.
+struct Run {
+    child: tokio::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Run {
+    async fn start(config: &std::path::Path, args: &[&str]) -> Run {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(out).lines();
+                while let Ok(Some(l)) = r.next_line().await {
+                    lines.lock().unwrap().push(l);
+                }
+            });
+        }
+        Run { child, lines }
+    }
+
+    /// The first line containing `what` (waits up to 10 s).
+    async fn wait_for(&self, what: &str) -> String {
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(what)) {
+                return l.clone();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no line with {what:?} in:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn count(&self, what: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn refused(a: std::net::SocketAddr) {
+    let t = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(a).await.is_ok() {
+        assert!(t.elapsed() < Duration::from_secs(5), "{a} still accepts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A second langur with the same config does not silently share the first one's port
+/// (SO_REUSEPORT); `reuse_port = true` shares it on purpose. The first one's workers share
+/// their port among themselves all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_a_served_port_is_refused_unless_asked_to_share() {
+    let b = common::Backend::start("b").await;
+    let p = free_port();
+    let route = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    );
+    let cfg = temp_file(
+        "shared-1.toml",
+        &format!("[server]\nlisten = [\"{p}\"]\n{route}"),
+    );
+    let args = [
+        "--admin",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--no-access-log",
+    ];
+    let first = Run::start(&cfg, &args).await;
+    first.wait_for(&format!("listen={p}")).await;
+    for _ in 0..6 {
+        assert_eq!(common::get(p, "/").await.status, 200);
+    }
+    let admin: std::net::SocketAddr = first
+        .wait_for("admin=")
+        .await
+        .split("admin=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // The same config, a wildcard address on the same port, the first one's admin port.
+    let wildcard = temp_file(
+        "shared-2.toml",
+        &format!("[server]\nlisten = [\"0.0.0.0:{}\"]\n{route}", p.port()),
+    );
+    let free = free_port();
+    let other = temp_file(
+        "shared-3.toml",
+        &format!("[server]\nlisten = [\"{free}\"]\n{route}"),
+    );
+    for (config, admin_arg, want) in [
+        (
+            &cfg,
+            "127.0.0.1:0".to_string(),
+            format!("cannot listen on {p}"),
+        ),
+        (
+            &wildcard,
+            "127.0.0.1:0".to_string(),
+            format!("cannot listen on 0.0.0.0:{}", p.port()),
+        ),
+        (
+            &other,
+            admin.to_string(),
+            format!("cannot listen on {admin} (admin)"),
+        ),
+    ] {
+        let mut second = Run::start(config, &["--admin", &admin_arg, "--no-access-log"]).await;
+        let status = tokio::time::timeout(Duration::from_secs(10), second.child.wait())
+            .await
+            .expect("the second process exits")
+            .unwrap();
+        assert_eq!(status.code(), Some(1));
+        let line = second.wait_for(&want).await;
+        assert!(line.contains("already in use by another process"), "{line}");
+        assert!(line.contains("reuse_port"), "{line}");
+    }
+
+    // Asked for: it shares the port.
+    let sharing = temp_file(
+        "shared-4.toml",
+        &format!("[server]\nlisten = [\"{p}\"]\nreuse_port = true\n{route}"),
+    );
+    let second = Run::start(&sharing, &args).await;
+    second.wait_for(&format!("listen={p}")).await;
+    assert_eq!(common::get(p, "/").await.status, 200);
+    drop(second);
+    drop(first);
+}
+
+/// SIGHUP applies `listen` changes in the multi-worker server: the new port is served by
+/// every worker, the removed one closes. A changed `workers` is refused with the old config
+/// still serving, and `--listen` keeps its place over the file's `listen`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_listener_changes_and_refuses_a_workers_change() {
+    let b = common::Backend::start("b").await;
+    let route = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    );
+    let (p1, p2) = (free_port(), free_port());
+    let text = |listen: std::net::SocketAddr, workers: usize| {
+        format!("[server]\nlisten = [\"{listen}\"]\nworkers = {workers}\n{route}")
+    };
+    let cfg = temp_file("hup.toml", &text(p1, 2));
+    let run = Run::start(&cfg, &["--admin", "127.0.0.1:0", "--no-access-log"]).await;
+    run.wait_for(&format!("listen={p1}")).await;
+    assert_eq!(common::get(p1, "/").await.status, 200);
+
+    std::fs::write(&cfg, text(p2, 2)).unwrap();
+    run.signal("-HUP");
+    let line = run.wait_for("config reloaded").await;
+    assert!(line.contains(&format!("+client listener {p2}")), "{line}");
+    assert!(line.contains(&format!("-client listener {p1}")), "{line}");
+    // Fresh connections land on both workers' sockets.
+    for _ in 0..20 {
+        assert_eq!(common::get(p2, "/").await.status, 200);
+    }
+    refused(p1).await;
+
+    std::fs::write(&cfg, text(p1, 3)).unwrap();
+    run.signal("-HUP");
+    run.wait_for("reload refused").await;
+    run.wait_for("`workers` changed (from 2 to 3)").await;
+    assert_eq!(common::get(p2, "/").await.status, 200);
+    assert!(tokio::net::TcpStream::connect(p1).await.is_err());
+    assert_eq!(run.count("config reloaded"), 1);
+    drop(run);
+
+    // `--listen` replaces the file's listeners, on reload too.
+    let p3 = free_port();
+    std::fs::write(&cfg, text(p3, 2)).unwrap();
+    let run = Run::start(
+        &cfg,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--no-access-log",
+        ],
+    )
+    .await;
+    let at: std::net::SocketAddr = run
+        .wait_for("listen=")
+        .await
+        .split("listen=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    run.signal("-HUP");
+    let line = run.wait_for("config reloaded").await;
+    assert!(!line.contains("listener"), "{line}");
+    assert_eq!(common::get(at, "/").await.status, 200);
+    assert!(tokio::net::TcpStream::connect(p3).await.is_err());
+}
+
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
