@@ -108,7 +108,7 @@ impl ClientInfo {
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
 pub async fn handle(
     rt: &Arc<Runtime>,
-    req: Request<ClientIn>,
+    mut req: Request<ClientIn>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
 ) -> Response<ProxyBody> {
@@ -125,7 +125,6 @@ pub async fn handle(
     ) {
         return error_response(kind, log);
     }
-    let mut req = req;
     if let Err(kind) = target_phase(&mut req) {
         return error_response(kind, log);
     }
@@ -303,15 +302,18 @@ pub(crate) fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Res
 /// A body is read ahead up to `request_buffer` first: a short body reaches a server whole or
 /// not at all (a malformed chunk, a body over `max_body_size` or a client that stalls is
 /// answered here), and a slow client does not hold a server's connection while it trickles.
-pub(crate) async fn upstream_request(
-    rt: &Runtime,
+///
+/// The head is prepared when this is called; the future returned is [`upstream_body`]'s own
+/// (not one wrapped around it, which would move the request once more per request).
+pub(crate) fn upstream_request<'a>(
+    rt: &'a Runtime,
     req: Request<ClientIn>,
     client: &ClientInfo,
-    conn: &Arc<ConnState>,
-) -> Result<Request<UpBody>, ErrorKind> {
+    conn: &'a Arc<ConnState>,
+) -> impl std::future::Future<Output = Result<Request<UpBody>, ErrorKind>> + 'a {
     let (mut parts, body) = req.into_parts();
     upstream_parts(rt, &mut parts, client);
-    upstream_body(rt, parts, body, conn).await
+    upstream_body(rt, parts, body, conn)
 }
 
 /// The upstream request from a head already prepared by [`upstream_parts`] and the client's
