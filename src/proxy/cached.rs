@@ -598,3 +598,39 @@ fn purge(
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, host: &str) -> http::request::Parts {
+        let mut p = Request::builder().uri(uri).body(()).unwrap().into_parts().0;
+        p.headers.insert(HOST, HeaderValue::from_str(host).unwrap());
+        p
+    }
+
+    #[test]
+    fn the_key_holds_scheme_host_and_target() {
+        let p = parts("/a?b=1", "Site.Example:8443");
+        assert_eq!(key_of(&p, "https"), "https://site.example:8443/a?b=1");
+        assert_ne!(key_of(&p, "https"), key_of(&p, "http"));
+        assert_ne!(
+            key_of(&parts("/a", "one.example"), "http"),
+            key_of(&parts("/a", "two.example"), "http")
+        );
+    }
+
+    #[test]
+    fn related_keys_stay_on_the_same_host() {
+        let host = HeaderValue::from_static("site.example");
+        let k = |v: &'static str| related_key(&HeaderValue::from_static(v), "https", Some(&host));
+        assert_eq!(k("/x/../y?q").as_deref(), Some("https://site.example/y?q"));
+        assert_eq!(
+            k("https://SITE.example/z").as_deref(),
+            Some("https://site.example/z")
+        );
+        assert_eq!(k("https://other.example/z"), None);
+        assert_eq!(k("//other.example/z"), None);
+        assert_eq!(k("relative/path"), None);
+    }
+}
