@@ -77,6 +77,11 @@ pub struct ConnState {
     started: AtomicU64,
     /// Responses whose body ended cleanly (and was dropped by hyper).
     completed: AtomicU64,
+    /// Exchanges over, however they ended (their response body dropped, or their service
+    /// future dropped before it answered): with `started`, the HTTP/2 streams in progress.
+    finished: AtomicU64,
+    /// What the scanner of the client's bytes last saw (see [`ConnState::note_scan`]).
+    scan: AtomicU64,
     /// hyper's last I/O on the socket was a successful flush (nothing of its own left to write).
     flushed: AtomicBool,
     /// Index of the first request whose framing was ambiguous (see `framing.rs`), or MAX.
@@ -110,6 +115,8 @@ impl ConnState {
             body_pending: AtomicBool::new(false),
             started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            scan: AtomicU64::new(0),
             flushed: AtomicBool::new(false),
             ambiguous_at: AtomicU64::new(u64::MAX),
             manual: false,
@@ -153,6 +160,41 @@ impl ConnState {
         self.completed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A response body handed to hyper was dropped: cleanly ended or not.
+    pub fn body_dropped(&self, ended: bool) {
+        if ended {
+            self.response_done();
+        } else {
+            self.force_close();
+        }
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the scanner's view: how far the client got (heads or header blocks begun) and
+    /// whether it is in the middle of one (or of the HTTP/2 preface).
+    fn note_scan(&self, (seen, reading): (u64, bool)) {
+        self.scan
+            .store(seen << 1 | u64::from(reading), Ordering::Relaxed);
+    }
+
+    /// What the connection waits for now (for connections the watchdog in
+    /// [`drive_until_stopped`] looks after).
+    fn wait(&self, h2: bool) -> Wait {
+        let scan = self.scan.load(Ordering::Relaxed);
+        let started = self.started.load(Ordering::Relaxed);
+        let busy = started != self.finished.load(Ordering::Relaxed)
+            || (!h2 && self.body_pending.load(Ordering::Relaxed));
+        // A header block in progress stalls every HTTP/2 stream: it has its deadline even
+        // while other streams are busy.
+        if scan & 1 == 1 && (h2 || !busy) {
+            Wait::Reading(scan)
+        } else if busy {
+            Wait::Busy
+        } else {
+            Wait::Idle(started)
+        }
+    }
+
     /// Every response so far was written out (bodies ended cleanly, hyper flushed).
     fn responses_done(&self) -> bool {
         !self.close.load(Ordering::Relaxed)
@@ -165,14 +207,32 @@ impl ConnState {
     }
 }
 
+/// What a client's bytes are scanned for on their way to hyper.
+enum Scan {
+    /// HTTP/1.1: framing hyper would resolve silently, chunked framing rules, heads begun.
+    H1(crate::framing::Framing),
+    /// HTTP/2: the preface and header blocks, for their deadlines.
+    H2(crate::framing::H2Frames),
+}
+
+impl Scan {
+    fn stop(&mut self) {
+        if let Scan::H1(f) = self {
+            f.stop();
+        }
+    }
+}
+
 /// The socket, with bytes hyper had read ahead (pipelined requests) served first. It records
 /// whether hyper's last I/O was a completed flush.
 struct Prefixed {
     io: TokioIo<TcpStream>,
     prefix: Bytes,
     state: Arc<ConnState>,
-    /// Watches the request stream for framing hyper would resolve silently.
-    framing: crate::framing::Framing,
+    /// Watches the request stream (see [`Scan`]).
+    scan: Scan,
+    /// The scanner found bytes that break the framing rules: reads fail from here on.
+    failed: bool,
 }
 
 impl Read for Prefixed {
@@ -192,9 +252,44 @@ impl Read for Prefixed {
             Pin::new(this.io.inner_mut()),
             cx,
             buf,
-            &mut this.framing,
+            &mut this.scan,
+            &mut this.failed,
             &this.state,
         )
+    }
+}
+
+fn invalid_framing() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the request's chunked framing breaks RFC 9112 7.1",
+    )
+}
+
+/// Scans what the client sent before hyper gets it; `failed` once the bytes broke the
+/// chunked framing rules (hyper then gets the bytes before the bad one, and a read error).
+/// Returns how many bytes of `data` hyper may have.
+fn scan_bytes(scan: &mut Scan, failed: &mut bool, state: &ConnState, data: &[u8]) -> usize {
+    match scan {
+        Scan::H1(framing) => {
+            let had = framing.ambiguous();
+            let ok = framing.scan(data);
+            if had.is_none() {
+                if let Some(i) = framing.ambiguous() {
+                    state.ambiguous_at.store(i, Ordering::Relaxed);
+                }
+            }
+            state.note_scan(framing.progress());
+            if ok < data.len() {
+                *failed = true;
+            }
+            ok
+        }
+        Scan::H2(frames) => {
+            frames.scan(data);
+            state.note_scan(frames.progress());
+            data.len()
+        }
     }
 }
 
@@ -204,9 +299,13 @@ fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
     io: Pin<&mut T>,
     cx: &mut Context<'_>,
     mut buf: ReadBufCursor<'_>,
-    framing: &mut crate::framing::Framing,
+    scan: &mut Scan,
+    failed: &mut bool,
     state: &ConnState,
 ) -> Poll<io::Result<()>> {
+    if *failed {
+        return Poll::Ready(Err(invalid_framing()));
+    }
     // Uninitialized (not zeroed on every read); tokio's ReadBuf tracks what got filled.
     let mut chunk = [const { std::mem::MaybeUninit::<u8>::uninit() }; 16 * 1024];
     let want = buf.remaining().min(chunk.len());
@@ -215,24 +314,22 @@ fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
         Poll::Ready(Ok(())) => {}
         other => return other,
     }
-    let had = framing.ambiguous();
-    framing.scan(tbuf.filled());
-    if had.is_none() {
-        if let Some(i) = framing.ambiguous() {
-            state.ambiguous_at.store(i, Ordering::Relaxed);
-        }
+    let data = tbuf.filled();
+    let ok = scan_bytes(scan, failed, state, data);
+    if ok == 0 && *failed {
+        return Poll::Ready(Err(invalid_framing()));
     }
-    buf.put_slice(tbuf.filled());
+    buf.put_slice(&data[..ok]);
     Poll::Ready(Ok(()))
 }
 
-/// A TLS client connection speaking HTTP/1.1, watched by the framing scanner like a plain one.
+/// A TLS client connection, its bytes scanned like a plain one's (HTTP/1.1 or HTTP/2, as ALPN
+/// chose).
 struct ScannedTls {
     io: tokio_rustls::server::TlsStream<TcpStream>,
-    framing: crate::framing::Framing,
+    scan: Scan,
+    failed: bool,
     state: Arc<ConnState>,
-    /// ALPN chose HTTP/2: nothing to scan.
-    h2: bool,
 }
 
 impl Read for ScannedTls {
@@ -242,8 +339,8 @@ impl Read for ScannedTls {
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.h2 || this.state.tunnel.load(Ordering::Relaxed) {
-            // No copy: hand the bytes straight to hyper (or the tunnel).
+        if this.state.tunnel.load(Ordering::Relaxed) {
+            // No copy: hand the bytes straight to the tunnel.
             let mut io = TokioIo::new(&mut this.io);
             return Pin::new(&mut io).poll_read(cx, buf);
         }
@@ -251,7 +348,8 @@ impl Read for ScannedTls {
             Pin::new(&mut this.io),
             cx,
             buf,
-            &mut this.framing,
+            &mut this.scan,
+            &mut this.failed,
             &this.state,
         )
     }
@@ -366,6 +464,10 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         let rt = self.shared.runtime.load_full();
         let ambiguous = index >= state.ambiguous_at.load(Ordering::Relaxed);
         Box::pin(async move {
+            // Counts the exchange as finished if this future is dropped before it answers
+            // (an HTTP/2 stream reset by its client); after, the response body does.
+            let exchange = Unanswered(Some(state));
+            let state = exchange.0.as_ref().expect("set above");
             let mut resp = if ambiguous {
                 // Both Content-Length and Transfer-Encoding, or Content-Length twice.
                 let log = rt.access_log.then(|| {
@@ -378,12 +480,30 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 });
                 proxy::error_response(crate::error::ErrorKind::BadRequest, log)
             } else {
-                proxy::handle(&rt, req.map(ClientIn::Hyper), &state.client, &state).await
+                proxy::handle(&rt, req.map(ClientIn::Hyper), &state.client, state).await
             };
             rt.traffic.count(resp.status().as_u16());
-            resp.body_mut().attach(state);
+            resp.body_mut().attach(exchange.answered());
             Ok(resp)
         })
+    }
+}
+
+/// An exchange of hyper's that has not answered yet (see [`ProxyService::call`]).
+struct Unanswered(Option<Arc<ConnState>>);
+
+impl Unanswered {
+    /// The response is ready: its body counts the exchange from here.
+    fn answered(mut self) -> Arc<ConnState> {
+        self.0.take().expect("answered once")
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(state) = &self.0 {
+            state.finished.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -421,43 +541,33 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
     };
     let mut stream = stream;
     let mut pending = Bytes::new();
-    // A new connection gets `header_read_timeout` for its first byte, then again for a whole
+    // A new connection gets `header_read_timeout` for its first bytes, then again for a whole
     // head (hyper's timer).
-    let wait = svc.shared.runtime.load().limits.header_read_timeout;
-    let mut first = fresh;
-    let mut waiting = fresh;
-    loop {
-        if first && svc.shared.runtime.load().h2c {
-            // h2c with prior knowledge: the connection preface starts with "PRI " (not an
-            // HTTP/1 method anyone uses).
-            if tokio::time::timeout(wait, stream.readable()).await.is_err() {
-                return;
-            }
-            let mut peek = [0u8; 4];
-            if matches!(stream.peek(&mut peek).await, Ok(4)) && &peek == b"PRI " {
-                let mut framing = crate::framing::Framing::default();
-                framing.stop();
+    let (wait, h2c) = {
+        let rt = svc.shared.runtime.load();
+        (rt.limits.header_read_timeout, rt.h2c)
+    };
+    if fresh {
+        let born = *ticks.borrow();
+        match first_bytes(&stream, tokio::time::Instant::now() + wait, h2c).await {
+            None => return,
+            Some(false) => {}
+            Some(true) => {
                 let io = Prefixed {
                     io: TokioIo::new(stream),
                     prefix: Bytes::new(),
                     state: svc.conn.clone(),
-                    framing,
+                    scan: Scan::H2(Default::default()),
+                    failed: false,
                 };
                 let _active = active.enter();
                 // Boxed: the HTTP/2 connection's state stays out of the parked future.
-                Box::pin(serve_h2(io, svc, ticks)).await;
+                Box::pin(serve_h2(io, svc, ticks, born)).await;
                 return;
             }
         }
-        first = false;
-        if pending.is_empty() && waiting {
-            // Nothing allocated but the socket, until the client sends its first request.
-            match tokio::time::timeout(wait, stream.readable()).await {
-                Ok(Ok(())) => {}
-                _ => return,
-            }
-        }
-        waiting = true;
+    }
+    loop {
         {
             let _active = active.enter();
             // Boxed: a waiting connection's task keeps no room for an exchange's state.
@@ -477,19 +587,19 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
                 Outcome::Hyper => {
                     // hyper reads from the first byte of the request the lane left, and the
                     // framing scanner watches from there (the lane only takes bodiless heads).
-                    let prefix = std::mem::take(&mut pending);
-                    let mut framing = crate::framing::Framing::starting_at(
+                    let mut prefix = std::mem::take(&mut pending);
+                    let mut scan = Scan::H1(crate::framing::Framing::starting_at(
                         svc.conn.started.load(Ordering::Relaxed),
-                    );
-                    framing.scan(&prefix);
-                    if let Some(i) = framing.ambiguous() {
-                        svc.conn.ambiguous_at.store(i, Ordering::Relaxed);
-                    }
+                    ));
+                    let mut failed = false;
+                    let ok = scan_bytes(&mut scan, &mut failed, &svc.conn, &prefix);
+                    prefix.truncate(ok);
                     let io = Prefixed {
                         io: TokioIo::new(stream),
                         prefix,
                         state: svc.conn.clone(),
-                        framing,
+                        scan,
+                        failed,
                     };
                     match Box::pin(drive(io, svc.clone(), &mut ticks)).await {
                         Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => {
@@ -528,24 +638,74 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
     }
 }
 
-/// The server settings for connections that are not parked (TLS, h2c): HTTP/1.1 and HTTP/2,
-/// both from the runtime's limits.
-fn server_builder(
-    rt: &proxy::Runtime,
-) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+/// Waits (until `deadline`) for a new connection's first bytes, peeked so the lane or hyper
+/// reads them: a first byte, or with h2c on, until `PRI ` (the start of the HTTP/2 preface, not
+/// an HTTP/1 method anyone uses) is told from anything else. `None`: the client closed or sent
+/// nothing in time; else whether it speaks HTTP/2 with prior knowledge. A peek, not a readiness
+/// wait: a socket may be reported readable before any byte arrived.
+async fn first_bytes(
+    stream: &TcpStream,
+    deadline: tokio::time::Instant,
+    h2c: bool,
+) -> Option<bool> {
+    // One timer, for the deadline and the short pauses below, and the socket polled directly
+    // (a small future: a connection waiting for its first bytes is a task of its own).
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    let mut peek = [0u8; 4];
+    loop {
+        let n = std::future::poll_fn(|cx| {
+            let mut buf = tokio::io::ReadBuf::new(&mut peek);
+            if let Poll::Ready(r) = stream.poll_peek(cx, &mut buf) {
+                return Poll::Ready(r.ok().filter(|&n| n > 0));
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await?;
+        if !h2c || peek[..n] != b"PRI "[..n] {
+            return Some(false);
+        }
+        if n == 4 {
+            return Some(true);
+        }
+        // Part of `PRI ` so far: the socket stays readable, so look again shortly.
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        sleep
+            .as_mut()
+            .reset(deadline.min(now + Duration::from_millis(5)));
+        (&mut sleep).await;
+        sleep.as_mut().reset(deadline);
+    }
+}
+
+/// HTTP/1.1 server settings for TLS connections (plain ones are driven in [`drive`]). The head
+/// deadline is the watchdog's (see [`drive_until_stopped`]), not hyper's: hyper's runs from
+/// the moment it waits for a head, so it would close idle keep-alive connections at
+/// `header_read_timeout` rather than `keepalive_timeout`.
+fn h1_builder(rt: &proxy::Runtime) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(crate::timer::LazyTimer)
-        .header_read_timeout(rt.limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_headers(rt.limits.max_headers)
-        // hyper-util's builder has no head-size limit of its own; the read buffer's cap is one
-        // (TLS hands over at most 16 KiB a read, so a head over the cap is caught).
-        .max_buf_size(rt.limits.max_header_size)
+        .max_header_size(rt.limits.max_header_size)
         .keep_alive(true);
     builder
-        .http2()
+}
+
+/// HTTP/2 server settings (TLS with ALPN h2, and h2c), from the runtime's limits.
+fn h2_builder(
+    rt: &proxy::Runtime,
+) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder =
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(rt.h2.max_concurrent_streams)
         .initial_stream_window_size(rt.h2.window)
@@ -554,33 +714,117 @@ fn server_builder(
     builder
 }
 
-/// Serves an h2c connection (prior knowledge) until it ends or the worker stops.
-async fn serve_h2(io: Prefixed, svc: ProxyService, mut ticks: tokio::sync::watch::Receiver<u64>) {
+/// Serves an h2c connection (prior knowledge) until it ends, times out, or the worker stops.
+async fn serve_h2(
+    io: Prefixed,
+    svc: ProxyService,
+    mut ticks: tokio::sync::watch::Receiver<u64>,
+    born: u64,
+) {
     let rt = svc.shared.runtime.load_full();
     let shared = svc.shared.clone();
-    let builder = server_builder(&rt).http2_only();
-    let conn = builder.serve_connection(io, svc);
-    drive_until_stopped(conn, &shared, &mut ticks, |c| c.graceful_shutdown()).await;
+    let state = svc.conn.clone();
+    let conn = h2_builder(&rt).serve_connection(io, svc);
+    let watch = Watchdog {
+        state: &state,
+        h2: true,
+        born,
+    };
+    drive_until_stopped(conn, &shared, &mut ticks, watch, |c| c.graceful_shutdown()).await;
 }
 
-/// Drives a connection that is not parked (HTTP/2, TLS); at shutdown it is told to finish
-/// gracefully (GOAWAY for HTTP/2, close after the exchange in progress for HTTP/1).
+/// What a connection that is not parked (TLS, HTTP/2) waits for, which decides its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// An exchange in progress: its own timers apply (`body_timeout`, `request_timeout`, the
+    /// pool's), not the connection's.
+    Busy,
+    /// Part of a head, the HTTP/2 preface or an unfinished HTTP/2 header block has arrived
+    /// (`header_read_timeout`); the scanner's view, so progress to the next one starts anew.
+    Reading(u64),
+    /// Nothing in progress, after this many requests: the first is awaited for
+    /// `header_read_timeout`, the next ones for `keepalive_timeout`.
+    Idle(u64),
+}
+
+impl Wait {
+    fn limit(self, limits: &crate::config::Limits) -> Option<Duration> {
+        match self {
+            Wait::Busy => None,
+            Wait::Reading(_) | Wait::Idle(0) => Some(limits.header_read_timeout),
+            Wait::Idle(_) => Some(limits.keepalive_timeout),
+        }
+    }
+}
+
+/// The deadlines of a connection that is not parked, checked on the park clock's ticks (so a
+/// deadline costs no timer of its own, and is met up to two ticks late, never early).
+struct Watchdog<'a> {
+    state: &'a ConnState,
+    h2: bool,
+    /// The tick the connection was accepted at (its first request is awaited from there).
+    born: u64,
+}
+
+/// Drives a connection that is not parked (HTTP/2, TLS) until it ends, its deadline passes
+/// (see [`Wait`]), or the worker stops. At shutdown it is told to finish gracefully (GOAWAY for
+/// HTTP/2, close after the exchange in progress for HTTP/1); so is an idle HTTP/2 connection,
+/// which is cut two ticks later if its client does not let it close. Any other deadline cuts it
+/// at once.
 async fn drive_until_stopped<C: Future>(
     conn: C,
     shared: &Shared,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
-    finish: impl FnOnce(Pin<&mut C>),
+    watch: Watchdog<'_>,
+    finish: impl Fn(Pin<&mut C>),
 ) {
     let mut conn = std::pin::pin!(conn);
-    let mut finish = Some(finish);
+    let mut stopping = false;
+    let mut goaway_at: Option<u64> = None;
+    let mut seen = (Wait::Idle(0), watch.born);
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
-            changed = ticks.changed(), if finish.is_some() => {
+            changed = ticks.changed() => {
                 if changed.is_err() || shared.stopping.load(Ordering::Relaxed) {
-                    if let Some(f) = finish.take() {
-                        f(conn.as_mut());
+                    if !stopping {
+                        stopping = true;
+                        finish(conn.as_mut());
                     }
+                    if changed.is_err() {
+                        // No clock any more: the worker is ending; wait for the connection.
+                        conn.as_mut().await;
+                        return;
+                    }
+                }
+                let now = *ticks.borrow();
+                if let Some(at) = goaway_at {
+                    if now >= at + 2 {
+                        return;
+                    }
+                    continue;
+                }
+                let wait = watch.state.wait(watch.h2);
+                if wait != seen.0 {
+                    seen = (wait, now);
+                    continue;
+                }
+                let Some(limit) = wait.limit(&shared.runtime.load().limits) else {
+                    continue;
+                };
+                // The state began somewhere in the tick it was seen in: counted from that
+                // tick's end, so a deadline is never early (and late by up to two ticks).
+                let ticks = (now - seen.1).saturating_sub(1);
+                let waited = PARK_TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
+                if waited < limit {
+                    continue;
+                }
+                match wait {
+                    Wait::Idle(_) if watch.h2 => {
+                        finish(conn.as_mut());
+                        goaway_at = Some(now);
+                    }
+                    _ => return,
                 }
             }
         }
@@ -588,7 +832,8 @@ async fn drive_until_stopped<C: Future>(
 }
 
 /// Serves one TLS client connection: the handshake (within `header_read_timeout`), then
-/// HTTP/2 or HTTP/1.1 as ALPN chose. Not parked: TLS state holds buffers anyway.
+/// HTTP/2 or HTTP/1.1 as ALPN chose (HTTP/1.1 without ALPN), and only that protocol. Not
+/// parked: TLS state holds buffers anyway.
 pub async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
@@ -596,6 +841,7 @@ pub async fn serve_tls(
     active: Arc<Active>,
     mut ticks: tokio::sync::watch::Receiver<u64>,
 ) {
+    let born = *ticks.borrow();
     let rt = shared.runtime.load_full();
     let Some(config) = rt.tls.clone() else {
         return;
@@ -613,20 +859,34 @@ pub async fn serve_tls(
     let _active = active.enter();
     let mut client = ClientInfo::new(peer);
     client.scheme = "https";
+    let state = Arc::new(ConnState::new(client));
     let svc = ProxyService {
         shared: shared.clone(),
-        conn: Arc::new(ConnState::new(client)),
+        conn: state.clone(),
     };
-    let builder = server_builder(&rt);
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = ScannedTls {
         io: tls,
-        framing: Default::default(),
-        state: svc.conn.clone(),
-        h2,
+        scan: if h2 {
+            Scan::H2(Default::default())
+        } else {
+            Scan::H1(Default::default())
+        },
+        failed: false,
+        state: state.clone(),
     };
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    drive_until_stopped(conn, &shared, &mut ticks, |c| c.graceful_shutdown()).await;
+    let watch = Watchdog {
+        state: &state,
+        h2,
+        born,
+    };
+    if h2 {
+        let conn = h2_builder(&rt).serve_connection(io, svc);
+        drive_until_stopped(conn, &shared, &mut ticks, watch, |c| c.graceful_shutdown()).await;
+    } else {
+        let conn = h1_builder(&rt).serve_connection(io, svc).with_upgrades();
+        drive_until_stopped(conn, &shared, &mut ticks, watch, |c| c.graceful_shutdown()).await;
+    }
 }
 
 /// What driving hyper came to.
@@ -733,7 +993,7 @@ async fn drive(
                 .take();
             if let Some(tx) = pending {
                 let mut io = parts.io;
-                io.framing.stop();
+                io.scan.stop();
                 if !parts.read_buf.is_empty() {
                     io.prefix = [parts.read_buf.as_ref(), io.prefix.as_ref()]
                         .concat()

@@ -13,6 +13,19 @@
 //! It only has to agree with hyper on requests hyper accepts; anything hyper refuses ends the
 //! connection anyway. Once a head is found ambiguous, or something it does not understand
 //! comes by, it stops.
+//!
+//! Chunked bodies are held to RFC 9112 7.1 exactly, more strictly than hyper: a chunk-size line
+//! is hex digits, then extensions (`;` name, optionally `=` token or quoted string, whitespace
+//! only around `;` and `=`), then CRLF; no whitespace before the CRLF, no control bytes. Every
+//! line of the trailer section ends with CRLF: hyper ends a trailer line only at CRLF, so a bare
+//! LF there would let it read a pipelined request as trailer text where other parsers see two
+//! requests. The first byte that breaks these rules makes the stream *invalid*: the connection
+//! hands hyper the bytes before it and then a read error, so the request is answered 400 and the
+//! connection closed.
+//!
+//! [`H2Frames`] follows an HTTP/2 connection's frames the same way (lengths and flags only), so
+//! the connection knows when its client is inside the preface or an unfinished header block,
+//! states that get a deadline of their own (see `conn.rs`).
 
 /// Where the scanner is in the request stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +37,21 @@ enum State {
     /// `num` body bytes to skip.
     Body,
     ChunkSize,
-    ChunkExt,
+    /// Whitespace after the size: only `;` may follow.
+    ChunkSizeBws,
+    /// After `;` (and whitespace): an extension name must start.
+    ExtName0,
+    ExtName,
+    /// Whitespace after a name: `=` or `;`.
+    ExtNameBws,
+    /// After `=` (and whitespace): a token or a quoted string.
+    ExtValue0,
+    ExtToken,
+    ExtQuoted,
+    ExtQuotedPair,
+    /// After a value: whitespace then `;`, or CRLF.
+    ExtValueEnd,
+    ExtValueBws,
     ChunkSizeLf,
     /// `num` chunk bytes to skip.
     ChunkData,
@@ -32,8 +59,11 @@ enum State {
     ChunkDataLf,
     TrailerLineStart,
     TrailerLine,
+    TrailerLineLf,
     TrailerEndLf,
     Stopped,
+    /// A byte broke the chunked framing rules: nothing after it is accepted.
+    Invalid,
 }
 
 /// The field a header line is being matched against.
@@ -65,6 +95,8 @@ pub struct Framing {
     cl_digits: bool,
     /// The head's last byte was CR at the start of a line (the head ends at the LF).
     blank_cr: bool,
+    /// Hex digits of the current chunk size.
+    size_digits: u8,
 }
 
 impl Default for Framing {
@@ -85,6 +117,7 @@ impl Default for Framing {
             te_count: 0,
             cl_digits: false,
             blank_cr: false,
+            size_digits: 0,
         }
     }
 }
@@ -106,14 +139,43 @@ impl Framing {
 
     /// Stops scanning (the connection was upgraded to another protocol).
     pub fn stop(&mut self) {
-        self.state = State::Stopped;
+        if self.state != State::Invalid {
+            self.state = State::Stopped;
+        }
     }
 
-    /// Scans bytes as they arrive from the client.
-    pub fn scan(&mut self, mut bytes: &[u8]) {
+    /// A byte broke the chunked framing rules (see the module documentation).
+    pub fn invalid(&self) -> bool {
+        self.state == State::Invalid
+    }
+
+    /// Heads seen completely, and whether part of the next head (a byte other than the empty
+    /// lines a server may skip) has arrived: what the connection's head deadline follows.
+    pub fn progress(&self) -> (u64, bool) {
+        let reading = match self.state {
+            State::Before => false,
+            State::Head => true,
+            // A body without a request in flight, or a stream the scanner gave up on: only
+            // a head could be late here.
+            _ => true,
+        };
+        (self.heads, reading)
+    }
+
+    /// Scans bytes as they arrive from the client. Returns how many of them are acceptable: all
+    /// of them, unless one breaks the chunked framing rules (then the bytes before it).
+    pub fn scan(&mut self, bytes: &[u8]) -> usize {
+        let len = bytes.len();
+        let left = self.scan_inner(bytes);
+        len - left
+    }
+
+    /// Scans; returns the number of bytes left unscanned (from the invalid byte on).
+    fn scan_inner(&mut self, mut bytes: &[u8]) -> usize {
         while !bytes.is_empty() {
             match self.state {
-                State::Stopped => return,
+                State::Stopped => return 0,
+                State::Invalid => return bytes.len(),
                 State::Body | State::ChunkData => {
                     let take = (bytes.len() as u64).min(self.num);
                     bytes = &bytes[take as usize..];
@@ -136,15 +198,19 @@ impl Framing {
                         bytes = &bytes[1..];
                         self.byte(b);
                     }
-                    None => return,
+                    None => return 0,
                 },
                 _ => {
                     let b = bytes[0];
-                    bytes = &bytes[1..];
                     self.byte(b);
+                    if self.state == State::Invalid {
+                        return bytes.len();
+                    }
+                    bytes = &bytes[1..];
                 }
             }
         }
+        0
     }
 
     /// In a head, the rest of the current line holds nothing the scanner needs.
@@ -169,54 +235,115 @@ impl Framing {
             State::ChunkSize => match b {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
                     let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+                    self.size_digits = self.size_digits.saturating_add(1);
                     match self.num.checked_mul(16).and_then(|c| c.checked_add(d)) {
                         Some(c) => self.num = c,
-                        None => self.state = State::Stopped,
+                        None => self.state = State::Invalid,
                     }
                 }
-                b';' | b' ' | b'\t' => self.state = State::ChunkExt,
+                _ if self.size_digits == 0 => self.state = State::Invalid,
+                b';' => self.state = State::ExtName0,
+                b' ' | b'\t' => self.state = State::ChunkSizeBws,
                 b'\r' => self.state = State::ChunkSizeLf,
-                b'\n' => self.chunk_line_done(),
-                _ => self.state = State::Stopped,
+                _ => self.state = State::Invalid,
             },
-            State::ChunkExt => match b {
+            State::ChunkSizeBws => match b {
+                b' ' | b'\t' => {}
+                b';' => self.state = State::ExtName0,
+                _ => self.state = State::Invalid,
+            },
+            State::ExtName0 => match b {
+                b' ' | b'\t' => {}
+                _ if tchar(b) => self.state = State::ExtName,
+                _ => self.state = State::Invalid,
+            },
+            State::ExtName => match b {
+                _ if tchar(b) => {}
+                b'=' => self.state = State::ExtValue0,
+                b';' => self.state = State::ExtName0,
+                b' ' | b'\t' => self.state = State::ExtNameBws,
                 b'\r' => self.state = State::ChunkSizeLf,
-                b'\n' => self.chunk_line_done(),
-                _ => {}
+                _ => self.state = State::Invalid,
+            },
+            State::ExtNameBws => match b {
+                b' ' | b'\t' => {}
+                b'=' => self.state = State::ExtValue0,
+                b';' => self.state = State::ExtName0,
+                _ => self.state = State::Invalid,
+            },
+            State::ExtValue0 => match b {
+                b' ' | b'\t' => {}
+                b'"' => self.state = State::ExtQuoted,
+                _ if tchar(b) => self.state = State::ExtToken,
+                _ => self.state = State::Invalid,
+            },
+            State::ExtToken => match b {
+                _ if tchar(b) => {}
+                b';' => self.state = State::ExtName0,
+                b' ' | b'\t' => self.state = State::ExtValueBws,
+                b'\r' => self.state = State::ChunkSizeLf,
+                _ => self.state = State::Invalid,
+            },
+            State::ExtQuoted => match b {
+                b'"' => self.state = State::ExtValueEnd,
+                b'\\' => self.state = State::ExtQuotedPair,
+                // qdtext: HTAB, SP, visible characters but `"` and `\`, obs-text.
+                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => {}
+                _ => self.state = State::Invalid,
+            },
+            State::ExtQuotedPair => match b {
+                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => self.state = State::ExtQuoted,
+                _ => self.state = State::Invalid,
+            },
+            State::ExtValueEnd => match b {
+                b';' => self.state = State::ExtName0,
+                b' ' | b'\t' => self.state = State::ExtValueBws,
+                b'\r' => self.state = State::ChunkSizeLf,
+                _ => self.state = State::Invalid,
+            },
+            State::ExtValueBws => match b {
+                b' ' | b'\t' => {}
+                b';' => self.state = State::ExtName0,
+                _ => self.state = State::Invalid,
             },
             State::ChunkSizeLf => match b {
                 b'\n' => self.chunk_line_done(),
-                _ => self.state = State::Stopped,
+                _ => self.state = State::Invalid,
             },
             State::ChunkDataCr => match b {
                 b'\r' => self.state = State::ChunkDataLf,
-                b'\n' => self.next_chunk(),
-                _ => self.state = State::Stopped,
+                _ => self.state = State::Invalid,
             },
             State::ChunkDataLf => match b {
                 b'\n' => self.next_chunk(),
-                _ => self.state = State::Stopped,
+                _ => self.state = State::Invalid,
             },
+            // Every trailer line, and the empty line that ends the section, ends with CRLF.
             State::TrailerLineStart => match b {
                 b'\r' => self.state = State::TrailerEndLf,
-                b'\n' => self.state = State::Before,
+                b'\n' => self.state = State::Invalid,
                 _ => self.state = State::TrailerLine,
             },
-            State::TrailerLine => {
-                if b == b'\n' {
-                    self.state = State::TrailerLineStart;
-                }
-            }
+            State::TrailerLine => match b {
+                b'\r' => self.state = State::TrailerLineLf,
+                b'\n' => self.state = State::Invalid,
+                _ => {}
+            },
+            State::TrailerLineLf => match b {
+                b'\n' => self.state = State::TrailerLineStart,
+                _ => self.state = State::Invalid,
+            },
             State::TrailerEndLf => match b {
                 b'\n' => self.state = State::Before,
-                _ => self.state = State::Stopped,
+                _ => self.state = State::Invalid,
             },
-            State::Body | State::ChunkData | State::Stopped => {}
+            State::Body | State::ChunkData | State::Stopped | State::Invalid => {}
         }
     }
 
     fn next_chunk(&mut self) {
         self.num = 0;
+        self.size_digits = 0;
         self.state = State::ChunkSize;
     }
 
@@ -321,6 +448,97 @@ impl Framing {
     }
 }
 
+/// A token character (RFC 9110 5.6.2).
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The HTTP/2 client connection preface (RFC 9113 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_HEADERS: u8 = 0x1;
+const H2_CONTINUATION: u8 = 0x9;
+const H2_END_HEADERS: u8 = 0x4;
+
+/// Follows the frames a client sends on an HTTP/2 connection: the preface (the 24 bytes and the
+/// first frame, which must be SETTINGS), and header blocks (a HEADERS frame without
+/// END_HEADERS, until the CONTINUATION that ends it). Frame headers are read byte by byte,
+/// payloads skipped whole. It only reports what it sees; the h2 crate enforces the protocol.
+#[derive(Debug, Default)]
+pub struct H2Frames {
+    /// Preface bytes matched (24: done), then whether the first frame was read whole.
+    preface: u8,
+    settings_done: bool,
+    /// The frame header being read, and how much of it arrived.
+    head: [u8; 9],
+    have: u8,
+    /// Payload bytes of the current frame still to skip.
+    left: u32,
+    /// Inside a header block (HEADERS without END_HEADERS, then CONTINUATIONs).
+    in_block: bool,
+    /// Header blocks begun (each starts a stream, or trailers).
+    blocks: u64,
+    /// Not HTTP/2 after all (the h2 crate refuses it): nothing more to follow.
+    stopped: bool,
+}
+
+impl H2Frames {
+    /// Header blocks begun, and whether the client is inside the preface or a header block:
+    /// what the connection's deadlines follow.
+    pub fn progress(&self) -> (u64, bool) {
+        let reading = !self.stopped && (!self.settings_done || self.in_block);
+        (self.blocks, reading)
+    }
+
+    pub fn scan(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.stopped {
+            if usize::from(self.preface) < H2_PREFACE.len() {
+                let at = usize::from(self.preface);
+                let n = bytes.len().min(H2_PREFACE.len() - at);
+                if bytes[..n] != H2_PREFACE[at..at + n] {
+                    self.stopped = true;
+                    return;
+                }
+                self.preface += n as u8;
+                bytes = &bytes[n..];
+                continue;
+            }
+            if self.left > 0 {
+                let n = (bytes.len() as u64).min(u64::from(self.left)) as usize;
+                bytes = &bytes[n..];
+                self.left -= n as u32;
+                if self.left == 0 {
+                    self.settings_done = true;
+                }
+                continue;
+            }
+            let n = bytes.len().min(9 - usize::from(self.have));
+            self.head[usize::from(self.have)..usize::from(self.have) + n]
+                .copy_from_slice(&bytes[..n]);
+            self.have += n as u8;
+            bytes = &bytes[n..];
+            if self.have < 9 {
+                continue;
+            }
+            self.have = 0;
+            let h = self.head;
+            let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
+            let (kind, flags) = (h[3], h[4]);
+            match kind {
+                H2_HEADERS => {
+                    self.blocks += 1;
+                    self.in_block = flags & H2_END_HEADERS == 0;
+                }
+                H2_CONTINUATION if flags & H2_END_HEADERS != 0 => self.in_block = false,
+                _ => {}
+            }
+            self.left = len;
+            if len == 0 {
+                self.settings_done = true;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +583,139 @@ mod tests {
     fn chunked_bodies_and_trailers_are_skipped() {
         let s = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n";
         assert_eq!(ambiguous_at(s), Some(1));
+    }
+
+    /// Where the first invalid byte is, scanning whole or byte by byte (`None`: all valid).
+    fn invalid_at(input: &[u8]) -> Option<usize> {
+        let mut whole = Framing::default();
+        let n = whole.scan(input);
+        let mut bytewise = Framing::default();
+        let m = input
+            .iter()
+            .take_while(|b| bytewise.scan(std::slice::from_ref(b)) == 1)
+            .count();
+        assert_eq!(n, m, "split scans disagree on {input:?}");
+        assert_eq!(whole.invalid(), n < input.len());
+        (n < input.len()).then_some(n)
+    }
+
+    fn chunked(body: &str) -> Vec<u8> {
+        format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}").into_bytes()
+    }
+
+    #[test]
+    fn chunk_size_lines_follow_rfc_9112_exactly() {
+        for good in [
+            "5\r\nhello\r\n0\r\n\r\n",
+            "5;a\r\nhello\r\n0\r\n\r\n",
+            "5 ;a=b\r\nhello\r\n0\r\n\r\n",
+            "5\t; a = b ;c\r\nhello\r\n0;x\r\n\r\n",
+            "5;a=\"q \\\"x\\\" é\"\r\nhello\r\n0\r\n\r\n",
+            "0005;a=\"\" ;b\r\nhello\r\n000\r\n\r\n",
+        ] {
+            assert_eq!(invalid_at(&chunked(good)), None, "{good:?}");
+        }
+        for bad in [
+            "5 \r\nhello\r\n0\r\n\r\n",
+            "5\t\r\nhello\r\n0\r\n\r\n",
+            "5;\r\nhello\r\n0\r\n\r\n",
+            "5;a \r\nhello\r\n0\r\n\r\n",
+            "5;a=b \r\nhello\r\n0\r\n\r\n",
+            "5;a=\r\nhello\r\n0\r\n\r\n",
+            "5;a=\x01\r\nhello\r\n0\r\n\r\n",
+            "5;a\x01\r\nhello\r\n0\r\n\r\n",
+            "5;a=\"x\x01\"\r\nhello\r\n0\r\n\r\n",
+            "5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+            "5;a\nb\r\nhello\r\n0\r\n\r\n",
+            "5;a\rb\r\nhello\r\n0\r\n\r\n",
+            "5\nhello\r\n0\r\n\r\n",
+            ";a\r\nhello\r\n0\r\n\r\n",
+            "\r\nhello\r\n0\r\n\r\n",
+            "5\r\nhello\n0\r\n\r\n",
+            "5\r\nhelloX\r\n0\r\n\r\n",
+            "FFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(invalid_at(&chunked(bad)).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bare_lf_anywhere_in_trailers_is_invalid() {
+        // The issue's case: hyper would read the pipelined GET as trailer text.
+        let input =
+            chunked("5\r\nhello\r\n0\r\nX-Note: a\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n");
+        let at = invalid_at(&input).expect("invalid");
+        assert_eq!(input[at], b'\n');
+        assert_eq!(&input[at - 9..at], b"X-Note: a");
+        for bad in [
+            "0\r\n\n",
+            "0\r\nX: a\r\n\n",
+            "0\r\nX: a\nY: b\r\n\r\n",
+            "0\r\nX: a\rb\r\n\r\n",
+            "0\r\n\rX",
+        ] {
+            assert!(invalid_at(&chunked(bad)).is_some(), "{bad:?}");
+        }
+        let good = chunked("0\r\nX: a\r\nY: b\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        assert_eq!(invalid_at(&good), None);
+        let mut f = Framing::default();
+        f.scan(&good);
+        assert_eq!(f.heads, 2);
+    }
+
+    #[test]
+    fn progress_tells_a_head_in_progress_from_an_idle_stream() {
+        let mut f = Framing::default();
+        f.scan(b"\r\n");
+        assert_eq!(f.progress(), (0, false));
+        f.scan(b"GET / HT");
+        assert_eq!(f.progress(), (0, true));
+        f.scan(b"TP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(f.progress(), (1, false));
+    }
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 1];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn h2_frames_follow_the_preface_and_header_blocks() {
+        let mut stream = H2_PREFACE.to_vec();
+        let mut marks = vec![(stream.len(), (0, true))];
+        stream.extend(frame(0x4, 0, &[0, 3, 0, 0, 0, 100]));
+        marks.push((stream.len(), (0, false)));
+        stream.extend(frame(0x1, 0, b"abc"));
+        marks.push((stream.len(), (1, true)));
+        stream.extend(frame(0x9, 0, b"d"));
+        marks.push((stream.len(), (1, true)));
+        stream.extend(frame(0x9, 0x4, b"e"));
+        marks.push((stream.len(), (1, false)));
+        stream.extend(frame(0x1, 0x5, b"fgh"));
+        marks.push((stream.len(), (2, false)));
+        stream.extend(frame(0x0, 0x1, &[0; 40]));
+        marks.push((stream.len(), (2, false)));
+        for step in [1, 3, 7, 1000] {
+            let mut f = H2Frames::default();
+            let mut at = 0;
+            for &(end, want) in &marks {
+                while at < end {
+                    let n = step.min(end - at);
+                    f.scan(&stream[at..at + n]);
+                    at += n;
+                }
+                assert_eq!(f.progress(), want, "step {step}, at {end}");
+            }
+        }
+        // Half a preface is reading; a stream that is not HTTP/2 is not followed.
+        let mut f = H2Frames::default();
+        f.scan(&H2_PREFACE[..10]);
+        assert_eq!(f.progress(), (0, true));
+        let mut f = H2Frames::default();
+        f.scan(b"GET / HTTP/1.1\r\n");
+        assert_eq!(f.progress(), (0, false));
     }
 
     #[test]

@@ -289,3 +289,42 @@ async fn after_hyper_served_a_body_the_connection_comes_back_to_the_lane() {
     assert_eq!(o.requests().len(), 3);
     lg.shutdown().await;
 }
+
+/// A chunked body longer than `request_buffer` starts streaming to the server before its end
+/// arrives; a trailer section with a bare LF then fails the request: the client gets 400 and
+/// a closed connection, the server never a complete request, and the pipelined GET behind it
+/// is never served.
+#[tokio::test]
+async fn a_bad_trailer_after_the_body_started_streaming_fails_the_request() {
+    let (o, lg, at) = start().await;
+    let chunk = "x".repeat(4096);
+    let mut raw =
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        raw.extend_from_slice(format!("1000\r\n{chunk}\r\n").as_bytes());
+    }
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(&raw).await.unwrap();
+    // The first 64 KiB were read ahead, and the request went out.
+    for _ in 0..100 {
+        if o.seen.lock().unwrap().iter().any(|c| !c.is_empty())
+            || o.closed.load(Ordering::SeqCst) > 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = s
+        .write_all(b"0\r\nX-Note: a\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(r.is_ok(), "the connection stayed open");
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The origin's parser never saw a whole request (it answers each one it sees).
+    assert!(o.requests().is_empty(), "{:?}", o.requests().len());
+    lg.shutdown().await;
+}

@@ -167,3 +167,182 @@ async fn an_unread_request_body_is_never_taken_for_a_request() {
     assert_eq!(b.hits(), 0, "the body reached a backend as a request");
     lg.shutdown().await;
 }
+
+/// langur with short connection timers: `header_read_timeout` 1 s, `keepalive_timeout` 4 s
+/// (far enough apart to tell which one closed a connection).
+async fn timed(h2c: bool) -> (langur::Langur, Backend) {
+    let b = Backend::start("b").await;
+    let toml = format!(
+        "[server]\nh2c = {h2c}\nheader_read_timeout = \"1s\"\nkeepalive_timeout = \"4s\"\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    );
+    (langur_toml(&toml).await, b)
+}
+
+/// Reads (and drops) what comes until the peer closes; how long that took from `since`, or
+/// `None` if it stayed open for `max`.
+async fn closed_after(
+    s: &mut TcpStream,
+    since: std::time::Instant,
+    max: Duration,
+) -> Option<Duration> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(max.saturating_sub(since.elapsed()), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(since.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Opens a connection, writes `bytes`, and tells when langur closed it.
+async fn close_time(at: std::net::SocketAddr, bytes: &[u8]) -> Option<Duration> {
+    let t = std::time::Instant::now();
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    closed_after(&mut s, t, Duration::from_secs(8)).await
+}
+
+fn between(took: Option<Duration>, lo_ms: u64, hi_ms: u64) -> bool {
+    took.is_some_and(|t| t >= Duration::from_millis(lo_ms) && t <= Duration::from_millis(hi_ms))
+}
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK block for `GET path` (static-table entries and literals, no Huffman).
+fn get_block(path: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x86, 0x41, 0x01, b'x', 0x04, path.len() as u8];
+    b.extend_from_slice(path.as_bytes());
+    b
+}
+
+/// A connection that sends nothing is closed at `header_read_timeout`, not at
+/// `keepalive_timeout`, whether the listener sniffs for h2c or not (both used to wait for
+/// the keep-alive limit or forever).
+#[tokio::test]
+async fn a_silent_connection_closes_at_the_head_timeout_with_h2c_off_and_on() {
+    let ((off, _b1), (on, _b2)) = tokio::join!(timed(false), timed(true));
+    let (a, b) = tokio::join!(
+        close_time(off.listen_addrs()[0], b""),
+        close_time(on.listen_addrs()[0], b"")
+    );
+    assert!(between(a, 900, 2000), "h2c off: closed after {a:?}");
+    assert!(between(b, 900, 2000), "h2c on: closed after {b:?}");
+    off.shutdown().await;
+    on.shutdown().await;
+}
+
+/// While langur sniffs for the h2c preface, and until the preface and the client's first
+/// frame are in, the head deadline applies.
+#[tokio::test]
+async fn h2c_preface_sniffing_and_the_preface_itself_have_the_head_deadline() {
+    let (lg, _b) = timed(true).await;
+    let at = lg.listen_addrs()[0];
+    let cases: [(&str, &[u8]); 4] = [
+        ("the first bytes of `PRI `", b"PR"),
+        ("half the preface", &PREFACE[..16]),
+        ("the preface without SETTINGS", PREFACE),
+        (
+            "a partial SETTINGS frame",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x06\x04",
+        ),
+    ];
+    let times = futures_util::future::join_all(cases.iter().map(|(_, b)| close_time(at, b))).await;
+    for ((name, _), took) in cases.iter().zip(times) {
+        assert!(between(took, 900, 2300), "{name}: closed after {took:?}");
+    }
+    lg.shutdown().await;
+}
+
+/// An HTTP/2 connection with no stream open is told GOAWAY and closed: at
+/// `header_read_timeout` before its first request, at `keepalive_timeout` after one.
+#[tokio::test]
+async fn an_idle_h2c_connection_gets_goaway_at_its_deadline() {
+    let (lg, _b) = timed(true).await;
+    let at = lg.listen_addrs()[0];
+    // No request at all: the preface and SETTINGS, then silence.
+    let first = async {
+        let t = std::time::Instant::now();
+        let mut s = TcpStream::connect(at).await.unwrap();
+        let mut out = PREFACE.to_vec();
+        out.extend(frame(0x4, 0, 0, &[]));
+        s.write_all(&out).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut got)).await;
+        let took = t.elapsed();
+        // Frame types the server sent: SETTINGS, its ack, then GOAWAY.
+        let mut kinds = Vec::new();
+        let mut i = 0;
+        while i + 9 <= got.len() {
+            kinds.push(got[i + 3]);
+            i += 9 + u32::from_be_bytes([0, got[i], got[i + 1], got[i + 2]]) as usize;
+        }
+        (took, kinds)
+    };
+    // One request, then idle: the keep-alive limit.
+    let after_one = async {
+        let s = TcpStream::connect(at).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, String>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(s),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(conn);
+        let resp = send
+            .send_request(http::Request::get("http://x/").body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
+        assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
+        t.elapsed()
+    };
+    let ((took, kinds), idle) = tokio::join!(first, after_one);
+    assert!(
+        took >= Duration::from_millis(900) && took <= Duration::from_millis(2500),
+        "no request: closed after {took:?}"
+    );
+    assert!(
+        kinds.contains(&0x7),
+        "no GOAWAY before the close: {kinds:?}"
+    );
+    assert!(
+        idle >= Duration::from_millis(3900) && idle <= Duration::from_millis(5500),
+        "after a request: closed after {idle:?} (keepalive_timeout 4 s)"
+    );
+    lg.shutdown().await;
+}
+
+/// A HEADERS frame without END_HEADERS and no CONTINUATION stalls the whole connection: it is
+/// cut at `header_read_timeout`, even while another stream is busy.
+#[tokio::test]
+async fn an_unfinished_http2_header_block_is_cut_at_the_head_timeout() {
+    let (lg, b) = timed(true).await;
+    let at = lg.listen_addrs()[0];
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(0x4, 0, 0, &[]));
+    // Stream 1: a whole request the server takes 3 s to answer.
+    bytes.extend(frame(0x1, 0x5, 1, &get_block("/slow/3000")));
+    // Stream 3: the start of a header block, never finished.
+    let block = get_block("/never");
+    bytes.extend(frame(0x1, 0x1, 3, &block[..3]));
+    let took = close_time(at, &bytes).await;
+    assert!(between(took, 900, 2300), "closed after {took:?}");
+    assert_eq!(b.hits(), 1, "stream 1 reached the server");
+    lg.shutdown().await;
+}

@@ -824,6 +824,156 @@ async fn ambiguous_framing_over_tls_is_refused_too() {
     lg.shutdown().await;
 }
 
+/// After the handshake a TLS connection speaks the protocol ALPN chose and nothing else:
+/// HTTP/1.1 bytes on an `h2` connection are not served, nor is the HTTP/2 preface on an
+/// `http/1.1` one; HTTP/1.1 (chosen, or without ALPN) gets langur's own framing checks.
+#[tokio::test]
+async fn tls_serves_only_the_protocol_alpn_chose() {
+    ensure_provider();
+    let pki = Pki::new("alpn");
+    let (c, k, _) = pki.issue("site", &["site.test"]);
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&tls_config(b.addr, &[(c, k)], "")).await;
+    let at = lg.tls_addrs()[0];
+    let read_all = |mut s: tokio_rustls::client::TlsStream<TcpStream>| async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+        out
+    };
+    // ALPN h2, then an HTTP/1.1 request: not an HTTP/2 preface, so no answer but a GOAWAY.
+    let mut s = tls_connect(&pki, at, "site.test", &[b"h2"]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_all(s).await;
+    assert!(
+        !out.starts_with(b"HTTP/1.1"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    // ALPN http/1.1, then the HTTP/2 preface: refused as HTTP/1.1 would refuse it.
+    let mut s = tls_connect(&pki, at, "site.test", &[b"http/1.1"]).await;
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let out = read_all(s).await;
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 4"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(b.hits(), 0);
+    // HTTP/1.1, chosen or by default, with the chunked framing rules of plain listeners: the
+    // pipelined GET hidden behind a bare LF in the trailers is refused with its request.
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let mut s = tls_connect(&pki, at, "site.test", alpn).await;
+        s.write_all(
+            b"POST /x HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\nX-Note: a\n\r\nGET /second HTTP/1.1\r\nHost: site.test\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let out = String::from_utf8_lossy(&read_all(s).await).to_string();
+        assert!(out.starts_with("HTTP/1.1 400"), "{alpn:?}: {out}");
+        assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
+        // And a good request is served as HTTP/1.1.
+        let mut s = tls_connect(&pki, at, "site.test", alpn).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&read_all(s).await).to_string();
+        assert!(out.starts_with("HTTP/1.1 200"), "{alpn:?}: {out}");
+    }
+    assert_eq!(b.hits(), 2);
+    lg.shutdown().await;
+}
+
+/// Every state of a TLS connection has a deadline (`header_read_timeout` 1 s,
+/// `keepalive_timeout` 4 s here): a handshake that stops halfway, a finished handshake
+/// followed by nothing (HTTP/2 or HTTP/1.1), a head that stops halfway, and an idle
+/// keep-alive connection, which waits for `keepalive_timeout`, not the head timeout.
+#[tokio::test]
+async fn tls_connections_have_a_deadline_in_every_state() {
+    ensure_provider();
+    let pki = Pki::new("timers");
+    let (c, k, _) = pki.issue("site", &["site.test"]);
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&tls_config(
+        b.addr,
+        &[(c, k)],
+        "[server]\nheader_read_timeout = \"1s\"\nkeepalive_timeout = \"4s\"",
+    ))
+    .await;
+    let at = lg.tls_addrs()[0];
+    let pki = &pki;
+    /// How long until langur closes the connection (`None`: open after 8 s).
+    async fn closes<S: tokio::io::AsyncRead + Unpin>(
+        mut s: S,
+        t: std::time::Instant,
+    ) -> Option<Duration> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = Duration::from_secs(8).saturating_sub(t.elapsed());
+            match tokio::time::timeout(left, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(t.elapsed()),
+                Ok(Ok(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+    let half_handshake = async {
+        let t = std::time::Instant::now();
+        let mut s = TcpStream::connect(at).await.unwrap();
+        // The record header of a ClientHello, and no more.
+        s.write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8]).await.unwrap();
+        closes(s, t).await
+    };
+    let silent = |alpn: &'static [&'static [u8]]| async move {
+        let t = std::time::Instant::now();
+        let s = tls_connect(pki, at, "site.test", alpn).await;
+        closes(s, t).await
+    };
+    let half_head = async {
+        let t = std::time::Instant::now();
+        let mut s = tls_connect(pki, at, "site.test", &[b"http/1.1"]).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: si").await.unwrap();
+        closes(s, t).await
+    };
+    let keep_alive = async {
+        let mut s = tls_connect(pki, at, "site.test", &[b"http/1.1"]).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).ends_with("\r\n\r\nb") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the response");
+            got.extend_from_slice(&buf[..n]);
+        }
+        closes(s, std::time::Instant::now()).await
+    };
+    let (hh, h2, h1, none, head, idle) = tokio::join!(
+        half_handshake,
+        silent(&[b"h2"]),
+        silent(&[b"http/1.1"]),
+        silent(&[]),
+        half_head,
+        keep_alive
+    );
+    let within = |t: Option<Duration>, lo: u64, hi: u64| {
+        t.is_some_and(|t| t >= Duration::from_millis(lo) && t <= Duration::from_millis(hi))
+    };
+    assert!(within(hh, 900, 2000), "half a handshake: {hh:?}");
+    assert!(within(h2, 900, 2500), "h2, nothing sent: {h2:?}");
+    assert!(within(h1, 900, 2500), "http/1.1, nothing sent: {h1:?}");
+    assert!(within(none, 900, 2500), "no ALPN, nothing sent: {none:?}");
+    assert!(within(head, 900, 2500), "half a head: {head:?}");
+    assert!(within(idle, 3900, 5500), "idle keep-alive: {idle:?}");
+    lg.shutdown().await;
+}
+
 /// "Closes when its server is marked down", literally: the health checks mark the server down
 /// (its listener is gone, the TCP check fails `fall` times) and `on_marked_down =
 /// "shutdown-sessions"` ends the tunnel, which was still working until then.

@@ -199,6 +199,15 @@ pub enum UpBody {
 }
 
 impl UpBody {
+    /// Whether the body is known whole (none, or read ahead to its end), so it could be sent
+    /// again.
+    pub fn is_whole(&self) -> bool {
+        match self {
+            UpBody::Client(c) => c.complete(),
+            UpBody::Copy(_) | UpBody::Empty => true,
+        }
+    }
+
     /// A copy to send again, if the body is known whole.
     pub fn replay(&self) -> Option<UpBody> {
         let frames = match self {
@@ -538,11 +547,7 @@ impl Body for ProxyBody {
 impl Drop for ProxyBody {
     fn drop(&mut self) {
         if let Some(c) = &self.conn {
-            if self.ended {
-                c.response_done();
-            } else {
-                c.force_close();
-            }
+            c.body_dropped(self.ended);
         }
         if let Some(mut log) = self.log.take() {
             log.bytes = self.bytes;
