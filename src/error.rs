@@ -35,6 +35,8 @@ pub enum ErrorKind {
     ClientTimeout,
     /// A method a reverse proxy does not serve (CONNECT).
     MethodNotAllowed,
+    /// A transfer coding langur does not implement (RFC 9112 6.1).
+    NotImplemented,
 }
 
 impl ErrorKind {
@@ -55,6 +57,7 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -68,6 +71,7 @@ impl ErrorKind {
                 | ErrorKind::HeadersTooLarge
                 | ErrorKind::BodyTooLarge
                 | ErrorKind::ClientTimeout
+                | ErrorKind::NotImplemented
         )
     }
 
@@ -88,6 +92,7 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::ClientTimeout => "client_body_timeout",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::NotImplemented => "not_implemented",
         }
     }
 
@@ -120,6 +125,9 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => "413 Content Too Large\n",
             ErrorKind::ClientTimeout => "408 Request Timeout: the request body stopped arriving\n",
             ErrorKind::MethodNotAllowed => "405 Method Not Allowed: this is a reverse proxy\n",
+            ErrorKind::NotImplemented => {
+                "501 Not Implemented: a transfer coding this proxy does not implement\n"
+            }
         }
     }
 }

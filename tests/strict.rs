@@ -144,9 +144,28 @@ fn request_cases() -> Vec<(&'static str, Vec<u8>, u16)> {
             post("Content-Length: 99999999999999999999999\r\n", ""),
             400,
         ),
+        // Codings langur does not implement, before a final chunked: 501 (RFC 9112 6.1).
         (
             "TE gzip, chunked",
             post("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+            501,
+        ),
+        (
+            "TE deflate, chunked",
+            post("Transfer-Encoding: deflate, chunked\r\n", "0\r\n\r\n"),
+            501,
+        ),
+        (
+            "TE gzip then chunked in two fields",
+            post(
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\n",
+            ),
+            501,
+        ),
+        (
+            "TE chunked, chunked",
+            post("Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n"),
             400,
         ),
         (
@@ -236,6 +255,75 @@ fn request_cases() -> Vec<(&'static str, Vec<u8>, u16)> {
             chunked("5;a\rb\r\nhello\r\n0\r\n\r\n"),
             400,
         ),
+        // Chunk-size lines exactly as RFC 9112 7.1 writes them.
+        (
+            "chunk size with space before CRLF",
+            chunked("5 \r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "chunk size with tab before CRLF",
+            chunked("5\t\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "chunk extension without a name",
+            chunked("5;\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "chunk extension with space before CRLF",
+            chunked("5;a=b \r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "chunk extension with a control byte",
+            chunked("5;a=\x01b\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "chunk extension with DEL in a quoted value",
+            chunked("5;a=\"\x7f\"\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "last chunk with space before CRLF",
+            chunked("5\r\nhello\r\n0 \r\n\r\n"),
+            400,
+        ),
+        (
+            "chunk data ended by bare LF",
+            chunked("5\r\nhello\n0\r\n\r\n"),
+            400,
+        ),
+        // Trailer sections: every line ends with CRLF. The first case is the issue's: hyper
+        // ends a trailer line only at CRLF, so it would read the pipelined GET as trailer text
+        // where other parsers see two requests.
+        (
+            "trailer ended by bare LF, then a pipelined GET",
+            chunked("5\r\nhello\r\n0\r\nX-Note: a\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400,
+        ),
+        (
+            "trailer section ended by bare LF",
+            chunked("5\r\nhello\r\n0\r\nX-Note: a\r\n\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400,
+        ),
+        (
+            "empty trailer section ended by bare LF",
+            chunked("5\r\nhello\r\n0\r\n\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400,
+        ),
+        (
+            "bare LF between trailer lines",
+            chunked("0\r\nX-A: 1\nX-B: 2\r\n\r\n"),
+            400,
+        ),
+        (
+            "bare CR in a trailer line",
+            chunked("0\r\nX-A: 1\rX-B: 2\r\n\r\n"),
+            400,
+        ),
         // Host
         ("no Host", b"GET /g HTTP/1.1\r\n\r\n".to_vec(), 400),
         ("two Hosts", get("Host: y\r\n"), 400),
@@ -252,6 +340,26 @@ fn request_cases() -> Vec<(&'static str, Vec<u8>, u16)> {
         (
             "Host with path",
             b"GET /g HTTP/1.1\r\nHost: a/b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "Host present but empty",
+            b"GET /g HTTP/1.1\r\nHost: \r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "Host with a port and no host",
+            b"GET /g HTTP/1.1\r\nHost: :80\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "Host empty with a body (hyper's path)",
+            b"POST /p HTTP/1.1\r\nHost:\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+            400,
+        ),
+        (
+            "absolute form with userinfo",
+            b"GET http://u@x/g HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             400,
         ),
         // Request line

@@ -8,7 +8,13 @@
 //! design, a few things that are harmless to an origin server but are how requests get smuggled
 //! past a proxy: `Content-Length` together with `Transfer-Encoding`, a repeated
 //! `Content-Length`, and codings such as `gzip, chunked`. Those are refused here, before routing,
-//! so nothing ambiguous reaches a pool, a file route or the cache.
+//! so nothing ambiguous reaches a pool, a file route or the cache: a transfer coding langur does
+//! not implement gets 501 (RFC 9112 6.1), a list whose last coding is not `chunked` (or that
+//! names it twice) 400 (RFC 9112 6.3).
+//!
+//! The target's authority follows RFC 9110 4.2 and 7.2 in every version: a `Host` that is empty
+//! or not a valid authority, userinfo in the target, or (HTTP/2, RFC 9113 8.3.1) a `Host` that
+//! names another authority than `:authority` is a 400.
 //!
 //! Upstream, the same rules hold for response heads ([`check_response`]): a response a client
 //! might frame differently than we did is a 502, and its connection is not reused.
@@ -43,12 +49,18 @@ pub fn check_request(
     if uri.scheme().is_none() && uri.authority().is_some() {
         return Err(ErrorKind::BadRequest);
     }
+    if let Some(a) = uri.authority() {
+        // No userinfo, no empty host (RFC 9110 4.2.1 and 4.2.4; RFC 9113 8.3.1).
+        if a.as_str().contains('@') || a.host().is_empty() {
+            return Err(ErrorKind::BadRequest);
+        }
+    }
     let f = Fields::of(headers);
     if version >= Version::HTTP_11 || f.hosts > 0 {
-        host(&f, uri)?;
+        host(&f, uri, version)?;
     }
     let length = content_length(&f)?;
-    let chunked = transfer_encoding(&f)?;
+    let chunked = transfer_encoding(headers, &f)?;
     if chunked {
         if length.is_some() {
             return Err(ErrorKind::BadRequest);
@@ -70,7 +82,8 @@ pub fn check_request(
 pub fn check_response(headers: &HeaderMap) -> Result<(), &'static str> {
     let f = Fields::of(headers);
     let length = content_length(&f).map_err(|_| "invalid or repeated content-length")?;
-    let chunked = transfer_encoding(&f).map_err(|_| "transfer-encoding other than chunked")?;
+    let chunked =
+        transfer_encoding(headers, &f).map_err(|_| "transfer-encoding other than chunked")?;
     if chunked && length.is_some() {
         return Err("both content-length and transfer-encoding");
     }
@@ -121,8 +134,11 @@ fn uri_len(uri: &http::Uri) -> usize {
         + uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
-/// Exactly one `Host`, and it is a valid authority (RFC 9112 3.2).
-fn host(f: &Fields<'_>, uri: &http::Uri) -> Result<(), ErrorKind> {
+/// Exactly one `Host`, and it is a valid, non-empty authority (RFC 9112 3.2, RFC 9110 7.2: an
+/// `http` or `https` target always has an authority, so the empty `Host` RFC 9112 allows for
+/// targets without one never applies here). In HTTP/2, a `Host` beside `:authority` must name
+/// the same authority (RFC 9113 8.3.1).
+fn host(f: &Fields<'_>, uri: &http::Uri, version: Version) -> Result<(), ErrorKind> {
     let h = match (f.host, f.hosts) {
         (Some(h), 1) => h,
         // None at all is allowed only with an absolute-form target (which then wins).
@@ -130,23 +146,26 @@ fn host(f: &Fields<'_>, uri: &http::Uri) -> Result<(), ErrorKind> {
         _ => return Err(ErrorKind::BadRequest),
     };
     let b = h.as_bytes();
-    if b.is_empty() {
-        // An empty Host is allowed for a target without an authority (RFC 9112 3.2).
-        return if uri.authority().is_some() {
-            Err(ErrorKind::BadRequest)
-        } else {
-            Ok(())
-        };
-    }
-    if b.iter()
-        .any(|c| matches!(c, b'/' | b'@' | b'?' | b'#' | b' ' | b'\t' | b'\\'))
+    if b.is_empty()
+        || b.iter()
+            .any(|c| matches!(c, b'/' | b'@' | b'?' | b'#' | b' ' | b'\t' | b'\\'))
     {
         return Err(ErrorKind::BadRequest);
     }
-    match http::uri::Authority::try_from(b) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(ErrorKind::BadRequest),
+    let Ok(authority) = http::uri::Authority::try_from(b) else {
+        return Err(ErrorKind::BadRequest);
+    };
+    if authority.host().is_empty() {
+        return Err(ErrorKind::BadRequest);
     }
+    if version == Version::HTTP_2 {
+        if let Some(a) = uri.authority() {
+            if !a.as_str().eq_ignore_ascii_case(authority.as_str()) {
+                return Err(ErrorKind::BadRequest);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The one `Content-Length`, if any: a single field of 1 to 18 digits.
@@ -166,16 +185,41 @@ pub fn digits(b: &[u8]) -> Option<u64> {
     Some(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// Whether the body is chunked: a single `Transfer-Encoding` field that says exactly `chunked`
-/// (any other coding or list is refused; nothing needs one in front of a cache and a pool).
-fn transfer_encoding(f: &Fields<'_>) -> Result<bool, ErrorKind> {
+/// Whether the body is chunked. The codings of every `Transfer-Encoding` field, in order, must
+/// end with `chunked`, which must appear once (else 400: the length cannot be known, RFC 9112
+/// 6.3); any other coding in the list is one langur does not implement (501, RFC 9112 6.1).
+fn transfer_encoding(headers: &HeaderMap, f: &Fields<'_>) -> Result<bool, ErrorKind> {
     let Some(v) = f.coding else {
         return Ok(false);
     };
-    if f.codings > 1 || !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
-        return Err(ErrorKind::BadRequest);
+    if f.codings == 1 && v.as_bytes().eq_ignore_ascii_case(b"chunked") {
+        return Ok(true);
     }
-    Ok(true)
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+        .peekable();
+    let mut other = false;
+    while let Some(c) = codings.next() {
+        let chunked = c.eq_ignore_ascii_case(b"chunked");
+        if codings.peek().is_none() {
+            return match (chunked, other) {
+                (true, false) => Ok(true),
+                (true, true) => Err(ErrorKind::NotImplemented),
+                (false, _) => Err(ErrorKind::BadRequest),
+            };
+        }
+        if chunked {
+            // Applied more than once, or not last.
+            return Err(ErrorKind::BadRequest);
+        }
+        other = true;
+    }
+    // Only empty elements.
+    Err(ErrorKind::BadRequest)
 }
 
 #[cfg(test)]
@@ -212,17 +256,39 @@ mod tests {
             vec![("content-length", "0x5")],
             vec![("content-length", "")],
             vec![("content-length", "99999999999999999999")],
-            vec![("transfer-encoding", "gzip, chunked")],
             vec![
                 ("transfer-encoding", "chunked"),
                 ("transfer-encoding", "chunked"),
             ],
             vec![("transfer-encoding", "identity")],
             vec![("transfer-encoding", "chunked ;")],
+            vec![("transfer-encoding", "chunked, gzip")],
+            vec![("transfer-encoding", "gzip")],
+            vec![
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "gzip"),
+            ],
+            vec![("transfer-encoding", "chunked, chunked")],
+            vec![("transfer-encoding", "gzip, chunked, chunked")],
+            vec![("transfer-encoding", " , ")],
         ] {
             let mut lines = vec![("host", "a")];
             lines.extend(bad.iter().copied());
             assert_eq!(check(&lines), Err(ErrorKind::BadRequest), "{bad:?}");
+        }
+        // Codings langur does not implement, before a final chunked: 501.
+        for unknown in [
+            vec![("transfer-encoding", "gzip, chunked")],
+            vec![("transfer-encoding", "GZIP ,Chunked")],
+            vec![("transfer-encoding", "deflate, gzip, chunked")],
+            vec![
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
+        ] {
+            let mut lines = vec![("host", "a")];
+            lines.extend(unknown.iter().copied());
+            assert_eq!(check(&lines), Err(ErrorKind::NotImplemented), "{unknown:?}");
         }
     }
 
@@ -240,6 +306,41 @@ mod tests {
         assert!(check(&[("host", "[::1]:80")]).is_ok());
         assert!(check_with("/", Version::HTTP_10, &[]).is_ok());
         assert!(check_with("http://a/x", Version::HTTP_11, &[]).is_ok());
+        // Present but empty, or without a host: 400 on every target form and version.
+        for uri in ["/", "http://a/x"] {
+            for v in [Version::HTTP_10, Version::HTTP_11, Version::HTTP_2] {
+                assert_eq!(
+                    check_with(uri, v, &[("host", "")]),
+                    Err(ErrorKind::BadRequest),
+                    "{uri} {v:?}"
+                );
+                assert_eq!(
+                    check_with(uri, v, &[("host", ":80")]),
+                    Err(ErrorKind::BadRequest),
+                    "{uri} {v:?}"
+                );
+            }
+        }
+        // Userinfo or an empty host in the target's authority (absolute form, `:authority`).
+        for uri in ["http://u@a/x", "http://u:p@a/x", "http://:80/x"] {
+            for v in [Version::HTTP_11, Version::HTTP_2] {
+                assert_eq!(check_with(uri, v, &[]), Err(ErrorKind::BadRequest), "{uri}");
+            }
+        }
+        // HTTP/2: Host must agree with :authority; HTTP/1.1's absolute form wins over Host.
+        let h2 = Version::HTTP_2;
+        assert!(check_with("https://a.example/x", h2, &[]).is_ok());
+        assert!(check_with("https://a.example/x", h2, &[("host", "A.example")]).is_ok());
+        assert_eq!(
+            check_with("https://a.example/x", h2, &[("host", "b.example")]),
+            Err(ErrorKind::BadRequest)
+        );
+        assert_eq!(
+            check_with("https://a.example/x", h2, &[("host", "a.example:8443")]),
+            Err(ErrorKind::BadRequest)
+        );
+        assert!(check_with("http://a/x", Version::HTTP_11, &[("host", "b")]).is_ok());
+        assert_eq!(check_with("/x", h2, &[]), Err(ErrorKind::BadRequest));
     }
 
     #[test]
