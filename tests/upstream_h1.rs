@@ -75,6 +75,21 @@ fn script(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
             (vec![h], no_gap, After::Stay)
         }
         "/then-close" => (vec![ok], no_gap, After::Close),
+        // Closes right after answering a HEAD, without `Connection: close`.
+        "/head-then-close" => (
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec()],
+            no_gap,
+            After::Close,
+        ),
+        // Switches to a protocol nobody asked for.
+        "/switch-h2c" => (
+            vec![
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                    .to_vec(),
+            ],
+            no_gap,
+            After::Stay,
+        ),
         "/drop" => (vec![], no_gap, After::Close),
         _ => (vec![ok], no_gap, After::Stay),
     }
@@ -346,4 +361,271 @@ async fn a_reload_closes_the_idle_connections_of_the_servers_it_replaced() {
     assert_eq!(seen.lock().unwrap().len(), 2);
     lg.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes `raw` on a new connection and reads until langur closes it (or 5 s pass).
+async fn exchange(at: SocketAddr, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The issue's case: the server closes right after answering a HEAD (without saying so), and
+/// the client's pipelined POST, which cannot be sent twice, must not go on that connection.
+/// It goes on one whose liveness the kernel confirmed just before, or a new one: 30 of 30
+/// POSTs are answered, each sent once.
+#[tokio::test]
+async fn a_post_never_goes_on_a_connection_the_server_just_closed() {
+    let (addr, seen) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        let out = exchange(
+            at,
+            b"HEAD /head-then-close HTTP/1.1\r\nHost: x\r\n\r\n\
+              POST /posted HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .await;
+        let statuses: Vec<&str> = out
+            .split("HTTP/1.1 ")
+            .skip(1)
+            .map(|r| r.get(..3).unwrap_or(""))
+            .collect();
+        if statuses != ["200", "200"] {
+            failures.push(format!("run {i}: {statuses:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let posts = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|c| paths(c))
+        .filter(|p| p == "/posted")
+        .count();
+    assert_eq!(posts, 30, "a POST was sent twice or not at all");
+    lg.shutdown().await;
+}
+
+/// `Upgrade: h2c` is not tunnelled (only WebSocket is): the request is served as a plain one,
+/// without its upgrade fields. A server that switches to a protocol the client did not ask
+/// for gets a 502.
+#[tokio::test]
+async fn only_websocket_upgrades_are_tunnelled() {
+    let (addr, seen) = origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let out = exchange(
+        at,
+        b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n\
+          GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert_eq!(out.matches("HTTP/1.1 200 ").count(), 2, "{out}");
+    let sent: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .concat()
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).to_ascii_lowercase())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for field in ["upgrade", "http2-settings"] {
+        assert!(
+            !sent[0].contains(field),
+            "{field} was forwarded: {}",
+            sent[0]
+        );
+    }
+    // A WebSocket handshake answered with a switch to h2c.
+    let out = exchange(
+        at,
+        b"GET /switch-h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 502 "), "{out}");
+    lg.shutdown().await;
+}
+
+/// What the `Expect` origin saw of a request.
+#[derive(Debug, Default, Clone)]
+struct Seen100 {
+    head: String,
+    body_bytes: usize,
+}
+
+/// An origin for `Expect: 100-continue`: `/refuse` answers 413 on the head alone; `/accept`
+/// answers 100 after 300 ms, reads the body and says how long it was; `/ignore` never sends
+/// 100, reads the body and says how long it was.
+async fn expect_origin() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Seen100>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Seen100>>> = Default::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                let end = loop {
+                    if let Some(e) = common::find(&buf, b"\r\n\r\n") {
+                        break e + 4;
+                    }
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let len = common::content_length(&buf[..end]);
+                let i = {
+                    let mut v = log.lock().unwrap();
+                    v.push(Seen100 {
+                        head: head.clone(),
+                        body_bytes: buf.len() - end,
+                    });
+                    v.len() - 1
+                };
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                if path == "/refuse" {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    // Whatever still comes is counted.
+                    while let Ok(n) = s.read(&mut tmp).await {
+                        if n == 0 {
+                            break;
+                        }
+                        log.lock().unwrap()[i].body_bytes += n;
+                    }
+                    return;
+                }
+                if path == "/accept" {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                }
+                let mut got = buf.len() - end;
+                while got < len {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                }
+                log.lock().unwrap()[i].body_bytes = got;
+                let answer = format!("got {got}");
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Reads what arrives until `want` shows up (or 5 s pass); returns it and when it came.
+async fn read_until(s: &mut TcpStream, want: &str) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let t = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(want) && t.elapsed() < Duration::from_secs(5) {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&tmp[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&got).to_string(), t.elapsed())
+}
+
+/// `Expect: 100-continue` (RFC 9110 10.1.1): langur forwards the head first and never answers
+/// 100 itself before the server was asked. A server that refuses gets to say so (413, and no
+/// body byte is sent); a server's 100 is relayed, and the body follows; a server that ignores
+/// the expectation gets the body after a second anyway.
+#[tokio::test]
+async fn expect_100_continue_asks_the_server_first() {
+    use tokio::io::AsyncWriteExt;
+    let (addr, seen) = expect_origin().await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+
+    // Refused on the head alone: 413 is the first (and only) answer.
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(b"PUT /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, _) = read_until(&mut s, "\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+    drop(s);
+
+    // Accepted: the 100 comes only once the server sent its own (300 ms), then the body.
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(b"PUT /accept HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, took) = read_until(&mut s, "\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 100 Continue\r\n\r\n"), "{out}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "100 after {took:?}: not the server's"
+    );
+    s.write_all(&vec![b'x'; 100_000]).await.unwrap();
+    let (out, _) = read_until(&mut s, "got 100000").await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    drop(s);
+
+    // Ignored by the server: after a second langur asks for the body anyway.
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(
+        b"PUT /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (out, took) = read_until(&mut s, "\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 100 Continue\r\n\r\n"), "{out}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(3000),
+        "100 after {took:?}"
+    );
+    s.write_all(b"hello").await.unwrap();
+    let (out, _) = read_until(&mut s, "got 5").await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    drop(s);
+
+    // HTTP/1.0 expectations are ignored (RFC 9110 10.1.1), so not sent on.
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(b"PUT /ignore HTTP/1.0\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
+        .await
+        .unwrap();
+    let (out, _) = read_until(&mut s, "got 5").await;
+    assert!(out.starts_with("HTTP/1.0 200 "), "{out}");
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[0].body_bytes, 0, "the refused body was sent: {seen:?}");
+    assert!(seen[0]
+        .head
+        .to_ascii_lowercase()
+        .contains("expect: 100-continue"));
+    assert_eq!(seen[1].body_bytes, 100_000);
+    assert!(
+        !seen[3].head.to_ascii_lowercase().contains("expect"),
+        "{}",
+        seen[3].head
+    );
+    lg.shutdown().await;
 }

@@ -38,6 +38,10 @@ const MAX_CHUNK_LINE: usize = 4096;
 const FIRST_WRITE: usize = 64 * 1024;
 /// What a read asks the socket for.
 const READ_SIZE: usize = 16 * 1024;
+/// How long a request with `Expect: 100-continue` holds its body back for the server's answer
+/// (RFC 9110 10.1.1 lets a client send it after a while anyway; curl waits one second too), so
+/// a server that ignores the expectation still gets the body.
+const EXPECT_WAIT: Duration = Duration::from_secs(1);
 
 /// The socket of an upstream connection.
 #[derive(Debug)]
@@ -206,6 +210,9 @@ pub struct Conn {
     /// The request was not written whole (the server answered or closed early): the
     /// connection cannot carry another exchange.
     broken: bool,
+    /// The request said `Expect: 100-continue`: its body waits for the server's 100 (or
+    /// [`EXPECT_WAIT`]); a final status first means it is never sent.
+    expect: Option<Pin<Box<tokio::time::Sleep>>>,
     _registered: Registered,
 }
 
@@ -294,6 +301,7 @@ impl Conn {
                 sleep: None,
             },
             broken: false,
+            expect: None,
             _registered: Registered {
                 server: Arc::downgrade(server),
                 id,
@@ -319,6 +327,26 @@ impl Conn {
         matches!(
             tokio_util::io::poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.buf),
             Poll::Pending
+        )
+    }
+
+    /// Whether the server has neither closed this idle connection nor sent anything on it, asked
+    /// of the kernel now (one system call), for a request that could not be sent again if the
+    /// connection turned out dead: tokio's readiness, which [`Conn::is_reusable`] trusts, may
+    /// not yet know of a close that arrived an instant ago.
+    pub fn is_alive_now(&mut self) -> bool {
+        if !self.is_reusable() {
+            return false;
+        }
+        let tcp = match &self.io {
+            Io::Tcp(s) => s,
+            Io::Tls(s) => s.get_ref().0,
+            Io::Mem(_) => return true,
+        };
+        let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(tcp).peek(&mut byte),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
         )
     }
 
@@ -364,6 +392,7 @@ impl Conn {
     ) -> Result<Response<Body>, SendError> {
         let head_only = req.method() == Method::HEAD;
         let framing = self.encode_head(&req);
+        let expect = framing != Out::None && expects_continue(req.headers());
         let (parts, mut body) = req.into_parts();
         macro_rules! keep {
             ($e:expr) => {{
@@ -379,7 +408,12 @@ impl Conn {
             pieces: std::collections::VecDeque::new(),
             ended: false,
         };
-        while !ended && self.out.len() < FIRST_WRITE {
+        // With `Expect: 100-continue` the body is not even looked at before the server answers:
+        // asking the client's body for data is what makes hyper send the client its 100.
+        if expect {
+            self.expect = Some(Box::pin(tokio::time::sleep(EXPECT_WAIT)));
+        }
+        while !ended && !expect && self.out.len() < FIRST_WRITE {
             let mut cx = noop_context();
             match Pin::new(&mut body).poll_frame(&mut cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -431,10 +465,18 @@ impl Conn {
         })
         .await;
         match head {
-            Ok(head) => match self.respond(head, head_only) {
-                Ok(resp) => Ok(resp),
-                Err(e) => keep!(e),
-            },
+            Ok(head) => {
+                if self.expect.take().is_some() {
+                    // A final status before the server asked for the body: it is never sent
+                    // (the client never got a 100 either), and the connection, whose server
+                    // may still wait for it, is not reused.
+                    self.stop_sending();
+                }
+                match self.respond(head, head_only) {
+                    Ok(resp) => Ok(resp),
+                    Err(e) => keep!(e),
+                }
+            }
             Err(Err(e)) => {
                 let body = match (body, self.upload.take()) {
                     (Some(b), _) | (None, Some((_, b))) => b,
@@ -471,6 +513,15 @@ impl Conn {
                 .map_err(Upstream::Io)?;
                 self.out_pos += n;
                 self.wrote = true;
+            }
+            if let Some(wait) = &mut self.expect {
+                // The head is out; the body waits for the server's 100 (see `poll_head`) or
+                // for `EXPECT_WAIT` to pass.
+                if Pin::new(&mut self.io).poll_flush(cx).is_pending() {
+                    return self.kill.pending(cx).map_err(Upstream::Io);
+                }
+                ready!(std::future::Future::poll(wait.as_mut(), cx));
+                self.expect = None;
             }
             let Some((up, body)) = &mut self.upload else {
                 return match Pin::new(&mut self.io).poll_flush(cx) {
@@ -570,6 +621,12 @@ impl Conn {
                             if head.status.is_informational()
                                 && head.status != StatusCode::SWITCHING_PROTOCOLS
                             {
+                                if head.status == StatusCode::CONTINUE && self.expect.is_some() {
+                                    // The server wants the body: send it (asking the client's
+                                    // body for data makes hyper send the client its own 100).
+                                    self.expect = None;
+                                    cx.waker().wake_by_ref();
+                                }
                                 continue;
                             }
                             return Poll::Ready(Ok(head));
@@ -1164,6 +1221,13 @@ impl Body {
     }
 }
 
+/// Whether a request asks for `100-continue` (RFC 9110 10.1.1).
+pub(crate) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// A complete trailer section at the front of `buf`, taken out of it.
 fn trailers(buf: &mut BytesMut, partial_at: &mut usize) -> io::Result<Option<HeaderMap>> {
     if buf.starts_with(b"\r\n") {
@@ -1378,6 +1442,31 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// tokio learns of a close only when its reactor runs; the kernel knows at once. A
+    /// connection closed since the last reactor turn still looks reusable to tokio's readiness,
+    /// and `is_alive_now` asks the kernel.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_close_the_reactor_has_not_seen_yet_is_found_by_asking_the_kernel() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (peer, _) = l.accept().await.unwrap();
+        let server = Arc::new(Server::new("s", addr, 1, 1));
+        let mut conn = Conn::new(Io::Tcp(client), &server, Duration::from_secs(5));
+        // Idle and quiet: both checks agree.
+        assert!(conn.is_reusable());
+        assert!(conn.is_alive_now());
+        // Let the reactor see the socket quiet, then close the far side with no turn of the
+        // reactor in between (nothing is awaited).
+        tokio::task::yield_now().await;
+        drop(peer.into_std().unwrap());
+        assert!(
+            conn.is_reusable(),
+            "tokio's readiness already knew (not the case tested)"
+        );
+        assert!(!conn.is_alive_now(), "the kernel knows the server closed");
+    }
 
     #[test]
     fn hex() {

@@ -179,7 +179,13 @@ fn target_phase<B>(req: &mut Request<B>) -> Result<(), ErrorKind> {
     Ok(())
 }
 
-/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade`).
+/// Upgrades a request may ask for and get tunnelled (RFC 9110 7.8). Others, such as `h2c`
+/// (whose server would then answer paths no route allows), are dropped: the request is served
+/// as a plain one.
+const UPGRADES: &[&str] = &["websocket"];
+
+/// The protocols an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade`)
+/// that are allowed ([`UPGRADES`]), as the `Upgrade` value to forward.
 fn upgrade_protocol(req: &Request<ClientIn>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
@@ -191,8 +197,33 @@ fn upgrade_protocol(req: &Request<ClientIn>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| req.headers().get(http::header::UPGRADE).cloned())
-        .flatten()
+    if !asks {
+        return None;
+    }
+    let value = req.headers().get(http::header::UPGRADE)?;
+    allowed_upgrades(value)
+}
+
+/// The protocols of an `Upgrade` value that may be tunnelled (the value itself when all are).
+fn allowed_upgrades(value: &HeaderValue) -> Option<HeaderValue> {
+    let allowed = |p: &&str| {
+        let name = p.split('/').next().unwrap_or("").trim();
+        UPGRADES.iter().any(|u| name.eq_ignore_ascii_case(u))
+    };
+    let text = value.to_str().ok()?;
+    let listed: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let kept: Vec<&str> = listed.iter().copied().filter(allowed).collect();
+    if kept.is_empty() {
+        None
+    } else if kept.len() == listed.len() {
+        Some(value.clone())
+    } else {
+        HeaderValue::from_str(&kept.join(", ")).ok()
+    }
 }
 
 /// The client's side of an upgrade: hyper's own (TLS connections) or handed over by the
@@ -329,8 +360,12 @@ pub(crate) async fn upstream_body(
         _ => return Ok(Request::from_parts(parts, UpBody::Empty)),
     };
     let mut body = Box::new(body::ClientBody::new(body, conn.clone(), &rt.limits));
-    if let Err(e) = body.read_ahead(rt.limits.request_buffer).await {
-        return Err(body_error_kind(&e));
+    // With `Expect: 100-continue` the server is asked first (RFC 9110 10.1.1): reading the
+    // body would make hyper answer 100 itself. The body follows the server's 100 (`h1.rs`).
+    if !h1::expects_continue(&parts.headers) {
+        if let Err(e) = body.read_ahead(rt.limits.request_buffer).await {
+            return Err(body_error_kind(&e));
+        }
     }
     Ok(Request::from_parts(parts, UpBody::Client(body)))
 }
@@ -343,6 +378,10 @@ fn body_error_kind(e: &body::BodyError) -> ErrorKind {
 /// The head of a request as it goes upstream: origin-form URI, HTTP/1.1, hop-by-hop headers
 /// removed, forwarding headers added.
 pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, client: &ClientInfo) {
+    if parts.version == Version::HTTP_10 {
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 10.1.1), not sent on in 1.1.
+        parts.headers.remove(http::header::EXPECT);
+    }
     let trailers = headers::te_trailers(&parts.headers);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         // absolute-form: the target's authority is the Host (RFC 9112 3.2.2), sent origin-form
@@ -378,15 +417,19 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
 /// A copy of the body of a request that may be sent again: an idempotent method (RFC 9110
 /// 9.2.2) and a body known whole (none, or read ahead to its end). A POST is never replayed.
 fn replay_body(req: &Request<UpBody>) -> Option<UpBody> {
-    use http::Method;
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
-    if !idempotent {
+    if !is_idempotent(req.method()) {
         return None;
     }
     req.body().replay()
+}
+
+/// RFC 9110 9.2.2.
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 /// The request's head again, with `body`.
@@ -441,6 +484,12 @@ pub(crate) async fn forward(
     };
     let mut tried = Tried::default();
     let mut upgrade = req.extensions_mut().remove::<ClientUpgrade>();
+    // What the client asked to switch to (the 101 must name one of them).
+    let asked = upgrade
+        .as_ref()
+        .and_then(|_| req.headers().get(http::header::UPGRADE).cloned());
+    // A request that could not be sent again goes only on a connection checked just before.
+    let replayable = is_idempotent(req.method()) && req.body().is_whole();
     let mut ticket: Option<crate::backend::queue::Ticket> = None;
     let mut deadline: Option<Instant> = None;
     // `request_timeout` bounds everything below: queue, connects, retries and the wait.
@@ -541,7 +590,7 @@ pub(crate) async fn forward(
         }
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let (mut sender, reused) = match take_connection(pool, server) {
+            let (mut sender, reused) = match take_connection(pool, server, replayable) {
                 Some(s) => (s, true),
                 None => match connect(pool, server, connect_budget(pool, until)).await {
                     Ok(s) => {
@@ -657,7 +706,23 @@ pub(crate) async fn forward(
                     UpstreamBody::H1(b) => b.into_upgraded(),
                     UpstreamBody::H2(..) => None,
                 };
-                let (Some(client_side), Some(server_side)) = (client_side, server_side) else {
+                // The server must switch to a protocol the client asked for (and was allowed).
+                let named = parts
+                    .headers
+                    .get(http::header::UPGRADE)
+                    .and_then(allowed_upgrades)
+                    .zip(asked.as_ref())
+                    .is_some_and(|(got, asked)| {
+                        let asked = asked.to_str().unwrap_or("");
+                        got.to_str().unwrap_or("").split(',').all(|p| {
+                            asked
+                                .split(',')
+                                .any(|a| a.trim().eq_ignore_ascii_case(p.trim()))
+                        })
+                    });
+                let (true, Some(client_side), Some(server_side)) =
+                    (named, client_side, server_side)
+                else {
                     // A switch nobody asked for.
                     monitor::observe(pool, i, Seen::BadResponse);
                     return error_response(ErrorKind::BadUpstream, log);

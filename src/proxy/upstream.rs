@@ -285,11 +285,21 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-/// An open connection to reuse: the shared HTTP/2 one, or an idle HTTP/1.1 one.
-pub fn take_connection(pool: &Pool, server: &Server) -> Option<Sender> {
+/// An open connection to reuse: the shared HTTP/2 one, or an idle HTTP/1.1 one. A request
+/// that could not be sent again (`replayable` false) only gets an idle HTTP/1.1 connection
+/// the kernel says is still open and quiet at this instant (see [`h1::Conn::is_alive_now`]);
+/// the others take one on tokio's word and are sent again if it was closed after all.
+///
+/// [`h1::Conn::is_alive_now`]: super::h1::Conn::is_alive_now
+pub fn take_connection(pool: &Pool, server: &Server, replayable: bool) -> Option<Sender> {
     match pool.protocol {
         crate::config::Protocol::H2 => server.h2_sender().map(Sender::H2),
-        crate::config::Protocol::H1 => server.take_idle().map(Sender::H1),
+        crate::config::Protocol::H1 => loop {
+            let mut c = server.take_idle()?;
+            if replayable || c.is_alive_now() {
+                return Some(Sender::H1(c));
+            }
+        },
     }
 }
 
