@@ -171,7 +171,10 @@ fn labels_of(text: &str) -> std::collections::BTreeMap<String, String> {
                 (_, c) => value.push(c),
             }
         };
-        assert!(out.insert(k.to_string(), value).is_none(), "label {k} twice");
+        assert!(
+            out.insert(k.to_string(), value).is_none(),
+            "label {k} twice"
+        );
         rest = after[end + 1..].trim_start_matches(',');
     }
     out
@@ -209,7 +212,10 @@ fn strict_scrape(text: &str, openmetrics: bool) -> Vec<Sample> {
                 assert!(name.ends_with("_total"), "text counter family {name}");
             }
             if openmetrics && kind == "counter" {
-                assert!(!name.ends_with("_total"), "OpenMetrics counter family {name}");
+                assert!(
+                    !name.ends_with("_total"),
+                    "OpenMetrics counter family {name}"
+                );
             }
             current = Some((name.to_string(), kind.to_string()));
             continue;
@@ -227,16 +233,21 @@ fn strict_scrape(text: &str, openmetrics: bool) -> Vec<Sample> {
             Some((n, l)) => (n, labels_of(l.strip_suffix('}').unwrap())),
             None => (series, Default::default()),
         };
-        let (family, kind) = current.clone().unwrap_or_else(|| panic!("{name} before any TYPE"));
-        let suffix = name.strip_prefix(family.as_str()).unwrap_or_else(|| {
-            panic!("{name} is not in the family typed before it ({family})")
-        });
+        let (family, kind) = current
+            .clone()
+            .unwrap_or_else(|| panic!("{name} before any TYPE"));
+        let suffix = name
+            .strip_prefix(family.as_str())
+            .unwrap_or_else(|| panic!("{name} is not in the family typed before it ({family})"));
         let allowed: &[&str] = match (kind.as_str(), openmetrics) {
             ("counter", true) => &["_total"],
             ("histogram", _) => &["_bucket", "_sum", "_count"],
             _ => &[""],
         };
-        assert!(allowed.contains(&suffix), "{name} in {kind} family {family}");
+        assert!(
+            allowed.contains(&suffix),
+            "{name} in {kind} family {family}"
+        );
         if kind == "counter" {
             assert!(value >= 0.0 && value.is_finite(), "{line}");
         }
@@ -249,9 +260,13 @@ fn strict_scrape(text: &str, openmetrics: bool) -> Vec<Sample> {
     }
     // Histograms.
     for (family, _) in types.iter().filter(|(_, k)| *k == "histogram") {
-        let mut series: std::collections::BTreeMap<String, (Vec<(f64, f64)>, Option<f64>)> =
-            Default::default();
-        for s in samples.iter().filter(|s| s.name.starts_with(family.as_str())) {
+        // Per label set (without `le`): the (bound, count) buckets and `_count`.
+        type Buckets = (Vec<(f64, f64)>, Option<f64>);
+        let mut series: std::collections::BTreeMap<String, Buckets> = Default::default();
+        for s in samples
+            .iter()
+            .filter(|s| s.name.starts_with(family.as_str()))
+        {
             let mut l = s.labels.clone();
             let le = l.remove("le");
             let key = format!("{l:?}");
@@ -326,7 +341,9 @@ async fn metrics_parse_as_prometheus_text() {
         let value = |name: &str, server: &str| {
             samples
                 .iter()
-                .find(|s| s.name == name && s.labels.get("server").map(String::as_str) == Some(server))
+                .find(|s| {
+                    s.name == name && s.labels.get("server").map(String::as_str) == Some(server)
+                })
                 .map(|s| s.value)
         };
         let reqs: Vec<&Sample> = samples
@@ -704,10 +721,18 @@ async fn configured_admin_hosts_and_token_mode() {
     let admin = l.admin_addr().unwrap();
     let state = format!("/api/servers/p/{}/state", be.addr);
     for host in ["admin.example.com", "Admin.Example.Com:9090"] {
-        assert_eq!(admin_get(admin, "/api/stats", &[("host", host)]).await.status, 200, "{host}");
+        assert_eq!(
+            admin_get(admin, "/api/stats", &[("host", host)])
+                .await
+                .status,
+            200,
+            "{host}"
+        );
     }
     assert_eq!(
-        admin_get(admin, "/api/stats", &[("host", "other.example.com")]).await.status,
+        admin_get(admin, "/api/stats", &[("host", "other.example.com")])
+            .await
+            .status,
         403
     );
     // A page served as https://admin.example.com (through a proxy that forwards another Host).
@@ -724,7 +749,10 @@ async fn configured_admin_hosts_and_token_mode() {
         admin,
         Method::POST,
         &state,
-        &[("host", "admin.example.com"), ("origin", "https://evil.example")],
+        &[
+            ("host", "admin.example.com"),
+            ("origin", "https://evil.example"),
+        ],
         "ready",
     )
     .await;
@@ -738,14 +766,20 @@ async fn configured_admin_hosts_and_token_mode() {
     let r = admin_get(admin, "/api/stats", &[("host", "evil.example"), bearer]).await;
     assert_eq!(r.status, 200);
     assert_eq!(
-        admin_get(admin, "/api/stats", &[("host", "evil.example")]).await.status,
+        admin_get(admin, "/api/stats", &[("host", "evil.example")])
+            .await
+            .status,
         401
     );
     let r = admin_req(
         admin,
         Method::POST,
         &state,
-        &[("host", "proxy.internal:9090"), ("origin", "https://proxy.internal:9090"), bearer],
+        &[
+            ("host", "proxy.internal:9090"),
+            ("origin", "https://proxy.internal:9090"),
+            bearer,
+        ],
         "drain",
     )
     .await;
@@ -754,7 +788,11 @@ async fn configured_admin_hosts_and_token_mode() {
         admin,
         Method::POST,
         &state,
-        &[("host", "evil.example:9090"), ("origin", "http://other.example"), bearer],
+        &[
+            ("host", "evil.example:9090"),
+            ("origin", "http://other.example"),
+            bearer,
+        ],
         "ready",
     )
     .await;
@@ -875,11 +913,15 @@ async fn reload_opens_new_listeners_and_drains_removed_ones() {
 
     // Removed while a request is in flight on it and a kept-alive connection idles on it.
     let idle = tokio::net::TcpStream::connect(p1).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(idle))
-        .await
-        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(idle))
+            .await
+            .unwrap();
     let conn = tokio::spawn(conn);
-    let req = http::Request::get("/").header("host", "t").body(body("")).unwrap();
+    let req = http::Request::get("/")
+        .header("host", "t")
+        .body(body(""))
+        .unwrap();
     assert_eq!(send.send_request(req).await.unwrap().status(), 200);
     let slow = tokio::spawn(get(p1, "/slow/400"));
     while be.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -888,11 +930,18 @@ async fn reload_opens_new_listeners_and_drains_removed_ones() {
     write(&format!("'{q}'"), "127.0.0.1:0");
     let r = admin_post(admin, "/api/reload", "").await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains(&format!("-client listener {p1}")), "{}", r.text());
+    assert!(
+        r.text().contains(&format!("-client listener {p1}")),
+        "{}",
+        r.text()
+    );
     assert_eq!(l.listen_addrs(), vec![q]);
     closes(p1).await;
     let answer = slow.await.unwrap();
-    assert_eq!((answer.status, answer.text()), (StatusCode::OK, "a".to_string()));
+    assert_eq!(
+        (answer.status, answer.text()),
+        (StatusCode::OK, "a".to_string())
+    );
     tokio::time::timeout(Duration::from_secs(2), conn)
         .await
         .expect("the idle connection of a removed listener is closed")
@@ -924,6 +973,17 @@ async fn reload_opens_new_listeners_and_drains_removed_ones() {
     assert_eq!(l.listen_addrs(), vec![q]);
     assert_eq!(get(q, "/").await.status, 200);
     drop(held);
+
+    // The admin listener beyond loopback without a token: refused, as at start.
+    write(&format!("'{q}'"), "0.0.0.0:0");
+    let r = admin_post(admin, "/api/reload", "").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert!(
+        parse(&r)["errors"].to_string().contains("token"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(l.admin_addr(), Some(a2));
 
     // Two listeners on one address: a config error, with its line.
     write(&format!("'{q}', '{q}'"), &a2.to_string());
@@ -960,7 +1020,10 @@ async fn reload_changes_max_connections() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let waiting = tokio::spawn(get(p, "/"));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished(), "at the limit, a second connection waits");
+    assert!(
+        !waiting.is_finished(),
+        "at the limit, a second connection waits"
+    );
     write(3);
     assert_eq!(admin_post(admin, "/api/reload", "").await.status, 200);
     let r = tokio::time::timeout(Duration::from_secs(2), waiting)

@@ -127,6 +127,30 @@ fn check_names_the_line_of_duplicate_listeners_and_unitless_durations() {
     );
 }
 
+#[test]
+fn command_line_listeners_that_take_the_same_connections_are_refused() {
+    let f = temp_file(
+        "plain.toml",
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:80\"]\n",
+    );
+    for args in [
+        &["--listen", "127.0.0.1:18080", "--listen", "127.0.0.1:18080"][..],
+        &["--listen", "0.0.0.0:18080", "--listen", "127.0.0.1:18080"][..],
+        &["--listen", "127.0.0.1:18090", "--admin", "127.0.0.1:18090"][..],
+        &["--listen", "127.0.0.1:9090"][..],
+    ] {
+        let out = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&f)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("take the same connections"), "{args:?}: {err}");
+    }
+}
+
 /// A running langur's output, line by line, kept for the test to search.
 struct Run {
     child: tokio::process::Child,

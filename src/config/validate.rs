@@ -1303,7 +1303,8 @@ disable_on_404 = true
         }
     }
 
-    const ROUTE: &str = "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['127.0.0.1:1']\n";
+    const ROUTE: &str =
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['127.0.0.1:1']\n";
 
     #[test]
     fn listeners_that_take_the_same_connections_are_errors() {
@@ -1324,14 +1325,28 @@ disable_on_404 = true
         ];
         for (text, want) in cases {
             let e = errors("t.toml", &format!("{text}{ROUTE}"));
-            assert!(e.iter().any(|e| e.contains(want) && e.starts_with("t.toml:")), "{text}\nwant {want}\ngot {e:?}");
+            assert!(
+                e.iter()
+                    .any(|e| e.contains(want) && e.starts_with("t.toml:")),
+                "{text}\nwant {want}\ngot {e:?}"
+            );
         }
         // TLS listeners are checked before their certificates are read.
         let e = errors("t.toml", &format!("[server]\nlisten = ['127.0.0.1:8443']\n[tls]\nlisten = ['127.0.0.1:8443']\ncertificates = [{{ cert = 'none.pem', key = 'none.key' }}]\n{ROUTE}"));
-        assert!(e.iter().any(|e| e.contains(":4: `listen`: 127.0.0.1:8443 is also a client listener on line 2; a TLS listener")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.contains(
+                ":4: `listen`: 127.0.0.1:8443 is also a client listener on line 2; a TLS listener"
+            )),
+            "{e:?}"
+        );
         // The legacy format names its lines too.
         let e = errors("t.conf", "[SERVER]\nListen 127.0.0.1:8080\nListen 127.0.0.1:8080\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n");
-        assert!(e.iter().any(|e| e.starts_with("t.conf:3: `listen`: 127.0.0.1:8080 is also a client listener on line 2")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.starts_with(
+                "t.conf:3: `listen`: 127.0.0.1:8080 is also a client listener on line 2"
+            )),
+            "{e:?}"
+        );
         // Not overlapping: other ports, other addresses, other families, port 0.
         for ok in [
             "[server]\nlisten = ['127.0.0.1:8080', '127.0.0.1:8081']\n",
@@ -1384,26 +1399,49 @@ disable_on_404 = true
                 } else {
                     "[pools.p]\nservers = ['127.0.0.1:1']\n"
                 };
-                let own = if *section == "[pools.p]" { "servers = ['127.0.0.1:1']\n" } else { "" };
+                let own = if *section == "[pools.p]" {
+                    "servers = ['127.0.0.1:1']\n"
+                } else {
+                    ""
+                };
                 let text = format!("{pool}{servers}{section}\n{own}{key} = {value}\n");
-                let line = text.lines().position(|l| l.starts_with(&format!("{key} ="))).unwrap() + 1;
+                let line = text
+                    .lines()
+                    .position(|l| l.starts_with(&format!("{key} =")))
+                    .unwrap()
+                    + 1;
                 let e = errors("t.toml", &text);
                 let digits = value.trim_matches('\'').replace('_', "");
                 let want = format!("t.toml:{line}: `{key}`: `");
                 assert!(
-                    e.iter().any(|e| e.starts_with(&want) && e.contains(&format!("write \"{digits}ms\" or \"{digits}s\""))),
+                    e.iter().any(|e| e.starts_with(&want)
+                        && e.contains(&format!("write \"{digits}ms\" or \"{digits}s\""))),
                     "{section} {key} = {value}: {e:?}"
                 );
             }
-            let zero = format!("{pool}[pools.p]\nservers = ['127.0.0.1:1']\n{section}\n{key} = 0\n")
-                .replace("[pools.p]\nservers = ['127.0.0.1:1']\n[pools.p]\n", "[pools.p]\nservers = ['127.0.0.1:1']\n");
+            let zero =
+                format!("{pool}[pools.p]\nservers = ['127.0.0.1:1']\n{section}\n{key} = 0\n")
+                    .replace(
+                        "[pools.p]\nservers = ['127.0.0.1:1']\n[pools.p]\n",
+                        "[pools.p]\nservers = ['127.0.0.1:1']\n",
+                    );
             let e = errors("t.toml", &zero);
-            assert!(e.iter().all(|e| !e.contains("no unit")), "{section} {key} = 0: {e:?}");
+            assert!(
+                e.iter().all(|e| !e.contains("no unit")),
+                "{section} {key} = 0: {e:?}"
+            );
         }
-        let e = errors("t.toml", &format!("{}", "[[route]]\nmatch = ['^/']\npool = 'p'\ngrace = 30\n[pools.p]\nservers = ['127.0.0.1:1']\n"));
-        assert!(e.iter().any(|e| e.starts_with("t.toml:4: `grace`: `30` has no unit")), "{e:?}");
+        let e = errors("t.toml", "[[route]]\nmatch = ['^/']\npool = 'p'\ngrace = 30\n[pools.p]\nservers = ['127.0.0.1:1']\n");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.toml:4: `grace`: `30` has no unit")),
+            "{e:?}"
+        );
         let ok = parse_str("t.toml", "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['127.0.0.1:1']\n[pools.p.check]\ninterval = '2000ms'\n", true).unwrap();
-        assert_eq!(ok.pools[0].servers[0].check.as_ref().unwrap().interval, Duration::from_secs(2));
+        assert_eq!(
+            ok.pools[0].servers[0].check.as_ref().unwrap().interval,
+            Duration::from_secs(2)
+        );
 
         // Legacy: every duration key but OfflineTimeOut.
         let entry = "[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n";
@@ -1431,11 +1469,17 @@ disable_on_404 = true
             let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
             let e = errors("t.conf", &text);
             assert!(
-                e.iter().any(|e| e.starts_with(&format!("t.conf:{line}: `{key}`: `2000` has no unit"))),
+                e.iter()
+                    .any(|e| e.starts_with(&format!("t.conf:{line}: `{key}`: `2000` has no unit"))),
                 "{section} {key}: {e:?}"
             );
         }
-        let c = parse_str("t.conf", &format!("{entry}OfflineTimeOut 5\nConnectTimeout 1500ms\n"), false).unwrap();
+        let c = parse_str(
+            "t.conf",
+            &format!("{entry}OfflineTimeOut 5\nConnectTimeout 1500ms\n"),
+            false,
+        )
+        .unwrap();
         assert_eq!(c.pools[0].offline_timeout, Duration::from_secs(5));
         assert_eq!(c.pools[0].connect_timeout, Duration::from_millis(1500));
     }
@@ -1459,7 +1503,13 @@ disable_on_404 = true
         assert!(c.server.reuse_port);
         assert_eq!(c.admin.hosts, vec!["admin.example.com", "10.0.0.5", "::1"]);
         let e = errors("t.toml", &format!("[admin]\nhosts = ['http://admin.example.com', 'a.example:9090', 'a/b', '']\n{ROUTE}"));
-        assert_eq!(e.iter().filter(|e| e.starts_with("t.toml:2: `hosts`:")).count(), 4, "{e:?}");
+        assert_eq!(
+            e.iter()
+                .filter(|e| e.starts_with("t.toml:2: `hosts`:"))
+                .count(),
+            4,
+            "{e:?}"
+        );
         let c = parse_str("t.conf", "[SERVER]\nReusePort On\n[ADMIN]\nHosts a.example b.example\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n", false).unwrap();
         assert!(c.server.reuse_port);
         assert_eq!(c.admin.hosts, vec!["a.example", "b.example"]);
