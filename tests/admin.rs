@@ -826,7 +826,7 @@ async fn reload_keeps_state_and_refuses_bad_configs() {
     .await;
 
     let v2 = format!(
-        "{v1}[[route]]\nmatch = ['^/b']\npool = 'other'\n[pools.other]\nservers = ['{}']\n",
+        "[server]\nname = 'edge-2'\n{v1}[[route]]\nmatch = ['^/b']\npool = 'other'\n[pools.other]\nservers = ['{}']\n",
         b.addr
     )
     .replace("match = ['^/']", "match = ['^/a']");
@@ -834,7 +834,11 @@ async fn reload_keeps_state_and_refuses_bad_configs() {
     let r = admin_post(admin, "/api/reload", "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(get(p, "/b").await.backend(), "b", "the new route serves");
+    // The instance name changes too (Via, loop detection, stats).
+    let via = b.last_headers.lock().unwrap().clone().unwrap()["via"].clone();
+    assert_eq!(via, "1.1 edge-2");
     let s = parse(&admin_get(admin, "/api/stats", &[]).await);
+    assert_eq!(s["instance"], "edge-2");
     let sa = server(&s, &a.addr.to_string());
     assert_eq!(sa["requests"], 3, "counters kept");
     assert_eq!(sa["operator"], "drain", "operator state kept");
