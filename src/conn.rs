@@ -20,7 +20,7 @@
 //! as a client that asked to close or a body that did not end cleanly, is left to hyper, which
 //! then closes the connection itself.
 
-use crate::proxy::body::ClientIn;
+use crate::proxy::body::{ClientIn, IdleTimer};
 use crate::proxy::{self, ClientInfo};
 use crate::server::Shared;
 use bytes::{Buf, Bytes};
@@ -233,6 +233,8 @@ struct Prefixed {
     scan: Scan,
     /// The scanner found bytes that break the framing rules: reads fail from here on.
     failed: bool,
+    /// A client that takes no byte of what is written for `body_timeout` is cut.
+    stall: IdleTimer,
 }
 
 impl Read for Prefixed {
@@ -330,6 +332,24 @@ struct ScannedTls {
     scan: Scan,
     failed: bool,
     state: Arc<ConnState>,
+    stall: IdleTimer,
+}
+
+/// A write that made no progress: an error once the client took nothing for the silence
+/// limit (see [`IdleTimer`]), else `Pending`. Any progress disarms the limit.
+fn written<T>(
+    r: Poll<io::Result<T>>,
+    stall: &mut IdleTimer,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<T>> {
+    match r {
+        Poll::Pending if stall.expired(cx) => Poll::Ready(Err(crate::lane::stalled())),
+        Poll::Pending => Poll::Pending,
+        r => {
+            stall.progress();
+            r
+        }
+    }
 }
 
 impl Read for ScannedTls {
@@ -361,23 +381,31 @@ impl Write for ScannedTls {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().io), cx, buf)
+        let this = self.get_mut();
+        let r = tokio::io::AsyncWrite::poll_write(Pin::new(&mut this.io), cx, buf);
+        written(r, &mut this.stall, cx)
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        tokio::io::AsyncWrite::poll_write_vectored(Pin::new(&mut self.get_mut().io), cx, bufs)
+        let this = self.get_mut();
+        let r = tokio::io::AsyncWrite::poll_write_vectored(Pin::new(&mut this.io), cx, bufs);
+        written(r, &mut this.stall, cx)
     }
     fn is_write_vectored(&self) -> bool {
         tokio::io::AsyncWrite::is_write_vectored(&self.io)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().io), cx)
+        let this = self.get_mut();
+        let r = tokio::io::AsyncWrite::poll_flush(Pin::new(&mut this.io), cx);
+        written(r, &mut this.stall, cx)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().io), cx)
+        let this = self.get_mut();
+        let r = tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut this.io), cx);
+        written(r, &mut this.stall, cx)
     }
 }
 
@@ -389,7 +417,8 @@ impl Write for Prefixed {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.state.flushed.store(false, Ordering::Relaxed);
-        Pin::new(&mut this.io).poll_write(cx, buf)
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        written(r, &mut this.stall, cx)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -543,9 +572,13 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
     let mut pending = Bytes::new();
     // A new connection gets `header_read_timeout` for its first bytes, then again for a whole
     // head (hyper's timer).
-    let (wait, h2c) = {
+    let (wait, stall, h2c) = {
         let rt = svc.shared.runtime.load();
-        (rt.limits.header_read_timeout, rt.h2c)
+        (
+            rt.limits.header_read_timeout,
+            rt.limits.body_timeout,
+            rt.h2c,
+        )
     };
     if fresh {
         let born = *ticks.borrow();
@@ -559,6 +592,7 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
                     state: svc.conn.clone(),
                     scan: Scan::H2(Default::default()),
                     failed: false,
+                    stall: IdleTimer::new(stall),
                 };
                 let _active = active.enter();
                 // Boxed: the HTTP/2 connection's state stays out of the parked future.
@@ -600,6 +634,7 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
                         state: svc.conn.clone(),
                         scan,
                         failed,
+                        stall: IdleTimer::new(svc.shared.runtime.load().limits.body_timeout),
                     };
                     match Box::pin(drive(io, svc.clone(), &mut ticks)).await {
                         Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => {
@@ -874,6 +909,7 @@ pub async fn serve_tls(
         },
         failed: false,
         state: state.clone(),
+        stall: IdleTimer::new(rt.limits.body_timeout),
     };
     let watch = Watchdog {
         state: &state,

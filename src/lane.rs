@@ -37,6 +37,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -62,6 +63,8 @@ struct Lane {
     buf: BytesMut,
     /// The response head and small body pieces, sent together.
     out: Vec<u8>,
+    /// How long the client may take none of its response (`body_timeout`).
+    stall: Duration,
 }
 
 /// Why the lane stopped.
@@ -76,12 +79,13 @@ pub enum Outcome {
 }
 
 impl Lane {
-    fn new(stream: TcpStream, pending: Bytes) -> Lane {
+    fn new(stream: TcpStream, pending: Bytes, stall: Duration) -> Lane {
         Lane {
             stream,
             pending,
             buf: BytesMut::new(),
             out: Vec::new(),
+            stall,
         }
     }
 
@@ -149,11 +153,39 @@ impl Lane {
     /// Sends the output buffer.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
+            send(&self.stream, &self.out, self.stall).await?;
             self.out.clear();
         }
         Ok(())
     }
+}
+
+/// Writes all of `data`. A client that takes none of it for `limit` is given up on (the
+/// connection closes): a response waiting on a client that stopped reading has a deadline
+/// too. No timer while the socket takes what is written.
+async fn send(stream: &TcpStream, mut data: &[u8], limit: Duration) -> io::Result<()> {
+    while !data.is_empty() {
+        match stream.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(limit, stream.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(stalled()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The client accepted no byte of its response within `body_timeout`.
+pub(crate) fn stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client took nothing of its response within body_timeout",
+    )
 }
 
 /// Serves requests on `stream` (`pending`: bytes already received) until one is not for the
@@ -166,7 +198,8 @@ pub async fn serve(
     state: &Arc<ConnState>,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
 ) -> (Outcome, TcpStream, Bytes) {
-    let mut lane = Lane::new(stream, pending);
+    let stall = shared.runtime.load().limits.body_timeout;
+    let mut lane = Lane::new(stream, pending, stall);
     let outcome = run(&mut lane, shared, state, ticks).await;
     let unparsed = lane.take_unparsed();
     (outcome, lane.stream, unparsed)
@@ -551,7 +584,7 @@ async fn write_body(lane: &mut Lane, mut body: ProxyBody, framing: Framing) -> i
                 }
                 if data.len() >= DIRECT {
                     lane.flush().await?;
-                    lane.stream.write_all(&data).await?;
+                    send(&lane.stream, &data, lane.stall).await?;
                 } else {
                     lane.out.extend_from_slice(&data);
                 }

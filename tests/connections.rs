@@ -346,3 +346,57 @@ async fn an_unfinished_http2_header_block_is_cut_at_the_head_timeout() {
     assert_eq!(b.hits(), 1, "stream 1 reached the server");
     lg.shutdown().await;
 }
+
+const BIG: usize = 32 << 20;
+
+fn big_answer(_path: &str) -> (Vec<Vec<u8>>, Duration, After) {
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+    r.resize(r.len() + BIG, b'x');
+    (vec![r], Duration::ZERO, After::Stay)
+}
+
+/// A client that stops reading its response has a deadline too: once it has taken nothing for
+/// `body_timeout`, its connection is cut (the lane's writes and hyper's alike), instead of
+/// holding the connection, the upstream exchange and their buffers for as long as it likes.
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_cut_at_body_timeout() {
+    let (addr, _seen, _) = raw_origin(big_answer).await;
+    let lg = langur_toml(&format!(
+        "[server]\nbody_timeout = \"500ms\"\n[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{addr}\"]\n"
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    // A bodiless GET (langur's lane) and a POST (hyper).
+    let requests: [&[u8]; 2] = [
+        b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    ];
+    for raw in requests {
+        let mut s = TcpStream::connect(at).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        // Read nothing for a while: the socket buffers fill, then nothing moves.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "{:?}: the connection stayed open",
+            String::from_utf8_lossy(raw)
+        );
+        assert!(
+            got < BIG,
+            "{:?}: the whole response came ({got} bytes): the stalled client was not cut",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    lg.shutdown().await;
+}

@@ -974,6 +974,68 @@ async fn tls_connections_have_a_deadline_in_every_state() {
     lg.shutdown().await;
 }
 
+fn big_answer(_path: &str) -> (Vec<Vec<u8>>, Duration, After) {
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 32 << 20).into_bytes();
+    r.resize(r.len() + (32 << 20), b'x');
+    (vec![r], Duration::ZERO, After::Stay)
+}
+
+/// Over TLS too (HTTP/1.1 and HTTP/2), a client that takes nothing of its response for
+/// `body_timeout` is cut.
+#[tokio::test]
+async fn a_tls_client_that_stops_reading_is_cut_at_body_timeout() {
+    ensure_provider();
+    let pki = Pki::new("stall");
+    let (c, k, _) = pki.issue("site", &["site.test"]);
+    let (addr, _, _) = raw_origin(big_answer).await;
+    let lg = langur_toml(&tls_config(
+        addr,
+        &[(c, k)],
+        "[server]\nbody_timeout = \"500ms\"",
+    ))
+    .await;
+    let at = lg.tls_addrs()[0];
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut s = tls_connect(&pki, at, "site.test", &[alpn]).await;
+        if alpn == b"h2" {
+            // The preface, SETTINGS with a window as large as HTTP/2 allows (so flow control
+            // does not stop the server first), a connection WINDOW_UPDATE, and GET /big.
+            let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            out.extend([0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 4, 0x7f, 0xff, 0xff, 0xff]);
+            out.extend([0, 0, 4, 0x8, 0, 0, 0, 0, 0, 0x7f, 0xff, 0x00, 0x00]);
+            let block = [
+                0x82, 0x87, 0x41, 0x01, b'x', 0x04, 0x04, b'/', b'b', b'i', b'g',
+            ];
+            out.extend([0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+            out.extend(block);
+            s.write_all(&out).await.unwrap();
+        } else {
+            s.write_all(b"GET /big HTTP/1.1\r\nHost: site.test\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        let name = String::from_utf8_lossy(alpn);
+        assert!(ended.is_ok(), "{name}: the connection stayed open");
+        assert!(
+            got < 32 << 20,
+            "{name}: the whole response came ({got} bytes)"
+        );
+    }
+    lg.shutdown().await;
+}
+
 /// "Closes when its server is marked down", literally: the health checks mark the server down
 /// (its listener is gone, the TCP check fails `fall` times) and `on_marked_down =
 /// "shutdown-sessions"` ends the tunnel, which was still working until then.
