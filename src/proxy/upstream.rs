@@ -294,12 +294,13 @@ impl http_body::Body for UpstreamBody {
 pub fn take_connection(pool: &Pool, server: &Server, replayable: bool) -> Option<Sender> {
     match pool.protocol {
         crate::config::Protocol::H2 => server.h2_sender().map(Sender::H2),
-        crate::config::Protocol::H1 => loop {
+        crate::config::Protocol::H1 => {
             let mut c = server.take_idle()?;
-            if replayable || c.is_alive_now() {
-                return Some(Sender::H1(c));
+            while !replayable && !c.is_alive_now() {
+                c = server.take_idle()?;
             }
-        },
+            Some(Sender::H1(c))
+        }
     }
 }
 
