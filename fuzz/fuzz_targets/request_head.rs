@@ -1,6 +1,7 @@
 //! Request-head validation as a client's bytes meet it: the framing scanner over the raw
-//! stream (split at a point the input chooses), hyper's HTTP/1 parser on an in-memory
-//! connection, and langur's strict checks on every request hyper accepts. Never a panic; and a
+//! stream (split at a point the input chooses; the first byte that breaks the chunked framing
+//! rules is found wherever the split falls), the HTTP/2 frame follower, hyper's HTTP/1 parser
+//! on an in-memory connection, and langur's strict checks on every request hyper accepts. Never a panic; and a
 //! request the scanner saw as ambiguous is one the proxy refuses. And a head the lane (langur's
 //! own path for bodiless requests) takes is one hyper takes too, read the same way.
 #![no_main]
@@ -18,9 +19,21 @@ fuzz_target!(|data: &[u8]| {
 
     let mut scanner = langur::framing::Framing::default();
     let (a, b) = input.split_at(split.min(input.len()));
-    scanner.scan(a);
-    scanner.scan(b);
+    let taken = scanner.scan(a) + scanner.scan(b);
     let _ = scanner.ambiguous();
+    // However the bytes are split, the first byte that breaks the chunked framing rules is the
+    // same one, and nothing from it on is taken.
+    let mut whole = langur::framing::Framing::default();
+    let all = whole.scan(input);
+    assert_eq!(taken, all, "split at {split}: {input:?}");
+    assert_eq!(scanner.invalid(), whole.invalid());
+    assert_eq!(whole.invalid(), all < input.len());
+    let _ = scanner.progress();
+    // The same bytes as HTTP/2 frames: followed without a panic.
+    let mut frames = langur::framing::H2Frames::default();
+    frames.scan(a);
+    frames.scan(b);
+    let _ = frames.progress();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
