@@ -463,7 +463,8 @@ struct Seen100 {
 
 /// An origin for `Expect: 100-continue`: `/refuse` answers 413 on the head alone; `/accept`
 /// answers 100 after 300 ms, reads the body and says how long it was; `/ignore` never sends
-/// 100, reads the body and says how long it was.
+/// 100, reads the body and says how long it was; `/early` answers 200 at once and echoes the
+/// body as it comes.
 async fn expect_origin() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Seen100>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -512,6 +513,24 @@ async fn expect_origin() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<See
                 if path == "/accept" {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                }
+                if path == "/early" {
+                    // A streaming server: the head at once, then the body echoed as it comes.
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let mut got = buf.len() - end;
+                    let _ = s.write_all(&buf[end..]).await;
+                    while got < len {
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                got += n;
+                                let _ = s.write_all(&tmp[..n]).await;
+                            }
+                        }
+                    }
+                    log.lock().unwrap()[i].body_bytes = got;
+                    return;
                 }
                 let mut got = buf.len() - end;
                 while got < len {
@@ -606,6 +625,24 @@ async fn expect_100_continue_asks_the_server_first() {
     assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
     drop(s);
 
+    // A success before any 100: the server means to read the body (it streams it back), so
+    // the body goes, and the client gets its 100 before the server's head.
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(
+        b"PUT /early HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (out, _) = read_until(&mut s, "content-length: 5\r\n").await;
+    assert!(
+        out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 "),
+        "{out}"
+    );
+    s.write_all(b"hello").await.unwrap();
+    let (out, _) = read_until(&mut s, "hello").await;
+    assert!(out.ends_with("hello"), "{out}");
+    drop(s);
+
     // HTTP/1.0 expectations are ignored (RFC 9110 10.1.1), so not sent on.
     let mut s = TcpStream::connect(at).await.unwrap();
     s.write_all(b"PUT /ignore HTTP/1.0\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
@@ -615,17 +652,18 @@ async fn expect_100_continue_asks_the_server_first() {
     assert!(out.starts_with("HTTP/1.0 200 "), "{out}");
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen.len(), 5, "{seen:?}");
     assert_eq!(seen[0].body_bytes, 0, "the refused body was sent: {seen:?}");
     assert!(seen[0]
         .head
         .to_ascii_lowercase()
         .contains("expect: 100-continue"));
     assert_eq!(seen[1].body_bytes, 100_000);
+    assert_eq!(seen[3].body_bytes, 5);
     assert!(
-        !seen[3].head.to_ascii_lowercase().contains("expect"),
+        !seen[4].head.to_ascii_lowercase().contains("expect"),
         "{}",
-        seen[3].head
+        seen[4].head
     );
     lg.shutdown().await;
 }

@@ -443,33 +443,59 @@ impl Conn {
         }
         let mut got_any = false;
         // `Err(Err(e))`: nothing was written, the request goes back (rebuilt below).
+        // A success that comes while the body waits for a 100 (see below), held back one turn.
+        let mut early: Option<Head> = None;
         let head = std::future::poll_fn(|cx| {
-            if self.sending {
-                match self.poll_upload(cx) {
-                    Poll::Ready(Ok(())) => self.sending = false,
-                    Poll::Ready(Err(Upstream::Client(kind))) => {
-                        return Poll::Ready(Err(Ok(SendError::Client(kind))))
-                    }
-                    Poll::Ready(Err(Upstream::Io(e))) if !self.wrote && !touched => {
-                        return Poll::Ready(Err(Err(e)));
-                    }
-                    Poll::Ready(Err(Upstream::Io(e))) => {
-                        // Maybe the server answered before it closed: read what it said.
-                        tracing::debug!(error = %e, "request write failed");
-                        self.stop_sending();
-                    }
-                    Poll::Pending => {}
-                }
+            if let Some(head) = early.take() {
+                return Poll::Ready(Ok(head));
             }
-            self.poll_head(cx, &mut got_any).map_err(Ok)
+            loop {
+                if self.sending {
+                    match self.poll_upload(cx) {
+                        Poll::Ready(Ok(())) => self.sending = false,
+                        Poll::Ready(Err(Upstream::Client(kind))) => {
+                            return Poll::Ready(Err(Ok(SendError::Client(kind))))
+                        }
+                        Poll::Ready(Err(Upstream::Io(e))) if !self.wrote && !touched => {
+                            return Poll::Ready(Err(Err(e)));
+                        }
+                        Poll::Ready(Err(Upstream::Io(e))) => {
+                            // Maybe the server answered before it closed: read what it said.
+                            tracing::debug!(error = %e, "request write failed");
+                            self.stop_sending();
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                if early.is_some() {
+                    // The client's body was just asked for: one turn of the client's
+                    // connection lets hyper send its 100 before this head goes out.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let head = match self.poll_head(cx, &mut got_any) {
+                    Poll::Ready(Ok(head)) => head,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Ok(e))),
+                    Poll::Pending => return Poll::Pending,
+                };
+                if self.expect.is_some() && head.status.is_success() && self.sending {
+                    // A success before the server asked for the body: it answered early and
+                    // means to read it (a streaming server; RFC 9110 10.1.1 lets it), as curl
+                    // reads it too. The body goes now.
+                    self.expect = None;
+                    early = Some(head);
+                    continue;
+                }
+                return Poll::Ready(Ok(head));
+            }
         })
         .await;
         match head {
             Ok(head) => {
                 if self.expect.take().is_some() {
-                    // A final status before the server asked for the body: it is never sent
-                    // (the client never got a 100 either), and the connection, whose server
-                    // may still wait for it, is not reused.
+                    // A refusal (or a redirect) before the server asked for the body: the body
+                    // is never sent (the client never got a 100 either), and the connection,
+                    // whose server may still wait for it, is not reused.
                     self.stop_sending();
                 }
                 match self.respond(head, head_only) {
