@@ -26,5 +26,6 @@ pub mod server;
 pub mod stats;
 pub mod timer;
 pub mod tls;
+pub mod worker;
 
 pub use server::Langur;

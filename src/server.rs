@@ -24,15 +24,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-thread_local! {
-    static WORKER_ID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The index of the worker thread running this code (0 outside worker threads).
-pub fn worker_id() -> usize {
-    WORKER_ID.with(|w| w.get())
-}
-
 /// State shared by every connection.
 #[derive(Debug)]
 pub struct Shared {
@@ -1004,7 +995,7 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
             std::thread::Builder::new()
                 .name(format!("langur-worker-{id}"))
                 .spawn(move || {
-                    WORKER_ID.with(|w| w.set(id));
+                    crate::worker::set_worker_id(id);
                     // Accept loops are spawned onto this runtime (at start and by reloads);
                     // it runs them until the main thread says the drain is over.
                     rt.block_on(async move {

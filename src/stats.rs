@@ -3,7 +3,7 @@
 //! Counters are sharded by worker thread (each shard on its own cache line), so counting a
 //! response is an uncontended atomic add on the worker's own line; readers sum the shards.
 
-use crate::server::worker_id;
+use crate::worker::worker_id;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -11,7 +11,7 @@ pub mod monitor;
 pub mod probe;
 pub mod queue;
 
-use crate::balancer::{self, Balancer, Candidates};
+use crate::balancer::{self, Balancer, Candidates, Tried};
 use crate::config::{CheckConfig, ObserveConfig, PoolConfig};
 type H1 = Box<crate::proxy::h1::Conn>;
 use crate::proxy::upstream::H2;
@@ -487,7 +487,7 @@ impl Server {
     }
 
     fn slot(&self) -> &Mutex<IdleList> {
-        &self.idle[crate::server::worker_id() % self.idle.len()]
+        &self.idle[crate::worker::worker_id() % self.idle.len()]
     }
 }
 
@@ -787,39 +787,6 @@ impl Pool {
     }
 }
 
-/// Which servers one request has tried already (a bitset; no allocation up to 128 servers).
-#[derive(Debug, Default)]
-pub struct Tried {
-    small: u128,
-    large: Vec<bool>,
-}
-
-impl Tried {
-    pub fn is_empty(&self) -> bool {
-        self.small == 0 && !self.large.iter().any(|b| *b)
-    }
-
-    pub fn contains(&self, i: usize) -> bool {
-        if i < 128 {
-            self.small & (1u128 << i) != 0
-        } else {
-            self.large.get(i - 128).copied().unwrap_or(false)
-        }
-    }
-
-    pub fn insert(&mut self, i: usize) {
-        if i < 128 {
-            self.small |= 1u128 << i;
-        } else {
-            let j = i - 128;
-            if self.large.len() <= j {
-                self.large.resize(j + 1, false);
-            }
-            self.large[j] = true;
-        }
-    }
-}
-
 /// The pool as the balancer sees it for one request at one moment.
 pub struct PoolView<'a> {
     pub pool: &'a Pool,
@@ -1026,7 +993,7 @@ pub(crate) mod tests {
             shutdown_sessions_on_down: false,
             shutdown_backup_sessions_on_up: false,
             events: Default::default(),
-            queue: Arc::new(queue::Queue::new(queue::QueueConfig {
+            queue: Arc::new(queue::Queue::new(crate::config::QueueConfig {
                 max: 10,
                 timeout: Duration::from_secs(1),
                 full_status: 503,

@@ -9,23 +9,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::Notify;
 
-/// `[pools.NAME.queue]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// Requests that may wait; 0 means no queue (refuse when every server is full).
-    pub max: usize,
-    /// Longest wait for a slot.
-    pub timeout: Duration,
-    /// Answer when the queue is full or no server can ever serve.
-    pub full_status: u16,
-    /// Answer when the wait ran out.
-    pub timeout_status: u16,
-    /// `Retry-After` on those answers.
-    pub retry_after: Duration,
-}
+use crate::config::QueueConfig;
 
 #[derive(Debug)]
 struct Waiter {
@@ -163,6 +149,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn q(max: usize) -> Arc<Queue> {
         Arc::new(Queue::new(QueueConfig {

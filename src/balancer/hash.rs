@@ -69,7 +69,7 @@ impl Balancer for Ring {
             (f * (total as f64 + 1.0) / n.max(1) as f64).ceil() as usize
         });
         let start = self.points.partition_point(|p| p.0 < key);
-        let mut seen = crate::backend::Tried::default();
+        let mut seen = super::Tried::default();
         let mut first_usable = None;
         let mut distinct = 0;
         for k in 0..self.points.len() {

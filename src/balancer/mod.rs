@@ -108,6 +108,39 @@ pub fn request_key(
 }
 
 /// Test helper: a plain vector of servers.
+/// Which servers one request has tried already (a bitset; no allocation up to 128 servers).
+#[derive(Debug, Default)]
+pub struct Tried {
+    small: u128,
+    large: Vec<bool>,
+}
+
+impl Tried {
+    pub fn is_empty(&self) -> bool {
+        self.small == 0 && !self.large.iter().any(|b| *b)
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        if i < 128 {
+            self.small & (1u128 << i) != 0
+        } else {
+            self.large.get(i - 128).copied().unwrap_or(false)
+        }
+    }
+
+    pub fn insert(&mut self, i: usize) {
+        if i < 128 {
+            self.small |= 1u128 << i;
+        } else {
+            let j = i - 128;
+            if self.large.len() <= j {
+                self.large.resize(j + 1, false);
+            }
+            self.large[j] = true;
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::Candidates;

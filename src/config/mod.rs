@@ -384,7 +384,7 @@ pub struct PoolConfig {
     /// `on_marked_up = "shutdown-backup-sessions"`.
     pub shutdown_backup_sessions_on_up: bool,
     /// The backlog queue.
-    pub queue: crate::backend::queue::QueueConfig,
+    pub queue: QueueConfig,
     /// Extra attempts on other servers; `None`: every server once (the reference's behaviour).
     pub retries: Option<u32>,
     /// Retries allowed on top of requests, as a ratio (`0.2`: 20%); `None`: no budget.
@@ -903,6 +903,21 @@ impl Config {
                 .join(", ")
         )
     }
+}
+
+/// `[pools.NAME.queue]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Requests that may wait; 0 means no queue (refuse when every server is full).
+    pub max: usize,
+    /// Longest wait for a slot.
+    pub timeout: Duration,
+    /// Answer when the queue is full or no server can ever serve.
+    pub full_status: u16,
+    /// Answer when the wait ran out.
+    pub timeout_status: u16,
+    /// `Retry-After` on those answers.
+    pub retry_after: Duration,
 }
 
 #[cfg(test)]

@@ -663,7 +663,7 @@ fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<Pool
     let status = |v: &Option<At<i64>>, key: &str, default: u16, diag: &mut Diag| {
         ranged(diag, v.as_ref(), key, 400, 599).map_or(default, |n| n as u16)
     };
-    let queue = crate::backend::queue::QueueConfig {
+    let queue = crate::config::QueueConfig {
         max: ranged(diag, q.max.as_ref(), "max", 0, 1_000_000)
             .map_or(DEFAULT_QUEUE_MAX, |n| n as usize),
         timeout: q

@@ -20,8 +20,9 @@ pub mod upstream;
 
 use crate::access_log::AccessLog;
 use crate::backend::monitor::{self, Seen};
-use crate::backend::{ha::Availability, InFlight, Pool, PoolView, Server, Tried};
+use crate::backend::{ha::Availability, InFlight, Pool, PoolView, Server};
 use crate::balancer::PickContext;
+use crate::balancer::Tried;
 use crate::cache::Cache;
 use crate::clock;
 use crate::conn::ConnState;
