@@ -21,6 +21,7 @@
 //! then closes the connection itself.
 
 use crate::proxy::body::{ClientIn, IdleTimer};
+use crate::proxy::session::ConnState;
 use crate::proxy::{self, ClientInfo};
 use crate::server::Shared;
 use bytes::{Buf, Bytes};
@@ -33,7 +34,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -64,146 +65,21 @@ pub fn park_clock() -> (
     (rx, task)
 }
 
-/// One client connection: who it is, and what its exchanges report back to the loop that
-/// decides when hyper is idle. One allocation per connection.
-#[derive(Debug)]
-pub struct ConnState {
-    pub client: ClientInfo,
-    /// An exchange did not end cleanly: leave the connection to hyper (it will close it).
-    close: AtomicBool,
-    /// The current request's body has not been read to its end yet.
-    body_pending: AtomicBool,
-    /// Requests hyper handed to the service.
-    started: AtomicU64,
-    /// Responses whose body ended cleanly (and was dropped by hyper).
-    completed: AtomicU64,
-    /// Exchanges over, however they ended (their response body dropped, or their service
-    /// future dropped before it answered): with `started`, the HTTP/2 streams in progress.
-    finished: AtomicU64,
-    /// What the scanner of the client's bytes last saw (see [`ConnState::note_scan`]).
-    scan: AtomicU64,
-    /// hyper's last I/O on the socket was a successful flush (nothing of its own left to write).
-    flushed: AtomicBool,
-    /// Index of the first request whose framing was ambiguous (see `framing.rs`), or MAX.
-    ambiguous_at: AtomicU64,
-    /// Plain connections are driven without hyper's upgrade support (they are taken apart when
-    /// idle), so an upgrade is completed by hand: the tunnel waits on this for the socket.
-    manual: bool,
-    upgrade: UpgradeSlot,
-    /// The connection became a tunnel: its bytes are no longer HTTP to scan.
-    tunnel: AtomicBool,
-}
-
-#[derive(Default)]
-struct UpgradeSlot(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Box<dyn Tunnel>>>>);
-
-impl std::fmt::Debug for UpgradeSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UpgradeSlot")
-    }
-}
-
-/// Either side of an upgraded connection.
-pub trait Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Tunnel for T {}
-
-impl ConnState {
-    fn new(client: ClientInfo) -> ConnState {
-        ConnState {
-            client,
-            close: AtomicBool::new(false),
-            body_pending: AtomicBool::new(false),
-            started: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-            scan: AtomicU64::new(0),
-            flushed: AtomicBool::new(false),
-            ambiguous_at: AtomicU64::new(u64::MAX),
-            manual: false,
-            upgrade: UpgradeSlot::default(),
-            tunnel: AtomicBool::new(false),
-        }
-    }
-
-    /// The server switched protocols: what follows is a tunnel.
-    pub fn mark_tunnel(&self) {
-        self.tunnel.store(true, Ordering::Relaxed);
-    }
-
-    pub fn manual_upgrade(&self) -> bool {
-        self.manual
-    }
-
-    /// Registers a pending upgrade; the receiver gets the client's socket once hyper has
-    /// written the 101 and let go of it.
-    pub fn expect_upgrade(&self) -> tokio::sync::oneshot::Receiver<Box<dyn Tunnel>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        *self.upgrade.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-        rx
-    }
-
-    /// A request was taken by the lane (hyper's are counted by the service).
-    pub(crate) fn exchange_started(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn force_close(&self) {
-        self.close.store(true, Ordering::Relaxed);
-    }
-
-    pub fn request_body_done(&self) {
-        self.body_pending.store(false, Ordering::Relaxed);
-    }
-
-    /// A response body ended cleanly and hyper is done with it.
-    pub fn response_done(&self) {
-        self.completed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A response body handed to hyper was dropped: cleanly ended or not.
-    pub fn body_dropped(&self, ended: bool) {
-        if ended {
-            self.response_done();
-        } else {
-            self.force_close();
-        }
-        self.finished.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records the scanner's view: how far the client got (heads or header blocks begun) and
-    /// whether it is in the middle of one (or of the HTTP/2 preface).
-    fn note_scan(&self, (seen, reading): (u64, bool)) {
-        self.scan
-            .store(seen << 1 | u64::from(reading), Ordering::Relaxed);
-    }
-
-    /// What the connection waits for now (for connections the watchdog in
-    /// [`drive_until_stopped`] looks after).
-    fn wait(&self, h2: bool) -> Wait {
-        let scan = self.scan.load(Ordering::Relaxed);
-        let started = self.started.load(Ordering::Relaxed);
-        let busy = started != self.finished.load(Ordering::Relaxed)
-            || (!h2 && self.body_pending.load(Ordering::Relaxed));
-        // A header block in progress stalls every HTTP/2 stream: it has its deadline even
-        // while other streams are busy.
-        if scan & 1 == 1 && (h2 || !busy) {
-            Wait::Reading(scan)
-        } else if busy {
-            Wait::Busy
-        } else {
-            Wait::Idle(started)
-        }
-    }
-
-    /// Every response so far was written out (bodies ended cleanly, hyper flushed).
-    fn responses_done(&self) -> bool {
-        !self.close.load(Ordering::Relaxed)
-            && self.flushed.load(Ordering::Relaxed)
-            && self.started.load(Ordering::Relaxed) == self.completed.load(Ordering::Relaxed)
-    }
-
-    fn idle(&self) -> bool {
-        self.responses_done() && !self.body_pending.load(Ordering::Relaxed)
+/// What the connection waits for now (for connections the watchdog in
+/// [`drive_until_stopped`] looks after).
+fn wait_of(state: &ConnState, h2: bool) -> Wait {
+    let scan = state.scan.load(Ordering::Relaxed);
+    let started = state.started.load(Ordering::Relaxed);
+    let busy = started != state.finished.load(Ordering::Relaxed)
+        || (!h2 && state.body_pending.load(Ordering::Relaxed));
+    // A header block in progress stalls every HTTP/2 stream: it has its deadline even
+    // while other streams are busy.
+    if scan & 1 == 1 && (h2 || !busy) {
+        Wait::Reading(scan)
+    } else if busy {
+        Wait::Busy
+    } else {
+        Wait::Idle(started)
     }
 }
 
@@ -839,7 +715,7 @@ async fn drive_until_stopped<C: Future>(
                     }
                     continue;
                 }
-                let wait = watch.state.wait(watch.h2);
+                let wait = wait_of(&watch.state, watch.h2);
                 if wait != seen.0 {
                     seen = (wait, now);
                     continue;
@@ -1021,12 +897,7 @@ async fn drive(
         // hyper finished the connection itself: an upgrade, or the client closed or asked to.
         Some(Ok(())) => {
             let mut parts = conn.into_parts();
-            let pending = state
-                .upgrade
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            let pending = state.take_upgrade();
             if let Some(tx) = pending {
                 let mut io = parts.io;
                 io.scan.stop();

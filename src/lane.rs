@@ -22,9 +22,9 @@
 //! the fields the response's `Trailer` announced; a body shorter or longer than its
 //! `Content-Length`, or one that fails, ends the connection.
 
-use crate::conn::ConnState;
 use crate::proxy::body::{ClientIn, ProxyBody};
 use crate::proxy::h1::write_hex;
+use crate::proxy::session::ConnState;
 use crate::server::Shared;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};

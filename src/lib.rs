@@ -16,7 +16,6 @@ pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod error;
-pub mod files;
 pub mod framing;
 pub mod lane;
 pub mod park;

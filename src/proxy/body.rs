@@ -9,7 +9,7 @@
 use crate::access_log::AccessLog;
 use crate::backend::{InFlight, Server};
 use crate::cache::Fill;
-use crate::conn::ConnState;
+use crate::proxy::session::ConnState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;

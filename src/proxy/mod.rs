@@ -12,8 +12,10 @@
 
 pub mod body;
 pub mod cached;
+pub mod files;
 pub mod h1;
 pub mod headers;
+pub mod session;
 pub mod strict;
 pub mod target;
 pub mod upstream;
@@ -25,8 +27,8 @@ use crate::balancer::PickContext;
 use crate::balancer::Tried;
 use crate::cache::Cache;
 use crate::clock;
-use crate::conn::ConnState;
 use crate::error::ErrorKind;
+use crate::proxy::session::ConnState;
 use crate::router::Router;
 use body::{ClientIn, ProxyBody, Reusable, UpBody};
 use http::header::{HeaderValue, CONTENT_TYPE, TE};
@@ -137,7 +139,7 @@ pub async fn handle(
     };
     let route = &rt.routes[route_idx];
     let Some(pool_idx) = route.pool else {
-        return crate::files::serve(rt, route, req, log).await;
+        return files::serve(rt, route, req, log).await;
     };
     let pool = &rt.pools[pool_idx];
     if let Some(l) = &mut log {
@@ -231,7 +233,7 @@ fn allowed_upgrades(value: &HeaderValue) -> Option<HeaderValue> {
 /// connection loop once hyper let go of the socket (parked plain connections, see conn.rs).
 pub enum ClientUpgrade {
     Native(hyper::upgrade::OnUpgrade),
-    Manual(tokio::sync::oneshot::Receiver<Box<dyn crate::conn::Tunnel>>),
+    Manual(tokio::sync::oneshot::Receiver<Box<dyn session::Tunnel>>),
 }
 
 impl Clone for ClientUpgrade {
@@ -277,7 +279,7 @@ async fn upgrade(
 /// (least-connections sees it) and a session of it (`shutdown-sessions` ends it).
 async fn tunnel(client: ClientUpgrade, server: h1::Upgraded, in_flight: InFlight) {
     let _in_flight = in_flight;
-    let client: Box<dyn crate::conn::Tunnel> = match client {
+    let client: Box<dyn session::Tunnel> = match client {
         ClientUpgrade::Native(on) => match on.await {
             Ok(u) => Box::new(TokioIo::new(u)),
             Err(_) => return,
