@@ -20,10 +20,11 @@
 //! as a client that asked to close or a body that did not end cleanly, is left to hyper, which
 //! then closes the connection itself.
 
+use crate::proxy;
 use crate::proxy::body::{ClientIn, IdleTimer};
-use crate::proxy::session::ConnState;
-use crate::proxy::{self, ClientInfo};
 use crate::server::Shared;
+use crate::session::ClientInfo;
+use crate::session::ConnState;
 use bytes::{Buf, Bytes};
 use http::{Request, Response};
 use hyper::body::Incoming;

@@ -23,9 +23,9 @@
 //! `Content-Length`, or one that fails, ends the connection.
 
 use crate::proxy::body::{ClientIn, ProxyBody};
-use crate::proxy::h1::write_hex;
-use crate::proxy::session::ConnState;
 use crate::server::Shared;
+use crate::session::ConnState;
+use crate::upstream::h1::write_hex;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
@@ -439,7 +439,7 @@ fn encode_head(
     } else {
         body.size_hint().exact()
     };
-    let declared_len = declared.and_then(|v| crate::proxy::strict::digits(v.as_bytes()));
+    let declared_len = declared.and_then(|v| crate::strict::digits(v.as_bytes()));
     let framing = if bodiless_status {
         Framing::None
     } else if head_only {

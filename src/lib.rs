@@ -22,9 +22,12 @@ pub mod park;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod session;
 pub mod stats;
+pub mod strict;
 pub mod timer;
 pub mod tls;
+pub mod upstream;
 pub mod worker;
 
 pub use server::Langur;

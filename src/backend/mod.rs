@@ -13,8 +13,7 @@ pub mod queue;
 
 use crate::balancer::{self, Balancer, Candidates, Tried};
 use crate::config::{CheckConfig, ObserveConfig, PoolConfig};
-type H1 = Box<crate::proxy::h1::Conn>;
-use crate::proxy::upstream::H2;
+use crate::upstream::peer::Peer;
 use ha::{availability, Availability, HaPolicy};
 use health::{Health, HealthMachine, Thresholds};
 use std::net::SocketAddr;
@@ -51,11 +50,9 @@ pub struct Server {
     last_failure_ms: AtomicU64,
     /// One request is trying an offline server whose retry time came.
     probing: AtomicBool,
-    /// Idle upstream connections, one slot per worker thread: a connection is driven by the
-    /// worker that opened it, so it is only ever reused there (no cross-thread wakeups).
-    idle: Box<[Mutex<IdleList>]>,
-    /// HTTP/2 pools: the one multiplexed connection, shared by every request.
-    pub h2: Mutex<Option<H2>>,
+    /// The connections to this server: idle HTTP/1.1 ones, the shared HTTP/2 one, and every
+    /// session `shutdown-sessions` can end.
+    pub peer: Arc<Peer>,
     /// Used only when no non-backup server of the pool is usable.
     pub backup: bool,
     /// Requests in flight at most (0: no limit); at the limit the server is overloaded.
@@ -72,10 +69,6 @@ pub struct Server {
     pub machine: Mutex<HealthMachine>,
     /// Consecutive errors seen in live traffic (passive observation).
     passive_errors: AtomicU32,
-    /// The tasks of this server's upstream connections, to end them all at once
-    /// (`shutdown-sessions`). Touched once per connection, never per request.
-    sessions: Mutex<std::collections::HashMap<u64, Session>>,
-    next_session: AtomicU64,
     /// Wakes the checker early (passive `fastinter`).
     pub hurry: tokio::sync::Notify,
     /// Failed checks, ever (HAProxy's `chkfail`).
@@ -151,8 +144,6 @@ impl Server {
             operator: AtomicU8::new(0),
             machine: Mutex::new(HealthMachine::new(thresholds)),
             passive_errors: AtomicU32::new(0),
-            sessions: Mutex::new(std::collections::HashMap::new()),
-            next_session: AtomicU64::new(0),
             hurry: tokio::sync::Notify::new(),
             check_failures: AtomicU64::new(0),
             downs: AtomicU64::new(0),
@@ -175,8 +166,7 @@ impl Server {
             failures: AtomicU32::new(0),
             last_failure_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
-            idle: (0..slots.max(1)).map(|_| Mutex::default()).collect(),
-            h2: Mutex::new(None),
+            peer: Arc::new(Peer::new(slots)),
         }
     }
 
@@ -308,62 +298,10 @@ impl Server {
         self.ewma_at_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// Registers a session (see [`Server::kill_sessions`]); [`Server::end_session`] forgets it.
-    pub fn add_session(&self, session: Session) -> u64 {
-        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, session);
-        id
-    }
-
-    pub fn end_session(&self, id: u64) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-    }
-
-    /// Runs an upstream connection's task so that [`Server::kill_sessions`] can end it.
-    pub fn spawn_session<F>(self: &Arc<Self>, conn: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let me = self.clone();
-        let task = tokio::spawn(async move {
-            conn.await;
-            me.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-        });
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if !task.is_finished() {
-            sessions.insert(id, Session::Task(task.abort_handle()));
-        }
-    }
-
     /// Ends every connection to this server now (in flight and idle): requests in flight fail
     /// and their clients are told at once instead of hanging on a dead server.
     pub fn kill_sessions(&self) {
-        let victims: Vec<_> = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, h)| h)
-            .collect();
-        for v in victims {
-            match v {
-                Session::Task(h) => h.abort(),
-                Session::Conn(k) => k.kill(),
-            }
-        }
-        for slot in self.idle.iter() {
-            slot.lock().unwrap_or_else(|e| e.into_inner()).conns.clear();
-        }
+        self.peer.kill_all();
     }
 
     /// Live traffic went well: the passive error run is over.
@@ -447,64 +385,6 @@ impl Server {
     pub fn consecutive_failures(&self) -> u32 {
         self.failures.load(Ordering::Relaxed)
     }
-
-    /// The shared HTTP/2 connection, if it is still open.
-    pub fn h2_sender(&self) -> Option<H2> {
-        let mut slot = self.h2.lock().unwrap_or_else(|e| e.into_inner());
-        match &*slot {
-            Some(s) if !s.sender.is_closed() => Some(s.clone()),
-            Some(_) => {
-                *slot = None;
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// An idle upstream connection, if one is ready (closed ones are dropped).
-    pub fn take_idle(&self) -> Option<H1> {
-        let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(mut c) = idle.conns.pop() {
-            if c.is_reusable() {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    /// Returns a connection whose last exchange finished cleanly. Every 16th time the oldest
-    /// idle connection is looked at too, and dropped if its server closed it (idle connections
-    /// are not watched otherwise), so closed ones do not linger at the bottom of the list.
-    pub fn put_idle(&self, sender: H1, max_idle: usize) {
-        let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
-        idle.puts = idle.puts.wrapping_add(1);
-        if idle.puts % 16 == 0 && idle.conns.first_mut().is_some_and(|c| !c.is_reusable()) {
-            idle.conns.remove(0);
-        }
-        if idle.conns.len() < max_idle {
-            idle.conns.push(sender);
-        }
-    }
-
-    fn slot(&self) -> &Mutex<IdleList> {
-        &self.idle[crate::worker::worker_id() % self.idle.len()]
-    }
-}
-
-/// A worker's idle HTTP/1.1 connections to one server, most recently used last.
-#[derive(Debug, Default)]
-struct IdleList {
-    conns: Vec<H1>,
-    /// Connections given back so far (paces the look at the oldest one).
-    puts: u8,
-}
-
-/// Something [`Server::kill_sessions`] can end: a task (tunnels, HTTP/2 connections) or an
-/// HTTP/1.1 connection, which is not a task (the request's task drives it).
-#[derive(Debug)]
-pub enum Session {
-    Task(tokio::task::AbortHandle),
-    Conn(Arc<crate::proxy::h1::Kill>),
 }
 
 /// Holds the single retry of an offline server; releases it on drop.

@@ -20,7 +20,7 @@ use crate::backend::Pool;
 use crate::cache::policy::{self, CacheControl, NotStored, RangeAnswer};
 use crate::cache::{self, Cache, Fill, FlightGuard, Join, Object};
 use crate::clock;
-use crate::proxy::session::ConnState;
+use crate::session::ConnState;
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, COOKIE,

@@ -164,7 +164,7 @@ pub fn via_contains(h: &HeaderMap, token: &str) -> bool {
 
 /// Appends this hop to `Via` and the client to `X-Forwarded-For`; sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (a client cannot choose those). `Host` is left as it is. `client_ip` is the
-/// client's address as a header value, made once per connection ([`client_ip_value`]).
+/// client's address as a header value, made once per connection ([`crate::session::client_ip_value`]).
 pub fn add_forwarding(
     h: &mut HeaderMap,
     client_ip: &HeaderValue,
@@ -199,21 +199,10 @@ pub fn add_forwarding(
     h.append(header::VIA, via.clone());
 }
 
-/// The client's IP as it goes into `X-Forwarded-For` (IPv4-mapped IPv6 shown as IPv4).
-pub fn client_ip_value(ip: std::net::IpAddr) -> HeaderValue {
-    let text = match ip {
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => v6.to_string(),
-        },
-        v4 => v4.to_string(),
-    };
-    HeaderValue::from_str(&text).expect("an IP address is a valid header value")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::client_ip_value;
 
     #[test]
     fn strips_hop_by_hop_and_connection_named() {

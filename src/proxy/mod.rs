@@ -13,12 +13,8 @@
 pub mod body;
 pub mod cached;
 pub mod files;
-pub mod h1;
 pub mod headers;
-pub mod session;
-pub mod strict;
 pub mod target;
-pub mod upstream;
 
 use crate::access_log::AccessLog;
 use crate::backend::monitor::{self, Seen};
@@ -28,16 +24,19 @@ use crate::balancer::Tried;
 use crate::cache::Cache;
 use crate::clock;
 use crate::error::ErrorKind;
-use crate::proxy::session::ConnState;
 use crate::router::Router;
+use crate::session;
+use crate::session::ClientInfo;
+use crate::session::ConnState;
+use crate::strict;
+use crate::upstream::h1;
+use crate::upstream::{connect, take_connection, to_h2, SendError, Sender, Target, UpstreamBody};
 use body::{ClientIn, ProxyBody, Reusable, UpBody};
 use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use http::{Request, Response, Uri, Version};
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
-use upstream::{connect, take_connection, to_h2, SendError, Sender, UpstreamBody};
 
 /// An immutable snapshot of everything the request path needs, swapped whole on reload.
 #[derive(Debug)]
@@ -86,26 +85,6 @@ pub struct RouteRt {
     pub cache: bool,
     pub grace: Option<std::time::Duration>,
     pub purge: Vec<ipnet::IpNet>,
-}
-
-/// What the pipeline knows about the client connection (made once per connection).
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub addr: SocketAddr,
-    /// The client's IP as an `X-Forwarded-For` value.
-    pub ip_header: HeaderValue,
-    /// `http` or `https` (`X-Forwarded-Proto`).
-    pub scheme: &'static str,
-}
-
-impl ClientInfo {
-    pub fn new(addr: SocketAddr) -> ClientInfo {
-        ClientInfo {
-            addr,
-            ip_header: headers::client_ip_value(addr.ip()),
-            scheme: "http",
-        }
-    }
 }
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
@@ -445,6 +424,17 @@ fn copy_head(req: &Request<UpBody>, body: UpBody) -> Request<UpBody> {
     again
 }
 
+/// Where the upstream side connects for this server of this pool.
+fn target<'a>(pool: &'a Pool, server: &'a Server) -> Target<'a> {
+    Target {
+        addr: server.addr,
+        name: &server.name,
+        tls: pool.tls.as_ref(),
+        protocol: pool.protocol,
+        read_timeout: pool.read_timeout,
+    }
+}
+
 /// The connect timeout, cut short by what is left of the request's time.
 fn connect_budget(pool: &Pool, until: Instant) -> std::time::Duration {
     pool.connect_timeout
@@ -593,31 +583,38 @@ pub(crate) async fn forward(
         }
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let (mut sender, reused) = match take_connection(pool, server, replayable) {
-                Some(s) => (s, true),
-                None => match connect(pool, server, connect_budget(pool, until)).await {
-                    Ok(s) => {
-                        let had = server.connect_succeeded();
-                        if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {
-                            monitor::availability_changed(
-                                pool,
-                                server,
-                                true,
-                                "connect succeeded on retry".into(),
-                            );
+            let (mut sender, reused) =
+                match take_connection(pool.protocol, &server.peer, replayable) {
+                    Some(s) => (s, true),
+                    None => match connect(
+                        &target(pool, server),
+                        &server.peer,
+                        connect_budget(pool, until),
+                    )
+                    .await
+                    {
+                        Ok(s) => {
+                            let had = server.connect_succeeded();
+                            if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {
+                                monitor::availability_changed(
+                                    pool,
+                                    server,
+                                    true,
+                                    "connect succeeded on retry".into(),
+                                );
+                            }
+                            (s, false)
                         }
-                        (s, false)
-                    }
-                    Err(e) => {
-                        if e.kind() == std::io::ErrorKind::TimedOut {
-                            server.back_off(pool.overload_backoff);
+                        Err(e) => {
+                            if e.kind() == std::io::ErrorKind::TimedOut {
+                                server.back_off(pool.overload_backoff);
+                            }
+                            connect_failed(pool, server, &e);
+                            monitor::observe(pool, i, Seen::L4Error);
+                            continue 'servers;
                         }
-                        connect_failed(pool, server, &e);
-                        monitor::observe(pool, i, Seen::L4Error);
-                        continue 'servers;
-                    }
-                },
-            };
+                    },
+                };
             if !sender.ready().await {
                 if reused {
                     continue;
@@ -646,7 +643,7 @@ pub(crate) async fn forward(
             };
             let response_until = (sent_at + pool.response_timeout).min(until);
             if h2 && req.version() != Version::HTTP_2 {
-                to_h2(&mut req, pool, server);
+                to_h2(&mut req, &target(pool, server));
             }
             let mut kept = None;
             let sent = tokio::time::timeout_at(response_until, sender.send(req, &mut kept)).await;
@@ -745,7 +742,9 @@ pub(crate) async fn forward(
                     l.upstream_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
                 }
                 // The connection now belongs to the tunnel: never back to the idle pool.
-                server.spawn_session(tunnel(client_side, server_side, in_flight));
+                server
+                    .peer
+                    .spawn_session(tunnel(client_side, server_side, in_flight));
                 return Response::from_parts(parts, ProxyBody::full(bytes::Bytes::new(), log));
             }
             monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
@@ -767,7 +766,7 @@ pub(crate) async fn forward(
                 l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
             }
             let reuse = Reusable {
-                server: server.clone(),
+                peer: server.peer.clone(),
                 max_idle: pool.max_idle_per_server,
             };
             return Response::from_parts(parts, ProxyBody::upstream(body, in_flight, reuse, log));

@@ -10,9 +10,9 @@
 //! trailers. What this module adds is the framing around them (RFC 9112 section 6) and the
 //! strictness langur applies to servers: ambiguous framing is refused, not guessed.
 
-use super::body::{BodyError, UpBody};
-use super::strict;
-use crate::backend::Server;
+use super::peer::{Peer, Session};
+use crate::session::body::{BodyError, UpBody};
+use crate::strict;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
@@ -134,14 +134,14 @@ fn killed() -> io::Error {
 /// replaced by a reload is dropped with its idle connections).
 #[derive(Debug)]
 struct Registered {
-    server: std::sync::Weak<Server>,
+    peer: std::sync::Weak<Peer>,
     id: u64,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        if let Some(server) = self.server.upgrade() {
-            server.end_session(self.id);
+        if let Some(peer) = self.peer.upgrade() {
+            peer.end_session(self.id);
         }
     }
 }
@@ -280,9 +280,9 @@ fn noop_context() -> Context<'static> {
 
 impl Conn {
     /// A connection to `server`, registered as one of its sessions.
-    pub fn new(io: Io, server: &Arc<Server>, read_timeout: Duration) -> Box<Conn> {
+    pub fn new(io: Io, peer: &Arc<Peer>, read_timeout: Duration) -> Box<Conn> {
         let kill = Arc::new(Kill::default());
-        let id = server.add_session(crate::backend::Session::Conn(kill.clone()));
+        let id = peer.add_session(Session::Conn(kill.clone()));
         Box::new(Conn {
             io,
             buf: BytesMut::new(),
@@ -303,7 +303,7 @@ impl Conn {
             broken: false,
             expect: None,
             _registered: Registered {
-                server: Arc::downgrade(server),
+                peer: Arc::downgrade(peer),
                 id,
             },
         })
@@ -1360,10 +1360,9 @@ pub mod fuzzing {
     /// Sends a GET (or a HEAD) to a server that answers `response`, written in pieces whose
     /// sizes cycle through `pieces`, then closes. `Err` is a failed exchange (its message).
     pub async fn exchange(response: &[u8], pieces: &[u8], head: bool) -> Result<Outcome, String> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
-        let server = Arc::new(Server::new("fuzz", addr, 1, 1));
         let (near, mut far) = tokio::io::duplex(64 * 1024);
-        let conn = Conn::new(Io::Mem(near), &server, Duration::from_secs(5));
+        let peer = Arc::new(Peer::new(1));
+        let conn = Conn::new(Io::Mem(near), &peer, Duration::from_secs(5));
         let response = response.to_vec();
         let pieces: Vec<usize> = pieces.iter().map(|&p| usize::from(p).max(1)).collect();
         let origin = tokio::spawn(async move {
@@ -1478,8 +1477,8 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (peer, _) = l.accept().await.unwrap();
-        let server = Arc::new(Server::new("s", addr, 1, 1));
-        let mut conn = Conn::new(Io::Tcp(client), &server, Duration::from_secs(5));
+        let sessions = Arc::new(Peer::new(1));
+        let mut conn = Conn::new(Io::Tcp(client), &sessions, Duration::from_secs(5));
         // Idle and quiet: both checks agree.
         assert!(conn.is_reusable());
         assert!(conn.is_alive_now());

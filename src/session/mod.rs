@@ -3,7 +3,31 @@
 //! a pending upgrade, a tunnel). Defined here, below the client layer, so the pipeline and the
 //! client connection code (`conn.rs`, `lane.rs`) share it without importing each other.
 
-use super::ClientInfo;
+use http::HeaderValue;
+use std::net::SocketAddr;
+
+pub mod body;
+
+/// What the pipeline knows about the client connection (made once per connection).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    /// The client's IP as an `X-Forwarded-For` value.
+    pub ip_header: HeaderValue,
+    /// `http` or `https` (`X-Forwarded-Proto`).
+    pub scheme: &'static str,
+}
+
+impl ClientInfo {
+    pub fn new(addr: SocketAddr) -> ClientInfo {
+        ClientInfo {
+            addr,
+            ip_header: client_ip_value(addr.ip()),
+            scheme: "http",
+        }
+    }
+}
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One client connection: who it is, and what its exchanges report back to the loop that
@@ -140,4 +164,16 @@ impl ConnState {
     pub(crate) fn idle(&self) -> bool {
         self.responses_done() && !self.body_pending.load(Ordering::Relaxed)
     }
+}
+
+/// The client's IP as it goes into `X-Forwarded-For` (IPv4-mapped IPv6 shown as IPv4).
+pub fn client_ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    let text = match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        v4 => v4.to_string(),
+    };
+    HeaderValue::from_str(&text).expect("an IP address is a valid header value")
 }

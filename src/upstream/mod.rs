@@ -9,13 +9,17 @@
 //! response head is `response_timeout`'s business (in `forward`); an idle pooled connection is
 //! only looked at once per period.
 
-use super::body::UpBody;
-use crate::backend::{Pool, Server};
+use crate::session::body::UpBody;
+
+pub mod h1;
+pub mod peer;
+
 use http::{Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
+use peer::Peer;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -160,7 +164,7 @@ impl Write for TimedIo {
 /// pooled when idle) or HTTP/2 (hyper's, one connection per server, shared by every request).
 #[derive(Debug)]
 pub enum Sender {
-    H1(Box<super::h1::Conn>),
+    H1(Box<h1::Conn>),
     H2(H2),
 }
 
@@ -171,7 +175,7 @@ pub struct H2 {
     pub watch: Arc<Watch>,
 }
 
-pub use super::h1::SendError;
+pub use h1::SendError;
 
 impl Sender {
     /// Waits until the connection can take a request (HTTP/2 flow control); false if closed.
@@ -194,7 +198,7 @@ impl Sender {
             Sender::H1(c) => c.send(req, kept).await.map(|r| r.map(UpstreamBody::H1)),
             Sender::H2(mut c) => match c.sender.try_send_request(req).await {
                 Ok(resp) => {
-                    if let Err(why) = super::strict::check_response(resp.headers()) {
+                    if let Err(why) = crate::strict::check_response(resp.headers()) {
                         return Err(SendError::Ambiguous(why));
                     }
                     Ok(resp.map(|b| {
@@ -210,7 +214,7 @@ impl Sender {
                     None => {
                         let e = e.into_error();
                         if let Some(b) = std::error::Error::source(&e)
-                            .and_then(|c| c.downcast_ref::<super::body::BodyError>())
+                            .and_then(|c| c.downcast_ref::<crate::session::body::BodyError>())
                         {
                             if let Some(kind) = b.client_kind() {
                                 return Err(SendError::Client(kind));
@@ -228,7 +232,7 @@ impl Sender {
 /// connection (with the connection's silence limit held while it is read).
 #[derive(Debug)]
 pub enum UpstreamBody {
-    H1(super::h1::Body),
+    H1(h1::Body),
     H2(Incoming, Option<Reading>),
 }
 
@@ -290,52 +294,69 @@ impl http_body::Body for UpstreamBody {
 /// the kernel says is still open and quiet at this instant (see [`h1::Conn::is_alive_now`]);
 /// the others take one on tokio's word and are sent again if it was closed after all.
 ///
-/// [`h1::Conn::is_alive_now`]: super::h1::Conn::is_alive_now
-pub fn take_connection(pool: &Pool, server: &Server, replayable: bool) -> Option<Sender> {
-    match pool.protocol {
-        crate::config::Protocol::H2 => server.h2_sender().map(Sender::H2),
+/// [`h1::Conn::is_alive_now`]: h1::Conn::is_alive_now
+pub fn take_connection(
+    protocol: crate::config::Protocol,
+    peer: &Peer,
+    replayable: bool,
+) -> Option<Sender> {
+    match protocol {
+        crate::config::Protocol::H2 => peer.h2_sender().map(Sender::H2),
         crate::config::Protocol::H1 => {
-            let mut c = server.take_idle()?;
+            let mut c = peer.take_idle()?;
             while !replayable && !c.is_alive_now() {
-                c = server.take_idle()?;
+                c = peer.take_idle()?;
             }
             Some(Sender::H1(c))
         }
     }
 }
 
+/// Where and how to connect: one server of a pool, as plain data (the pipeline makes it from
+/// the pool's settings and the server's address and name).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub addr: std::net::SocketAddr,
+    /// The server's name: TLS server name, and the HTTP/2 `:authority` when the request has no
+    /// `Host`.
+    pub name: &'a str,
+    pub tls: Option<&'a crate::tls::Upstream>,
+    pub protocol: crate::config::Protocol,
+    /// Longest silence while a response is awaited or read.
+    pub read_timeout: Duration,
+}
+
+/// Opens a connection (TCP, TLS if the pool says so, HTTP/1.1 or an HTTP/2 handshake) within
+/// `connect_timeout`; the connection is registered as a session of `peer`. Errors: the
+/// connect's or the handshake's, `TimedOut` when the time ran out.
 pub async fn connect(
-    pool: &Pool,
-    server: &Arc<Server>,
+    to: &Target<'_>,
+    peer: &Arc<Peer>,
     connect_timeout: std::time::Duration,
 ) -> std::io::Result<Sender> {
     let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
     let started = Instant::now();
-    let stream = match timeout(connect_timeout, TcpStream::connect(server.addr)).await {
+    let stream = match timeout(connect_timeout, TcpStream::connect(to.addr)).await {
         Ok(r) => r?,
         Err(_) => return Err(timed_out()),
     };
     stream.set_nodelay(true)?;
-    let io = match &pool.tls {
-        None => super::h1::Io::Tcp(stream),
+    let io = match to.tls {
+        None => h1::Io::Tcp(stream),
         Some(tls) => {
             let left = connect_timeout.saturating_sub(started.elapsed());
-            match timeout(left, tls.handshake(&server.name, stream)).await {
-                Ok(Ok(s)) => super::h1::Io::Tls(Box::new(s)),
+            match timeout(left, tls.handshake(to.name, stream)).await {
+                Ok(Ok(s)) => h1::Io::Tls(Box::new(s)),
                 Ok(Err(e)) => return Err(std::io::Error::other(format!("TLS: {e}"))),
                 Err(_) => return Err(timed_out()),
             }
         }
     };
-    match pool.protocol {
-        crate::config::Protocol::H1 => Ok(Sender::H1(super::h1::Conn::new(
-            io,
-            server,
-            pool.read_timeout,
-        ))),
+    match to.protocol {
+        crate::config::Protocol::H1 => Ok(Sender::H1(h1::Conn::new(io, peer, to.read_timeout))),
         crate::config::Protocol::H2 => {
             let watch = Arc::new(Watch::default());
-            let io = TimedIo::new(Box::new(TokioIo::new(io)), watch.clone(), pool.read_timeout);
+            let io = TimedIo::new(Box::new(TokioIo::new(io)), watch.clone(), to.read_timeout);
             let (sender, conn) =
                 hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -343,11 +364,11 @@ pub async fn connect(
                     .await
                     .map_err(std::io::Error::other)?;
             // A session of the server: `shutdown-sessions` can end it.
-            server.spawn_session(async move {
+            peer.spawn_session(async move {
                 let _ = conn.await;
             });
             let conn = H2 { sender, watch };
-            *server.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+            *peer.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
             Ok(Sender::H2(conn))
         }
     }
@@ -359,13 +380,13 @@ impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> UpIoBox for T {}
 
 /// HTTP/2 needs the scheme and authority in the request (`:scheme`, `:authority`); they come
 /// from the Host header, which HTTP/2 does not use.
-pub fn to_h2(req: &mut Request<UpBody>, pool: &Pool, server: &Server) {
+pub fn to_h2(req: &mut Request<UpBody>, to: &Target<'_>) {
     let authority = req
         .headers_mut()
         .remove(http::header::HOST)
         .and_then(|h| h.to_str().ok().map(str::to_string))
-        .unwrap_or_else(|| server.name.to_string());
-    let scheme = if pool.tls.is_some() { "https" } else { "http" };
+        .unwrap_or_else(|| to.name.to_string());
+    let scheme = if to.tls.is_some() { "https" } else { "http" };
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     if let Ok(uri) = format!("{scheme}://{authority}{pq}").parse() {
         *req.uri_mut() = uri;
