@@ -761,10 +761,29 @@ async fn a_304_is_merged_into_what_the_client_gets() {
         Some("session=renewed"),
         "the 304's cookie reaches the client"
     );
+    // The entry was refreshed, not dropped: fresh again, and the next stale use revalidates.
+    assert_eq!(second.headers["age"], "0");
+    assert!(
+        status_of(&second).contains("stored"),
+        "{}",
+        status_of(&second)
+    );
     // A conditional client gets the cookie on its 304 too.
     let cond = get_h(a, p, &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(cond.status, 304);
     assert_eq!(cond.headers["set-cookie"], "session=renewed");
+    let _ = o.last_inm.lock().unwrap().take();
+    let again = get(a, p).await;
+    assert!(
+        status_of(&again).contains("fwd-status=304"),
+        "{}",
+        status_of(&again)
+    );
+    assert_eq!(
+        o.last_inm.lock().unwrap().as_deref(),
+        Some("\"v1\""),
+        "revalidated, not refetched"
+    );
     // The stored copy never replays it: a fresh entry answered from the cache has none.
     let q = "/r2?cc=max-age%3D60&etag=v1&sc304=1";
     get(a, q).await;

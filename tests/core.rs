@@ -526,3 +526,23 @@ async fn http2_cookies_reach_an_http1_server_as_one_field() {
     }
     lg.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_http10_request_without_host_reaches_the_server_with_one() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let out = raw(at, b"GET /x HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
+    assert!(
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+        "{out}"
+    );
+    let seen = b.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(seen.get_all("host").iter().count(), 1, "{seen:?}");
+    assert_eq!(seen["host"], "");
+    lg.shutdown().await;
+}

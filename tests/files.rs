@@ -249,3 +249,36 @@ async fn slow_clients_of_a_large_file_cost_a_chunk_each_not_the_file() {
     );
     drop(clients);
 }
+
+#[tokio::test]
+async fn directories_redirect_files_are_not_directories_and_preconditions_hold() {
+    let s = site("dirs");
+    std::fs::write(s.dir.join("docs/index.html"), "<h1>docs</h1>").unwrap();
+    for cache in [false, true] {
+        let l = serve(&s, cache).await;
+        let a = l.listen_addrs()[0];
+        // A file asked for as a directory is not found.
+        for p in ["/style.css/", "/style.css/.", "/docs/notes.txt/"] {
+            assert_eq!(get(a, p).await.status, 404, "{p} (cache {cache})");
+        }
+        // A directory without its slash is redirected to it, the query kept.
+        let r = get(a, "/docs?x=1").await;
+        assert_eq!(r.status, 301);
+        assert_eq!(r.headers["location"], "/docs/?x=1");
+        assert_eq!(get(a, "/docs/").await.text(), "<h1>docs</h1>");
+        // If-Match and If-Unmodified-Since (RFC 9110 13.2.2).
+        let r = get(a, "/style.css").await;
+        let etag = r.headers["etag"].to_str().unwrap().to_string();
+        let lm = r.headers["last-modified"].to_str().unwrap().to_string();
+        for (name, value, want) in [
+            ("if-match", "\"old\"", 412),
+            ("if-match", etag.as_str(), 200),
+            ("if-match", "*", 200),
+            ("if-unmodified-since", "Mon, 01 Jan 2024 00:00:00 GMT", 412),
+            ("if-unmodified-since", lm.as_str(), 200),
+        ] {
+            let r = request(a, Method::GET, "/style.css", &[(name, value)], body("")).await;
+            assert_eq!(r.status.as_u16(), want, "{name}: {value} (cache {cache})");
+        }
+    }
+}

@@ -80,9 +80,9 @@ async fn upstream_response_seeds_keep_the_framing_rules() {
         let head = input[0] & 1 == 1;
         let k = usize::from(input[1]).min(input.len() - 2);
         let (pieces, response) = input[2..].split_at(k);
-        let outcome = langur::proxy::h1::fuzzing::exchange(response, pieces, head).await;
+        let outcome = langur::upstream::h1::fuzzing::exchange(response, pieces, head).await;
         if let Ok(o) = &outcome {
-            langur::proxy::h1::fuzzing::check(o, head);
+            langur::upstream::h1::fuzzing::check(o, head);
         }
         outcomes.push((String::from_utf8_lossy(response).to_string(), outcome));
     }

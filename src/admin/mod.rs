@@ -465,10 +465,27 @@ async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
                     Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),
                 }
             };
+            if let Some(k) = v
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "url" && *k != "prefix"))
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown key `{k}`: send {{\"url\": ...}}, {{\"prefix\": ...}} or {{}}"
+                    ),
+                );
+            }
             let purged = if let Some(url) = v.get("url").and_then(|u| u.as_str()) {
-                cache.purge_url(url)
+                match purge_key(url) {
+                    Ok(key) => cache.purge_url(&key),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                }
             } else if let Some(prefix) = v.get("prefix").and_then(|u| u.as_str()) {
-                cache.purge_prefix(prefix)
+                match purge_key(prefix) {
+                    Ok(key) => cache.purge_prefix(&key),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                }
             } else if v.as_object().is_some_and(|o| o.is_empty()) {
                 cache.purge_all()
             } else {
@@ -490,5 +507,52 @@ async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
             ),
         },
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+/// A purge target in the form the cache keys requests: a path (`/a/b?q`, any host and
+/// scheme) normalised as request paths are, or an absolute `http`/`https` URL with its scheme
+/// and host lower-cased and its path normalised. Errors: a target that is neither.
+fn purge_key(target: &str) -> Result<String, String> {
+    let bad = || format!("`{target}` is not a path or an http(s) URL");
+    let uri: http::Uri = target.parse().map_err(|_| bad())?;
+    let uri = crate::proxy::target::normalize_uri(&uri)
+        .map_err(|_| bad())?
+        .unwrap_or(uri);
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    match (uri.scheme_str(), uri.authority()) {
+        (None, None) if target.starts_with('/') => Ok(pq.to_string()),
+        (Some(scheme), Some(a))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            Ok(crate::cache::primary_key(
+                &scheme.to_ascii_lowercase(),
+                a.as_str(),
+                pq,
+            ))
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::purge_key;
+
+    #[test]
+    fn purge_targets_are_keyed_as_requests_are() {
+        assert_eq!(purge_key("/max60/%7Eu").unwrap(), "/max60/~u");
+        assert_eq!(purge_key("/max60/x/../v/w?q=1").unwrap(), "/max60/v/w?q=1");
+        assert_eq!(
+            purge_key("HTTP://A.Example:8080/max60/x/../t").unwrap(),
+            "http://a.example:8080/max60/t"
+        );
+        assert_eq!(
+            purge_key("https://a.example").unwrap(),
+            "https://a.example/"
+        );
+        assert!(purge_key("ftp://a.example/x").is_err());
+        assert!(purge_key("max60/relative").is_err());
+        assert!(purge_key("/a/..;/b").is_err());
     }
 }

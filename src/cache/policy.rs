@@ -347,6 +347,34 @@ fn etag_listed(list: &HeaderValue, etag: Option<&HeaderValue>) -> bool {
     list.split(',').any(|t| weak(t) == want)
 }
 
+/// Whether a request's preconditions fail against a response with these validators (412,
+/// RFC 9110 13.2.2 steps 1 and 2): `If-Match` needs `*` or a strongly matching entity tag;
+/// without it, `If-Unmodified-Since` needs the response not modified after that date (ignored
+/// when the response has no `Last-Modified`, or the date does not parse).
+pub fn precondition_failed(
+    req: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    last_mod: Option<&HeaderValue>,
+) -> bool {
+    if let Some(im) = req.get(http::header::IF_MATCH) {
+        let Ok(list) = im.to_str() else { return true };
+        if list.trim() == "*" {
+            return false;
+        }
+        let strong = etag
+            .and_then(|e| e.to_str().ok())
+            .filter(|e| !e.starts_with("W/"));
+        return !strong.is_some_and(|e| list.split(',').any(|t| t.trim() == e));
+    }
+    match (
+        http_date(req.get(http::header::IF_UNMODIFIED_SINCE)),
+        http_date(last_mod),
+    ) {
+        (Some(since), Some(modified)) => modified > since,
+        _ => false,
+    }
+}
+
 /// Whether a conditional GET/HEAD is answered 304 from a response with these validators:
 /// `If-None-Match` (weak comparison) wins; `If-Modified-Since` is looked at only without it.
 pub fn not_modified(
@@ -536,6 +564,37 @@ mod tests {
     fn plain_get_storable(headers: &HeaderMap, cc: &CacheControl) -> bool {
         let req = HeaderMap::new();
         storable(&Method::GET, &req, StatusCode::OK, headers, cc, &rules()).is_ok()
+    }
+
+    #[test]
+    fn preconditions() {
+        let etag = HeaderValue::from_static("\"v1\"");
+        let lm = HeaderValue::from_str(&fmt_http_date(NOW)).unwrap();
+        let fails = |pairs: &[(&str, &str)]| precondition_failed(&h(pairs), Some(&etag), Some(&lm));
+        assert!(!fails(&[]));
+        assert!(!fails(&[("if-match", "*")]));
+        assert!(!fails(&[("if-match", "\"v0\", \"v1\"")]));
+        assert!(fails(&[("if-match", "\"old\"")]));
+        assert!(
+            fails(&[("if-match", "W/\"v1\"")]),
+            "If-Match compares strongly"
+        );
+        assert!(fails(&[("if-unmodified-since", &fmt_http_date(NOW - 60))]));
+        assert!(!fails(&[("if-unmodified-since", &fmt_http_date(NOW))]));
+        assert!(!fails(&[("if-unmodified-since", "garbage")]));
+        assert!(
+            !fails(&[
+                ("if-match", "\"v1\""),
+                ("if-unmodified-since", &fmt_http_date(NOW - 60))
+            ]),
+            "If-Unmodified-Since is not looked at when If-Match is present"
+        );
+        let weak = HeaderValue::from_static("W/\"v1\"");
+        assert!(precondition_failed(
+            &h(&[("if-match", "W/\"v1\"")]),
+            Some(&weak),
+            None
+        ));
     }
 
     #[test]

@@ -305,12 +305,18 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
             *fresh.headers_mut() = headers;
             let log = resp.body_mut().take_log();
             drop(resp);
+            // The 304's `Set-Cookie` is for this client: it is answered, never stored, and
+            // does not make the refreshed entry unstorable.
+            let mut kept = Response::new(());
+            *kept.status_mut() = obj.status;
+            *kept.headers_mut() = fresh.headers().clone();
+            kept.headers_mut().remove(SET_COOKIE);
             let renewed = describe(
                 cache,
                 job.grace,
                 &job.method,
                 &job.req_headers,
-                &fresh,
+                &kept,
                 request_time,
             );
             let (status, answer) = match renewed {
@@ -511,7 +517,13 @@ pub(crate) fn serve(
     let len = obj.body.len() as u64;
     let ok = obj.status == StatusCode::OK;
     let (status, mut headers, body) =
-        if ok && policy::not_modified(req, obj.etag.as_ref(), obj.last_modified.as_ref()) {
+        if ok && policy::precondition_failed(req, obj.etag.as_ref(), obj.last_modified.as_ref()) {
+            (
+                StatusCode::PRECONDITION_FAILED,
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+        } else if ok && policy::not_modified(req, obj.etag.as_ref(), obj.last_modified.as_ref()) {
             let mut h = HeaderMap::new();
             // `Set-Cookie` is never stored; it is here only when a revalidation's 304 just
             // brought one for this client.

@@ -45,8 +45,10 @@ pub async fn serve<B>(
     let Some(root) = route.root.as_deref() else {
         return plain(StatusCode::NOT_FOUND, "not found\n", log);
     };
-    let Some((path, meta)) = resolve(root, req.uri().path()).await else {
-        return plain(StatusCode::NOT_FOUND, "not found\n", log);
+    let (path, meta) = match resolve(root, req.uri().path()).await {
+        Some(Resolved::File(path, meta)) => (path, meta),
+        Some(Resolved::Directory) => return to_directory(req.uri(), log),
+        None => return plain(StatusCode::NOT_FOUND, "not found\n", log),
     };
     let size = meta.len();
     let mtime = meta
@@ -171,6 +173,9 @@ async fn stream(
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
     let lm = headers.get(LAST_MODIFIED).cloned();
+    if policy::precondition_failed(req, Some(etag), lm.as_ref()) {
+        return plain(StatusCode::PRECONDITION_FAILED, "", log);
+    }
     if policy::not_modified(req, Some(etag), lm.as_ref()) {
         let mut r = plain(StatusCode::NOT_MODIFIED, "", log);
         r.headers_mut().insert(ETAG, etag.clone());
@@ -238,9 +243,22 @@ fn plain(
 
 /// Maps a request path to a file under `root` (already canonical) and its metadata, in one
 /// blocking call, or `None` for anything that is missing, refused, or resolves outside the root.
-pub async fn resolve(root: &Path, path: &str) -> Option<(PathBuf, std::fs::Metadata)> {
+/// What a request path names under a root.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A file to serve (a directory's `index.html` when the path ends with `/`).
+    File(PathBuf, std::fs::Metadata),
+    /// A directory asked for without its trailing slash: redirected, as nginx and Apache do,
+    /// so the page's relative links resolve.
+    Directory,
+}
+
+/// Resolves a request path under `root`: `None` (404) for anything outside it, missing, or a
+/// file asked for as a directory (`/a.txt/`).
+pub async fn resolve(root: &Path, path: &str) -> Option<Resolved> {
     let candidate = root.join(safe_relative(path)?);
     let root = root.to_path_buf();
+    let as_directory = path.ends_with('/');
     tokio::task::spawn_blocking(move || {
         let inside = |p: &Path| {
             let real = std::fs::canonicalize(p).ok()?;
@@ -249,12 +267,30 @@ pub async fn resolve(root: &Path, path: &str) -> Option<(PathBuf, std::fs::Metad
         };
         let (mut real, mut meta) = inside(&candidate)?;
         if meta.is_dir() {
+            if !as_directory {
+                return Some(Resolved::Directory);
+            }
             (real, meta) = inside(&real.join("index.html"))?;
+        } else if as_directory {
+            return None;
         }
-        meta.is_file().then_some((real, meta))
+        meta.is_file().then_some(Resolved::File(real, meta))
     })
     .await
     .ok()?
+}
+
+/// 301 to the same path with a trailing slash (the query kept).
+fn to_directory(uri: &http::Uri, log: Option<AccessLog>) -> Response<ProxyBody> {
+    let location = match uri.query() {
+        Some(q) => format!("{}/?{q}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    let mut r = plain(StatusCode::MOVED_PERMANENTLY, "moved permanently\n", log);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r
 }
 
 /// The decoded relative path, if every segment is a plain name.

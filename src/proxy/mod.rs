@@ -381,6 +381,14 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
             .unwrap_or("/");
         parts.uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
     }
+    // (HTTP/1.1 requests have exactly one Host: the strict checks refuse the others.)
+    if parts.version != Version::HTTP_11 && !parts.headers.contains_key(http::header::HOST) {
+        // HTTP/1.0 (or HTTP/2 without `:authority`): an HTTP/1.1 request always carries Host,
+        // empty when the target has no authority (RFC 9112 3.2).
+        parts
+            .headers
+            .insert(http::header::HOST, HeaderValue::from_static(""));
+    }
     headers::strip_hop_by_hop(&mut parts.headers, |n| rt.hashes_on(n));
     if trailers {
         parts
