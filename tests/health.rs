@@ -309,3 +309,42 @@ async fn shutdown_sessions_ends_a_download_from_a_server_marked_down() {
     );
     lg.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_passing_check_ends_an_offline_period_and_one_outage_is_one_down() {
+    let mut a = Ctl::start("a").await;
+    let b = Ctl::start("b").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nattempts = 1\noffline_timeout = \"30s\"\nservers = [\"{}\", \"{}\"]\n{}",
+        a.addr,
+        b.addr,
+        check_conf("")
+    );
+    let lg = langur_toml(&toml).await;
+    let at = lg.listen_addrs()[0];
+    let sa = server(&lg, 0);
+    wait_for("first check", Duration::from_secs(2), || {
+        sa.machine.lock().unwrap().last.status == CheckStatus::L7Ok
+    })
+    .await;
+    a.stop();
+    // Live traffic finds the dead server first (offline for 30 s by the reference's rule),
+    // then the checks take it down too: one outage, counted once.
+    for _ in 0..4 {
+        assert_eq!(get(at, "/app").await.backend(), "b");
+    }
+    wait_for("down", Duration::from_secs(3), || {
+        sa.health() == Health::Down
+    })
+    .await;
+    assert_eq!(sa.downs.load(Ordering::SeqCst), 1);
+    a.restart().await;
+    wait_for("up", Duration::from_secs(3), || sa.health() == Health::Up).await;
+    // Back in rotation at once, not when the 30 s offline period ends.
+    let mut seen_a = false;
+    for _ in 0..6 {
+        seen_a |= get(at, "/app").await.backend() == "a";
+    }
+    assert!(seen_a, "a passing check must end the offline period");
+    lg.shutdown().await;
+}

@@ -199,9 +199,12 @@ fn authorized(access: &Access, req: &Request<Incoming>) -> bool {
     else {
         return false;
     };
-    let given = if let Some(t) = v.strip_prefix("Bearer ") {
-        t.trim().to_string()
-    } else if let Some(b) = v.strip_prefix("Basic ") {
+    // The scheme is case-insensitive (RFC 9110 11.1).
+    let (scheme, credentials) = v.trim().split_once(' ').unwrap_or((v, ""));
+    let given = if scheme.eq_ignore_ascii_case("bearer") {
+        credentials.trim().to_string()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let b = credentials;
         use base64::Engine;
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else {
             return false;

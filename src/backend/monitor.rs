@@ -11,12 +11,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Whether the reference's high availability has the server offline (its failed connects
+/// reached `attempts`).
+fn ha_offline(pool: &Pool, server: &super::Server) -> bool {
+    !pool.ha.offline_timeout.is_zero() && server.consecutive_failures() >= pool.ha.attempts
+}
+
 /// The bookkeeping every transition shares: one warning line, the counters, the health log.
-fn record(pool: &Pool, server: &super::Server, e: Event, duration: Duration) {
+/// `counts`: whether this is the server going out of service (the other mechanism, checks or
+/// failed connects, may already have taken it out: one outage is one `down`).
+fn record(pool: &Pool, server: &super::Server, e: Event, duration: Duration, counts: bool) {
     server
         .last_change_ms
         .store(crate::clock::now_ms(), Ordering::Relaxed);
-    if e.to == Health::Down {
+    if e.to == Health::Down && counts {
         server.downs.fetch_add(1, Ordering::Relaxed);
     }
     if e.from == Health::Down && e.to == Health::Up {
@@ -74,7 +82,8 @@ pub fn apply(pool: &Pool, idx: usize, t: &Transition) {
         t.result.code,
         t.result.detail.clone(),
     );
-    record(pool, server, e, t.result.duration);
+    let counts = !ha_offline(pool, server);
+    record(pool, server, e, t.result.duration, counts);
     // Waiters look again: a server went away (maybe the last) or came back.
     pool.queue.wake_all();
     if t.to == Health::Down && pool.shutdown_sessions_on_down {
@@ -99,11 +108,13 @@ pub fn availability_changed(pool: &Pool, server: &super::Server, up: bool, reaso
     } else {
         (Health::Up, Health::Down, CheckStatus::L4Con)
     };
+    let counts = server.health() != Health::Down;
     record(
         pool,
         server,
         event(pool, server, from, to, status, None, reason),
         Duration::ZERO,
+        counts,
     );
 }
 
@@ -113,6 +124,14 @@ pub fn record_check(pool: &Pool, idx: usize, result: CheckResult) {
     let ok = result.status.is_success();
     if !ok {
         server.check_failures.fetch_add(1, Ordering::Relaxed);
+    } else if server.consecutive_failures() > 0 {
+        // A passing check connected: failed connects of live traffic are over, and a server
+        // they took offline is back now rather than at the end of `offline_timeout`.
+        let was_offline = ha_offline(pool, server);
+        server.connect_succeeded();
+        if was_offline {
+            availability_changed(pool, server, true, "health check passed".into());
+        }
     }
     let transition = {
         let mut m = server.machine.lock().unwrap_or_else(|e| e.into_inner());

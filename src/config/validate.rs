@@ -198,6 +198,17 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         Some(a) => match resolve(&a.value) {
             Ok(addr) => {
                 bound.push((addr, Some(a.line), "the admin listener"));
+                let token = raw
+                    .admin_token
+                    .as_ref()
+                    .is_some_and(|t| !t.value.is_empty());
+                if !addr.ip().is_loopback() && !token {
+                    diag.error(
+                        a.line,
+                        Some("listen"),
+                        format!("the admin listener {addr} is not on loopback: set [admin] token (every request must then carry it)"),
+                    );
+                }
                 addr
             }
             Err(e) => {
@@ -1321,6 +1332,8 @@ disable_on_404 = true
             ("[server]\nlisten = ['127.0.0.1:8080']\n[admin]\nlisten = '127.0.0.1:8080'\n", ":4: `listen`: 127.0.0.1:8080 is also a client listener on line 2; the admin listener"),
             ("[server]\nlisten = ['127.0.0.1:9090']\n", ":2: `listen`: 127.0.0.1:9090 is also the default admin listener"),
             ("[admin]\nlisten = '127.0.0.1:8080'\n", ":2: `listen`: 127.0.0.1:8080 is also the default client listener"),
+            ("[admin]\nlisten = '0.0.0.0:9999'\n", ":2: the admin listener 0.0.0.0:9999 is not on loopback"),
+            ("[admin]\nlisten = '[::]:9999'\ntoken = ''\n", ":2: the admin listener [::]:9999 is not on loopback"),
             ("[admin]\nlisten = '0.0.0.0:8080'\ntoken = 't'\n", "0.0.0.0:8080 overlaps 127.0.0.1:8080, the default client listener"),
         ];
         for (text, want) in cases {
