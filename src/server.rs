@@ -421,7 +421,7 @@ fn bind_sockets(
         if let Err(e) = probe(addr) {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 anyhow::bail!(
-                    "the port is already in use by another process (to share it on purpose, set [server] reuse_port = true)"
+                    "the port is already in use by another process, or by a connection of this machine (`ss -tanp sport = :PORT` shows which; ports in the ephemeral range, /proc/sys/net/ipv4/ip_local_port_range, can be taken by outgoing connections). To share a port with another process on purpose, set [server] reuse_port = true"
                 );
             }
             return Err(e.into());
