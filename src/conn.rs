@@ -22,7 +22,7 @@
 
 use crate::proxy;
 use crate::proxy::body::{ClientIn, IdleTimer};
-use crate::server::Shared;
+use crate::proxy::Live as Shared;
 use crate::session::ClientInfo;
 use crate::session::ConnState;
 use bytes::{Buf, Bytes};
@@ -716,7 +716,7 @@ async fn drive_until_stopped<C: Future>(
                     }
                     continue;
                 }
-                let wait = wait_of(&watch.state, watch.h2);
+                let wait = wait_of(watch.state, watch.h2);
                 if wait != seen.0 {
                     seen = (wait, now);
                     continue;
@@ -957,7 +957,7 @@ mod tests {
         let shared = Arc::new(crate::server::new_shared(&config, 1).unwrap());
         let (ticks, _clock) = park_clock();
         let ctx = Ctx {
-            shared,
+            shared: shared.live.clone(),
             active: Arc::new(Active::default()),
             ticks,
             lot: crate::park::Lot::new(),

@@ -23,7 +23,7 @@
 //! `Content-Length`, or one that fails, ends the connection.
 
 use crate::proxy::body::{ClientIn, ProxyBody};
-use crate::server::Shared;
+use crate::proxy::Live as Shared;
 use crate::session::ConnState;
 use crate::upstream::h1::write_hex;
 use bytes::{Buf, Bytes, BytesMut};

@@ -18,6 +18,8 @@ pub mod demo;
 pub mod error;
 pub mod framing;
 pub mod lane;
+#[cfg(test)]
+mod layers;
 pub mod park;
 pub mod proxy;
 pub mod router;

@@ -12,6 +12,7 @@
 
 use crate::backend::Pool;
 use crate::config::Config;
+use crate::proxy::Live;
 use crate::proxy::Runtime;
 use crate::router::Router;
 use anyhow::Context;
@@ -24,16 +25,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// State shared by every connection.
+/// The running instance: what connections read ([`Live`], reached through `Deref`), and what
+/// start-up, reload, shutdown and the admin API need besides.
 #[derive(Debug)]
 pub struct Shared {
-    pub runtime: ArcSwap<Runtime>,
+    /// The snapshot and the stopping flag, handed to every connection.
+    pub live: Arc<Live>,
     /// This instance's name in `Via` (see [`Shared::instance`]).
     instance: Mutex<Arc<str>>,
     /// Worker threads (per-worker slots in servers are sized by it).
     pub workers: usize,
-    /// Set at shutdown: connections close after their current exchange.
-    pub stopping: std::sync::atomic::AtomicBool,
     /// Health transitions of every pool (kept across reloads).
     pub events: Arc<crate::backend::events::EventLog>,
     /// Responses by status class and their per-second history.
@@ -57,6 +58,34 @@ pub struct Shared {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl crate::admin::Instance for Shared {
+    fn live(&self) -> &Live {
+        &self.live
+    }
+    fn traffic(&self) -> &Arc<crate::stats::Traffic> {
+        &self.traffic
+    }
+    fn events(&self) -> &crate::backend::events::EventLog {
+        &self.events
+    }
+    fn access(&self) -> Arc<crate::admin::Access> {
+        self.admin.load_full()
+    }
+    fn name(&self) -> Arc<str> {
+        self.instance()
+    }
+    fn reload(self: Arc<Self>) -> anyhow::Result<String> {
+        reload(&self)
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Live;
+    fn deref(&self) -> &Live {
+        &self.live
+    }
 }
 
 impl Shared {
@@ -894,10 +923,12 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
     let runtime = build_runtime(config, &instance, workers, &events)?;
     let traffic = runtime.traffic.clone();
     Ok(Shared {
-        runtime: ArcSwap::from_pointee(runtime),
+        live: Arc::new(Live {
+            runtime: ArcSwap::from_pointee(runtime),
+            stopping: Default::default(),
+        }),
         instance: Mutex::new(instance),
         workers,
-        stopping: Default::default(),
         events,
         traffic,
         admin: ArcSwap::from_pointee(crate::admin::Access::from_config(&config.admin)),
@@ -1064,7 +1095,7 @@ async fn accept_loop(
     let lot = crate::park::Lot::new();
     let mut lot_timer = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
     let ctx = crate::conn::Ctx {
-        shared: shared.clone(),
+        shared: shared.live.clone(),
         active: active.clone(),
         ticks: ticks.clone(),
         lot: lot.clone(),
@@ -1104,9 +1135,9 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 if tls {
-                    let (shared, active, ticks) = (shared.clone(), active.clone(), ticks.clone());
+                    let (live, active, ticks) = (shared.live.clone(), active.clone(), ticks.clone());
                     conns.spawn(async move {
-                        crate::conn::serve_tls(stream, peer, shared, active, ticks).await;
+                        crate::conn::serve_tls(stream, peer, live, active, ticks).await;
                         drop(permit);
                     });
                 } else {

@@ -2,10 +2,13 @@
 //! column names, and Prometheus text (encoded by `prometheus-client` at scrape time from the
 //! live counters, so the request path keeps a single set of atomics).
 
+use super::Instance;
 use crate::backend::health::CheckResult;
 use crate::backend::{Pool, Server};
 use crate::clock;
-use crate::server::Shared;
+
+/// The instance, as these exports take it.
+type Shared = dyn Instance;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -66,7 +69,7 @@ fn server_json(p: &Pool, s: &Server) -> Value {
 }
 
 pub fn stats_json(shared: &Shared) -> Value {
-    let rt = shared.runtime.load();
+    let rt = shared.live().runtime.load();
     let pools: Vec<Value> = rt
         .pools
         .iter()
@@ -85,11 +88,11 @@ pub fn stats_json(shared: &Shared) -> Value {
             })
         })
         .collect();
-    let t = shared.traffic.totals();
-    let last = shared.traffic.last().unwrap_or_default();
+    let t = shared.traffic().totals();
+    let last = shared.traffic().last().unwrap_or_default();
     json!({
-        "instance": &*shared.instance(),
-        "uptime_secs": shared.traffic.uptime_secs(),
+        "instance": &*shared.name(),
+        "uptime_secs": shared.traffic().uptime_secs(),
         "requests": t.requests,
         "status": t,
         "rate": last,
@@ -100,7 +103,7 @@ pub fn stats_json(shared: &Shared) -> Value {
 
 pub fn events_json(shared: &Shared) -> Value {
     let events: Vec<Value> = shared
-        .events
+        .events()
         .recent()
         .into_iter()
         .map(|e| {
@@ -220,7 +223,7 @@ fn csv_field(v: &str) -> String {
 }
 
 pub fn csv(shared: &Shared) -> String {
-    let rt = shared.runtime.load();
+    let rt = shared.live().runtime.load();
     let mut out = format!("# {}\n", CSV_COLUMNS.join(","));
     let col = |name: &str| {
         CSV_COLUMNS
@@ -391,8 +394,8 @@ fn gauge(v: i64) -> ConstGauge<i64> {
 impl prometheus_client::collector::Collector for Collector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let shared = &self.0;
-        let rt = shared.runtime.load();
-        let t = shared.traffic.totals();
+        let rt = shared.live().runtime.load();
+        let t = shared.traffic().totals();
         let classes = [
             ("1xx", t.c1xx),
             ("2xx", t.c2xx),
@@ -416,7 +419,7 @@ impl prometheus_client::collector::Collector for Collector {
             "uptime_seconds",
             "Seconds since start.",
             MetricType::Gauge,
-            vec![(vec![], gauge(shared.traffic.uptime_secs() as i64))],
+            vec![(vec![], gauge(shared.traffic().uptime_secs() as i64))],
         )?;
 
         let mut per_server: Vec<(&Arc<Pool>, &Arc<Server>)> = Vec::new();

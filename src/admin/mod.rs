@@ -16,7 +16,7 @@
 mod export;
 
 use crate::backend::{Operator, Pool, Server};
-use crate::server::Shared;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
@@ -34,6 +34,27 @@ use tokio::sync::watch;
 const DASHBOARD: &str = include_str!("dashboard.html");
 /// The largest POST body accepted.
 const MAX_BODY: usize = 64 * 1024;
+
+/// What the admin API needs of the running instance. The admin API sits above the pipeline
+/// and below start-up (`server`), which implements this for its shared state; so the API
+/// imports nothing from above it.
+pub trait Instance: Send + Sync + std::fmt::Debug + 'static {
+    /// The snapshot and the stopping flag, as connections read them.
+    fn live(&self) -> &crate::proxy::Live;
+    /// Responses by status class and their per-second history.
+    fn traffic(&self) -> &Arc<crate::stats::Traffic>;
+    /// Health transitions of every pool.
+    fn events(&self) -> &crate::backend::events::EventLog;
+    /// Who may use the admin API now.
+    fn access(&self) -> Arc<Access>;
+    /// This instance's name (`Via`, stats).
+    fn name(&self) -> Arc<str>;
+    /// Re-reads the config file; the summary, or why nothing changed.
+    fn reload(self: Arc<Self>) -> anyhow::Result<String>;
+}
+
+/// The instance, as the handlers below take it.
+type Shared = dyn Instance;
 
 /// Who may use the admin API (`[admin] token` and `hosts`); swapped whole on reload.
 #[derive(Debug, Clone, Default)]
@@ -147,20 +168,20 @@ pub async fn serve(
 /// Records one traffic sample a second for the dashboard's graphs.
 async fn sample(shared: Arc<Shared>) {
     let reading = |s: &Shared| {
-        let c = s.runtime.load().cache.stats();
-        (s.traffic.totals(), c.hits, c.misses)
+        let c = s.live().runtime.load().cache.stats();
+        (s.traffic().totals(), c.hits, c.misses)
     };
-    let mut prev = reading(&shared);
+    let mut prev = reading(&*shared);
     let mut at = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let now = reading(&shared);
+        let now = reading(&*shared);
         let secs = at.elapsed().as_secs_f64();
         at = tokio::time::Instant::now();
-        shared.traffic.record(prev, now, secs);
+        shared.traffic().record(prev, now, secs);
         prev = now;
     }
 }
@@ -274,7 +295,7 @@ fn origin_allowed(access: &Access, local: SocketAddr, req: &Request<Incoming>) -
 }
 
 async fn handle(shared: &Arc<Shared>, local: SocketAddr, req: Request<Incoming>) -> Resp {
-    let access = shared.admin.load_full();
+    let access = shared.access();
     if access.token.is_none() {
         if let Some(bad) = authorities(&req)
             .into_iter()
@@ -344,22 +365,22 @@ async fn handle(shared: &Arc<Shared>, local: SocketAddr, req: Request<Incoming>)
     match segments.as_slice() {
         [""] => reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
         ["healthz"] => {
-            if shared.stopping.load(Relaxed) {
+            if shared.live().stopping.load(Relaxed) {
                 reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
             } else {
                 reply(StatusCode::OK, "text/plain", "ok\n")
             }
         }
-        ["api", "stats"] => json(StatusCode::OK, &export::stats_json(shared)),
+        ["api", "stats"] => json(StatusCode::OK, &export::stats_json(&**shared)),
         ["api", "history"] => json(
             StatusCode::OK,
-            &serde_json::to_value(shared.traffic.history()).unwrap_or_default(),
+            &serde_json::to_value(shared.traffic().history()).unwrap_or_default(),
         ),
-        ["api", "events"] => json(StatusCode::OK, &export::events_json(shared)),
+        ["api", "events"] => json(StatusCode::OK, &export::events_json(&**shared)),
         ["stats.csv"] => reply(
             StatusCode::OK,
             "text/csv; charset=utf-8",
-            export::csv(shared),
+            export::csv(&**shared),
         ),
         ["metrics"] => {
             let format = export::Format::negotiate(
@@ -381,7 +402,7 @@ async fn handle(shared: &Arc<Shared>, local: SocketAddr, req: Request<Incoming>)
 }
 
 fn find(shared: &Shared, pool: &str, server: &str) -> Option<(Arc<Pool>, usize)> {
-    let rt = shared.runtime.load();
+    let rt = shared.live().runtime.load();
     let p = rt.pools.iter().find(|p| &*p.name == pool)?;
     let i = p
         .servers
@@ -409,7 +430,7 @@ fn field(body: &[u8], key: &str) -> Option<serde_json::Value> {
 async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
     match segments {
         ["api", "servers", pool, server, what] => {
-            let Some((p, i)) = find(shared, pool, server) else {
+            let Some((p, i)) = find(&**shared, pool, server) else {
                 return error(
                     StatusCode::NOT_FOUND,
                     format!("no server {server} in pool {pool}"),
@@ -458,7 +479,7 @@ async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
             )
         }
         ["api", "cache", "purge"] => {
-            let cache = shared.runtime.load().cache.clone();
+            let cache = shared.live().runtime.load().cache.clone();
             let text = std::str::from_utf8(body).unwrap_or("").trim();
             let v: serde_json::Value = if text.is_empty() {
                 serde_json::json!({})
@@ -499,7 +520,7 @@ async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
             };
             json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
         }
-        ["api", "reload"] => match crate::server::reload(shared) {
+        ["api", "reload"] => match shared.clone().reload() {
             Ok(summary) => json(
                 StatusCode::OK,
                 &serde_json::json!({ "reloaded": true, "summary": summary }),

@@ -76,6 +76,15 @@ impl Runtime {
     }
 }
 
+/// What every connection reads of the running instance: the current snapshot (swapped whole on
+/// reload) and whether shutdown has begun.
+#[derive(Debug)]
+pub struct Live {
+    pub runtime: arc_swap::ArcSwap<Runtime>,
+    /// Set at shutdown: connections close after their current exchange.
+    pub stopping: std::sync::atomic::AtomicBool,
+}
+
 /// A route as the request path sees it.
 #[derive(Debug)]
 pub struct RouteRt {
