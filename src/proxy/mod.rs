@@ -500,14 +500,10 @@ pub(crate) async fn forward(
         .and_then(|_| req.headers().get(http::header::UPGRADE).cloned());
     // A request that could not be sent again goes only on a connection checked just before.
     let replayable = is_idempotent(req.method()) && req.body().is_whole();
-    let mut ticket: Option<crate::backend::queue::Ticket> = None;
-    let mut deadline: Option<Instant> = None;
+    let mut place = Place::default();
     // `request_timeout` bounds everything below: queue, connects, retries and the wait.
     let started = Instant::now();
     let until = started + pool.request_timeout;
-    // Nothing waited yet (no queue): a request sent on a reused connection on its first
-    // attempt was sent at `started`, which saves a clock read.
-    let mut waited = false;
     // Attempts on servers so far, and what the last failed one came to.
     let mut attempts = 0u32;
     let mut last_error = ErrorKind::NoServer;
@@ -516,7 +512,7 @@ pub(crate) async fn forward(
     }
     'servers: loop {
         // Newcomers wait behind requests already queued; only the oldest waiter may take a slot.
-        let must_wait = match &ticket {
+        let must_wait = match &place.ticket {
             Some(t) => !t.is_first(),
             None => tried.is_empty() && !pool.queue.is_empty(),
         };
@@ -530,30 +526,12 @@ pub(crate) async fn forward(
             // Wait only if a server could serve once a slot frees: when every server is down,
             // newcomers and waiters alike are answered at once.
             if tried.is_empty() && pool.any_alive() && (must_wait || pool.only_overloaded(&tried)) {
-                if ticket.is_none() {
-                    match pool.queue.enter() {
-                        Some(t) => ticket = Some(t),
-                        None => return refuse(pool, ErrorKind::QueueFull, log),
+                match place.wait(pool, until).await {
+                    Ok(()) => continue 'servers,
+                    Err(ErrorKind::RequestTimeout) => {
+                        return error_response(ErrorKind::RequestTimeout, log)
                     }
-                }
-                let t = ticket.as_ref().expect("entered above");
-                let queue_until =
-                    *deadline.get_or_insert_with(|| Instant::now() + pool.queue.config.timeout);
-                waited = true;
-                match tokio::time::timeout_at(queue_until.min(until), t.woken()).await {
-                    Ok(()) => {
-                        t.rewait();
-                        continue 'servers;
-                    }
-                    Err(_) if queue_until > until => {
-                        return error_response(ErrorKind::RequestTimeout, log);
-                    }
-                    Err(_) => {
-                        pool.queue
-                            .timed_out
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return refuse(pool, ErrorKind::QueueTimeout, log);
-                    }
+                    Err(kind) => return refuse(pool, kind, log),
                 }
             }
             return match last_error {
@@ -561,7 +539,7 @@ pub(crate) async fn forward(
                 other => error_response(other, log),
             };
         };
-        if let Some(t) = ticket.take() {
+        if let Some(t) = place.ticket.take() {
             t.used();
         }
         let server = &pool.servers[i];
@@ -575,11 +553,9 @@ pub(crate) async fn forward(
                 None => continue,
             },
         };
-        // A retry (any attempt after the first) needs both the pool's `retries` and its budget.
         attempts += 1;
         if attempts > 1 {
-            let over_limit = pool.retries.is_some_and(|r| attempts > r + 1);
-            if over_limit || pool.retry_budget.as_ref().is_some_and(|b| !b.withdraw()) {
+            if !retry_allowed(pool, attempts) {
                 if let Some(l) = &mut log {
                     l.reason = "retries_exhausted";
                 }
@@ -588,50 +564,19 @@ pub(crate) async fn forward(
                     other => error_response(other, log),
                 };
             }
-        }
-        if attempts > 1 {
             server
                 .redispatched
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let mut in_flight = InFlight::new(server.clone());
+        let in_flight = InFlight::new(server.clone());
         if let Some(l) = &mut log {
             l.server = Some(server.name.clone());
         }
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let (mut sender, reused) =
-                match take_connection(pool.protocol, &server.peer, replayable) {
-                    Some(s) => (s, true),
-                    None => match connect(
-                        &target(pool, server),
-                        &server.peer,
-                        connect_budget(pool, until),
-                    )
-                    .await
-                    {
-                        Ok(s) => {
-                            let had = server.connect_succeeded();
-                            if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {
-                                monitor::availability_changed(
-                                    pool,
-                                    server,
-                                    true,
-                                    "connect succeeded on retry".into(),
-                                );
-                            }
-                            (s, false)
-                        }
-                        Err(e) => {
-                            if e.kind() == std::io::ErrorKind::TimedOut {
-                                server.back_off(pool.overload_backoff);
-                            }
-                            connect_failed(pool, server, &e);
-                            monitor::observe(pool, i, Seen::L4Error);
-                            continue 'servers;
-                        }
-                    },
-                };
+            let Some((mut sender, reused)) = open(pool, i, replayable, until).await else {
+                continue 'servers;
+            };
             if !sender.ready().await {
                 if reused {
                     continue;
@@ -643,7 +588,9 @@ pub(crate) async fn forward(
                 );
                 continue 'servers;
             }
-            let sent_at = if reused && attempts == 1 && !waited {
+            // Nothing waited (no queue): a request sent on a reused connection on its first
+            // attempt was sent at `started`, which saves a clock read.
+            let sent_at = if reused && attempts == 1 && !place.waited {
                 started
             } else {
                 Instant::now()
@@ -669,124 +616,278 @@ pub(crate) async fn forward(
                 (None, Some(parts), Some(body)) => Some(Request::from_parts(parts, body)),
                 _ => None,
             };
-            let failed = match sent {
-                Err(_) if response_until == until => {
-                    return error_response(ErrorKind::RequestTimeout, log);
-                }
-                Err(_) => {
-                    monitor::observe(pool, i, Seen::BadResponse);
-                    return error_response(ErrorKind::UpstreamTimeout, log);
-                }
-                Ok(Err(SendError::Unsent(back, e))) => {
-                    // Nothing was written: the request is intact and may go elsewhere.
-                    req = *back;
-                    if reused {
-                        continue;
-                    }
-                    connect_failed(pool, server, &e);
-                    continue 'servers;
-                }
-                Ok(Err(SendError::NoResponse(_))) if reused && replay.is_some() => {
-                    // The server closed the idle connection as the request went out: not the
-                    // server's failure; a fresh connection to it gets the request again.
-                    req = replay.expect("checked in the guard");
+            let resp = match judge(pool, i, reused, sent, replay, response_until == until) {
+                Outcome::Response(resp) => resp,
+                Outcome::SameServer(again) => {
+                    req = again;
                     continue;
                 }
-                Ok(Err(SendError::Client(kind))) => return error_response(kind, log),
-                Ok(Err(SendError::Ambiguous(why))) => {
-                    // Framing a client could read differently: refused, and the connection
-                    // is dropped instead of reused.
-                    tracing::warn!(pool = %pool.name, server = %server.name, why, "ambiguous response refused");
-                    None
-                }
-                Ok(Err(SendError::NoResponse(e) | SendError::Failed(e))) => {
-                    tracing::debug!(pool = %pool.name, server = %server.name, error = %e, "upstream exchange failed");
-                    None
-                }
-                Ok(Ok(resp)) => Some(resp),
-            };
-            let Some(resp) = failed else {
-                monitor::observe(pool, i, Seen::BadResponse);
-                match replay {
-                    Some(again) => {
-                        req = again;
-                        last_error = ErrorKind::BadUpstream;
-                        continue 'servers;
+                Outcome::NextServer(again, error) => {
+                    req = again;
+                    if let Some(e) = error {
+                        last_error = e;
                     }
-                    None => return error_response(ErrorKind::BadUpstream, log),
+                    continue 'servers;
                 }
+                Outcome::Fail(kind) => return error_response(kind, log),
             };
             if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                let client_side = upgrade.take();
-                let (mut parts, body) = resp.into_parts();
-                let server_side = match body {
-                    UpstreamBody::H1(b) => b.into_upgraded(),
-                    UpstreamBody::H2(..) => None,
+                let switch = Switch {
+                    client_side: upgrade.take(),
+                    asked: asked.as_ref(),
+                    sent_at,
+                    in_flight,
                 };
-                // The server must switch to a protocol the client asked for (and was allowed).
-                let named = parts
-                    .headers
-                    .get(http::header::UPGRADE)
-                    .and_then(allowed_upgrades)
-                    .zip(asked.as_ref())
-                    .is_some_and(|(got, asked)| {
-                        let asked = asked.to_str().unwrap_or("");
-                        got.to_str().unwrap_or("").split(',').all(|p| {
-                            asked
-                                .split(',')
-                                .any(|a| a.trim().eq_ignore_ascii_case(p.trim()))
-                        })
-                    });
-                let (true, Some(client_side), Some(server_side)) =
-                    (named, client_side, server_side)
-                else {
-                    // A switch nobody asked for.
-                    monitor::observe(pool, i, Seen::BadResponse);
-                    return error_response(ErrorKind::BadUpstream, log);
-                };
-                monitor::observe(pool, i, Seen::Status(101));
-                let protocol = parts.headers.get(http::header::UPGRADE).cloned();
-                headers::strip_hop_by_hop(&mut parts.headers, |_| false);
-                parts.headers.insert(
-                    http::header::CONNECTION,
-                    HeaderValue::from_static("upgrade"),
-                );
-                if let Some(p) = protocol {
-                    parts.headers.insert(http::header::UPGRADE, p);
-                }
-                if let Some(l) = &mut log {
-                    l.status = 101;
-                    l.upstream_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
-                }
-                // The connection now belongs to the tunnel: never back to the idle pool.
-                server
-                    .peer
-                    .spawn_session(tunnel(client_side, server_side, in_flight));
-                return Response::from_parts(parts, ProxyBody::full(bytes::Bytes::new(), log));
+                return switch_protocols(pool, i, resp, switch, log);
             }
-            monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
-            if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE {
-                server.back_off(pool.overload_backoff);
-                in_flight.keep_backoff();
-            }
-            let (mut parts, body) = resp.into_parts();
-            if !matches!(&body, UpstreamBody::H1(b) if b.head_stripped()) {
-                headers::strip_hop_by_hop(&mut parts.headers, |_| false);
-            }
-            let took = sent_at.elapsed();
-            server.latency.observe(took);
-            if pool.tracks_latency {
-                server.observe_latency(took.as_secs_f64() * 1e6, clock::now_ms());
-            }
-            if let Some(l) = &mut log {
-                l.status = parts.status.as_u16();
-                l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
-            }
-            let reuse = Reusable {
-                peer: server.peer.clone(),
-                max_idle: pool.max_idle_per_server,
-            };
-            return Response::from_parts(parts, ProxyBody::upstream(body, in_flight, reuse, log));
+            return respond(pool, i, resp, sent_at, in_flight, log);
         }
     }
+}
+
+/// A connection to server `i` of `pool`: an idle one (`true`: reused) or a new one. `None`:
+/// the connect failed, which counts against the server (high availability, passive health,
+/// `overload_backoff` on a timeout); the request is untouched and may go elsewhere.
+async fn open(pool: &Pool, i: usize, replayable: bool, until: Instant) -> Option<(Sender, bool)> {
+    let server = &pool.servers[i];
+    if let Some(s) = take_connection(pool.protocol, &server.peer, replayable) {
+        return Some((s, true));
+    }
+    match connect(
+        &target(pool, server),
+        &server.peer,
+        connect_budget(pool, until),
+    )
+    .await
+    {
+        Ok(s) => {
+            let had = server.connect_succeeded();
+            if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {
+                monitor::availability_changed(
+                    pool,
+                    server,
+                    true,
+                    "connect succeeded on retry".into(),
+                );
+            }
+            Some((s, false))
+        }
+        Err(e) => {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                server.back_off(pool.overload_backoff);
+            }
+            connect_failed(pool, server, &e);
+            monitor::observe(pool, i, Seen::L4Error);
+            None
+        }
+    }
+}
+
+/// What an exchange came to, and where the request goes next.
+enum Outcome {
+    /// The server answered.
+    Response(Response<UpstreamBody>),
+    /// The same server again, on a fresh connection (a reused one turned out closed).
+    SameServer(Request<UpBody>),
+    /// The next server, with what the client is told if none is left.
+    NextServer(Request<UpBody>, Option<ErrorKind>),
+    /// The client is answered with this.
+    Fail(ErrorKind),
+}
+
+/// Judges one exchange with server `i`: a request that was not written, or whose response
+/// never started and that may be sent again (`replay`), moves on; anything else is answered.
+/// `out_of_time`: the response wait was cut by the request's own `request_timeout`.
+fn judge(
+    pool: &Pool,
+    i: usize,
+    reused: bool,
+    sent: Result<Result<Response<UpstreamBody>, SendError>, tokio::time::error::Elapsed>,
+    replay: Option<Request<UpBody>>,
+    out_of_time: bool,
+) -> Outcome {
+    let server = &pool.servers[i];
+    match sent {
+        Ok(Ok(resp)) => return Outcome::Response(resp),
+        Err(_) if out_of_time => return Outcome::Fail(ErrorKind::RequestTimeout),
+        Err(_) => {
+            monitor::observe(pool, i, Seen::BadResponse);
+            return Outcome::Fail(ErrorKind::UpstreamTimeout);
+        }
+        Ok(Err(SendError::Unsent(back, e))) => {
+            // Nothing was written: the request is intact and may go elsewhere.
+            if reused {
+                return Outcome::SameServer(*back);
+            }
+            connect_failed(pool, server, &e);
+            return Outcome::NextServer(*back, None);
+        }
+        Ok(Err(SendError::NoResponse(_))) if reused && replay.is_some() => {
+            // The server closed the idle connection as the request went out: not the
+            // server's failure; a fresh connection to it gets the request again.
+            return Outcome::SameServer(replay.expect("checked in the guard"));
+        }
+        Ok(Err(SendError::Client(kind))) => return Outcome::Fail(kind),
+        Ok(Err(SendError::Ambiguous(why))) => {
+            // Framing a client could read differently: refused, and the connection is
+            // dropped instead of reused.
+            tracing::warn!(pool = %pool.name, server = %server.name, why, "ambiguous response refused");
+        }
+        Ok(Err(SendError::NoResponse(e) | SendError::Failed(e))) => {
+            tracing::debug!(pool = %pool.name, server = %server.name, error = %e, "upstream exchange failed");
+        }
+    }
+    monitor::observe(pool, i, Seen::BadResponse);
+    match replay {
+        Some(again) => Outcome::NextServer(again, Some(ErrorKind::BadUpstream)),
+        None => Outcome::Fail(ErrorKind::BadUpstream),
+    }
+}
+
+/// A request's place in its pool's backlog queue, kept across its waits.
+#[derive(Default)]
+struct Place {
+    ticket: Option<crate::backend::queue::Ticket>,
+    /// When the wait runs out (`[queue] timeout` from the first wait).
+    deadline: Option<Instant>,
+    waited: bool,
+}
+
+impl Place {
+    /// Waits for a slot (entering the queue the first time). `Ok`: woken, pick again.
+    /// Errors: `QueueFull` (no place), `QueueTimeout` (waited `[queue] timeout`),
+    /// `RequestTimeout` (the request's own time ran out first).
+    async fn wait(&mut self, pool: &Pool, until: Instant) -> Result<(), ErrorKind> {
+        if self.ticket.is_none() {
+            self.ticket = Some(pool.queue.enter().ok_or(ErrorKind::QueueFull)?);
+        }
+        let t = self.ticket.as_ref().expect("entered above");
+        let queue_until = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + pool.queue.config.timeout);
+        self.waited = true;
+        match tokio::time::timeout_at(queue_until.min(until), t.woken()).await {
+            Ok(()) => {
+                t.rewait();
+                Ok(())
+            }
+            Err(_) if queue_until > until => Err(ErrorKind::RequestTimeout),
+            Err(_) => {
+                pool.queue
+                    .timed_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(ErrorKind::QueueTimeout)
+            }
+        }
+    }
+}
+
+/// Whether attempt number `attempts` (above 1) may be made: the pool's `retries` and its
+/// retry budget, the one place the retry rules live.
+fn retry_allowed(pool: &Pool, attempts: u32) -> bool {
+    let over_limit = pool.retries.is_some_and(|r| attempts > r + 1);
+    !over_limit && pool.retry_budget.as_ref().map_or(true, |b| b.withdraw())
+}
+
+/// What a 101 from a server needs besides the response.
+struct Switch<'a> {
+    /// The client's side of the upgrade, if it asked for one.
+    client_side: Option<ClientUpgrade>,
+    /// The protocols the client asked for.
+    asked: Option<&'a HeaderValue>,
+    sent_at: Instant,
+    in_flight: InFlight,
+}
+
+/// A server's 101: checked against what the client asked for, then both sides are joined in a
+/// tunnel that belongs to the server's sessions. A switch nobody asked for is a 502.
+#[cold]
+fn switch_protocols(
+    pool: &Pool,
+    i: usize,
+    resp: Response<UpstreamBody>,
+    switch: Switch<'_>,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let server = &pool.servers[i];
+    let (mut parts, body) = resp.into_parts();
+    let server_side = match body {
+        UpstreamBody::H1(b) => b.into_upgraded(),
+        UpstreamBody::H2(..) => None,
+    };
+    // The server must switch to a protocol the client asked for (and was allowed).
+    let named = parts
+        .headers
+        .get(http::header::UPGRADE)
+        .and_then(allowed_upgrades)
+        .zip(switch.asked)
+        .is_some_and(|(got, asked)| {
+            let asked = asked.to_str().unwrap_or("");
+            got.to_str().unwrap_or("").split(',').all(|p| {
+                asked
+                    .split(',')
+                    .any(|a| a.trim().eq_ignore_ascii_case(p.trim()))
+            })
+        });
+    let (true, Some(client_side), Some(server_side)) = (named, switch.client_side, server_side)
+    else {
+        monitor::observe(pool, i, Seen::BadResponse);
+        return error_response(ErrorKind::BadUpstream, log);
+    };
+    monitor::observe(pool, i, Seen::Status(101));
+    let protocol = parts.headers.get(http::header::UPGRADE).cloned();
+    headers::strip_hop_by_hop(&mut parts.headers, |_| false);
+    parts.headers.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    if let Some(p) = protocol {
+        parts.headers.insert(http::header::UPGRADE, p);
+    }
+    if let Some(l) = &mut log {
+        l.status = 101;
+        l.upstream_ms = Some(switch.sent_at.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The connection now belongs to the tunnel: never back to the idle pool.
+    server
+        .peer
+        .spawn_session(tunnel(client_side, server_side, switch.in_flight));
+    Response::from_parts(parts, ProxyBody::full(bytes::Bytes::new(), log))
+}
+
+/// A server's response, on its way to the client: observed for health, its hop-by-hop fields
+/// removed, its time recorded, and its body streamed with the connection to give back.
+#[inline]
+fn respond(
+    pool: &Pool,
+    i: usize,
+    resp: Response<UpstreamBody>,
+    sent_at: Instant,
+    mut in_flight: InFlight,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let server = &pool.servers[i];
+    monitor::observe(pool, i, Seen::Status(resp.status().as_u16()));
+    if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+        server.back_off(pool.overload_backoff);
+        in_flight.keep_backoff();
+    }
+    let (mut parts, body) = resp.into_parts();
+    if !matches!(&body, UpstreamBody::H1(b) if b.head_stripped()) {
+        headers::strip_hop_by_hop(&mut parts.headers, |_| false);
+    }
+    let took = sent_at.elapsed();
+    server.latency.observe(took);
+    if pool.tracks_latency {
+        server.observe_latency(took.as_secs_f64() * 1e6, clock::now_ms());
+    }
+    if let Some(l) = &mut log {
+        l.status = parts.status.as_u16();
+        l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
+    }
+    let reuse = Reusable {
+        peer: server.peer.clone(),
+        max_idle: pool.max_idle_per_server,
+    };
+    Response::from_parts(parts, ProxyBody::upstream(body, in_flight, reuse, log))
 }
