@@ -163,6 +163,10 @@ async fn answer(
             if q.contains_key("sc304") {
                 b = b.header("set-cookie", "session=renewed");
             }
+            if let Some(other) = q.get("etag304") {
+                let v = http::HeaderValue::from_str(&format!("\"{other}\"")).unwrap();
+                b.headers_mut().unwrap().insert("etag", v);
+            }
             return b.status(304).body(Full::new(Bytes::new())).unwrap();
         }
     }
@@ -685,6 +689,21 @@ async fn method_overrides_and_url_rewrites_bypass_the_cache() {
         );
         assert_ne!(r.text(), stored.text(), "{name}: not served from the cache");
     }
+    // The forwarding fields frameworks build links from, and CGI-style spellings of them all.
+    for (name, value) in [
+        ("x-forwarded-port", "1337"),
+        ("x-forwarded-server", "evil"),
+        ("front-end-https", "on"),
+        ("x_forwarded_prefix", "//evil.example"),
+        ("x_http_method_override", "DELETE"),
+    ] {
+        let r = get_h(a, p, &[(name, value)]).await;
+        assert!(
+            status_of(&r).contains("fwd=bypass"),
+            "{name}: {}",
+            status_of(&r)
+        );
+    }
     let after = get(a, p).await;
     assert_eq!(
         after.text(),
@@ -1098,4 +1117,110 @@ fn what_the_cache_holds_stays_within_a_quarter_over_max_size() {
         );
         drop(cache);
     }
+}
+
+#[tokio::test]
+async fn bytes_a_server_sends_on_an_idle_connection_never_answer_the_next_request() {
+    // A server that answers HEAD with a body, and that body is itself a response: on a reused
+    // connection it would be read as the next request's answer, and stored for everyone.
+    fn script(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
+        if path.starts_with("/head") {
+            let head = b"HTTP/1.1 200 OK\r\nContent-Length: 61\r\n\r\n".to_vec();
+            let evil =
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nCache-Control: max-age=999\r\n\r\nEVIL"
+                    .to_vec();
+            return (vec![head, evil], Duration::from_millis(5), After::Stay);
+        }
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok";
+        if path.starts_with("/long") {
+            // Longer than it says: the rest comes a little later, as a response.
+            let evil =
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nCache-Control: max-age=999\r\n\r\nEVIL"
+                    .to_vec();
+            return (
+                vec![ok.to_vec(), evil],
+                Duration::from_millis(5),
+                After::Stay,
+            );
+        }
+        (vec![ok.to_vec()], Duration::ZERO, After::Stay)
+    }
+    let (addr, _, _) = raw_origin(script).await;
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'o'\ncache = true\n[pools.o]\nservers = ['{addr}']\n"
+    ))
+    .await;
+    let a = l.listen_addrs()[0];
+    for i in 0..5 {
+        let h = request(a, Method::HEAD, "/head", &[], body("")).await;
+        assert_eq!(h.status, 200);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let path = format!("/home{i}");
+        let r = get(a, &path).await;
+        assert_eq!(
+            r.text(),
+            "ok",
+            "round {i}: another response's bytes were served"
+        );
+        let again = get(a, &path).await;
+        assert_eq!(again.text(), "ok", "round {i}: and stored");
+        // The same with a GET whose response is longer than announced.
+        assert_eq!(get(a, &format!("/long{i}")).await.text(), "ok");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let path = format!("/after-long{i}");
+        assert_eq!(
+            get(a, &path).await.text(),
+            "ok",
+            "round {i}: stray bytes after a GET"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_304_for_another_representation_updates_nothing() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    // The stored response is "v1"; the server's 304 names "v2" (RFC 9111 4.3.4).
+    let p = "/m?cc=max-age%3D0&etag=v1&etag304=v2";
+    let first = get(a, p).await;
+    let second = get(a, p).await;
+    assert!(
+        status_of(&second).contains("detail=validator-mismatch"),
+        "{}",
+        status_of(&second)
+    );
+    assert_eq!(
+        second.headers["etag"], "\"v1\"",
+        "served as stored, not relabelled"
+    );
+    assert_eq!(second.text(), first.text());
+    // The entry is gone: the next request fetches anew instead of revalidating.
+    let _ = o.last_inm.lock().unwrap().take();
+    let third = get(a, p).await;
+    assert!(
+        status_of(&third).contains("fwd=miss"),
+        "{}",
+        status_of(&third)
+    );
+    assert_eq!(o.last_inm.lock().unwrap().as_deref(), None);
+}
+
+#[tokio::test]
+async fn variants_follow_the_fields_they_vary_on() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    let p = "/va?cc=max-age%3D60&vary=x-a&echo=x-a";
+    let foo = get_h(a, p, &[("x-a", "foo")]).await;
+    // An empty field is not an absent one.
+    let empty = get_h(a, p, &[("x-a", "")]).await;
+    let absent = get_h(a, p, &[]).await;
+    assert!(
+        !status_of(&absent).contains("hit"),
+        "{}",
+        status_of(&absent)
+    );
+    assert_ne!(absent.text(), empty.text());
+    assert_eq!(get_h(a, p, &[("x-a", "foo")]).await.text(), foo.text());
 }

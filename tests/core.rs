@@ -546,3 +546,35 @@ async fn an_http10_request_without_host_reaches_the_server_with_one() {
     assert_eq!(seen["host"], "");
     lg.shutdown().await;
 }
+
+#[tokio::test]
+async fn request_trailers_a_server_could_merge_into_the_head_are_dropped() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let out = raw(
+        at,
+        b"POST /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nx-checksum: 42\r\nContent-Length: 50\r\nHost: evil\r\nX-HTTP-Method-Override: DELETE\r\nX_Forwarded_Prefix: //evil\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{out}");
+    assert!(
+        lower.contains("x-checksum: 42"),
+        "an ordinary trailer passes: {out}"
+    );
+    for gone in [
+        "host: evil",
+        "content-length: 50",
+        "x-http-method-override",
+        "x_forwarded_prefix",
+    ] {
+        assert!(!lower.contains(gone), "{gone} reached the server: {out}");
+    }
+    lg.shutdown().await;
+}

@@ -902,7 +902,7 @@ async fn tls_connections_have_a_deadline_in_every_state() {
     let lg = langur_toml(&tls_config(
         b.addr,
         &[(c, k)],
-        "[server]\nheader_read_timeout = \"1s\"\nkeepalive_timeout = \"4s\"",
+        "[server]\nname = \"tl\"\nheader_read_timeout = \"1s\"\nkeepalive_timeout = \"4s\"",
     ))
     .await;
     let at = lg.tls_addrs()[0];
@@ -954,13 +954,39 @@ async fn tls_connections_have_a_deadline_in_every_state() {
         }
         closes(s, std::time::Instant::now()).await
     };
-    let (hh, h2, h1, none, head, idle) = tokio::join!(
+    // A request whose body langur never read (answered 508 at once: a loop), then nothing, or
+    // then half a head: the unread body must not make the connection busy forever.
+    let unread = |then: &'static [u8]| async move {
+        let mut s = tls_connect(pki, at, "site.test", &[b"http/1.1"]).await;
+        s.write_all(
+            b"POST / HTTP/1.1\r\nHost: site.test\r\nVia: 1.1 tl\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the response");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 508"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        s.write_all(then).await.unwrap();
+        closes(s, std::time::Instant::now()).await
+    };
+    let (hh, h2, h1, none, head, idle, unread_idle, unread_head) = tokio::join!(
         half_handshake,
         silent(&[b"h2"]),
         silent(&[b"http/1.1"]),
         silent(&[]),
         half_head,
-        keep_alive
+        keep_alive,
+        unread(b""),
+        unread(b"GET / HT")
     );
     let within = |t: Option<Duration>, lo: u64, hi: u64| {
         t.is_some_and(|t| t >= Duration::from_millis(lo) && t <= Duration::from_millis(hi))
@@ -971,6 +997,14 @@ async fn tls_connections_have_a_deadline_in_every_state() {
     assert!(within(none, 900, 2500), "no ALPN, nothing sent: {none:?}");
     assert!(within(head, 900, 2500), "half a head: {head:?}");
     assert!(within(idle, 3900, 5500), "idle keep-alive: {idle:?}");
+    assert!(
+        unread_idle.is_some_and(|t| t <= Duration::from_millis(5500)),
+        "unread body, then nothing: {unread_idle:?}"
+    );
+    assert!(
+        within(unread_head, 0, 2500),
+        "unread body, then half a head: {unread_head:?}"
+    );
     lg.shutdown().await;
 }
 

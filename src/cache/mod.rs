@@ -440,7 +440,16 @@ impl Cache {
         let key = variant_key(primary, &names, req);
         let index = match self.store.get(primary) {
             Some(Slot::Vary(v)) if v.names == names => v,
-            _ => {
+            old => {
+                // The response now varies on other fields: the old variants go, or they would
+                // stay behind, out of reach of purges.
+                if let Some(Slot::Vary(old)) = old {
+                    let keys =
+                        std::mem::take(&mut *old.keys.lock().unwrap_or_else(|p| p.into_inner()));
+                    for k in keys {
+                        self.store.remove(k.as_str());
+                    }
+                }
                 let v = Arc::new(VaryIndex {
                     names,
                     keys: Mutex::new(VecDeque::new()),
@@ -670,22 +679,42 @@ pub fn vary_names(h: &HeaderMap) -> Vec<HeaderName> {
     out
 }
 
-/// The key of the variant a request selects: the primary key, NUL, then each varied header's
-/// values (whitespace around commas removed), separated by 0x01.
+/// The key of the variant a request selects: the primary key, NUL, then for each varied
+/// header its name, `:`, and its values as the request sent them (several fields joined with
+/// `,`, whitespace around commas removed), or 0x03 when the request has none, each followed by
+/// 0x01. Values are kept byte for byte (bytes outside printable ASCII, and `%`, as `%XX`), so
+/// two requests share a variant only when they sent the same values, an absent field is not an
+/// empty one, and a variant of `Vary: X-A` is never one of `Vary: X-B`.
 pub fn variant_key(primary: &str, names: &[HeaderName], req: &HeaderMap) -> String {
+    use std::fmt::Write;
     let mut k = String::with_capacity(primary.len() + 32);
     k.push_str(primary);
     k.push('\0');
     for n in names {
+        k.push_str(n.as_str());
+        k.push(':');
+        let mut values = req.get_all(n).iter().peekable();
+        if values.peek().is_none() {
+            k.push('\u{3}');
+        }
         let mut first = true;
-        for v in req.get_all(n) {
+        for v in values {
             if !first {
                 k.push(',');
             }
             first = false;
-            let s = String::from_utf8_lossy(v.as_bytes());
-            let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-            k.push_str(&parts.join(","));
+            for (i, part) in v.as_bytes().split(|b| *b == b',').enumerate() {
+                if i > 0 {
+                    k.push(',');
+                }
+                for &b in part.trim_ascii() {
+                    if (0x20..0x7f).contains(&b) && b != b'%' {
+                        k.push(char::from(b));
+                    } else {
+                        let _ = write!(k, "%{b:02X}");
+                    }
+                }
+            }
         }
         k.push('\u{1}');
     }
@@ -715,6 +744,56 @@ mod tests {
             false,
             false,
         )
+    }
+
+    #[test]
+    fn variant_keys_hold_names_raw_values_and_absence() {
+        let names = |n: &[&'static str]| -> Vec<HeaderName> {
+            n.iter().map(|x| HeaderName::from_static(x)).collect()
+        };
+        let req = |pairs: &[(&'static str, &[u8])]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_bytes(v).unwrap());
+            }
+            h
+        };
+        let p = "http://a/x";
+        let k = |n: &[&'static str], r: &HeaderMap| variant_key(p, &names(n), r);
+        // Another field with the same value is another variant.
+        assert_ne!(
+            k(&["x-a"], &req(&[("x-a", b"foo")])),
+            k(&["x-b"], &req(&[("x-b", b"foo")]))
+        );
+        // Absent is not empty.
+        assert_ne!(k(&["x-a"], &req(&[])), k(&["x-a"], &req(&[("x-a", b"")])));
+        // Bytes are kept apart, not folded into one replacement character.
+        assert_ne!(
+            k(&["x-a"], &req(&[("x-a", b"\xff")])),
+            k(&["x-a"], &req(&[("x-a", b"\xfe")]))
+        );
+        // Whitespace around commas does not matter.
+        assert_eq!(
+            k(&["x-a"], &req(&[("x-a", b"a, b")])),
+            k(&["x-a"], &req(&[("x-a", b"a,b")]))
+        );
+    }
+
+    #[test]
+    fn a_change_of_vary_names_leaves_no_variant_behind() {
+        let c = Cache::new(CacheConfig::default());
+        let p = "http://a/v";
+        let req = |k: &'static str, v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(k, HeaderValue::from_static(v));
+            h
+        };
+        assert!(c.insert(p, &req("x-a", "foo"), obj(1, &[("vary", "X-A")])));
+        assert!(c.insert(p, &req("x-b", "bar"), obj(1, &[("vary", "X-B")])));
+        // The X-A variant went with its index: X-B: foo finds nothing.
+        assert!(c.lookup(p, &req("x-b", "foo")).is_none());
+        assert_eq!(c.invalidate(p), 2, "the index and the one live variant");
+        assert_eq!(c.stats().entries, 0);
     }
 
     #[test]

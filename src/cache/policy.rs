@@ -37,23 +37,31 @@ impl CacheControl {
     pub fn parse(headers: &HeaderMap) -> CacheControl {
         let mut cc = CacheControl::default();
         for value in headers.get_all(CACHE_CONTROL) {
-            let Ok(text) = value.to_str() else { continue };
+            // A field that cannot be read might have said `no-store`: fail closed.
+            let Ok(text) = value.to_str() else {
+                cc.no_store = true;
+                continue;
+            };
             for (name, arg, quoted) in directives(text) {
                 let secs = || arg.and_then(|a| a.parse::<u64>().ok());
-                let fields = |cc: &mut CacheControl| {
+                // The fields a qualified form names; `None` when it names none that can be read
+                // (`private=""`, an unterminated quote): then it counts as the unqualified form.
+                let fields = |cc: &mut CacheControl| -> Option<()> {
+                    let before = cc.unstored_fields.len();
                     for f in arg.unwrap_or("").split(',') {
                         if let Ok(n) = http::header::HeaderName::from_bytes(f.trim().as_bytes()) {
                             cc.unstored_fields.push(n);
                         }
                     }
+                    (cc.unstored_fields.len() > before).then_some(())
                 };
                 match name.to_ascii_lowercase().as_str() {
                     "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
                     "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
                     "no-store" => cc.no_store = true,
-                    "no-cache" if quoted || arg.is_some() => fields(&mut cc),
+                    "no-cache" if (quoted || arg.is_some()) && fields(&mut cc).is_some() => {}
                     "no-cache" => cc.no_cache = true,
-                    "private" if quoted || arg.is_some() => fields(&mut cc),
+                    "private" if (quoted || arg.is_some()) && fields(&mut cc).is_some() => {}
                     "private" => cc.private = true,
                     "public" => cc.public = true,
                     "must-revalidate" => cc.must_revalidate = true,
@@ -319,9 +327,16 @@ pub fn storable(
     if req_headers.contains_key(AUTHORIZATION) && !rules.store_authorized && !shared_despite_auth {
         return Err(NotStored::Authorization);
     }
+    // `Vary: *`, and a member that is not a field name (`Cookie Accept`, bytes outside
+    // ASCII), vary on what no key can hold: not stored.
     if headers.get_all(VARY).iter().any(|v| {
-        v.to_str()
-            .map_or(true, |s| s.split(',').any(|p| p.trim() == "*"))
+        v.to_str().map_or(true, |s| {
+            s.split(',').map(str::trim).any(|p| {
+                p == "*"
+                    || (!p.is_empty()
+                        && http::header::HeaderName::from_bytes(p.as_bytes()).is_err())
+            })
+        })
     }) {
         return Err(NotStored::VaryStar);
     }
@@ -595,6 +610,41 @@ mod tests {
             Some(&weak),
             None
         ));
+    }
+
+    #[test]
+    fn unreadable_or_empty_directives_fail_closed() {
+        let cc = |v: &[u8]| {
+            let mut m = HeaderMap::new();
+            m.insert(CACHE_CONTROL, HeaderValue::from_bytes(v).unwrap());
+            CacheControl::parse(&m)
+        };
+        assert!(cc(b"max-age=60, private, \xff").no_store);
+        for q in [
+            &b"private=\"\""[..],
+            b"private=\"",
+            b"private=,",
+            b"private=\" \"",
+        ] {
+            assert!(cc(q).private, "{}", String::from_utf8_lossy(q));
+        }
+        assert!(cc(b"no-cache=\"\"").no_cache);
+        assert!(!cc(b"no-cache=\"x-a\"").no_cache);
+        let vary = |v: &str| {
+            let h = h(&[("cache-control", "max-age=60"), ("vary", v)]);
+            let c = CacheControl::parse(&h);
+            storable(
+                &Method::GET,
+                &HeaderMap::new(),
+                StatusCode::OK,
+                &h,
+                &c,
+                &rules(),
+            )
+        };
+        assert_eq!(vary("Cookie Accept"), Err(NotStored::VaryStar));
+        assert_eq!(vary("*"), Err(NotStored::VaryStar));
+        assert!(vary("Accept-Encoding, ").is_ok());
     }
 
     #[test]

@@ -316,11 +316,12 @@ pub enum RequestCookie {
 /// Request fields that make a request bypass the cache unless configured otherwise: method
 /// overrides (Rails, Symfony, Google APIs, ASP.NET), original-URL rewrites (IIS, Symfony), and
 /// the forwarding fields frameworks build absolute URLs from that langur does not set itself
-/// (Rack's `X-Forwarded-Scheme` and `X-Forwarded-Ssl`, Spring's `X-Forwarded-Prefix`,
+/// (Rack's `X-Forwarded-Scheme` and `X-Forwarded-Ssl`, Spring's `X-Forwarded-Prefix`, the
+/// `X-Forwarded-Port`/`-Server`/`-Path`/`-Uri`/`-Protocol` family, `X-Url-Scheme`, `Front-End-Https`,
 /// `X-Host`, `X-Original-Host`, RFC 7239 `Forwarded`): unkeyed inputs a client could use to
 /// poison a shared answer. `X-Forwarded-Host` and `X-Forwarded-Proto` are not listed: langur
 /// overwrites them.
-pub const DEFAULT_CACHE_BYPASS_HEADERS: [&str; 12] = [
+pub const DEFAULT_CACHE_BYPASS_HEADERS: [&str; 19] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -330,6 +331,13 @@ pub const DEFAULT_CACHE_BYPASS_HEADERS: [&str; 12] = [
     "x-forwarded-scheme",
     "x-forwarded-ssl",
     "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-path",
+    "x-forwarded-uri",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
     "x-host",
     "x-original-host",
     "forwarded",

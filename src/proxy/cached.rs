@@ -56,6 +56,13 @@ fn bypass_reason(rules: &crate::config::CacheConfig, h: &HeaderMap) -> Option<St
     if let Some(n) = rules.bypass_headers.iter().find(|n| h.contains_key(*n)) {
         return Some(n.as_str().to_string());
     }
+    // CGI, WSGI and Rack servers read `X_Forwarded_Prefix` as `X-Forwarded-Prefix`.
+    for name in h.keys().map(|n| n.as_str()).filter(|n| n.contains('_')) {
+        let dashed = name.replace('_', "-");
+        if rules.bypass_headers.iter().any(|n| n.as_str() == dashed) {
+            return Some(name.to_string());
+        }
+    }
     if rules.request_cookie == crate::config::RequestCookie::Pass && h.contains_key(COOKIE) {
         return Some("cookie".into());
     }
@@ -294,6 +301,18 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
     let now = clock::now_ms();
 
     if let Some((key, obj)) = &job.stale {
+        // RFC 9111 4.3.4: a 304 whose strong validator is not the stored one's updates
+        // nothing. The entry is dropped (the next request fetches anew), and this client gets
+        // what was stored, as it was.
+        if validating && status == StatusCode::NOT_MODIFIED && !same_validator(obj, resp.headers())
+        {
+            let log = resp.body_mut().take_log();
+            drop(resp);
+            cache.invalidate(&job.primary);
+            drop(job.guard);
+            let status = format!("{NAME}; fwd=stale; fwd-status=304; detail=validator-mismatch");
+            return serve(obj, &job.method, &job.req_headers, status, "stale", log);
+        }
         if validating && status == StatusCode::NOT_MODIFIED {
             // RFC 9111 4.3.4: the stored head is updated with the 304's fields and the client
             // gets the updated head (with the 304's `Set-Cookie`); the storing rules apply only
@@ -409,6 +428,21 @@ async fn fetch(job: Job, mut up: Request<UpBody>, log: Option<AccessLog>) -> Res
         }
     }
     resp
+}
+
+/// Whether a 304 may update a stored response: when it carries a strong `ETag`, the stored one
+/// must be that same strong tag (RFC 9111 4.3.4); without one it selects the stored response.
+fn same_validator(obj: &Object, fresh: &HeaderMap) -> bool {
+    let Some(tag) = fresh.get(http::header::ETAG) else {
+        return true;
+    };
+    if tag.as_bytes().starts_with(b"W/") {
+        // A weak tag identifies the stored response only if it is that tag, weak or not.
+        return obj.etag.as_ref().is_some_and(|e| {
+            e.as_bytes().strip_prefix(b"W/").unwrap_or(e.as_bytes()) == &tag.as_bytes()[2..]
+        });
+    }
+    obj.etag.as_ref() == Some(tag)
 }
 
 /// Decides whether a response is stored and with what freshness; the result carries no body

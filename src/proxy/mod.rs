@@ -498,8 +498,6 @@ pub(crate) async fn forward(
     let asked = upgrade
         .as_ref()
         .and_then(|_| req.headers().get(http::header::UPGRADE).cloned());
-    // A request that could not be sent again goes only on a connection checked just before.
-    let replayable = is_idempotent(req.method()) && req.body().is_whole();
     let mut place = Place::default();
     // `request_timeout` bounds everything below: queue, connects, retries and the wait.
     let started = Instant::now();
@@ -574,7 +572,7 @@ pub(crate) async fn forward(
         }
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let Some((mut sender, reused)) = open(pool, i, replayable, until).await else {
+            let Some((mut sender, reused)) = open(pool, i, until).await else {
                 continue 'servers;
             };
             if !sender.ready().await {
@@ -648,9 +646,9 @@ pub(crate) async fn forward(
 /// A connection to server `i` of `pool`: an idle one (`true`: reused) or a new one. `None`:
 /// the connect failed, which counts against the server (high availability, passive health,
 /// `overload_backoff` on a timeout); the request is untouched and may go elsewhere.
-async fn open(pool: &Pool, i: usize, replayable: bool, until: Instant) -> Option<(Sender, bool)> {
+async fn open(pool: &Pool, i: usize, until: Instant) -> Option<(Sender, bool)> {
     let server = &pool.servers[i];
-    if let Some(s) = take_connection(pool.protocol, &server.peer, replayable) {
+    if let Some(s) = take_connection(pool.protocol, &server.peer) {
         return Some((s, true));
     }
     match connect(

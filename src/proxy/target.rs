@@ -53,8 +53,9 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
     if !needs {
         return Ok(Cow::Borrowed(path));
     }
-    // 1. Escapes: decode the unreserved ones, upper-case the rest.
-    let mut text = String::with_capacity(path.len());
+    // 1. Escapes: decode the unreserved ones, upper-case the rest. Bytes, not chars: a path
+    // may hold UTF-8 as sent, which passes through untouched.
+    let mut text: Vec<u8> = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
@@ -69,40 +70,41 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
                 return Err(BadTarget::Byte);
             }
             if unreserved(v) {
-                text.push(v as char);
+                text.push(v);
             } else {
-                text.push('%');
-                text.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
-                text.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+                text.push(b'%');
+                text.push(b"0123456789ABCDEF"[usize::from(h)]);
+                text.push(b"0123456789ABCDEF"[usize::from(l)]);
             }
             i += 3;
         } else {
-            // Multi-byte UTF-8 cannot occur in a `Uri` path (it is ASCII), so bytes are chars.
-            text.push(b[i] as char);
+            text.push(b[i]);
             i += 1;
         }
     }
     // 2. Dot-segments (RFC 3986 5.2.4), on whole segments.
-    let trailing = text.ends_with("/.") || text.ends_with("/..");
-    let mut out: Vec<&str> = Vec::new();
-    for seg in text.split('/').skip(1) {
+    let trailing = text.ends_with(b"/.") || text.ends_with(b"/..");
+    let mut out: Vec<&[u8]> = Vec::new();
+    for seg in text.split(|c| *c == b'/').skip(1) {
         match seg {
-            "." => {}
-            ".." => {
+            b"." => {}
+            b".." => {
                 out.pop();
             }
-            s if s.starts_with("..;") || s.starts_with(".;") => return Err(BadTarget::DotParams),
+            s if s.starts_with(b"..;") || s.starts_with(b".;") => return Err(BadTarget::DotParams),
             s => out.push(s),
         }
     }
-    let mut norm = String::with_capacity(text.len());
+    let mut norm: Vec<u8> = Vec::with_capacity(text.len());
     for seg in &out {
-        norm.push('/');
-        norm.push_str(seg);
+        norm.push(b'/');
+        norm.extend_from_slice(seg);
     }
     if trailing || norm.is_empty() {
-        norm.push('/');
+        norm.push(b'/');
     }
+    // Decoding made only ASCII, the rest is the path's own bytes: still UTF-8.
+    let norm = String::from_utf8(norm).map_err(|_| BadTarget::Byte)?;
     if norm == path {
         return Ok(Cow::Borrowed(path));
     }
@@ -170,6 +172,12 @@ mod tests {
         assert_eq!(n("/a%2fb").unwrap(), "/a%2Fb");
         assert_eq!(n("/a%2Fb").unwrap(), "/a%2Fb");
         assert_eq!(n("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(
+            n("/c/caf\u{e9}/./x").unwrap(),
+            "/c/caf\u{e9}/x",
+            "UTF-8 as sent is kept"
+        );
+        assert_eq!(n("/\u{65e5}%7e/../\u{672c}").unwrap(), "/\u{672c}");
     }
 
     #[test]

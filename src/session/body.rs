@@ -160,6 +160,16 @@ impl ClientBody {
                 if rest.is_end_stream() {
                     self.done();
                 }
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        let names: Vec<http::HeaderName> = trailers.keys().cloned().collect();
+                        for n in names.iter().filter(|n| !trailer_allowed(n)) {
+                            trailers.remove(n);
+                        }
+                        Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                };
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
@@ -286,4 +296,51 @@ impl Body for UpBody {
             UpBody::Empty => SizeHint::with_exact(0),
         }
     }
+}
+
+/// Whether a client's trailer field is passed on. Fields a server may act on as if they were
+/// in the head are dropped (RFC 9110 6.5.1: framing, routing, authentication, request
+/// modifiers, content format), and so are those that change how a server reads the request
+/// (method overrides, original-URL and forwarding fields): some servers merge trailers into
+/// the head.
+pub(crate) fn trailer_allowed(name: &http::HeaderName) -> bool {
+    use http::header::*;
+    const DENIED: [HeaderName; 24] = [
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        TE,
+        TRAILER,
+        CONNECTION,
+        UPGRADE,
+        HOST,
+        AUTHORIZATION,
+        PROXY_AUTHORIZATION,
+        COOKIE,
+        SET_COOKIE,
+        CACHE_CONTROL,
+        PRAGMA,
+        EXPECT,
+        RANGE,
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        CONTENT_TYPE,
+        CONTENT_ENCODING,
+        CONTENT_RANGE,
+        MAX_FORWARDS,
+    ];
+    let n = name.as_str();
+    !(DENIED.contains(name)
+        || n == "keep-alive"
+        || n == "proxy-connection"
+        || n == "via"
+        || n == "forwarded"
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-http-method")
+        || n == "x-method-override"
+        || n.starts_with("x-original-")
+        || n == "x-rewrite-url"
+        || n.contains('_'))
 }

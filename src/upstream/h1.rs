@@ -778,7 +778,9 @@ impl Conn {
         } else {
             State::Close
         };
-        let reusable = keep_alive && !matches!(state, State::Close | State::Switched);
+        // A connection that answered HEAD is not reused: a server that sends a body there
+        // anyway (a common fault) would have it read as the next request's response.
+        let reusable = keep_alive && !head_only && !matches!(state, State::Close | State::Switched);
         self.silence.start();
         let mut resp = Response::new(Body {
             conn: Some(self),

@@ -289,22 +289,20 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-/// An open connection to reuse: the shared HTTP/2 one, or an idle HTTP/1.1 one. A request
-/// that could not be sent again (`replayable` false) only gets an idle HTTP/1.1 connection
-/// the kernel says is still open and quiet at this instant (see [`h1::Conn::is_alive_now`]);
-/// the others take one on tokio's word and are sent again if it was closed after all.
+/// An open connection to reuse: the shared HTTP/2 one, or an idle HTTP/1.1 one that the
+/// kernel says is still open and quiet at this instant (see [`h1::Conn::is_alive_now`]). Every
+/// request pays that one system call: bytes a server sent on an idle connection after its
+/// last response (an answer to HEAD with a body, a response longer than announced) must never
+/// be read as the next request's response, which the cache could then store for everyone; and
+/// tokio's readiness may not know of them yet.
 ///
 /// [`h1::Conn::is_alive_now`]: h1::Conn::is_alive_now
-pub fn take_connection(
-    protocol: crate::config::Protocol,
-    peer: &Peer,
-    replayable: bool,
-) -> Option<Sender> {
+pub fn take_connection(protocol: crate::config::Protocol, peer: &Peer) -> Option<Sender> {
     match protocol {
         crate::config::Protocol::H2 => peer.h2_sender().map(Sender::H2),
         crate::config::Protocol::H1 => {
             let mut c = peer.take_idle()?;
-            while !replayable && !c.is_alive_now() {
+            while !c.is_alive_now() {
                 c = peer.take_idle()?;
             }
             Some(Sender::H1(c))

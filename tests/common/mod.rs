@@ -411,6 +411,8 @@ pub async fn raw_origin(script: Script) -> (SocketAddr, Seen, Arc<AtomicUsize>) 
     let (s2, c2) = (seen.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            // Pieces go out as written (no Nagle), as from a server that flushes each.
+            let _ = s.set_nodelay(true);
             let idx = {
                 let mut v = s2.lock().unwrap();
                 v.push(Vec::new());
