@@ -567,6 +567,9 @@ async fn first_bytes(
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
     let mut peek = [0u8; 4];
+    // The pause between looks at a partial `PRI `: doubled each time (5 ms up to 320 ms), so a
+    // client that sends `P` and stops costs a few wake-ups, not one every 5 ms.
+    let mut pause = Duration::from_millis(5);
     loop {
         let n = std::future::poll_fn(|cx| {
             let mut buf = tokio::io::ReadBuf::new(&mut peek);
@@ -590,11 +593,10 @@ async fn first_bytes(
         if now >= deadline {
             return None;
         }
-        sleep
-            .as_mut()
-            .reset(deadline.min(now + Duration::from_millis(5)));
+        sleep.as_mut().reset(deadline.min(now + pause));
         (&mut sleep).await;
         sleep.as_mut().reset(deadline);
+        pause = (pause * 2).min(Duration::from_millis(320));
     }
 }
 

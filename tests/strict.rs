@@ -493,6 +493,10 @@ async fn malformed_responses_are_502_and_their_connection_is_dropped() {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         ),
         (
+            "TE in HTTP/1.0",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        (
             "obs-fold",
             b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
         ),

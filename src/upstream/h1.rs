@@ -751,6 +751,12 @@ impl Conn {
         head_only: bool,
     ) -> Result<Response<Body>, SendError> {
         let f = &head.framing;
+        // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
+        if head.version == Version::HTTP_10 && f.codings > 0 {
+            return Err(SendError::Ambiguous(
+                "transfer-encoding in an HTTP/1.0 response",
+            ));
+        }
         let length = f.length().map_err(SendError::Ambiguous)?;
         let chunked = f.chunked().map_err(SendError::Ambiguous)?;
         if chunked && length.is_some() {
