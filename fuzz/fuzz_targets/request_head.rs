@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         let s = seen.clone();
         let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             s.fetch_add(1, Ordering::Relaxed);
-            let verdict = langur::proxy::strict::check_request(
+            let verdict = langur::strict::check_request(
                 req.method(),
                 req.uri(),
                 req.version(),

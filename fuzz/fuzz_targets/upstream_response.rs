@@ -20,8 +20,8 @@ fuzz_target!(|data: &[u8]| {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        if let Ok(outcome) = langur::proxy::h1::fuzzing::exchange(response, pieces, head).await {
-            langur::proxy::h1::fuzzing::check(&outcome, head);
+        if let Ok(outcome) = langur::upstream::h1::fuzzing::exchange(response, pieces, head).await {
+            langur::upstream::h1::fuzzing::check(&outcome, head);
         }
     });
 });

@@ -1,0 +1,137 @@
+//! Writing a request upstream: its head and body, full-duplex with the response.
+
+use super::*;
+
+/// Why sending a request stopped.
+pub(super) enum Upstream {
+    /// The client's body failed (what the client is told).
+    Client(crate::error::ErrorKind),
+    Io(io::Error),
+}
+
+/// One write of `data`, ended early if the connection is ended from outside.
+pub(super) fn poll_write(
+    io: &mut Io,
+    kill: &Kill,
+    cx: &mut Context<'_>,
+    data: &[u8],
+) -> Poll<io::Result<usize>> {
+    if kill.killed() {
+        return Poll::Ready(Err(killed()));
+    }
+    match Pin::new(io).poll_write(cx, data) {
+        Poll::Pending => kill.pending(cx),
+        Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+        r => r,
+    }
+}
+
+/// The request body on its way out: framed pieces waiting to be written.
+pub(super) struct Upload {
+    pub(super) framing: Out,
+    pub(super) pieces: std::collections::VecDeque<Bytes>,
+    pub(super) ended: bool,
+}
+
+impl Upload {
+    /// A body frame, framed: copied into `head` (the first write) when given, else queued.
+    pub(super) fn encode(
+        &mut self,
+        frame: Frame<Bytes>,
+        head: Option<&mut Vec<u8>>,
+    ) -> io::Result<()> {
+        let data = match frame.into_data() {
+            Ok(d) => d,
+            // Trailers come last; only chunked framing can carry them.
+            Err(frame) => {
+                return match frame.into_trailers() {
+                    Ok(t) => self.end(Some(&t), head),
+                    Err(_) => Ok(()),
+                }
+            }
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        match &mut self.framing {
+            Out::Length(left) => {
+                let n = data.len() as u64;
+                if n > *left {
+                    return Err(invalid("request body longer than its Content-Length"));
+                }
+                *left -= n;
+                match head {
+                    Some(out) => out.extend_from_slice(&data),
+                    None => self.pieces.push_back(data),
+                }
+            }
+            Out::Chunked => {
+                let mut size = Vec::with_capacity(18);
+                write_hex(&mut size, data.len());
+                size.extend_from_slice(b"\r\n");
+                match head {
+                    Some(out) => {
+                        out.extend_from_slice(&size);
+                        out.extend_from_slice(&data);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    None => {
+                        self.pieces.push_back(Bytes::from(size));
+                        self.pieces.push_back(data);
+                        self.pieces.push_back(Bytes::from_static(b"\r\n"));
+                    }
+                }
+            }
+            Out::None => {}
+        }
+        Ok(())
+    }
+
+    /// The end of the body (with its trailers, if chunked).
+    pub(super) fn end(
+        &mut self,
+        trailers: Option<&HeaderMap>,
+        head: Option<&mut Vec<u8>>,
+    ) -> io::Result<()> {
+        self.ended = true;
+        match self.framing {
+            Out::Length(left) if left > 0 => {
+                Err(invalid("request body shorter than its Content-Length"))
+            }
+            Out::Chunked => {
+                let mut last = Vec::with_capacity(5);
+                last.extend_from_slice(b"0\r\n");
+                for (name, value) in trailers.into_iter().flatten() {
+                    last.extend_from_slice(name.as_str().as_bytes());
+                    last.extend_from_slice(b": ");
+                    last.extend_from_slice(value.as_bytes());
+                    last.extend_from_slice(b"\r\n");
+                }
+                last.extend_from_slice(b"\r\n");
+                match head {
+                    Some(out) => out.extend_from_slice(&last),
+                    None => self.pieces.push_back(Bytes::from(last)),
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `n` in hexadecimal, as a chunk size.
+pub(crate) fn write_hex(out: &mut Vec<u8>, n: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut tmp = [0u8; 16];
+    let mut i = tmp.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        tmp[i] = DIGITS[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
