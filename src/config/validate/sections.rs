@@ -1,0 +1,297 @@
+//! `[server]` limits, `[tls]`, `[cache]`, and the sizes and paths they hold.
+
+use super::*;
+
+/// A byte size: a number of bytes or a string with units (`"64 MiB"`, `"512k"`).
+pub(super) fn size(diag: &mut Diag, v: Option<&At<String>>, key: &str, default: u64) -> u64 {
+    let Some(v) = v else { return default };
+    match v.value.trim().parse::<bytesize::ByteSize>() {
+        Ok(b) => b.as_u64(),
+        Err(_) => {
+            diag.error(
+                v.line,
+                Some(key),
+                format!(
+                    "`{key}`: `{}` is not a size (write 64 MiB, 512k or a number of bytes)",
+                    v.value
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// A path from the config, relative to the config file's directory.
+pub(super) fn config_path(diag: &Diag, p: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(p);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match std::path::Path::new(&diag.file).parent() {
+        Some(dir) if std::path::Path::new(&diag.file).is_file() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+pub(super) fn tls_listen(
+    raw: &RawConfig,
+    diag: &mut Diag,
+    bound: &mut Vec<Bound>,
+) -> Option<TlsListen> {
+    let line = raw.tls_line?;
+    let mut listen = Vec::new();
+    for a in &raw.tls_listen {
+        match resolve(&a.value) {
+            Ok(addr) => {
+                listen.push(addr);
+                bound.push((addr, Some(a.line), "a TLS listener"));
+            }
+            Err(e) => diag.error(a.line, Some("listen"), e),
+        }
+    }
+    if listen.is_empty() {
+        diag.error(line, Some("listen"), "[tls] needs `listen` addresses");
+    }
+    let mut identities = Vec::new();
+    for (cert, key) in &raw.tls_certs {
+        let (c, k) = (
+            config_path(diag, &cert.value),
+            config_path(diag, &key.value),
+        );
+        match crate::tls::load_identity(&c, &k) {
+            Ok(id) => identities.push(id),
+            Err(e) => diag.error(cert.line, Some("certificates"), e),
+        }
+    }
+    if raw.tls_certs.is_empty() {
+        diag.error(
+            line,
+            Some("certificates"),
+            "[tls] needs at least one certificate and key",
+        );
+    }
+    if identities.is_empty() {
+        return None;
+    }
+    match crate::tls::server_config(identities, true) {
+        Ok(config) => Some(TlsListen { listen, config }),
+        Err(e) => {
+            diag.error(line, None, e);
+            None
+        }
+    }
+}
+
+pub(super) fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
+    let d = Limits::default();
+    let time = |diag: &mut Diag, v: &Option<At<Duration>>, key: &str, default: Duration| match v {
+        Some(t) if t.value.is_zero() => {
+            diag.error(t.line, Some(key), format!("`{key}` must be more than zero"));
+            default
+        }
+        Some(t) => t.value,
+        None => default,
+    };
+    // hyper's read buffer cannot be smaller than 8 KiB.
+    let max_header_size = size_in(
+        diag,
+        l.max_header_size.as_ref(),
+        "max_header_size",
+        d.max_header_size as u64,
+        8192..=(1 << 20),
+    );
+    let max_uri_length = size_in(
+        diag,
+        l.max_uri_length.as_ref(),
+        "max_uri_length",
+        d.max_uri_length as u64,
+        16..=max_header_size,
+    );
+    let request_buffer = size_in(
+        diag,
+        l.request_buffer.as_ref(),
+        "request_buffer",
+        d.request_buffer as u64,
+        0..=(64 << 20),
+    );
+    Limits {
+        header_read_timeout: time(
+            diag,
+            &l.header_read_timeout,
+            "header_read_timeout",
+            d.header_read_timeout,
+        ),
+        keepalive_timeout: time(
+            diag,
+            &l.keepalive_timeout,
+            "keepalive_timeout",
+            d.keepalive_timeout,
+        ),
+        body_timeout: time(diag, &l.body_timeout, "body_timeout", d.body_timeout),
+        request_timeout: time(
+            diag,
+            &l.request_timeout,
+            "request_timeout",
+            d.request_timeout,
+        ),
+        shutdown_timeout: time(
+            diag,
+            &l.shutdown_timeout,
+            "shutdown_timeout",
+            d.shutdown_timeout,
+        ),
+        max_header_size: max_header_size as usize,
+        max_headers: ranged(diag, l.max_headers.as_ref(), "max_headers", 1, 1000)
+            .map_or(d.max_headers, |n| n as usize),
+        max_uri_length: max_uri_length as usize,
+        max_body_size: size(
+            diag,
+            l.max_body_size.as_ref(),
+            "max_body_size",
+            d.max_body_size,
+        ),
+        max_connections: ranged(
+            diag,
+            l.max_connections.as_ref(),
+            "max_connections",
+            1,
+            10_000_000,
+        )
+        .map_or(d.max_connections, |n| n as usize),
+        request_buffer: request_buffer as usize,
+    }
+}
+
+/// A size within `range`; out of it is an error naming the key, and the value is clamped.
+pub(super) fn size_in(
+    diag: &mut Diag,
+    v: Option<&At<String>>,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> u64 {
+    let n = size(diag, v, key, default);
+    if !range.contains(&n) {
+        if let Some(at) = v {
+            diag.error(
+                at.line,
+                Some(key),
+                format!(
+                    "`{key}` must be between {} and {} bytes, not {n}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+    }
+    n.clamp(*range.start(), *range.end())
+}
+
+pub(super) fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
+    let d = CacheConfig::default();
+    let max_size = size(diag, c.max_size.as_ref(), "max_size", d.max_size);
+    // Unset, the largest object is at most a quarter of the budget.
+    let max_object_size = size(
+        diag,
+        c.max_object_size.as_ref(),
+        "max_object_size",
+        d.max_object_size.min(max_size / 4),
+    );
+    if max_object_size > max_size {
+        if let Some(at) = c.max_object_size.as_ref() {
+            diag.error(
+                at.line,
+                Some("max_object_size"),
+                format!("`max_object_size` ({max_object_size} bytes) is larger than `max_size` ({max_size} bytes)"),
+            );
+        }
+    }
+    let mut types = d.types.clone();
+    if let Some(list) = &c.types {
+        types.clear();
+        for t in list {
+            let v = t.value.trim().to_ascii_lowercase();
+            let ok = v == "*"
+                || v.split_once('/').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && !a.contains('*')
+                        && (b == "*" || !b.contains('*'))
+                });
+            if ok {
+                types.push(v);
+            } else {
+                diag.error(
+                    t.line,
+                    Some("types"),
+                    format!(
+                        "`{}` is not a content type pattern (write text/html, image/* or *)",
+                        t.value
+                    ),
+                );
+            }
+        }
+    }
+    let min_ttl = c.min_ttl.as_ref().map_or(d.min_ttl, |v| v.value);
+    let max_ttl = c.max_ttl.as_ref().map(|v| v.value).filter(|t| !t.is_zero());
+    if let (Some(max), Some(at)) = (max_ttl, c.max_ttl.as_ref()) {
+        if max < min_ttl {
+            diag.error(
+                at.line,
+                Some("max_ttl"),
+                "`max_ttl` is shorter than `min_ttl`",
+            );
+        }
+    }
+    CacheConfig {
+        max_size,
+        max_object_size,
+        types,
+        default_ttl: c.default_ttl.as_ref().map_or(d.default_ttl, |v| v.value),
+        min_ttl,
+        max_ttl,
+        lock_timeout: c.lock_timeout.as_ref().map_or(d.lock_timeout, |v| v.value),
+        max_variants: ranged(diag, c.max_variants.as_ref(), "max_variants", 1, 1024)
+            .map_or(d.max_variants, |n| n as usize),
+        store_private: c.store_private.unwrap_or(false),
+        store_set_cookie: c.store_set_cookie.unwrap_or(false),
+        store_authorized: c.store_authorized.unwrap_or(false),
+        bypass_headers: match &c.bypass_headers {
+            None => d.bypass_headers,
+            Some(list) => list
+                .iter()
+                .filter_map(
+                    |n| match http::HeaderName::from_bytes(n.value.trim().as_bytes()) {
+                        Ok(h) => Some(h),
+                        Err(_) => {
+                            diag.error(
+                                n.line,
+                                Some("bypass_headers"),
+                                format!("`{}` is not a header field name", n.value),
+                            );
+                            None
+                        }
+                    },
+                )
+                .collect(),
+        },
+        request_cookie: match c.request_cookie.as_ref() {
+            None => d.request_cookie,
+            Some(v) => match v.value.to_ascii_lowercase().as_str() {
+                "explicit" => crate::config::RequestCookie::Explicit,
+                "pass" => crate::config::RequestCookie::Pass,
+                "ignore" => crate::config::RequestCookie::Ignore,
+                other => {
+                    diag.error(
+                        v.line,
+                        Some("request_cookie"),
+                        format!(
+                            "`request_cookie = \"{other}\"`: expected \"explicit\", \"pass\" or \"ignore\""
+                        ),
+                    );
+                    d.request_cookie
+                }
+            },
+        },
+    }
+}

@@ -1,0 +1,416 @@
+//! Validation tests.
+
+use super::*;
+
+#[test]
+fn method_names_are_lenient() {
+    for n in [
+        "Round-Robin",
+        "RoundRobin",
+        "round_robin",
+        "lockless-round-robin",
+        "Locking Round Robin",
+    ] {
+        assert_eq!(parse_balance(n), Some(BalanceMethod::RoundRobin), "{n}");
+    }
+    assert_eq!(
+        parse_balance("First-Alive"),
+        Some(BalanceMethod::FirstAlive)
+    );
+    assert_eq!(
+        parse_balance("Least-Connections"),
+        Some(BalanceMethod::LeastConnections)
+    );
+    assert_eq!(parse_balance("Naïve"), None);
+    assert_eq!(parse_balance("NAIVE"), Some(BalanceMethod::Naive));
+    assert_eq!(parse_balance("fastest"), None);
+}
+
+#[test]
+fn repeated_server_adds_weight() {
+    let text = "[PROXY_ENTRY]\nServerList 127.0.0.1:80 127.0.0.1:81 127.0.0.1:80 127.0.0.1:82 127.0.0.1:80 127.0.0.1:81\nLoadBalancer RoundRobin\nMatch ^/.*\n";
+    let c = parse_str("t", text, false).unwrap();
+    let w: Vec<(u16, u32)> = c.pools[0]
+        .servers
+        .iter()
+        .map(|s| (s.addr.port(), s.weight))
+        .collect();
+    assert_eq!(w, vec![(80, 3), (81, 2), (82, 1)]);
+}
+
+#[test]
+fn toml_reports_every_error_with_lines() {
+    let text = "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkrs = 2\n\n[[route]]\nmatch = ['(']\npool = \"web\"\n\n[pools.web]\nservers = [\"127.0.0.1:notaport\"]\nbalance = \"round-robbin\"\n";
+    let errs = parse_str("t.toml", text, true).unwrap_err().0;
+    let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![3, 6, 10, 11], "{errs:?}");
+    assert!(
+        errs[0].message.contains("did you mean `workers`"),
+        "{}",
+        errs[0].message
+    );
+    assert!(
+        errs[3].message.contains("round-robin"),
+        "{}",
+        errs[3].message
+    );
+}
+
+#[test]
+fn defaults_are_copied_into_pools() {
+    let text = "[defaults]\nbalance = \"least-connections\"\nattempts = 5\noffline_timeout = \"0s\"\n[[route]]\nmatch = ['.']\npool = \"a\"\n[pools.a]\nservers = [\"127.0.0.1:1\"]\n[pools.b]\nbalance = \"first-alive\"\nservers = [\"127.0.0.1:2\"]\n";
+    let c = parse_str("t.toml", text, true).unwrap();
+    assert_eq!(c.pools[0].balance, BalanceMethod::LeastConnections);
+    assert_eq!(c.pools[0].attempts, 5);
+    assert_eq!(c.pools[0].offline_timeout, Duration::ZERO);
+    assert_eq!(c.pools[1].balance, BalanceMethod::FirstAlive);
+    assert_eq!(c.warnings.len(), 1, "pool b is unused: {:?}", c.warnings);
+}
+
+#[test]
+fn unknown_pool_is_named() {
+    let text =
+        "[[route]]\nmatch = ['.']\npool = \"statc\"\n[pools.static]\nservers = [\"127.0.0.1:1\"]\n";
+    let errs = parse_str("t.toml", text, true).unwrap_err().0;
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 3);
+    assert!(errs[0].message.contains("did you mean `static`"));
+}
+
+#[test]
+fn checks_merge_per_server_and_report_bad_values() {
+    let text = r#"
+[[route]]
+match = ['^/']
+pool = "p"
+[pools.p]
+observe = "layer7"
+error_limit = 3
+on_error = "mark-down"
+on_marked_down = "shutdown-sessions"
+server = [
+  { address = "127.0.0.1:1" },
+  { address = "127.0.0.1:2", check = false },
+  { address = "127.0.0.1:3", backup = true, check = { path = "/deep", rise = 5 } },
+]
+[pools.p.check]
+type = "http"
+path = "/health"
+interval = "1s"
+expect_status = ["2xx", 301]
+disable_on_404 = true
+"#;
+    let c = parse_str("t.toml", text, true).unwrap();
+    let p = &c.pools[0];
+    let s0 = p.servers[0].check.as_ref().unwrap();
+    assert_eq!(
+        (s0.kind, s0.path.as_str(), s0.rise, s0.fall),
+        (CheckKind::Http, "/health", 2, 3)
+    );
+    assert_eq!(
+        s0.expect_status,
+        vec![StatusMatch::Class(2), StatusMatch::Code(301)]
+    );
+    assert_eq!(s0.fastinter, Duration::from_millis(500));
+    assert!(s0.disable_on_404);
+    assert!(p.servers[1].check.is_none(), "check = false");
+    let s2 = p.servers[2].check.as_ref().unwrap();
+    assert_eq!(
+        (s2.path.as_str(), s2.rise, s2.interval),
+        ("/deep", 5, Duration::from_secs(1))
+    );
+    assert!(p.servers[2].backup);
+    assert_eq!(p.observe.unwrap().on_error, OnError::MarkDown);
+    assert!(p.shutdown_sessions_on_down && !p.shutdown_backup_sessions_on_up);
+
+    let bad = "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:1\"]\nobserve = \"layer9\"\non_error = \"mark-dwn\"\n[pools.p.check]\ntype = \"icmp\"\nrise = 0\nexpect_status = [\"7xx\"]\nintreval = \"1s\"\n";
+    let errs = parse_str("t.toml", bad, true).unwrap_err().0;
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.contains(":12: unknown key `intreval`") && e.contains("interval")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|e| e.contains(":6: `observe`")), "{text:?}");
+    assert!(
+        text.iter().any(|e| e.contains(":9: check `type`")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|e| e.contains(":10: `rise`")), "{text:?}");
+    assert!(
+        text.iter().any(|e| e.contains(":11: `expect_status`")),
+        "{text:?}"
+    );
+}
+
+fn errors(file: &str, text: &str) -> Vec<String> {
+    let toml = file.ends_with(".toml");
+    match parse_str(file, text, toml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const ROUTE: &str = "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['127.0.0.1:1']\n";
+
+#[test]
+fn listeners_that_take_the_same_connections_are_errors() {
+    let cases: &[(&str, &str)] = &[
+        // The same address twice in one list.
+        (
+            "[server]\nlisten = ['127.0.0.1:8080', '127.0.0.1:8080']\n",
+            ":2: `listen`: 127.0.0.1:8080 is also a client listener on line 2",
+        ),
+        (
+            "[server]\nlisten = [\n  '127.0.0.1:8080',\n  '127.0.0.1:8080',\n]\n",
+            ":4: `listen`: 127.0.0.1:8080 is also a client listener on line 3",
+        ),
+        // A wildcard and a specific address on one port, either order, either family.
+        (
+            "[server]\nlisten = ['0.0.0.0:8080', '127.0.0.1:8080']\n",
+            "127.0.0.1:8080 overlaps 0.0.0.0:8080",
+        ),
+        (
+            "[server]\nlisten = ['127.0.0.1:8080', '0.0.0.0:8080']\n",
+            "0.0.0.0:8080 overlaps 127.0.0.1:8080",
+        ),
+        (
+            "[server]\nlisten = ['[::]:8080', '127.0.0.1:8080']\n",
+            "127.0.0.1:8080 overlaps [::]:8080",
+        ),
+        (
+            "[server]\nlisten = ['[::1]:8080', '[::]:8080']\n",
+            "[::]:8080 overlaps [::1]:8080",
+        ),
+        // Across client, TLS and admin listeners.
+        (
+            "[server]\nlisten = ['127.0.0.1:8080']\n[admin]\nlisten = '127.0.0.1:8080'\n",
+            ":4: `listen`: 127.0.0.1:8080 is also a client listener on line 2; the admin listener",
+        ),
+        (
+            "[server]\nlisten = ['127.0.0.1:9090']\n",
+            ":2: `listen`: 127.0.0.1:9090 is also the default admin listener",
+        ),
+        (
+            "[admin]\nlisten = '127.0.0.1:8080'\n",
+            ":2: `listen`: 127.0.0.1:8080 is also the default client listener",
+        ),
+        (
+            "[admin]\nlisten = '0.0.0.0:9999'\n",
+            ":2: the admin listener 0.0.0.0:9999 is not on loopback",
+        ),
+        (
+            "[admin]\nlisten = '[::]:9999'\ntoken = ''\n",
+            ":2: the admin listener [::]:9999 is not on loopback",
+        ),
+        (
+            "[admin]\nlisten = '0.0.0.0:8080'\ntoken = 't'\n",
+            "0.0.0.0:8080 overlaps 127.0.0.1:8080, the default client listener",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = errors("t.toml", &format!("{text}{ROUTE}"));
+        assert!(
+            e.iter()
+                .any(|e| e.contains(want) && e.starts_with("t.toml:")),
+            "{text}\nwant {want}\ngot {e:?}"
+        );
+    }
+    // TLS listeners are checked before their certificates are read.
+    let e = errors("t.toml", &format!("[server]\nlisten = ['127.0.0.1:8443']\n[tls]\nlisten = ['127.0.0.1:8443']\ncertificates = [{{ cert = 'none.pem', key = 'none.key' }}]\n{ROUTE}"));
+    assert!(
+        e.iter().any(|e| e.contains(
+            ":4: `listen`: 127.0.0.1:8443 is also a client listener on line 2; a TLS listener"
+        )),
+        "{e:?}"
+    );
+    // The legacy format names its lines too.
+    let e = errors("t.conf", "[SERVER]\nListen 127.0.0.1:8080\nListen 127.0.0.1:8080\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n");
+    assert!(
+        e.iter().any(|e| e
+            .starts_with("t.conf:3: `listen`: 127.0.0.1:8080 is also a client listener on line 2")),
+        "{e:?}"
+    );
+    // Not overlapping: other ports, other addresses, other families, port 0.
+    for ok in [
+        "[server]\nlisten = ['127.0.0.1:8080', '127.0.0.1:8081']\n",
+        "[server]\nlisten = ['127.0.0.1:8080', '127.0.0.2:8080']\n",
+        "[server]\nlisten = ['127.0.0.1:8080', '[::1]:8080']\n",
+        "[server]\nlisten = ['0.0.0.0:8080', '[::1]:8080']\n",
+        "[server]\nlisten = ['127.0.0.1:0', '127.0.0.1:0']\n[admin]\nlisten = '127.0.0.1:0'\n",
+    ] {
+        let e = errors("t.toml", &format!("{ok}{ROUTE}"));
+        assert!(e.is_empty(), "{ok}: {e:?}");
+    }
+}
+
+/// Every key that takes a duration, in both formats, refuses a bare number and says to
+/// write the unit; `0` needs none; the reference's `OfflineTimeOut` stays in seconds.
+#[test]
+fn durations_need_a_unit_everywhere() {
+    let toml_keys: &[(&str, &str)] = &[
+        ("[server]", "header_read_timeout"),
+        ("[server]", "keepalive_timeout"),
+        ("[server]", "body_timeout"),
+        ("[server]", "request_timeout"),
+        ("[server]", "shutdown_timeout"),
+        ("[defaults]", "offline_timeout"),
+        ("[defaults]", "connect_timeout"),
+        ("[defaults]", "response_timeout"),
+        ("[defaults]", "read_timeout"),
+        ("[defaults]", "slowstart"),
+        ("[defaults]", "overload_backoff"),
+        ("[pools.p]", "offline_timeout"),
+        ("[pools.p]", "slowstart"),
+        ("[pools.p.queue]", "timeout"),
+        ("[pools.p.queue]", "retry_after"),
+        ("[pools.p.check]", "interval"),
+        ("[pools.p.check]", "fastinter"),
+        ("[pools.p.check]", "downinter"),
+        ("[pools.p.check]", "timeout"),
+        ("[cache]", "default_ttl"),
+        ("[cache]", "min_ttl"),
+        ("[cache]", "max_ttl"),
+        ("[cache]", "lock_timeout"),
+    ];
+    let pool = "[[route]]\nmatch = ['^/']\npool = 'p'\ngrace = '1s'\n";
+    for (section, key) in toml_keys {
+        for value in ["2000", "'2000'", "1.5", "2_000"] {
+            let servers = if section.starts_with("[pools.p") && *section != "[pools.p]" {
+                "[pools.p]\nservers = ['127.0.0.1:1']\n"
+            } else if *section == "[pools.p]" {
+                ""
+            } else {
+                "[pools.p]\nservers = ['127.0.0.1:1']\n"
+            };
+            let own = if *section == "[pools.p]" {
+                "servers = ['127.0.0.1:1']\n"
+            } else {
+                ""
+            };
+            let text = format!("{pool}{servers}{section}\n{own}{key} = {value}\n");
+            let line = text
+                .lines()
+                .position(|l| l.starts_with(&format!("{key} =")))
+                .unwrap()
+                + 1;
+            let e = errors("t.toml", &text);
+            let digits = value.trim_matches('\'').replace('_', "");
+            let want = format!("t.toml:{line}: `{key}`: `");
+            assert!(
+                e.iter().any(|e| e.starts_with(&want)
+                    && e.contains(&format!("write \"{digits}ms\" or \"{digits}s\""))),
+                "{section} {key} = {value}: {e:?}"
+            );
+        }
+        let zero = format!("{pool}[pools.p]\nservers = ['127.0.0.1:1']\n{section}\n{key} = 0\n")
+            .replace(
+                "[pools.p]\nservers = ['127.0.0.1:1']\n[pools.p]\n",
+                "[pools.p]\nservers = ['127.0.0.1:1']\n",
+            );
+        let e = errors("t.toml", &zero);
+        assert!(
+            e.iter().all(|e| !e.contains("no unit")),
+            "{section} {key} = 0: {e:?}"
+        );
+    }
+    let e = errors(
+        "t.toml",
+        "[[route]]\nmatch = ['^/']\npool = 'p'\ngrace = 30\n[pools.p]\nservers = ['127.0.0.1:1']\n",
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("t.toml:4: `grace`: `30` has no unit")),
+        "{e:?}"
+    );
+    let ok = parse_str("t.toml", "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['127.0.0.1:1']\n[pools.p.check]\ninterval = '2000ms'\n", true).unwrap();
+    assert_eq!(
+        ok.pools[0].servers[0].check.as_ref().unwrap().interval,
+        Duration::from_secs(2)
+    );
+
+    // Legacy: every duration key but OfflineTimeOut.
+    let entry = "[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n";
+    for (section, key) in [
+        ("[SERVER]", "HeaderReadTimeout"),
+        ("[SERVER]", "KeepAliveTimeout"),
+        ("[SERVER]", "BodyTimeout"),
+        ("[SERVER]", "RequestTimeout"),
+        ("[SERVER]", "ShutdownTimeout"),
+        ("[PROXY_ENTRY]", "ConnectTimeout"),
+        ("[PROXY_ENTRY]", "ResponseTimeout"),
+        ("[PROXY_ENTRY]", "ReadTimeout"),
+        ("[PROXY_ENTRY]", "Grace"),
+        ("[PROXY_DEFAULTS]", "ConnectTimeout"),
+        ("[CACHE]", "DefaultTTL"),
+        ("[CACHE]", "MinTTL"),
+        ("[CACHE]", "MaxTTL"),
+        ("[CACHE]", "LockTimeout"),
+    ] {
+        let text = if section == "[PROXY_ENTRY]" {
+            format!("{entry}{key} 2000\n")
+        } else {
+            format!("{section}\n{key} 2000\n{entry}")
+        };
+        let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        let e = errors("t.conf", &text);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with(&format!("t.conf:{line}: `{key}`: `2000` has no unit"))),
+            "{section} {key}: {e:?}"
+        );
+    }
+    let c = parse_str(
+        "t.conf",
+        &format!("{entry}OfflineTimeOut 5\nConnectTimeout 1500ms\n"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(c.pools[0].offline_timeout, Duration::from_secs(5));
+    assert_eq!(c.pools[0].connect_timeout, Duration::from_millis(1500));
+}
+
+/// A size without a unit is bytes, in both formats.
+#[test]
+fn a_bare_size_is_bytes() {
+    let c = parse_str("t.toml", &format!("[server]\nmax_body_size = 1048576\nrequest_buffer = '4096'\nh2_window = 0x20000\n[cache]\nmax_size = 4_194_304\n{ROUTE}"), true).unwrap();
+    assert_eq!(c.server.limits.max_body_size, 1 << 20);
+    assert_eq!(c.server.limits.request_buffer, 4096);
+    assert_eq!(c.server.h2.window, 0x20000);
+    assert_eq!(c.cache.max_size, 4 << 20);
+    let c = parse_str("t.conf", "[SERVER]\nMaxBodySize 2048\n[CACHE]\nMaxSize 8388608\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n", false).unwrap();
+    assert_eq!(c.server.limits.max_body_size, 2048);
+    assert_eq!(c.cache.max_size, 8 << 20);
+}
+
+#[test]
+fn admin_hosts_and_reuse_port() {
+    let c = parse_str("t.toml", &format!("[server]\nreuse_port = true\n[admin]\nhosts = ['Admin.Example.com.', '10.0.0.5', '[::1]']\n{ROUTE}"), true).unwrap();
+    assert!(c.server.reuse_port);
+    assert_eq!(c.admin.hosts, vec!["admin.example.com", "10.0.0.5", "::1"]);
+    let e = errors(
+        "t.toml",
+        &format!(
+            "[admin]\nhosts = ['http://admin.example.com', 'a.example:9090', 'a/b', '']\n{ROUTE}"
+        ),
+    );
+    assert_eq!(
+        e.iter()
+            .filter(|e| e.starts_with("t.toml:2: `hosts`:"))
+            .count(),
+        4,
+        "{e:?}"
+    );
+    let c = parse_str("t.conf", "[SERVER]\nReusePort On\n[ADMIN]\nHosts a.example b.example\n[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\n", false).unwrap();
+    assert!(c.server.reuse_port);
+    assert_eq!(c.admin.hosts, vec!["a.example", "b.example"]);
+}
+
+#[test]
+fn toml_syntax_error_has_a_line() {
+    let errs = parse_str("t.toml", "[server]\nlisten = [\n", true)
+        .unwrap_err()
+        .0;
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].line >= 2, "{errs:?}");
+}
