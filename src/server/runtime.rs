@@ -1,0 +1,124 @@
+//! Building the runtime snapshot (and the shared state) from a config.
+
+use super::*;
+
+/// Builds the request path's snapshot from a config.
+pub fn build_runtime(
+    config: &Config,
+    instance: &Arc<str>,
+    workers: usize,
+    events: &Arc<crate::backend::events::EventLog>,
+) -> anyhow::Result<Runtime> {
+    build_runtime_from(config, instance, workers, events, None)
+}
+
+/// Builds a snapshot, carrying state over from `old` (see [`reload`]).
+pub fn build_runtime_from(
+    config: &Config,
+    instance: &Arc<str>,
+    workers: usize,
+    events: &Arc<crate::backend::events::EventLog>,
+    old: Option<&Runtime>,
+) -> anyhow::Result<Runtime> {
+    let patterns: Vec<(Vec<String>, usize)> = config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.patterns.clone(), i))
+        .collect();
+    let router = Router::new(&patterns).context("compiling routes")?;
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| crate::proxy::RouteRt {
+            pool: r.pool,
+            root: r.root.as_deref().map(Arc::from),
+            cache: r.cache,
+            grace: r.grace,
+            purge: r.purge.clone(),
+        })
+        .collect();
+    let pools: Vec<Arc<Pool>> = config
+        .pools
+        .iter()
+        .map(|p| {
+            let mut pool = Pool::from_config(p, workers, events.clone());
+            pool.request_timeout = config.server.limits.request_timeout;
+            Arc::new(pool)
+        })
+        .collect();
+    if let Some(old) = old {
+        for p in &pools {
+            let Some(o) = old.pools.iter().find(|o| o.name == p.name) else {
+                continue;
+            };
+            for s in &p.servers {
+                if let Some(prev) = o.servers.iter().find(|x| x.addr == s.addr) {
+                    s.carry_from(prev);
+                }
+            }
+        }
+    }
+    let traffic = old.map(|o| o.traffic.clone()).unwrap_or_default();
+    let cache = match old {
+        Some(o) if o.cache.rules == config.cache => o.cache.clone(),
+        _ => crate::cache::Cache::new(config.cache.clone()),
+    };
+    Ok(Runtime {
+        router,
+        routes,
+        pools,
+        cache,
+        traffic,
+        via: HeaderValue::from_str(&format!("1.1 {instance}"))
+            .context("instance name is not a valid header value")?,
+        via_token: instance.clone(),
+        access_log: config.server.access_log,
+        limits: config.server.limits.clone(),
+        tls: config.server.tls.as_ref().map(|t| t.config.clone()),
+        h2c: config.server.h2c,
+        h2: config.server.h2.clone(),
+    })
+}
+
+/// A name for this process's `Via` entries: the configured one, or `langur-` and 8 hex digits.
+pub fn instance_name(config: &Config) -> Arc<str> {
+    if let Some(n) = &config.server.name {
+        return Arc::from(n.as_str());
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    Arc::from(format!("langur-{:08x}", h.finish() as u32))
+}
+
+pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shared> {
+    let instance = instance_name(config);
+    let events = Arc::new(crate::backend::events::EventLog::default());
+    let runtime = build_runtime(config, &instance, workers, &events)?;
+    let traffic = runtime.traffic.clone();
+    Ok(Shared {
+        live: Arc::new(Live {
+            runtime: ArcSwap::from_pointee(runtime),
+            stopping: Default::default(),
+        }),
+        instance: Mutex::new(instance),
+        workers,
+        events,
+        traffic,
+        admin: ArcSwap::from_pointee(crate::admin::Access::from_config(&config.admin)),
+        config_path: (!config.source.is_empty() && std::path::Path::new(&config.source).is_file())
+            .then(|| std::path::PathBuf::from(&config.source)),
+        checkers: Default::default(),
+        overrides: Overrides::default(),
+        current: Mutex::new(config.clone()),
+        listeners: Mutex::new(None),
+        reloading: Mutex::new(()),
+    })
+}
