@@ -696,6 +696,9 @@ async fn method_overrides_and_url_rewrites_bypass_the_cache() {
         ("front-end-https", "on"),
         ("x_forwarded_prefix", "//evil.example"),
         ("x_http_method_override", "DELETE"),
+        ("x_forwarded_host", "evil.example"),
+        ("x_forwarded_proto", "http"),
+        ("x-forwarded-hostname", "evil.example"),
     ] {
         let r = get_h(a, p, &[(name, value)]).await;
         assert!(

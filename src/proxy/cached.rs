@@ -56,10 +56,15 @@ fn bypass_reason(rules: &crate::config::CacheConfig, h: &HeaderMap) -> Option<St
     if let Some(n) = rules.bypass_headers.iter().find(|n| h.contains_key(*n)) {
         return Some(n.as_str().to_string());
     }
-    // CGI, WSGI and Rack servers read `X_Forwarded_Prefix` as `X-Forwarded-Prefix`.
+    // CGI, WSGI and Rack servers read `X_Forwarded_Prefix` as `X-Forwarded-Prefix`; that goes
+    // for the forwarding fields langur sets itself too (`X_Forwarded_Host` would stand beside
+    // langur's `X-Forwarded-Host`, and some servers take the first).
     for name in h.keys().map(|n| n.as_str()).filter(|n| n.contains('_')) {
         let dashed = name.replace('_', "-");
-        if rules.bypass_headers.iter().any(|n| n.as_str() == dashed) {
+        if dashed.starts_with("x-forwarded-")
+            || dashed == "x-real-ip"
+            || rules.bypass_headers.iter().any(|n| n.as_str() == dashed)
+        {
             return Some(name.to_string());
         }
     }

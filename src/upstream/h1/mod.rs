@@ -43,149 +43,6 @@ const READ_SIZE: usize = 16 * 1024;
 /// a server that ignores the expectation still gets the body.
 const EXPECT_WAIT: Duration = Duration::from_secs(1);
 
-/// The socket of an upstream connection.
-#[derive(Debug)]
-pub enum Io {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    /// In memory: for the fuzz target and tests ([`fuzzing`]).
-    Mem(tokio::io::DuplexStream),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Io::Mem(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Io::Mem(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Io::Mem(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Io::Mem(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-/// The way to end one connection from outside (`shutdown-sessions`): a flag its reads and
-/// writes look at, and the waker of whoever waits on it.
-#[derive(Debug, Default)]
-pub struct Kill {
-    killed: AtomicBool,
-    waker: atomic_waker::AtomicWaker,
-}
-
-impl Kill {
-    pub fn kill(&self) {
-        self.killed.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-
-    fn killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
-    }
-
-    /// After a `Pending`: wake this task if the connection is ended meanwhile.
-    fn pending<T>(&self, cx: &Context<'_>) -> Poll<io::Result<T>> {
-        self.waker.register(cx.waker());
-        if self.killed() {
-            return Poll::Ready(Err(killed()));
-        }
-        Poll::Pending
-    }
-}
-
-fn killed() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "the server's sessions were shut down",
-    )
-}
-
-/// The entry of a connection in its server's session list, removed when the connection ends.
-/// Weak: the server's idle list holds its connections, which must not keep it alive (a server
-/// replaced by a reload is dropped with its idle connections).
-#[derive(Debug)]
-struct Registered {
-    peer: std::sync::Weak<Peer>,
-    id: u64,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        if let Some(peer) = self.peer.upgrade() {
-            peer.end_session(self.id);
-        }
-    }
-}
-
-/// The silence limit on response bodies (`read_timeout`), kept per connection: a read that
-/// brings data sets a flag (no clock read); one sleep, allocated once per connection, ticks
-/// every half limit while a body read waits, and two silent ticks in a row fail the read. So
-/// a body silent for `read_timeout` is cut between 1 and 1.5 times `read_timeout` after its
-/// last data, and a body that arrives with its head costs no timer at all.
-#[derive(Debug)]
-struct Silence {
-    half: Duration,
-    progressed: bool,
-    silent: u8,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Silence {
-    fn start(&mut self) {
-        self.progressed = true;
-        self.silent = 0;
-    }
-
-    /// A body read is pending: true once the server was silent for the limit.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let half = self.half;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(half)));
-        while std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
-            if std::mem::take(&mut self.progressed) {
-                self.silent = 0;
-            } else {
-                self.silent += 1;
-                if self.silent >= 2 {
-                    return true;
-                }
-            }
-            sleep.as_mut().reset(tokio::time::Instant::now() + half);
-        }
-        false
-    }
-}
-
 /// One HTTP/1.1 connection to a server, between exchanges or during one.
 pub struct Conn {
     io: Io,
@@ -784,9 +641,11 @@ impl Conn {
         } else {
             State::Close
         };
-        // A connection that answered HEAD is not reused: a server that sends a body there
-        // anyway (a common fault) would have it read as the next request's response.
-        let reusable = keep_alive && !head_only && !matches!(state, State::Close | State::Switched);
+        // A connection whose response has no body by definition (HEAD, 204, 304) is not
+        // reused: a server that sends one there anyway (a common fault) would have it read as
+        // the next request's response.
+        let bodiless = head_only || code == 204 || code == 304;
+        let reusable = keep_alive && !bodiless && !matches!(state, State::Close | State::Switched);
         self.silence.start();
         let mut resp = Response::new(Body {
             conn: Some(self),
@@ -812,6 +671,7 @@ pub(crate) fn expects_continue(headers: &HeaderMap) -> bool {
 mod body;
 pub mod fuzzing;
 mod head;
+mod socket;
 mod upload;
 
 #[cfg(test)]
@@ -819,6 +679,8 @@ use body::trailers;
 use body::{ends_section, Chunk, State};
 pub use body::{Body, Upgraded};
 use head::{Field, Framing, Head};
+use socket::{killed, Registered, Silence};
+pub use socket::{Io, Kill};
 pub(crate) use upload::write_hex;
 use upload::{poll_write, Upload, Upstream};
 

@@ -1,0 +1,212 @@
+//! The raw model: what a format reader (TOML or legacy) hands to validation, every value with
+//! the line it was written on, nothing checked yet.
+
+use super::*;
+
+/// A value with the line it was written on, as the readers hand it to validation.
+#[derive(Debug, Clone)]
+pub(crate) struct At<T> {
+    pub value: T,
+    pub line: usize,
+}
+
+impl<T> At<T> {
+    pub fn new(value: T, line: usize) -> Self {
+        At { value, line }
+    }
+}
+
+/// What a format reader produces: the file's words, unchecked, with lines.
+#[derive(Debug, Default)]
+pub(crate) struct RawConfig {
+    pub listen: Vec<At<String>>,
+    pub workers: Option<At<i64>>,
+    pub access_log: Option<bool>,
+    pub name: Option<At<String>>,
+    pub admin_listen: Option<At<String>>,
+    pub admin_token: Option<At<String>>,
+    pub admin_hosts: Vec<At<String>>,
+    pub reuse_port: Option<bool>,
+    pub defaults: RawPoolSettings,
+    pub routes: Vec<RawRoute>,
+    pub pools: Vec<RawPool>,
+    pub cache: RawCache,
+    pub limits: RawLimits,
+    pub h2c: Option<bool>,
+    pub h2_max_concurrent_streams: Option<At<i64>>,
+    pub h2_window: Option<At<String>>,
+    pub tls_listen: Vec<At<String>>,
+    /// (certificate, key) PEM paths.
+    pub tls_certs: Vec<(At<String>, At<String>)>,
+    pub tls_line: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RawLimits {
+    pub header_read_timeout: Option<At<Duration>>,
+    pub keepalive_timeout: Option<At<Duration>>,
+    pub body_timeout: Option<At<Duration>>,
+    pub request_timeout: Option<At<Duration>>,
+    pub shutdown_timeout: Option<At<Duration>>,
+    pub max_header_size: Option<At<String>>,
+    pub max_headers: Option<At<i64>>,
+    pub max_uri_length: Option<At<String>>,
+    pub max_body_size: Option<At<String>>,
+    pub max_connections: Option<At<i64>>,
+    pub request_buffer: Option<At<String>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RawPoolSettings {
+    pub balance: Option<At<String>>,
+    pub attempts: Option<At<i64>>,
+    pub offline_timeout: Option<At<Duration>>,
+    pub connect_timeout: Option<At<Duration>>,
+    pub response_timeout: Option<At<Duration>>,
+    pub read_timeout: Option<At<Duration>>,
+    pub protocol: Option<At<String>>,
+    pub tls: Option<bool>,
+    pub tls_ca: Option<At<String>>,
+    pub tls_server_name: Option<At<String>>,
+    pub tls_verify: Option<bool>,
+    pub hash_balance_factor: Option<At<f64>>,
+    pub retries: Option<At<i64>>,
+    pub retry_budget: Option<At<f64>>,
+    pub slowstart: Option<At<Duration>>,
+    pub overload_backoff: Option<At<Duration>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawRoute {
+    pub patterns: Vec<At<String>>,
+    pub pool: Option<At<String>>,
+    pub root: Option<At<String>>,
+    pub cache: Option<bool>,
+    pub grace: Option<At<Duration>>,
+    pub purge: Vec<At<String>>,
+    pub line: usize,
+}
+
+/// `[cache]` as written; sizes are kept as text (`"64 MiB"` or a number of bytes).
+#[derive(Debug, Default)]
+pub(crate) struct RawCache {
+    pub max_size: Option<At<String>>,
+    pub max_object_size: Option<At<String>>,
+    pub types: Option<Vec<At<String>>>,
+    pub default_ttl: Option<At<Duration>>,
+    pub min_ttl: Option<At<Duration>>,
+    pub max_ttl: Option<At<Duration>>,
+    pub lock_timeout: Option<At<Duration>>,
+    pub max_variants: Option<At<i64>>,
+    pub store_private: Option<bool>,
+    pub store_set_cookie: Option<bool>,
+    pub store_authorized: Option<bool>,
+    pub bypass_headers: Option<Vec<At<String>>>,
+    pub request_cookie: Option<At<String>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawPool {
+    pub name: String,
+    pub line: usize,
+    pub settings: RawPoolSettings,
+    pub servers: Vec<RawServer>,
+    pub check: Option<RawCheck>,
+    pub observe: Option<At<String>>,
+    pub error_limit: Option<At<i64>>,
+    pub on_error: Option<At<String>>,
+    pub all_backups: Option<bool>,
+    pub on_marked_down: Option<At<String>>,
+    pub on_marked_up: Option<At<String>>,
+    pub maxconn: Option<At<i64>>,
+    pub queue: Option<RawQueue>,
+}
+
+/// `[pools.NAME.queue]` as written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawQueue {
+    pub max: Option<At<i64>>,
+    pub timeout: Option<At<Duration>>,
+    pub full_status: Option<At<i64>>,
+    pub timeout_status: Option<At<i64>>,
+    pub retry_after: Option<At<Duration>>,
+}
+
+impl RawPool {
+    pub fn new(name: String, line: usize) -> RawPool {
+        RawPool {
+            name,
+            line,
+            settings: RawPoolSettings::default(),
+            servers: Vec::new(),
+            check: None,
+            observe: None,
+            error_limit: None,
+            on_error: None,
+            all_backups: None,
+            on_marked_down: None,
+            on_marked_up: None,
+            maxconn: None,
+            queue: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct RawServer {
+    pub address: At<String>,
+    pub weight: Option<At<i64>>,
+    pub backup: Option<bool>,
+    pub maxconn: Option<At<i64>>,
+    /// `check = false` disables the pool's check for this server; a table overrides keys.
+    pub check: Option<RawServerCheck>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum RawServerCheck {
+    Off,
+    Override(Box<RawCheck>),
+}
+
+/// A `check` table as written; every key optional (server overrides merge over the pool's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawCheck {
+    pub line: usize,
+    pub kind: Option<At<String>>,
+    pub path: Option<At<String>>,
+    pub interval: Option<At<Duration>>,
+    pub fastinter: Option<At<Duration>>,
+    pub downinter: Option<At<Duration>>,
+    pub timeout: Option<At<Duration>>,
+    pub rise: Option<At<i64>>,
+    pub fall: Option<At<i64>>,
+    pub expect_status: Option<Vec<At<String>>>,
+    pub expect_body: Option<At<String>>,
+    pub disable_on_404: Option<bool>,
+}
+
+impl RawCheck {
+    /// `self` with `over`'s keys where it sets them.
+    pub fn merged(&self, over: &RawCheck) -> RawCheck {
+        RawCheck {
+            line: over.line,
+            kind: over.kind.clone().or_else(|| self.kind.clone()),
+            path: over.path.clone().or_else(|| self.path.clone()),
+            interval: over.interval.clone().or_else(|| self.interval.clone()),
+            fastinter: over.fastinter.clone().or_else(|| self.fastinter.clone()),
+            downinter: over.downinter.clone().or_else(|| self.downinter.clone()),
+            timeout: over.timeout.clone().or_else(|| self.timeout.clone()),
+            rise: over.rise.clone().or_else(|| self.rise.clone()),
+            fall: over.fall.clone().or_else(|| self.fall.clone()),
+            expect_status: over
+                .expect_status
+                .clone()
+                .or_else(|| self.expect_status.clone()),
+            expect_body: over
+                .expect_body
+                .clone()
+                .or_else(|| self.expect_body.clone()),
+            disable_on_404: over.disable_on_404.or(self.disable_on_404),
+        }
+    }
+}
