@@ -485,12 +485,7 @@ async fn http2_cookies_reach_an_http1_server_as_one_field() {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let b = Backend::start("b").await;
-    let lg = langur_toml(&format!(
-        "[server]\nh2c = true\n[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
-        b.addr
-    ))
-    .await;
+    let (b, lg) = in_front("h2c = true").await;
     let at = lg.listen_addrs()[0];
     let io = TokioIo::new(tokio::net::TcpStream::connect(at).await.unwrap());
     let (mut send, conn) =
@@ -529,12 +524,7 @@ async fn http2_cookies_reach_an_http1_server_as_one_field() {
 
 #[tokio::test]
 async fn an_http10_request_without_host_reaches_the_server_with_one() {
-    let b = Backend::start("b").await;
-    let lg = langur_toml(&format!(
-        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
-        b.addr
-    ))
-    .await;
+    let (b, lg) = in_front("").await;
     let at = lg.listen_addrs()[0];
     let out = raw(at, b"GET /x HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
     assert!(
@@ -549,12 +539,7 @@ async fn an_http10_request_without_host_reaches_the_server_with_one() {
 
 #[tokio::test]
 async fn request_trailers_a_server_could_merge_into_the_head_are_dropped() {
-    let b = Backend::start("b").await;
-    let lg = langur_toml(&format!(
-        "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
-        b.addr
-    ))
-    .await;
+    let (_b, lg) = in_front("").await;
     let at = lg.listen_addrs()[0];
     let out = raw(
         at,
@@ -577,4 +562,15 @@ async fn request_trailers_a_server_could_merge_into_the_head_are_dropped() {
         assert!(!lower.contains(gone), "{gone} reached the server: {out}");
     }
     lg.shutdown().await;
+}
+
+/// A backend and langur in front of it: every path to it, `server` the lines of `[server]`.
+async fn in_front(server: &str) -> (Backend, langur::Langur) {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\n{server}\n[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        b.addr
+    ))
+    .await;
+    (b, lg)
 }
