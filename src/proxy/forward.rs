@@ -102,16 +102,14 @@ pub(crate) async fn forward(
         b.deposit();
     }
     'servers: loop {
-        let i = match next_server(pool, &ctx, &tried, &mut place, until).await {
-            Ok(Some(i)) => i,
-            Ok(None) => continue 'servers,
-            Err(Refusal::Pool(kind)) => return refuse(pool, kind, log),
-            Err(Refusal::Request(kind)) => return error_response(kind, log),
-            Err(Refusal::NoneLeft) => return give_up(pool, last_error, log),
+        let Some(i) = pick(pool, &ctx, &tried, &mut place) else {
+            match wait_for_slot(pool, &tried, &mut place, until).await {
+                Ok(()) => continue 'servers,
+                Err(Refusal::Pool(kind)) => return refuse(pool, kind, log),
+                Err(Refusal::Request(kind)) => return error_response(kind, log),
+                Err(Refusal::NoneLeft) => return give_up(pool, last_error, log),
+            }
         };
-        if let Some(t) = place.ticket.take() {
-            t.used();
-        }
         let server = &pool.servers[i];
         let availability = server.availability(pool.ha, &crate::clock::now_ms);
         tried.insert(i);
@@ -139,23 +137,75 @@ pub(crate) async fn forward(
         if let Some(l) = &mut log {
             l.server = Some(server.name.clone());
         }
-        let one = Attempt {
-            pool,
-            i,
-            until,
-            started,
-            first: attempts == 1 && !place.waited,
-            asked: asked.as_ref(),
-            in_flight,
-        };
-        match attempt(one, req, &mut log, &mut upgrade).await {
-            Attempted::Answer(resp) => return resp,
-            Attempted::Next(again, error) => {
-                req = again;
-                if let Some(e) = error {
-                    last_error = e;
+        // Idle connections first; a stale one hands the request back unsent and we try the next.
+        loop {
+            let Some((mut sender, reused)) = open(pool, i, until).await else {
+                continue 'servers;
+            };
+            if !sender.ready().await {
+                if reused {
+                    continue;
                 }
+                connect_failed(
+                    pool,
+                    server,
+                    &std::io::Error::other("connection closed at once"),
+                );
+                continue 'servers;
             }
+            // Nothing waited (no queue): a request sent on a reused connection on its first
+            // attempt was sent at `started`, which saves a clock read.
+            let sent_at = if reused && attempts == 1 && !place.waited {
+                started
+            } else {
+                Instant::now()
+            };
+            // An idempotent request whose body is known whole can be sent again if its response
+            // never starts: the body is copied now; the head comes back from a failed HTTP/1.1
+            // exchange, while HTTP/2 takes the request whole, so its head is copied first.
+            let mut again_body = replay_body(&req);
+            let h2 = matches!(sender, Sender::H2(_));
+            let h2_copy = if h2 {
+                again_body.take().map(|b| copy_head(&req, b))
+            } else {
+                None
+            };
+            let response_until = (sent_at + pool.response_timeout).min(until);
+            if h2 && req.version() != Version::HTTP_2 {
+                to_h2(&mut req, &target(pool, server));
+            }
+            let mut kept = None;
+            let sent = tokio::time::timeout_at(response_until, sender.send(req, &mut kept)).await;
+            let replay = match (h2_copy, kept, again_body) {
+                (Some(copy), _, _) => Some(copy),
+                (None, Some(parts), Some(body)) => Some(Request::from_parts(parts, body)),
+                _ => None,
+            };
+            let resp = match judge(pool, i, reused, sent, replay, response_until == until) {
+                Outcome::Response(resp) => resp,
+                Outcome::SameServer(again) => {
+                    req = again;
+                    continue;
+                }
+                Outcome::NextServer(again, error) => {
+                    req = again;
+                    if let Some(e) = error {
+                        last_error = e;
+                    }
+                    continue 'servers;
+                }
+                Outcome::Fail(kind) => return error_response(kind, log),
+            };
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                let switch = Switch {
+                    client_side: upgrade.take(),
+                    asked: asked.as_ref(),
+                    sent_at,
+                    in_flight,
+                };
+                return switch_protocols(pool, i, resp, switch, log);
+            }
+            return respond(pool, i, resp, sent_at, in_flight, log);
         }
     }
 }
@@ -170,36 +220,40 @@ enum Refusal {
     NoneLeft,
 }
 
-/// The next server to try: the balancer's pick among those not tried yet, after a wait in the
-/// pool's queue when every usable one is full (only the oldest waiter may take a slot).
-/// `Ok(None)`: woken from the queue, pick again.
-async fn next_server(
+/// The balancer's pick among the servers not tried yet, unless the request must wait behind
+/// others in the pool's queue (only the oldest waiter may take a slot).
+fn pick(pool: &Pool, ctx: &PickContext, tried: &Tried, place: &mut Place) -> Option<usize> {
+    if must_wait(pool, tried, place) {
+        return None;
+    }
+    let i = PoolView::new(pool, tried).pick(&***pool.balancer.load(), ctx)?;
+    if let Some(t) = place.ticket.take() {
+        t.used();
+    }
+    Some(i)
+}
+
+/// Newcomers wait behind requests already queued; a waiter, until it is the oldest.
+fn must_wait(pool: &Pool, tried: &Tried, place: &Place) -> bool {
+    match &place.ticket {
+        Some(t) => !t.is_first(),
+        None => tried.is_empty() && !pool.queue.is_empty(),
+    }
+}
+
+/// Nothing was picked: waits in the pool's queue for a slot if a server could serve once one
+/// frees (`Ok`: pick again); when every server is down, newcomers and waiters alike are
+/// answered at once.
+async fn wait_for_slot(
     pool: &Pool,
-    ctx: &PickContext,
     tried: &Tried,
     place: &mut Place,
     until: Instant,
-) -> Result<Option<usize>, Refusal> {
-    let must_wait = match &place.ticket {
-        Some(t) => !t.is_first(),
-        None => tried.is_empty() && !pool.queue.is_empty(),
-    };
-    let picked = if must_wait {
-        None
-    } else {
-        PoolView::new(pool, tried).pick(&***pool.balancer.load(), ctx)
-    };
-    if let Some(i) = picked {
-        if let Some(t) = place.ticket.take() {
-            t.used();
-        }
-        return Ok(Some(i));
-    }
-    // Wait only if a server could serve once a slot frees: when every server is down,
-    // newcomers and waiters alike are answered at once.
-    if tried.is_empty() && pool.any_alive() && (must_wait || pool.only_overloaded(tried)) {
+) -> Result<(), Refusal> {
+    let waiting_helps = must_wait(pool, tried, place) || pool.only_overloaded(tried);
+    if tried.is_empty() && pool.any_alive() && waiting_helps {
         return match place.wait(pool, until).await {
-            Ok(()) => Ok(None),
+            Ok(()) => Ok(()),
             Err(ErrorKind::RequestTimeout) => Err(Refusal::Request(ErrorKind::RequestTimeout)),
             Err(kind) => Err(Refusal::Pool(kind)),
         };
@@ -213,109 +267,6 @@ fn give_up(pool: &Pool, last_error: ErrorKind, log: Option<AccessLog>) -> Respon
     match last_error {
         ErrorKind::NoServer => refuse(pool, ErrorKind::NoServer, log),
         other => error_response(other, log),
-    }
-}
-
-/// What one server made of a request.
-enum Attempted {
-    /// The client's answer.
-    Answer(Response<ProxyBody>),
-    /// The request, free to go to the next server, and what the client is told if none is left.
-    Next(Request<UpBody>, Option<ErrorKind>),
-}
-
-/// The facts of one attempt on server `i`.
-struct Attempt<'a> {
-    pool: &'a Pool,
-    i: usize,
-    until: Instant,
-    started: Instant,
-    /// The request's first attempt, and it did not queue: a request sent on a reused
-    /// connection then was sent at `started`, which saves a clock read.
-    first: bool,
-    /// The protocols the client asked to switch to.
-    asked: Option<&'a HeaderValue>,
-    in_flight: InFlight,
-}
-
-/// One server's turn: idle connections first (a stale one hands the request back unsent and
-/// the next is tried), then a new one; the exchange, judged.
-async fn attempt(
-    one: Attempt<'_>,
-    mut req: Request<UpBody>,
-    log: &mut Option<AccessLog>,
-    upgrade: &mut Option<ClientUpgrade>,
-) -> Attempted {
-    let Attempt {
-        pool,
-        i,
-        until,
-        started,
-        first,
-        asked,
-        in_flight,
-    } = one;
-    let server = &pool.servers[i];
-    loop {
-        let Some((mut sender, reused)) = open(pool, i, until).await else {
-            return Attempted::Next(req, None);
-        };
-        if !sender.ready().await {
-            if reused {
-                continue;
-            }
-            connect_failed(
-                pool,
-                server,
-                &std::io::Error::other("connection closed at once"),
-            );
-            return Attempted::Next(req, None);
-        }
-        let sent_at = if reused && first {
-            started
-        } else {
-            Instant::now()
-        };
-        // An idempotent request whose body is known whole can be sent again if its response
-        // never starts: the body is copied now; the head comes back from a failed HTTP/1.1
-        // exchange, while HTTP/2 takes the request whole, so its head is copied first.
-        let mut again_body = replay_body(&req);
-        let h2 = matches!(sender, Sender::H2(_));
-        let h2_copy = if h2 {
-            again_body.take().map(|b| copy_head(&req, b))
-        } else {
-            None
-        };
-        let response_until = (sent_at + pool.response_timeout).min(until);
-        if h2 && req.version() != Version::HTTP_2 {
-            to_h2(&mut req, &target(pool, server));
-        }
-        let mut kept = None;
-        let sent = tokio::time::timeout_at(response_until, sender.send(req, &mut kept)).await;
-        let replay = match (h2_copy, kept, again_body) {
-            (Some(copy), _, _) => Some(copy),
-            (None, Some(parts), Some(body)) => Some(Request::from_parts(parts, body)),
-            _ => None,
-        };
-        let resp = match judge(pool, i, reused, sent, replay, response_until == until) {
-            Outcome::Response(resp) => resp,
-            Outcome::SameServer(again) => {
-                req = again;
-                continue;
-            }
-            Outcome::NextServer(again, error) => return Attempted::Next(again, error),
-            Outcome::Fail(kind) => return Attempted::Answer(error_response(kind, log.take())),
-        };
-        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            let switch = Switch {
-                client_side: upgrade.take(),
-                asked,
-                sent_at,
-                in_flight,
-            };
-            return Attempted::Answer(switch_protocols(pool, i, resp, switch, log.take()));
-        }
-        return Attempted::Answer(respond(pool, i, resp, sent_at, in_flight, log.take()));
     }
 }
 
