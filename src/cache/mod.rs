@@ -615,7 +615,8 @@ impl Fill {
     pub fn push(&mut self, data: &Bytes) -> bool {
         let n = data.len() as u64;
         let size = self.body.len() as u64 + n;
-        if !self.cache.fits(size, &self.meta.headers) {
+        // The object's weight so far is its fixed cost and head: the same bound as `fits`.
+        if self.meta.weight + size > self.cache.rules.max_object_size + ENTRY_OVERHEAD * 4 {
             return false;
         }
         let before = self.cache.filling.fetch_add(n, Relaxed);

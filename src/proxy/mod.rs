@@ -149,25 +149,18 @@ pub async fn handle(
 }
 
 /// The target phase: the one request that every later phase sees and that goes upstream.
-/// The path is normalised (see [`target`]), an authority with userinfo is refused (RFC 9110
-/// 4.2.4), and an HTTP/2 request is made ready for HTTP/1.1 ([`headers::h2_to_h1`]). So
-/// routing, hashing, the cache key and the forwarded request all read the same target.
+/// The path is normalised (see [`target`]) and an HTTP/2 request is made ready for HTTP/1.1
+/// ([`headers::h2_to_h1`]). So routing, hashing, the cache key and the forwarded request all
+/// read the same target. (The authority's rules, userinfo and HTTP/2 `host` against
+/// `:authority`, are the strict checks', which run first.)
 fn target_phase<B>(req: &mut Request<B>) -> Result<(), ErrorKind> {
     match target::normalize_uri(req.uri()) {
         Ok(Some(uri)) => *req.uri_mut() = uri,
         Ok(None) => {}
         Err(_) => return Err(ErrorKind::BadRequest),
     }
-    if req
-        .uri()
-        .authority()
-        .is_some_and(|a| a.as_str().contains('@'))
-    {
-        return Err(ErrorKind::BadRequest);
-    }
     if req.version() == Version::HTTP_2 {
-        let uri = req.uri().clone();
-        headers::h2_to_h1(req.headers_mut(), &uri).map_err(|_| ErrorKind::BadRequest)?;
+        headers::h2_to_h1(req.headers_mut()).map_err(|_| ErrorKind::BadRequest)?;
     }
     Ok(())
 }

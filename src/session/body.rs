@@ -200,15 +200,6 @@ pub enum UpBody {
 }
 
 impl UpBody {
-    /// Whether the body is known whole (none, or read ahead to its end), so it could be sent
-    /// again.
-    pub fn is_whole(&self) -> bool {
-        match self {
-            UpBody::Client(c) => c.complete(),
-            UpBody::Copy(_) | UpBody::Empty => true,
-        }
-    }
-
     /// A copy to send again, if the body is known whole.
     pub fn replay(&self) -> Option<UpBody> {
         let frames = match self {
