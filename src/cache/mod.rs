@@ -408,8 +408,12 @@ impl Cache {
     /// Whether a response with a body of `body_len` bytes and these stored headers can be kept
     /// (the same bound [`Cache::insert`] applies).
     pub fn fits(&self, body_len: u64, headers: &HeaderMap) -> bool {
-        ENTRY_OVERHEAD + headers_size(headers) + body_len
-            <= self.rules.max_object_size + ENTRY_OVERHEAD * 4
+        self.keeps(ENTRY_OVERHEAD + headers_size(headers) + body_len)
+    }
+
+    /// The one bound on an entry: `max_object_size`, with room for its bookkeeping.
+    fn keeps(&self, weight: u64) -> bool {
+        weight <= self.rules.max_object_size + ENTRY_OVERHEAD * 4
     }
 
     /// Bytes held by bodies being filled right now (not yet in the store).
@@ -427,7 +431,7 @@ impl Cache {
     /// Stores a response under `primary` (and, when it varies, under the variant its request
     /// selects). Returns false when it was too big to keep.
     pub fn insert(&self, primary: &str, req: &HeaderMap, obj: Object) -> bool {
-        if obj.weight + primary.len() as u64 > self.rules.max_object_size + ENTRY_OVERHEAD * 4 {
+        if !self.keeps(obj.weight + primary.len() as u64) {
             return false;
         }
         let names = vary_names(&obj.headers);
@@ -616,7 +620,7 @@ impl Fill {
         let n = data.len() as u64;
         let size = self.body.len() as u64 + n;
         // The object's weight so far is its fixed cost and head: the same bound as `fits`.
-        if self.meta.weight + size > self.cache.rules.max_object_size + ENTRY_OVERHEAD * 4 {
+        if !self.cache.keeps(self.meta.weight + size) {
             return false;
         }
         let before = self.cache.filling.fetch_add(n, Relaxed);
