@@ -1,6 +1,6 @@
 //! Static files from a route's `root`: types, validators, ranges, the cache, and containment.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::{Method, StatusCode};

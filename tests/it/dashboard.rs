@@ -6,7 +6,7 @@
 //! Without Chromium the test says so and passes, except under CI (`CI` set), where a missing
 //! browser is a failure.
 
-mod common;
+use crate::common;
 
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};

@@ -1,7 +1,7 @@
 //! Slow clients: a test binary of its own, so no other test's load shares the machine with it
 //! while it measures a normal client's latency.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::Arc;

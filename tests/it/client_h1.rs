@@ -2,7 +2,7 @@
 //! lane, the others through hyper, on the same connection and in any order. Raw bytes both
 //! ways, so the framing a client sees is checked as written.
 
-mod common;
+use crate::common;
 
 use common::{find, langur_toml, raw_origin, After, Seen};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Bounded retries: `retries`, the pool-wide retry budget, and replaying idempotent requests
 //! whose response never started (never a POST).
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::Method;

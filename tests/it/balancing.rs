@@ -1,7 +1,7 @@
 //! The hashing methods end to end: a client stays on its server, a session stays on its server
 //! and moves only when that server goes down.
 
-mod common;
+use crate::common;
 
 use common::ctl::Ctl;
 use common::*;

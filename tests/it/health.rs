@@ -2,7 +2,7 @@
 //! 404, passive observation, backups, and session shutdown. Backends are raw TCP servers the test
 //! can stop, restart and make misbehave.
 
-mod common;
+use crate::common;
 
 use common::*;
 use langur::backend::health::{CheckStatus, Health};

@@ -1,7 +1,7 @@
 //! The admin API: every endpoint, the token rule, GET never mutating, CSV and Prometheus
 //! output read back by parsers, and reload.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::{Method, StatusCode};

@@ -1,6 +1,6 @@
 //! The proxy core end to end: routing, balancing, high availability, forwarding, loops.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::Method;

@@ -1,7 +1,7 @@
 //! Overload end to end: per-server limits, the FIFO backlog queue, full and timeout answers with
 //! Retry-After, clients leaving the queue, and refusal at once when every server is down.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::atomic::Ordering;

@@ -1,7 +1,7 @@
 //! Client connection handling: keep-alive across parking, pipelining, HTTP/1.0, close, and an
 //! unread request body that must never be read as the next request.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

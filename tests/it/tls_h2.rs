@@ -1,7 +1,7 @@
 //! TLS termination, HTTP/2 on both sides, TLS to a pool, layer-6 checks and WebSocket, with
 //! real TLS and HTTP/2 clients and servers (rustls, hyper, tungstenite).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

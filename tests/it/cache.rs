@@ -1,7 +1,7 @@
 //! The response cache through real sockets: an origin whose answers are steered by the query
 //! string, langur in front with `cache = true`.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

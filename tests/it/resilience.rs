@@ -1,6 +1,6 @@
 //! Staying up under change: a backend dying and config reloads while traffic flows.
 
-mod common;
+use crate::common;
 
 use common::ctl::Ctl;
 use common::*;

@@ -1,7 +1,7 @@
 //! The `langur` binary: `check` output and exit codes, and `run` streaming 100 MiB each way
 //! with bounded memory (measured on the proxy process itself).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};

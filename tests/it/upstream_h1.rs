@@ -3,7 +3,7 @@
 //! HTTP/1.0), informational and bodiless responses, connection reuse and its races, and the
 //! framing of request bodies as the origin receives them.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{get, langur_toml, raw_origin, request, After, Seen};

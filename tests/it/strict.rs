@@ -1,7 +1,7 @@
 //! Strict HTTP/1: malformed or ambiguous requests never reach a server, and malformed responses
 //! become 502s on connections that are not reused. Everything goes over raw TCP sockets.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::net::SocketAddr;

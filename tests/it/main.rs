@@ -1,0 +1,21 @@
+//! The integration tests, one binary (one link of the crate and its dependencies instead of one
+//! per file): each module is one area, started on real sockets with in-process origins.
+mod common;
+mod admin;
+mod balancing;
+mod cache;
+mod cli;
+mod client_h1;
+mod connections;
+mod core;
+mod dashboard;
+mod files;
+mod fuzz_corpus;
+mod health;
+mod queue;
+mod resilience;
+mod retries;
+mod slowloris;
+mod strict;
+mod tls_h2;
+mod upstream_h1;
