@@ -51,100 +51,25 @@ pub async fn serve<B>(
         None => return plain(StatusCode::NOT_FOUND, "not found\n", log),
     };
     let size = meta.len();
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    let etag = HeaderValue::from_str(&format!(
-        "\"{:x}-{:x}-{:x}\"",
-        mtime.as_secs(),
-        mtime.subsec_nanos(),
-        size
-    ))
-    .expect("hex is a valid header value");
-    let mut headers = HeaderMap::new();
-    let mime = mime_guess::from_path(&path).first_or_octet_stream();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_str(mime.as_ref())
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    if let Ok(v) = HeaderValue::from_str(&policy::fmt_http_date(mtime.as_secs())) {
-        headers.insert(LAST_MODIFIED, v);
-    }
-    headers.insert(ETAG, etag.clone());
-    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-
-    let cache = &rt.cache;
-    let rules = &cache.rules;
+    let (headers, etag) = file_headers(&path, &meta);
+    let rules = &rt.cache.rules;
     let keep = route.cache
         && size <= rules.max_object_size
         && policy::type_allowed(headers.get(CONTENT_TYPE), &rules.types);
-    let key = format!("file://{}", path.display());
-    let none = HeaderMap::new();
-    // Concurrent misses of one file read it once: the others wait for the store (a hit
-    // takes no lock).
-    let mut _guard = None;
     if keep {
-        let hit = |cache: &crate::cache::Cache| {
-            cache
-                .lookup(&key, &none)
-                .map(|(_, o)| o)
-                .filter(|o| o.etag.as_ref() == Some(&etag))
-        };
-        let mut found = hit(cache);
-        if found.is_none() {
-            match cache.join(&key) {
-                crate::cache::Join::Wait(rx) => {
-                    cache.counters.coalesced.fetch_add(1, Relaxed);
-                    crate::cache::wait(rx, rules.lock_timeout).await;
-                    found = hit(cache);
-                }
-                crate::cache::Join::Leader(g) => _guard = Some(g),
-            }
-        }
-        if let Some(obj) = found {
-            cache.counters.hits.fetch_add(1, Relaxed);
-            return cached::serve(
-                &obj,
-                &method,
-                req.headers(),
-                "langur; hit".into(),
-                "hit",
-                log,
-            );
-        }
-        cache.counters.misses.fetch_add(1, Relaxed);
+        return kept(
+            &rt.cache,
+            &path,
+            headers,
+            &etag,
+            &method,
+            req.headers(),
+            log,
+        )
+        .await;
     }
     // Only a file being kept is read whole; every other answer streams in bounded chunks, so
     // a slow client costs a chunk, not the file.
-    if keep {
-        let Ok(data) = tokio::fs::read(&path).await else {
-            return plain(StatusCode::NOT_FOUND, "not found\n", log);
-        };
-        let obj = Object::new(
-            StatusCode::OK,
-            headers,
-            Bytes::from(data),
-            0,
-            FILE_LIFETIME,
-            0,
-            0,
-            false,
-            false,
-        );
-        let status = if cache.insert(
-            &key,
-            &none,
-            obj.copy_with(obj.headers.clone(), obj.body.clone()),
-        ) {
-            "langur; fwd=miss; stored"
-        } else {
-            "langur; fwd=miss"
-        };
-        return cached::serve(&obj, &method, req.headers(), status.into(), "miss", log);
-    }
     let status = route.cache.then_some("langur; fwd=miss; detail=too-large");
     stream(
         path,
@@ -157,6 +82,97 @@ pub async fn serve<B>(
         log,
     )
     .await
+}
+
+/// A file's response head: `Content-Type` from its extension, `Last-Modified`, and an `ETag`
+/// of its modification time (seconds and nanoseconds) and size, in hex, which is also returned.
+fn file_headers(path: &Path, meta: &std::fs::Metadata) -> (HeaderMap, HeaderValue) {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let etag = HeaderValue::from_str(&format!(
+        "\"{:x}-{:x}-{:x}\"",
+        mtime.as_secs(),
+        mtime.subsec_nanos(),
+        meta.len()
+    ))
+    .expect("hex is a valid header value");
+    let mut headers = HeaderMap::new();
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(mime.as_ref())
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&policy::fmt_http_date(mtime.as_secs())) {
+        headers.insert(LAST_MODIFIED, v);
+    }
+    headers.insert(ETAG, etag.clone());
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    (headers, etag)
+}
+
+/// A file kept in the shared cache (`cache = true`, small enough, a type kept): served from
+/// the entry while its `ETag` is the file's; else read whole and stored. Concurrent misses of
+/// one file read it once: the others wait for the store (a hit takes no lock).
+async fn kept(
+    cache: &Arc<crate::cache::Cache>,
+    path: &Path,
+    headers: HeaderMap,
+    etag: &HeaderValue,
+    method: &Method,
+    req: &HeaderMap,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let key = format!("file://{}", path.display());
+    let none = HeaderMap::new();
+    let hit = |cache: &crate::cache::Cache| {
+        cache
+            .lookup(&key, &none)
+            .map(|(_, o)| o)
+            .filter(|o| o.etag.as_ref() == Some(etag))
+    };
+    let mut _guard = None;
+    let mut found = hit(cache);
+    if found.is_none() {
+        match cache.join(&key) {
+            crate::cache::Join::Wait(rx) => {
+                cache.counters.coalesced.fetch_add(1, Relaxed);
+                crate::cache::wait(rx, cache.rules.lock_timeout).await;
+                found = hit(cache);
+            }
+            crate::cache::Join::Leader(g) => _guard = Some(g),
+        }
+    }
+    if let Some(obj) = found {
+        cache.counters.hits.fetch_add(1, Relaxed);
+        return cached::serve(&obj, method, req, "langur; hit".into(), "hit", log);
+    }
+    cache.counters.misses.fetch_add(1, Relaxed);
+    let Ok(data) = tokio::fs::read(path).await else {
+        return plain(StatusCode::NOT_FOUND, "not found\n", log);
+    };
+    let body = Bytes::from(data);
+    let obj = Object::new(
+        StatusCode::OK,
+        headers,
+        body,
+        0,
+        FILE_LIFETIME,
+        0,
+        0,
+        false,
+        false,
+    );
+    let copy = obj.copy_with(obj.headers.clone(), obj.body.clone());
+    let status = if cache.insert(&key, &none, copy) {
+        "langur; fwd=miss; stored"
+    } else {
+        "langur; fwd=miss"
+    };
+    cached::serve(&obj, method, req, status.into(), "miss", log)
 }
 
 /// A file not kept in the cache, streamed from disk in chunks as the client takes them.

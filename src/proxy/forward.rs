@@ -5,6 +5,7 @@
 //! on a fresh connection, the next server, or an answer to the client.
 
 use super::*;
+use crate::backend::RetryClaim;
 
 /// A copy of the body of a request that may be sent again: an idempotent method (RFC 9110
 /// 9.2.2) and a body known whole (none, or read ahead to its end). A POST is never replayed.
@@ -78,68 +79,31 @@ pub(crate) async fn forward(
     client: &ClientInfo,
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
-    let hash = pool.hash_on.as_ref().and_then(|on| {
-        crate::balancer::request_key(on, client.addr.ip(), req.uri(), req.headers())
-    });
-    let ctx = PickContext {
-        client_hint: u64::from(client.addr.port()),
-        hash,
-    };
-    let mut tried = Tried::default();
     let mut upgrade = req.extensions_mut().remove::<ClientUpgrade>();
     // What the client asked to switch to (the 101 must name one of them).
     let asked = upgrade
         .as_ref()
         .and_then(|_| req.headers().get(http::header::UPGRADE).cloned());
-    let mut place = Place::default();
-    // `request_timeout` bounds everything below: queue, connects, retries and the wait.
-    let started = Instant::now();
-    let until = started + pool.request_timeout;
-    // Attempts on servers so far, and what the last failed one came to.
-    let mut attempts = 0u32;
-    let mut last_error = ErrorKind::NoServer;
-    if let Some(b) = &pool.retry_budget {
-        b.deposit();
-    }
+    let mut run = Attempts::new(pool, &req, client);
     'servers: loop {
-        let Some(i) = pick(pool, &ctx, &tried, &mut place) else {
-            match wait_for_slot(pool, &tried, &mut place, until).await {
+        let Some(i) = pick(pool, &run.ctx, &run.tried, &mut run.place) else {
+            match wait_for_slot(pool, &run.tried, &mut run.place, run.until).await {
                 Ok(()) => continue 'servers,
                 Err(Refusal::Pool(kind)) => return refuse(pool, kind, log),
                 Err(Refusal::Request(kind)) => return error_response(kind, log),
-                Err(Refusal::NoneLeft) => return give_up(pool, last_error, log),
+                Err(Refusal::NoneLeft) => return give_up(pool, run.last_error, log),
             }
         };
         let server = &pool.servers[i];
-        let availability = server.availability(pool.ha, &crate::clock::now_ms);
-        tried.insert(i);
-        let _claim = match availability {
-            Availability::Up => None,
-            Availability::Offline => continue,
-            Availability::RetryDue => match server.claim_retry() {
-                Some(c) => Some(c),
-                None => continue,
-            },
+        let _claim = match run.admit(pool, i, &mut log) {
+            Admission::Try(claim) => claim,
+            Admission::Skip => continue 'servers,
+            Admission::GiveUp => return give_up(pool, run.last_error, log),
         };
-        attempts += 1;
-        if attempts > 1 {
-            if !retry_allowed(pool, attempts) {
-                if let Some(l) = &mut log {
-                    l.reason = "retries_exhausted";
-                }
-                return give_up(pool, last_error, log);
-            }
-            server
-                .redispatched
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         let in_flight = InFlight::new(server.clone());
-        if let Some(l) = &mut log {
-            l.server = Some(server.name.clone());
-        }
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let Some((mut sender, reused)) = open(pool, i, until).await else {
+            let Some((mut sender, reused)) = open(pool, i, run.until).await else {
                 continue 'servers;
             };
             if !sender.ready().await {
@@ -153,35 +117,13 @@ pub(crate) async fn forward(
                 );
                 continue 'servers;
             }
-            // Nothing waited (no queue): a request sent on a reused connection on its first
-            // attempt was sent at `started`, which saves a clock read.
-            let sent_at = if reused && attempts == 1 && !place.waited {
-                started
-            } else {
-                Instant::now()
-            };
-            // An idempotent request whose body is known whole can be sent again if its response
-            // never starts: the body is copied now; the head comes back from a failed HTTP/1.1
-            // exchange, while HTTP/2 takes the request whole, so its head is copied first.
-            let mut again_body = replay_body(&req);
-            let h2 = matches!(sender, Sender::H2(_));
-            let h2_copy = if h2 {
-                again_body.take().map(|b| copy_head(&req, b))
-            } else {
-                None
-            };
-            let response_until = (sent_at + pool.response_timeout).min(until);
-            if h2 && req.version() != Version::HTTP_2 {
-                to_h2(&mut req, &target(pool, server));
-            }
+            let sent_at = run.sent_at(reused);
+            let mut copy = ReplayCopy::take(&mut req, &sender, pool, server);
+            let response_until = (sent_at + pool.response_timeout).min(run.until);
             let mut kept = None;
             let sent = tokio::time::timeout_at(response_until, sender.send(req, &mut kept)).await;
-            let replay = match (h2_copy, kept, again_body) {
-                (Some(copy), _, _) => Some(copy),
-                (None, Some(parts), Some(body)) => Some(Request::from_parts(parts, body)),
-                _ => None,
-            };
-            let resp = match judge(pool, i, reused, sent, replay, response_until == until) {
+            let replay = copy.into_request(kept);
+            let resp = match judge(pool, i, reused, sent, replay, response_until == run.until) {
                 Outcome::Response(resp) => resp,
                 Outcome::SameServer(again) => {
                     req = again;
@@ -189,9 +131,7 @@ pub(crate) async fn forward(
                 }
                 Outcome::NextServer(again, error) => {
                     req = again;
-                    if let Some(e) = error {
-                        last_error = e;
-                    }
+                    run.last_error = error.unwrap_or(run.last_error);
                     continue 'servers;
                 }
                 Outcome::Fail(kind) => return error_response(kind, log),
@@ -206,6 +146,133 @@ pub(crate) async fn forward(
                 return switch_protocols(pool, i, resp, switch, log);
             }
             return respond(pool, i, resp, sent_at, in_flight, log);
+        }
+    }
+}
+
+/// What [`forward`] carries from one server to the next: the pick's context, the servers
+/// tried, the queue place, the request's time (`request_timeout` bounds the queue, connects,
+/// retries and the wait), and the attempts so far with what the last failed one came to.
+struct Attempts {
+    ctx: PickContext,
+    tried: Tried,
+    place: Place,
+    started: Instant,
+    until: Instant,
+    count: u32,
+    last_error: ErrorKind,
+}
+
+/// Whether a picked server is tried ([`Attempts::admit`]).
+enum Admission {
+    /// Tried, holding the single retry of an offline server if it is one.
+    Try(Option<RetryClaim>),
+    /// Offline, or its retry is someone else's: the next pick.
+    Skip,
+    /// The retry rules forbid another attempt.
+    GiveUp,
+}
+
+impl Attempts {
+    #[inline]
+    fn new(pool: &Pool, req: &Request<UpBody>, client: &ClientInfo) -> Self {
+        let hash = pool.hash_on.as_ref().and_then(|on| {
+            crate::balancer::request_key(on, client.addr.ip(), req.uri(), req.headers())
+        });
+        if let Some(b) = &pool.retry_budget {
+            b.deposit();
+        }
+        let started = Instant::now();
+        Attempts {
+            ctx: PickContext {
+                client_hint: u64::from(client.addr.port()),
+                hash,
+            },
+            tried: Tried::default(),
+            place: Place::default(),
+            started,
+            until: started + pool.request_timeout,
+            count: 0,
+            last_error: ErrorKind::NoServer,
+        }
+    }
+
+    /// Server `i` was picked: marks it tried, checks its availability (the reference's
+    /// high-availability rule) and, from the second attempt on, the retry rules
+    /// ([`retry_allowed`]); names it in the log.
+    #[inline]
+    fn admit(&mut self, pool: &Pool, i: usize, log: &mut Option<AccessLog>) -> Admission {
+        let server = &pool.servers[i];
+        self.tried.insert(i);
+        let claim = match server.availability(pool.ha, &crate::clock::now_ms) {
+            Availability::Up => None,
+            Availability::Offline => return Admission::Skip,
+            Availability::RetryDue => match server.claim_retry() {
+                Some(c) => Some(c),
+                None => return Admission::Skip,
+            },
+        };
+        self.count += 1;
+        if self.count > 1 {
+            if !retry_allowed(pool, self.count) {
+                if let Some(l) = log {
+                    l.reason = "retries_exhausted";
+                }
+                return Admission::GiveUp;
+            }
+            server
+                .redispatched
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(l) = log {
+            l.server = Some(server.name.clone());
+        }
+        Admission::Try(claim)
+    }
+
+    /// When the request goes out. Nothing waited (no queue): a request sent on a reused
+    /// connection on its first attempt was sent at `started`, which saves a clock read.
+    #[inline]
+    fn sent_at(&self, reused: bool) -> Instant {
+        if reused && self.count == 1 && !self.place.waited {
+            self.started
+        } else {
+            Instant::now()
+        }
+    }
+}
+
+/// What is kept of a request before it is sent, so that it can be sent again if its response
+/// never starts: an idempotent request whose body is known whole ([`replay_body`]). The body is
+/// copied; the head comes back from a failed HTTP/1.1 exchange, while HTTP/2 takes the request
+/// whole, so its head is copied too.
+struct ReplayCopy {
+    body: Option<UpBody>,
+    h2: Option<Request<UpBody>>,
+}
+
+impl ReplayCopy {
+    /// Takes the copy, and turns an HTTP/1.1 request into HTTP/2 form when `sender` speaks it.
+    #[inline]
+    fn take(req: &mut Request<UpBody>, sender: &Sender, pool: &Pool, server: &Server) -> Self {
+        let mut body = replay_body(req);
+        if !matches!(sender, Sender::H2(_)) {
+            return ReplayCopy { body, h2: None };
+        }
+        let h2 = body.take().map(|b| copy_head(req, b));
+        if req.version() != Version::HTTP_2 {
+            to_h2(req, &target(pool, server));
+        }
+        ReplayCopy { body: None, h2 }
+    }
+
+    /// The request to send again, from the copy and the head an HTTP/1.1 exchange gave back.
+    #[inline]
+    fn into_request(&mut self, kept: Option<http::request::Parts>) -> Option<Request<UpBody>> {
+        match (self.h2.take(), kept, self.body.take()) {
+            (Some(copy), _, _) => Some(copy),
+            (None, Some(parts), Some(body)) => Some(Request::from_parts(parts, body)),
+            _ => None,
         }
     }
 }

@@ -1,0 +1,318 @@
+//! The cache's fetch from the pool (step 4 of the phase): conditional when a stale entry has
+//! validators, and what the answer means for the entry: a 304 refreshes it (RFC 9111 4.3.4), a
+//! 5xx within `stale-if-error` serves it, a storable response is copied into the cache as it
+//! streams to the client.
+
+use super::{mark, serve, NAME};
+use crate::access_log::AccessLog;
+use crate::backend::Pool;
+use crate::cache::policy::{self, CacheControl, NotStored};
+use crate::cache::{self, Cache, Fill, FlightGuard, Object};
+use crate::clock;
+use crate::proxy::body::{ProxyBody, UpBody};
+use crate::proxy::{forward, ClientInfo};
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, CONTENT_LENGTH, COOKIE, IF_MODIFIED_SINCE, IF_NONE_MATCH, SET_COOKIE,
+};
+use http::{Method, Request, Response, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One upstream fetch on behalf of the cache (in the request, or in the background).
+pub(super) struct Job {
+    pub(super) cache: Arc<Cache>,
+    pub(super) pool: Arc<Pool>,
+    pub(super) grace: Option<Duration>,
+    pub(super) client: ClientInfo,
+    pub(super) primary: String,
+    pub(super) method: Method,
+    /// The client's request headers (conditionals, `Vary` selection).
+    pub(super) req_headers: HeaderMap,
+    /// The entry found stale, with the key it is stored under.
+    pub(super) stale: Option<(String, Arc<Object>)>,
+    /// Held while this is the fetch others wait for.
+    pub(super) guard: Option<FlightGuard>,
+}
+
+/// The fetch: conditional when the stale entry has validators; then what the answer means
+/// for the entry ([`revalidated`], [`stale_on_error`], [`store`]).
+pub(super) async fn fetch(
+    mut job: Job,
+    mut up: Request<UpBody>,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let stale = job.stale.take();
+    let validating = stale.as_ref().is_some_and(|(_, o)| o.has_validator());
+    if let Some((_, o)) = stale.as_ref().filter(|_| validating) {
+        ask_conditionally(up.headers_mut(), o);
+        job.cache.counters.revalidations.fetch_add(1, Relaxed);
+    }
+    let request_time = policy::unix_now();
+    let resp = forward(&job.pool, up, &job.client, log).await;
+    let status = resp.status();
+    let now = clock::now_ms();
+    if let Some((key, obj)) = &stale {
+        if validating && status == StatusCode::NOT_MODIFIED {
+            return revalidated(job, resp, key, obj, request_time);
+        }
+        if status.is_server_error() && obj.within(now, obj.sie) {
+            return stale_on_error(job, resp, obj, now);
+        }
+    }
+    store(job, resp, stale.is_some(), request_time)
+}
+
+/// Makes the fetch conditional on the stored entry's validators, replacing the client's own
+/// conditionals (RFC 9111 4.3.1).
+fn ask_conditionally(h: &mut HeaderMap, obj: &Object) {
+    h.remove(IF_NONE_MATCH);
+    h.remove(IF_MODIFIED_SINCE);
+    h.remove(http::header::IF_MATCH);
+    h.remove(http::header::IF_UNMODIFIED_SINCE);
+    if let Some(e) = &obj.etag {
+        h.insert(IF_NONE_MATCH, e.clone());
+    }
+    if let Some(lm) = &obj.last_modified {
+        h.insert(IF_MODIFIED_SINCE, lm.clone());
+    }
+}
+
+/// A 304 to a revalidation (RFC 9111 4.3.4). When its strong validator is not the stored
+/// one's it updates nothing: the entry is dropped (the next request fetches anew) and this
+/// client gets what was stored, as it was. Otherwise the stored head is updated with the 304's
+/// fields and the client gets the updated head (with the 304's `Set-Cookie`); the storing rules
+/// apply only to the copy kept.
+fn revalidated(
+    job: Job,
+    mut resp: Response<ProxyBody>,
+    key: &str,
+    obj: &Object,
+    request_time: u64,
+) -> Response<ProxyBody> {
+    let cache = &job.cache;
+    let log = resp.body_mut().take_log();
+    if !same_validator(obj, resp.headers()) {
+        drop(resp);
+        cache.invalidate(&job.primary);
+        drop(job.guard);
+        let status = format!("{NAME}; fwd=stale; fwd-status=304; detail=validator-mismatch");
+        return serve(obj, &job.method, &job.req_headers, status, "stale", log);
+    }
+    let mut headers = obj.headers.clone();
+    policy::merge_304(&mut headers, resp.headers());
+    drop(resp);
+    // The 304's `Set-Cookie` is for this client: it is answered, never stored, and does not
+    // make the refreshed entry unstorable.
+    let mut kept = Response::new(());
+    *kept.status_mut() = obj.status;
+    *kept.headers_mut() = headers.clone();
+    kept.headers_mut().remove(SET_COOKIE);
+    let renewed = describe(
+        cache,
+        job.grace,
+        &job.method,
+        &job.req_headers,
+        &kept,
+        request_time,
+    );
+    let (status, answer) = match renewed {
+        Ok(meta) => {
+            let kept = meta.copy_with(meta.headers.clone(), obj.body.clone());
+            let ttl = kept.ttl(clock::now_ms());
+            cache.replace(key, kept);
+            let answer = meta.copy_with(headers, obj.body.clone());
+            (
+                format!("{NAME}; fwd=stale; fwd-status=304; stored; ttl={ttl}"),
+                answer,
+            )
+        }
+        Err(why) => {
+            cache.invalidate(&job.primary);
+            let answer = obj.copy_with(headers, obj.body.clone());
+            let why = why.as_str();
+            (
+                format!("{NAME}; fwd=stale; fwd-status=304; detail={why}"),
+                answer,
+            )
+        }
+    };
+    drop(job.guard);
+    serve(
+        &answer,
+        &job.method,
+        &job.req_headers,
+        status,
+        "revalidated",
+        log,
+    )
+}
+
+/// A 5xx within the stale entry's `stale-if-error` window (or the route's grace): the stale
+/// entry answers instead.
+fn stale_on_error(
+    job: Job,
+    mut resp: Response<ProxyBody>,
+    obj: &Object,
+    now: u64,
+) -> Response<ProxyBody> {
+    job.cache.counters.stale.fetch_add(1, Relaxed);
+    let status = resp.status().as_u16();
+    let log = resp.body_mut().take_log();
+    drop(resp);
+    drop(job.guard);
+    let s = format!(
+        "{NAME}; fwd=stale; fwd-status={status}; ttl={}; detail={}",
+        obj.ttl(now),
+        obj.sie_rule()
+    );
+    serve(obj, &job.method, &job.req_headers, s, "stale", log)
+}
+
+/// The server's answer goes to the client; when storable ([`describe`]) it is copied into the
+/// cache as it streams, under the `Vary` values of this request.
+fn store(
+    job: Job,
+    mut resp: Response<ProxyBody>,
+    was_stale: bool,
+    request_time: u64,
+) -> Response<ProxyBody> {
+    let cache = &job.cache;
+    let fwd = if was_stale { "stale" } else { "miss" };
+    let meta = match describe(
+        cache,
+        job.grace,
+        &job.method,
+        &job.req_headers,
+        &resp,
+        request_time,
+    ) {
+        Ok(meta) => meta,
+        Err(why) => {
+            drop(job.guard);
+            let s = format!("{NAME}; fwd={fwd}; detail={}", why.as_str());
+            mark(&mut resp, s, fwd);
+            return resp;
+        }
+    };
+    let ttl = meta.lifetime as i64 - meta.initial_age as i64;
+    let mut req_vary = HeaderMap::new();
+    for n in &cache::vary_names(&meta.headers) {
+        for v in job.req_headers.get_all(n) {
+            req_vary.append(n.clone(), v.clone());
+        }
+    }
+    // `stored` is said only when the length is known and fits (checked in `describe`); a body
+    // of unknown length may still turn out too large, or be cut.
+    let stored = if resp.headers().contains_key(CONTENT_LENGTH) {
+        "; stored"
+    } else {
+        ""
+    };
+    let fill = Fill::new(cache.clone(), job.primary, req_vary, meta, job.guard);
+    resp.body_mut().fill(fill);
+    mark(
+        &mut resp,
+        format!("{NAME}; fwd={fwd}{stored}; ttl={ttl}"),
+        fwd,
+    );
+    resp
+}
+
+/// Whether a 304 may update a stored response: when it carries a strong `ETag`, the stored one
+/// must be that same strong tag (RFC 9111 4.3.4); without one it selects the stored response.
+fn same_validator(obj: &Object, fresh: &HeaderMap) -> bool {
+    let Some(tag) = fresh.get(http::header::ETAG) else {
+        return true;
+    };
+    if tag.as_bytes().starts_with(b"W/") {
+        // A weak tag identifies the stored response only if it is that tag, weak or not.
+        return obj.etag.as_ref().is_some_and(|e| {
+            e.as_bytes().strip_prefix(b"W/").unwrap_or(e.as_bytes()) == &tag.as_bytes()[2..]
+        });
+    }
+    obj.etag.as_ref() == Some(tag)
+}
+
+/// Decides whether a response is stored and with what freshness; the result carries no body
+/// yet.
+fn describe<B>(
+    cache: &Cache,
+    grace: Option<Duration>,
+    method: &Method,
+    req_headers: &HeaderMap,
+    resp: &Response<B>,
+    request_time: u64,
+) -> Result<Object, NotStored> {
+    let rules = &cache.rules;
+    let cc = CacheControl::parse(resp.headers());
+    let status = resp.status();
+    policy::storable(method, req_headers, status, resp.headers(), &cc, rules)?;
+    let response_time = policy::unix_now();
+    let lifetime =
+        match policy::freshness_lifetime(status, resp.headers(), &cc, rules, response_time) {
+            Some(l) => l,
+            None if cc.no_cache => 0,
+            None => return Err(NotStored::NoFreshness),
+        };
+    // A request with `Cookie` may be personal (cache deception: `/account.php/x.css`): its
+    // answer is kept only when the response itself allows shared caching.
+    if rules.request_cookie == crate::config::RequestCookie::Explicit
+        && req_headers.contains_key(COOKIE)
+        && !policy::explicitly_shared(resp.headers(), &cc)
+    {
+        return Err(NotStored::Cookie);
+    }
+    let headers = policy::stored_headers(resp.headers(), &cc);
+    // What the store will weigh: it refuses more than `max_object_size` with its overhead, so
+    // a response that cannot fit is never announced as stored.
+    let too_big = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| !cache.fits(n, &headers));
+    if too_big {
+        return Err(NotStored::TooLarge);
+    }
+    // Stale answers: the response's own windows, else the route's grace, never when the
+    // response forbids serving it stale (`must-revalidate`, `proxy-revalidate`; `s-maxage`
+    // only turns the route's grace off).
+    let hard = cc.must_revalidate || cc.proxy_revalidate;
+    let grace = (!cc.forbids_stale())
+        .then_some(grace)
+        .flatten()
+        .map(|g| g.as_secs());
+    let window = |explicit: Option<u64>| {
+        if hard {
+            (0, false)
+        } else {
+            match explicit {
+                Some(w) => (w, false),
+                None => (grace.unwrap_or(0), grace.is_some()),
+            }
+        }
+    };
+    let ((swr, swr_grace), (sie, sie_grace)) =
+        (window(cc.stale_while_revalidate), window(cc.stale_if_error));
+    let has_validator = resp.headers().contains_key(http::header::ETAG)
+        || resp.headers().contains_key(http::header::LAST_MODIFIED);
+    if lifetime == 0 && !has_validator && swr == 0 && sie == 0 {
+        return Err(NotStored::NoFreshness);
+    }
+    let initial_age = policy::initial_age(resp.headers(), request_time, response_time);
+    let mut obj = Object::new(
+        status,
+        headers,
+        Bytes::new(),
+        initial_age,
+        lifetime,
+        swr,
+        sie,
+        cc.no_cache,
+        hard,
+    );
+    obj.from_grace = (swr_grace, sie_grace);
+    Ok(obj)
+}

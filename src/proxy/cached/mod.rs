@@ -1,0 +1,530 @@
+//! The cache phase, for routes with `cache = true`. In order:
+//!
+//! 1. `PURGE` from an allowed network removes the URL; other methods than GET/HEAD (and
+//!    requests with a body) go straight to the pool, and an unsafe method that succeeds
+//!    invalidates the URL (RFC 9111 4.4);
+//! 2. a fresh entry is served (304, ranges and HEAD answered from it);
+//! 3. a stale entry within its `stale-while-revalidate` window (or the route's `grace`) is
+//!    served at once while one background request refreshes it;
+//! 4. otherwise one request per key goes upstream (the others wait for it, woken when it is
+//!    done, up to `lock_timeout`), conditional when the stale entry has validators; a 304
+//!    refreshes the entry, a 5xx or a failure within `stale-if-error` serves the stale one, and
+//!    a storable response is copied into the cache as it streams to the client.
+//!
+//! Every answer says what happened in `Cache-Status` (RFC 9211).
+
+mod fetch;
+
+use super::body::{ClientIn, ProxyBody, UpBody};
+use super::{forward, upstream_body, upstream_parts, ClientInfo, RouteRt, Runtime};
+use crate::access_log::AccessLog;
+use crate::backend::Pool;
+use crate::cache::policy::{self, RangeAnswer};
+use crate::cache::{self, Cache, Join, Object};
+use crate::clock;
+use crate::session::ConnState;
+use bytes::Bytes;
+use fetch::{fetch, Job};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, COOKIE,
+    HOST, RANGE, SET_COOKIE,
+};
+use http::{Method, Request, Response, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// This cache's name in `Cache-Status`.
+const NAME: &str = "langur";
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// The primary cache key of a request head as it goes upstream (after [`upstream_parts`]):
+/// scheme, the `Host` it carries (which is the absolute-form or HTTP/2 authority when there was
+/// one), and the normalised path with query. So the key names exactly what the server was
+/// asked for.
+pub fn key_of(parts: &http::request::Parts, scheme: &str) -> String {
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    cache::primary_key(scheme, host, pq)
+}
+
+/// Why a request does not use the cache at all, as `Cache-Status` `detail`: it carries a field
+/// that changes how a server reads it (`[cache] bypass_headers`), or a `Cookie` under
+/// `request_cookie = "pass"`.
+fn bypass_reason(rules: &crate::config::CacheConfig, h: &HeaderMap) -> Option<String> {
+    if let Some(n) = rules.bypass_headers.iter().find(|n| h.contains_key(*n)) {
+        return Some(n.as_str().to_string());
+    }
+    // CGI, WSGI and Rack servers read `X_Forwarded_Prefix` as `X-Forwarded-Prefix`; that goes
+    // for the forwarding fields langur sets itself too (`X_Forwarded_Host` would stand beside
+    // langur's `X-Forwarded-Host`, and some servers take the first).
+    for name in h.keys().map(|n| n.as_str()).filter(|n| n.contains('_')) {
+        let dashed = name.replace('_', "-");
+        if dashed.starts_with("x-forwarded-")
+            || dashed == "x-real-ip"
+            || rules.bypass_headers.iter().any(|n| n.as_str() == dashed)
+        {
+            return Some(name.to_string());
+        }
+    }
+    if rules.request_cookie == crate::config::RequestCookie::Pass && h.contains_key(COOKIE) {
+        return Some("cookie".into());
+    }
+    None
+}
+
+/// The cache phase of one request (the steps above, in order).
+pub async fn handle(
+    rt: &Arc<Runtime>,
+    route: &RouteRt,
+    pool: &Arc<Pool>,
+    req: Request<ClientIn>,
+    client: &ClientInfo,
+    conn: &Arc<ConnState>,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let cache = &rt.cache;
+    // Everything below reads the head as it goes upstream, never the client's own: the key's
+    // host and path, the `Vary` values, the conditionals.
+    let (mut parts, body) = req.into_parts();
+    upstream_parts(rt, &mut parts, client);
+    let primary = key_of(&parts, client.scheme);
+    let method = parts.method.clone();
+    if method.as_str() == "PURGE" && !route.purge.is_empty() {
+        return purge(cache, route, &primary, client, log);
+    }
+    let pass = pass_reason(&cache.rules, &parts, !body.is_end_stream());
+    let here = Here {
+        rt,
+        pool,
+        client,
+        conn,
+    };
+    if let Some((status, what)) = pass {
+        return here.pass(parts, body, &primary, (status, what), log).await;
+    }
+
+    let found = cache.lookup(&primary, &parts.headers);
+    if let Some((key, obj)) = &found {
+        let stored = Stored {
+            key,
+            obj,
+            primary: &primary,
+        };
+        if let Some(resp) = answer_stored(cache, route, pool, client, &parts, stored, &mut log) {
+            return resp;
+        }
+    }
+    // Ranges and HEAD on what the cache cannot answer go upstream as they are, unstored.
+    if method == Method::HEAD || parts.headers.contains_key(RANGE) {
+        cache.counters.misses.fetch_add(1, Relaxed);
+        let status = (format!("{NAME}; fwd=miss"), "miss");
+        return here.pass(parts, body, &primary, status, log).await;
+    }
+
+    let mut guard = None;
+    match cache.join(&primary) {
+        Join::Leader(g) => guard = Some(g),
+        Join::Wait(rx) => {
+            cache.counters.coalesced.fetch_add(1, Relaxed);
+            if cache::wait(rx, cache.rules.lock_timeout).await {
+                if let Some(resp) = coalesced_hit(cache, &primary, &parts, &mut log) {
+                    return resp;
+                }
+            }
+            // The fetch we waited for was not storable, failed, or took too long: go ourselves.
+        }
+    }
+    if found.is_none() {
+        cache.counters.misses.fetch_add(1, Relaxed);
+    }
+    let stale = found.map(|(k, o)| (k.into_owned(), o));
+    let job = Job {
+        cache: cache.clone(),
+        pool: pool.clone(),
+        grace: route.grace,
+        client: client.clone(),
+        primary,
+        method,
+        req_headers: parts.headers.clone(),
+        stale,
+        guard,
+    };
+    let up = match upstream_body(rt, parts, body, conn).await {
+        Ok(r) => r,
+        Err(kind) => return super::error_response(kind, log),
+    };
+    fetch(job, up, log).await
+}
+
+/// Why a request goes upstream without the cache (its `Cache-Status` and access-log word):
+/// a method other than GET and HEAD, a request body, or a [`bypass_reason`].
+fn pass_reason(
+    rules: &crate::config::CacheConfig,
+    parts: &http::request::Parts,
+    has_body: bool,
+) -> Option<(String, &'static str)> {
+    if (parts.method != Method::GET && parts.method != Method::HEAD) || has_body {
+        return Some((format!("{NAME}; fwd=method"), "bypass"));
+    }
+    let why = bypass_reason(rules, &parts.headers)?;
+    Some((format!("{NAME}; fwd=bypass; detail={why}"), "bypass"))
+}
+
+/// What a request's way upstream needs besides the request.
+struct Here<'a> {
+    rt: &'a Arc<Runtime>,
+    pool: &'a Arc<Pool>,
+    client: &'a ClientInfo,
+    conn: &'a Arc<ConnState>,
+}
+
+impl Here<'_> {
+    /// The request goes upstream as it is and its answer is not stored (`Cache-Status`
+    /// `status`, access log `what`); an unsafe method that succeeds invalidates.
+    async fn pass(
+        &self,
+        parts: http::request::Parts,
+        body: ClientIn,
+        primary: &str,
+        (status, what): (String, &'static str),
+        log: Option<AccessLog>,
+    ) -> Response<ProxyBody> {
+        let invalidates = !matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
+        let host = parts.headers.get(HOST).cloned();
+        let up = match upstream_body(self.rt, parts, body, self.conn).await {
+            Ok(r) => r,
+            Err(kind) => return super::error_response(kind, log),
+        };
+        let mut resp = forward(self.pool, up, self.client, log).await;
+        if invalidates {
+            invalidate_after(
+                &self.rt.cache,
+                &resp,
+                primary,
+                self.client.scheme,
+                host.as_ref(),
+            );
+        }
+        mark(&mut resp, status, what);
+        resp
+    }
+}
+
+/// RFC 9111 4.4: an unsafe method that succeeded invalidates its URL, and the URLs in
+/// `Location` and `Content-Location` when they are on the same host.
+fn invalidate_after(
+    cache: &Cache,
+    resp: &Response<ProxyBody>,
+    primary: &str,
+    scheme: &str,
+    host: Option<&HeaderValue>,
+) {
+    let s = resp.status();
+    if !(s.is_success() || s.is_redirection()) {
+        return;
+    }
+    cache.invalidate(primary);
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        if let Some(k) = resp
+            .headers()
+            .get(&name)
+            .and_then(|v| related_key(v, scheme, host))
+        {
+            cache.invalidate(&k);
+        }
+    }
+}
+
+/// An entry found for a request: the key it is stored under, and the request's primary key.
+#[derive(Clone, Copy)]
+struct Stored<'a> {
+    key: &'a str,
+    obj: &'a Arc<Object>,
+    primary: &'a str,
+}
+
+/// Answers from a stored entry when its freshness allows (`log` is taken then): fresh; stale
+/// when no server can answer and its `stale-if-error` window allows (no refresh is started
+/// for nothing); stale within `stale-while-revalidate`, starting one background refresh.
+/// `None`: the request goes upstream.
+fn answer_stored(
+    cache: &Arc<Cache>,
+    route: &RouteRt,
+    pool: &Arc<Pool>,
+    client: &ClientInfo,
+    parts: &http::request::Parts,
+    stored: Stored<'_>,
+    log: &mut Option<AccessLog>,
+) -> Option<Response<ProxyBody>> {
+    let (obj, now) = (stored.obj, clock::now_ms());
+    let (status, what) = if obj.fresh(now) {
+        cache.counters.hits.fetch_add(1, Relaxed);
+        (format!("{NAME}; hit; ttl={}", obj.ttl(now)), "hit")
+    } else if !pool.any_alive() && obj.within(now, obj.sie) {
+        cache.counters.stale.fetch_add(1, Relaxed);
+        let (ttl, rule) = (obj.ttl(now), obj.sie_rule());
+        let s = format!("{NAME}; fwd=stale; fwd-status=503; ttl={ttl}; detail={rule}");
+        (s, "stale")
+    } else if obj.within(now, obj.swr) {
+        cache.counters.stale.fetch_add(1, Relaxed);
+        refresh_in_background(cache, route, pool, client, parts, stored);
+        let (ttl, rule) = (obj.ttl(now), obj.swr_rule());
+        (format!("{NAME}; hit; ttl={ttl}; detail={rule}"), "stale")
+    } else {
+        return None;
+    };
+    Some(serve(
+        obj,
+        &parts.method,
+        &parts.headers,
+        status,
+        what,
+        log.take(),
+    ))
+}
+
+/// `stale-while-revalidate`: one GET refreshes the entry in the background, unless another
+/// request already fetches it.
+fn refresh_in_background(
+    cache: &Arc<Cache>,
+    route: &RouteRt,
+    pool: &Arc<Pool>,
+    client: &ClientInfo,
+    parts: &http::request::Parts,
+    stored: Stored<'_>,
+) {
+    let Join::Leader(guard) = cache.join(stored.primary) else {
+        return;
+    };
+    let job = Job {
+        cache: cache.clone(),
+        pool: pool.clone(),
+        grace: route.grace,
+        client: client.clone(),
+        primary: stored.primary.to_string(),
+        method: Method::GET,
+        req_headers: parts.headers.clone(),
+        stale: Some((stored.key.to_string(), stored.obj.clone())),
+        guard: Some(guard),
+    };
+    let mut up = Request::new(UpBody::Empty);
+    *up.uri_mut() = parts.uri.clone();
+    *up.version_mut() = parts.version;
+    *up.headers_mut() = parts.headers.clone();
+    tokio::spawn(async move {
+        let resp = fetch(job, up, None).await;
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    });
+}
+
+/// After waiting for another request's fetch of the same key: its stored answer, if fresh.
+fn coalesced_hit(
+    cache: &Cache,
+    primary: &str,
+    parts: &http::request::Parts,
+    log: &mut Option<AccessLog>,
+) -> Option<Response<ProxyBody>> {
+    let (_, obj) = cache.lookup(primary, &parts.headers)?;
+    let now = clock::now_ms();
+    if !obj.fresh(now) {
+        return None;
+    }
+    cache.counters.hits.fetch_add(1, Relaxed);
+    let status = format!("{NAME}; hit; ttl={}; detail=coalesced", obj.ttl(now));
+    Some(serve(
+        &obj,
+        &parts.method,
+        &parts.headers,
+        status,
+        "hit",
+        log.take(),
+    ))
+}
+
+/// The primary key of a `Location`/`Content-Location` reference, resolved against the
+/// request, when it names the same host (RFC 9111 4.4 invalidates nothing elsewhere).
+fn related_key(v: &HeaderValue, scheme: &str, host: Option<&HeaderValue>) -> Option<String> {
+    let text = v.to_str().ok()?.trim();
+    let host = host.and_then(|h| h.to_str().ok())?;
+    if text.starts_with('/') && !text.starts_with("//") {
+        let uri: http::Uri = text.parse().ok()?;
+        let path = super::target::normalize_uri(&uri).ok()?.unwrap_or(uri);
+        return Some(cache::primary_key(
+            scheme,
+            host,
+            path.path_and_query()?.as_str(),
+        ));
+    }
+    let uri: http::Uri = text.parse().ok()?;
+    let authority = uri.authority()?;
+    if !authority.as_str().eq_ignore_ascii_case(host) {
+        return None;
+    }
+    let path = super::target::normalize_uri(&uri).ok()?.unwrap_or(uri);
+    Some(cache::primary_key(
+        path.scheme_str().unwrap_or(scheme),
+        host,
+        path.path_and_query().map_or("/", |p| p.as_str()),
+    ))
+}
+
+/// Adds our `Cache-Status` entry (after any from caches nearer the origin) and notes the
+/// outcome in the access log.
+fn mark(resp: &mut Response<ProxyBody>, status: String, what: &'static str) {
+    if let Ok(v) = HeaderValue::from_str(&status) {
+        resp.headers_mut().append(CACHE_STATUS, v);
+    }
+    if let Some(l) = resp.body_mut().log_mut() {
+        l.cache = what;
+    }
+}
+
+/// Answers a request from a stored object: 304 for a matching conditional, 206/416 for a
+/// range, else the whole response (HEAD gets the same head; hyper sends no body for it).
+pub(crate) fn serve(
+    obj: &Object,
+    method: &Method,
+    req: &HeaderMap,
+    cache_status: String,
+    what: &'static str,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let len = obj.body.len() as u64;
+    let ok = obj.status == StatusCode::OK;
+    let (status, mut headers, body) =
+        if ok && policy::precondition_failed(req, obj.etag.as_ref(), obj.last_modified.as_ref()) {
+            (
+                StatusCode::PRECONDITION_FAILED,
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+        } else if ok && policy::not_modified(req, obj.etag.as_ref(), obj.last_modified.as_ref()) {
+            let mut h = HeaderMap::new();
+            // `Set-Cookie` is never stored; it is here only when a revalidation's 304 just
+            // brought one for this client.
+            for name in policy::NOT_MODIFIED_HEADERS.iter().chain([&SET_COOKIE]) {
+                for v in obj.headers.get_all(name) {
+                    h.append(name.clone(), v.clone());
+                }
+            }
+            (StatusCode::NOT_MODIFIED, h, Bytes::new())
+        } else {
+            let answer = if ok && method == Method::GET {
+                policy::range(req, len, obj.etag.as_ref(), obj.last_modified.as_ref())
+            } else {
+                RangeAnswer::Full
+            };
+            let mut h = obj.headers.clone();
+            match answer {
+                RangeAnswer::Full => {
+                    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                    (obj.status, h, obj.body.clone())
+                }
+                RangeAnswer::Partial(a, b) => {
+                    h.insert(CONTENT_LENGTH, HeaderValue::from(b - a + 1));
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
+                        h.insert(CONTENT_RANGE, v);
+                    }
+                    let body = obj.body.slice(a as usize..=b as usize);
+                    (StatusCode::PARTIAL_CONTENT, h, body)
+                }
+                RangeAnswer::Unsatisfiable => {
+                    let mut h = HeaderMap::new();
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        h.insert(CONTENT_RANGE, v);
+                    }
+                    h.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    (StatusCode::RANGE_NOT_SATISFIABLE, h, Bytes::new())
+                }
+            }
+        };
+    headers.insert(AGE, HeaderValue::from(obj.age(clock::now_ms())));
+    if let Ok(v) = HeaderValue::from_str(&cache_status) {
+        headers.append(CACHE_STATUS, v);
+    }
+    if let Some(l) = &mut log {
+        l.status = status.as_u16();
+        l.cache = what;
+    }
+    let mut resp = Response::new(ProxyBody::full(body, log));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// `PURGE` of one URL (all its variants) from an allowed client network.
+fn purge(
+    cache: &Cache,
+    route: &RouteRt,
+    primary: &str,
+    client: &ClientInfo,
+    mut log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let ip = client.addr.ip();
+    let allowed = route.purge.iter().any(|n| n.contains(&ip));
+    let (status, body) = if allowed {
+        let n = cache.invalidate(primary);
+        cache.counters.purged.fetch_add(n, Relaxed);
+        (StatusCode::OK, format!("{{\"purged\":{n}}}\n"))
+    } else {
+        (
+            StatusCode::FORBIDDEN,
+            "{\"error\":\"PURGE is not allowed from this address\"}\n".to_string(),
+        )
+    };
+    if let Some(l) = &mut log {
+        l.status = status.as_u16();
+        l.cache = "purge";
+    }
+    let mut resp = Response::new(ProxyBody::full(body, log));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, host: &str) -> http::request::Parts {
+        let mut p = Request::builder().uri(uri).body(()).unwrap().into_parts().0;
+        p.headers.insert(HOST, HeaderValue::from_str(host).unwrap());
+        p
+    }
+
+    #[test]
+    fn the_key_holds_scheme_host_and_target() {
+        let p = parts("/a?b=1", "Site.Example:8443");
+        assert_eq!(key_of(&p, "https"), "https://site.example:8443/a?b=1");
+        assert_ne!(key_of(&p, "https"), key_of(&p, "http"));
+        assert_ne!(
+            key_of(&parts("/a", "one.example"), "http"),
+            key_of(&parts("/a", "two.example"), "http")
+        );
+    }
+
+    #[test]
+    fn related_keys_stay_on_the_same_host() {
+        let host = HeaderValue::from_static("site.example");
+        let k = |v: &'static str| related_key(&HeaderValue::from_static(v), "https", Some(&host));
+        assert_eq!(k("/x/../y?q").as_deref(), Some("https://site.example/y?q"));
+        assert_eq!(
+            k("https://SITE.example/z").as_deref(),
+            Some("https://site.example/z")
+        );
+        assert_eq!(k("https://other.example/z"), None);
+        assert_eq!(k("//other.example/z"), None);
+        assert_eq!(k("relative/path"), None);
+    }
+}
