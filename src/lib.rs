@@ -27,6 +27,7 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod strict;
+pub mod template;
 pub mod timer;
 pub mod tls;
 pub mod upstream;
