@@ -1,14 +1,15 @@
 //! Configuration: one internal model ([`Config`]) built from either file format.
 //!
-//! The pipeline is `file text -> format reader (toml.rs | legacy.rs) -> RawConfig -> validate.rs ->
+//! The pipeline is `file text -> format reader (toml.rs | legacy.rs) -> RawConfig -> validate/ ->
 //! Config`. Readers only know syntax and key names; everything that is checked the same way in both
-//! formats (addresses, regexes, pool references, method names) lives in `validate.rs`, so both
+//! formats (addresses, regexes, pool references, method names) lives in `validate/`, so both
 //! formats report the same errors with the same words. Every error carries the file, the line and
-//! the key, and all errors of a file are reported at once.
+//! the key, and all errors of a file are reported at once (error.rs).
 //!
 //! Precedence of a pool setting: the pool's own key, then `[defaults]` (`[PROXY_DEFAULTS]`), then
 //! the `DEFAULT_*` constants below.
 
+mod error;
 mod legacy;
 mod raw;
 mod toml;
@@ -16,11 +17,12 @@ mod toml;
 pub(crate) use raw::*;
 mod validate;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub(crate) use error::{suggest, Diag};
+pub use error::{ConfigError, ConfigErrors};
 pub use validate::{overlap, parse_balance};
 
 /// Client listener when neither the file nor `--listen` names one: loopback, so a fresh install
@@ -491,97 +493,6 @@ pub struct ObserveConfig {
     pub mode: ObserveMode,
     pub error_limit: u32,
     pub on_error: OnError,
-}
-
-/// One problem in a config file. Displays as `FILE:LINE: message`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    pub line: usize,
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
-    }
-}
-
-/// All the errors of one load attempt.
-#[derive(Debug, Clone)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Collects errors for one file.
-pub(crate) struct Diag {
-    pub file: String,
-    pub errors: Vec<ConfigError>,
-    pub warnings: Vec<ConfigError>,
-}
-
-impl Diag {
-    pub fn new(file: &str) -> Self {
-        Diag {
-            file: file.to_string(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    pub fn error(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            line,
-            key: key.map(str::to_string),
-            message: message.into(),
-        });
-    }
-
-    pub fn warn(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
-        self.warnings.push(ConfigError {
-            file: self.file.clone(),
-            line,
-            key: key.map(str::to_string),
-            message: message.into(),
-        });
-    }
-
-    /// An unknown key, with the closest known one suggested when it is close enough.
-    pub fn unknown_key(&mut self, line: usize, section: &str, key: &str, known: &[&str]) {
-        let msg = match suggest(key, known) {
-            Some(s) => format!("unknown key `{key}` in {section} (did you mean `{s}`?)"),
-            None => format!(
-                "unknown key `{key}` in {section} (known keys: {})",
-                known.join(", ")
-            ),
-        };
-        self.error(line, Some(key), msg);
-    }
-}
-
-/// The known word closest to `word`, if any is reasonably close.
-pub(crate) fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    let w = word.to_ascii_lowercase();
-    known
-        .iter()
-        .map(|k| (strsim::jaro_winkler(&w, &k.to_ascii_lowercase()), *k))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k)
 }
 
 /// Parses a duration: `500ms`, `10s`, `2m`, `1h`, `1.5s`, combinations like `1m30s`. A bare

@@ -1,0 +1,96 @@
+//! What a load reports: one problem ([`ConfigError`], `FILE:LINE: message`), all of a load
+//! ([`ConfigErrors`]), the collector both readers and validation report into ([`Diag`]), and the
+//! closest known key or name suggested for a misspelt one.
+
+use std::fmt;
+
+/// One problem in a config file. Displays as `FILE:LINE: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// All the errors of one load attempt.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects errors for one file.
+pub(crate) struct Diag {
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Diag {
+    pub fn new(file: &str) -> Self {
+        Diag {
+            file: file.to_string(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            key: key.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    pub fn warn(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
+        self.warnings.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            key: key.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    /// An unknown key, with the closest known one suggested when it is close enough.
+    pub fn unknown_key(&mut self, line: usize, section: &str, key: &str, known: &[&str]) {
+        let msg = match suggest(key, known) {
+            Some(s) => format!("unknown key `{key}` in {section} (did you mean `{s}`?)"),
+            None => format!(
+                "unknown key `{key}` in {section} (known keys: {})",
+                known.join(", ")
+            ),
+        };
+        self.error(line, Some(key), msg);
+    }
+}
+
+/// The known word closest to `word`, if any is reasonably close.
+pub(crate) fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&w, &k.to_ascii_lowercase()), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
