@@ -21,8 +21,8 @@
 //! unit are bytes.
 
 use super::{
-    parse_duration, parse_duration_secs, At, Diag, RawConfig, RawPool, RawPoolSettings, RawRoute,
-    RawServer,
+    parse_duration, parse_duration_secs, At, Diag, RawCache, RawConfig, RawPool, RawPoolSettings,
+    RawRoute, RawServer,
 };
 
 const SECTIONS: &[&str] = &[
@@ -107,6 +107,8 @@ enum Section {
     Unknown,
 }
 
+/// Reads the legacy format: sections and their keys line by line, then each `[PROXY_ENTRY]`
+/// (with what it does not set taken from `[PROXY_DEFAULTS]`) becomes a route and a pool.
 pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
     let mut raw = RawConfig::default();
     let mut defaults = Entry::default();
@@ -119,41 +121,8 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
         if content.is_empty() {
             continue;
         }
-        if let Some(rest) = content.strip_prefix('[') {
-            let Some(name) = rest.strip_suffix(']') else {
-                diag.error(
-                    line,
-                    None,
-                    format!("malformed section header `{content}`: expected [NAME]"),
-                );
-                section = Section::Unknown;
-                continue;
-            };
-            let name = name.trim();
-            section = match name.to_ascii_uppercase().as_str() {
-                "PROXY_DEFAULTS" => Section::Defaults,
-                "PROXY_ENTRY" => {
-                    entries.push(Entry {
-                        line,
-                        ..Entry::default()
-                    });
-                    Section::Entry(entries.len() - 1)
-                }
-                "SERVER" => Section::Server,
-                "ADMIN" => Section::Admin,
-                "TLS" => {
-                    raw.tls_line = Some(line);
-                    Section::Tls
-                }
-                "CACHE" => Section::Cache,
-                _ => {
-                    let hint = super::suggest(name, SECTIONS)
-                        .map(|s| format!(" (did you mean [{s}]?)"))
-                        .unwrap_or_default();
-                    diag.error(line, Some(name), format!("unknown section [{name}]{hint}"));
-                    Section::Unknown
-                }
-            };
+        if content.starts_with('[') {
+            section = open_section(content, line, &mut raw, &mut entries, diag);
             continue;
         }
         let (key, value) = match content.split_once(char::is_whitespace) {
@@ -177,136 +146,211 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             Section::Entry(i) => {
                 entry_key(&mut entries[i], key, value, line, diag, "[PROXY_ENTRY]")
             }
-            Section::Server => match key.to_ascii_lowercase().as_str() {
-                "listen" => raw.listen.extend(words(value, line)),
-                "workers" => raw.workers = int(key, value, line, diag),
-                "accesslog" => raw.access_log = on_off(key, value, line, diag),
-                "name" => raw.name = Some(At::new(value.to_string(), line)),
-                "headerreadtimeout" => {
-                    raw.limits.header_read_timeout = duration(key, value, line, diag)
-                }
-                "keepalivetimeout" => {
-                    raw.limits.keepalive_timeout = duration(key, value, line, diag)
-                }
-                "bodytimeout" => raw.limits.body_timeout = duration(key, value, line, diag),
-                "requesttimeout" => raw.limits.request_timeout = duration(key, value, line, diag),
-                "shutdowntimeout" => raw.limits.shutdown_timeout = duration(key, value, line, diag),
-                "maxheadersize" => {
-                    raw.limits.max_header_size = Some(At::new(value.to_string(), line))
-                }
-                "maxheaders" => raw.limits.max_headers = int(key, value, line, diag),
-                "maxurilength" => {
-                    raw.limits.max_uri_length = Some(At::new(value.to_string(), line))
-                }
-                "maxbodysize" => raw.limits.max_body_size = Some(At::new(value.to_string(), line)),
-                "maxconnections" => raw.limits.max_connections = int(key, value, line, diag),
-                "requestbuffer" => {
-                    raw.limits.request_buffer = Some(At::new(value.to_string(), line))
-                }
-                "h2c" => raw.h2c = on_off(key, value, line, diag),
-                "reuseport" => raw.reuse_port = on_off(key, value, line, diag),
-                _ => diag.unknown_key(line, "[SERVER]", key, SERVER_KEYS),
-            },
-            Section::Cache => {
-                let c = &mut raw.cache;
-                let text = || Some(At::new(value.to_string(), line));
-                match key.to_ascii_lowercase().as_str() {
-                    "maxsize" => c.max_size = text(),
-                    "maxobjectsize" => c.max_object_size = text(),
-                    "types" => c.types = Some(words(value, line)),
-                    "defaultttl" => c.default_ttl = duration(key, value, line, diag),
-                    "minttl" => c.min_ttl = duration(key, value, line, diag),
-                    "maxttl" => c.max_ttl = duration(key, value, line, diag),
-                    "locktimeout" => c.lock_timeout = duration(key, value, line, diag),
-                    _ => diag.unknown_key(line, "[CACHE]", key, CACHE_KEYS),
-                }
-            }
-            Section::Tls => match key.to_ascii_lowercase().as_str() {
-                "listen" => raw.tls_listen.extend(words(value, line)),
-                "certificate" => {
-                    let w = words(value, line);
-                    match <[At<String>; 2]>::try_from(w) {
-                        Ok([c, k]) => raw.tls_certs.push((c, k)),
-                        Err(_) => diag.error(
-                            line,
-                            Some(key),
-                            "`Certificate` takes two paths: the certificate (PEM) and its key",
-                        ),
-                    }
-                }
-                _ => diag.unknown_key(line, "[TLS]", key, TLS_KEYS),
-            },
-            Section::Admin => match key.to_ascii_lowercase().as_str() {
-                "listen" => raw.admin_listen = Some(At::new(value.to_string(), line)),
-                "token" => raw.admin_token = Some(At::new(value.to_string(), line)),
-                "hosts" => raw.admin_hosts.extend(words(value, line)),
-                _ => diag.unknown_key(line, "[ADMIN]", key, ADMIN_KEYS),
-            },
+            Section::Server => server_key(&mut raw, key, value, line, diag),
+            Section::Cache => cache_key(&mut raw.cache, key, value, line, diag),
+            Section::Tls => tls_key(&mut raw, key, value, line, diag),
+            Section::Admin => admin_key(&mut raw, key, value, line, diag),
         }
     }
 
     raw.defaults = defaults.settings.clone();
-    for (i, mut e) in entries.into_iter().enumerate() {
-        if e.root.is_none() && e.servers.is_empty() {
-            e.servers = defaults.servers.clone();
-        }
-        if e.root.is_none() && e.servers.is_empty() {
-            e.root = defaults.root.clone();
-        }
-        if e.matches.is_empty() {
-            e.matches = defaults.matches.clone();
-        }
-        e.cache = e.cache.or(defaults.cache);
-        e.grace = e.grace.or(defaults.grace.clone());
-        if e.purge.is_empty() {
-            e.purge = defaults.purge.clone();
-        }
-        let name = format!("entry{}", i + 1);
-        if e.servers.is_empty() && e.root.is_none() {
-            diag.error(
-                e.line,
-                Some("ServerList"),
-                format!("[PROXY_ENTRY] `{name}` has no ServerList"),
-            );
-        }
-        if e.matches.is_empty() {
-            diag.error(
-                e.line,
-                Some("Match"),
-                format!("[PROXY_ENTRY] `{name}` has no Match line"),
-            );
-        }
-        let serves_files = e.root.is_some() && e.servers.is_empty();
-        raw.routes.push(RawRoute {
-            patterns: e.matches,
-            pool: (!serves_files).then(|| At::new(name.clone(), e.line)),
-            root: e.root.filter(|_| serves_files),
-            cache: e.cache,
-            grace: e.grace,
-            purge: e.purge,
-            line: e.line,
-        });
-        if serves_files {
-            continue;
-        }
-        let mut pool = RawPool::new(name, e.line);
-        pool.settings = e.settings;
-        pool.servers = e
-            .servers
-            .into_iter()
-            .map(|address| RawServer {
-                address,
-                weight: None,
-                backup: None,
-                maxconn: None,
-                check: None,
-            })
-            .collect();
-        raw.pools.push(pool);
+    for (i, e) in entries.into_iter().enumerate() {
+        push_entry(
+            &mut raw,
+            e.inherit(&defaults),
+            format!("entry{}", i + 1),
+            diag,
+        );
     }
     raw
 }
 
+/// The section a `[NAME]` line opens (names in any case). `[PROXY_ENTRY]` starts a new entry
+/// and `[TLS]` records its line; a malformed header or an unknown name is reported (with the
+/// closest section suggested) and its keys are skipped.
+fn open_section(
+    content: &str,
+    line: usize,
+    raw: &mut RawConfig,
+    entries: &mut Vec<Entry>,
+    diag: &mut Diag,
+) -> Section {
+    let Some(name) = content[1..].strip_suffix(']') else {
+        diag.error(
+            line,
+            None,
+            format!("malformed section header `{content}`: expected [NAME]"),
+        );
+        return Section::Unknown;
+    };
+    let name = name.trim();
+    match name.to_ascii_uppercase().as_str() {
+        "PROXY_DEFAULTS" => Section::Defaults,
+        "PROXY_ENTRY" => {
+            entries.push(Entry {
+                line,
+                ..Entry::default()
+            });
+            Section::Entry(entries.len() - 1)
+        }
+        "SERVER" => Section::Server,
+        "ADMIN" => Section::Admin,
+        "TLS" => {
+            raw.tls_line = Some(line);
+            Section::Tls
+        }
+        "CACHE" => Section::Cache,
+        _ => {
+            let hint = super::suggest(name, SECTIONS)
+                .map(|s| format!(" (did you mean [{s}]?)"))
+                .unwrap_or_default();
+            diag.error(line, Some(name), format!("unknown section [{name}]{hint}"));
+            Section::Unknown
+        }
+    }
+}
+
+/// A `[SERVER]` key: listeners, workers, logging, the name, the client limits, h2c, port
+/// sharing.
+fn server_key(raw: &mut RawConfig, key: &str, value: &str, line: usize, diag: &mut Diag) {
+    let text = || Some(At::new(value.to_string(), line));
+    match key.to_ascii_lowercase().as_str() {
+        "listen" => raw.listen.extend(words(value, line)),
+        "workers" => raw.workers = int(key, value, line, diag),
+        "accesslog" => raw.access_log = on_off(key, value, line, diag),
+        "name" => raw.name = text(),
+        "headerreadtimeout" => raw.limits.header_read_timeout = duration(key, value, line, diag),
+        "keepalivetimeout" => raw.limits.keepalive_timeout = duration(key, value, line, diag),
+        "bodytimeout" => raw.limits.body_timeout = duration(key, value, line, diag),
+        "requesttimeout" => raw.limits.request_timeout = duration(key, value, line, diag),
+        "shutdowntimeout" => raw.limits.shutdown_timeout = duration(key, value, line, diag),
+        "maxheadersize" => raw.limits.max_header_size = text(),
+        "maxheaders" => raw.limits.max_headers = int(key, value, line, diag),
+        "maxurilength" => raw.limits.max_uri_length = text(),
+        "maxbodysize" => raw.limits.max_body_size = text(),
+        "maxconnections" => raw.limits.max_connections = int(key, value, line, diag),
+        "requestbuffer" => raw.limits.request_buffer = text(),
+        "h2c" => raw.h2c = on_off(key, value, line, diag),
+        "reuseport" => raw.reuse_port = on_off(key, value, line, diag),
+        _ => diag.unknown_key(line, "[SERVER]", key, SERVER_KEYS),
+    }
+}
+
+/// A `[CACHE]` key: sizes (kept as text), content types, lifetimes, the lock wait.
+fn cache_key(c: &mut RawCache, key: &str, value: &str, line: usize, diag: &mut Diag) {
+    let text = || Some(At::new(value.to_string(), line));
+    match key.to_ascii_lowercase().as_str() {
+        "maxsize" => c.max_size = text(),
+        "maxobjectsize" => c.max_object_size = text(),
+        "types" => c.types = Some(words(value, line)),
+        "defaultttl" => c.default_ttl = duration(key, value, line, diag),
+        "minttl" => c.min_ttl = duration(key, value, line, diag),
+        "maxttl" => c.max_ttl = duration(key, value, line, diag),
+        "locktimeout" => c.lock_timeout = duration(key, value, line, diag),
+        _ => diag.unknown_key(line, "[CACHE]", key, CACHE_KEYS),
+    }
+}
+
+/// A `[TLS]` key: listeners, or a `Certificate` line (a certificate path and its key path).
+fn tls_key(raw: &mut RawConfig, key: &str, value: &str, line: usize, diag: &mut Diag) {
+    match key.to_ascii_lowercase().as_str() {
+        "listen" => raw.tls_listen.extend(words(value, line)),
+        "certificate" => {
+            let w = words(value, line);
+            match <[At<String>; 2]>::try_from(w) {
+                Ok([c, k]) => raw.tls_certs.push((c, k)),
+                Err(_) => diag.error(
+                    line,
+                    Some(key),
+                    "`Certificate` takes two paths: the certificate (PEM) and its key",
+                ),
+            }
+        }
+        _ => diag.unknown_key(line, "[TLS]", key, TLS_KEYS),
+    }
+}
+
+/// An `[ADMIN]` key: the listener, the token, extra host names.
+fn admin_key(raw: &mut RawConfig, key: &str, value: &str, line: usize, diag: &mut Diag) {
+    match key.to_ascii_lowercase().as_str() {
+        "listen" => raw.admin_listen = Some(At::new(value.to_string(), line)),
+        "token" => raw.admin_token = Some(At::new(value.to_string(), line)),
+        "hosts" => raw.admin_hosts.extend(words(value, line)),
+        _ => diag.unknown_key(line, "[ADMIN]", key, ADMIN_KEYS),
+    }
+}
+
+impl Entry {
+    /// The entry with what it does not set taken from `[PROXY_DEFAULTS]`: servers (unless it
+    /// serves a `DocumentRoot`), else the default root; patterns, caching, grace and purge
+    /// networks. Pool settings are merged later, in validation.
+    fn inherit(mut self, defaults: &Entry) -> Entry {
+        if self.root.is_none() && self.servers.is_empty() {
+            self.servers = defaults.servers.clone();
+        }
+        if self.root.is_none() && self.servers.is_empty() {
+            self.root = defaults.root.clone();
+        }
+        if self.matches.is_empty() {
+            self.matches = defaults.matches.clone();
+        }
+        self.cache = self.cache.or(defaults.cache);
+        self.grace = self.grace.or(defaults.grace.clone());
+        if self.purge.is_empty() {
+            self.purge = defaults.purge.clone();
+        }
+        self
+    }
+}
+
+/// One entry as a route, and (unless it only serves files from its root) a pool called
+/// `name`. An entry needs a `ServerList` (or a root) and a `Match`.
+fn push_entry(raw: &mut RawConfig, e: Entry, name: String, diag: &mut Diag) {
+    if e.servers.is_empty() && e.root.is_none() {
+        diag.error(
+            e.line,
+            Some("ServerList"),
+            format!("[PROXY_ENTRY] `{name}` has no ServerList"),
+        );
+    }
+    if e.matches.is_empty() {
+        diag.error(
+            e.line,
+            Some("Match"),
+            format!("[PROXY_ENTRY] `{name}` has no Match line"),
+        );
+    }
+    let serves_files = e.root.is_some() && e.servers.is_empty();
+    raw.routes.push(RawRoute {
+        patterns: e.matches,
+        pool: (!serves_files).then(|| At::new(name.clone(), e.line)),
+        root: e.root.filter(|_| serves_files),
+        cache: e.cache,
+        grace: e.grace,
+        purge: e.purge,
+        line: e.line,
+    });
+    if serves_files {
+        return;
+    }
+    let mut pool = RawPool::new(name, e.line);
+    pool.settings = e.settings;
+    pool.servers = e
+        .servers
+        .into_iter()
+        .map(|address| RawServer {
+            address,
+            weight: None,
+            backup: None,
+            maxconn: None,
+            check: None,
+        })
+        .collect();
+    raw.pools.push(pool);
+}
+
+/// A `[PROXY_ENTRY]` or `[PROXY_DEFAULTS]` key: servers, patterns, the pool's settings, the
+/// route's caching and purge networks, a document root.
 fn entry_key(e: &mut Entry, key: &str, value: &str, line: usize, diag: &mut Diag, section: &str) {
     let s = &mut e.settings;
     match key.to_ascii_lowercase().as_str() {

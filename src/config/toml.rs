@@ -2,8 +2,8 @@
 //! reported with its line, and all of them at once (serde's derive stops at the first).
 
 use super::{
-    line_of, parse_duration, At, Diag, RawCheck, RawConfig, RawPool, RawPoolSettings, RawRoute,
-    RawServer, RawServerCheck,
+    line_of, parse_duration, At, Diag, RawCache, RawCheck, RawConfig, RawPool, RawPoolSettings,
+    RawQueue, RawRoute, RawServer, RawServerCheck,
 };
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
@@ -126,6 +126,8 @@ struct Reader<'s> {
     diag: &'s mut Diag,
 }
 
+/// Reads a TOML config: a syntax error stops it (one error, with its line); otherwise every
+/// top-level table is walked and every problem in it reported.
 pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
     let mut raw = RawConfig::default();
     let root = match DeTable::parse(text) {
@@ -144,92 +146,16 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             "server" => r.table(val, "[server]", |r, k, v, line| {
                 r.server(&mut raw, k, v, line)
             }),
-            "tls" => {
-                raw.tls_line = Some(r.line(val.span()));
-                r.table(val, "[tls]", |r, k, v, line| match k {
-                    "listen" => raw.tls_listen = r.str_list(k, v),
-                    "certificates" => match v.get_ref() {
-                        DeValue::Array(items) => {
-                            for item in items.iter() {
-                                let mut cert = None;
-                                let mut key = None;
-                                r.table(item, "a certificate of [tls]", |r, k, v, kline| match k {
-                                    "cert" => cert = r.string(k, v),
-                                    "key" => key = r.string(k, v),
-                                    _ => r.diag.unknown_key(kline, "a certificate of [tls]", k, &["cert", "key"]),
-                                });
-                                match (cert, key) {
-                                    (Some(c), Some(k)) => raw.tls_certs.push((c, k)),
-                                    _ => {
-                                        let l = r.line(item.span());
-                                        r.diag.error(l, Some("certificates"), "each certificate needs `cert` and `key` (PEM file paths)");
-                                    }
-                                }
-                            }
-                        }
-                        _ => r.type_error(k, v, "a list of tables: [{ cert = \"a.pem\", key = \"a.key\" }]"),
-                    },
-                    _ => r.diag.unknown_key(line, "[tls]", k, TLS_KEYS),
-                })
-            }
+            "tls" => r.tls(&mut raw, val),
             "admin" => r.table(val, "[admin]", |r, k, v, line| {
                 r.admin(&mut raw, k, v, line)
             }),
-            "defaults" => {
-                let mut d = RawPoolSettings::default();
-                r.table(val, "[defaults]", |r, k, v, line| {
-                    if !r.pool_setting(&mut d, k, v) {
-                        r.diag.unknown_key(line, "[defaults]", k, POOL_SETTING_KEYS);
-                    }
-                });
-                raw.defaults = d;
-            }
-            "route" => match val.get_ref() {
-                DeValue::Array(items) => {
-                    for item in items {
-                        if let Some(route) = r.route(item) {
-                            raw.routes.push(route);
-                        }
-                    }
-                }
-                _ => r.diag.error(
-                    line,
-                    Some("route"),
-                    "`route` must be an array of tables: write [[route]]",
-                ),
-            },
+            "defaults" => raw.defaults = r.defaults(val),
+            "route" => r.routes(&mut raw, val, line),
             "cache" => r.table(val, "[cache]", |r, k, v, line| {
-                let c = &mut raw.cache;
-                match k {
-                    "max_size" => c.max_size = r.size(k, v),
-                    "max_object_size" => c.max_object_size = r.size(k, v),
-                    "types" => c.types = Some(r.str_list(k, v)),
-                    "default_ttl" => c.default_ttl = r.duration(k, v),
-                    "min_ttl" => c.min_ttl = r.duration(k, v),
-                    "max_ttl" => c.max_ttl = r.duration(k, v),
-                    "lock_timeout" => c.lock_timeout = r.duration(k, v),
-                    "max_variants" => c.max_variants = r.int(k, v),
-                    "store_private" => c.store_private = r.bool(k, v),
-                    "store_set_cookie" => c.store_set_cookie = r.bool(k, v),
-                    "store_authorized" => c.store_authorized = r.bool(k, v),
-                    "bypass_headers" => c.bypass_headers = Some(r.str_list(k, v)),
-                    "request_cookie" => c.request_cookie = r.string(k, v),
-                    _ => r.diag.unknown_key(line, "[cache]", k, CACHE_KEYS),
-                }
+                r.cache(&mut raw.cache, k, v, line)
             }),
-            "pools" => match val.get_ref() {
-                DeValue::Table(pools) => {
-                    for (name, pool) in pools.iter() {
-                        let pline = r.line(name.span());
-                        raw.pools.push(r.pool(name.get_ref().as_ref(), pool, pline));
-                    }
-                }
-                _ => r.diag.error(
-                    line,
-                    Some("pools"),
-                    "`pools` must be a table: write [pools.NAME]",
-                ),
-            },
+            "pools" => r.pools(&mut raw, val, line),
             other => r.diag.unknown_key(line, "the top level", other, TOP_KEYS),
         }
     }
@@ -294,6 +220,119 @@ impl Reader<'_> {
             "token" => raw.admin_token = self.string(k, v),
             "hosts" => raw.admin_hosts = self.str_list(k, v),
             _ => self.diag.unknown_key(line, "[admin]", k, ADMIN_KEYS),
+        }
+    }
+
+    /// `[tls]`: its line (the section is there), listeners and certificates.
+    fn tls(&mut self, raw: &mut RawConfig, val: &Val<'_>) {
+        raw.tls_line = Some(self.line(val.span()));
+        self.table(val, "[tls]", |r, k, v, line| match k {
+            "listen" => raw.tls_listen = r.str_list(k, v),
+            "certificates" => r.certificates(raw, k, v),
+            _ => r.diag.unknown_key(line, "[tls]", k, TLS_KEYS),
+        })
+    }
+
+    /// `[tls] certificates`: a list of `{ cert, key }` tables (PEM paths); one without both is
+    /// reported.
+    fn certificates(&mut self, raw: &mut RawConfig, k: &str, v: &Val<'_>) {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error(
+                k,
+                v,
+                "a list of tables: [{ cert = \"a.pem\", key = \"a.key\" }]",
+            );
+            return;
+        };
+        for item in items.iter() {
+            let mut cert = None;
+            let mut key = None;
+            self.table(item, "a certificate of [tls]", |r, k, v, kline| match k {
+                "cert" => cert = r.string(k, v),
+                "key" => key = r.string(k, v),
+                _ => r
+                    .diag
+                    .unknown_key(kline, "a certificate of [tls]", k, &["cert", "key"]),
+            });
+            match (cert, key) {
+                (Some(c), Some(k)) => raw.tls_certs.push((c, k)),
+                _ => {
+                    let l = self.line(item.span());
+                    self.diag.error(
+                        l,
+                        Some("certificates"),
+                        "each certificate needs `cert` and `key` (PEM file paths)",
+                    );
+                }
+            }
+        }
+    }
+
+    /// `[defaults]`: the pool settings every pool takes unless it sets its own.
+    fn defaults(&mut self, val: &Val<'_>) -> RawPoolSettings {
+        let mut d = RawPoolSettings::default();
+        self.table(val, "[defaults]", |r, k, v, line| {
+            if !r.pool_setting(&mut d, k, v) {
+                r.diag.unknown_key(line, "[defaults]", k, POOL_SETTING_KEYS);
+            }
+        });
+        d
+    }
+
+    /// `[[route]]`: an array of tables, each a route in file order.
+    fn routes(&mut self, raw: &mut RawConfig, val: &Val<'_>, line: usize) {
+        match val.get_ref() {
+            DeValue::Array(items) => {
+                for item in items {
+                    if let Some(route) = self.route(item) {
+                        raw.routes.push(route);
+                    }
+                }
+            }
+            _ => self.diag.error(
+                line,
+                Some("route"),
+                "`route` must be an array of tables: write [[route]]",
+            ),
+        }
+    }
+
+    /// A `[cache]` key: sizes (kept as text), content types, lifetimes, the lock wait, the
+    /// variant bound, what may be stored, the bypass fields, what a request `Cookie` does.
+    fn cache(&mut self, c: &mut RawCache, k: &str, v: &Val<'_>, line: usize) {
+        match k {
+            "max_size" => c.max_size = self.size(k, v),
+            "max_object_size" => c.max_object_size = self.size(k, v),
+            "types" => c.types = Some(self.str_list(k, v)),
+            "default_ttl" => c.default_ttl = self.duration(k, v),
+            "min_ttl" => c.min_ttl = self.duration(k, v),
+            "max_ttl" => c.max_ttl = self.duration(k, v),
+            "lock_timeout" => c.lock_timeout = self.duration(k, v),
+            "max_variants" => c.max_variants = self.int(k, v),
+            "store_private" => c.store_private = self.bool(k, v),
+            "store_set_cookie" => c.store_set_cookie = self.bool(k, v),
+            "store_authorized" => c.store_authorized = self.bool(k, v),
+            "bypass_headers" => c.bypass_headers = Some(self.str_list(k, v)),
+            "request_cookie" => c.request_cookie = self.string(k, v),
+            _ => self.diag.unknown_key(line, "[cache]", k, CACHE_KEYS),
+        }
+    }
+
+    /// `[pools.NAME]`: a table of pools, in file order.
+    fn pools(&mut self, raw: &mut RawConfig, val: &Val<'_>, line: usize) {
+        match val.get_ref() {
+            DeValue::Table(pools) => {
+                for (name, pool) in pools.iter() {
+                    let pline = self.line(name.span());
+                    raw.pools
+                        .push(self.pool(name.get_ref().as_ref(), pool, pline));
+                }
+            }
+            _ => self.diag.error(
+                line,
+                Some("pools"),
+                "`pools` must be a table: write [pools.NAME]",
+            ),
         }
     }
 
@@ -399,24 +438,25 @@ impl Reader<'_> {
                 "on_marked_down" => pool.on_marked_down = r.string(k, v),
                 "on_marked_up" => pool.on_marked_up = r.string(k, v),
                 "maxconn" => pool.maxconn = r.int(k, v),
-                "queue" => {
-                    let mut q = super::RawQueue::default();
-                    r.table(v, &format!("{section}.queue"), |r, k, v, kline| match k {
-                        "max" => q.max = r.int(k, v),
-                        "timeout" => q.timeout = r.duration(k, v),
-                        "full_status" => q.full_status = r.int(k, v),
-                        "timeout_status" => q.timeout_status = r.int(k, v),
-                        "retry_after" => q.retry_after = r.duration(k, v),
-                        _ => r
-                            .diag
-                            .unknown_key(kline, &format!("{section}.queue"), k, QUEUE_KEYS),
-                    });
-                    pool.queue = Some(q);
-                }
+                "queue" => pool.queue = Some(r.queue(v, &format!("{section}.queue"))),
                 _ => r.diag.unknown_key(kline, &section, k, POOL_KEYS),
             }
         });
         pool
+    }
+
+    /// `[pools.NAME.queue]`.
+    fn queue(&mut self, val: &Val<'_>, section: &str) -> RawQueue {
+        let mut q = RawQueue::default();
+        self.table(val, section, |r, k, v, kline| match k {
+            "max" => q.max = r.int(k, v),
+            "timeout" => q.timeout = r.duration(k, v),
+            "full_status" => q.full_status = r.int(k, v),
+            "timeout_status" => q.timeout_status = r.int(k, v),
+            "retry_after" => q.retry_after = r.duration(k, v),
+            _ => r.diag.unknown_key(kline, section, k, QUEUE_KEYS),
+        });
+        q
     }
 
     fn check(&mut self, val: &Val<'_>, section: &str) -> Option<RawCheck> {
