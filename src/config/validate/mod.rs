@@ -175,215 +175,26 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// Validates what a reader produced: every problem goes to `diag`; the config only when there
+/// are none. Sections are checked in this order whatever the file's (listeners, admin, pools,
+/// routes, cache, limits, HTTP/2, TLS, then listener overlaps); errors are sorted by line
+/// afterwards, warnings keep this order.
 pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
-    let mut listen = Vec::new();
     // Every listening address with its line (none for a default), for the overlap check.
     let mut bound: Vec<Bound> = Vec::new();
-    for a in &raw.listen {
-        match resolve(&a.value) {
-            Ok(addr) => {
-                listen.push(addr);
-                bound.push((addr, Some(a.line), "a client listener"));
-            }
-            Err(e) => diag.error(a.line, Some("listen"), format!("bad listen address: {e}")),
-        }
-    }
-    if listen.is_empty() && raw.listen.is_empty() {
-        let addr = DEFAULT_LISTEN.parse().expect("valid default");
-        listen.push(addr);
-        bound.push((addr, None, "the default client listener"));
-    }
+    let listen = client_listen(&raw.listen, diag, &mut bound);
     let workers = ranged(diag, raw.workers.as_ref(), "workers", 1, 1024).map(|n| n as usize);
-    let admin_listen = match &raw.admin_listen {
-        Some(a) => match resolve(&a.value) {
-            Ok(addr) => {
-                bound.push((addr, Some(a.line), "the admin listener"));
-                let token = raw
-                    .admin_token
-                    .as_ref()
-                    .is_some_and(|t| !t.value.is_empty());
-                if !addr.ip().is_loopback() && !token {
-                    diag.error(
-                        a.line,
-                        Some("listen"),
-                        format!("the admin listener {addr} is not on loopback: set [admin] token (every request must then carry it)"),
-                    );
-                }
-                addr
-            }
-            Err(e) => {
-                diag.error(
-                    a.line,
-                    Some("listen"),
-                    format!("bad admin listen address: {e}"),
-                );
-                DEFAULT_ADMIN_LISTEN.parse().expect("valid default")
-            }
-        },
-        None => {
-            let addr = DEFAULT_ADMIN_LISTEN.parse().expect("valid default");
-            bound.push((addr, None, "the default admin listener"));
-            addr
-        }
-    };
-    let mut admin_hosts = Vec::new();
-    for h in &raw.admin_hosts {
-        match admin_host(&h.value) {
-            Some(name) => admin_hosts.push(name),
-            None => diag.error(
-                h.line,
-                Some("hosts"),
-                format!(
-                    "`hosts`: `{}` is not a host name (write admin.example.com or 10.0.0.5, without scheme, port or path)",
-                    h.value
-                ),
-            ),
-        }
-    }
-
-    let mut pools = Vec::new();
-    for p in &raw.pools {
-        pools.push(pool(p, &raw.defaults, diag));
-    }
-    let pool_names: Vec<&str> = raw.pools.iter().map(|p| p.name.as_str()).collect();
-
-    let mut routes = Vec::new();
-    for r in &raw.routes {
-        for pat in &r.patterns {
-            if let Err(e) = regex::Regex::new(&pat.value) {
-                let first = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                diag.error(
-                    pat.line,
-                    Some("match"),
-                    format!("bad regular expression `{}`: {first}", pat.value),
-                );
-            }
-        }
-        let pool = match (&r.pool, &r.root) {
-            (Some(_), Some(root)) => {
-                diag.error(
-                    root.line,
-                    Some("root"),
-                    "a route serves either a pool or a `root` directory, not both",
-                );
-                continue;
-            }
-            (None, None) => {
-                diag.error(
-                    r.line,
-                    Some("pool"),
-                    "a route needs `pool = \"NAME\"` or `root = \"/a/directory\"`",
-                );
-                continue;
-            }
-            (None, Some(_)) => None,
-            (Some(name), None) => match pool_names.iter().position(|n| *n == name.value) {
-                Some(i) => Some(i),
-                None => {
-                    let hint = suggest(&name.value, &pool_names)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    diag.error(
-                        name.line,
-                        Some("pool"),
-                        format!(
-                            "route names pool `{}`, which is not defined{hint}",
-                            name.value
-                        ),
-                    );
-                    continue;
-                }
-            },
-        };
-        let root = r
-            .root
-            .as_ref()
-            .and_then(|root| match std::fs::canonicalize(&root.value) {
-                Ok(p) if p.is_dir() => Some(p),
-                Ok(_) => {
-                    diag.error(
-                        root.line,
-                        Some("root"),
-                        format!("`{}` is not a directory", root.value),
-                    );
-                    None
-                }
-                Err(e) => {
-                    diag.error(root.line, Some("root"), format!("`{}`: {e}", root.value));
-                    None
-                }
-            });
-        let mut purge = Vec::new();
-        for a in &r.purge {
-            let parsed = a
-                .value
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| a.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            match parsed {
-                Ok(n) => purge.push(n),
-                Err(_) => diag.error(
-                    a.line,
-                    Some("purge"),
-                    format!(
-                        "`{}` is not an address or network (write 127.0.0.1 or 10.0.0.0/8)",
-                        a.value
-                    ),
-                ),
-            }
-        }
-        routes.push(RouteConfig {
-            patterns: r.patterns.iter().map(|p| p.value.clone()).collect(),
-            pool,
-            root,
-            cache: r.cache.unwrap_or(false),
-            grace: r.grace.as_ref().map(|g| g.value),
-            purge,
-            line: r.line,
-        });
-    }
-    for (i, p) in raw.pools.iter().enumerate() {
-        if !routes.iter().any(|r| r.pool == Some(i))
-            && !raw
-                .routes
-                .iter()
-                .any(|r| r.pool.as_ref().is_some_and(|n| n.value == p.name))
-        {
-            diag.warn(
-                p.line,
-                None,
-                format!("pool `{}` is not used by any route", p.name),
-            );
-        }
-    }
-    if raw.routes.is_empty() && diag.errors.is_empty() {
-        diag.warn(1, None, "no routes: every request will be answered 404");
-    }
-
+    let admin = admin(&raw, diag, &mut bound);
+    let pools: Vec<Option<PoolConfig>> = raw
+        .pools
+        .iter()
+        .map(|p| pool(p, &raw.defaults, diag))
+        .collect();
+    let routes = routes(&raw, diag);
+    route_warnings(&raw, &routes, diag);
     let cache = cache(&raw.cache, diag);
     let limits = limits(&raw.limits, diag);
-    let h2 = H2Settings {
-        max_concurrent_streams: ranged(
-            diag,
-            raw.h2_max_concurrent_streams.as_ref(),
-            "h2_max_concurrent_streams",
-            1,
-            10_000,
-        )
-        .map_or(H2Settings::default().max_concurrent_streams, |n| n as u32),
-        window: size_in(
-            diag,
-            raw.h2_window.as_ref(),
-            "h2_window",
-            1 << 20,
-            65_535..=(1 << 30),
-        ) as u32,
-    };
+    let h2 = h2(&raw, diag);
     let tls = tls_listen(&raw, diag, &mut bound);
     overlaps(&bound, diag);
 
@@ -404,21 +215,154 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             tls,
             reuse_port: raw.reuse_port.unwrap_or(false),
         },
-        admin: AdminSettings {
-            listen: admin_listen,
-            token: raw.admin_token.map(|t| t.value),
-            hosts: admin_hosts,
-        },
+        admin,
         routes,
         pools: pools.into_iter().flatten().collect(),
         warnings: Vec::new(),
     })
 }
 
+/// The client listeners: the addresses that resolve (the others are reported), or
+/// [`DEFAULT_LISTEN`] when the file names none. Each is added to `bound`.
+fn client_listen(list: &[At<String>], diag: &mut Diag, bound: &mut Vec<Bound>) -> Vec<SocketAddr> {
+    let mut listen = Vec::new();
+    for a in list {
+        match resolve(&a.value) {
+            Ok(addr) => {
+                listen.push(addr);
+                bound.push((addr, Some(a.line), "a client listener"));
+            }
+            Err(e) => diag.error(a.line, Some("listen"), format!("bad listen address: {e}")),
+        }
+    }
+    if listen.is_empty() && list.is_empty() {
+        let addr = DEFAULT_LISTEN.parse().expect("valid default");
+        listen.push(addr);
+        bound.push((addr, None, "the default client listener"));
+    }
+    listen
+}
+
+/// `[admin]` (`[ADMIN]`): its listener, token and extra host names.
+fn admin(raw: &RawConfig, diag: &mut Diag, bound: &mut Vec<Bound>) -> AdminSettings {
+    let listen = admin_listen(raw, diag, bound);
+    let mut hosts = Vec::new();
+    for h in &raw.admin_hosts {
+        match admin_host(&h.value) {
+            Some(name) => hosts.push(name),
+            None => diag.error(
+                h.line,
+                Some("hosts"),
+                format!(
+                    "`hosts`: `{}` is not a host name (write admin.example.com or 10.0.0.5, without scheme, port or path)",
+                    h.value
+                ),
+            ),
+        }
+    }
+    AdminSettings {
+        listen,
+        token: raw.admin_token.as_ref().map(|t| t.value.clone()),
+        hosts,
+    }
+}
+
+/// The admin listener: [`DEFAULT_ADMIN_LISTEN`] when unset (or, reported, when it does not
+/// resolve). One off loopback needs a non-empty token. A listener that resolves, or the
+/// default when unset, is added to `bound`.
+fn admin_listen(raw: &RawConfig, diag: &mut Diag, bound: &mut Vec<Bound>) -> SocketAddr {
+    let Some(a) = &raw.admin_listen else {
+        let addr = DEFAULT_ADMIN_LISTEN.parse().expect("valid default");
+        bound.push((addr, None, "the default admin listener"));
+        return addr;
+    };
+    match resolve(&a.value) {
+        Ok(addr) => {
+            bound.push((addr, Some(a.line), "the admin listener"));
+            let token = raw
+                .admin_token
+                .as_ref()
+                .is_some_and(|t| !t.value.is_empty());
+            if !addr.ip().is_loopback() && !token {
+                diag.error(
+                    a.line,
+                    Some("listen"),
+                    format!("the admin listener {addr} is not on loopback: set [admin] token (every request must then carry it)"),
+                );
+            }
+            addr
+        }
+        Err(e) => {
+            diag.error(
+                a.line,
+                Some("listen"),
+                format!("bad admin listen address: {e}"),
+            );
+            DEFAULT_ADMIN_LISTEN.parse().expect("valid default")
+        }
+    }
+}
+
+/// The client side's HTTP/2 limits: concurrent streams (1 to 10 000) and the flow-control
+/// window (65 535 bytes to 1 GiB; 1 MiB when unset).
+fn h2(raw: &RawConfig, diag: &mut Diag) -> H2Settings {
+    H2Settings {
+        max_concurrent_streams: ranged(
+            diag,
+            raw.h2_max_concurrent_streams.as_ref(),
+            "h2_max_concurrent_streams",
+            1,
+            10_000,
+        )
+        .map_or(H2Settings::default().max_concurrent_streams, |n| n as u32),
+        window: size_in(
+            diag,
+            raw.h2_window.as_ref(),
+            "h2_window",
+            1 << 20,
+            65_535..=(1 << 30),
+        ) as u32,
+    }
+}
+
+/// Reports a regular expression that does not compile, with the last line of the regex
+/// crate's message (the one that says what is wrong).
+fn check_regex(pat: &At<String>, key: &str, diag: &mut Diag) {
+    if let Err(e) = regex::Regex::new(&pat.value) {
+        let first = e
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        diag.error(
+            pat.line,
+            Some(key),
+            format!("bad regular expression `{}`: {first}", pat.value),
+        );
+    }
+}
+
+/// A duration that must be more than zero: its value, `default` when unset, and (zero) an
+/// error naming the key, and `default`.
+fn nonzero(diag: &mut Diag, v: Option<&At<Duration>>, key: &str, default: Duration) -> Duration {
+    match v {
+        None => default,
+        Some(t) if t.value.is_zero() => {
+            diag.error(t.line, Some(key), format!("`{key}` must be more than zero"));
+            default
+        }
+        Some(t) => t.value,
+    }
+}
+
 mod pools;
+mod routes;
 mod sections;
 #[cfg(test)]
 mod tests;
 
 use pools::pool;
+use routes::{route_warnings, routes};
 use sections::{cache, config_path, limits, size_in, tls_listen};

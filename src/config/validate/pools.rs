@@ -2,38 +2,108 @@
 
 use super::*;
 
+/// A pool setting's value: the pool's own key, else `[defaults]` (`[PROXY_DEFAULTS]`).
+fn setting<'a, T>(own: &'a Option<T>, defaults: &'a Option<T>) -> Option<&'a T> {
+    own.as_ref().or(defaults.as_ref())
+}
+
+/// One pool, its settings merged over `[defaults]`. `None` when it has no servers (reported;
+/// the keys after the servers are then not checked). Other errors are reported and leave a
+/// pool with defaults in their place (the load fails anyway).
 pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<PoolConfig> {
     let s = &p.settings;
-    let balance = match s.balance.as_ref().or(defaults.balance.as_ref()) {
-        None => BalanceMethod::RoundRobin,
-        Some(b) => match parse_balance(&b.value) {
-            Some(m) => m,
-            None => {
-                let hint = suggest(&b.value.to_ascii_lowercase(), METHODS)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_else(|| format!(" (known: {})", METHODS.join(", ")));
-                diag.error(
-                    b.line,
-                    Some("balance"),
-                    format!("unknown balancing method `{}`{hint}", b.value),
-                );
-                BalanceMethod::RoundRobin
-            }
-        },
-    };
+    let balance = balance(setting(&s.balance, &defaults.balance), diag);
     let attempts = ranged(
         diag,
-        s.attempts.as_ref().or(defaults.attempts.as_ref()),
+        setting(&s.attempts, &defaults.attempts),
         "attempts",
         1,
         1000,
     )
     .map_or(DEFAULT_ATTEMPTS, |n| n as u32);
-    let hash_balance_factor = match s
-        .hash_balance_factor
-        .as_ref()
-        .or(defaults.hash_balance_factor.as_ref())
-    {
+    let hash_balance_factor = hash_balance_factor(
+        setting(&s.hash_balance_factor, &defaults.hash_balance_factor),
+        diag,
+    );
+    let protocol = protocol(setting(&s.protocol, &defaults.protocol), diag);
+    let tls = upstream_tls(p, defaults, protocol, diag);
+    // Zero turns high availability off.
+    let offline_timeout = setting(&s.offline_timeout, &defaults.offline_timeout)
+        .map_or(DEFAULT_OFFLINE_TIMEOUT, |d| d.value);
+    let [connect_timeout, response_timeout, read_timeout] = timeouts(s, defaults, diag);
+    let servers = servers(p, diag)?;
+    let observe = observe(p, diag);
+    let retries = ranged(
+        diag,
+        setting(&s.retries, &defaults.retries),
+        "retries",
+        0,
+        100,
+    )
+    .map(|n| n as u32);
+    let retry_budget = retry_budget(setting(&s.retry_budget, &defaults.retry_budget), diag);
+    let queue = queue(p.queue.as_ref(), diag);
+    Some(PoolConfig {
+        name: p.name.clone(),
+        balance,
+        hash_balance_factor,
+        attempts,
+        offline_timeout,
+        connect_timeout,
+        response_timeout,
+        read_timeout,
+        protocol,
+        tls,
+        servers,
+        observe,
+        all_backups: p.all_backups.unwrap_or(false),
+        shutdown_sessions_on_down: action(
+            &p.on_marked_down,
+            "on_marked_down",
+            "shutdown-sessions",
+            diag,
+        ),
+        shutdown_backup_sessions_on_up: action(
+            &p.on_marked_up,
+            "on_marked_up",
+            "shutdown-backup-sessions",
+            diag,
+        ),
+        queue,
+        retries,
+        retry_budget,
+        slowstart: setting(&s.slowstart, &defaults.slowstart)
+            .map(|d| d.value)
+            .unwrap_or_default(),
+        overload_backoff: setting(&s.overload_backoff, &defaults.overload_backoff)
+            .map(|d| d.value)
+            .unwrap_or_default(),
+    })
+}
+
+/// The balancing method: round robin when unset; an unknown name is reported with the
+/// closest known one (or the list of them).
+fn balance(b: Option<&At<String>>, diag: &mut Diag) -> BalanceMethod {
+    let Some(b) = b else {
+        return BalanceMethod::RoundRobin;
+    };
+    if let Some(m) = parse_balance(&b.value) {
+        return m;
+    }
+    let hint = suggest(&b.value.to_ascii_lowercase(), METHODS)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_else(|| format!(" (known: {})", METHODS.join(", ")));
+    diag.error(
+        b.line,
+        Some("balance"),
+        format!("unknown balancing method `{}`{hint}", b.value),
+    );
+    BalanceMethod::RoundRobin
+}
+
+/// The hashing methods' load bound: more than 1 and at most 100; 0 or unset means none.
+fn hash_balance_factor(f: Option<&At<f64>>, diag: &mut Diag) -> Option<f64> {
+    match f {
         None => None,
         Some(f) if f.value == 0.0 => None,
         Some(f) if f.value > 1.0 && f.value <= 100.0 => Some(f.value),
@@ -41,103 +111,93 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
             diag.error(f.line, Some("hash_balance_factor"), format!("`hash_balance_factor` must be more than 1 (e.g. 1.25), or 0 for no bound, not {}", f.value));
             None
         }
-    };
-    let pick = |own: &Option<At<Duration>>, def: &Option<At<Duration>>, fallback: Duration| {
-        own.as_ref()
-            .or(def.as_ref())
-            .map(|d| d.value)
-            .unwrap_or(fallback)
-    };
-    let offline_timeout = pick(
-        &s.offline_timeout,
-        &defaults.offline_timeout,
-        DEFAULT_OFFLINE_TIMEOUT,
-    );
-    let connect_timeout = pick(
-        &s.connect_timeout,
-        &defaults.connect_timeout,
-        DEFAULT_CONNECT_TIMEOUT,
-    );
-    let response_timeout = pick(
-        &s.response_timeout,
-        &defaults.response_timeout,
-        DEFAULT_RESPONSE_TIMEOUT,
-    );
-    let read_timeout = pick(
-        &s.read_timeout,
-        &defaults.read_timeout,
-        DEFAULT_READ_TIMEOUT,
-    );
-    let protocol = match s.protocol.as_ref().or(defaults.protocol.as_ref()) {
-        None => Protocol::H1,
-        Some(p) => match p.value.to_ascii_lowercase().as_str() {
-            "h1" | "http/1.1" | "http1" => Protocol::H1,
-            "h2" | "h2c" | "http2" => Protocol::H2,
-            other => {
-                diag.error(
-                    p.line,
-                    Some("protocol"),
-                    format!("`protocol` must be \"h1\" or \"h2\", not `{other}`"),
-                );
-                Protocol::H1
-            }
-        },
-    };
-    let tls = if s.tls.or(defaults.tls).unwrap_or(false) {
-        let ca = s.tls_ca.as_ref().or(defaults.tls_ca.as_ref());
-        let verify = s.tls_verify.or(defaults.tls_verify).unwrap_or(true);
-        let alpn: &[&[u8]] = match protocol {
-            Protocol::H2 => &[b"h2"],
-            Protocol::H1 => &[b"http/1.1"],
-        };
-        let path = ca.map(|c| config_path(diag, &c.value));
-        match crate::tls::client_config(path.as_deref(), verify, alpn) {
-            Ok(config) => Some(crate::tls::Upstream {
-                config,
-                server_name: s
-                    .tls_server_name
-                    .as_ref()
-                    .or(defaults.tls_server_name.as_ref())
-                    .map(|n| n.value.clone()),
-            }),
-            Err(e) => {
-                diag.error(ca.map_or(p.line, |c| c.line), Some("tls_ca"), e);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    for (d, key) in [
-        (&s.connect_timeout, "connect_timeout"),
-        (&s.response_timeout, "response_timeout"),
-        (&s.read_timeout, "read_timeout"),
-    ] {
-        if let Some(d) = d.as_ref().or(match key {
-            "connect_timeout" => defaults.connect_timeout.as_ref(),
-            "read_timeout" => defaults.read_timeout.as_ref(),
-            _ => defaults.response_timeout.as_ref(),
-        }) {
-            if d.value.is_zero() {
-                diag.error(d.line, Some(key), format!("`{key}` must be more than zero"));
-            }
+    }
+}
+
+/// What the servers speak: HTTP/1.1 unless `h2` (`h2c`, `http2`) is asked for.
+fn protocol(p: Option<&At<String>>, diag: &mut Diag) -> Protocol {
+    let Some(p) = p else { return Protocol::H1 };
+    match p.value.to_ascii_lowercase().as_str() {
+        "h1" | "http/1.1" | "http1" => Protocol::H1,
+        "h2" | "h2c" | "http2" => Protocol::H2,
+        other => {
+            diag.error(
+                p.line,
+                Some("protocol"),
+                format!("`protocol` must be \"h1\" or \"h2\", not `{other}`"),
+            );
+            Protocol::H1
         }
     }
+}
 
-    let limit = |v: &Option<At<i64>>, key: &str, diag: &mut Diag| {
-        ranged(diag, v.as_ref(), key, 0, 1_000_000).map(|n| n as usize)
+/// TLS to the servers when `tls` is on: the CA file (else the system's roots), whether the
+/// certificate is verified, the name sent and checked (else the server's host), and ALPN
+/// offering only the pool's protocol. A configuration that cannot be built is reported on the
+/// `tls_ca` line (the pool's line without one).
+fn upstream_tls(
+    p: &RawPool,
+    defaults: &RawPoolSettings,
+    protocol: Protocol,
+    diag: &mut Diag,
+) -> Option<crate::tls::Upstream> {
+    let s = &p.settings;
+    if !s.tls.or(defaults.tls).unwrap_or(false) {
+        return None;
+    }
+    let ca = setting(&s.tls_ca, &defaults.tls_ca);
+    let verify = s.tls_verify.or(defaults.tls_verify).unwrap_or(true);
+    let alpn: &[&[u8]] = match protocol {
+        Protocol::H2 => &[b"h2"],
+        Protocol::H1 => &[b"http/1.1"],
     };
-    let pool_maxconn = limit(&p.maxconn, "maxconn", diag).unwrap_or(0);
+    let path = ca.map(|c| config_path(diag, &c.value));
+    match crate::tls::client_config(path.as_deref(), verify, alpn) {
+        Ok(config) => Some(crate::tls::Upstream {
+            config,
+            server_name: setting(&s.tls_server_name, &defaults.tls_server_name)
+                .map(|n| n.value.clone()),
+        }),
+        Err(e) => {
+            diag.error(ca.map_or(p.line, |c| c.line), Some("tls_ca"), e);
+            None
+        }
+    }
+}
+
+/// The connect, response and read timeouts, in that order: each the pool's own key, else
+/// `[defaults]`, else its `DEFAULT_*`; each must be more than zero.
+fn timeouts(s: &RawPoolSettings, defaults: &RawPoolSettings, diag: &mut Diag) -> [Duration; 3] {
+    [
+        (
+            &s.connect_timeout,
+            &defaults.connect_timeout,
+            "connect_timeout",
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        (
+            &s.response_timeout,
+            &defaults.response_timeout,
+            "response_timeout",
+            DEFAULT_RESPONSE_TIMEOUT,
+        ),
+        (
+            &s.read_timeout,
+            &defaults.read_timeout,
+            "read_timeout",
+            DEFAULT_READ_TIMEOUT,
+        ),
+    ]
+    .map(|(own, def, key, default)| nonzero(diag, setting(own, def), key, default))
+}
+
+/// A pool's servers in list order; `None` (reported) when the pool lists none. A server whose
+/// address does not resolve is reported and left out.
+fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
+    let pool_maxconn = maxconn(&p.maxconn, diag).unwrap_or(0);
     let mut servers: Vec<ServerConfig> = Vec::new();
-    let pool_check = p.check.as_ref();
     for rs in &p.servers {
-        let check = match (&rs.check, pool_check) {
-            (Some(RawServerCheck::Off), _) => None,
-            (Some(RawServerCheck::Override(o)), Some(pc)) => check(&pc.merged(o), diag),
-            (Some(RawServerCheck::Override(o)), None) => check(o, diag),
-            (None, Some(pc)) => check(pc, diag),
-            (None, None) => None,
-        };
+        let check = server_check(rs, p.check.as_ref(), diag);
         let weight = ranged(diag, rs.weight.as_ref(), "weight", 1, 1000).map_or(1, |n| n as u32);
         match resolve(&rs.address.value) {
             Ok(addr) => {
@@ -152,7 +212,7 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
                         weight,
                         backup: rs.backup.unwrap_or(false),
                         check,
-                        maxconn: limit(&rs.maxconn, "maxconn", diag).unwrap_or(pool_maxconn),
+                        maxconn: maxconn(&rs.maxconn, diag).unwrap_or(pool_maxconn),
                     });
                 }
             }
@@ -171,54 +231,85 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
         );
         return None;
     }
-    let observe = p.observe.as_ref().and_then(|o| {
-        let mode = match o.value.to_ascii_lowercase().as_str() {
-            "layer4" => Some(ObserveMode::Layer4),
-            "layer7" => Some(ObserveMode::Layer7),
-            "none" | "off" => return None,
-            other => {
-                diag.error(
-                    o.line,
-                    Some("observe"),
-                    format!("`observe` must be \"layer4\" or \"layer7\", not `{other}`"),
-                );
-                None // reported; error_limit and on_error are still checked
-            }
-        };
-        let error_limit = ranged(diag, p.error_limit.as_ref(), "error_limit", 1, 10_000)
-            .map_or(DEFAULT_ERROR_LIMIT, |n| n as u32);
-        let on_error = match p
-            .on_error
-            .as_ref()
-            .map(|e| (e.value.to_ascii_lowercase(), e.line))
-        {
-            None => OnError::Fastinter,
-            Some((v, line)) => match v.as_str() {
-                "fastinter" => OnError::Fastinter,
-                "fail-check" => OnError::FailCheck,
-                "sudden-death" => OnError::SuddenDeath,
-                "mark-down" => OnError::MarkDown,
-                other => {
-                    let known = ["fastinter", "fail-check", "sudden-death", "mark-down"];
-                    let hint = suggest(other, &known)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    diag.error(
-                        line,
-                        Some("on_error"),
-                        format!("unknown `on_error` action `{other}`{hint}"),
-                    );
-                    OnError::Fastinter
-                }
-            },
-        };
-        mode.map(|mode| ObserveConfig {
-            mode,
-            error_limit,
-            on_error,
-        })
-    });
-    let flag = |v: &Option<At<String>>, key: &str, want: &str, diag: &mut Diag| match v {
+    Some(servers)
+}
+
+/// Requests in flight a server takes at most (0 to 1 000 000; 0: no limit).
+fn maxconn(v: &Option<At<i64>>, diag: &mut Diag) -> Option<usize> {
+    ranged(diag, v.as_ref(), "maxconn", 0, 1_000_000).map(|n| n as usize)
+}
+
+/// A server's active check: none when it turns the check off or neither it nor the pool has
+/// one; else the pool's check with the server's keys over it.
+fn server_check(
+    rs: &RawServer,
+    pool_check: Option<&RawCheck>,
+    diag: &mut Diag,
+) -> Option<CheckConfig> {
+    match (&rs.check, pool_check) {
+        (Some(RawServerCheck::Off), _) => None,
+        (Some(RawServerCheck::Override(o)), Some(pc)) => check(&pc.merged(o), diag),
+        (Some(RawServerCheck::Override(o)), None) => check(o, diag),
+        (None, Some(pc)) => check(pc, diag),
+        (None, None) => None,
+    }
+}
+
+/// Passive observation of live traffic: none when `observe` is unset, `none` or `off`; else
+/// its layer, the consecutive errors that act (1 to 10 000) and what they do.
+fn observe(p: &RawPool, diag: &mut Diag) -> Option<ObserveConfig> {
+    let o = p.observe.as_ref()?;
+    let mode = match o.value.to_ascii_lowercase().as_str() {
+        "layer4" => Some(ObserveMode::Layer4),
+        "layer7" => Some(ObserveMode::Layer7),
+        "none" | "off" => return None,
+        other => {
+            diag.error(
+                o.line,
+                Some("observe"),
+                format!("`observe` must be \"layer4\" or \"layer7\", not `{other}`"),
+            );
+            None // reported; error_limit and on_error are still checked
+        }
+    };
+    let error_limit = ranged(diag, p.error_limit.as_ref(), "error_limit", 1, 10_000)
+        .map_or(DEFAULT_ERROR_LIMIT, |n| n as u32);
+    let on_error = on_error(p.on_error.as_ref(), diag);
+    mode.map(|mode| ObserveConfig {
+        mode,
+        error_limit,
+        on_error,
+    })
+}
+
+/// What observed errors do (`on_error`): check sooner when unset.
+fn on_error(v: Option<&At<String>>, diag: &mut Diag) -> OnError {
+    let Some(v) = v else {
+        return OnError::Fastinter;
+    };
+    match v.value.to_ascii_lowercase().as_str() {
+        "fastinter" => OnError::Fastinter,
+        "fail-check" => OnError::FailCheck,
+        "sudden-death" => OnError::SuddenDeath,
+        "mark-down" => OnError::MarkDown,
+        other => {
+            let known = ["fastinter", "fail-check", "sudden-death", "mark-down"];
+            let hint = suggest(other, &known)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            diag.error(
+                v.line,
+                Some("on_error"),
+                format!("unknown `on_error` action `{other}`{hint}"),
+            );
+            OnError::Fastinter
+        }
+    }
+}
+
+/// An `on_marked_down`/`on_marked_up` action: whether it is `want`; `none` or unset is off.
+fn action(v: &Option<At<String>>, key: &str, want: &str, diag: &mut Diag) -> bool {
+    match v {
         None => false,
         Some(x) if x.value.eq_ignore_ascii_case(want) => true,
         Some(x) if x.value.eq_ignore_ascii_case("none") => false,
@@ -233,16 +324,12 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
             );
             false
         }
-    };
-    let retries = ranged(
-        diag,
-        s.retries.as_ref().or(defaults.retries.as_ref()),
-        "retries",
-        0,
-        100,
-    )
-    .map(|n| n as u32);
-    let retry_budget = match s.retry_budget.as_ref().or(defaults.retry_budget.as_ref()) {
+    }
+}
+
+/// Retries on top of requests, as a ratio between 0 and 10; unset means no budget.
+fn retry_budget(b: Option<&At<f64>>, diag: &mut Diag) -> Option<f64> {
+    match b {
         None => None,
         Some(b) if (0.0..=10.0).contains(&b.value) => Some(b.value),
         Some(b) => {
@@ -256,12 +343,17 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
             );
             None
         }
-    };
-    let q = p.queue.clone().unwrap_or_default();
+    }
+}
+
+/// The backlog queue (`[pools.NAME.queue]`): how many may wait (0 to 1 000 000), how long,
+/// and the answers (statuses 400 to 599, `Retry-After`); each unset key takes its default.
+fn queue(q: Option<&RawQueue>, diag: &mut Diag) -> QueueConfig {
+    let q = q.cloned().unwrap_or_default();
     let status = |v: &Option<At<i64>>, key: &str, default: u16, diag: &mut Diag| {
         ranged(diag, v.as_ref(), key, 400, 599).map_or(default, |n| n as u16)
     };
-    let queue = crate::config::QueueConfig {
+    QueueConfig {
         max: ranged(diag, q.max.as_ref(), "max", 0, 1_000_000)
             .map_or(DEFAULT_QUEUE_MAX, |n| n as usize),
         timeout: q
@@ -286,122 +378,85 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
             .as_ref()
             .map(|t| t.value)
             .unwrap_or(DEFAULT_RETRY_AFTER),
-    };
-    let shutdown_sessions_on_down = flag(
-        &p.on_marked_down,
-        "on_marked_down",
-        "shutdown-sessions",
-        diag,
-    );
-    let shutdown_backup_sessions_on_up = flag(
-        &p.on_marked_up,
-        "on_marked_up",
-        "shutdown-backup-sessions",
-        diag,
-    );
-    Some(PoolConfig {
-        name: p.name.clone(),
-        balance,
-        hash_balance_factor,
-        attempts,
-        offline_timeout,
-        connect_timeout,
-        response_timeout,
-        read_timeout,
-        protocol,
-        tls,
-        servers,
-        observe,
-        all_backups: p.all_backups.unwrap_or(false),
-        shutdown_sessions_on_down,
-        shutdown_backup_sessions_on_up,
-        queue,
-        retries,
-        retry_budget,
-        slowstart: s
-            .slowstart
-            .as_ref()
-            .or(defaults.slowstart.as_ref())
-            .map(|d| d.value)
-            .unwrap_or_default(),
-        overload_backoff: s
-            .overload_backoff
-            .as_ref()
-            .or(defaults.overload_backoff.as_ref())
-            .map(|d| d.value)
-            .unwrap_or_default(),
-    })
+    }
 }
 
 /// Builds a check from its (merged) raw keys, with HAProxy's defaults.
 pub(super) fn check(c: &RawCheck, diag: &mut Diag) -> Option<CheckConfig> {
-    let kind = match c
-        .kind
-        .as_ref()
-        .map(|k| (k.value.to_ascii_lowercase(), k.line))
-    {
-        None => CheckKind::Tcp,
-        Some((k, line)) => match k.as_str() {
-            "tcp" => CheckKind::Tcp,
-            "http" => CheckKind::Http,
-            other => {
-                diag.error(
-                    line,
-                    Some("type"),
-                    format!("check `type` must be \"tcp\" or \"http\", not `{other}`"),
-                );
-                CheckKind::Tcp // reported; the rest of the table is still checked
-            }
-        },
-    };
+    let kind = check_kind(c.kind.as_ref(), diag);
     let count = |v: &Option<At<i64>>, key: &str, default: u32, diag: &mut Diag| {
         ranged(diag, v.as_ref(), key, 1, 1000).map_or(default, |n| n as u32)
     };
     let rise = count(&c.rise, "rise", DEFAULT_CHECK_RISE, diag);
     let fall = count(&c.fall, "fall", DEFAULT_CHECK_FALL, diag);
-    let dur = |v: &Option<At<Duration>>, key: &str, default: Duration, diag: &mut Diag| match v {
-        None => default,
-        Some(x) if x.value.is_zero() => {
-            diag.error(x.line, Some(key), format!("`{key}` must be more than zero"));
-            default
-        }
-        Some(x) => x.value,
-    };
-    let interval = dur(&c.interval, "interval", DEFAULT_CHECK_INTERVAL, diag);
-    let fastinter = dur(
-        &c.fastinter,
+    // Unset, the faster and slower intervals and the timeout follow `interval`.
+    let interval = nonzero(
+        diag,
+        c.interval.as_ref(),
+        "interval",
+        DEFAULT_CHECK_INTERVAL,
+    );
+    let fastinter = nonzero(
+        diag,
+        c.fastinter.as_ref(),
         "fastinter",
         DEFAULT_CHECK_FASTINTER.min(interval),
-        diag,
     );
-    let downinter = dur(
-        &c.downinter,
+    let downinter = nonzero(
+        diag,
+        c.downinter.as_ref(),
         "downinter",
         DEFAULT_CHECK_DOWNINTER.max(interval),
-        diag,
     );
-    let timeout = dur(
-        &c.timeout,
+    let timeout = nonzero(
+        diag,
+        c.timeout.as_ref(),
         "timeout",
         DEFAULT_CHECK_TIMEOUT.min(interval),
-        diag,
     );
+    let expect_status = expect_status(c.expect_status.as_deref(), diag);
+    if let Some(b) = &c.expect_body {
+        check_regex(b, "expect_body", diag);
+    }
+    let path = check_path(c, diag);
+    Some(CheckConfig {
+        kind,
+        path,
+        interval,
+        fastinter,
+        downinter,
+        timeout,
+        rise,
+        fall,
+        expect_status,
+        expect_body: c.expect_body.as_ref().map(|b| b.value.clone()),
+        disable_on_404: c.disable_on_404.unwrap_or(false),
+    })
+}
+
+/// A check's `type`: a TCP connect unless `http`.
+fn check_kind(k: Option<&At<String>>, diag: &mut Diag) -> CheckKind {
+    let Some(k) = k else { return CheckKind::Tcp };
+    match k.value.to_ascii_lowercase().as_str() {
+        "tcp" => CheckKind::Tcp,
+        "http" => CheckKind::Http,
+        other => {
+            diag.error(
+                k.line,
+                Some("type"),
+                format!("check `type` must be \"tcp\" or \"http\", not `{other}`"),
+            );
+            CheckKind::Tcp // reported; the rest of the table is still checked
+        }
+    }
+}
+
+/// The statuses a check accepts: classes (`2xx`, 1 to 5) and codes (100 to 599); 2xx and
+/// 3xx when none is valid or given.
+fn expect_status(list: Option<&[At<String>]>, diag: &mut Diag) -> Vec<StatusMatch> {
     let mut expect_status = Vec::new();
-    for e in c.expect_status.iter().flatten() {
-        let v = e.value.trim().to_ascii_lowercase();
-        let parsed = if let Some(class) = v.strip_suffix("xx") {
-            class
-                .parse::<u16>()
-                .ok()
-                .filter(|c| (1..=5).contains(c))
-                .map(StatusMatch::Class)
-        } else {
-            v.parse::<u16>()
-                .ok()
-                .filter(|c| (100..=599).contains(c))
-                .map(StatusMatch::Code)
-        };
-        match parsed {
+    for e in list.into_iter().flatten() {
+        match status_match(&e.value) {
             Some(m) => expect_status.push(m),
             None => diag.error(
                 e.line,
@@ -416,22 +471,29 @@ pub(super) fn check(c: &RawCheck, diag: &mut Diag) -> Option<CheckConfig> {
     if expect_status.is_empty() {
         expect_status = vec![StatusMatch::Class(2), StatusMatch::Class(3)];
     }
-    if let Some(b) = &c.expect_body {
-        if let Err(e) = regex::Regex::new(&b.value) {
-            let first = e
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            diag.error(
-                b.line,
-                Some("expect_body"),
-                format!("bad regular expression `{}`: {first}", b.value),
-            );
-        }
+    expect_status
+}
+
+/// One `expect_status` entry: `Nxx` with N from 1 to 5, or a code from 100 to 599.
+fn status_match(text: &str) -> Option<StatusMatch> {
+    let v = text.trim().to_ascii_lowercase();
+    if let Some(class) = v.strip_suffix("xx") {
+        class
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (1..=5).contains(c))
+            .map(StatusMatch::Class)
+    } else {
+        v.parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .map(StatusMatch::Code)
     }
+}
+
+/// The path an HTTP check asks for: `/` when unset; it must start with `/` and hold no
+/// spaces or control characters (reported on its line, else the check's).
+fn check_path(c: &RawCheck, diag: &mut Diag) -> String {
     let path = c
         .path
         .as_ref()
@@ -444,17 +506,5 @@ pub(super) fn check(c: &RawCheck, diag: &mut Diag) -> Option<CheckConfig> {
             format!("check `path` must start with / and have no spaces, not `{path}`"),
         );
     }
-    Some(CheckConfig {
-        kind,
-        path,
-        interval,
-        fastinter,
-        downinter,
-        timeout,
-        rise,
-        fall,
-        expect_status,
-        expect_body: c.expect_body.as_ref().map(|b| b.value.clone()),
-        disable_on_404: c.disable_on_404.unwrap_or(false),
-    })
+    path
 }

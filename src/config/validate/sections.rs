@@ -33,6 +33,9 @@ pub(super) fn config_path(diag: &Diag, p: &str) -> std::path::PathBuf {
     }
 }
 
+/// `[tls]`, when the file has it: its listeners (each added to `bound`) and the certificates
+/// offered by SNI; both are required. `None` without `[tls]`, or (reported) when no
+/// certificate loads or the server configuration cannot be built.
 pub(super) fn tls_listen(
     raw: &RawConfig,
     diag: &mut Diag,
@@ -82,15 +85,13 @@ pub(super) fn tls_listen(
     }
 }
 
+/// `[server]`'s client limits; an unset key takes [`Limits::default`]'s value. Timeouts must be
+/// more than zero; sizes are bytes within their ranges (`max_uri_length` at most
+/// `max_header_size`).
 pub(super) fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
     let d = Limits::default();
-    let time = |diag: &mut Diag, v: &Option<At<Duration>>, key: &str, default: Duration| match v {
-        Some(t) if t.value.is_zero() => {
-            diag.error(t.line, Some(key), format!("`{key}` must be more than zero"));
-            default
-        }
-        Some(t) => t.value,
-        None => default,
+    let time = |diag: &mut Diag, v: &Option<At<Duration>>, key: &str, default: Duration| {
+        nonzero(diag, v.as_ref(), key, default)
     };
     // hyper's read buffer cannot be smaller than 8 KiB.
     let max_header_size = size_in(
@@ -187,62 +188,24 @@ pub(super) fn size_in(
     n.clamp(*range.start(), *range.end())
 }
 
+/// `[cache]`; an unset key takes [`CacheConfig::default`]'s value, except `max_object_size`,
+/// which is then at most a quarter of `max_size`.
 pub(super) fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
     let d = CacheConfig::default();
     let max_size = size(diag, c.max_size.as_ref(), "max_size", d.max_size);
     // Unset, the largest object is at most a quarter of the budget.
-    let max_object_size = size(
-        diag,
+    let max_object_size = max_object_size(
         c.max_object_size.as_ref(),
-        "max_object_size",
         d.max_object_size.min(max_size / 4),
+        max_size,
+        diag,
     );
-    if max_object_size > max_size {
-        if let Some(at) = c.max_object_size.as_ref() {
-            diag.error(
-                at.line,
-                Some("max_object_size"),
-                format!("`max_object_size` ({max_object_size} bytes) is larger than `max_size` ({max_size} bytes)"),
-            );
-        }
-    }
-    let mut types = d.types.clone();
-    if let Some(list) = &c.types {
-        types.clear();
-        for t in list {
-            let v = t.value.trim().to_ascii_lowercase();
-            let ok = v == "*"
-                || v.split_once('/').is_some_and(|(a, b)| {
-                    !a.is_empty()
-                        && !b.is_empty()
-                        && !a.contains('*')
-                        && (b == "*" || !b.contains('*'))
-                });
-            if ok {
-                types.push(v);
-            } else {
-                diag.error(
-                    t.line,
-                    Some("types"),
-                    format!(
-                        "`{}` is not a content type pattern (write text/html, image/* or *)",
-                        t.value
-                    ),
-                );
-            }
-        }
-    }
+    let types = match &c.types {
+        Some(list) => content_types(list, diag),
+        None => d.types.clone(),
+    };
     let min_ttl = c.min_ttl.as_ref().map_or(d.min_ttl, |v| v.value);
-    let max_ttl = c.max_ttl.as_ref().map(|v| v.value).filter(|t| !t.is_zero());
-    if let (Some(max), Some(at)) = (max_ttl, c.max_ttl.as_ref()) {
-        if max < min_ttl {
-            diag.error(
-                at.line,
-                Some("max_ttl"),
-                "`max_ttl` is shorter than `min_ttl`",
-            );
-        }
-    }
+    let max_ttl = max_ttl(c, min_ttl, diag);
     CacheConfig {
         max_size,
         max_object_size,
@@ -258,40 +221,114 @@ pub(super) fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
         store_authorized: c.store_authorized.unwrap_or(false),
         bypass_headers: match &c.bypass_headers {
             None => d.bypass_headers,
-            Some(list) => list
-                .iter()
-                .filter_map(
-                    |n| match http::HeaderName::from_bytes(n.value.trim().as_bytes()) {
-                        Ok(h) => Some(h),
-                        Err(_) => {
-                            diag.error(
-                                n.line,
-                                Some("bypass_headers"),
-                                format!("`{}` is not a header field name", n.value),
-                            );
-                            None
-                        }
-                    },
-                )
-                .collect(),
+            Some(list) => bypass_headers(list, diag),
         },
         request_cookie: match c.request_cookie.as_ref() {
             None => d.request_cookie,
-            Some(v) => match v.value.to_ascii_lowercase().as_str() {
-                "explicit" => crate::config::RequestCookie::Explicit,
-                "pass" => crate::config::RequestCookie::Pass,
-                "ignore" => crate::config::RequestCookie::Ignore,
-                other => {
+            Some(v) => request_cookie(v, diag).unwrap_or(d.request_cookie),
+        },
+    }
+}
+
+/// The largest object kept, in bytes (`default` when unset); set larger than `max_size`, an
+/// error.
+fn max_object_size(v: Option<&At<String>>, default: u64, max_size: u64, diag: &mut Diag) -> u64 {
+    let max_object_size = size(diag, v, "max_object_size", default);
+    if max_object_size > max_size {
+        if let Some(at) = v {
+            diag.error(
+                at.line,
+                Some("max_object_size"),
+                format!("`max_object_size` ({max_object_size} bytes) is larger than `max_size` ({max_size} bytes)"),
+            );
+        }
+    }
+    max_object_size
+}
+
+/// The content types kept, lowercased: `*`, `type/*` or `type/subtype`; others are reported
+/// and left out.
+fn content_types(list: &[At<String>], diag: &mut Diag) -> Vec<String> {
+    let mut types = Vec::new();
+    for t in list {
+        let v = t.value.trim().to_ascii_lowercase();
+        if is_type_pattern(&v) {
+            types.push(v);
+        } else {
+            diag.error(
+                t.line,
+                Some("types"),
+                format!(
+                    "`{}` is not a content type pattern (write text/html, image/* or *)",
+                    t.value
+                ),
+            );
+        }
+    }
+    types
+}
+
+/// Whether a (lowercased) `types` entry is `*`, or a type and subtype both non-empty, the
+/// type without `*` and the subtype `*` or without one.
+fn is_type_pattern(v: &str) -> bool {
+    v == "*"
+        || v.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && !a.contains('*') && (b == "*" || !b.contains('*'))
+        })
+}
+
+/// The longest lifetime given to a stored response: unset or zero is no bound; shorter than
+/// `min_ttl`, an error.
+fn max_ttl(c: &RawCache, min_ttl: Duration, diag: &mut Diag) -> Option<Duration> {
+    let max_ttl = c.max_ttl.as_ref().map(|v| v.value).filter(|t| !t.is_zero());
+    if let (Some(max), Some(at)) = (max_ttl, c.max_ttl.as_ref()) {
+        if max < min_ttl {
+            diag.error(
+                at.line,
+                Some("max_ttl"),
+                "`max_ttl` is shorter than `min_ttl`",
+            );
+        }
+    }
+    max_ttl
+}
+
+/// The request fields that make a request bypass the cache; a name that is no header field
+/// name is reported and left out.
+fn bypass_headers(list: &[At<String>], diag: &mut Diag) -> Vec<http::HeaderName> {
+    list.iter()
+        .filter_map(
+            |n| match http::HeaderName::from_bytes(n.value.trim().as_bytes()) {
+                Ok(h) => Some(h),
+                Err(_) => {
                     diag.error(
-                        v.line,
-                        Some("request_cookie"),
-                        format!(
-                            "`request_cookie = \"{other}\"`: expected \"explicit\", \"pass\" or \"ignore\""
-                        ),
+                        n.line,
+                        Some("bypass_headers"),
+                        format!("`{}` is not a header field name", n.value),
                     );
-                    d.request_cookie
+                    None
                 }
             },
-        },
+        )
+        .collect()
+}
+
+/// What a request `Cookie` does to caching: `explicit`, `pass` or `ignore` (any case); `None`
+/// (reported) for anything else.
+fn request_cookie(v: &At<String>, diag: &mut Diag) -> Option<RequestCookie> {
+    match v.value.to_ascii_lowercase().as_str() {
+        "explicit" => Some(RequestCookie::Explicit),
+        "pass" => Some(RequestCookie::Pass),
+        "ignore" => Some(RequestCookie::Ignore),
+        other => {
+            diag.error(
+                v.line,
+                Some("request_cookie"),
+                format!(
+                    "`request_cookie = \"{other}\"`: expected \"explicit\", \"pass\" or \"ignore\""
+                ),
+            );
+            None
+        }
     }
 }
