@@ -115,6 +115,19 @@ struct ProxyService {
     conn: Arc<ConnState>,
 }
 
+impl ProxyService {
+    /// The service of a plain connection from `peer`: the lane and hyper take turns on it, so
+    /// its exchanges are counted by hand (`manual`).
+    fn plain(shared: Arc<Shared>, peer: SocketAddr) -> ProxyService {
+        let mut state = ConnState::new(ClientInfo::new(peer));
+        state.manual = true;
+        ProxyService {
+            shared,
+            conn: Arc::new(state),
+        }
+    }
+}
+
 type BoxFuture =
     Pin<Box<dyn Future<Output = Result<Response<proxy::body::ProxyBody>, Infallible>> + Send>>;
 
@@ -189,50 +202,29 @@ pub struct Ctx {
 /// exchange in progress is finished first). Once idle, the connection goes to the listener's
 /// parking lot and this task ends; the lot hands it to a new task when the client sends again
 /// (`fresh` is false then: it is readable already, and cannot be h2c).
-pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
-    let Parked {
-        stream,
-        peer,
-        mut permit,
-    } = conn;
+pub async fn serve(mut conn: Parked, ctx: Ctx, fresh: bool) {
     let Ctx {
         shared,
         active,
         mut ticks,
         lot,
     } = ctx;
-    let mut state = ConnState::new(ClientInfo::new(peer));
-    state.manual = true;
-    let svc = ProxyService {
-        shared,
-        conn: Arc::new(state),
-    };
-    let mut stream = stream;
+    let svc = ProxyService::plain(shared, conn.peer);
     let mut pending = Bytes::new();
-    // A new connection gets `header_read_timeout` for its first bytes, then again for a whole
-    // head (hyper's timer).
-    let (wait, stall, h2c) = {
-        let rt = svc.shared.runtime.load();
-        (
-            rt.limits.header_read_timeout,
-            rt.limits.body_timeout,
-            rt.h2c,
-        )
-    };
     if fresh {
         let born = *ticks.borrow();
-        match first_bytes(&stream, tokio::time::Instant::now() + wait, h2c).await {
+        // A new connection gets `header_read_timeout` for its first bytes, then again for a
+        // whole head (hyper's timer).
+        let (wait, stall, h2c) = {
+            let rt = svc.shared.runtime.load();
+            let l = &rt.limits;
+            (l.header_read_timeout, l.body_timeout, rt.h2c)
+        };
+        match first_bytes(&conn.stream, tokio::time::Instant::now() + wait, h2c).await {
             None => return,
             Some(false) => {}
             Some(true) => {
-                let io = Prefixed {
-                    io: TokioIo::new(stream),
-                    prefix: Bytes::new(),
-                    state: svc.conn.clone(),
-                    scan: Scan::H2(Default::default()),
-                    failed: false,
-                    stall: IdleTimer::new(stall),
-                };
+                let io = Prefixed::h2c(conn.stream, &svc.conn, stall);
                 let _active = active.enter();
                 // Boxed: the HTTP/2 connection's state stays out of the parked future.
                 Box::pin(serve_h2(io, svc, ticks, born)).await;
@@ -245,49 +237,33 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
             let _active = active.enter();
             // Boxed: a waiting connection's task keeps no room for an exchange's state.
             let (outcome, back, unparsed) = Box::pin(crate::lane::serve(
-                stream,
+                conn.stream,
                 pending,
                 &svc.shared,
                 &svc.conn,
                 &mut ticks,
             ))
             .await;
-            stream = back;
+            conn.stream = back;
             pending = unparsed;
             match outcome {
                 Outcome::Close => return,
                 Outcome::Idle => {}
                 Outcome::Hyper => {
-                    // hyper reads from the first byte of the request the lane left, and the
-                    // framing scanner watches from there (the lane only takes bodiless heads).
-                    let mut prefix = std::mem::take(&mut pending);
-                    let mut scan = Scan::H1(crate::framing::Framing::starting_at(
-                        svc.conn.started.load(Ordering::Relaxed),
-                    ));
-                    let mut failed = false;
-                    let ok = scan_bytes(&mut scan, &mut failed, &svc.conn, &prefix);
-                    prefix.truncate(ok);
-                    let io = Prefixed {
-                        io: TokioIo::new(stream),
-                        prefix,
-                        state: svc.conn.clone(),
-                        scan,
-                        failed,
-                        stall: IdleTimer::new(svc.shared.runtime.load().limits.body_timeout),
+                    // hyper's turn, from the first byte of the request the lane left.
+                    let stall = svc.shared.runtime.load().limits.body_timeout;
+                    let unparsed = std::mem::take(&mut pending);
+                    let io = Prefixed::h1(conn.stream, unparsed, &svc.conn, stall);
+                    let Some(mut back) = Box::pin(drive(io, svc.clone(), &mut ticks)).await else {
+                        return;
                     };
-                    match Box::pin(drive(io, svc.clone(), &mut ticks)).await {
-                        Some(back) if !svc.shared.stopping.load(Ordering::Relaxed) => {
-                            stream = back.io.into_inner();
-                            pending = back.prefix;
-                        }
-                        Some(mut back) => {
-                            let _ =
-                                std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx))
-                                    .await;
-                            return;
-                        }
-                        None => return,
+                    if svc.shared.stopping.load(Ordering::Relaxed) {
+                        let _ =
+                            std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx)).await;
+                        return;
                     }
+                    conn.stream = back.io.into_inner();
+                    pending = back.prefix;
                 }
             }
         }
@@ -297,17 +273,9 @@ pub async fn serve(conn: Parked, ctx: Ctx, fresh: bool) {
         }
         // Idle: to the lot, unless the client sent something meanwhile.
         let keepalive = svc.shared.runtime.load().limits.keepalive_timeout;
-        let parked = Parked {
-            stream,
-            peer,
-            permit: permit.take(),
-        };
-        match lot.park(parked, keepalive) {
+        match lot.park(conn, keepalive) {
             Ok(()) => return,
-            Err(back) => {
-                permit = back.permit;
-                stream = back.stream;
-            }
+            Err(back) => conn = back,
         }
     }
 }
@@ -360,7 +328,7 @@ async fn first_bytes(
     }
 }
 
-/// HTTP/1.1 server settings for TLS connections (plain ones are driven in [`drive`]). The head
+/// HTTP/1.1 server settings for TLS connections (plain ones: [`h1_plain_builder`]). The head
 /// deadline is the watchdog's (see [`drive_until_stopped`]), not hyper's: hyper's runs from
 /// the moment it waits for a head, so it would close idle keep-alive connections at
 /// `header_read_timeout` rather than `keepalive_timeout`.
@@ -483,6 +451,93 @@ enum Step {
     UnreadBody,
 }
 
+impl Step {
+    /// What hyper's poll means while it serves requests: `Done` when it finished the
+    /// connection; when it waits (`Pending`) and every request this hyper connection took
+    /// (at least one: `started` passed `before`) has its response sent, `Idle`, or `UnreadBody`
+    /// if a request body was left unread; else keep driving.
+    #[inline]
+    fn of_busy(polled: Poll<hyper::Result<()>>, state: &ConnState, before: u64) -> Poll<Step> {
+        match polled {
+            Poll::Ready(r) => Poll::Ready(Step::Done(r)),
+            // Only once this hyper connection served a request.
+            Poll::Pending
+                if state.started.load(Ordering::Relaxed) > before && state.responses_done() =>
+            {
+                if state.body_pending.load(Ordering::Relaxed) {
+                    Poll::Ready(Step::UnreadBody)
+                } else {
+                    Poll::Ready(Step::Idle)
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Where an idle hyper connection started waiting: the requests begun and the park clock's
+/// tick then.
+struct IdleSince {
+    started: u64,
+    tick: u64,
+}
+
+/// What a tick of the park clock means for an idle hyper connection.
+enum Tick {
+    /// The client sent a request meanwhile: drive hyper as busy again.
+    Busy,
+    /// Take the socket back from hyper: the worker is stopping (or its clock stopped), or the
+    /// connection stayed idle across two ticks.
+    Park,
+    /// Keep waiting.
+    Wait,
+}
+
+impl IdleSince {
+    fn now(state: &ConnState, ticks: &mut tokio::sync::watch::Receiver<u64>) -> IdleSince {
+        IdleSince {
+            started: state.started.load(Ordering::Relaxed),
+            tick: *ticks.borrow_and_update(),
+        }
+    }
+
+    /// Judges a tick (`changed`: the clock's news, an error once it stopped).
+    #[inline]
+    fn tick(
+        &self,
+        changed: Result<(), tokio::sync::watch::error::RecvError>,
+        ticks: &tokio::sync::watch::Receiver<u64>,
+        state: &ConnState,
+        shared: &Shared,
+    ) -> Tick {
+        if state.started.load(Ordering::Relaxed) != self.started {
+            Tick::Busy
+        } else if changed.is_err()
+            || shared.stopping.load(Ordering::Relaxed)
+            || (*ticks.borrow() >= self.tick + 2 && state.idle())
+        {
+            Tick::Park
+        } else {
+            Tick::Wait
+        }
+    }
+}
+
+/// HTTP/1.1 server settings for a plain connection's hyper turn (see [`drive`]); its head
+/// deadline is hyper's own, as the turn starts with a request's first bytes.
+fn h1_plain_builder(rt: &proxy::Runtime) -> hyper::server::conn::http1::Builder {
+    let l = &rt.limits;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(crate::timer::LazyTimer)
+        .header_read_timeout(l.header_read_timeout)
+        .max_header_size(l.max_header_size)
+        .max_headers(l.max_headers)
+        .keep_alive(true)
+        .writev(false);
+    builder
+}
+
 /// Serves requests with a fresh hyper connection until hyper finishes the connection (`None`)
 /// or has stayed idle for two park-clock ticks (`Some`: the socket, with read-ahead bytes first).
 async fn drive(
@@ -491,45 +546,21 @@ async fn drive(
     ticks: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Option<Prefixed> {
     let state = svc.conn.clone();
-    let stopping = {
-        let shared = svc.shared.clone();
-        move || shared.stopping.load(Ordering::Relaxed)
-    };
+    let shared = svc.shared.clone();
     state.flushed.store(false, Ordering::Relaxed);
     let before = state.started.load(Ordering::Relaxed);
-    let (head_timeout, max_head, max_headers) = {
-        let rt = svc.shared.runtime.load();
-        let l = &rt.limits;
-        (l.header_read_timeout, l.max_header_size, l.max_headers)
-    };
-    let mut conn = hyper::server::conn::http1::Builder::new()
-        .timer(crate::timer::LazyTimer)
-        .header_read_timeout(head_timeout)
-        .max_header_size(max_head)
-        .max_headers(max_headers)
-        .keep_alive(true)
-        .writev(false)
-        .serve_connection(io, svc);
+    let mut conn = h1_plain_builder(&shared.runtime.load()).serve_connection(io, svc);
     let finished: Option<hyper::Result<()>> = 'drive: loop {
         // Busy: drive hyper until it is done or idle. The park clock's ticks also bring news of
         // a shutdown, so hyper can be told to finish after the exchange in progress.
         let step = loop {
             tokio::select! {
                 biased;
-                step = std::future::poll_fn(|cx| match conn.poll_without_shutdown(cx) {
-                    Poll::Ready(r) => Poll::Ready(Step::Done(r)),
-                    // Only once this hyper connection served a request.
-                    Poll::Pending if state.started.load(Ordering::Relaxed) > before && state.responses_done() => {
-                        if state.body_pending.load(Ordering::Relaxed) {
-                            Poll::Ready(Step::UnreadBody)
-                        } else {
-                            Poll::Ready(Step::Idle)
-                        }
-                    }
-                    Poll::Pending => Poll::Pending,
+                step = std::future::poll_fn(|cx| {
+                    Step::of_busy(conn.poll_without_shutdown(cx), &state, before)
                 }) => break step,
                 _ = ticks.changed() => {
-                    if stopping() {
+                    if shared.stopping.load(Ordering::Relaxed) {
                         Pin::new(&mut conn).graceful_shutdown();
                     }
                 }
@@ -548,23 +579,16 @@ async fn drive(
         }
         // Idle: keep driving hyper (the client may send its next request any moment) and
         // park once it stayed idle across two ticks of the worker's park clock.
-        let mark_started = state.started.load(Ordering::Relaxed);
-        let mark_tick = *ticks.borrow_and_update();
+        let since = IdleSince::now(&state, ticks);
         loop {
             tokio::select! {
                 biased;
                 r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break 'drive Some(r),
-                changed = ticks.changed() => {
-                    if state.started.load(Ordering::Relaxed) != mark_started {
-                        continue 'drive;
-                    }
-                    if changed.is_err() || stopping() {
-                        break 'drive None;
-                    }
-                    if *ticks.borrow() >= mark_tick + 2 && state.idle() {
-                        break 'drive None;
-                    }
-                }
+                changed = ticks.changed() => match since.tick(changed, ticks, &state, &shared) {
+                    Tick::Busy => continue 'drive,
+                    Tick::Park => break 'drive None,
+                    Tick::Wait => {}
+                },
             }
         }
     };
@@ -572,24 +596,14 @@ async fn drive(
         // hyper finished the connection itself: an upgrade, or the client closed or asked to.
         Some(Ok(())) => {
             let mut parts = conn.into_parts();
-            let pending = state.take_upgrade();
-            if let Some(tx) = pending {
-                let mut io = parts.io;
-                io.scan.stop();
-                if !parts.read_buf.is_empty() {
-                    io.prefix = [parts.read_buf.as_ref(), io.prefix.as_ref()]
-                        .concat()
-                        .into();
+            if let Some(tx) = state.take_upgrade() {
+                parts.io.scan.stop();
+                unread(&mut parts.io, &parts.read_buf);
+                // No tunnel waits (the server did not switch): close as usual.
+                if let Err(mut back) = tx.send(Box::new(TokioIo::new(parts.io))) {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut back).await;
                 }
-                match tx.send(Box::new(TokioIo::new(io))) {
-                    Ok(()) => return None,
-                    // No tunnel waits (the server did not switch): close as usual.
-                    Err(back) => {
-                        let mut back = back;
-                        let _ = tokio::io::AsyncWriteExt::shutdown(&mut back).await;
-                        return None;
-                    }
-                }
+                return None;
             }
             let _ = std::future::poll_fn(|cx| Pin::new(&mut parts.io).poll_shutdown(cx)).await;
             None
@@ -599,20 +613,25 @@ async fn drive(
             None
         }
         None => {
-            let parts = conn.into_parts();
-            let mut io = parts.io;
-            // Bytes hyper read ahead come first, then whatever of the old prefix it did not
-            // read. Copied out: even an empty view would keep hyper's read buffer alive.
-            io.prefix = match (parts.read_buf.is_empty(), io.prefix.is_empty()) {
-                (true, _) => io.prefix,
-                (false, true) => Bytes::copy_from_slice(&parts.read_buf),
-                (false, false) => [parts.read_buf.as_ref(), io.prefix.as_ref()]
-                    .concat()
-                    .into(),
-            };
-            Some(io)
+            let mut parts = conn.into_parts();
+            unread(&mut parts.io, &parts.read_buf);
+            Some(parts.io)
         }
     }
+}
+
+/// Puts the bytes hyper read ahead (`read_buf`) back in front of what is left of `io`'s
+/// prefix, which hyper did not read. Copied out: even an empty view would keep hyper's read
+/// buffer alive.
+fn unread(io: &mut Prefixed, read_buf: &Bytes) {
+    if read_buf.is_empty() {
+        return;
+    }
+    io.prefix = if io.prefix.is_empty() {
+        Bytes::copy_from_slice(read_buf)
+    } else {
+        [read_buf.as_ref(), io.prefix.as_ref()].concat().into()
+    };
 }
 
 #[cfg(test)]

@@ -33,6 +33,47 @@ pub(super) struct Prefixed {
     pub(super) stall: IdleTimer,
 }
 
+impl Prefixed {
+    /// hyper's socket when the lane hands a connection over: `unparsed` (what the lane read
+    /// and did not take, from the first byte of a request) is read first, and the framing
+    /// scanner watches from there, counting heads from the connection's requests so far (the
+    /// lane only takes bodiless heads). Of `unparsed`, only the bytes before one that breaks
+    /// the chunked framing rules are kept. `stall` is `body_timeout`.
+    pub(super) fn h1(
+        stream: TcpStream,
+        mut unparsed: Bytes,
+        state: &Arc<ConnState>,
+        stall: Duration,
+    ) -> Prefixed {
+        let started = state.started.load(Ordering::Relaxed);
+        let mut scan = Scan::H1(crate::framing::Framing::starting_at(started));
+        let mut failed = false;
+        let ok = scan_bytes(&mut scan, &mut failed, state, &unparsed);
+        unparsed.truncate(ok);
+        Prefixed {
+            io: TokioIo::new(stream),
+            prefix: unparsed,
+            state: state.clone(),
+            scan,
+            failed,
+            stall: IdleTimer::new(stall),
+        }
+    }
+
+    /// hyper's socket for an h2c connection (HTTP/2 with prior knowledge), nothing read yet:
+    /// scanned for the preface and header blocks. `stall` is `body_timeout`.
+    pub(super) fn h2c(stream: TcpStream, state: &Arc<ConnState>, stall: Duration) -> Prefixed {
+        Prefixed {
+            io: TokioIo::new(stream),
+            prefix: Bytes::new(),
+            state: state.clone(),
+            scan: Scan::H2(Default::default()),
+            failed: false,
+            stall: IdleTimer::new(stall),
+        }
+    }
+}
+
 impl Read for Prefixed {
     fn poll_read(
         self: Pin<&mut Self>,
