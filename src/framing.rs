@@ -232,80 +232,17 @@ impl Framing {
                 }
             },
             State::Head => self.head_byte(b),
-            State::ChunkSize => match b {
-                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                    let d = (b as char).to_digit(16).unwrap_or(0) as u64;
-                    self.size_digits = self.size_digits.saturating_add(1);
-                    match self.num.checked_mul(16).and_then(|c| c.checked_add(d)) {
-                        Some(c) => self.num = c,
-                        None => self.state = State::Invalid,
-                    }
-                }
-                _ if self.size_digits == 0 => self.state = State::Invalid,
-                b';' => self.state = State::ExtName0,
-                b' ' | b'\t' => self.state = State::ChunkSizeBws,
-                b'\r' => self.state = State::ChunkSizeLf,
-                _ => self.state = State::Invalid,
-            },
-            State::ChunkSizeBws => match b {
-                b' ' | b'\t' => {}
-                b';' => self.state = State::ExtName0,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtName0 => match b {
-                b' ' | b'\t' => {}
-                _ if tchar(b) => self.state = State::ExtName,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtName => match b {
-                _ if tchar(b) => {}
-                b'=' => self.state = State::ExtValue0,
-                b';' => self.state = State::ExtName0,
-                b' ' | b'\t' => self.state = State::ExtNameBws,
-                b'\r' => self.state = State::ChunkSizeLf,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtNameBws => match b {
-                b' ' | b'\t' => {}
-                b'=' => self.state = State::ExtValue0,
-                b';' => self.state = State::ExtName0,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtValue0 => match b {
-                b' ' | b'\t' => {}
-                b'"' => self.state = State::ExtQuoted,
-                _ if tchar(b) => self.state = State::ExtToken,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtToken => match b {
-                _ if tchar(b) => {}
-                b';' => self.state = State::ExtName0,
-                b' ' | b'\t' => self.state = State::ExtValueBws,
-                b'\r' => self.state = State::ChunkSizeLf,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtQuoted => match b {
-                b'"' => self.state = State::ExtValueEnd,
-                b'\\' => self.state = State::ExtQuotedPair,
-                // qdtext: HTAB, SP, visible characters but `"` and `\`, obs-text.
-                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => {}
-                _ => self.state = State::Invalid,
-            },
-            State::ExtQuotedPair => match b {
-                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => self.state = State::ExtQuoted,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtValueEnd => match b {
-                b';' => self.state = State::ExtName0,
-                b' ' | b'\t' => self.state = State::ExtValueBws,
-                b'\r' => self.state = State::ChunkSizeLf,
-                _ => self.state = State::Invalid,
-            },
-            State::ExtValueBws => match b {
-                b' ' | b'\t' => {}
-                b';' => self.state = State::ExtName0,
-                _ => self.state = State::Invalid,
-            },
+            State::ChunkSize => self.size_byte(b),
+            State::ChunkSizeBws
+            | State::ExtName0
+            | State::ExtName
+            | State::ExtNameBws
+            | State::ExtValue0
+            | State::ExtToken
+            | State::ExtQuoted
+            | State::ExtQuotedPair
+            | State::ExtValueEnd
+            | State::ExtValueBws => self.state = extension(self.state, b),
             State::ChunkSizeLf => match b {
                 b'\n' => self.chunk_line_done(),
                 _ => self.state = State::Invalid,
@@ -318,26 +255,30 @@ impl Framing {
                 b'\n' => self.next_chunk(),
                 _ => self.state = State::Invalid,
             },
-            // Every trailer line, and the empty line that ends the section, ends with CRLF.
-            State::TrailerLineStart => match b {
-                b'\r' => self.state = State::TrailerEndLf,
-                b'\n' => self.state = State::Invalid,
-                _ => self.state = State::TrailerLine,
-            },
-            State::TrailerLine => match b {
-                b'\r' => self.state = State::TrailerLineLf,
-                b'\n' => self.state = State::Invalid,
-                _ => {}
-            },
-            State::TrailerLineLf => match b {
-                b'\n' => self.state = State::TrailerLineStart,
-                _ => self.state = State::Invalid,
-            },
-            State::TrailerEndLf => match b {
-                b'\n' => self.state = State::Before,
-                _ => self.state = State::Invalid,
-            },
+            State::TrailerLineStart
+            | State::TrailerLine
+            | State::TrailerLineLf
+            | State::TrailerEndLf => self.state = trailer(self.state, b),
             State::Body | State::ChunkData | State::Stopped | State::Invalid => {}
+        }
+    }
+
+    /// A byte of a chunk size (hex digits, at least one): a digit, or what ends the size.
+    fn size_byte(&mut self, b: u8) {
+        match b {
+            b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+                self.size_digits = self.size_digits.saturating_add(1);
+                match self.num.checked_mul(16).and_then(|c| c.checked_add(d)) {
+                    Some(c) => self.num = c,
+                    None => self.state = State::Invalid,
+                }
+            }
+            _ if self.size_digits == 0 => self.state = State::Invalid,
+            b';' => self.state = State::ExtName0,
+            b' ' | b'\t' => self.state = State::ChunkSizeBws,
+            b'\r' => self.state = State::ChunkSizeLf,
+            _ => self.state = State::Invalid,
         }
     }
 
@@ -445,6 +386,59 @@ impl Framing {
         } else {
             self.state = State::Before;
         }
+    }
+}
+
+/// The state after byte `b` of a chunk-size line past the size: whitespace, then chunk
+/// extensions (RFC 9112 7.1.1: `;` name, optionally `=` token or quoted string, whitespace
+/// only around `;` and `=`), up to the CR. `state` is one of the extension states.
+fn extension(state: State, b: u8) -> State {
+    match (state, b) {
+        (State::ChunkSizeBws, b' ' | b'\t') => state,
+        (State::ChunkSizeBws, b';') => State::ExtName0,
+        (State::ExtName0, b' ' | b'\t') => state,
+        (State::ExtName0, _) if tchar(b) => State::ExtName,
+        (State::ExtName, _) if tchar(b) => state,
+        (State::ExtName, b'=') => State::ExtValue0,
+        (State::ExtName, b';') => State::ExtName0,
+        (State::ExtName, b' ' | b'\t') => State::ExtNameBws,
+        (State::ExtName, b'\r') => State::ChunkSizeLf,
+        (State::ExtNameBws, b' ' | b'\t') => state,
+        (State::ExtNameBws, b'=') => State::ExtValue0,
+        (State::ExtNameBws, b';') => State::ExtName0,
+        (State::ExtValue0, b' ' | b'\t') => state,
+        (State::ExtValue0, b'"') => State::ExtQuoted,
+        (State::ExtValue0, _) if tchar(b) => State::ExtToken,
+        (State::ExtToken, _) if tchar(b) => state,
+        (State::ExtToken, b';') => State::ExtName0,
+        (State::ExtToken, b' ' | b'\t') => State::ExtValueBws,
+        (State::ExtToken, b'\r') => State::ChunkSizeLf,
+        (State::ExtQuoted, b'"') => State::ExtValueEnd,
+        (State::ExtQuoted, b'\\') => State::ExtQuotedPair,
+        // qdtext: HTAB, SP, visible characters but `"` and `\`, obs-text.
+        (State::ExtQuoted, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff) => state,
+        (State::ExtQuotedPair, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff) => State::ExtQuoted,
+        (State::ExtValueEnd, b';') => State::ExtName0,
+        (State::ExtValueEnd, b' ' | b'\t') => State::ExtValueBws,
+        (State::ExtValueEnd, b'\r') => State::ChunkSizeLf,
+        (State::ExtValueBws, b' ' | b'\t') => state,
+        (State::ExtValueBws, b';') => State::ExtName0,
+        _ => State::Invalid,
+    }
+}
+
+/// The state after byte `b` of the trailer section (RFC 9112 7.1.2): every trailer line, and
+/// the empty line that ends the section, ends with CRLF. `state` is one of the trailer states.
+fn trailer(state: State, b: u8) -> State {
+    match (state, b) {
+        (State::TrailerLineStart, b'\r') => State::TrailerEndLf,
+        (State::TrailerLineStart | State::TrailerLine, b'\n') => State::Invalid,
+        (State::TrailerLineStart, _) => State::TrailerLine,
+        (State::TrailerLine, b'\r') => State::TrailerLineLf,
+        (State::TrailerLine, _) => state,
+        (State::TrailerLineLf, b'\n') => State::TrailerLineStart,
+        (State::TrailerEndLf, b'\n') => State::Before,
+        _ => State::Invalid,
     }
 }
 
