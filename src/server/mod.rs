@@ -384,18 +384,11 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
     if admin {
         crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())?;
     }
-    let main_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let main_rt = current_thread_runtime()?;
     // The workers' runtimes, each driven by its thread until told to exit.
-    let mut runtimes = Vec::new();
-    for _ in 0..workers {
-        runtimes.push(
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-        );
-    }
+    let runtimes = (0..workers)
+        .map(|_| current_thread_runtime())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut ls = Listeners::new(
         runtimes.iter().map(|r| r.handle().clone()).collect(),
@@ -412,24 +405,7 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
         ours.extend(b.sockets.first().and_then(|s| s.local_addr().ok()));
         bound.push(b);
     }
-    let mut threads = Vec::new();
-    let mut exits = Vec::new();
-    for (id, rt) in runtimes.into_iter().enumerate() {
-        let (exit, exit_rx) = tokio::sync::oneshot::channel::<()>();
-        exits.push(exit);
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("langur-worker-{id}"))
-                .spawn(move || {
-                    crate::worker::set_worker_id(id);
-                    // Accept loops are spawned onto this runtime (at start and by reloads);
-                    // it runs them until the main thread says the drain is over.
-                    rt.block_on(async move {
-                        let _ = exit_rx.await;
-                    });
-                })?,
-        );
-    }
+    let threads = WorkerThreads::start(runtimes)?;
     for b in bound {
         let kind = b.kind;
         let at = ls.serve(&shared, b)?;
@@ -440,161 +416,92 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
         }
     }
     *lock(&shared.listeners) = Some(ls);
-
     main_rt.block_on(async {
         *lock(&shared.checkers) =
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         wait_for_signal(&shared).await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
-        // The admin listener outlives the drain, so `/healthz` can say 503 meanwhile.
-        let tasks = begin_shutdown(&shared, &shutdown);
-        let limit = shared.runtime.load().limits.shutdown_timeout;
-        if tokio::time::timeout(limit, join_all(tasks)).await.is_err() {
-            tracing::warn!("shutdown timeout reached; exiting with requests still in flight");
-        }
-        let admin = lock(&shared.listeners)
-            .as_mut()
-            .map(|l| l.stop_admin())
-            .unwrap_or_default();
-        for t in admin {
-            t.abort();
-        }
+        drain(&shared, &shutdown).await;
     });
-    for e in exits {
-        let _ = e.send(());
-    }
-    for t in threads {
-        let _ = t.join();
-    }
+    threads.stop();
     Ok(())
 }
 
-/// Accepts the connections of one worker's socket until shutdown, or until `stop` (a reload
-/// removed the listener): then no new connections are taken, idle ones are closed, and busy
-/// ones are closed once idle, within `shutdown_timeout`.
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
-    tls: bool,
-    // `max_connections` of this socket.
-    slots: Arc<Slots>,
-) {
-    let active = Arc::new(crate::conn::Active::default());
-    let (ticks, clock) = crate::conn::park_clock();
-    // The listener's connections: when this task ends (or is aborted at the shutdown timeout),
-    // they end with it.
-    let mut conns = JoinSet::new();
-    // Idle keep-alive connections, and the one timer that closes them (see `park.rs`).
-    let lot = crate::park::Lot::new();
-    let mut lot_timer = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
-    let ctx = crate::conn::Ctx {
-        shared: shared.live.clone(),
-        active: active.clone(),
-        ticks: ticks.clone(),
-        lot: lot.clone(),
-    };
-    let mut removed = false;
-    loop {
-        // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
-        let permit = tokio::select! {
-            p = slots.sem.clone().acquire_owned() => match p {
-                Ok(p) => match slots.pay(p) {
-                    Some(p) => p,
-                    None => continue, // the limit was lowered
-                },
-                Err(_) => break,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            back = std::future::poll_fn(|cx| lot.poll_next(cx, lot_timer.as_mut())) => {
-                conns.spawn(crate::conn::serve(back, ctx.clone(), false));
-                continue;
-            }
-            _ = shutdown.changed() => break,
-            _ = stop.changed() => {
-                removed = true;
-                break;
-            }
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                if tls {
-                    let (live, active, ticks) = (shared.live.clone(), active.clone(), ticks.clone());
-                    conns.spawn(async move {
-                        crate::conn::serve_tls(stream, peer, live, active, ticks).await;
-                        drop(permit);
-                    });
-                } else {
-                    let conn = crate::conn::Parked { stream, peer, permit: Some(permit) };
-                    conns.spawn(crate::conn::serve(conn, ctx.clone(), true));
-                }
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            back = std::future::poll_fn(|cx| lot.poll_next(cx, lot_timer.as_mut())) => {
-                conns.spawn(crate::conn::serve(back, ctx.clone(), false));
-            }
-            // The limit changed: the permit held for the next accept may be owed.
-            _ = slots.changed.notified() => {
-                let _ = slots.pay(permit);
-            }
-            _ = shutdown.changed() => break,
-            _ = stop.changed() => {
-                removed = true;
-                break;
-            }
-        }
-    }
-    drop(listener);
-    if removed && !*shutdown.borrow() {
-        // Removed by a reload: the port is released now; requests on open connections are
-        // answered, and a connection is closed as soon as it is idle.
-        lot.close_all();
-        let limit = shared.runtime.load().limits.shutdown_timeout;
-        let deadline = tokio::time::sleep(limit);
-        tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        while !(conns.is_empty() && lot.is_empty()) {
-            tokio::select! {
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                back = std::future::poll_fn(|cx| lot.poll_next(cx, lot_timer.as_mut())) => {
-                    conns.spawn(crate::conn::serve(back, ctx.clone(), false));
-                }
-                _ = tick.tick() => lot.close_all(),
-                _ = shutdown.changed() => break,
-                _ = &mut deadline => {
-                    conns.abort_all();
-                    break;
-                }
-            }
-        }
-    }
-    // Idle connections close now; the ones in an exchange finish it first.
-    drop(ctx);
-    lot.close_all();
-    if *shutdown.borrow() {
-        shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    clock.abort();
-    active.drained().await;
+/// A single-threaded tokio runtime (the main thread's, or a worker's).
+fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
+/// The worker threads, and what tells each to exit.
+struct WorkerThreads {
+    exits: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl WorkerThreads {
+    /// Starts one thread per worker runtime (`langur-worker-<id>`), each driving its runtime
+    /// until it is told to exit (or what tells it is dropped).
+    fn start(runtimes: Vec<tokio::runtime::Runtime>) -> std::io::Result<WorkerThreads> {
+        let mut workers = WorkerThreads {
+            exits: Vec::new(),
+            threads: Vec::new(),
+        };
+        for (id, rt) in runtimes.into_iter().enumerate() {
+            let (exit, exit_rx) = tokio::sync::oneshot::channel::<()>();
+            workers.exits.push(exit);
+            workers.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("langur-worker-{id}"))
+                    .spawn(move || {
+                        crate::worker::set_worker_id(id);
+                        // Accept loops are spawned onto this runtime (at start and by reloads);
+                        // it runs them until the main thread says the drain is over.
+                        rt.block_on(async move {
+                            let _ = exit_rx.await;
+                        });
+                    })?,
+            );
+        }
+        Ok(workers)
+    }
+
+    /// Tells every worker the drain is over, then waits for their threads to end.
+    fn stop(self) {
+        for e in self.exits {
+            let _ = e.send(());
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The threaded server's shutdown: stops accepting and waits for the requests in flight (up
+/// to `shutdown_timeout`), then stops the admin listener, which outlives the drain so
+/// `/healthz` can say 503 meanwhile.
+async fn drain(shared: &Arc<Shared>, shutdown: &watch::Sender<bool>) {
+    let tasks = begin_shutdown(shared, shutdown);
+    let limit = shared.runtime.load().limits.shutdown_timeout;
+    if tokio::time::timeout(limit, join_all(tasks)).await.is_err() {
+        tracing::warn!("shutdown timeout reached; exiting with requests still in flight");
+    }
+    let admin = lock(&shared.listeners)
+        .as_mut()
+        .map(|l| l.stop_admin())
+        .unwrap_or_default();
+    for t in admin {
+        t.abort();
+    }
+}
+
+mod accept;
 mod listeners;
 mod reload;
 mod runtime;
 
+use accept::accept_loop;
 pub use listeners::bind;
 use listeners::{wanted, Bound, Kind, Listeners, Slots};
 pub use reload::reload;

@@ -20,25 +20,66 @@ pub fn reload(shared: &Arc<Shared>) -> anyhow::Result<String> {
         tracing::error!(file = %path.display(), "reload refused, still serving the previous config:\n{msg}");
         anyhow::anyhow!(msg)
     };
-    let mut config = crate::config::load(path).map_err(|e| refuse(e.to_string()))?;
+    let Checked {
+        config,
+        instance,
+        old,
+        new,
+    } = check(shared, path).map_err(refuse)?;
+    // Nothing has changed yet if a bind fails.
+    let mut guard = lock(&shared.listeners);
+    let plan = match guard.as_mut() {
+        Some(ls) => {
+            let admin = shared.overrides.admin_enabled();
+            plan_listeners(ls, &config, admin).map_err(|e| refuse(format!("{e:#}")))?
+        }
+        None => Plan::default(),
+    };
+    // Everything can be applied now.
+    let kept = servers_kept(&new, &old);
+    swap(shared, &config, &new, instance);
+    let changes = match guard.as_mut() {
+        Some(ls) => apply_listeners(ls, shared, plan, new.limits.max_connections),
+        None => Vec::new(),
+    };
+    drop(guard);
+    *lock(&shared.current) = config;
+    let summary = summary(&new, &old, kept, &changes);
+    tracing::info!(file = %path.display(), "config reloaded: {summary}");
+    Ok(summary)
+}
+
+/// A new config that passed every check, and the snapshot built from it.
+struct Checked {
+    config: Config,
+    instance: Arc<str>,
+    /// The snapshot served until now.
+    old: Arc<Runtime>,
+    new: Arc<Runtime>,
+}
+
+/// Reads `path`, applies the overrides and checks what a reload cannot change (`workers`) or
+/// must not open (an exposed admin listener), then builds the new snapshot, carrying state
+/// over from the current one. `Err`: why the reload is refused.
+fn check(shared: &Shared, path: &std::path::Path) -> Result<Checked, String> {
+    let mut config = crate::config::load(path).map_err(|e| e.to_string())?;
     shared
         .overrides
         .apply(&mut config)
-        .map_err(|e| refuse(format!("{e:#}")))?;
+        .map_err(|e| format!("{e:#}"))?;
     let previous = lock(&shared.current).clone();
     if config.server.workers != previous.server.workers {
         let word = |w: Option<usize>| w.map_or("one per core".to_string(), |n| n.to_string());
-        return Err(refuse(format!(
+        return Err(format!(
             "{}: `workers` changed (from {} to {}): worker threads are started once, so this needs a restart",
             path.display(),
             word(previous.server.workers),
             word(config.server.workers)
-        )));
+        ));
     }
-    let admin = shared.overrides.admin_enabled();
-    if admin {
+    if shared.overrides.admin_enabled() {
         crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())
-            .map_err(|e| refuse(format!("{e:#}")))?;
+            .map_err(|e| format!("{e:#}"))?;
     }
     let instance = match (&config.server.name, &previous.server.name) {
         (Some(n), _) => Arc::from(n.as_str()),
@@ -46,46 +87,56 @@ pub fn reload(shared: &Arc<Shared>) -> anyhow::Result<String> {
         (None, None) => shared.instance(),
     };
     let old = shared.runtime.load_full();
-    let new = Arc::new(
-        build_runtime_from(
-            &config,
-            &instance,
-            shared.workers,
-            &shared.events,
-            Some(&old),
-        )
-        .map_err(|e| refuse(format!("{e:#}")))?,
-    );
+    let new = build_runtime_from(
+        &config,
+        &instance,
+        shared.workers,
+        &shared.events,
+        Some(&old),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    Ok(Checked {
+        config,
+        instance,
+        old,
+        new: Arc::new(new),
+    })
+}
 
-    // Listeners: match the wanted ones with the open ones (same kind, same configured
-    // address), bind what is new; nothing has changed yet if a bind fails.
-    let mut guard = lock(&shared.listeners);
-    let mut opened: Vec<Bound> = Vec::new();
-    let mut removed: Vec<usize> = Vec::new();
-    if let Some(ls) = guard.as_mut() {
-        let mut unmatched: Vec<bool> = vec![true; ls.open.len()];
-        let mut fresh = Vec::new();
-        for (kind, addr) in wanted(&config, admin) {
-            match (0..ls.open.len())
-                .find(|&i| unmatched[i] && ls.open[i].kind == kind && ls.open[i].configured == addr)
-            {
-                Some(i) => unmatched[i] = false,
-                None => fresh.push((kind, addr)),
-            }
-        }
-        removed = (0..ls.open.len()).filter(|&i| unmatched[i]).collect();
-        let ours: Vec<SocketAddr> = ls.open.iter().map(|o| o.bound).collect();
-        for (kind, addr) in fresh {
-            match ls.bind(kind, addr, config.server.reuse_port, &ours) {
-                Ok(b) => opened.push(b),
-                Err(e) => return Err(refuse(format!("{e:#}"))),
-            }
+/// How the listeners change: the new ones, bound already, and the open ones to remove (their
+/// indices in `open`, ascending).
+#[derive(Default)]
+struct Plan {
+    opened: Vec<Bound>,
+    removed: Vec<usize>,
+}
+
+/// Matches the listeners `config` wants with the open ones (same kind, same configured
+/// address) and binds the ones that are new. An error if one cannot be bound; nothing is
+/// served or closed here.
+fn plan_listeners(ls: &Listeners, config: &Config, admin: bool) -> anyhow::Result<Plan> {
+    let mut unmatched: Vec<bool> = vec![true; ls.open.len()];
+    let mut fresh = Vec::new();
+    for (kind, addr) in wanted(config, admin) {
+        match (0..ls.open.len())
+            .find(|&i| unmatched[i] && ls.open[i].kind == kind && ls.open[i].configured == addr)
+        {
+            Some(i) => unmatched[i] = false,
+            None => fresh.push((kind, addr)),
         }
     }
+    let removed = (0..ls.open.len()).filter(|&i| unmatched[i]).collect();
+    let ours: Vec<SocketAddr> = ls.open.iter().map(|o| o.bound).collect();
+    let mut opened = Vec::new();
+    for (kind, addr) in fresh {
+        opened.push(ls.bind(kind, addr, config.server.reuse_port, &ours)?);
+    }
+    Ok(Plan { opened, removed })
+}
 
-    // Everything can be applied now.
-    let kept: usize = new
-        .pools
+/// Servers of `new` that were in `old` too (same pool, same address): they keep their state.
+fn servers_kept(new: &Runtime, old: &Runtime) -> usize {
+    new.pools
         .iter()
         .filter_map(|p| old.pools.iter().find(|o| o.name == p.name).map(|o| (p, o)))
         .map(|(p, o)| {
@@ -94,7 +145,12 @@ pub fn reload(shared: &Arc<Shared>) -> anyhow::Result<String> {
                 .filter(|s| o.servers.iter().any(|x| x.addr == s.addr))
                 .count()
         })
-        .sum();
+        .sum()
+}
+
+/// Swaps in the new snapshot, its health checkers (the old ones stop), the admin API's access
+/// rules and the instance name.
+fn swap(shared: &Shared, config: &Config, new: &Arc<Runtime>, instance: Arc<str>) {
     shared.runtime.store(new.clone());
     {
         let mut checkers = lock(&shared.checkers);
@@ -107,28 +163,41 @@ pub fn reload(shared: &Arc<Shared>) -> anyhow::Result<String> {
         .admin
         .store(Arc::new(crate::admin::Access::from_config(&config.admin)));
     *lock(&shared.instance) = instance;
+}
+
+/// Removes the listeners the plan drops (they stop accepting and drain), applies
+/// `max_connections`, and serves the new ones. Returns the changes as `-kind address` and
+/// `+kind address`, in that order.
+fn apply_listeners(
+    ls: &mut Listeners,
+    shared: &Arc<Shared>,
+    plan: Plan,
+    max_connections: usize,
+) -> Vec<String> {
     let mut changes = Vec::new();
-    if let Some(ls) = guard.as_mut() {
-        for i in removed.into_iter().rev() {
-            let o = ls.remove(i);
-            tracing::info!(kind = o.kind.word(), address = %o.bound, "listener closed by reload; its connections finish first");
-            changes.push(format!("-{} {}", o.kind.word(), o.bound));
-            ls.draining.extend(o.tasks);
-        }
-        ls.set_max_connections(new.limits.max_connections);
-        for b in opened {
-            let kind = b.kind;
-            match ls.serve(shared, b) {
-                Ok(at) => {
-                    tracing::info!(kind = kind.word(), address = %at, "listener opened by reload");
-                    changes.push(format!("+{} {at}", kind.word()));
-                }
-                Err(e) => tracing::error!(error = %e, "a listener added by the reload failed"),
+    for i in plan.removed.into_iter().rev() {
+        let o = ls.remove(i);
+        tracing::info!(kind = o.kind.word(), address = %o.bound, "listener closed by reload; its connections finish first");
+        changes.push(format!("-{} {}", o.kind.word(), o.bound));
+        ls.draining.extend(o.tasks);
+    }
+    ls.set_max_connections(max_connections);
+    for b in plan.opened {
+        let kind = b.kind;
+        match ls.serve(shared, b) {
+            Ok(at) => {
+                tracing::info!(kind = kind.word(), address = %at, "listener opened by reload");
+                changes.push(format!("+{} {at}", kind.word()));
             }
+            Err(e) => tracing::error!(error = %e, "a listener added by the reload failed"),
         }
     }
-    drop(guard);
-    *lock(&shared.current) = config;
+    changes
+}
+
+/// The reload's one-line report: routes, pools, servers that kept their state, whether the
+/// cache was kept, and the listeners that changed.
+fn summary(new: &Runtime, old: &Runtime, kept: usize, changes: &[String]) -> String {
     let mut summary = format!(
         "{} routes, {} pools; {kept} servers kept their state; cache {}",
         new.routes.len(),
@@ -143,6 +212,5 @@ pub fn reload(shared: &Arc<Shared>) -> anyhow::Result<String> {
         summary.push_str("; listeners: ");
         summary.push_str(&changes.join(", "));
     }
-    tracing::info!(file = %path.display(), "config reloaded: {summary}");
-    Ok(summary)
+    summary
 }

@@ -1,0 +1,177 @@
+//! One worker's accept loop for one listener: new connections under `max_connections`, parked
+//! ones handed back to a task when their client sends again, and the drain of a listener a
+//! reload removed.
+
+use super::*;
+use crate::conn::{Ctx, Parked};
+use crate::park::Lot;
+use std::pin::Pin;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
+
+/// Accepts the connections of one worker's socket until shutdown, or until `stop` (a reload
+/// removed the listener): then no new connections are taken, idle ones are closed, and busy
+/// ones are closed once idle, within `shutdown_timeout`.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+    tls: bool,
+    // `max_connections` of this socket.
+    slots: Arc<Slots>,
+) {
+    let active = Arc::new(crate::conn::Active::default());
+    let (ticks, clock) = crate::conn::park_clock();
+    let mut conns = Conns::new();
+    let ctx = Ctx {
+        shared: shared.live.clone(),
+        active: active.clone(),
+        ticks,
+        lot: conns.lot.clone(),
+    };
+    let removed = loop {
+        // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
+        let permit = tokio::select! {
+            p = slots.sem.clone().acquire_owned() => match p {
+                Ok(p) => match slots.pay(p) {
+                    Some(p) => p,
+                    None => continue, // the limit was lowered
+                },
+                Err(_) => break false,
+            },
+            Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => continue,
+            back = unparked(&conns.lot, conns.lot_timer.as_mut()) => {
+                conns.resume(back, &ctx);
+                continue;
+            }
+            _ = shutdown.changed() => break false,
+            _ = stop.changed() => break true,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => conns.start(stream, peer, permit, tls, &ctx),
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => {}
+            back = unparked(&conns.lot, conns.lot_timer.as_mut()) => conns.resume(back, &ctx),
+            // The limit changed: the permit held for the next accept may be owed.
+            _ = slots.changed.notified() => {
+                let _ = slots.pay(permit);
+            }
+            _ = shutdown.changed() => break false,
+            _ = stop.changed() => break true,
+        }
+    };
+    drop(listener);
+    if removed && !*shutdown.borrow() {
+        let limit = shared.runtime.load().limits.shutdown_timeout;
+        conns.close_when_idle(&ctx, &mut shutdown, limit).await;
+    }
+    // Idle connections close now; the ones in an exchange finish it first.
+    drop(ctx);
+    conns.lot.close_all();
+    if *shutdown.borrow() {
+        shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    clock.abort();
+    active.drained().await;
+}
+
+/// One listener's connections on one worker.
+struct Conns {
+    /// Their tasks: when the accept loop ends (or is aborted at the shutdown timeout), they end
+    /// with it.
+    tasks: JoinSet<()>,
+    /// Idle keep-alive connections, and the one timer that closes them (see `park.rs`).
+    lot: Lot,
+    lot_timer: Pin<Box<Sleep>>,
+}
+
+impl Conns {
+    fn new() -> Conns {
+        Conns {
+            tasks: JoinSet::new(),
+            lot: Lot::new(),
+            lot_timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+        }
+    }
+
+    /// Serves a connection just accepted, holding its `max_connections` permit: a TLS one in
+    /// a task of its own until it closes, a plain one from the lane (see `conn.rs`).
+    fn start(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        tls: bool,
+        ctx: &Ctx,
+    ) {
+        let _ = stream.set_nodelay(true);
+        if tls {
+            let (live, active, ticks) = (ctx.shared.clone(), ctx.active.clone(), ctx.ticks.clone());
+            self.tasks.spawn(async move {
+                crate::conn::serve_tls(stream, peer, live, active, ticks).await;
+                drop(permit);
+            });
+        } else {
+            let conn = Parked {
+                stream,
+                peer,
+                permit: Some(permit),
+            };
+            self.tasks
+                .spawn(crate::conn::serve(conn, ctx.clone(), true));
+        }
+    }
+
+    /// Serves a parked connection whose client sent again.
+    fn resume(&mut self, back: Parked, ctx: &Ctx) {
+        self.tasks
+            .spawn(crate::conn::serve(back, ctx.clone(), false));
+    }
+
+    /// After a reload removed the listener (its port is released already): requests on open
+    /// connections are answered, and a connection is closed as soon as it is idle (the lot is
+    /// emptied every 100 ms), until none is left, the worker shuts down, or `limit`
+    /// (`shutdown_timeout`) passes, which aborts the rest.
+    async fn close_when_idle(
+        &mut self,
+        ctx: &Ctx,
+        shutdown: &mut watch::Receiver<bool>,
+        limit: Duration,
+    ) {
+        self.lot.close_all();
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !(self.tasks.is_empty() && self.lot.is_empty()) {
+            tokio::select! {
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                back = unparked(&self.lot, self.lot_timer.as_mut()) => self.resume(back, ctx),
+                _ = tick.tick() => self.lot.close_all(),
+                _ = shutdown.changed() => break,
+                _ = &mut deadline => {
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The next parked connection whose client sent something; meanwhile, the lot's `timer`
+/// closes the ones whose `keepalive_timeout` ran out (see [`Lot::poll_next`]).
+fn unparked<'a>(
+    lot: &'a Lot,
+    mut timer: Pin<&'a mut Sleep>,
+) -> impl std::future::Future<Output = Parked> + 'a {
+    std::future::poll_fn(move |cx| lot.poll_next(cx, timer.as_mut()))
+}
