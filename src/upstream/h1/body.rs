@@ -114,116 +114,166 @@ impl http_body::Body for Body {
     }
 }
 
+/// What the buffered bytes gave a body being read, for [`Body::poll_next`].
+enum Step {
+    /// A frame, the end of the body, or a break: handed out as it is.
+    Out(Option<io::Result<Frame<Bytes>>>),
+    /// The state moved on without output: look at the buffer again.
+    Again,
+    /// The buffer holds nothing more to serve: read from the server.
+    Fill,
+}
+
 impl Body {
     pub(super) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
-        let this = self;
         loop {
-            let Some(conn) = this.conn.as_mut() else {
+            let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             if conn.sending {
                 // The rest of the request goes out as the response comes in.
-                match conn.poll_upload(cx) {
-                    Poll::Ready(Ok(())) => conn.sending = false,
-                    Poll::Ready(Err(Upstream::Client(_))) => {
-                        conn.stop_sending();
-                        return Poll::Ready(Some(Err(io::Error::other(
-                            "the client's body failed while the response streamed",
-                        ))));
-                    }
-                    Poll::Ready(Err(Upstream::Io(e))) => {
-                        tracing::debug!(error = %e, "request body write failed");
-                        conn.stop_sending();
-                    }
-                    Poll::Pending => {}
+                if let Err(e) = conn.upload_beside_body(cx) {
+                    return Poll::Ready(Some(Err(e)));
                 }
             }
-            // Serve what the buffer holds; the arms that fall through need more bytes.
-            match &mut this.state {
-                State::Done | State::Switched => return Poll::Ready(None),
-                State::Length(left) => {
-                    if !conn.buf.is_empty() {
-                        let data = Body::take(conn, *left);
-                        *left -= data.len() as u64;
-                        if *left == 0 {
-                            this.state = State::Done;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                State::Close => {
-                    if !conn.buf.is_empty() {
-                        let data = conn.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                State::Chunked(chunk) => match chunk {
-                    Chunk::Size => match httparse::parse_chunk_size(&conn.buf) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            conn.buf.advance(used);
-                            *chunk = if size == 0 {
-                                Chunk::Trailers
-                            } else {
-                                Chunk::Data(size)
-                            };
-                            continue;
-                        }
-                        Ok(httparse::Status::Partial) if conn.buf.len() < MAX_CHUNK_LINE => {}
-                        _ => return Poll::Ready(Some(Err(invalid("bad chunk size line")))),
-                    },
-                    Chunk::Data(left) => {
-                        if !conn.buf.is_empty() {
-                            let data = Body::take(conn, *left);
-                            *left -= data.len() as u64;
-                            if *left == 0 {
-                                *chunk = Chunk::DataEnd;
-                            }
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                    }
-                    Chunk::DataEnd => {
-                        if conn.buf.len() < 2 {
-                        } else if &conn.buf[..2] == b"\r\n" {
-                            conn.buf.advance(2);
-                            *chunk = Chunk::Size;
-                            continue;
-                        } else {
-                            return Poll::Ready(Some(Err(invalid("chunk not followed by CRLF"))));
-                        }
-                    }
-                    Chunk::Trailers => match trailers(&mut conn.buf, &mut conn.partial_at) {
-                        Ok(Some(t)) => {
-                            this.state = State::Done;
-                            if t.is_empty() {
-                                return Poll::Ready(None);
-                            }
-                            return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                        }
-                        Ok(None) => {}
-                        Err(e) => return Poll::Ready(Some(Err(e))),
-                    },
-                },
+            // Serve what the buffer holds; the states that fall through need more bytes.
+            match self.state.serve(conn) {
+                Step::Out(out) => return Poll::Ready(out),
+                Step::Again => continue,
+                Step::Fill => {}
             }
-            match conn.poll_fill(cx, true) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => {
-                    if this.state == State::Close {
-                        this.state = State::Done;
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the server closed the connection mid-body",
-                    ))));
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+            match ready!(conn.poll_fill(cx, true)) {
+                Ok(0) => return Poll::Ready(self.state.closed()),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(e))),
             }
         }
     }
+}
+
+impl Conn {
+    /// One turn of the rest of the request going out while the response body is read. `Err`
+    /// is the client's body failing (the response cannot be finished either); a failed write
+    /// only stops the sending, as the server may still answer in full.
+    #[inline]
+    fn upload_beside_body(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.poll_upload(cx) {
+            Poll::Ready(Ok(())) => self.sending = false,
+            Poll::Ready(Err(Upstream::Client(_))) => {
+                self.stop_sending();
+                return Err(io::Error::other(
+                    "the client's body failed while the response streamed",
+                ));
+            }
+            Poll::Ready(Err(Upstream::Io(e))) => {
+                tracing::debug!(error = %e, "request body write failed");
+                self.stop_sending();
+            }
+            Poll::Pending => {}
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// The next frame the buffered bytes make in this state (RFC 9112 6.3 for the length
+    /// kinds, 7.1 for chunks and trailers), or whether more bytes are needed.
+    #[inline]
+    fn serve(&mut self, conn: &mut Conn) -> Step {
+        match self {
+            State::Done | State::Switched => Step::Out(None),
+            State::Length(left) => match counted(conn, left) {
+                Some(data) => {
+                    if *left == 0 {
+                        *self = State::Done;
+                    }
+                    Step::Out(Some(Ok(Frame::data(data))))
+                }
+                None => Step::Fill,
+            },
+            State::Close if conn.buf.is_empty() => Step::Fill,
+            State::Close => Step::Out(Some(Ok(Frame::data(conn.buf.split().freeze())))),
+            State::Chunked(Chunk::Trailers) => {
+                match trailers(&mut conn.buf, &mut conn.partial_at) {
+                    Ok(Some(t)) => {
+                        *self = State::Done;
+                        Step::Out((!t.is_empty()).then(|| Ok(Frame::trailers(t))))
+                    }
+                    Ok(None) => Step::Fill,
+                    Err(e) => Step::Out(Some(Err(e))),
+                }
+            }
+            State::Chunked(chunk) => chunk.serve(conn),
+        }
+    }
+
+    /// The server closed the connection: the end of a body delimited by the close, else a
+    /// body cut short.
+    fn closed(&mut self) -> Option<io::Result<Frame<Bytes>>> {
+        if *self == State::Close {
+            *self = State::Done;
+            return None;
+        }
+        Some(Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection mid-body",
+        )))
+    }
+}
+
+impl Chunk {
+    /// A chunk-size line, a chunk's data or the CRLF after it, out of the buffered bytes
+    /// (RFC 9112 7.1); the trailer section is [`State::serve`]'s, as it ends the body.
+    #[inline]
+    fn serve(&mut self, conn: &mut Conn) -> Step {
+        match self {
+            Chunk::Size => match httparse::parse_chunk_size(&conn.buf) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    conn.buf.advance(used);
+                    *self = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                    Step::Again
+                }
+                Ok(httparse::Status::Partial) if conn.buf.len() < MAX_CHUNK_LINE => Step::Fill,
+                _ => Step::Out(Some(Err(invalid("bad chunk size line")))),
+            },
+            Chunk::Data(left) => match counted(conn, left) {
+                Some(data) => {
+                    if *left == 0 {
+                        *self = Chunk::DataEnd;
+                    }
+                    Step::Out(Some(Ok(Frame::data(data))))
+                }
+                None => Step::Fill,
+            },
+            Chunk::DataEnd if conn.buf.len() < 2 => Step::Fill,
+            Chunk::DataEnd if &conn.buf[..2] == b"\r\n" => {
+                conn.buf.advance(2);
+                *self = Chunk::Size;
+                Step::Again
+            }
+            Chunk::DataEnd => Step::Out(Some(Err(invalid("chunk not followed by CRLF")))),
+            // Served by `State::serve`.
+            Chunk::Trailers => Step::Fill,
+        }
+    }
+}
+
+/// Up to `left` of the buffered bytes, counted off `left`; `None` when nothing is buffered.
+#[inline]
+fn counted(conn: &mut Conn, left: &mut u64) -> Option<Bytes> {
+    if conn.buf.is_empty() {
+        return None;
+    }
+    let data = Body::take(conn, *left);
+    *left -= data.len() as u64;
+    Some(data)
 }
 
 /// A complete trailer section at the front of `buf`, taken out of it.

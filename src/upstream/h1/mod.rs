@@ -98,6 +98,23 @@ pub enum SendError {
     Failed(io::Error),
 }
 
+/// Why waiting for a response head ended without one, for [`Conn::send`].
+enum Unanswered {
+    /// Nothing of the request was written: it goes back whole.
+    Unsent(io::Error),
+    Failed(SendError),
+}
+
+/// What [`Conn::send`] keeps while it waits for the response head.
+struct Waiting {
+    /// The request body was read from before the first write.
+    touched: bool,
+    /// Some of a response arrived.
+    got_any: bool,
+    /// A success held back one turn while the body that waited for a 100 starts to go.
+    early: Option<Head>,
+}
+
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Out {
@@ -251,127 +268,155 @@ impl Conn {
         let framing = self.encode_head(&req);
         let expect = framing != Out::None && expects_continue(req.headers());
         let (parts, mut body) = req.into_parts();
-        macro_rules! keep {
-            ($e:expr) => {{
-                *kept = Some(parts);
-                Err($e)
-            }};
-        }
-        // Whatever of the body is ready now goes with the head, in one write.
-        let mut ended = framing == Out::None;
-        let mut touched = false;
         let mut up = Upload {
             framing,
             pieces: std::collections::VecDeque::new(),
             ended: false,
         };
+        let mut touched = false;
         // With `Expect: 100-continue` the body is not even looked at before the server answers:
         // asking the client's body for data is what makes hyper send the client its 100.
         if expect {
             self.expect = Some(Box::pin(tokio::time::sleep(EXPECT_WAIT)));
-        }
-        while !ended && !expect && self.out.len() < FIRST_WRITE {
-            let mut cx = noop_context();
-            match Pin::new(&mut body).poll_frame(&mut cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    touched = true;
-                    if let Err(e) = up.encode(frame, Some(&mut self.out)) {
-                        return keep!(SendError::Failed(e));
-                    }
-                    ended = up.ended;
+        } else if framing != Out::None {
+            // Whatever of the body is ready now goes with the head, in one write.
+            match self.first_write(&mut up, &mut body) {
+                Ok(polled) => touched = polled,
+                Err(e) => {
+                    *kept = Some(parts);
+                    return Err(e);
                 }
-                Poll::Ready(None) => {
-                    touched = true;
-                    ended = true;
-                    if let Err(e) = up.end(None, Some(&mut self.out)) {
-                        return keep!(SendError::Failed(e));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => return keep!(client_error(e)),
-                Poll::Pending => break,
             }
         }
         self.out_pos = 0;
         self.partial_at = 0;
         self.sending = true;
         let mut body = Some(body);
-        if !ended {
+        if framing != Out::None && !up.ended {
             self.upload = Some((up, body.take().expect("not taken yet")));
         }
-        let mut got_any = false;
-        // `Err(Err(e))`: nothing was written, the request goes back (rebuilt below).
-        // A success that comes while the body waits for a 100 (see below), held back one turn.
-        let mut early: Option<Head> = None;
-        let head = std::future::poll_fn(|cx| {
-            if let Some(head) = early.take() {
-                return Poll::Ready(Ok(head));
+        let mut wait = Waiting {
+            touched,
+            got_any: false,
+            early: None,
+        };
+        let head = std::future::poll_fn(|cx| self.poll_answer(cx, &mut wait)).await;
+        let failed = match head {
+            Ok(head) => match self.respond(head, head_only) {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            },
+            Err(Unanswered::Unsent(e)) => return Err(self.unsent(parts, body, e)),
+            Err(Unanswered::Failed(e)) => e,
+        };
+        *kept = Some(parts);
+        Err(failed)
+    }
+
+    /// Copies into `out`, after the head, whatever of the request body is ready now (up to
+    /// about [`FIRST_WRITE`] bytes), so that it goes out in the head's write. Returns whether
+    /// the body was read from (then the request can no longer go elsewhere whole); an error
+    /// is a body that broke its framing (`Failed`) or failed on the client's side.
+    fn first_write(&mut self, up: &mut Upload, body: &mut UpBody) -> Result<bool, SendError> {
+        let mut touched = false;
+        let mut cx = noop_context();
+        while !up.ended && self.out.len() < FIRST_WRITE {
+            match Pin::new(&mut *body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    touched = true;
+                    up.encode(frame, Some(&mut self.out))
+                        .map_err(SendError::Failed)?;
+                }
+                Poll::Ready(None) => {
+                    touched = true;
+                    up.end(None, Some(&mut self.out))
+                        .map_err(SendError::Failed)?;
+                }
+                Poll::Ready(Some(Err(e))) => return Err(client_error(e)),
+                Poll::Pending => break,
             }
-            loop {
-                if self.sending {
-                    match self.poll_upload(cx) {
-                        Poll::Ready(Ok(())) => self.sending = false,
-                        Poll::Ready(Err(Upstream::Client(kind))) => {
-                            return Poll::Ready(Err(Ok(SendError::Client(kind))))
-                        }
-                        Poll::Ready(Err(Upstream::Io(e))) if !self.wrote && !touched => {
-                            return Poll::Ready(Err(Err(e)));
-                        }
-                        Poll::Ready(Err(Upstream::Io(e))) => {
-                            // Maybe the server answered before it closed: read what it said.
-                            tracing::debug!(error = %e, "request write failed");
-                            self.stop_sending();
-                        }
-                        Poll::Pending => {}
-                    }
-                }
-                if early.is_some() {
-                    // The client's body was just asked for: one turn of the client's
-                    // connection lets hyper send its 100 before this head goes out.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                let head = match self.poll_head(cx, &mut got_any) {
-                    Poll::Ready(Ok(head)) => head,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Ok(e))),
-                    Poll::Pending => return Poll::Pending,
-                };
-                if self.expect.is_some() && head.status.is_success() && self.sending {
-                    // A success before the server asked for the body: it answered early and
-                    // means to read it (a streaming server; RFC 9110 10.1.1 lets it), as curl
-                    // reads it too. The body goes now.
-                    self.expect = None;
-                    early = Some(head);
-                    continue;
-                }
-                return Poll::Ready(Ok(head));
-            }
-        })
-        .await;
-        match head {
-            Ok(head) => {
-                if self.expect.take().is_some() {
-                    // A refusal (or a redirect) before the server asked for the body: the body
-                    // is never sent (the client never got a 100 either), and the connection,
-                    // whose server may still wait for it, is not reused.
-                    self.stop_sending();
-                }
-                match self.respond(head, head_only) {
-                    Ok(resp) => Ok(resp),
-                    Err(e) => keep!(e),
-                }
-            }
-            Err(Err(e)) => {
-                let body = match (body, self.upload.take()) {
-                    (Some(b), _) | (None, Some((_, b))) => b,
-                    (None, None) => UpBody::Empty,
-                };
-                Err(SendError::Unsent(
-                    Box::new(Request::from_parts(parts, body)),
-                    e,
-                ))
-            }
-            Err(Ok(e)) => keep!(e),
         }
+        Ok(touched)
+    }
+
+    /// Drives the request out while it waits for the final response head, which it returns.
+    /// A success that comes while the body waits for a 100 is held back one turn (see below).
+    fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+        wait: &mut Waiting,
+    ) -> Poll<Result<Head, Unanswered>> {
+        if let Some(head) = wait.early.take() {
+            return Poll::Ready(Ok(head));
+        }
+        loop {
+            if self.sending {
+                self.upload_before_head(cx, wait.touched)?;
+            }
+            if wait.early.is_some() {
+                // The client's body was just asked for: one turn of the client's
+                // connection lets hyper send its 100 before this head goes out.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let head = match self.poll_head(cx, &mut wait.got_any) {
+                Poll::Ready(Ok(head)) => head,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Unanswered::Failed(e))),
+                Poll::Pending => return Poll::Pending,
+            };
+            if self.expect.is_some() && head.status.is_success() && self.sending {
+                // A success before the server asked for the body: it answered early and
+                // means to read it (a streaming server; RFC 9110 10.1.1 lets it), as curl
+                // reads it too. The body goes now.
+                self.expect = None;
+                wait.early = Some(head);
+                continue;
+            }
+            return Poll::Ready(Ok(head));
+        }
+    }
+
+    /// One turn of the request going out before the response head came: `Err` ends the wait
+    /// (the client's body failed, or the write failed with nothing of the request written,
+    /// which `touched` says of the body). A write that fails after that stops the sending
+    /// only: the server may have answered before it closed.
+    #[inline]
+    fn upload_before_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        touched: bool,
+    ) -> Result<(), Unanswered> {
+        match self.poll_upload(cx) {
+            Poll::Ready(Ok(())) => self.sending = false,
+            Poll::Ready(Err(Upstream::Client(kind))) => {
+                return Err(Unanswered::Failed(SendError::Client(kind)))
+            }
+            Poll::Ready(Err(Upstream::Io(e))) if !self.wrote && !touched => {
+                return Err(Unanswered::Unsent(e));
+            }
+            Poll::Ready(Err(Upstream::Io(e))) => {
+                // Maybe the server answered before it closed: read what it said.
+                tracing::debug!(error = %e, "request write failed");
+                self.stop_sending();
+            }
+            Poll::Pending => {}
+        }
+        Ok(())
+    }
+
+    /// The request rebuilt from its head and its body (kept aside, or still in `upload`),
+    /// since nothing of it was written: it may go elsewhere.
+    fn unsent(
+        &mut self,
+        parts: http::request::Parts,
+        body: Option<UpBody>,
+        e: io::Error,
+    ) -> SendError {
+        let body = match (body, self.upload.take()) {
+            (Some(b), _) | (None, Some((_, b))) => b,
+            (None, None) => UpBody::Empty,
+        };
+        SendError::Unsent(Box::new(Request::from_parts(parts, body)), e)
     }
 
     /// The request is no longer sent (the server failed it or answered early): the
@@ -602,11 +647,20 @@ impl Conn {
         }))
     }
 
+    /// The response to a final head: its framing judged (ambiguous framing is an error, RFC
+    /// 9112 6.1 and 6.3), how its body ends, and whether the connection may carry another
+    /// exchange afterwards.
     fn respond(
         mut self: Box<Self>,
         head: Head,
         head_only: bool,
     ) -> Result<Response<Body>, SendError> {
+        if self.expect.take().is_some() {
+            // A refusal (or a redirect) before the server asked for the body: the body
+            // is never sent (the client never got a 100 either), and the connection,
+            // whose server may still wait for it, is not reused.
+            self.stop_sending();
+        }
         let f = &head.framing;
         // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
         if head.version == Version::HTTP_10 && f.codings > 0 {
