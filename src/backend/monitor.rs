@@ -6,7 +6,7 @@ use super::events::Event;
 use super::health::{CheckResult, CheckStatus, Health, Pace, Transition};
 use super::probe::probe;
 use super::Pool;
-use crate::config::{ObserveMode, OnError};
+use crate::config::{ObserveConfig, ObserveMode, OnError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,45 +233,51 @@ pub enum Seen {
 /// Passive observation: counts errors in live traffic and acts at `error_limit`.
 pub fn observe(pool: &Pool, idx: usize, seen: Seen) {
     let server = &pool.servers[idx];
+    count(server, seen);
+    let Some(obs) = pool.observe else { return };
+    let Some(result) = passive_failure(seen, &obs) else {
+        server.passive_ok();
+        return;
+    };
+    if !server.passive_error(obs.error_limit) {
+        return;
+    }
+    act(pool, idx, obs.on_error, result);
+}
+
+/// The server's counters of what live traffic showed: responses by status class (1xx..5xx),
+/// errors.
+fn count(server: &super::Server, seen: Seen) {
     match seen {
         Seen::Status(c) => {
             let class = usize::from(c / 100).clamp(1, 5) - 1;
-            server.responses[class].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            server.responses[class].fetch_add(1, Ordering::Relaxed);
         }
         Seen::BadResponse | Seen::L4Error => {
-            server
-                .errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            server.errors.fetch_add(1, Ordering::Relaxed);
         }
         Seen::Ok => {}
     }
-    let Some(obs) = pool.observe else { return };
+}
+
+/// Whether what live traffic showed is an error under the observation `mode`, as the failed
+/// check it stands for: a connection error always; an invalid response as a reset at layer 4,
+/// as `L7RSP` at layer 7; a 5xx only at layer 7 (`L7STS`). `None`: a success.
+fn passive_failure(seen: Seen, obs: &ObserveConfig) -> Option<CheckResult> {
     let (status, code, detail) = match seen {
-        Seen::Ok => {
-            server.passive_ok();
-            return;
-        }
-        Seen::Status(c) if c < 500 => {
-            server.passive_ok();
-            return;
-        }
+        Seen::Ok => return None,
+        Seen::Status(c) if c < 500 => return None,
         Seen::L4Error => (
             CheckStatus::L4Con,
             None,
             "live traffic: connection errors".to_string(),
         ),
-        Seen::BadResponse | Seen::Status(_) if obs.mode == ObserveMode::Layer4 => {
-            if seen == Seen::BadResponse {
-                (
-                    CheckStatus::L4Con,
-                    None,
-                    "live traffic: connection reset".to_string(),
-                )
-            } else {
-                server.passive_ok();
-                return;
-            }
-        }
+        Seen::Status(_) if obs.mode == ObserveMode::Layer4 => return None,
+        Seen::BadResponse if obs.mode == ObserveMode::Layer4 => (
+            CheckStatus::L4Con,
+            None,
+            "live traffic: connection reset".to_string(),
+        ),
         Seen::BadResponse => (
             CheckStatus::L7Rsp,
             None,
@@ -286,11 +292,14 @@ pub fn observe(pool: &Pool, idx: usize, seen: Seen) {
             ),
         ),
     };
-    if !server.passive_error(obs.error_limit) {
-        return;
-    }
-    let result = CheckResult::new(status, code, detail, Duration::ZERO);
-    match obs.on_error {
+    Some(CheckResult::new(status, code, detail, Duration::ZERO))
+}
+
+/// What `on_error` does once live traffic reached `error_limit`: hurry the next check,
+/// count one failed check, leave one check to take the server down, or take it down now.
+fn act(pool: &Pool, idx: usize, on_error: OnError, result: CheckResult) {
+    let server = &pool.servers[idx];
+    match on_error {
         OnError::Fastinter => {
             server
                 .machine
@@ -324,7 +333,6 @@ pub fn observe(pool: &Pool, idx: usize, seen: Seen) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ObserveConfig;
 
     fn pool_observing(on_error: OnError) -> Pool {
         let mut p = super::super::tests::pool(&[false, false], false);

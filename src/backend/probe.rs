@@ -33,6 +33,35 @@ pub struct Transport<'a> {
 trait CheckIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> CheckIo for T {}
 
+/// How a check ended: HAProxy's status, the HTTP status when one came, and what happened.
+struct Verdict {
+    status: CheckStatus,
+    code: Option<u16>,
+    detail: String,
+}
+
+impl Verdict {
+    fn new(status: CheckStatus, detail: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            code: None,
+            detail: detail.into(),
+        }
+    }
+
+    fn with_code(status: CheckStatus, code: u16, detail: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            code: Some(code),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A step of a check: `Err` is the check decided there (passed or failed), with no step
+/// after it.
+type Step<T> = Result<T, Verdict>;
+
 /// Runs one check against `addr`.
 pub async fn probe(
     addr: SocketAddr,
@@ -42,10 +71,34 @@ pub async fn probe(
 ) -> CheckResult {
     let start = Instant::now();
     let deadline = start + check.timeout;
-    let done =
-        |status, code, detail: String| CheckResult::new(status, code, detail, start.elapsed());
+    let v = match run(addr, check, body_re, how, deadline).await {
+        Ok(v) | Err(v) => v,
+    };
+    CheckResult::new(v.status, v.code, v.detail, start.elapsed())
+}
+
+/// The check's steps: the connection, the transport, then the HTTP exchange of the pool's
+/// protocol.
+async fn run(
+    addr: SocketAddr,
+    check: &CheckConfig,
+    body_re: Option<&regex::Regex>,
+    how: Transport<'_>,
+    deadline: Instant,
+) -> Step<Verdict> {
+    let stream = connect(addr, deadline).await?;
+    let stream = transport(stream, check, how, deadline).await?;
+    if how.h2 {
+        return probe_h2(stream, check, body_re, how, deadline).await;
+    }
+    probe_h1(stream, addr, check, body_re, deadline).await
+}
+
+/// The TCP connection: `L4TOUT` when it does not open in time, `L4CON` when it is refused or
+/// the server cannot be reached, `SOCKERR` for any other failure.
+async fn connect(addr: SocketAddr, deadline: Instant) -> Step<TcpStream> {
     let stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
-        Err(_) => return done(CheckStatus::L4Tout, None, "connect timed out".into()),
+        Err(_) => return Err(Verdict::new(CheckStatus::L4Tout, "connect timed out")),
         Ok(Err(e)) => {
             let status = match e.kind() {
                 Io::ConnectionRefused
@@ -56,92 +109,68 @@ pub async fn probe(
                 | Io::AddrNotAvailable => CheckStatus::L4Con,
                 _ => CheckStatus::SockErr,
             };
-            return done(status, None, e.to_string());
+            return Err(Verdict::new(status, e.to_string()));
         }
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let mut stream: Box<dyn CheckIo> = match how.tls {
-        None if check.kind == CheckKind::Tcp => {
-            return done(CheckStatus::L4Ok, None, "connected".into())
-        }
-        None => Box::new(stream),
+    Ok(stream)
+}
+
+/// The pool's transport over the connection: plain, or the TLS handshake first (`L6TOUT`
+/// when it does not finish in time, `L6RSP` when it fails). A TCP check ends here: `L4OK`
+/// once connected, `L6OK` once the handshake is done.
+async fn transport(
+    stream: TcpStream,
+    check: &CheckConfig,
+    how: Transport<'_>,
+    deadline: Instant,
+) -> Step<Box<dyn CheckIo>> {
+    match how.tls {
+        None if check.kind == CheckKind::Tcp => Err(Verdict::new(CheckStatus::L4Ok, "connected")),
+        None => Ok(Box::new(stream)),
         Some(tls) => match timeout_at(deadline, tls.handshake(how.host, stream)).await {
-            Err(_) => return done(CheckStatus::L6Tout, None, "TLS handshake timed out".into()),
-            Ok(Err(e)) => {
-                return done(
-                    CheckStatus::L6Rsp,
-                    None,
-                    format!("TLS handshake failed: {e}"),
-                )
-            }
+            Err(_) => Err(Verdict::new(CheckStatus::L6Tout, "TLS handshake timed out")),
+            Ok(Err(e)) => Err(Verdict::new(
+                CheckStatus::L6Rsp,
+                format!("TLS handshake failed: {e}"),
+            )),
             Ok(Ok(s)) if check.kind == CheckKind::Tcp => {
                 drop(s);
-                return done(CheckStatus::L6Ok, None, "TLS handshake done".into());
+                Err(Verdict::new(CheckStatus::L6Ok, "TLS handshake done"))
             }
-            Ok(Ok(s)) => Box::new(s),
+            Ok(Ok(s)) => Ok(Box::new(s)),
         },
-    };
-    if how.h2 {
-        return probe_h2(stream, check, body_re, how, deadline, done).await;
     }
+}
+
+/// The HTTP/1.1 check: a GET written by hand, its response head read with `httparse`, then
+/// the status and (with `expect_body`) the body judged.
+async fn probe_h1(
+    mut stream: Box<dyn CheckIo>,
+    addr: SocketAddr,
+    check: &CheckConfig,
+    body_re: Option<&regex::Regex>,
+    deadline: Instant,
+) -> Step<Verdict> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: langur-health-check\r\nConnection: close\r\n\r\n",
         check.path, addr
     );
     match timeout_at(deadline, stream.write_all(request.as_bytes())).await {
         Err(_) => {
-            return done(
+            return Err(Verdict::new(
                 CheckStatus::L7Tout,
-                None,
-                "timed out sending the request".into(),
-            )
+                "timed out sending the request",
+            ))
         }
-        Ok(Err(e)) => return done(CheckStatus::SockErr, None, e.to_string()),
+        Ok(Err(e)) => return Err(Verdict::new(CheckStatus::SockErr, e.to_string())),
         Ok(Ok(())) => {}
     }
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
-    let (code, head_len) = loop {
-        let n = match timeout_at(deadline, stream.read(&mut chunk)).await {
-            Err(_) => {
-                return done(
-                    CheckStatus::L7Tout,
-                    None,
-                    "no complete response in time".into(),
-                )
-            }
-            Ok(Err(e)) => return done(CheckStatus::L7Rsp, None, format!("read failed: {e}")),
-            Ok(Ok(n)) => n,
-        };
-        if n == 0 {
-            return done(
-                CheckStatus::L7Rsp,
-                None,
-                "connection closed before a complete response".into(),
-            );
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => break (resp.code.unwrap_or(0), len),
-            Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
-            Ok(httparse::Status::Partial) => {
-                return done(CheckStatus::L7Rsp, None, "response head too large".into())
-            }
-            Err(e) => {
-                return done(
-                    CheckStatus::L7Rsp,
-                    None,
-                    format!("not an HTTP response ({e})"),
-                )
-            }
-        }
-    };
-    if let Some((status, detail)) = judge_status(code, check) {
-        return done(status, Some(code), detail);
-    }
+    let (code, head_len) = read_head(&mut stream, &mut buf, &mut chunk, deadline).await?;
+    judge_status(code, check)?;
     if let Some(re) = body_re {
         let mut body = buf[head_len..].to_vec();
         while body.len() < BODY_WINDOW && !re.is_match(&String::from_utf8_lossy(&body)) {
@@ -150,31 +179,98 @@ pub async fn probe(
                 _ => break,
             }
         }
-        body.truncate(BODY_WINDOW);
-        if !re.is_match(&String::from_utf8_lossy(&body)) {
-            return done(
+        judge_body(&mut body, re, code)?;
+    }
+    Ok(passed(code))
+}
+
+/// Reads into `buf` until a complete response head: its status code and length. `L7TOUT`
+/// when it does not come in time, `L7RSP` when the connection fails or closes first, the
+/// head passes 64 KiB, or what came is not HTTP.
+async fn read_head(
+    stream: &mut Box<dyn CheckIo>,
+    buf: &mut Vec<u8>,
+    chunk: &mut [u8],
+    deadline: Instant,
+) -> Step<(u16, usize)> {
+    loop {
+        let n = match timeout_at(deadline, stream.read(chunk)).await {
+            Err(_) => {
+                return Err(Verdict::new(
+                    CheckStatus::L7Tout,
+                    "no complete response in time",
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(Verdict::new(
+                    CheckStatus::L7Rsp,
+                    format!("read failed: {e}"),
+                ))
+            }
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            return Err(Verdict::new(
                 CheckStatus::L7Rsp,
-                Some(code),
-                format!("body does not match `{}`", re.as_str()),
-            );
+                "connection closed before a complete response",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => return Ok((resp.code.unwrap_or(0), len)),
+            Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(Verdict::new(CheckStatus::L7Rsp, "response head too large"))
+            }
+            Err(e) => {
+                return Err(Verdict::new(
+                    CheckStatus::L7Rsp,
+                    format!("not an HTTP response ({e})"),
+                ))
+            }
         }
     }
-    done(CheckStatus::L7Ok, Some(code), format!("status {code}"))
 }
 
 /// What a status alone decides: a 404 that drains (`disable_on_404`), or a status not
-/// expected. `None`: the status is fine (the body may still be checked).
-fn judge_status(code: u16, check: &CheckConfig) -> Option<(CheckStatus, String)> {
+/// expected. `Ok`: the status is fine (the body may still be checked).
+fn judge_status(code: u16, check: &CheckConfig) -> Step<()> {
     if code == 404 && check.disable_on_404 {
-        return Some((
+        return Err(Verdict::with_code(
             CheckStatus::L7OkC,
-            "404: alive, not taking new requests".into(),
+            code,
+            "404: alive, not taking new requests",
         ));
     }
     if !check.expect_status.iter().any(|m| m.matches(code)) {
-        return Some((CheckStatus::L7Sts, format!("unexpected status {code}")));
+        return Err(Verdict::with_code(
+            CheckStatus::L7Sts,
+            code,
+            format!("unexpected status {code}"),
+        ));
     }
-    None
+    Ok(())
+}
+
+/// Whether the first [`BODY_WINDOW`] bytes of a body (`seen`, cut to that) match
+/// `expect_body`: `L7RSP` when they do not.
+fn judge_body(seen: &mut Vec<u8>, re: &regex::Regex, code: u16) -> Step<()> {
+    seen.truncate(BODY_WINDOW);
+    if !re.is_match(&String::from_utf8_lossy(seen)) {
+        return Err(Verdict::with_code(
+            CheckStatus::L7Rsp,
+            code,
+            format!("body does not match `{}`", re.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+/// A check that passed with status `code`.
+fn passed(code: u16) -> Verdict {
+    Verdict::with_code(CheckStatus::L7Ok, code, format!("status {code}"))
 }
 
 /// The HTTP check of an HTTP/2 pool: one GET on a fresh HTTP/2 connection.
@@ -184,21 +280,23 @@ async fn probe_h2(
     body_re: Option<&regex::Regex>,
     how: Transport<'_>,
     deadline: Instant,
-    done: impl Fn(CheckStatus, Option<u16>, String) -> CheckResult,
-) -> CheckResult {
-    use http_body_util::BodyExt;
+) -> Step<Verdict> {
     let handshake = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(io));
     let (mut send, conn) = match timeout_at(deadline, handshake).await {
         Err(_) => {
-            return done(
+            return Err(Verdict::new(
                 CheckStatus::L7Tout,
-                None,
-                "no HTTP/2 settings in time".into(),
-            )
+                "no HTTP/2 settings in time",
+            ))
         }
-        Ok(Err(e)) => return done(CheckStatus::L7Rsp, None, format!("not HTTP/2 ({e})")),
+        Ok(Err(e)) => {
+            return Err(Verdict::new(
+                CheckStatus::L7Rsp,
+                format!("not HTTP/2 ({e})"),
+            ))
+        }
         Ok(Ok(x)) => x,
     };
     let driver = tokio::spawn(conn);
@@ -208,47 +306,52 @@ async fn probe_h2(
         .body(http_body_util::Empty::new())
     else {
         driver.abort();
-        return done(
+        return Err(Verdict::new(
             CheckStatus::L7Rsp,
-            None,
-            "cannot build the check request".into(),
-        );
+            "cannot build the check request",
+        ));
     };
-    let result = async {
-        let resp = match timeout_at(deadline, send.send_request(req)).await {
-            Err(_) => return done(CheckStatus::L7Tout, None, "no response in time".into()),
-            Ok(Err(e)) => return done(CheckStatus::L7Rsp, None, format!("request failed: {e}")),
-            Ok(Ok(r)) => r,
-        };
-        let code = resp.status().as_u16();
-        if let Some((status, detail)) = judge_status(code, check) {
-            return done(status, Some(code), detail);
-        }
-        if let Some(re) = body_re {
-            let mut body = resp.into_body();
-            let mut seen = Vec::new();
-            while seen.len() < BODY_WINDOW {
-                match timeout_at(deadline, body.frame()).await {
-                    Ok(Some(Ok(f))) => {
-                        if let Some(d) = f.data_ref() {
-                            seen.extend_from_slice(d);
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            seen.truncate(BODY_WINDOW);
-            if !re.is_match(&String::from_utf8_lossy(&seen)) {
-                return done(
-                    CheckStatus::L7Rsp,
-                    Some(code),
-                    format!("body does not match `{}`", re.as_str()),
-                );
-            }
-        }
-        done(CheckStatus::L7Ok, Some(code), format!("status {code}"))
-    }
-    .await;
+    let result = exchange_h2(&mut send, req, check, body_re, deadline).await;
     driver.abort();
     result
+}
+
+/// The HTTP/2 check's request and response: `L7TOUT` when no response comes in time,
+/// `L7RSP` when the request fails, then the status and the body judged as over HTTP/1.1.
+async fn exchange_h2(
+    send: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    req: http::Request<http_body_util::Empty<bytes::Bytes>>,
+    check: &CheckConfig,
+    body_re: Option<&regex::Regex>,
+    deadline: Instant,
+) -> Step<Verdict> {
+    use http_body_util::BodyExt;
+    let resp = match timeout_at(deadline, send.send_request(req)).await {
+        Err(_) => return Err(Verdict::new(CheckStatus::L7Tout, "no response in time")),
+        Ok(Err(e)) => {
+            return Err(Verdict::new(
+                CheckStatus::L7Rsp,
+                format!("request failed: {e}"),
+            ))
+        }
+        Ok(Ok(r)) => r,
+    };
+    let code = resp.status().as_u16();
+    judge_status(code, check)?;
+    if let Some(re) = body_re {
+        let mut body = resp.into_body();
+        let mut seen = Vec::new();
+        while seen.len() < BODY_WINDOW {
+            match timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(f))) => {
+                    if let Some(d) = f.data_ref() {
+                        seen.extend_from_slice(d);
+                    }
+                }
+                _ => break,
+            }
+        }
+        judge_body(&mut seen, re, code)?;
+    }
+    Ok(passed(code))
 }
