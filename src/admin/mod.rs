@@ -294,75 +294,111 @@ fn origin_allowed(access: &Access, local: SocketAddr, req: &Request<Incoming>) -
     (same || named) && reachable
 }
 
+/// Answers one admin request: the access rules first, then the path routed to a mutation
+/// (POST only) or to a read-only endpoint (GET or HEAD).
 async fn handle(shared: &Arc<Shared>, local: SocketAddr, req: Request<Incoming>) -> Resp {
     let access = shared.access();
+    if let Some(refusal) = refuse(&access, local, &req) {
+        return refusal;
+    }
+    let path = req.uri().path().to_string();
+    let decoded = decode_segments(&path);
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    if is_mutation(&segments) {
+        return post(shared, &access, local, req, &segments).await;
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return not_allowed("read-only endpoint: use GET", "GET, HEAD");
+    }
+    read(shared, &segments, &req, &path)
+}
+
+/// The refusal of a request that may not use the API: 403 for a `Host` that does not name it
+/// (without a token: DNS rebinding), 401 with a Basic challenge for a missing or wrong token.
+/// `None`: the request may go on.
+fn refuse(access: &Access, local: SocketAddr, req: &Request<Incoming>) -> Option<Resp> {
     if access.token.is_none() {
-        if let Some(bad) = authorities(&req)
+        if let Some(bad) = authorities(req)
             .into_iter()
             .find(|a| !access.host_allowed(a, local))
         {
-            return error(
+            return Some(error(
                 StatusCode::FORBIDDEN,
                 format!(
                     "Host `{}` is not a name of this admin API: use localhost or {local}, add the name to [admin] hosts, or set [admin] token",
                     bad.escape_debug()
                 ),
-            );
+            ));
         }
     }
-    if !authorized(&access, &req) {
+    if !authorized(access, req) {
         let mut r = error(StatusCode::UNAUTHORIZED, "this admin API needs its token");
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"langur admin\", charset=\"UTF-8\""),
         );
-        return r;
+        return Some(r);
     }
-    let path = req.uri().path().to_string();
-    let decoded: Vec<String> = path
-        .trim_matches('/')
+    None
+}
+
+/// The path's segments between slashes (leading and trailing ones ignored), each
+/// percent-decoded (invalid UTF-8 replaced); `/` is one empty segment.
+fn decode_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
         .split('/')
         .map(|s| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
                 .to_string()
         })
-        .collect();
-    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let method = req.method().clone();
-    let is_get = method == Method::GET || method == Method::HEAD;
-    let mutation = matches!(
-        segments.as_slice(),
+        .collect()
+}
+
+/// Whether the path is one of the endpoints that change something (POST only).
+fn is_mutation(segments: &[&str]) -> bool {
+    matches!(
+        segments,
         ["api", "servers", _, _, "state" | "weight"]
             | ["api", "cache", "purge"]
             | ["api", "reload"]
-    );
-    if mutation {
-        if method != Method::POST {
-            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-            r.headers_mut()
-                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
-            return r;
-        }
-        if !origin_allowed(&access, local, &req) {
-            return error(StatusCode::FORBIDDEN, "cross-origin POST refused");
-        }
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-        };
-        return mutate(shared, &segments, &body).await;
+    )
+}
+
+/// 405 with the methods the endpoint takes in `Allow`.
+fn not_allowed(msg: &'static str, allow: &'static str) -> Resp {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, msg);
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// A mutation: POST only, from this API's own origin (see [`origin_allowed`]), with a body of
+/// at most [`MAX_BODY`] bytes (else 413).
+async fn post(
+    shared: &Arc<Shared>,
+    access: &Access,
+    local: SocketAddr,
+    req: Request<Incoming>,
+    segments: &[&str],
+) -> Resp {
+    if req.method() != Method::POST {
+        return not_allowed("use POST", "POST");
     }
-    if !is_get {
-        let mut r = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "read-only endpoint: use GET",
-        );
-        r.headers_mut()
-            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+    if !origin_allowed(access, local, &req) {
+        return error(StatusCode::FORBIDDEN, "cross-origin POST refused");
     }
-    match segments.as_slice() {
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+    };
+    mutate(shared, segments, &body)
+}
+
+/// The read-only endpoints: the dashboard, liveness (503 while draining), stats as JSON and
+/// CSV, the traffic history, the health log, and the metrics in the format `Accept` prefers.
+fn read(shared: &Arc<Shared>, segments: &[&str], req: &Request<Incoming>, path: &str) -> Resp {
+    match segments {
         [""] => reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
         ["healthz"] => {
             if shared.live().stopping.load(Relaxed) {
@@ -427,7 +463,8 @@ fn field(body: &[u8], key: &str) -> Option<serde_json::Value> {
     })
 }
 
-async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
+/// The mutations, by path: a server's operator state or weight, a cache purge, a reload.
+fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
     match segments {
         ["api", "servers", pool, server, what] => {
             let Some((p, i)) = find(&**shared, pool, server) else {
@@ -436,101 +473,122 @@ async fn mutate(shared: &Arc<Shared>, segments: &[&str], body: &[u8]) -> Resp {
                     format!("no server {server} in pool {pool}"),
                 );
             };
-            let s = &p.servers[i];
             if *what == "state" {
-                let state = field(body, "state");
-                let o = match state.as_ref().and_then(|v| v.as_str()) {
-                    Some("ready") => Operator::Ready,
-                    Some("drain") => Operator::Drain,
-                    Some("maint") => Operator::Maint,
-                    _ => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "state must be \"ready\", \"drain\" or \"maint\"",
-                        )
-                    }
-                };
-                let before = s.operator();
-                p.set_operator(i, o);
-                if o == Operator::Maint && before != Operator::Maint {
-                    // Maintenance ends what the server is doing, like HAProxy's MAINT.
-                    s.kill_sessions();
-                }
-                tracing::warn!(pool = %p.name, server = %s.name, from = before.as_str(), to = o.as_str(), "operator state changed");
-                return json(
-                    StatusCode::OK,
-                    &serde_json::json!({"pool": &*p.name, "server": &*s.name, "state": o.as_str()}),
-                );
+                set_state(&p, i, body)
+            } else {
+                set_weight(&p, i, body)
             }
-            let Some(w) = field(body, "weight")
-                .and_then(|v| v.as_u64())
-                .filter(|w| *w <= 256)
-            else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "weight must be an integer from 0 to 256",
-                );
-            };
-            p.set_weight(i, w as u32);
-            tracing::warn!(pool = %p.name, server = %s.name, weight = w, "weight changed");
-            json(
-                StatusCode::OK,
-                &serde_json::json!({"pool": &*p.name, "server": &*s.name, "weight": w}),
+        }
+        ["api", "cache", "purge"] => purge(shared, body),
+        ["api", "reload"] => reload(shared),
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+/// Sets server `i`'s operator state from the body's `state` (`ready`, `drain` or `maint`;
+/// else 400). Entering maintenance ends the server's sessions.
+fn set_state(p: &Pool, i: usize, body: &[u8]) -> Resp {
+    let s = &p.servers[i];
+    let state = field(body, "state");
+    let o = match state.as_ref().and_then(|v| v.as_str()) {
+        Some("ready") => Operator::Ready,
+        Some("drain") => Operator::Drain,
+        Some("maint") => Operator::Maint,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "state must be \"ready\", \"drain\" or \"maint\"",
             )
         }
-        ["api", "cache", "purge"] => {
-            let cache = shared.live().runtime.load().cache.clone();
-            let text = std::str::from_utf8(body).unwrap_or("").trim();
-            let v: serde_json::Value = if text.is_empty() {
-                serde_json::json!({})
-            } else {
-                match serde_json::from_str(text) {
-                    Ok(v) => v,
-                    Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),
-                }
-            };
-            if let Some(k) = v
-                .as_object()
-                .and_then(|o| o.keys().find(|k| *k != "url" && *k != "prefix"))
-            {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown key `{k}`: send {{\"url\": ...}}, {{\"prefix\": ...}} or {{}}"
-                    ),
-                );
-            }
-            let purged = if let Some(url) = v.get("url").and_then(|u| u.as_str()) {
-                match purge_key(url) {
-                    Ok(key) => cache.purge_url(&key),
-                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
-                }
-            } else if let Some(prefix) = v.get("prefix").and_then(|u| u.as_str()) {
-                match purge_key(prefix) {
-                    Ok(key) => cache.purge_prefix(&key),
-                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
-                }
-            } else if v.as_object().is_some_and(|o| o.is_empty()) {
-                cache.purge_all()
-            } else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "send {\"url\": ...}, {\"prefix\": ...} or {} for everything",
-                );
-            };
-            json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
+    };
+    let before = s.operator();
+    p.set_operator(i, o);
+    if o == Operator::Maint && before != Operator::Maint {
+        // Maintenance ends what the server is doing, like HAProxy's MAINT.
+        s.kill_sessions();
+    }
+    tracing::warn!(pool = %p.name, server = %s.name, from = before.as_str(), to = o.as_str(), "operator state changed");
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"pool": &*p.name, "server": &*s.name, "state": o.as_str()}),
+    )
+}
+
+/// Sets server `i`'s balancing weight from the body's `weight` (an integer from 0 to 256;
+/// else 400).
+fn set_weight(p: &Pool, i: usize, body: &[u8]) -> Resp {
+    let s = &p.servers[i];
+    let Some(w) = field(body, "weight")
+        .and_then(|v| v.as_u64())
+        .filter(|w| *w <= 256)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "weight must be an integer from 0 to 256",
+        );
+    };
+    p.set_weight(i, w as u32);
+    tracing::warn!(pool = %p.name, server = %s.name, weight = w, "weight changed");
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"pool": &*p.name, "server": &*s.name, "weight": w}),
+    )
+}
+
+/// Purges the cache: `{"url": ...}` one URL's entries, `{"prefix": ...}` those under a prefix,
+/// `{}` (or no body) everything; anything else is a 400. Answers how many entries went.
+fn purge(shared: &Arc<Shared>, body: &[u8]) -> Resp {
+    let cache = shared.live().runtime.load().cache.clone();
+    let text = std::str::from_utf8(body).unwrap_or("").trim();
+    let v: serde_json::Value = if text.is_empty() {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),
         }
-        ["api", "reload"] => match shared.clone().reload() {
-            Ok(summary) => json(
-                StatusCode::OK,
-                &serde_json::json!({ "reloaded": true, "summary": summary }),
-            ),
-            Err(e) => json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &serde_json::json!({ "reloaded": false, "errors": e.to_string().lines().collect::<Vec<_>>() }),
-            ),
-        },
-        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    };
+    if let Some(k) = v
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "url" && *k != "prefix"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown key `{k}`: send {{\"url\": ...}}, {{\"prefix\": ...}} or {{}}"),
+        );
+    }
+    let purged = if let Some(url) = v.get("url").and_then(|u| u.as_str()) {
+        match purge_key(url) {
+            Ok(key) => cache.purge_url(&key),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        }
+    } else if let Some(prefix) = v.get("prefix").and_then(|u| u.as_str()) {
+        match purge_key(prefix) {
+            Ok(key) => cache.purge_prefix(&key),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        }
+    } else if v.as_object().is_some_and(|o| o.is_empty()) {
+        cache.purge_all()
+    } else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send {\"url\": ...}, {\"prefix\": ...} or {} for everything",
+        );
+    };
+    json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
+}
+
+/// Re-reads the config file: 200 with the summary, or 422 with the errors, a line each.
+fn reload(shared: &Arc<Shared>) -> Resp {
+    match shared.clone().reload() {
+        Ok(summary) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "reloaded": true, "summary": summary }),
+        ),
+        Err(e) => json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({ "reloaded": false, "errors": e.to_string().lines().collect::<Vec<_>>() }),
+        ),
     }
 }
 

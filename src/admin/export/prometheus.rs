@@ -1,0 +1,457 @@
+//! Prometheus text (encoded by `prometheus-client` at scrape time from the live counters, so
+//! the request path keeps a single set of atomics): OpenMetrics 1.0, or text 0.0.4 rewritten
+//! from it.
+
+use super::{haproxy_status, Shared};
+use crate::backend::{Pool, Server};
+use crate::cache::Stats;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Everything `/metrics` shows, read from the live counters on each scrape.
+#[derive(Debug)]
+struct Collector(Arc<Shared>);
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: its descriptor, then its samples (one without labels is written bare).
+fn family<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    series: Vec<(Labels, M)>,
+) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
+    if series.len() == 1 && series[0].0.is_empty() {
+        let (_, metric) = series.into_iter().next().expect("one series");
+        return metric.encode(m);
+    }
+    for (labels, metric) in series {
+        metric.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(v: u64) -> ConstCounter<u64> {
+    ConstCounter::new(v)
+}
+
+fn gauge(v: i64) -> ConstGauge<i64> {
+    ConstGauge::new(v)
+}
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let shared = &self.0;
+        let rt = shared.live().runtime.load();
+        traffic(&mut enc, &**shared)?;
+        let servers: Vec<(&Pool, &Server)> = rt
+            .pools
+            .iter()
+            .flat_map(|p| p.servers.iter().map(move |s| (&**p, &**s)))
+            .collect();
+        per_server(&mut enc, &servers)?;
+        latency(&mut enc, &servers)?;
+        pools(&mut enc, &rt.pools)?;
+        cache(&mut enc, &rt.cache.stats())
+    }
+}
+
+/// The instance's families: responses sent to clients by status class, and uptime.
+fn traffic(enc: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
+    let t = shared.traffic().totals();
+    let classes = [
+        ("1xx", t.c1xx),
+        ("2xx", t.c2xx),
+        ("3xx", t.c3xx),
+        ("4xx", t.c4xx),
+        ("5xx", t.c5xx),
+        ("other", t.other),
+    ];
+    family(
+        enc,
+        "responses",
+        "Responses sent to clients, by status class.",
+        MetricType::Counter,
+        classes
+            .iter()
+            .map(|(c, v)| (vec![("class", c.to_string())], counter(*v)))
+            .collect(),
+    )?;
+    family(
+        enc,
+        "uptime_seconds",
+        "Seconds since start.",
+        MetricType::Gauge,
+        vec![(vec![], gauge(shared.traffic().uptime_secs() as i64))],
+    )
+}
+
+/// A family with one value read of each `T`: its name, its help, and the reading.
+type Family<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// What a family with a sample per server reads of it.
+enum Sample {
+    Counter(fn(&Server) -> u64),
+    Gauge(fn(&Pool, &Server) -> i64),
+    /// A counter per status class (1xx..5xx) of the server's responses.
+    ByClass,
+}
+
+/// The families with a sample per server (labels `pool` and `server`), in the order shown.
+const SERVER_FAMILIES: &[(&str, &str, Sample)] = &[
+    (
+        "server_requests",
+        "Requests sent to the server.",
+        Sample::Counter(|s| s.requests.load(Relaxed)),
+    ),
+    (
+        "server_responses",
+        "Server responses by status class.",
+        Sample::ByClass,
+    ),
+    (
+        "server_errors",
+        "Failed exchanges (connect failures, broken or late responses).",
+        Sample::Counter(|s| s.errors.load(Relaxed)),
+    ),
+    (
+        "server_redispatched",
+        "Requests that reached the server after failing on another.",
+        Sample::Counter(|s| s.redispatched.load(Relaxed)),
+    ),
+    (
+        "server_check_failures",
+        "Failed health checks.",
+        Sample::Counter(|s| s.check_failures.load(Relaxed)),
+    ),
+    (
+        "server_in_flight",
+        "Requests in flight.",
+        Sample::Gauge(|_, s| s.in_flight.load(Relaxed) as i64),
+    ),
+    (
+        "server_weight",
+        "Balancing weight.",
+        Sample::Gauge(|_, s| i64::from(s.weight.load(Relaxed))),
+    ),
+    (
+        "server_up",
+        "1 when the server takes new requests.",
+        Sample::Gauge(|p, s| i64::from(haproxy_status(p, s) == "UP")),
+    ),
+];
+
+fn server_labels(p: &Pool, s: &Server) -> Labels {
+    vec![("pool", p.name.to_string()), ("server", s.name.to_string())]
+}
+
+/// The [`SERVER_FAMILIES`] of every server of every pool.
+fn per_server(enc: &mut DescriptorEncoder, servers: &[(&Pool, &Server)]) -> std::fmt::Result {
+    for (name, help, sample) in SERVER_FAMILIES {
+        match sample {
+            Sample::Counter(read) => family(
+                enc,
+                name,
+                help,
+                MetricType::Counter,
+                servers
+                    .iter()
+                    .map(|(p, s)| (server_labels(p, s), counter(read(s))))
+                    .collect(),
+            )?,
+            Sample::Gauge(read) => family(
+                enc,
+                name,
+                help,
+                MetricType::Gauge,
+                servers
+                    .iter()
+                    .map(|(p, s)| (server_labels(p, s), gauge(read(p, s))))
+                    .collect(),
+            )?,
+            Sample::ByClass => {
+                let mut by_class = Vec::new();
+                for (p, s) in servers {
+                    for (i, c) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                        let mut l = server_labels(p, s);
+                        l.push(("class", c.to_string()));
+                        by_class.push((l, counter(s.responses[i].load(Relaxed))));
+                    }
+                }
+                family(enc, name, help, MetricType::Counter, by_class)?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Response time histogram per server: seconds from sending the request to the response
+/// head.
+fn latency(enc: &mut DescriptorEncoder, servers: &[(&Pool, &Server)]) -> std::fmt::Result {
+    let mut h = enc.encode_descriptor(
+        "server_response_seconds",
+        "Time from sending the request to the response head.",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (p, s) in servers {
+        let (sum, count, buckets) = s.latency.snapshot();
+        let l = server_labels(p, s);
+        h.encode_family(&l)?
+            .encode_histogram::<Labels>(sum, count, &per_bucket(&buckets), None)?;
+    }
+    Ok(())
+}
+
+/// The pools' queues (label `pool`): length now, requests that timed out or were refused.
+fn pools(enc: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> std::fmt::Result {
+    let labels = |p: &Pool| vec![("pool", p.name.to_string())];
+    family(
+        enc,
+        "pool_queue_length",
+        "Requests waiting in the pool's queue.",
+        MetricType::Gauge,
+        pools
+            .iter()
+            .map(|p| (labels(p), gauge(p.queue.len() as i64)))
+            .collect(),
+    )?;
+    let counters: [Family<Pool>; 2] = [
+        (
+            "pool_queue_timeouts",
+            "Requests that waited too long in the queue.",
+            |p| p.queue.timed_out.load(Relaxed),
+        ),
+        (
+            "pool_queue_refused",
+            "Requests refused because the queue was full.",
+            |p| p.queue.refused.load(Relaxed),
+        ),
+    ];
+    for (name, help, read) in counters {
+        family(
+            enc,
+            name,
+            help,
+            MetricType::Counter,
+            pools
+                .iter()
+                .map(|p| (labels(p), counter(read(p))))
+                .collect(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The cache's counters, as families without labels.
+const CACHE_COUNTERS: &[Family<Stats>] = &[
+    ("cache_hits", "Answers from the cache.", |c| c.hits),
+    ("cache_misses", "Lookups that found nothing.", |c| c.misses),
+    (
+        "cache_stale",
+        "Stale answers (stale-while-revalidate, stale-if-error).",
+        |c| c.stale,
+    ),
+    (
+        "cache_revalidations",
+        "Conditional requests sent to refresh stale entries.",
+        |c| c.revalidations,
+    ),
+    ("cache_stores", "Responses stored.", |c| c.stores),
+    (
+        "cache_evictions",
+        "Entries evicted to stay within max_size.",
+        |c| c.evictions,
+    ),
+    (
+        "cache_coalesced",
+        "Requests that waited for another's fetch.",
+        |c| c.coalesced,
+    ),
+    ("cache_purged", "Entries removed by purges.", |c| c.purged),
+];
+
+/// The cache's occupancy, as gauges without labels.
+const CACHE_GAUGES: &[Family<Stats>] = &[
+    (
+        "cache_bytes",
+        "Bytes in use (keys, headers, bodies).",
+        |c| c.bytes,
+    ),
+    ("cache_max_bytes", "The byte budget.", |c| c.max_size),
+    ("cache_entries", "Entries stored.", |c| c.entries),
+];
+
+/// The cache's families: [`CACHE_COUNTERS`], then [`CACHE_GAUGES`].
+fn cache(enc: &mut DescriptorEncoder, c: &Stats) -> std::fmt::Result {
+    for (name, help, read) in CACHE_COUNTERS {
+        family(
+            enc,
+            name,
+            help,
+            MetricType::Counter,
+            vec![(vec![], counter(read(c)))],
+        )?;
+    }
+    for (name, help, read) in CACHE_GAUGES {
+        family(
+            enc,
+            name,
+            help,
+            MetricType::Gauge,
+            vec![(vec![], gauge(read(c) as i64))],
+        )?;
+    }
+    Ok(())
+}
+
+/// The encoder takes each bucket's own count and writes the running sums itself; the
+/// latency snapshot is already cumulative, so it is taken apart here (else every bucket, `+Inf`
+/// included, is summed twice and exceeds `_count`).
+fn per_bucket(cumulative: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    cumulative
+        .iter()
+        .map(|&(le, n)| {
+            let own = n.saturating_sub(below);
+            below = below.max(n);
+            (le, own)
+        })
+        .collect()
+}
+
+/// The two text formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text 0.0.4: counters are typed under their `_total` name, no `# EOF`.
+    Text,
+    /// OpenMetrics 1.0: counter families without `_total`, ending with `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// OpenMetrics when the `Accept` field prefers it to plain text (Prometheus asks for it
+    /// first), text 0.0.4 otherwise (curl, older scrapers).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let (mut om, mut text) = (0.0f32, 0.0f32);
+        for item in accept.unwrap_or("").split(',') {
+            let mut parts = item.split(';');
+            let kind = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match kind.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+pub fn prometheus(shared: &Arc<Shared>, format: Format) -> String {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("langur");
+    registry.register_collector(Box::new(Collector(shared.clone())));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    match format {
+        Format::OpenMetrics => out,
+        Format::Text => openmetrics_to_text(&out),
+    }
+}
+
+/// Rewrites the encoder's OpenMetrics into text 0.0.4: a counter family `x` has its samples
+/// named `x_total`, which 0.0.4 types under that name; `# UNIT` and `# EOF` do not exist there.
+fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = if p == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                };
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{p}{name}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_buckets_are_taken_apart() {
+        let c = [(0.1, 2), (1.0, 5), (f64::INFINITY, 6)];
+        assert_eq!(per_bucket(&c), vec![(0.1, 2), (1.0, 3), (f64::INFINITY, 1)]);
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0.1, text/plain")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn counters_are_typed_under_their_sample_name_in_text() {
+        let om = "# HELP a Things.\n# TYPE a counter\na_total{x=\"1\"} 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_total Things.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+}
