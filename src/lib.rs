@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod framing;

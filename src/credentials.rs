@@ -1,0 +1,954 @@
+//! HTTP Basic authentication (RFC 7617) for a route's `basic_auth = { realm, users_file }`: the
+//! users file, the check of a client's credentials, and the two header values the exchange
+//! needs (the `Authorization` request header read by [`parse_authorization`], the
+//! `WWW-Authenticate` challenge written by [`challenge`]).
+//!
+//! The users file is htpasswd-shaped: one `user:hash` per line, blank lines and `#` comments
+//! ignored. Only slow, salted hashes are accepted: bcrypt (`$2a$`, `$2b$`, `$2y$`, as
+//! `htpasswd -B` writes) and argon2 PHC strings (`$argon2id$`, `$argon2i$`, `$argon2d$`).
+//! Plain text, `{SHA}`, `$apr1$` and the crypt(3) schemes are refused when the file is loaded,
+//! with the line and the user named, so a weak file never reaches the request path. Each hash is
+//! parsed at load, so a malformed one is a load error too, not a request-time failure.
+//!
+//! A hash verification costs tens of milliseconds of CPU by design (bcrypt cost 10: about
+//! 50 ms), so [`Users`] keeps successful verifications for [`CACHE_TTL`] (at most
+//! [`CACHE_ENTRIES`] of them, keyed by user, holding a keyed BLAKE2b tag of the password, never
+//! the password), and [`Users::verify_async`] runs a miss on tokio's blocking pool. Loading the
+//! file again (a reload) starts with an empty cache.
+
+use blake2::digest::consts::U32;
+use blake2::digest::{CtOutput, Key, KeyInit, Mac};
+use http::HeaderValue;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a successful verification is remembered: 5 minutes from the verification (a hit
+/// does not extend it).
+pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// The most successful verifications remembered at once (one per user).
+pub const CACHE_ENTRIES: usize = 1024;
+
+/// The longest `Authorization` value [`parse_authorization`] decodes, in bytes.
+pub const MAX_AUTHORIZATION_LEN: usize = 4096;
+
+/// How to make an accepted hash, in every error about a refused one.
+const FIX: &str = "with `htpasswd -B` (bcrypt) or argon2";
+
+/// The keyed hash of the cache's tags: BLAKE2b with a 32-byte output and a random key drawn
+/// when the file is loaded, so a tag in memory says nothing about a password without the key.
+type Tagger = blake2::Blake2bMac<U32>;
+type Tag = CtOutput<Tagger>;
+
+/// One user's password hash, parsed and checked at load.
+#[derive(Clone)]
+enum Hash {
+    /// A bcrypt string (60 bytes, `$2a$`/`$2b$`/`$2y$`), its cost within 4..=31.
+    Bcrypt(String),
+    /// An argon2 PHC string whose algorithm, version, parameters, salt and output all parse.
+    Argon2(Box<argon2::PasswordHash>),
+}
+
+impl Hash {
+    /// Parses the hash field of a line; the error says what the field is and what to do, and
+    /// never repeats the field (it may be a password).
+    fn parse(text: &str) -> Result<Hash, String> {
+        if text.is_empty() {
+            return Err(format!("no password hash; hash the password {FIX}"));
+        }
+        for prefix in ["$2a$", "$2b$", "$2y$"] {
+            if text.starts_with(prefix) {
+                return Self::bcrypt(text).map_err(|e| {
+                    format!("malformed bcrypt hash ({e}); regenerate it with `htpasswd -B`")
+                });
+            }
+        }
+        if text.starts_with("$argon2") {
+            return Self::argon2(text)
+                .map_err(|e| format!("malformed argon2 hash ({e}); regenerate it"));
+        }
+        let weak = |what: &str| {
+            format!("{what}, fast enough to guess offline; re-hash the password {FIX}")
+        };
+        let refused = |what: &str| format!("{what}, not supported; re-hash the password {FIX}");
+        Err(if text.starts_with("{SHA}") {
+            weak("SHA-1 hash ({SHA})")
+        } else if text.starts_with("$apr1$") {
+            weak("Apache MD5 hash ($apr1$)")
+        } else if text.starts_with("$1$") {
+            weak("MD5-crypt hash ($1$)")
+        } else if text.starts_with("$5$") {
+            refused("SHA-256-crypt hash ($5$)")
+        } else if text.starts_with("$6$") {
+            refused("SHA-512-crypt hash ($6$)")
+        } else if text.starts_with("$2x$") {
+            refused("bcrypt hash of the buggy `$2x$` variant")
+        } else if text.starts_with('$') || text.starts_with('{') {
+            format!(
+                "unrecognised hash scheme (accepted: bcrypt `$2a$`/`$2b$`/`$2y$`, argon2 \
+                 `$argon2id$`/`$argon2i$`/`$argon2d$`); hash the password {FIX}"
+            )
+        } else if text.len() == 13
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+        {
+            format!("DES-crypt hash or a plain-text password; hash the password {FIX}")
+        } else {
+            format!("plain-text password; hash it {FIX}")
+        })
+    }
+
+    fn bcrypt(text: &str) -> Result<Hash, String> {
+        let parts: bcrypt::HashParts = text.parse().map_err(|e: bcrypt::BcryptError| {
+            e.to_string()
+                .trim_start_matches("Invalid hash: ")
+                .to_string()
+        })?;
+        let cost = parts.get_cost();
+        if !(4..=31).contains(&cost) {
+            return Err(format!("cost {cost} outside 4..=31"));
+        }
+        Ok(Hash::Bcrypt(text.to_string()))
+    }
+
+    fn argon2(text: &str) -> Result<Hash, String> {
+        let hash = argon2::PasswordHash::new(text).map_err(|e| e.to_string())?;
+        argon2::Algorithm::try_from(hash.algorithm.as_str()).map_err(|e| e.to_string())?;
+        if let Some(v) = hash.version {
+            argon2::Version::try_from(v).map_err(|e| e.to_string())?;
+        }
+        argon2::Params::try_from(&hash).map_err(|e| e.to_string())?;
+        match &hash.salt {
+            None => return Err("no salt".into()),
+            Some(s) if s.len() < argon2::MIN_SALT_LEN => {
+                return Err(format!(
+                    "salt of {} bytes, under argon2's {}",
+                    s.len(),
+                    argon2::MIN_SALT_LEN
+                ))
+            }
+            Some(_) => {}
+        }
+        if hash.hash.is_none() {
+            return Err("no hash output".into());
+        }
+        Ok(Hash::Argon2(Box::new(hash)))
+    }
+
+    /// The slow part: recomputes the hash of `password` with this hash's salt and parameters
+    /// and compares the outputs in constant time (both crates do).
+    fn matches(&self, password: &[u8]) -> bool {
+        match self {
+            Hash::Bcrypt(s) => bcrypt::verify(password, s).unwrap_or(false),
+            Hash::Argon2(h) => {
+                use argon2::PasswordVerifier;
+                argon2::Argon2::default()
+                    .verify_password(password, &**h)
+                    .is_ok()
+            }
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self {
+            Hash::Bcrypt(_) => "bcrypt",
+            Hash::Argon2(_) => "argon2",
+        }
+    }
+}
+
+/// The successful verifications remembered: user → (tag of the password, when verified).
+struct Cache {
+    entries: Mutex<HashMap<String, (Tag, Instant)>>,
+}
+
+impl Cache {
+    /// Whether `user` was verified with the password of `tag` less than [`CACHE_TTL`] before
+    /// `now`. The tags are compared in constant time; an expired entry is dropped.
+    fn hit(&self, user: &str, tag: &Tag, now: Instant) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((kept, at)) = entries.get(user) else {
+            return false;
+        };
+        if now.saturating_duration_since(*at) >= CACHE_TTL {
+            entries.remove(user);
+            return false;
+        }
+        kept == tag
+    }
+
+    /// Remembers a successful verification; when [`CACHE_ENTRIES`] are kept, drops the expired
+    /// ones, then the oldest.
+    fn remember(&self, user: &str, tag: Tag, now: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if !entries.contains_key(user) && entries.len() >= CACHE_ENTRIES {
+            entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < CACHE_TTL);
+            if entries.len() >= CACHE_ENTRIES {
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(u, _)| u.clone());
+                if let Some(u) = oldest {
+                    entries.remove(&u);
+                }
+            }
+        }
+        entries.insert(user.to_string(), (tag, now));
+    }
+
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The users of a `users_file`, with the cache of their recent successful verifications. Built
+/// by [`Users::load`]; shared as `Arc<Users>` by the requests of the routes that name the file.
+pub struct Users {
+    hashes: HashMap<String, Hash>,
+    /// The file's first hash: an unknown user's password is checked against it and refused,
+    /// so that answer costs what a known user's does.
+    dummy: Hash,
+    key: Key<Tagger>,
+    cache: Cache,
+    /// Bounds the hash verifications [`Users::verify_async`] runs at once to the machine's
+    /// cores, so a flood of wrong passwords cannot take the whole blocking pool.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Hash verifications run (cache misses, unknown users' included).
+    slow: AtomicU64,
+}
+
+impl fmt::Debug for Users {
+    /// Names the users and their hash schemes, never a hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut users: Vec<(&str, &str)> = self
+            .hashes
+            .iter()
+            .map(|(u, h)| (u.as_str(), h.scheme()))
+            .collect();
+        users.sort_unstable();
+        f.debug_struct("Users")
+            .field("users", &users)
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Users {
+    /// Reads and checks a users file (`user:hash` per line, UTF-8, blank lines and lines
+    /// starting with `#` ignored, surrounding whitespace and a `\r` trimmed).
+    ///
+    /// Errors, each naming the file, and for a line its number and user: the file cannot be
+    /// read (with the OS reason); a line is not UTF-8 or has no `:`; an empty user; a user with
+    /// a `:` (RFC 7617 2: the client's `user:password` splits at the first colon) or a control
+    /// character; a user listed twice; a hash that is not bcrypt or argon2 (plain text,
+    /// `{SHA}`, `$apr1$`, `$1$`, `$5$`, `$6$`, anything else) or does not parse; no users.
+    pub fn load(path: &Path) -> Result<Users, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read users file `{}`: {e}", path.display()))?;
+        let at = |n: usize, what: String| format!("`{}`: line {n}: {what}", path.display());
+        let mut hashes: HashMap<String, Hash> = HashMap::new();
+        let mut lines: HashMap<String, usize> = HashMap::new();
+        let mut dummy = None;
+        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let n = i + 1;
+            let line = std::str::from_utf8(raw)
+                .map_err(|_| at(n, "not UTF-8".into()))?
+                .trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user, hash) = split_line(line)
+                .ok_or_else(|| at(n, "no `:` (each line is `user:hash`)".into()))?;
+            if user.is_empty() {
+                return Err(at(n, "empty user name (each line is `user:hash`)".into()));
+            }
+            if user.contains(':') {
+                return Err(at(
+                    n,
+                    format!(
+                        "user {user:?} contains `:`, which Basic authentication cannot carry \
+                         (RFC 7617 2); rename the user"
+                    ),
+                ));
+            }
+            if user.chars().any(char::is_control) {
+                return Err(at(n, format!("user {user:?} contains a control character")));
+            }
+            if let Some(first) = lines.get(user) {
+                return Err(at(
+                    n,
+                    format!(
+                        "user {user:?} is already listed on line {first}; keep one line per user"
+                    ),
+                ));
+            }
+            let hash = Hash::parse(hash).map_err(|e| at(n, format!("user {user:?}: {e}")))?;
+            dummy.get_or_insert_with(|| hash.clone());
+            lines.insert(user.to_string(), n);
+            hashes.insert(user.to_string(), hash);
+        }
+        let Some(dummy) = dummy else {
+            return Err(format!(
+                "users file `{}` lists no users (each line is `user:hash`)",
+                path.display()
+            ));
+        };
+        let mut key = Key::<Tagger>::default();
+        getrandom::fill(&mut key[..]).map_err(|e| format!("cannot draw a random key: {e}"))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Users {
+            hashes,
+            dummy,
+            key,
+            cache: Cache {
+                entries: Mutex::new(HashMap::new()),
+            },
+            slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            slow: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether `password` is `user`'s. Answers from the cache when the same credentials
+    /// verified less than [`CACHE_TTL`] ago; otherwise runs one hash verification (tens of
+    /// milliseconds: call it off the event loop, or use [`Users::verify_async`]), also for an
+    /// unknown user, against a dummy hash, so timing does not tell which users exist. Only
+    /// successes are cached. bcrypt reads the first 72 bytes of a password, as htpasswd does.
+    pub fn verify(&self, user: &str, password: &[u8]) -> bool {
+        self.verify_at(user, password, Instant::now())
+    }
+
+    /// [`Users::verify`] that answers a cache hit inline and runs a miss on tokio's blocking
+    /// pool (at most one verification per core at once; the others wait their turn), so the
+    /// event loop never stalls on a hash. Must be called within a tokio runtime.
+    pub async fn verify_async(self: &Arc<Self>, user: String, password: Vec<u8>) -> bool {
+        let tag = self.tag(&user, &password);
+        if self.cache.hit(&user, &tag, Instant::now()) {
+            return true;
+        }
+        let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
+            return false;
+        };
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let ok = this.verify_slow(&user, &password, tag, Instant::now());
+            drop(permit);
+            ok
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Hash verifications run so far (cache misses, unknown users' included): a cache that
+    /// works keeps this well under the count of requests.
+    pub fn slow_verifications(&self) -> u64 {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    /// How many users the file lists.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// Never true for a loaded file (an empty one is refused); here for `len`'s sake.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// [`Users::verify`] at a given time (the cache's clock).
+    fn verify_at(&self, user: &str, password: &[u8], now: Instant) -> bool {
+        let tag = self.tag(user, password);
+        self.cache.hit(user, &tag, now) || self.verify_slow(user, password, tag, now)
+    }
+
+    /// One hash verification (the dummy one for an unknown user); a success is remembered as
+    /// of `now`.
+    fn verify_slow(&self, user: &str, password: &[u8], tag: Tag, now: Instant) -> bool {
+        self.slow.fetch_add(1, Ordering::Relaxed);
+        match self.hashes.get(user) {
+            Some(hash) => {
+                let ok = hash.matches(password);
+                if ok {
+                    self.cache.remember(user, tag, now);
+                }
+                ok
+            }
+            None => {
+                std::hint::black_box(self.dummy.matches(password));
+                false
+            }
+        }
+    }
+
+    /// The keyed tag of a user and password: `len(user) || user || password` under the key.
+    fn tag(&self, user: &str, password: &[u8]) -> Tag {
+        let mut mac = Tagger::new(&self.key);
+        mac.update(&(user.len() as u64).to_le_bytes());
+        mac.update(user.as_bytes());
+        mac.update(password);
+        mac.finalize()
+    }
+}
+
+/// Splits a users-file line into user and hash. The user ends at the first `:`, unless the
+/// text after the last `:` is a bcrypt or argon2 hash: then the user is all before it (and is
+/// refused for its `:`). Either way a plain-text password with a colon is never shown as part
+/// of a user name.
+fn split_line(line: &str) -> Option<(&str, &str)> {
+    let (first, _) = line.split_once(':')?;
+    let (before_last, last) = line.rsplit_once(':')?;
+    let hash_like = ["$2a$", "$2b$", "$2y$", "$argon2"]
+        .iter()
+        .any(|p| last.starts_with(p));
+    if hash_like {
+        Some((before_last, last))
+    } else {
+        Some((first, &line[first.len() + 1..]))
+    }
+}
+
+/// Reads an `Authorization: Basic <base64>` value (RFC 7617 2; the scheme's case does not
+/// matter, RFC 9110 11.1) into `(user, password)`, split at the first `:` of the decoded
+/// bytes, so the password may hold colons and be empty. `None` for a value over
+/// [`MAX_AUTHORIZATION_LEN`] bytes, another scheme, invalid base64 (RFC 4648 4, padded), no
+/// colon, a user that is not UTF-8 or holds a control character.
+pub fn parse_authorization(value: &HeaderValue) -> Option<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    let bytes = value.as_bytes();
+    if bytes.len() > MAX_AUTHORIZATION_LEN {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim_matches([' ', '\t']);
+    let (scheme, rest) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim_start_matches(' '))
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let user = std::str::from_utf8(&decoded[..colon]).ok()?;
+    if user.chars().any(char::is_control) {
+        return None;
+    }
+    Some((user.to_string(), decoded[colon + 1..].to_vec()))
+}
+
+/// The `WWW-Authenticate` value of a 401 answer: `Basic realm="<realm>", charset="UTF-8"`
+/// (RFC 7617 2 and 2.1), the realm a quoted-string with `"` and `\` escaped by a backslash
+/// (RFC 9110 5.6.4). Control characters, which a header value cannot carry, are left out.
+pub fn challenge(realm: &str) -> HeaderValue {
+    let mut out = String::with_capacity(realm.len() + 32);
+    out.push_str("Basic realm=\"");
+    for c in realm.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("\", charset=\"UTF-8\"");
+    HeaderValue::from_str(&out)
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic charset=\"UTF-8\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A users file in a fresh temporary directory; removed with the value.
+    struct File(std::path::PathBuf);
+
+    impl File {
+        fn new(text: &str) -> File {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "langur-credentials-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("htpasswd");
+            std::fs::write(&path, text).unwrap();
+            File(path)
+        }
+    }
+
+    impl Drop for File {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn load(text: &str) -> Result<Users, String> {
+        Users::load(&File::new(text).0)
+    }
+
+    fn bcrypt_of(password: &str) -> String {
+        bcrypt::hash_with_salt(password, 4, [7; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY)
+    }
+
+    fn argon2_of(password: &str, algorithm: argon2::Algorithm) -> String {
+        use argon2::PasswordHasher;
+        let params = argon2::Params::new(8, 1, 1, None).unwrap();
+        argon2::Argon2::new(algorithm, argon2::Version::V0x13, params)
+            .hash_password_with_salt(password.as_bytes(), b"saltsaltsalt")
+            .unwrap()
+            .to_string()
+    }
+
+    fn two_users() -> Users {
+        load(&format!(
+            "# staging\n\nalice:{}\r\n  # indented comment\nbob:{}\n",
+            bcrypt_of("wonderland"),
+            argon2_of("builder", argon2::Algorithm::Argon2id)
+        ))
+        .unwrap()
+    }
+
+    fn header(v: &str) -> HeaderValue {
+        HeaderValue::from_str(v).unwrap()
+    }
+
+    fn basic(raw: &[u8]) -> HeaderValue {
+        use base64::Engine as _;
+        header(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        ))
+    }
+
+    #[test]
+    fn bcrypt_and_argon2_users_verify() {
+        let users = two_users();
+        assert_eq!(users.len(), 2);
+        assert!(users.verify("alice", b"wonderland"));
+        assert!(users.verify("bob", b"builder"));
+        assert!(!users.verify("alice", b"builder"));
+        assert!(!users.verify("bob", b"wonderland"));
+        assert!(!users.verify("bob", b""));
+        assert!(!users.verify("Alice", b"wonderland"));
+    }
+
+    #[test]
+    fn every_accepted_variant_loads_and_verifies() {
+        let b = bcrypt_of("pw");
+        let text = format!(
+            "a:{}\nb:{}\nc:{}\nd:{}\ne:{}\nf:{}\n",
+            b.replacen("$2y$", "$2a$", 1),
+            b.replacen("$2y$", "$2b$", 1),
+            b,
+            argon2_of("pw", argon2::Algorithm::Argon2id),
+            argon2_of("pw", argon2::Algorithm::Argon2i),
+            argon2_of("pw", argon2::Algorithm::Argon2d),
+        );
+        let users = load(&text).unwrap();
+        for u in ["a", "b", "c", "d", "e", "f"] {
+            assert!(users.verify(u, b"pw"), "{u}");
+            assert!(!users.verify(u, b"pW"), "{u}");
+        }
+    }
+
+    #[test]
+    fn hashes_from_other_implementations_verify() {
+        // `htpasswd -nbB -C 4`, crypt_blowfish's test vector, Python's bcrypt, and argon2-cffi
+        // (the Argon2 reference code) with m=16, t=1, p=2 and a 16-byte output.
+        let text = "\
+            carol:$2y$04$yAUe3MwITlkuVsTUHvsOf.EbPDe0dMRCHVk1pNZlgm9uU3hALPA2G\n\
+            crypt:$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\n\
+            py2b:$2b$04$ezQBpss5jhYxLlhHzWGYluhNt3VZGAFgtcNhD/UCS23htCDsVfLAe\n\
+            py2a:$2a$04$ybqn9Q46ySpPxMkJUnoJWOR0rjM9t8g9qEqtemKmf1qjRRcRjv7C.\n\
+            id:$argon2id$v=19$m=16,t=1,p=2$zgoARohKroT9NIc0aYGFCg$WuU8PaYFffhp+15UtbNVnQ\n\
+            i:$argon2i$v=19$m=16,t=1,p=2$VDy8eHuijYwDGy0XmvflBg$DXII6UeHWUKmx64wT8NvUA\n\
+            d:$argon2d$v=19$m=16,t=1,p=2$G1kAtbe1EMq4GawcjBt+Bw$B1avFx1SxzKEun5/27sO8Q\n";
+        let users = load(text).unwrap();
+        assert!(users.verify("carol", b"open sesame"));
+        assert!(!users.verify("carol", b"open sesame "));
+        assert!(users.verify("crypt", b"U*U"));
+        for u in ["py2b", "py2a", "id", "i", "d"] {
+            assert!(users.verify(u, b"s3cret:with colon"), "{u}");
+            assert!(!users.verify(u, b"s3cret:with colon!"), "{u}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_user_fails_after_one_verification() {
+        let users = two_users();
+        // Even the password of the dummy (the file's first hash) does not let a stranger in.
+        assert!(!users.verify("mallory", b"wonderland"));
+        assert!(!users.verify("mallory", b"wonderland"));
+        assert_eq!(users.slow_verifications(), 2);
+        assert!(!users.verify("", b""));
+    }
+
+    #[test]
+    fn refused_formats_name_the_line_the_user_and_the_fix() {
+        let cases: &[(&str, &str)] = &[
+            ("hunter2", "plain-text password"),
+            ("{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI=", "SHA-1 hash ({SHA})"),
+            (
+                "$apr1$ZZ61l6YQ$9OMosMQsp5f57sQEwuLS7.",
+                "Apache MD5 hash ($apr1$)",
+            ),
+            ("$1$saltsalt$qjXMvbEw8oaL.CzflDugX/", "MD5-crypt hash ($1$)"),
+            ("$5$rounds=5000$salt$abcdef", "SHA-256-crypt hash ($5$)"),
+            ("$6$salt$abcdef", "SHA-512-crypt hash ($6$)"),
+            ("rl0kV9VnKdBnE", "DES-crypt hash or a plain-text password"),
+            (
+                "$scrypt$ln=16,r=8,p=1$c2FsdA$aGFzaA",
+                "unrecognised hash scheme",
+            ),
+            ("{SSHA}abc", "unrecognised hash scheme"),
+            ("$2x$04$abc", "buggy `$2x$` variant"),
+            ("", "no password hash"),
+        ];
+        for (hash, what) in cases {
+            let err = load(&format!("# users\nalice:{}\nbob:{hash}\n", bcrypt_of("a")))
+                .err()
+                .unwrap_or_else(|| panic!("{hash} loaded"));
+            assert!(err.contains("line 3: user \"bob\": "), "{err}");
+            assert!(err.contains(what), "{hash}: {err}");
+            assert!(err.contains("htpasswd -B"), "{err}");
+            if !hash.is_empty() {
+                assert!(!err.contains(hash), "the error repeats the hash: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_plain_text_error_reads_as_documented() {
+        let f = File::new("alice:s3cret\n");
+        let err = Users::load(&f.0).err().unwrap();
+        assert_eq!(
+            err,
+            format!(
+                "`{}`: line 1: user \"alice\": plain-text password; hash it with \
+                 `htpasswd -B` (bcrypt) or argon2",
+                f.0.display()
+            )
+        );
+        assert!(!err.contains("s3cret"));
+    }
+
+    #[test]
+    fn malformed_bcrypt_and_argon2_are_load_errors() {
+        let good = bcrypt_of("pw");
+        let cases = [
+            good[..59].to_string(),           // one byte short
+            format!("{}!", &good[..59]),      // not base64
+            good.replacen("$04$", "$xx$", 1), // cost not a number
+            good.replacen("$04$", "$03$", 1), // cost out of range
+            "$2b$".to_string(),               // prefix only
+        ];
+        for hash in &cases {
+            let err = load(&format!("carol:{hash}\n")).err().unwrap();
+            assert!(
+                err.contains("line 1: user \"carol\": malformed bcrypt hash"),
+                "{err}"
+            );
+        }
+        let good = argon2_of("pw", argon2::Algorithm::Argon2id);
+        let cases = [
+            good.replacen("m=8", "m=1", 1),  // memory under the minimum
+            good.replacen("m=8", "q=8", 1),  // unknown parameter
+            good.replacen("v=19", "v=7", 1), // unknown version
+            good.replacen("$argon2id$", "$argon2x$", 1),
+            good[..good.rfind('$').unwrap()].to_string(), // no output
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaGhhc2hoYXNo".to_string(), // 4-byte salt
+            "$argon2id$".to_string(),
+        ];
+        for hash in &cases {
+            let err = load(&format!("dave:{hash}\n")).err().unwrap();
+            assert!(
+                err.contains("line 1: user \"dave\": malformed argon2 hash"),
+                "{hash}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_empty_and_colon_users_are_refused() {
+        let h = bcrypt_of("pw");
+        let err = load(&format!("alice:{h}\n\nalice:{h}\n")).err().unwrap();
+        assert!(
+            err.contains("line 3: user \"alice\" is already listed on line 1"),
+            "{err}"
+        );
+        let err = load(&format!(":{h}\n")).err().unwrap();
+        assert!(err.contains("line 1: empty user name"), "{err}");
+        let err = load(&format!("ali:ce:{h}\n")).err().unwrap();
+        assert!(
+            err.contains("line 1: user \"ali:ce\" contains `:`"),
+            "{err}"
+        );
+        let err = load(&format!("ali\u{1}ce:{h}\n")).err().unwrap();
+        assert!(err.contains("control character"), "{err}");
+        let err = load("alice\n").err().unwrap();
+        assert!(err.contains("line 1: no `:`"), "{err}");
+        // A plain-text password with a colon is not taken for part of the user name.
+        let err = load("alice:open:sesame\n").err().unwrap();
+        assert!(err.contains("user \"alice\": plain-text password"), "{err}");
+        assert!(!err.contains("open") && !err.contains("sesame"), "{err}");
+    }
+
+    #[test]
+    fn empty_unreadable_and_non_utf8_files_are_refused() {
+        for text in ["", "\n\n", "# only a comment\n   \n"] {
+            let err = load(text).err().unwrap();
+            assert!(err.contains("lists no users"), "{err}");
+        }
+        let err = Users::load(Path::new("/nonexistent/langur/htpasswd"))
+            .err()
+            .unwrap();
+        assert!(err.starts_with("cannot read users file"), "{err}");
+        assert!(err.contains("No such file or directory"), "{err}");
+        let f = File::new("");
+        std::fs::write(&f.0, b"# ok\n\xff\xfe:x\n").unwrap();
+        let err = Users::load(&f.0).err().unwrap();
+        assert!(err.contains("line 2: not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_users_not_hashes() {
+        let users = two_users();
+        let text = format!("{users:?}");
+        assert!(text.contains("alice") && text.contains("bcrypt"), "{text}");
+        assert!(text.contains("bob") && text.contains("argon2"), "{text}");
+        assert!(!text.contains('$'), "{text}");
+    }
+
+    #[test]
+    fn a_second_verify_is_answered_from_the_cache() {
+        let users = two_users();
+        let t0 = Instant::now();
+        assert!(users.verify_at("alice", b"wonderland", t0));
+        assert_eq!(users.slow_verifications(), 1);
+        assert!(users.verify_at("alice", b"wonderland", t0 + Duration::from_secs(1)));
+        assert!(users.verify_at("alice", b"wonderland", t0 + Duration::from_secs(299)));
+        assert_eq!(users.slow_verifications(), 1);
+        // Another password for the same user is not a hit, and does not evict the entry.
+        assert!(!users.verify_at("alice", b"wonderlanD", t0 + Duration::from_secs(2)));
+        assert_eq!(users.slow_verifications(), 2);
+        assert!(users.verify_at("alice", b"wonderland", t0 + Duration::from_secs(3)));
+        assert_eq!(users.slow_verifications(), 2);
+        // Another user with alice's password is not a hit either.
+        assert!(!users.verify_at("bob", b"wonderland", t0));
+        assert_eq!(users.slow_verifications(), 3);
+    }
+
+    #[test]
+    fn a_failure_is_not_cached() {
+        let users = two_users();
+        let t0 = Instant::now();
+        assert!(!users.verify_at("alice", b"nope", t0));
+        assert!(!users.verify_at("alice", b"nope", t0));
+        assert!(!users.verify_at("nobody", b"nope", t0));
+        assert!(!users.verify_at("nobody", b"nope", t0));
+        assert_eq!(users.slow_verifications(), 4);
+        assert_eq!(users.cache.len(), 0);
+    }
+
+    #[test]
+    fn a_cached_verification_expires_after_five_minutes() {
+        let users = two_users();
+        let t0 = Instant::now();
+        assert!(users.verify_at("bob", b"builder", t0));
+        assert!(users.verify_at("bob", b"builder", t0 + CACHE_TTL - Duration::from_millis(1)));
+        assert_eq!(users.slow_verifications(), 1);
+        assert!(users.verify_at("bob", b"builder", t0 + CACHE_TTL));
+        assert_eq!(users.slow_verifications(), 2);
+        // The new verification starts a new period.
+        assert!(users.verify_at("bob", b"builder", t0 + CACHE_TTL + Duration::from_secs(60)));
+        assert_eq!(users.slow_verifications(), 2);
+    }
+
+    #[test]
+    fn the_cache_keeps_at_most_its_bound() {
+        let users = two_users();
+        let t0 = Instant::now();
+        let tag = |u: &str| users.tag(u, b"pw");
+        for i in 0..CACHE_ENTRIES + 10 {
+            let u = format!("u{i}");
+            users
+                .cache
+                .remember(&u, tag(&u), t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(users.cache.len(), CACHE_ENTRIES);
+        // The oldest went first.
+        assert!(!users
+            .cache
+            .hit("u0", &tag("u0"), t0 + Duration::from_secs(2)));
+        let last = format!("u{}", CACHE_ENTRIES + 9);
+        assert!(users
+            .cache
+            .hit(&last, &tag(&last), t0 + Duration::from_secs(2)));
+        // Expired entries go before live ones.
+        let later = t0 + CACHE_TTL + Duration::from_millis(100);
+        users.cache.remember("fresh", tag("fresh"), later);
+        assert!(users.cache.len() < CACHE_ENTRIES);
+        assert!(users.cache.hit("fresh", &tag("fresh"), later));
+    }
+
+    #[test]
+    fn each_load_has_its_own_key() {
+        let a = two_users();
+        let b = two_users();
+        assert!(a.tag("alice", b"pw") != b.tag("alice", b"pw"));
+        assert!(a.tag("alice", b"pw") == a.tag("alice", b"pw"));
+        // The user is part of the tag, unambiguously.
+        assert!(a.tag("ab", b"c") != a.tag("a", b"bc"));
+    }
+
+    #[tokio::test]
+    async fn verify_async_runs_a_miss_off_the_loop_and_answers_a_hit_inline() {
+        fn sendable<F: std::future::Future + Send>(f: F) -> F {
+            f
+        }
+        let users = Arc::new(two_users());
+        assert!(sendable(users.verify_async("alice".into(), b"wonderland".to_vec())).await);
+        assert_eq!(users.slow_verifications(), 1);
+        assert!(
+            users
+                .verify_async("alice".into(), b"wonderland".to_vec())
+                .await
+        );
+        assert_eq!(users.slow_verifications(), 1);
+        assert!(!users.verify_async("alice".into(), b"x".to_vec()).await);
+        assert!(!users.verify_async("zed".into(), b"x".to_vec()).await);
+        assert_eq!(users.slow_verifications(), 3);
+        let all = (0..8).map(|_| {
+            let u = Arc::clone(&users);
+            tokio::spawn(async move { u.verify_async("bob".into(), b"builder".to_vec()).await })
+        });
+        for t in all {
+            assert!(t.await.unwrap());
+        }
+    }
+
+    #[test]
+    fn parse_authorization_reads_basic_credentials() {
+        // RFC 7617 2's example.
+        assert_eq!(
+            parse_authorization(&header("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")),
+            Some(("Aladdin".to_string(), b"open sesame".to_vec()))
+        );
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            let v = header(&format!("{scheme} QWxhZGRpbjpvcGVuIHNlc2FtZQ=="));
+            assert_eq!(parse_authorization(&v).unwrap().0, "Aladdin");
+        }
+        assert_eq!(
+            parse_authorization(&header("Basic   QWxhZGRpbjpvcGVuIHNlc2FtZQ=="))
+                .unwrap()
+                .0,
+            "Aladdin"
+        );
+        assert_eq!(
+            parse_authorization(&basic(b"alice:")),
+            Some(("alice".to_string(), Vec::new()))
+        );
+        assert_eq!(
+            parse_authorization(&basic(b"alice:a:b:c")),
+            Some(("alice".to_string(), b"a:b:c".to_vec()))
+        );
+        assert_eq!(
+            parse_authorization(&basic(b":pw")),
+            Some((String::new(), b"pw".to_vec()))
+        );
+        // UTF-8 user (RFC 7617 2.1's charset), password bytes as sent.
+        assert_eq!(
+            parse_authorization(&basic("test:123\u{a3}".as_bytes())),
+            Some(("test".to_string(), "123\u{a3}".as_bytes().to_vec()))
+        );
+        assert_eq!(
+            parse_authorization(&basic(b"\xc3\xa9:\xff")),
+            Some(("\u{e9}".to_string(), vec![0xff]))
+        );
+    }
+
+    #[test]
+    fn parse_authorization_refuses_malformed_values() {
+        let long = format!("Basic {}", "QUFB".repeat(MAX_AUTHORIZATION_LEN));
+        let cases = [
+            header("Basic"),
+            header("Basic "),
+            header("Basic !!!not base64!!!"),
+            header("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ"), // padding missing
+            header("Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+            header("BasicQWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+            header("Digest username=\"a\""),
+            header(""),
+            basic(b"no colon here"),
+            basic(b"\xff\xfe:pw"),
+            basic(b"a\x01b:pw"),
+            header(&long),
+            HeaderValue::from_bytes(b"Basic \xff\xfe").unwrap(),
+        ];
+        for v in &cases {
+            assert_eq!(parse_authorization(v), None, "{v:?}");
+        }
+        // Just under the bound still decodes.
+        let user = "u".repeat(2000);
+        assert!(parse_authorization(&basic(format!("{user}:pw").as_bytes())).is_some());
+    }
+
+    #[test]
+    fn parse_authorization_never_panics() {
+        // Every short value over a small alphabet, and some random bytes.
+        let alphabet = b"Basic QWE=:/+ \t\xff";
+        let mut v = Vec::new();
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    v.clear();
+                    v.extend_from_slice(b"Basic ");
+                    v.extend_from_slice(&[*a, *b, *c, b'=']);
+                    if let Ok(h) = HeaderValue::from_bytes(&v) {
+                        let _ = parse_authorization(&h);
+                    }
+                }
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x as u8).max(0x20)
+                })
+                .collect();
+            if let Ok(h) = HeaderValue::from_bytes(&bytes) {
+                let _ = parse_authorization(&h);
+            }
+        }
+    }
+
+    #[test]
+    fn challenge_quotes_and_escapes_the_realm() {
+        assert_eq!(
+            challenge("staging"),
+            "Basic realm=\"staging\", charset=\"UTF-8\""
+        );
+        assert_eq!(
+            challenge(r#"say "hi" \o/"#),
+            r#"Basic realm="say \"hi\" \\o/", charset="UTF-8""#
+        );
+        assert_eq!(challenge(""), "Basic realm=\"\", charset=\"UTF-8\"");
+        assert_eq!(
+            challenge("a\r\nSet-Cookie: x\u{7f}"),
+            "Basic realm=\"aSet-Cookie: x\", charset=\"UTF-8\""
+        );
+        assert_eq!(
+            challenge("caf\u{e9}").as_bytes(),
+            "Basic realm=\"caf\u{e9}\", charset=\"UTF-8\"".as_bytes()
+        );
+    }
+}
