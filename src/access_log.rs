@@ -40,6 +40,10 @@ pub struct Line {
     pub reason: &'static str,
     /// What the cache did (`hit`, `miss`, `stale`, `revalidated`, `bypass`), empty if unused.
     pub cache: &'static str,
+    /// The path sent to the server when a route rewrote it.
+    pub rewritten: Option<String>,
+    /// The request ID (`[server] request_id`).
+    pub request_id: Option<http::HeaderValue>,
 }
 
 impl AccessLog {
@@ -56,6 +60,8 @@ impl AccessLog {
             start,
             reason: "",
             cache: "",
+            rewritten: None,
+            request_id: None,
         }))
     }
 
@@ -74,6 +80,12 @@ impl AccessLog {
             total_ms = format_args!("{total_ms:.3}"),
             reason = if self.reason.is_empty() { "-" } else { self.reason },
             cache = if self.cache.is_empty() { "-" } else { self.cache },
+            rewritten = self.rewritten.as_deref().unwrap_or("-"),
+            request_id = self
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
         );
     }
 }

@@ -37,6 +37,10 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// A transfer coding langur does not implement (RFC 9112 6.1).
     NotImplemented,
+    /// The route's `deny`/`allow` refuse the client's address.
+    Forbidden,
+    /// The route's `basic_auth` needs credentials that were not given or not valid.
+    Unauthorized,
 }
 
 impl ErrorKind {
@@ -58,6 +62,8 @@ impl ErrorKind {
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -93,6 +99,8 @@ impl ErrorKind {
             ErrorKind::ClientTimeout => "client_body_timeout",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::NotImplemented => "not_implemented",
+            ErrorKind::Forbidden => "denied",
+            ErrorKind::Unauthorized => "unauthorized",
         }
     }
 
@@ -128,6 +136,8 @@ impl ErrorKind {
             ErrorKind::NotImplemented => {
                 "501 Not Implemented: a transfer coding this proxy does not implement\n"
             }
+            ErrorKind::Forbidden => "403 Forbidden\n",
+            ErrorKind::Unauthorized => "401 Unauthorized\n",
         }
     }
 }

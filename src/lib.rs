@@ -21,6 +21,7 @@ pub mod framing;
 pub mod lane;
 #[cfg(test)]
 mod layers;
+pub mod matching;
 pub mod park;
 pub mod proxy;
 pub mod router;

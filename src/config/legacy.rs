@@ -329,6 +329,7 @@ fn push_entry(raw: &mut RawConfig, e: Entry, name: String, diag: &mut Diag) {
         grace: e.grace,
         purge: e.purge,
         line: e.line,
+        ..RawRoute::default()
     });
     if serves_files {
         return;

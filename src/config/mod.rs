@@ -12,6 +12,7 @@
 mod error;
 mod legacy;
 mod raw;
+pub mod route;
 mod toml;
 
 pub(crate) use raw::*;
@@ -193,6 +194,8 @@ pub struct Config {
     pub admin: AdminSettings,
     /// Routes in file order; the first whose pattern matches wins.
     pub routes: Vec<RouteConfig>,
+    /// `[server]` rules for every request (HTTPS redirect, HSTS, error pages, request IDs).
+    pub site: route::SiteRules,
     pub pools: Vec<PoolConfig>,
     pub cache: CacheConfig,
     /// Things that are legal but probably wrong (`check` prints them).
@@ -278,6 +281,10 @@ pub struct RouteConfig {
     /// Client networks allowed to send `PURGE` for this route's URLs.
     pub purge: Vec<ipnet::IpNet>,
     pub line: usize,
+    /// The matchers besides `patterns` (`host`, `path`, `path_prefix`, ...).
+    pub matcher: crate::matching::RequestMatch,
+    /// What the route does besides choosing its target.
+    pub rules: route::RouteRules,
 }
 
 /// The shared cache's rules (`[cache]`).

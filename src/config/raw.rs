@@ -39,6 +39,10 @@ pub(crate) struct RawConfig {
     /// (certificate, key) PEM paths.
     pub tls_certs: Vec<(At<String>, At<String>)>,
     pub tls_line: Option<usize>,
+    pub redirect_http_to_https: Option<bool>,
+    pub hsts: Option<At<String>>,
+    pub error_pages: Vec<(String, At<String>)>,
+    pub request_id: Option<At<String>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -76,7 +80,7 @@ pub(crate) struct RawPoolSettings {
     pub overload_backoff: Option<At<Duration>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct RawRoute {
     pub patterns: Vec<At<String>>,
     pub pool: Option<At<String>>,
@@ -84,6 +88,82 @@ pub(crate) struct RawRoute {
     pub cache: Option<bool>,
     pub grace: Option<At<Duration>>,
     pub purge: Vec<At<String>>,
+    pub line: usize,
+    // Matchers.
+    pub hosts: Vec<At<String>>,
+    pub path: Option<At<String>>,
+    pub path_prefix: Option<At<String>>,
+    pub methods: Vec<At<String>>,
+    pub headers: Vec<(String, At<String>)>,
+    pub query: Vec<(String, At<String>)>,
+    pub source: Vec<At<String>>,
+    // Actions.
+    pub redirect: Option<RawRedirect>,
+    pub respond: Option<RawRespond>,
+    pub strip_prefix: Option<At<String>>,
+    pub add_prefix: Option<At<String>>,
+    pub rewrite: Option<RawRewrite>,
+    pub request_headers: Option<RawHeaderRules>,
+    pub response_headers: Option<RawHeaderRules>,
+    pub allow: Vec<At<String>>,
+    pub deny: Vec<At<String>>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub forward_auth_header: Option<bool>,
+    pub error_pages: Vec<(String, At<String>)>,
+    pub intercept_errors: Option<bool>,
+    pub cache_ttl: Vec<(String, At<String>)>,
+    pub cache_key: Option<RawCacheKey>,
+}
+
+/// `redirect = { to = "...", status = 308 }`.
+#[derive(Debug, Default)]
+pub(crate) struct RawRedirect {
+    pub to: Option<At<String>>,
+    pub status: Option<At<i64>>,
+    pub line: usize,
+}
+
+/// `respond = { status = 200, body = "ok", content_type = "text/plain" }` (or `file`).
+#[derive(Debug, Default)]
+pub(crate) struct RawRespond {
+    pub status: Option<At<i64>>,
+    pub body: Option<At<String>>,
+    pub file: Option<At<String>>,
+    pub content_type: Option<At<String>>,
+    pub line: usize,
+}
+
+/// `rewrite = { from = '^/old/(.*)$', to = '/new/$1' }`.
+#[derive(Debug, Default)]
+pub(crate) struct RawRewrite {
+    pub from: Option<At<String>>,
+    pub to: Option<At<String>>,
+    pub line: usize,
+}
+
+/// `request_headers` / `response_headers = { set = {...}, add = {...}, remove = [...] }`.
+#[derive(Debug, Default)]
+pub(crate) struct RawHeaderRules {
+    pub set: Vec<(String, At<String>)>,
+    pub add: Vec<(String, At<String>)>,
+    pub remove: Vec<At<String>>,
+    pub line: usize,
+}
+
+/// `basic_auth = { realm = "staging", users_file = "htpasswd" }`.
+#[derive(Debug, Default)]
+pub(crate) struct RawBasicAuth {
+    pub realm: Option<At<String>>,
+    pub users_file: Option<At<String>>,
+    pub line: usize,
+}
+
+/// `cache_key = { ignore_query = ["utm_*", "gclid"] }` (or `ignore_query = true`: the whole
+/// query).
+#[derive(Debug, Default)]
+pub(crate) struct RawCacheKey {
+    pub ignore_query: Vec<At<String>>,
+    pub ignore_whole_query: Option<bool>,
     pub line: usize,
 }
 

@@ -8,6 +8,8 @@ use super::{
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
+mod route;
+
 type Val<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &[
@@ -49,6 +51,10 @@ const SERVER_KEYS: &[&str] = &[
     "h2_max_concurrent_streams",
     "h2_window",
     "reuse_port",
+    "redirect_http_to_https",
+    "hsts",
+    "error_pages",
+    "request_id",
 ];
 const ADMIN_KEYS: &[&str] = &["listen", "token", "hosts"];
 const POOL_SETTING_KEYS: &[&str] = &[
@@ -118,7 +124,6 @@ const CHECK_KEYS: &[&str] = &[
     "expect_body",
     "disable_on_404",
 ];
-const ROUTE_KEYS: &[&str] = &["match", "pool", "root", "cache", "grace", "purge"];
 const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight", "backup", "check", "maxconn"];
 
 struct Reader<'s> {
@@ -210,6 +215,10 @@ impl Reader<'_> {
             "h2_max_concurrent_streams" => raw.h2_max_concurrent_streams = self.int(k, v),
             "h2_window" => raw.h2_window = self.size(k, v),
             "reuse_port" => raw.reuse_port = self.bool(k, v),
+            "redirect_http_to_https" => raw.redirect_http_to_https = self.bool(k, v),
+            "hsts" => raw.hsts = self.string(k, v),
+            "error_pages" => raw.error_pages = self.str_map(k, v),
+            "request_id" => raw.request_id = self.request_id(k, v),
             _ => self.diag.unknown_key(line, "[server]", k, SERVER_KEYS),
         }
     }
@@ -358,43 +367,6 @@ impl Reader<'_> {
             _ => return false,
         }
         true
-    }
-
-    fn route(&mut self, item: &Val<'_>) -> Option<RawRoute> {
-        let line = self.line(item.span());
-        let mut patterns = None;
-        let mut pool = None;
-        let mut root = None;
-        let mut cache = None;
-        let mut grace = None;
-        let mut purge = Vec::new();
-        self.table(item, "[[route]]", |r, k, v, kline| match k {
-            "match" => patterns = Some(r.str_list(k, v)),
-            "pool" => pool = r.string(k, v),
-            "root" => root = r.string(k, v),
-            "cache" => cache = r.bool(k, v),
-            "grace" => grace = r.duration(k, v),
-            "purge" => purge = r.str_list(k, v),
-            _ => r.diag.unknown_key(kline, "[[route]]", k, ROUTE_KEYS),
-        });
-        let patterns = patterns.unwrap_or_default();
-        if patterns.is_empty() {
-            self.diag.error(
-                line,
-                Some("match"),
-                "[[route]] needs at least one `match` pattern",
-            );
-            return None;
-        }
-        Some(RawRoute {
-            patterns,
-            pool,
-            root,
-            cache,
-            grace,
-            purge,
-            line,
-        })
     }
 
     fn pool(&mut self, name: &str, val: &Val<'_>, line: usize) -> RawPool {

@@ -15,6 +15,7 @@ pub mod cached;
 pub mod files;
 mod forward;
 pub mod headers;
+mod rules;
 pub mod target;
 
 use crate::access_log::AccessLog;
@@ -63,6 +64,12 @@ pub struct Runtime {
     /// h2c with prior knowledge on plain listeners.
     pub h2c: bool,
     pub h2: crate::config::H2Settings,
+    /// `[server]` rules for every request.
+    pub site: crate::config::route::SiteRules,
+    /// Whether some `[server]` rule is on (else the request path skips them).
+    pub site_active: bool,
+    /// The port HTTPS redirects name (`None`: 443, left out).
+    pub https_port: Option<u16>,
 }
 
 impl Runtime {
@@ -96,9 +103,16 @@ pub struct RouteRt {
     pub cache: bool,
     pub grace: Option<std::time::Duration>,
     pub purge: Vec<ipnet::IpNet>,
+    /// The route's actions; `None` when it has none (the rules phase is then skipped).
+    pub rules: Option<Arc<crate::config::route::RouteRules>>,
+    /// `{upstream_host}`: the pool's TLS server name, else its first server as written.
+    pub upstream_host: Option<HeaderValue>,
 }
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
+/// The phases in order: strict checks, target, loop check, `[server]` rules, route, the
+/// route's rules, then files, upgrade, cache or forward; on the way back [`rules::finish`]
+/// when a rule asked for it.
 pub async fn handle(
     rt: &Arc<Runtime>,
     mut req: Request<ClientIn>,
@@ -108,44 +122,96 @@ pub async fn handle(
     let mut log = rt
         .access_log
         .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), Instant::now()));
+    let mut post = rules::Post::default();
+    let resp = 'answer: {
+        if let Err(kind) = strict::check_request(
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+            &rt.limits,
+        ) {
+            break 'answer error_response(kind, log);
+        }
+        if let Err(kind) = target_phase(&mut req) {
+            break 'answer error_response(kind, log);
+        }
+        if headers::via_contains(req.headers(), &rt.via_token) {
+            break 'answer error_response(ErrorKind::Loop, log);
+        }
+        if rt.site_active {
+            if let Some(r) = rules::site_request(rt, &mut req, client, &mut post, &mut log) {
+                break 'answer r;
+            }
+        }
+        let Some((route_index, route_idx)) = route_phase(rt, &req, client) else {
+            break 'answer error_response(ErrorKind::NoRoute, log);
+        };
+        let route = &rt.routes[route_idx];
+        if let Some(rules) = &route.rules {
+            match rules::access(rules, &req, client, &mut log) {
+                rules::Verdict::Go => {}
+                rules::Verdict::Answer(r) => break 'answer r,
+                rules::Verdict::Verify(users, user, password) => {
+                    if !users.verify_async(user, password).await {
+                        break 'answer rules::unauthorized(rules, log);
+                    }
+                }
+            }
+            let groups = match rules.uses_groups {
+                true => rules::groups(rt, route_index, req.uri().path()),
+                false => Vec::new(),
+            };
+            if let Some(r) =
+                rules::after_auth(route, rules, &groups, &mut req, client, &mut post, &mut log)
+            {
+                break 'answer r;
+            }
+        }
+        let Some(pool_idx) = route.pool else {
+            if route.root.is_none() {
+                break 'answer error_response(ErrorKind::NoRoute, log);
+            }
+            break 'answer files::serve(rt, route, req, log).await;
+        };
+        let pool = &rt.pools[pool_idx];
+        if let Some(l) = &mut log {
+            l.pool = Some(pool.name.clone());
+        }
+        if let Some(protocol) = upgrade_protocol(&req) {
+            break 'answer upgrade(rt, pool, req, protocol, client, conn, log).await;
+        }
+        if route.cache {
+            break 'answer cached::handle(rt, route, pool, req, client, conn, log).await;
+        }
+        let req = match upstream_request(rt, req, client, conn).await {
+            Ok(r) => r,
+            Err(kind) => break 'answer error_response(kind, log),
+        };
+        forward(pool, req, client, log).await
+    };
+    if post.rules.is_none() && !rt.site_active {
+        return resp;
+    }
+    rules::finish(rt, post, client, resp)
+}
 
-    if let Err(kind) = strict::check_request(
-        req.method(),
-        req.uri(),
-        req.version(),
-        req.headers(),
-        &rt.limits,
-    ) {
-        return error_response(kind, log);
+/// The route phase: the first route whose matchers all match (only the path is read when
+/// no route matches on more).
+#[inline]
+fn route_phase<B>(rt: &Runtime, req: &Request<B>, client: &ClientInfo) -> Option<(usize, usize)> {
+    if !rt.router.needs_request() {
+        return rt.router.route(req.uri().path());
     }
-    if let Err(kind) = target_phase(&mut req) {
-        return error_response(kind, log);
-    }
-    if headers::via_contains(req.headers(), &rt.via_token) {
-        return error_response(ErrorKind::Loop, log);
-    }
-    let Some((_, route_idx)) = rt.router.route(req.uri().path()) else {
-        return error_response(ErrorKind::NoRoute, log);
-    };
-    let route = &rt.routes[route_idx];
-    let Some(pool_idx) = route.pool else {
-        return files::serve(rt, route, req, log).await;
-    };
-    let pool = &rt.pools[pool_idx];
-    if let Some(l) = &mut log {
-        l.pool = Some(pool.name.clone());
-    }
-    if let Some(protocol) = upgrade_protocol(&req) {
-        return upgrade(rt, pool, req, protocol, client, conn, log).await;
-    }
-    if route.cache {
-        return cached::handle(rt, route, pool, req, client, conn, log).await;
-    }
-    let req = match upstream_request(rt, req, client, conn).await {
-        Ok(r) => r,
-        Err(kind) => return error_response(kind, log),
-    };
-    forward(pool, req, client, log).await
+    let host = crate::matching::request_host(req.uri(), req.headers());
+    rt.router.route_request(&crate::matching::Input {
+        host: host.as_deref().unwrap_or(""),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method(),
+        headers: req.headers(),
+        source: client.addr.ip(),
+    })
 }
 
 /// The target phase: the one request that every later phase sees and that goes upstream.
@@ -302,6 +368,7 @@ pub(crate) fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Res
     }
     let mut resp = Response::new(ProxyBody::full(kind.body(), log));
     *resp.status_mut() = kind.status();
+    resp.extensions_mut().insert(rules::OwnAnswer);
     resp.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -26,7 +26,8 @@ pub fn build_runtime_from(
         .enumerate()
         .map(|(i, r)| (r.patterns.clone(), i))
         .collect();
-    let router = Router::new(&patterns).context("compiling routes")?;
+    let matchers = config.routes.iter().map(|r| r.matcher.clone()).collect();
+    let router = Router::with_matchers(&patterns, matchers).context("compiling routes")?;
     let routes = config
         .routes
         .iter()
@@ -36,6 +37,8 @@ pub fn build_runtime_from(
             cache: r.cache,
             grace: r.grace,
             purge: r.purge.clone(),
+            rules: (!r.rules.is_empty()).then(|| Arc::new(r.rules.clone())),
+            upstream_host: r.pool.and_then(|i| upstream_host(&config.pools[i])),
         })
         .collect();
     let pools: Vec<Arc<Pool>> = config
@@ -78,7 +81,43 @@ pub fn build_runtime_from(
         tls: config.server.tls.as_ref().map(|t| t.config.clone()),
         h2c: config.server.h2c,
         h2: config.server.h2.clone(),
+        site_active: site_active(&config.site),
+        site: config.site.clone(),
+        https_port: config
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.listen.first())
+            .map(|a| a.port())
+            .filter(|p| *p != 443),
     })
+}
+
+/// Whether some `[server]` rule applies to every request.
+fn site_active(site: &crate::config::route::SiteRules) -> bool {
+    site.redirect_http_to_https
+        || site.hsts.is_some()
+        || site.request_id.is_some()
+        || !site.error_pages.is_empty()
+}
+
+/// `{upstream_host}` of a pool: its TLS server name, else its first server's address as
+/// written (a default port left out).
+fn upstream_host(pool: &crate::config::PoolConfig) -> Option<HeaderValue> {
+    let name = pool.tls.as_ref().and_then(|t| t.server_name.clone());
+    let name = name.or_else(|| {
+        let s = pool.servers.first()?;
+        let written = s.name.as_str();
+        Some(
+            written
+                .strip_suffix(":80")
+                .filter(|_| pool.tls.is_none())
+                .or_else(|| written.strip_suffix(":443").filter(|_| pool.tls.is_some()))
+                .unwrap_or(written)
+                .to_string(),
+        )
+    })?;
+    HeaderValue::from_str(&name).ok()
 }
 
 /// A name for this process's `Via` entries: the configured one, or `langur-` and 8 hex digits.

@@ -15,6 +15,7 @@ mod health;
 mod queue;
 mod resilience;
 mod retries;
+mod rules;
 mod slowloris;
 mod strict;
 mod tls_h2;

@@ -195,6 +195,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let cache = cache(&raw.cache, diag);
     let limits = limits(&raw.limits, diag);
     let h2 = h2(&raw, diag);
+    let site = rules::site(&raw, &routes::base_dir(&diag.file), diag);
     let tls = tls_listen(&raw, diag, &mut bound);
     overlaps(&bound, diag);
 
@@ -217,6 +218,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         },
         admin,
         routes,
+        site,
         pools: pools.into_iter().flatten().collect(),
         warnings: Vec::new(),
     })
@@ -359,6 +361,7 @@ fn nonzero(diag: &mut Diag, v: Option<&At<Duration>>, key: &str, default: Durati
 
 mod pools;
 mod routes;
+mod rules;
 mod sections;
 #[cfg(test)]
 mod tests;

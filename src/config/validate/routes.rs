@@ -7,20 +7,48 @@ use super::*;
 /// out; its `root` and `purge` are then not looked at.
 pub(super) fn routes(raw: &RawConfig, diag: &mut Diag) -> Vec<RouteConfig> {
     let pool_names: Vec<&str> = raw.pools.iter().map(|p| p.name.as_str()).collect();
-    raw.routes
+    let base = base_dir(&diag.file);
+    let routes: Vec<RouteConfig> = raw
+        .routes
         .iter()
-        .filter_map(|r| route(r, &pool_names, diag))
-        .collect()
+        .filter_map(|r| route(r, &pool_names, &base, diag))
+        .collect();
+    shadowed(&routes, diag);
+    routes
 }
 
-/// One route: its patterns, what serves it, the directory, the purge networks.
-fn route(r: &RawRoute, pool_names: &[&str], diag: &mut Diag) -> Option<RouteConfig> {
+/// The directory of the configuration file, which file names in it are relative to.
+pub(super) fn base_dir(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(file)
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default()
+}
+
+/// One route: its patterns and matchers, what serves it, the directory, the purge networks,
+/// its actions.
+fn route(
+    r: &RawRoute,
+    pool_names: &[&str],
+    base: &std::path::Path,
+    diag: &mut Diag,
+) -> Option<RouteConfig> {
     for pat in &r.patterns {
         check_regex(pat, "match", diag);
     }
+    let matcher = rules::matcher(r, diag);
+    if r.patterns.is_empty() && matcher.is_empty() {
+        diag.error(
+            r.line,
+            Some("match"),
+            "[[route]] needs a matcher: `match`, `host`, `path` or `path_prefix` (`path_prefix = \"/\"` takes every request)",
+        );
+        return None;
+    }
+    let rules = rules::rules(r, base, diag);
     let pool = target(r, pool_names, diag)?;
     let root = root(r.root.as_ref(), diag);
-    let purge = purge(&r.purge, diag);
+    let purge = rules::networks(&r.purge, "purge", diag);
     Some(RouteConfig {
         patterns: r.patterns.iter().map(|p| p.value.clone()).collect(),
         pool,
@@ -29,13 +57,55 @@ fn route(r: &RawRoute, pool_names: &[&str], diag: &mut Diag) -> Option<RouteConf
         grace: r.grace.as_ref().map(|g| g.value),
         purge,
         line: r.line,
+        matcher,
+        rules,
     })
+}
+
+/// Warns about a route that an earlier one takes every request of: same host set (or none),
+/// and a path that always matches.
+fn shadowed(routes: &[RouteConfig], diag: &mut Diag) {
+    for (j, later) in routes.iter().enumerate() {
+        let earlier = routes[..j].iter().find(|e| {
+            let all_paths = e.patterns.is_empty()
+                || e.patterns
+                    .iter()
+                    .any(|p| matches!(p.as_str(), "" | "/" | "^/" | ".*" | "^.*" | "^/.*"));
+            all_paths && e.matcher.covers(&later.matcher)
+        });
+        if let Some(e) = earlier {
+            diag.warn(
+                later.line,
+                None,
+                format!(
+                    "this route is never used: the route on line {} takes every request it would",
+                    e.line
+                ),
+            );
+        }
+    }
 }
 
 /// What serves a route: `Some(Some(i))` the pool at index `i` of the file's pools, `Some(None)`
 /// a `root` directory. `None` (reported) when it names both, neither, or a pool that is not
 /// defined (with the closest name suggested).
 fn target(r: &RawRoute, pool_names: &[&str], diag: &mut Diag) -> Option<Option<usize>> {
+    let answers = r
+        .redirect
+        .as_ref()
+        .map(|x| (x.line, "redirect"))
+        .or(r.respond.as_ref().map(|x| (x.line, "respond")));
+    if let Some((line, key)) = answers {
+        if r.pool.is_some() || r.root.is_some() || (r.redirect.is_some() && r.respond.is_some()) {
+            diag.error(
+                line,
+                Some(key),
+                "a route with `redirect` or `respond` answers by itself: it has no `pool`, `root`, or the other one",
+            );
+            return None;
+        }
+        return Some(None);
+    }
     match (&r.pool, &r.root) {
         (Some(_), Some(root)) => {
             diag.error(
@@ -93,30 +163,6 @@ fn root(root: Option<&At<String>>, diag: &mut Diag) -> Option<std::path::PathBuf
             None
         }
     }
-}
-
-/// The client networks that may `PURGE`: networks (`10.0.0.0/8`) or single addresses (a host
-/// network); anything else is reported and left out.
-fn purge(list: &[At<String>], diag: &mut Diag) -> Vec<ipnet::IpNet> {
-    let mut purge = Vec::new();
-    for a in list {
-        let parsed = a
-            .value
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| a.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match parsed {
-            Ok(n) => purge.push(n),
-            Err(_) => diag.error(
-                a.line,
-                Some("purge"),
-                format!(
-                    "`{}` is not an address or network (write 127.0.0.1 or 10.0.0.0/8)",
-                    a.value
-                ),
-            ),
-        }
-    }
-    purge
 }
 
 /// Warnings about what the routes leave out: a pool no route names (a route that failed its

@@ -26,7 +26,7 @@ fn full(b: impl Into<Bytes>) -> Body {
 }
 
 /// An in-process backend. Every answer carries its name; some paths behave specially:
-/// `/slow/MS` waits MS milliseconds, `/echo` streams the request body back, `/headers` answers
+/// `/slow/MS` waits MS milliseconds, `/status/NNN` answers that status, `/echo` streams the request body back, `/headers` answers
 /// the request headers it got as `name: value` lines, `/head` answers `Content-Length: 1234`
 /// to HEAD, `/trailers` echoes the body and sends the request's trailers back as trailers.
 pub struct Backend {
@@ -131,6 +131,12 @@ async fn behave(name: &str, req: Request<Incoming>) -> Response<Body> {
             .body(b)
             .unwrap()
     };
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+        let mut resp = named(full(format!("{name} says {code}")));
+        *resp.status_mut() = status;
+        return resp;
+    }
     if let Some(ms) = path.strip_prefix("/slow/") {
         let ms: u64 = ms.parse().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
