@@ -183,6 +183,61 @@ async fn sni_picks_the_certificate_and_alpn_picks_the_protocol() {
     lg.shutdown().await;
 }
 
+/// Two sites on one TLS listener: SNI picks each one's certificate and the `:authority` (or
+/// `Host`) picks each one's pool, over HTTP/2 and HTTP/1.1; HSTS is on the TLS answers.
+#[tokio::test]
+async fn two_hosts_on_one_tls_listener_reach_two_pools() {
+    ensure_provider();
+    let pki = Pki::new("vhosts");
+    let (ca, ka, _) = pki.issue("shop", &["shop.test"]);
+    let (cb, kb, _) = pki.issue("blog", &["blog.test"]);
+    let (shop, blog) = (Backend::start("shop").await, Backend::start("blog").await);
+    let text = format!(
+        "[server]\nhsts = \"max-age=63072000; includeSubDomains\"\n\
+         [tls]\nlisten = [\"127.0.0.1:0\"]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}, {{ cert = \"{}\", key = \"{}\" }}]\n\
+         [[route]]\nhost = [\"shop.test\"]\npool = \"shop\"\n\
+         [[route]]\nhost = [\"blog.test\"]\npool = \"blog\"\n\
+         [pools.shop]\nservers = [\"{}\"]\n[pools.blog]\nservers = [\"{}\"]\n",
+        p(&ca),
+        p(&ka),
+        p(&cb),
+        p(&kb),
+        shop.addr,
+        blog.addr
+    );
+    let lg = langur_toml(&text).await;
+    let at = lg.tls_addrs()[0];
+    for (sni, want) in [("shop.test", "shop"), ("blog.test", "blog")] {
+        let s = tls_connect(&pki, at, sni, &[b"h2"]).await;
+        let (status, headers, body) = h2_get(s, &format!("https://{sni}/")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, want, "{sni} over HTTP/2");
+        assert_eq!(
+            headers["strict-transport-security"],
+            "max-age=63072000; includeSubDomains"
+        );
+        let mut s = tls_connect(&pki, at, sni, &[b"http/1.1"]).await;
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.ends_with(want), "{sni} over HTTP/1.1: {out}");
+        assert!(
+            out.to_lowercase().contains("strict-transport-security"),
+            "{out}"
+        );
+    }
+    // A host no route names: 404, whatever the certificate.
+    let s = tls_connect(&pki, at, "shop.test", &[b"h2"]).await;
+    let (status, _, _) = h2_get(s, "https://other.test/").await;
+    assert_eq!(status, 404);
+    lg.shutdown().await;
+}
+
 #[test]
 fn a_missing_or_mismatched_key_is_a_config_error() {
     ensure_provider();
