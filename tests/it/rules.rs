@@ -121,21 +121,38 @@ servers = ["{}"]
     assert_eq!(send(Method::GET, "/exact?x=1", vec![]).await, "a");
     assert_eq!(send(Method::POST, "/api", vec![]).await, "a");
     assert_eq!(send(Method::POST, "/api/x", vec![]).await, "a");
-    assert_eq!(send(Method::POST, "/apix", vec![]).await, "b", "segment-aware");
+    assert_eq!(
+        send(Method::POST, "/apix", vec![]).await,
+        "b",
+        "segment-aware"
+    );
     assert_eq!(send(Method::GET, "/api/x", vec![]).await, "b", "method");
     let canary = vec![("x-env", "canary"), ("user-agent", "googlebot")];
     assert_eq!(send(Method::GET, "/h", canary.clone()).await, "a");
     let mut skipped = canary.clone();
     skipped.push(("x-skip", "1"));
-    assert_eq!(send(Method::GET, "/h", skipped).await, "b", "`!` means absent");
     assert_eq!(
-        send(Method::GET, "/h", vec![("x-env", "canary"), ("user-agent", "curl")]).await,
+        send(Method::GET, "/h", skipped).await,
+        "b",
+        "`!` means absent"
+    );
+    assert_eq!(
+        send(
+            Method::GET,
+            "/h",
+            vec![("x-env", "canary"), ("user-agent", "curl")]
+        )
+        .await,
         "b"
     );
     assert_eq!(send(Method::GET, "/q?a=2&debug=1", vec![]).await, "a");
     assert_eq!(send(Method::GET, "/q?debug=2", vec![]).await, "b");
     assert_eq!(send(Method::GET, "/q", vec![]).await, "b");
-    assert_eq!(send(Method::GET, "/src", vec![]).await, "b", "127.0.0.1 is not 10/8");
+    assert_eq!(
+        send(Method::GET, "/src", vec![]).await,
+        "b",
+        "127.0.0.1 is not 10/8"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +243,13 @@ servers = ["{}"]
     get(at, "/api").await;
     get(at, "/old/a/b").await;
     get(at, "/apix").await;
-    let seen: Vec<String> = b.arrivals.lock().unwrap().iter().map(|a| a.1.clone()).collect();
+    let seen: Vec<String> = b
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.1.clone())
+        .collect();
     assert_eq!(seen, ["/v2/users?x=1", "/v2", "/new/a/b", "/apix"]);
 }
 
@@ -251,7 +274,11 @@ servers = ["{}"]
         at,
         Method::GET,
         "/headers",
-        &[("host", "site.example"), ("x-secret", "s"), ("x-tag", "client")],
+        &[
+            ("host", "site.example"),
+            ("x-secret", "s"),
+            ("x-tag", "client"),
+        ],
         body(""),
     )
     .await;
@@ -280,10 +307,27 @@ async fn request_ids_are_made_kept_returned_and_forwarded() {
     let id = r.headers["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     assert_eq!(&id[14..15], "7", "version 7: {id}");
-    assert_eq!(b.last_headers.lock().unwrap().as_ref().unwrap()["x-request-id"], id.as_str());
-    let kept = request(at, Method::GET, "/", &[("x-request-id", "abc-123")], body("")).await;
+    assert_eq!(
+        b.last_headers.lock().unwrap().as_ref().unwrap()["x-request-id"],
+        id.as_str()
+    );
+    let kept = request(
+        at,
+        Method::GET,
+        "/",
+        &[("x-request-id", "abc-123")],
+        body(""),
+    )
+    .await;
     assert_eq!(kept.headers["x-request-id"], "abc-123");
-    let replaced = request(at, Method::GET, "/", &[("x-request-id", "a b<script>")], body("")).await;
+    let replaced = request(
+        at,
+        Method::GET,
+        "/",
+        &[("x-request-id", "a b<script>")],
+        body(""),
+    )
+    .await;
     assert_ne!(replaced.headers["x-request-id"], "a b<script>");
     // Errors carry it too.
     let lg2 = langur_toml("[server]\nrequest_id = \"X-Trace\"\n[[route]]\npath = \"/only\"\nrespond = { body = \"x\" }\n").await;
@@ -352,10 +396,24 @@ servers = ["{}"]
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("alice:nope")
     );
-    let r = request(at, Method::GET, "/headers", &[("authorization", &bad)], body("")).await;
+    let r = request(
+        at,
+        Method::GET,
+        "/headers",
+        &[("authorization", &bad)],
+        body(""),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(b.hits(), 0);
-    let r = request(at, Method::GET, "/headers", &[("authorization", &good)], body("")).await;
+    let r = request(
+        at,
+        Method::GET,
+        "/headers",
+        &[("authorization", &good)],
+        body(""),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(!r.text().contains("authorization"), "{}", r.text());
     assert_eq!(b.hits(), 1);
@@ -403,14 +461,30 @@ servers = ["{}"]
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(r.text(), "<h1>our 5xx</h1>", "intercepted");
     let r = get(at, "/status/404").await;
-    assert_eq!(r.text(), "<h1>nothing here</h1>", "[server] pages apply to intercepted errors");
+    assert_eq!(
+        r.text(),
+        "<h1>nothing here</h1>",
+        "[server] pages apply to intercepted errors"
+    );
     let r = get(at, "/status/418").await;
-    assert_eq!(r.text(), "b says 418", "no page for it: the server's is kept");
+    assert_eq!(
+        r.text(),
+        "b says 418",
+        "no page for it: the server's is kept"
+    );
     let r = get(at, "/plain/status/500").await;
-    assert_eq!(r.text(), "b", "a route without intercept_errors passes the server's");
+    assert_eq!(
+        r.text(),
+        "b",
+        "a route without intercept_errors passes the server's"
+    );
     let r = get(at, "/nowhere").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(r.text(), "<h1>nothing here</h1>", "[server] pages for langur's own");
+    assert_eq!(
+        r.text(),
+        "<h1>nothing here</h1>",
+        "[server] pages for langur's own"
+    );
 }
 
 #[tokio::test]
@@ -477,7 +551,10 @@ fn bad_rules_name_file_line_and_key() {
                     e.line == *line && e.key.as_deref() == Some(*want)
                 }
         });
-        assert!(found, "want {want:?} on line {line} in:\n{shown}\nfor:\n{text}");
+        assert!(
+            found,
+            "want {want:?} on line {line} in:\n{shown}\nfor:\n{text}"
+        );
     }
     // Plain-text passwords are refused with a hint.
     let d = dir("plain");
@@ -486,7 +563,10 @@ fn bad_rules_name_file_line_and_key() {
         "[[route]]\npath_prefix = \"/\"\nbasic_auth = {{ users_file = \"{}\" }}\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:9\"]\n",
         d.join("users").display()
     );
-    let e = langur::config::parse_str("test.toml", &text, true).err().unwrap().to_string();
+    let e = langur::config::parse_str("test.toml", &text, true)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("plain"), "{e}");
 }
 
@@ -500,5 +580,71 @@ fn shadowed_routes_are_warned_about() {
     );
     let w: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("test.toml:5") && w[0].contains("line 1"), "{w:?}");
+    assert!(
+        w[0].contains("test.toml:5") && w[0].contains("line 1"),
+        "{w:?}"
+    );
+}
+
+/// The access log (the binary's, on stdout) names the request ID and the path a rewrite sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_shows_the_request_id_and_the_rewritten_path() {
+    use tokio::io::AsyncBufReadExt;
+    let b = Backend::start("b").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let d = dir("log");
+    let cfg = d.join("log.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"{port}\"]\nrequest_id = true\n\
+             [[route]]\npath_prefix = \"/api\"\nstrip_prefix = \"/api\"\npool = \"p\"\n\
+             [pools.p]\nservers = [\"{}\"]\n",
+            b.addr
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_langur"))
+        .args(["run", "--workers", "1", "--admin", "127.0.0.1:0", "-c"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let id = loop {
+        assert!(tokio::time::Instant::now() < deadline, "no answer");
+        if let Ok(s) = tokio::net::TcpStream::connect(port).await {
+            drop(s);
+            let r = request(
+                port,
+                Method::GET,
+                "/api/x?y=1",
+                &[("x-request-id", "req-42")],
+                body(""),
+            )
+            .await;
+            break r.headers["x-request-id"].to_str().unwrap().to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(id, "req-42");
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains("langur::access") || l.contains("status=") {
+                return l;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap();
+    assert!(line.contains("request_id=\"req-42\""), "{line}");
+    assert!(line.contains("rewritten=\"/x\""), "{line}");
+    assert!(line.contains("path=/api/x"), "{line}");
 }
