@@ -4,6 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use langur::balancer::{self, Candidates, PickContext};
 use langur::config::{BalanceMethod, HashOn};
+use langur::matching::{parse_prefix, HostPattern, Input, RequestMatch};
 use langur::router::Router;
 use std::hint::black_box;
 
@@ -55,6 +56,49 @@ fn router(c: &mut Criterion) {
     c.bench_function("route/50-prefixes/last", |b| {
         b.iter(|| many.route(black_box("/service49/x/y")))
     });
+    // Virtual hosts: N sites of 5 routes each (four path prefixes and a catch-all), plus a
+    // wildcard site; the request is for the last site's last route, so a scan would be worst.
+    for sites in [10usize, 1000] {
+        let mut routes = Vec::new();
+        let mut matchers = Vec::new();
+        for s in 0..sites {
+            for (r, prefix) in ["/api", "/static", "/admin", "/img", "/"]
+                .iter()
+                .enumerate()
+            {
+                routes.push((Vec::new(), s * 5 + r));
+                matchers.push(RequestMatch {
+                    hosts: vec![
+                        HostPattern::parse(&format!("site{s}.example")).unwrap(),
+                        HostPattern::parse(&format!("www.site{s}.example")).unwrap(),
+                    ],
+                    path_prefix: Some(parse_prefix(prefix).unwrap()),
+                    ..Default::default()
+                });
+            }
+        }
+        routes.push((Vec::new(), usize::MAX));
+        matchers.push(RequestMatch {
+            hosts: vec![HostPattern::parse("*.wild.example").unwrap()],
+            ..Default::default()
+        });
+        let router = Router::with_matchers(&routes, matchers).unwrap();
+        let headers = http::HeaderMap::new();
+        let host = format!("www.site{}.example", sites - 1);
+        let method = http::Method::GET;
+        c.bench_function(&format!("route/{sites}-hosts/last-site-catch-all"), |b| {
+            b.iter(|| {
+                router.route_request(&Input {
+                    host: black_box(&host),
+                    path: black_box("/about/team"),
+                    query: None,
+                    method: &method,
+                    headers: &headers,
+                    source: std::net::Ipv4Addr::LOCALHOST.into(),
+                })
+            })
+        });
+    }
 }
 
 fn balancers(c: &mut Criterion) {
