@@ -153,7 +153,8 @@ pub async fn handle(
                 rules::Verdict::Go => {}
                 rules::Verdict::Answer(r) => break 'answer r,
                 rules::Verdict::Verify(users, user, password) => {
-                    if !users.verify_async(user, password).await {
+                    // Boxed: the check's future is not part of every request's state.
+                    if !Box::pin(users.verify_async(user, password)).await {
                         break 'answer rules::unauthorized(rules, log);
                     }
                 }
