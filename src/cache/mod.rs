@@ -9,10 +9,12 @@
 pub mod policy;
 
 use crate::clock;
+use crate::config::route::IgnoreQuery;
 use crate::config::CacheConfig;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -666,6 +668,41 @@ pub fn primary_key(scheme: &str, host: &str, path_and_query: &str) -> String {
     }
     k.push_str(path_and_query);
     k
+}
+
+/// A key's target on a route with `cache_key.ignore_query`: the query parameters it names are
+/// left out (the whole query with `ignore_query = true`); the others stay in the order sent,
+/// byte for byte (empty ones from `&&` included), and a query left empty is no query, so
+/// `/p?id=1&utm_source=b` and `/p?utm_source=a&id=1` are both `/p?id=1`, and `/p?utm_source=a`
+/// is `/p`. A parameter's name is what precedes its first `=`, compared as sent (case and
+/// percent-encoding included: `utm%5Fsource` is another name). Without a query, or with nothing
+/// to leave out, the target is returned as it is, unallocated.
+///
+/// `target` is a path and query (`/p?q`), or a whole key (`https://host/p?q`): a scheme and a
+/// host hold no `?`. Only the key changes; the server is still sent the whole target.
+pub fn key_target<'t>(target: &'t str, ignore: &IgnoreQuery) -> Cow<'t, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return Cow::Borrowed(target);
+    };
+    let name = |param: &'t str| param.split_once('=').map_or(param, |(n, _)| n);
+    match ignore {
+        IgnoreQuery::None => return Cow::Borrowed(target),
+        IgnoreQuery::All => return Cow::Borrowed(path),
+        IgnoreQuery::Names(_) if query.is_empty() => return Cow::Borrowed(path),
+        IgnoreQuery::Names(_) => {}
+    }
+    if !query.split('&').any(|p| ignore.ignores(name(p))) {
+        return Cow::Borrowed(target);
+    }
+    let mut out = String::with_capacity(target.len());
+    out.push_str(path);
+    let mut sep = '?';
+    for param in query.split('&').filter(|p| !ignore.ignores(name(p))) {
+        out.push(sep);
+        out.push_str(param);
+        sep = '&';
+    }
+    Cow::Owned(out)
 }
 
 /// The header names a response varies on, lower-cased, in order.

@@ -2,6 +2,7 @@
 //! response is, and whether a conditional request is answered 304. Time is always passed in
 //! (seconds since the epoch for HTTP dates), so every rule is tested without a clock.
 
+use crate::config::route::StatusSet;
 use crate::config::CacheConfig;
 use http::header::{
     HeaderMap, HeaderValue, AGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, DATE, ETAG, EXPIRES,
@@ -174,6 +175,19 @@ fn understood_status(s: StatusCode) -> bool {
     heuristic_status(s) || matches!(s.as_u16(), 302 | 307)
 }
 
+/// The time a route's `cache_ttl` gives a response of `status`: the first entry that holds it,
+/// in the order validation stored them (exact codes, then classes, then `any`).
+pub fn route_ttl(list: &[(StatusSet, Duration)], status: StatusCode) -> Option<Duration> {
+    let code = status.as_u16();
+    list.iter().find(|(s, _)| s.contains(code)).map(|(_, t)| *t)
+}
+
+/// Whether the response states its own freshness: `s-maxage`, `max-age` or `Expires` (an
+/// invalid or past `Expires` included: it says "stale").
+pub fn explicit_freshness(headers: &HeaderMap, cc: &CacheControl) -> bool {
+    cc.s_maxage.is_some() || cc.max_age.is_some() || headers.contains_key(EXPIRES)
+}
+
 /// Seconds since the epoch of an HTTP date, if it is one.
 pub fn http_date(v: Option<&HeaderValue>) -> Option<u64> {
     let t = httpdate::parse_http_date(v?.to_str().ok()?).ok()?;
@@ -246,6 +260,31 @@ pub fn freshness_lifetime(
     Some(lifetime)
 }
 
+/// The freshness lifetime on a route whose `cache_ttl` lists the status (`route`, from
+/// [`route_ttl`]), as nginx's `proxy_cache_valid` sets it: the response's own explicit
+/// freshness ([`explicit_freshness`]) still wins, `max-age=0` included; without it the route's
+/// time is the lifetime, in place of `default_ttl`, for any status (a 500 too). It counts from
+/// when the response arrives (its initial age is added, so `Cache-Status` shows the whole time
+/// as `ttl`), in whole seconds rounded up, and is not clamped by `min_ttl`/`max_ttl`: the
+/// route's own number is the more specific rule. Without `route`: [`freshness_lifetime`].
+pub fn route_lifetime(
+    status: StatusCode,
+    headers: &HeaderMap,
+    cc: &CacheControl,
+    route: Option<Duration>,
+    rules: &CacheConfig,
+    response_time: u64,
+    initial_age: u64,
+) -> Option<u64> {
+    match route {
+        Some(t) if !explicit_freshness(headers, cc) => {
+            let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
+            Some(secs.saturating_add(initial_age))
+        }
+        _ => freshness_lifetime(status, headers, cc, rules, response_time),
+    }
+}
+
 /// The age of a response when it arrived (RFC 9111 4.2.3): the larger of the apparent age
 /// (arrival minus `Date`) and `Age` plus the time the exchange took.
 pub fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
@@ -311,13 +350,31 @@ pub fn storable(
     cc: &CacheControl,
     rules: &CacheConfig,
 ) -> Result<(), NotStored> {
+    storable_on_route(method, req_headers, status, headers, cc, rules, false)
+}
+
+/// [`storable`] on a route: when its `cache_ttl` lists the status (`listed`), any final status
+/// may be stored, as nginx stores any status `proxy_cache_valid` names (a 500, a 302 without
+/// explicit freshness), except 206 (ranges are cut from complete responses) and 304 (the
+/// answer to a client's own conditional, which says nothing of the body). Every other refusal
+/// stands: `no-store`, `private`, `Set-Cookie`, `Authorization`, `Vary: *`, the content type.
+pub fn storable_on_route(
+    method: &Method,
+    req_headers: &HeaderMap,
+    status: StatusCode,
+    headers: &HeaderMap,
+    cc: &CacheControl,
+    rules: &CacheConfig,
+    listed: bool,
+) -> Result<(), NotStored> {
     if method != Method::GET {
         return Err(NotStored::Method);
     }
     if status == StatusCode::PARTIAL_CONTENT {
         return Err(NotStored::Partial);
     }
-    if !understood_status(status) {
+    let by_route = listed && status != StatusCode::NOT_MODIFIED && !status.is_informational();
+    if !understood_status(status) && !by_route {
         return Err(NotStored::Status);
     }
     if cc.no_store || CacheControl::parse(req_headers).no_store {

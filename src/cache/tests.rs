@@ -209,3 +209,40 @@ async fn waiters_wake_when_the_leader_is_done() {
     assert!(!c.in_flight("k"));
     assert!(matches!(c.join("k"), Join::Leader(_)));
 }
+
+#[test]
+fn ignored_query_parameters_leave_the_key() {
+    let names = IgnoreQuery::Names(vec!["utm_*".into(), "gclid".into()]);
+    let k = |t| key_target(t, &names).into_owned();
+    // The others keep their order and bytes; the two orders of one request share a key.
+    assert_eq!(k("/p?id=1&utm_source=b"), "/p?id=1");
+    assert_eq!(k("/p?utm_source=a&id=1"), "/p?id=1");
+    assert_eq!(k("/p?b=2&utm_medium=x&a=%41&gclid=9&c"), "/p?b=2&a=%41&c");
+    assert_eq!(k("/p?z=1&a=2"), "/p?z=1&a=2", "not sorted");
+    assert_eq!(k("/p?a=1&&b=2&utm_x"), "/p?a=1&&b=2", "empty ones kept");
+    // A query left empty is none.
+    assert_eq!(k("/p?utm_source=a&gclid=b"), "/p");
+    assert_eq!(k("/p?"), "/p");
+    assert_eq!(k("/p"), "/p");
+    // Names are compared as sent, and whole unless the pattern ends in `*`.
+    assert_eq!(k("/p?gclid2=1&GCLID=2"), "/p?gclid2=1&GCLID=2");
+    assert_eq!(k("/p?utm%5Fsource=1"), "/p?utm%5Fsource=1");
+    assert_eq!(k("/p?utm_=1&utm=2"), "/p?utm=2");
+    assert_eq!(
+        k("/p?gclid&gclid=&id=1"),
+        "/p?id=1",
+        "with or without a value"
+    );
+    // A value that looks like a name is a value.
+    assert_eq!(k("/p?id=utm_source"), "/p?id=utm_source");
+    // Nothing to leave out: the target itself, not a copy.
+    assert!(matches!(key_target("/p?id=1", &names), Cow::Borrowed(_)));
+    // The whole query, and none.
+    assert_eq!(key_target("/p?id=1&x=2", &IgnoreQuery::All), "/p");
+    assert_eq!(key_target("/p?id=1", &IgnoreQuery::None), "/p?id=1");
+    // A whole key works the same (a scheme and a host hold no `?`).
+    assert_eq!(
+        key_target("https://a.example/p?utm_id=1&id=2", &names),
+        "https://a.example/p?id=2"
+    );
+}

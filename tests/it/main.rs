@@ -4,6 +4,7 @@ mod common;
 mod admin;
 mod balancing;
 mod cache;
+mod cache_rules;
 mod cli;
 mod client_h1;
 mod connections;

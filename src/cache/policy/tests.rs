@@ -406,3 +406,158 @@ fn a_304_updates_headers_but_not_framing() {
     assert_eq!(stored["content-length"], "10");
     assert_eq!(stored["x-keep"], "1");
 }
+
+#[test]
+fn a_routes_cache_ttl_by_status() {
+    use crate::config::route::StatusSet;
+    let list = [
+        (StatusSet::Code(404), Duration::from_secs(60)),
+        (StatusSet::Class(4), Duration::from_secs(20)),
+        (StatusSet::Class(5), Duration::from_secs(10)),
+        (StatusSet::Any, Duration::from_secs(5)),
+    ];
+    let t = |s: u16| route_ttl(&list, StatusCode::from_u16(s).unwrap()).map(|d| d.as_secs());
+    assert_eq!(t(404), Some(60), "the exact code first");
+    assert_eq!(t(410), Some(20));
+    assert_eq!(t(503), Some(10));
+    assert_eq!(t(200), Some(5));
+    assert_eq!(route_ttl(&list[..2], StatusCode::OK), None);
+}
+
+#[test]
+fn cache_ttl_applies_only_without_explicit_freshness() {
+    let mut r = rules();
+    r.default_ttl = Duration::from_secs(30);
+    r.min_ttl = Duration::from_secs(100);
+    r.max_ttl = Some(Duration::from_secs(200));
+    let ten = Some(Duration::from_secs(10));
+    let life = |hd: &HeaderMap, route, age| {
+        let cc = CacheControl::parse(hd);
+        route_lifetime(StatusCode::OK, hd, &cc, route, &r, NOW, age)
+    };
+    let none = HeaderMap::new();
+    assert_eq!(life(&none, ten, 0), Some(10), "over default_ttl, unclamped");
+    assert_eq!(life(&none, ten, 7), Some(17), "counted from its arrival");
+    assert_eq!(
+        life(&none, Some(Duration::from_millis(1500)), 0),
+        Some(2),
+        "whole seconds, rounded up"
+    );
+    assert_eq!(
+        life(&none, None, 0),
+        Some(100),
+        "no route: default_ttl, clamped"
+    );
+    // The origin's own freshness wins, and the clamps apply to it as ever.
+    for (name, value) in [
+        ("cache-control", "max-age=150"),
+        ("cache-control", "s-maxage=150, max-age=1"),
+        ("expires", &fmt_http_date(NOW + 150)),
+    ] {
+        let hd = h(&[(name, value), ("date", &fmt_http_date(NOW))]);
+        assert_eq!(life(&hd, ten, 0), Some(150), "{name}: {value}");
+    }
+    let zero = h(&[("cache-control", "max-age=0")]);
+    let cc = CacheControl::parse(&zero);
+    assert_eq!(
+        route_lifetime(StatusCode::OK, &zero, &cc, ten, &rules(), NOW, 0),
+        Some(0),
+        "max-age=0 is the origin's word"
+    );
+    let past = h(&[("expires", "0")]);
+    let cc = CacheControl::parse(&past);
+    assert_eq!(
+        route_lifetime(StatusCode::OK, &past, &cc, ten, &rules(), NOW, 0),
+        Some(0),
+        "an invalid Expires is stale"
+    );
+    // Any status gets the route's time, a 500 too.
+    let cc = CacheControl::default();
+    assert_eq!(
+        route_lifetime(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &none,
+            &cc,
+            ten,
+            &r,
+            NOW,
+            0
+        ),
+        Some(10)
+    );
+    assert_eq!(
+        route_lifetime(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &none,
+            &cc,
+            None,
+            &r,
+            NOW,
+            0
+        ),
+        None
+    );
+}
+
+#[test]
+fn cache_ttl_makes_statuses_storable_but_overrides_no_refusal() {
+    let r = rules();
+    let get = Method::GET;
+    let none = HeaderMap::new();
+    let on_route = |st: u16, resp: &HeaderMap, req: &HeaderMap, listed| {
+        let st = StatusCode::from_u16(st).unwrap();
+        let cc = CacheControl::parse(resp);
+        storable_on_route(&get, req, st, resp, &cc, &r, listed)
+    };
+    assert_eq!(on_route(302, &none, &none, false), Ok(()), "understood anyway");
+    for st in [500, 502, 303, 401, 403, 429] {
+        assert_eq!(on_route(st, &none, &none, false), Err(NotStored::Status));
+        assert_eq!(on_route(st, &none, &none, true), Ok(()), "{st}");
+    }
+    assert_eq!(on_route(206, &none, &none, true), Err(NotStored::Partial));
+    assert_eq!(on_route(304, &none, &none, true), Err(NotStored::Status));
+    let auth = h(&[("authorization", "Bearer t")]);
+    for (resp, req, why) in [
+        (
+            h(&[("cache-control", "no-store")]),
+            &none,
+            NotStored::NoStore,
+        ),
+        (
+            h(&[("cache-control", "private")]),
+            &none,
+            NotStored::Private,
+        ),
+        (h(&[("set-cookie", "a=b")]), &none, NotStored::SetCookie),
+        (h(&[("vary", "*")]), &none, NotStored::VaryStar),
+        (none.clone(), &auth, NotStored::Authorization),
+    ] {
+        assert_eq!(on_route(500, &resp, req, true), Err(why));
+        assert_eq!(on_route(200, &resp, req, true), Err(why));
+    }
+    let no_store = h(&[("cache-control", "no-store")]);
+    assert_eq!(
+        on_route(200, &none, &no_store, true),
+        Err(NotStored::NoStore),
+        "the request's no-store too"
+    );
+    let mut html_only = rules();
+    html_only.types = vec!["text/html".into()];
+    let cc = CacheControl::default();
+    assert_eq!(
+        storable_on_route(
+            &get,
+            &none,
+            StatusCode::BAD_GATEWAY,
+            &none,
+            &cc,
+            &html_only,
+            true
+        ),
+        Err(NotStored::ContentType)
+    );
+    assert_eq!(
+        storable_on_route(&Method::POST, &none, StatusCode::OK, &none, &cc, &r, true),
+        Err(NotStored::Method)
+    );
+}

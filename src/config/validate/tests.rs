@@ -414,3 +414,54 @@ fn toml_syntax_error_has_a_line() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].line >= 2, "{errs:?}");
 }
+
+#[test]
+fn cache_rules_are_read_in_their_order_and_checked() {
+    use crate::config::route::{IgnoreQuery, StatusSet};
+    let route = "[[route]]\nmatch = ['^/']\npool = 'p'\ncache = true\n";
+    let pools = "[pools.p]\nservers = ['127.0.0.1:1']\n";
+    let text = format!(
+        "{route}cache_ttl = {{ any = '1m', '5xx' = '10s', '404' = '1m', '200' = '10m' }}\n\
+         cache_key = {{ ignore_query = ['utm_*', 'gclid'] }}\n{pools}"
+    );
+    let c = parse_str("t.toml", &text, true).unwrap();
+    let rules = &c.routes[0].rules;
+    let sets: Vec<StatusSet> = rules.cache_ttl.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        sets,
+        [
+            StatusSet::Code(404),
+            StatusSet::Code(200),
+            StatusSet::Class(5),
+            StatusSet::Any
+        ],
+        "exact codes, then classes, then any"
+    );
+    assert_eq!(rules.cache_ttl[1].1, Duration::from_secs(600));
+    assert!(rules.ignore_query.ignores("utm_source") && !rules.ignore_query.ignores("id"));
+    let whole = format!("{route}cache_key = {{ ignore_query = true }}\n{pools}");
+    let c = parse_str("t.toml", &whole, true).unwrap();
+    assert_eq!(c.routes[0].rules.ignore_query, IgnoreQuery::All);
+    assert!(!c.routes[0].rules.is_empty());
+
+    for (rule, error) in [
+        ("cache_ttl = { '6xx' = '1m' }", "`6xx` is not a status"),
+        ("cache_ttl = { '20' = '1m' }", "`20` is not a status"),
+        ("cache_ttl = { '200' = 'soon' }", "`cache_ttl.200`"),
+    ] {
+        let errs = errors("t.toml", &format!("{route}{rule}\n{pools}"));
+        assert!(
+            errs.iter().any(|e| e.contains(":5:") && e.contains(error)),
+            "{rule}: {errs:?}"
+        );
+    }
+    let uncached = format!(
+        "[[route]]\nmatch = ['^/']\npool = 'p'\ncache_ttl = {{ '200' = '1m' }}\n\
+         cache_key = {{ ignore_query = true }}\n{pools}"
+    );
+    let c = parse_str("t.toml", &uncached, true).unwrap();
+    let warned: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    for key in ["`cache_ttl` has no effect", "`cache_key` has no effect"] {
+        assert!(warned.iter().any(|w| w.contains(key)), "{warned:?}");
+    }
+}

@@ -9,6 +9,7 @@ use crate::backend::Pool;
 use crate::cache::policy::{self, CacheControl, NotStored};
 use crate::cache::{self, Cache, Fill, FlightGuard, Object};
 use crate::clock;
+use crate::config::route::RouteRules;
 use crate::proxy::body::{ProxyBody, UpBody};
 use crate::proxy::{forward, ClientInfo};
 use bytes::Bytes;
@@ -25,6 +26,8 @@ pub(super) struct Job {
     pub(super) cache: Arc<Cache>,
     pub(super) pool: Arc<Pool>,
     pub(super) grace: Option<Duration>,
+    /// The route's rules (`cache_ttl`), `None` when it has none.
+    pub(super) rules: Option<Arc<RouteRules>>,
     pub(super) client: ClientInfo,
     pub(super) primary: String,
     pub(super) method: Method,
@@ -109,14 +112,7 @@ fn revalidated(
     *kept.status_mut() = obj.status;
     *kept.headers_mut() = headers.clone();
     kept.headers_mut().remove(SET_COOKIE);
-    let renewed = describe(
-        cache,
-        job.grace,
-        &job.method,
-        &job.req_headers,
-        &kept,
-        request_time,
-    );
+    let renewed = describe(&job, &kept, request_time);
     let (status, answer) = match renewed {
         Ok(meta) => {
             let kept = meta.copy_with(meta.headers.clone(), obj.body.clone());
@@ -180,14 +176,7 @@ fn store(
 ) -> Response<ProxyBody> {
     let cache = &job.cache;
     let fwd = if was_stale { "stale" } else { "miss" };
-    let meta = match describe(
-        cache,
-        job.grace,
-        &job.method,
-        &job.req_headers,
-        &resp,
-        request_time,
-    ) {
+    let meta = match describe(&job, &resp, request_time) {
         Ok(meta) => meta,
         Err(why) => {
             drop(job.guard);
@@ -237,25 +226,47 @@ fn same_validator(obj: &Object, fresh: &HeaderMap) -> bool {
 
 /// Decides whether a response is stored and with what freshness; the result carries no body
 /// yet.
-fn describe<B>(
-    cache: &Cache,
-    grace: Option<Duration>,
-    method: &Method,
-    req_headers: &HeaderMap,
-    resp: &Response<B>,
-    request_time: u64,
-) -> Result<Object, NotStored> {
+///
+/// A route's `cache_ttl` that lists the status ([`policy::route_ttl`]) works as nginx's
+/// `proxy_cache_valid`: it makes any status but 206 and 304 storable, and is the lifetime when
+/// the response states none of its own (`s-maxage`, `max-age`, `Expires` win, `max-age=0`
+/// included), in place of `default_ttl` ([`policy::route_lifetime`]). It overrides no refusal:
+/// `no-store`, `private`, `Set-Cookie`, `Authorization`, `Vary: *`, the content type, the
+/// request-cookie rule and the size limits stand, and `no-cache` still revalidates every use.
+fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Object, NotStored> {
+    let (cache, req_headers) = (&job.cache, &job.req_headers);
     let rules = &cache.rules;
     let cc = CacheControl::parse(resp.headers());
     let status = resp.status();
-    policy::storable(method, req_headers, status, resp.headers(), &cc, rules)?;
+    let route_ttl = match &job.rules {
+        None => None,
+        Some(r) => policy::route_ttl(&r.cache_ttl, status),
+    };
+    let listed = route_ttl.is_some();
+    policy::storable_on_route(
+        &job.method,
+        req_headers,
+        status,
+        resp.headers(),
+        &cc,
+        rules,
+        listed,
+    )?;
     let response_time = policy::unix_now();
-    let lifetime =
-        match policy::freshness_lifetime(status, resp.headers(), &cc, rules, response_time) {
-            Some(l) => l,
-            None if cc.no_cache => 0,
-            None => return Err(NotStored::NoFreshness),
-        };
+    let initial_age = policy::initial_age(resp.headers(), request_time, response_time);
+    let lifetime = match policy::route_lifetime(
+        status,
+        resp.headers(),
+        &cc,
+        route_ttl,
+        rules,
+        response_time,
+        initial_age,
+    ) {
+        Some(l) => l,
+        None if cc.no_cache => 0,
+        None => return Err(NotStored::NoFreshness),
+    };
     // A request with `Cookie` may be personal (cache deception: `/account.php/x.css`): its
     // answer is kept only when the response itself allows shared caching.
     if rules.request_cookie == crate::config::RequestCookie::Explicit
@@ -281,7 +292,7 @@ fn describe<B>(
     // only turns the route's grace off).
     let hard = cc.must_revalidate || cc.proxy_revalidate;
     let grace = (!cc.forbids_stale())
-        .then_some(grace)
+        .then_some(job.grace)
         .flatten()
         .map(|g| g.as_secs());
     let window = |explicit: Option<u64>| {
@@ -301,7 +312,6 @@ fn describe<B>(
     if lifetime == 0 && !has_validator && swr == 0 && sie == 0 {
         return Err(NotStored::NoFreshness);
     }
-    let initial_age = policy::initial_age(resp.headers(), request_time, response_time);
     let mut obj = Object::new(
         status,
         headers,

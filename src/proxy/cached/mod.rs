@@ -22,6 +22,7 @@ use crate::backend::Pool;
 use crate::cache::policy::{self, RangeAnswer};
 use crate::cache::{self, Cache, Join, Object};
 use crate::clock;
+use crate::config::route::RouteRules;
 use crate::session::ConnState;
 use bytes::Bytes;
 use fetch::{fetch, Job};
@@ -40,15 +41,20 @@ pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// The primary cache key of a request head as it goes upstream (after [`upstream_parts`]):
 /// scheme, the `Host` it carries (which is the absolute-form or HTTP/2 authority when there was
 /// one), and the normalised path with query. So the key names exactly what the server was
-/// asked for.
-pub fn key_of(parts: &http::request::Parts, scheme: &str) -> String {
+/// asked for, except the query parameters the route's `cache_key.ignore_query` leaves out
+/// ([`cache::key_target`]; the server still gets them). Lookups, stores, `PURGE` and the
+/// invalidation by unsafe methods all key a request with this one function.
+pub fn key_of(parts: &http::request::Parts, scheme: &str, rules: Option<&RouteRules>) -> String {
     let host = parts
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    cache::primary_key(scheme, host, pq)
+    match rules {
+        None => cache::primary_key(scheme, host, pq),
+        Some(r) => cache::primary_key(scheme, host, &cache::key_target(pq, &r.ignore_query)),
+    }
 }
 
 /// Why a request does not use the cache at all, as `Cache-Status` `detail`: it carries a field
@@ -91,7 +97,8 @@ pub async fn handle(
     // host and path, the `Vary` values, the conditionals.
     let (mut parts, body) = req.into_parts();
     upstream_parts(rt, &mut parts, client);
-    let primary = key_of(&parts, client.scheme);
+    let rules = route.rules.as_deref();
+    let primary = key_of(&parts, client.scheme, rules);
     let method = parts.method.clone();
     if method.as_str() == "PURGE" && !route.purge.is_empty() {
         return purge(cache, route, &primary, client, log);
@@ -102,6 +109,7 @@ pub async fn handle(
         pool,
         client,
         conn,
+        rules,
     };
     if let Some((status, what)) = pass {
         return here.pass(parts, body, &primary, (status, what), log).await;
@@ -146,6 +154,7 @@ pub async fn handle(
         cache: cache.clone(),
         pool: pool.clone(),
         grace: route.grace,
+        rules: route.rules.clone(),
         client: client.clone(),
         primary,
         method,
@@ -180,6 +189,8 @@ struct Here<'a> {
     pool: &'a Arc<Pool>,
     client: &'a ClientInfo,
     conn: &'a Arc<ConnState>,
+    /// The route's rules (its `cache_key` keys related URLs too).
+    rules: Option<&'a RouteRules>,
 }
 
 impl Here<'_> {
@@ -204,40 +215,50 @@ impl Here<'_> {
         };
         let mut resp = forward(self.pool, up, self.client, log).await;
         if invalidates {
-            invalidate_after(
-                &self.rt.cache,
-                &resp,
-                primary,
-                self.client.scheme,
-                host.as_ref(),
-            );
+            let related = Related {
+                scheme: self.client.scheme,
+                host: host.as_ref(),
+                rules: self.rules,
+            };
+            invalidate_after(&self.rt.cache, &resp, primary, related);
         }
         mark(&mut resp, status, what);
         resp
     }
 }
 
-/// RFC 9111 4.4: an unsafe method that succeeded invalidates its URL, and the URLs in
-/// `Location` and `Content-Location` when they are on the same host.
-fn invalidate_after(
-    cache: &Cache,
-    resp: &Response<ProxyBody>,
-    primary: &str,
-    scheme: &str,
-    host: Option<&HeaderValue>,
-) {
+/// What keys the URLs an unsafe method's response names: the request's scheme and `Host`, and
+/// its route's rules.
+struct Related<'a> {
+    scheme: &'a str,
+    host: Option<&'a HeaderValue>,
+    rules: Option<&'a RouteRules>,
+}
+
+/// RFC 9111 4.4: an unsafe method that succeeded invalidates its URL (`primary`, keyed by
+/// [`key_of`]), and the URLs in `Location` and `Content-Location` when they are on the same
+/// host: keyed as written, and also as the request's route keys them when its `cache_key`
+/// leaves some of their query out (the URL may belong to another route, whose key keeps it).
+fn invalidate_after(cache: &Cache, resp: &Response<ProxyBody>, primary: &str, related: Related) {
     let s = resp.status();
     if !(s.is_success() || s.is_redirection()) {
         return;
     }
     cache.invalidate(primary);
     for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-        if let Some(k) = resp
+        let Some(k) = resp
             .headers()
             .get(&name)
-            .and_then(|v| related_key(v, scheme, host))
-        {
-            cache.invalidate(&k);
+            .and_then(|v| related_key(v, related.scheme, related.host))
+        else {
+            continue;
+        };
+        cache.invalidate(&k);
+        if let Some(r) = related.rules {
+            let keyed = cache::key_target(&k, &r.ignore_query);
+            if keyed != k {
+                cache.invalidate(&keyed);
+            }
         }
     }
 }
@@ -307,6 +328,7 @@ fn refresh_in_background(
         cache: cache.clone(),
         pool: pool.clone(),
         grace: route.grace,
+        rules: route.rules.clone(),
         client: client.clone(),
         primary: stored.primary.to_string(),
         method: Method::GET,
@@ -506,11 +528,47 @@ mod tests {
     #[test]
     fn the_key_holds_scheme_host_and_target() {
         let p = parts("/a?b=1", "Site.Example:8443");
-        assert_eq!(key_of(&p, "https"), "https://site.example:8443/a?b=1");
-        assert_ne!(key_of(&p, "https"), key_of(&p, "http"));
+        assert_eq!(key_of(&p, "https", None), "https://site.example:8443/a?b=1");
+        assert_ne!(key_of(&p, "https", None), key_of(&p, "http", None));
         assert_ne!(
-            key_of(&parts("/a", "one.example"), "http"),
-            key_of(&parts("/a", "two.example"), "http")
+            key_of(&parts("/a", "one.example"), "http", None),
+            key_of(&parts("/a", "two.example"), "http", None)
+        );
+    }
+
+    #[test]
+    fn a_routes_cache_key_leaves_ignored_parameters_out() {
+        use crate::config::route::IgnoreQuery;
+        let rules = |ignore| RouteRules {
+            ignore_query: ignore,
+            ..RouteRules::default()
+        };
+        let utm = rules(IgnoreQuery::Names(vec!["utm_*".into(), "gclid".into()]));
+        let k = |uri, r: &RouteRules| key_of(&parts(uri, "site.example"), "http", Some(r));
+        let shared = "http://site.example/p?id=1";
+        assert_eq!(k("/p?utm_source=a&id=1", &utm), shared);
+        assert_eq!(k("/p?id=1&utm_source=b", &utm), shared);
+        assert_eq!(k("/p?id=1&gclid=x&utm_medium=y", &utm), shared);
+        assert_eq!(
+            k("/p?id=1", &utm),
+            shared,
+            "a PURGE of the plain URL names it"
+        );
+        assert_eq!(
+            k("/p?id=2&utm_source=b", &utm),
+            "http://site.example/p?id=2"
+        );
+        assert_eq!(k("/p?utm_source=b", &utm), "http://site.example/p");
+        let all = rules(IgnoreQuery::All);
+        assert_eq!(k("/p?id=1&b=2", &all), "http://site.example/p");
+        assert_eq!(k("/p", &all), "http://site.example/p");
+        // A route with other rules only keys as a route without rules does.
+        let other = rules(IgnoreQuery::None);
+        let p = parts("/p?utm_source=a&id=1", "site.example");
+        assert_eq!(key_of(&p, "http", Some(&other)), key_of(&p, "http", None));
+        assert_eq!(
+            key_of(&p, "http", None),
+            "http://site.example/p?utm_source=a&id=1"
         );
     }
 
