@@ -21,18 +21,52 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// Every configuration in `examples/` (`*.toml`, `*.conf`; the Rust examples are not
+/// configurations), as `langur check` reads it.
+fn example_configs() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir("examples")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml" || x == "conf"))
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn check_accepts_the_examples() {
+    let files = example_configs();
     for f in [
         "examples/langur.toml",
         "examples/proxy_reverse.conf",
         "examples/weighted.conf",
+        "examples/multi-site.toml",
     ] {
-        let out = Command::new(BIN).args(["check", "-c", f]).output().unwrap();
+        assert!(files.iter().any(|p| p.ends_with(f)), "{f} not in {files:?}");
+    }
+    for f in &files {
+        let out = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(f)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{f}: {text}");
+        assert!(out.status.success(), "{}: {text}", f.display());
         assert!(text.contains(": ok: "), "{text}");
     }
+}
+
+#[test]
+fn check_accepts_the_multi_site_example_without_warnings() {
+    let out = Command::new(BIN)
+        .args(["check", "-c", "examples/multi-site.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("warning"), "{text}");
+    assert!(text.contains(": ok: 5 route(s), 4 pool(s)"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
 }
 
 #[test]
