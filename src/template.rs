@@ -1,5 +1,5 @@
 //! Value templates for route actions (`redirect.to`, `request_headers`, `response_headers`,
-//! `rewrite.to`, `respond.body`): literal text with variables, parsed once at load so that an
+//! `rewrite.to`; `respond.body` is literal text): literal text with variables, parsed once at load so that an
 //! unknown variable is a configuration error, and rendered per request without parsing.
 //!
 //! Syntax: `{host}`, `{path}`, `{query}`, `{path_and_query}`, `{scheme}`, `{client_ip}`,

@@ -122,7 +122,7 @@ pub(crate) async fn forward(
             let response_until = (sent_at + pool.response_timeout).min(run.until);
             let mut kept = None;
             let sent = tokio::time::timeout_at(response_until, sender.send(req, &mut kept)).await;
-            let replay = copy.into_request(kept);
+            let replay = copy.take_request(kept);
             let resp = match judge(pool, i, reused, sent, replay, response_until == run.until) {
                 Outcome::Response(resp) => resp,
                 Outcome::SameServer(again) => {
@@ -268,7 +268,7 @@ impl ReplayCopy {
 
     /// The request to send again, from the copy and the head an HTTP/1.1 exchange gave back.
     #[inline]
-    fn into_request(&mut self, kept: Option<http::request::Parts>) -> Option<Request<UpBody>> {
+    fn take_request(&mut self, kept: Option<http::request::Parts>) -> Option<Request<UpBody>> {
         match (self.h2.take(), kept, self.body.take()) {
             (Some(copy), _, _) => Some(copy),
             (None, Some(parts), Some(body)) => Some(Request::from_parts(parts, body)),

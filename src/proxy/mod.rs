@@ -1,14 +1,22 @@
-//! The request pipeline, the one module that knows every subsystem. Phases, in order:
+//! The request pipeline, the one module that knows every subsystem. Phases, in order (see
+//! [`handle`]):
 //!
-//! 1. **loop check**: a request whose `Via` already names this instance is answered 508;
-//! 2. **route**: the first route whose pattern is found in the path picks the pool (else 404);
-//! 3. **pick**: the pool's balancer picks a usable server (not offline, not yet tried);
-//! 4. **connect**: reuse an idle connection or open one; a failed connect counts against the
-//!    server (high availability) and goes back to step 3 with the same, untouched request;
-//! 5. **exchange**: send the request, streaming its body, and wait for the response head;
-//!    once any of the request was written it is never sent anywhere else;
-//! 6. **respond**: stream the server's body to the client; the connection returns to the idle
-//!    pool when the body has ended cleanly; the access-log line is written at the very end.
+//! 1. **strict checks** and the **target**: a malformed request is answered 4xx here; the path
+//!    is normalised once, so every later phase reads the same target;
+//! 2. **loop check**: a request whose `Via` already names this instance is answered 508;
+//! 3. **`[server]` rules** ([`rules`]): the request ID, the redirect of plain HTTP to HTTPS;
+//! 4. **route**: the first route whose matchers all match (host, path, method, ...; else 404);
+//! 5. **the route's rules**: access (`deny`/`allow`, `basic_auth`), `redirect` or `respond`,
+//!    the path rewrite and the request header rules;
+//! 6. **files, upgrade or cache**, else **forward** ([`forward`]): pick a usable server (or wait
+//!    in the pool's queue), reuse an idle connection or open one (a failed connect counts
+//!    against the server and the same, untouched request goes to the next), send the request,
+//!    streaming its body, and wait for the response head; once any of the request was written
+//!    it is never sent anywhere else;
+//! 7. **respond**: on the way back the route's error pages and response header rules, the
+//!    request ID and HSTS ([`rules::finish`]); the server's body streams to the client, the
+//!    connection returns to the idle pool when the body has ended cleanly, and the access-log
+//!    line is written at the very end.
 
 pub mod body;
 pub mod cached;
@@ -149,6 +157,11 @@ pub async fn handle(
         };
         let route = &rt.routes[route_idx];
         if let Some(rules) = &route.rules {
+            let groups = match rules.uses_groups {
+                true => rules::groups(rt, route_index, req.uri().path()),
+                false => Vec::new(),
+            };
+            rules::begin(route, rules, &groups, &req, client, &mut post);
             match rules::access(rules, &req, client, &mut log) {
                 rules::Verdict::Go => {}
                 rules::Verdict::Answer(r) => break 'answer r,
@@ -159,10 +172,6 @@ pub async fn handle(
                     }
                 }
             }
-            let groups = match rules.uses_groups {
-                true => rules::groups(rt, route_index, req.uri().path()),
-                false => Vec::new(),
-            };
             if let Some(r) =
                 rules::after_auth(route, rules, &groups, &mut req, client, &mut post, &mut log)
             {
@@ -473,5 +482,11 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
         client.scheme,
         &rt.via,
     );
+    if let Some(rules::OriginalHost(h)) = parts.extensions.remove() {
+        // A route's rule replaced `Host`: the forwarded host is still the client's.
+        parts
+            .headers
+            .insert(http::header::HeaderName::from_static("x-forwarded-host"), h);
+    }
     parts.version = Version::HTTP_11;
 }

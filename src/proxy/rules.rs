@@ -103,7 +103,11 @@ pub(super) fn site_request(
         post.request_id = Some(id);
     }
     if rt.site.redirect_http_to_https && client.scheme == "http" {
-        let host = crate::matching::request_host(req.uri(), req.headers())?;
+        // Without a host there is no URL to send the client to; the request is not served in
+        // plain HTTP either.
+        let Some(host) = crate::matching::request_host(req.uri(), req.headers()) else {
+            return Some(error_response(ErrorKind::BadRequest, log.take()));
+        };
         let port = rt.https_port.map(|p| format!(":{p}")).unwrap_or_default();
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let to = format!("https://{host}{port}{pq}");
@@ -120,6 +124,38 @@ pub(super) enum Verdict {
     Answer(Response<ProxyBody>),
     /// Credentials to verify (slow: off the event loop) before [`after_auth`].
     Verify(Arc<crate::credentials::Users>, String, Vec<u8>),
+}
+
+/// The client's own `Host`, kept when a rule replaces it so that `X-Forwarded-Host` still
+/// names what the client asked for.
+#[derive(Clone)]
+pub(crate) struct OriginalHost(pub HeaderValue);
+
+/// The route's rules start: the way back will apply its error pages and response header rules
+/// (to every answer, the route's own 401, 403 and redirects included); the response header
+/// values are rendered now, while the request is at hand.
+pub(super) fn begin<'a>(
+    route: &super::RouteRt,
+    rules: &'a RouteRules,
+    groups: &[Option<String>],
+    req: &Request<ClientIn>,
+    client: &ClientInfo,
+    post: &mut Post<'a>,
+) {
+    post.rules = Some(rules);
+    if rules.response_headers.is_empty() {
+        return;
+    }
+    let request_id = post.request_id.as_ref();
+    post.response_headers = render_rules(&rules.response_headers, |t| {
+        t.render(&Values {
+            req,
+            client,
+            request_id,
+            upstream_host: route.upstream_host.as_ref(),
+            groups,
+        })
+    });
 }
 
 /// Access rules: `deny`/`allow` (403), then `basic_auth` (401 without credentials).
@@ -157,8 +193,7 @@ pub(super) fn unauthorized(rules: &RouteRules, log: Option<AccessLog>) -> Respon
 
 /// The rest of the route's rules once access is granted: `redirect` or `respond` answer;
 /// otherwise the path is rewritten and the request header rules applied (`Authorization` is
-/// removed on a `basic_auth` route unless `forward_auth_header`). Response header values are
-/// rendered into `post` now, while the request is at hand.
+/// removed on a `basic_auth` route unless `forward_auth_header`).
 pub(super) fn after_auth<'a>(
     route: &super::RouteRt,
     rules: &'a RouteRules,
@@ -191,7 +226,6 @@ pub(super) fn after_auth<'a>(
         *resp.status_mut() = r.status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, r.content_type.clone());
-        post.rules = Some(rules);
         return Some(resp);
     }
     if let Some(rw) = &rules.rewrite {
@@ -224,18 +258,19 @@ pub(super) fn after_auth<'a>(
             // The rule's `Host` is the one sent: an absolute-form target's authority would
             // replace it on the way upstream, so the target becomes origin-form here.
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let original = match req.uri().authority() {
+                Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+                None => req.headers().get(http::header::HOST).cloned(),
+            };
             if req.uri().authority().is_some() {
                 *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            }
+            if let Some(h) = original {
+                req.extensions_mut().insert(OriginalHost(h));
             }
         }
         apply(&rules.request_headers.remove, rendered, req.headers_mut());
     }
-    if !rules.response_headers.is_empty() {
-        post.response_headers = render_rules(&rules.response_headers, |t| {
-            vars(req, t, post.request_id.as_ref())
-        });
-    }
-    post.rules = Some(rules);
     None
 }
 

@@ -1,4 +1,5 @@
-//! Listeners, the accept loop, the admin listener, reload and graceful shutdown.
+//! Listeners, the admin listener, reload and graceful shutdown (the accept loop is
+//! [`accept`]'s).
 //!
 //! [`Langur::start`] binds (or takes already-bound) listeners, builds the runtime snapshot and
 //! serves until [`Langur::shutdown`]. Each accepted connection is one task running hyper's HTTP/1

@@ -648,3 +648,119 @@ async fn the_access_log_shows_the_request_id_and_the_rewritten_path() {
     assert!(line.contains("rewritten=\"/x\""), "{line}");
     assert!(line.contains("path=/api/x"), "{line}");
 }
+
+/// A route's error pages and response header rules apply to every answer it gives: its own
+/// 401 and 403, its redirects and fixed answers, not only the server's.
+#[tokio::test]
+async fn route_rules_dress_the_routes_own_answers() {
+    let d = dir("own");
+    std::fs::write(d.join("403.html"), "not for you").unwrap();
+    let lg = langur_toml(&format!(
+        r#"
+[[route]]
+path = "/deny"
+deny = ["127.0.0.0/8"]
+respond = {{ body = "x" }}
+error_pages = {{ "403" = "{d}/403.html" }}
+response_headers = {{ set = {{ "x-r" = "yes" }} }}
+[[route]]
+path = "/r"
+respond = {{ body = "x" }}
+response_headers = {{ set = {{ "x-r" = "yes" }}, remove = ["content-type"] }}
+[[route]]
+path = "/go"
+redirect = {{ to = "/there" }}
+response_headers = {{ add = {{ "cache-control" = "no-store" }} }}
+"#,
+        d = d.display()
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let r = get(at, "/deny").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.text(), "not for you");
+    assert_eq!(r.headers["x-r"], "yes");
+    let r = get(at, "/r").await;
+    assert_eq!(r.text(), "x");
+    assert_eq!(r.headers["x-r"], "yes");
+    assert!(r.headers.get("content-type").is_none());
+    let r = get(at, "/go").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.headers["cache-control"], "no-store");
+}
+
+/// A rule that sets `Host` leaves `X-Forwarded-Host` naming the client's host.
+#[tokio::test]
+async fn a_host_rule_keeps_the_forwarded_host() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[[route]]\npath_prefix = \"/\"\nrequest_headers = {{ set = {{ host = \"origin.example\" }} }}\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    get_host(at, "site.example", "/").await;
+    let seen = b.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(seen["host"], "origin.example");
+    assert_eq!(seen["x-forwarded-host"], "site.example");
+    request(
+        at,
+        Method::GET,
+        "http://abs.example/",
+        &[("host", "abs.example")],
+        body(""),
+    )
+    .await;
+    let seen = b.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(seen["host"], "origin.example");
+    assert_eq!(seen["x-forwarded-host"], "abs.example");
+}
+
+/// With `redirect_http_to_https`, a plain request that names no host cannot be redirected and
+/// is not served either.
+#[tokio::test]
+async fn an_https_redirect_without_a_host_is_refused() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\nredirect_http_to_https = true\n[[route]]\nmatch = '^/'\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let out = raw(
+        lg.listen_addrs()[0],
+        b"GET / HTTP/1.0\r\n\r\n",
+        std::time::Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.0 400") || out.starts_with("HTTP/1.1 400"),
+        "{out}"
+    );
+    assert_eq!(b.hits(), 0);
+}
+
+/// File names in a configuration (`root`, `users_file`, error pages, `respond.file`) are
+/// relative to the configuration file's directory, wherever langur is started from.
+#[test]
+fn file_names_are_relative_to_the_configuration() {
+    let d = dir("relative");
+    std::fs::create_dir_all(d.join("www")).unwrap();
+    std::fs::write(d.join("hello.txt"), "hi").unwrap();
+    let text = "[[route]]\npath = \"/hello\"\nrespond = { file = \"hello.txt\" }\n\
+                [[route]]\npath_prefix = \"/\"\nroot = \"www\"\n";
+    let file = d.join("site.toml");
+    let config = langur::config::parse_str(&file.display().to_string(), text, true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.routes[1].root.as_deref(),
+        Some(d.join("www").canonicalize().unwrap().as_path())
+    );
+    let e = langur::config::parse_str("elsewhere/site.toml", text, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("elsewhere/site.toml:3") && e.contains("hello.txt"),
+        "{e}"
+    );
+}

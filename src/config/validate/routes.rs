@@ -41,13 +41,13 @@ fn route(
         diag.error(
             r.line,
             Some("match"),
-            "[[route]] needs a matcher: `match`, `host`, `path` or `path_prefix` (`path_prefix = \"/\"` takes every request)",
+            "[[route]] needs a matcher: `match`, `host`, `path`, `path_prefix`, `methods`, `headers`, `query` or `source` (`path_prefix = \"/\"` takes every request)",
         );
         return None;
     }
     let rules = rules::rules(r, base, diag);
     let pool = target(r, pool_names, diag)?;
-    let root = root(r.root.as_ref(), diag);
+    let root = root(r.root.as_ref(), base, diag);
     let purge = rules::networks(&r.purge, "purge", diag);
     Some(RouteConfig {
         patterns: r.patterns.iter().map(|p| p.value.clone()).collect(),
@@ -144,11 +144,16 @@ fn target(r: &RawRoute, pool_names: &[&str], diag: &mut Diag) -> Option<Option<u
     }
 }
 
-/// A route's `root`, made absolute (symbolic links resolved); an error when it is missing,
+/// A route's `root` (relative to the configuration file's directory), made absolute (symbolic
+/// links resolved); an error when it is missing,
 /// unreadable or not a directory.
-fn root(root: Option<&At<String>>, diag: &mut Diag) -> Option<std::path::PathBuf> {
+fn root(
+    root: Option<&At<String>>,
+    base: &std::path::Path,
+    diag: &mut Diag,
+) -> Option<std::path::PathBuf> {
     let root = root?;
-    match std::fs::canonicalize(&root.value) {
+    match std::fs::canonicalize(base.join(&root.value)) {
         Ok(p) if p.is_dir() => Some(p),
         Ok(_) => {
             diag.error(
