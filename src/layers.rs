@@ -183,6 +183,68 @@ mod tests {
         }
     }
 
+    /// The longest a function may be, in lines from its signature to its closing brace: a
+    /// function that does more is split by what it decides. Unit tests are not counted.
+    const MAX_FUNCTION_LINES: usize = 90;
+
+    /// Functions longer than [`MAX_FUNCTION_LINES`] in `text`: (name, first line, length). A
+    /// function ends at the first `}` at its own indentation (the shape rustfmt gives).
+    fn long_functions(text: &str) -> Vec<(String, usize, usize)> {
+        let code = match text.find("#[cfg(test)]\nmod tests") {
+            Some(i) => &text[..i],
+            None => text,
+        };
+        let lines: Vec<&str> = code.lines().collect();
+        let head = regex::Regex::new(
+            r"^(\s*)(?:pub(?:\([^)]*\))? )?(?:const )?(?:async )?(?:unsafe )?fn (\w+)",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let Some(c) = head.captures(l) else { continue };
+            if l.trim_end().ends_with(';') {
+                continue;
+            }
+            let end = format!("{}}}", &c[1]);
+            if let Some(len) = lines[i + 1..].iter().position(|x| *x == end) {
+                if len + 2 > MAX_FUNCTION_LINES {
+                    out.push((c[2].to_string(), i + 1, len + 2));
+                }
+            }
+        }
+        out
+    }
+
+    /// No function outside unit tests is longer than [`MAX_FUNCTION_LINES`].
+    #[test]
+    fn functions_stay_short() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut list = Vec::new();
+        files(&src, &mut list);
+        let mut long = Vec::new();
+        for p in &list {
+            if p.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(p).unwrap();
+            for (name, line, len) in long_functions(&text) {
+                let file = p.strip_prefix(&src).unwrap().display();
+                long.push(format!("{file}:{line} {name} ({len} lines)"));
+            }
+        }
+        assert!(long.is_empty(), "functions over {MAX_FUNCTION_LINES} lines: {long:#?}");
+    }
+
+    #[test]
+    fn long_functions_are_found() {
+        let body = "    x();\n".repeat(MAX_FUNCTION_LINES);
+        let text = format!("fn short() {{\n}}\n\npub(crate) async fn long() {{\n{body}}}\n");
+        assert_eq!(
+            long_functions(&text),
+            [("long".to_string(), 4, MAX_FUNCTION_LINES + 2)]
+        );
+    }
+
     #[test]
     fn the_reader_sees_through_super_and_groups() {
         let m = vec!["proxy".to_string(), "cached".to_string()];

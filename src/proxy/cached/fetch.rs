@@ -224,6 +224,24 @@ fn same_validator(obj: &Object, fresh: &HeaderMap) -> bool {
     obj.etag.as_ref() == Some(tag)
 }
 
+/// The stale windows of a stored response, `stale-while-revalidate` then `stale-if-error`,
+/// each (seconds, taken from the route's grace): the response's own windows, else the route's
+/// grace, never when the response forbids serving it stale (`must-revalidate`,
+/// `proxy-revalidate`; `s-maxage` only turns the route's grace off).
+fn stale_windows(cc: &CacheControl, grace: Option<Duration>) -> ((u64, bool), (u64, bool)) {
+    let hard = cc.must_revalidate || cc.proxy_revalidate;
+    let grace = (!cc.forbids_stale())
+        .then_some(grace)
+        .flatten()
+        .map(|g| g.as_secs());
+    let window = |explicit: Option<u64>| match (hard, explicit) {
+        (true, _) => (0, false),
+        (false, Some(w)) => (w, false),
+        (false, None) => (grace.unwrap_or(0), grace.is_some()),
+    };
+    (window(cc.stale_while_revalidate), window(cc.stale_if_error))
+}
+
 /// Decides whether a response is stored and with what freshness; the result carries no body
 /// yet.
 ///
@@ -278,35 +296,15 @@ fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Objec
     let headers = policy::stored_headers(resp.headers(), &cc);
     // What the store will weigh: it refuses more than `max_object_size` with its overhead, so
     // a response that cannot fit is never announced as stored.
-    let too_big = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let length = resp.headers().get(CONTENT_LENGTH);
+    let too_big = length
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| !cache.fits(n, &headers));
     if too_big {
         return Err(NotStored::TooLarge);
     }
-    // Stale answers: the response's own windows, else the route's grace, never when the
-    // response forbids serving it stale (`must-revalidate`, `proxy-revalidate`; `s-maxage`
-    // only turns the route's grace off).
     let hard = cc.must_revalidate || cc.proxy_revalidate;
-    let grace = (!cc.forbids_stale())
-        .then_some(job.grace)
-        .flatten()
-        .map(|g| g.as_secs());
-    let window = |explicit: Option<u64>| {
-        if hard {
-            (0, false)
-        } else {
-            match explicit {
-                Some(w) => (w, false),
-                None => (grace.unwrap_or(0), grace.is_some()),
-            }
-        }
-    };
-    let ((swr, swr_grace), (sie, sie_grace)) =
-        (window(cc.stale_while_revalidate), window(cc.stale_if_error));
+    let ((swr, swr_grace), (sie, sie_grace)) = stale_windows(&cc, job.grace);
     let has_validator = resp.headers().contains_key(http::header::ETAG)
         || resp.headers().contains_key(http::header::LAST_MODIFIED);
     if lifetime == 0 && !has_validator && swr == 0 && sie == 0 {
