@@ -78,6 +78,10 @@ pub struct Runtime {
     pub site_active: bool,
     /// The port HTTPS redirects name (`None`: 443, left out).
     pub https_port: Option<u16>,
+    /// Who the client is (PROXY protocol, trusted proxies) and what servers are told of it.
+    pub clients: crate::config::ClientSettings,
+    /// Some pool sends PROXY headers: connections note the address their client reached.
+    pub send_proxy: bool,
 }
 
 impl Runtime {
@@ -130,7 +134,9 @@ pub async fn handle(
     let mut log = rt
         .access_log
         .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), Instant::now()));
-    let mut post = rules::Post::default();
+    // What the way back needs; boxed (and made only when a rule runs) so that requests without
+    // rules do not carry it in their state.
+    let mut post: Option<Box<rules::Post>> = None;
     let resp = 'answer: {
         if let Err(kind) = strict::check_request(
             req.method(),
@@ -148,7 +154,8 @@ pub async fn handle(
             break 'answer error_response(ErrorKind::Loop, log);
         }
         if rt.site_active {
-            if let Some(r) = rules::site_request(rt, &mut req, client, &mut post, &mut log) {
+            let p = post.get_or_insert_with(Default::default);
+            if let Some(r) = rules::site_request(rt, &mut req, client, p, &mut log) {
                 break 'answer r;
             }
         }
@@ -161,7 +168,8 @@ pub async fn handle(
                 true => rules::groups(rt, route_index, req.uri().path()),
                 false => Vec::new(),
             };
-            rules::begin(route, rules, &groups, &req, client, &mut post);
+            let post = post.get_or_insert_with(Default::default);
+            rules::begin(route, rules, &groups, &req, client, post);
             match rules::access(rules, &req, client, &mut log) {
                 rules::Verdict::Go => {}
                 rules::Verdict::Answer(r) => break 'answer r,
@@ -173,7 +181,7 @@ pub async fn handle(
                 }
             }
             if let Some(r) =
-                rules::after_auth(route, rules, &groups, &mut req, client, &mut post, &mut log)
+                rules::after_auth(route, rules, &groups, &mut req, client, post, &mut log)
             {
                 break 'answer r;
             }
@@ -200,10 +208,10 @@ pub async fn handle(
         };
         forward(pool, req, client, log).await
     };
-    if post.rules.is_none() && !rt.site_active {
-        return resp;
+    match post {
+        None if !rt.site_active => resp,
+        post => rules::finish(rt, post.map(|p| *p).unwrap_or_default(), client, resp),
     }
-    rules::finish(rt, post, client, resp)
 }
 
 /// The route phase: the first route whose matchers all match (only the path is read when
