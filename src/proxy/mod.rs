@@ -78,10 +78,6 @@ pub struct Runtime {
     pub site_active: bool,
     /// The port HTTPS redirects name (`None`: 443, left out).
     pub https_port: Option<u16>,
-    /// Who the client is (PROXY protocol, trusted proxies) and what servers are told of it.
-    pub clients: crate::config::ClientSettings,
-    /// Some pool sends PROXY headers: connections note the address their client reached.
-    pub send_proxy: bool,
 }
 
 impl Runtime {
