@@ -35,6 +35,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            for w in &config.warnings {
+                tracing::warn!("{}:{}: {}", w.file, w.line, w.message);
+            }
             for w in config.self_loop_warnings() {
                 tracing::warn!("{w}");
             }

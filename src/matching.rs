@@ -66,6 +66,19 @@ impl HostPattern {
     }
 }
 
+impl HostPattern {
+    /// Whether every host `other` matches, this matches too (for the shadowing warning):
+    /// `*.example.com` covers `a.example.com`, a regex covers the names it matches.
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (_, HostPattern::Exact(n)) => self.matches(n),
+            (HostPattern::Wildcard(a), HostPattern::Wildcard(b)) => a == b,
+            (HostPattern::Regex(a), HostPattern::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
 /// The name under a host's first label (`a.example.com` → `example.com`), which is what a
 /// one-label wildcard is looked up by.
 pub fn parent(host: &str) -> Option<&str> {
@@ -171,10 +184,15 @@ impl RequestMatch {
     }
 
     /// Whether this route's matchers take every request that `later`'s do, ignoring path
-    /// patterns: the same host set (or none), and nothing else but a prefix that covers the
-    /// later route's. `langur check` warns about a route shadowed this way.
+    /// patterns: hosts covering all of the later route's (or none), and nothing else but a
+    /// prefix that covers the later route's. `langur check` warns about a route shadowed this way.
     pub fn covers(&self, later: &RequestMatch) -> bool {
-        let same_hosts = self.hosts.is_empty() || host_set(&self.hosts) == host_set(&later.hosts);
+        let same_hosts = self.hosts.is_empty()
+            || (!later.hosts.is_empty()
+                && later
+                    .hosts
+                    .iter()
+                    .all(|h| self.hosts.iter().any(|p| p.covers(h))));
         let prefix_covers = match (&self.path_prefix, &later.path_prefix, &later.path) {
             (None, _, _) => true,
             (Some(p), Some(q), _) => prefix_matches(p, if q.is_empty() { "/" } else { q }),
@@ -189,20 +207,6 @@ impl RequestMatch {
             && self.query.is_empty()
             && self.source.is_empty()
     }
-}
-
-fn host_set(h: &[HostPattern]) -> Vec<String> {
-    let mut v: Vec<String> = h
-        .iter()
-        .map(|p| match p {
-            HostPattern::Exact(n) => n.to_string(),
-            HostPattern::Wildcard(s) => format!("*.{s}"),
-            HostPattern::Regex(r) => format!("~{}", r.as_str()),
-        })
-        .collect();
-    v.sort();
-    v.dedup();
-    v
 }
 
 /// Segment-aware prefix (stored without its trailing `/`): `/api` matches `/api`, `/api/`
@@ -384,6 +388,9 @@ mod tests {
         assert!(hosts(&["a.com", "b.com"]).covers(&hosts(&["b.com", "a.com"])));
         assert!(!hosts(&["a.com"]).covers(&hosts(&["b.com"])));
         assert!(hosts(&[]).covers(&hosts(&["b.com"])));
+        assert!(hosts(&["*.x.com"]).covers(&hosts(&["q.x.com"])));
+        assert!(!hosts(&["*.x.com"]).covers(&hosts(&["x.com"])));
+        assert!(!hosts(&["a.com"]).covers(&hosts(&[])));
         let mut api = hosts(&["a.com"]);
         api.path_prefix = Some("/api".into());
         let mut v1 = hosts(&["a.com"]);

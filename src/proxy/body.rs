@@ -71,6 +71,20 @@ impl ProxyBody {
         }
     }
 
+    /// The answer to a HEAD (RFC 9110 9.3.2): a body held in memory is dropped and its length
+    /// returned, for `Content-Length`. HTTP/1.1 leaves a HEAD's body unsent anyway; HTTP/2 must
+    /// not send one (RFC 9113 8.1). Other bodies are left: a server's answer to HEAD has none.
+    pub fn drop_for_head(&mut self) -> Option<u64> {
+        match &mut self.kind {
+            Kind::Full(data) => {
+                let len = data.take().map_or(0, |d| d.len() as u64);
+                self.bytes = 0;
+                Some(len)
+            }
+            _ => None,
+        }
+    }
+
     /// `len` bytes of a file from `start`, streamed. Gives the log back if it cannot be opened.
     pub async fn file(
         path: &std::path::Path,

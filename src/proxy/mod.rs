@@ -133,6 +133,7 @@ pub async fn handle(
     // What the way back needs; boxed (and made only when a rule runs) so that requests without
     // rules do not carry it in their state.
     let mut post: Option<Box<rules::Post>> = None;
+    let head = req.method() == http::Method::HEAD;
     let resp = 'answer: {
         if let Err(kind) = strict::check_request(
             req.method(),
@@ -204,10 +205,32 @@ pub async fn handle(
         };
         forward(pool, req, client, log).await
     };
-    match post {
+    way_back(rt, post, client, head, resp)
+}
+
+/// The way back: the rules' part ([`rules::finish`]) when a rule ran or `[server]` has some;
+/// a HEAD answered from memory (langur's own answers, the cache) keeps its `Content-Length`
+/// and loses its body ([`ProxyBody::drop_for_head`]).
+#[inline]
+fn way_back(
+    rt: &Runtime,
+    post: Option<Box<rules::Post>>,
+    client: &ClientInfo,
+    head: bool,
+    resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let mut resp = match post {
         None if !rt.site_active => resp,
         post => rules::finish(rt, post.map(|p| *p).unwrap_or_default(), client, resp),
+    };
+    if head {
+        if let Some(len) = resp.body_mut().drop_for_head() {
+            resp.headers_mut()
+                .entry(http::header::CONTENT_LENGTH)
+                .or_insert_with(|| HeaderValue::from(len));
+        }
     }
+    resp
 }
 
 /// The route phase: the first route whose matchers all match (only the path is read when

@@ -102,7 +102,9 @@ pub(super) fn site_request(
         }
         post.request_id = Some(id);
     }
-    if rt.site.redirect_http_to_https && client.scheme == "http" {
+    // ACME HTTP-01 challenges are answered over plain HTTP (RFC 8555 8.3): never redirected.
+    let challenge = req.uri().path().starts_with("/.well-known/acme-challenge/");
+    if rt.site.redirect_http_to_https && client.scheme == "http" && !challenge {
         // Without a host there is no URL to send the client to; the request is not served in
         // plain HTTP either.
         let Some(host) = crate::matching::request_host(req.uri(), req.headers()) else {

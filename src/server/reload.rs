@@ -63,6 +63,9 @@ struct Checked {
 /// over from the current one. `Err`: why the reload is refused.
 fn check(shared: &Shared, path: &std::path::Path) -> Result<Checked, String> {
     let mut config = crate::config::load(path).map_err(|e| e.to_string())?;
+    for w in &config.warnings {
+        tracing::warn!("{}:{}: {}", w.file, w.line, w.message);
+    }
     shared
         .overrides
         .apply(&mut config)

@@ -764,3 +764,51 @@ fn file_names_are_relative_to_the_configuration() {
         "{e}"
     );
 }
+
+/// `check`'s warnings: a wildcard route before an exact name it covers, an HTTPS redirect or
+/// HSTS without a TLS listener; a bad host is one error, not two.
+#[test]
+fn more_warnings_and_single_errors() {
+    let config = toml_config(
+        "[server]\nredirect_http_to_https = true\nhsts = \"max-age=60\"\n\
+         [[route]]\nhost = [\"*.x.example\"]\npath_prefix = \"/\"\npool = \"p\"\n\
+         [[route]]\nhost = [\"q.x.example\"]\npool = \"p\"\n\
+         [pools.p]\nservers = [\"127.0.0.1:9\"]\n",
+    );
+    let w: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("test.toml:8") && w.contains("never used")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|w| w.contains("redirect_http_to_https")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|w| w.contains("hsts")), "{w:?}");
+    let e = langur::config::parse_str(
+        "test.toml",
+        "[[route]]\nhost = [\"*.*.example\"]\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:9\"]\n",
+        true,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.0.len(), 1, "{e}");
+}
+
+/// ACME HTTP-01 challenges stay on plain HTTP under `redirect_http_to_https`.
+#[tokio::test]
+async fn acme_challenges_are_not_redirected() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\nredirect_http_to_https = true\n[[route]]\nmatch = '^/'\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let r = get_host(at, "site.example", "/.well-known/acme-challenge/token").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.backend(), "b");
+    let r = get_host(at, "site.example", "/.well-known/other").await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+}

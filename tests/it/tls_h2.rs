@@ -195,6 +195,7 @@ async fn two_hosts_on_one_tls_listener_reach_two_pools() {
     let text = format!(
         "[server]\nhsts = \"max-age=63072000; includeSubDomains\"\n\
          [tls]\nlisten = [\"127.0.0.1:0\"]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}, {{ cert = \"{}\", key = \"{}\" }}]\n\
+         [[route]]\nhost = [\"shop.test\"]\npath = \"/healthz\"\nrespond = {{ body = \"ok\\n\" }}\n\
          [[route]]\nhost = [\"shop.test\"]\npool = \"shop\"\n\
          [[route]]\nhost = [\"blog.test\"]\npool = \"blog\"\n\
          [pools.shop]\nservers = [\"{}\"]\n[pools.blog]\nservers = [\"{}\"]\n",
@@ -230,6 +231,27 @@ async fn two_hosts_on_one_tls_listener_reach_two_pools() {
             out.to_lowercase().contains("strict-transport-security"),
             "{out}"
         );
+    }
+    // HEAD over HTTP/2 on answers langur makes itself: a head, no body (RFC 9113 8.1).
+    for (host, path) in [("shop.test", "/healthz"), ("other.test", "/nowhere")] {
+        let s = tls_connect(&pki, at, "shop.test", &[b"h2"]).await;
+        let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+            TokioExecutor::new(),
+            TokioIo::new(s),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::head(format!("https://{host}{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let want = if path == "/healthz" { "3" } else { "" };
+        if !want.is_empty() {
+            assert_eq!(resp.headers()["content-length"], want);
+        }
+        let body = resp.into_body().collect().await.expect("a clean stream");
+        assert!(body.to_bytes().is_empty(), "{path}");
     }
     // A host no route names: 404, whatever the certificate.
     let s = tls_connect(&pki, at, "shop.test", &[b"h2"]).await;

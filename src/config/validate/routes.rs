@@ -37,7 +37,15 @@ fn route(
         check_regex(pat, "match", diag);
     }
     let matcher = rules::matcher(r, diag);
-    if r.patterns.is_empty() && matcher.is_empty() {
+    let written = !(r.patterns.is_empty()
+        && r.hosts.is_empty()
+        && r.path.is_none()
+        && r.path_prefix.is_none()
+        && r.methods.is_empty()
+        && r.headers.is_empty()
+        && r.query.is_empty()
+        && r.source.is_empty());
+    if !written {
         diag.error(
             r.line,
             Some("match"),
@@ -119,7 +127,7 @@ fn target(r: &RawRoute, pool_names: &[&str], diag: &mut Diag) -> Option<Option<u
             diag.error(
                 r.line,
                 Some("pool"),
-                "a route needs `pool = \"NAME\"` or `root = \"/a/directory\"`",
+                "a route needs `pool = \"NAME\"`, `root = \"/a/directory\"`, `redirect = { to = \"...\" }` or `respond = { ... }`",
             );
             None
         }

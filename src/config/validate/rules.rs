@@ -225,7 +225,7 @@ fn basic_auth(a: &RawBasicAuth, r: &RawRoute, base: &Path, diag: &mut Diag) -> O
         Ok(u) => u,
         Err(e) => {
             let key = "basic_auth.users_file";
-            diag.error(file.line, Some(key), format!("`{}`: {e}", path.display()));
+            diag.error(file.line, Some(key), format!("`{key}`: {e}"));
             return None;
         }
     };
@@ -430,9 +430,10 @@ fn header_rules(
     for (what, list, slot) in [("set", &h.set, &mut out.set), ("add", &h.add, &mut out.add)] {
         for (name, value) in list {
             let k = format!("{key}.{what}");
+            let named = format!("{k}.{name}");
             let (Some(n), Some(t)) = (
                 field(name, value.line, what, diag),
-                template(value, &k, diag),
+                template(value, &named, diag),
             ) else {
                 continue;
             };
@@ -555,6 +556,22 @@ pub(super) fn site(raw: &RawConfig, base: &Path, diag: &mut Diag) -> SiteRules {
                     None
                 }
             });
+    if raw.tls_listen.is_empty() {
+        if raw.redirect_http_to_https == Some(true) {
+            diag.warn(
+                1,
+                Some("redirect_http_to_https"),
+                "`redirect_http_to_https` with no `[tls] listen`: clients are sent to port 443, which this configuration does not serve",
+            );
+        }
+        if let Some(h) = &raw.hsts {
+            diag.warn(
+                h.line,
+                Some("hsts"),
+                "`hsts` is sent on TLS answers only, and there is no `[tls] listen`",
+            );
+        }
+    }
     SiteRules {
         redirect_http_to_https: raw.redirect_http_to_https.unwrap_or(false),
         hsts,
