@@ -28,6 +28,38 @@ use std::time::{Duration, Instant};
 
 /// How long a successful verification is remembered: 5 minutes from the verification (a hit
 /// does not extend it).
+/// The highest bcrypt cost accepted: a check doubles with each step (cost 10 is about 50 ms),
+/// and every request with credentials may cost one.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
+/// The most memory an argon2 check may take, in KiB (64 MiB; OWASP suggests 19 to 46 MiB).
+pub const MAX_ARGON2_KIB: u32 = 64 * 1024;
+
+/// The largest users file read, in bytes.
+pub const MAX_USERS_FILE: u64 = 16 << 20;
+
+/// A users file's bytes: a regular file (not a FIFO or a device, which could block the load
+/// or never end) of at most [`MAX_USERS_FILE`] bytes.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    // Asked before opening: opening a FIFO for reading waits for a writer.
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_USERS_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_USERS_FILE >> 20
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?
+        .take(MAX_USERS_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// The most successful verifications remembered at once (one per user).
@@ -110,8 +142,12 @@ impl Hash {
                 .to_string()
         })?;
         let cost = parts.get_cost();
-        if !(4..=31).contains(&cost) {
-            return Err(format!("cost {cost} outside 4..=31"));
+        if !(4..=MAX_BCRYPT_COST).contains(&cost) {
+            return Err(format!(
+                "cost {cost} outside 4..={MAX_BCRYPT_COST} (each check at cost {cost} would take \
+                 about {} ms; 10 to 12 is usual)",
+                50u64 << cost.saturating_sub(10).min(30)
+            ));
         }
         Ok(Hash::Bcrypt(text.to_string()))
     }
@@ -122,7 +158,17 @@ impl Hash {
         if let Some(v) = hash.version {
             argon2::Version::try_from(v).map_err(|e| e.to_string())?;
         }
-        argon2::Params::try_from(&hash).map_err(|e| e.to_string())?;
+        let params = argon2::Params::try_from(&hash).map_err(|e| e.to_string())?;
+        if params.m_cost() > MAX_ARGON2_KIB || params.t_cost() > 16 || params.p_cost() > 16 {
+            return Err(format!(
+                "parameters m={} KiB, t={}, p={} above what a request may cost (m at most {} \
+                 KiB, t and p at most 16)",
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost(),
+                MAX_ARGON2_KIB
+            ));
+        }
         match &hash.salt {
             None => return Err("no salt".into()),
             Some(s) if s.len() < argon2::MIN_SALT_LEN => {
@@ -248,7 +294,7 @@ impl Users {
     /// character; a user listed twice; a hash that is not bcrypt or argon2 (plain text,
     /// `{SHA}`, `$apr1$`, `$1$`, `$5$`, `$6$`, anything else) or does not parse; no users.
     pub fn load(path: &Path) -> Result<Users, String> {
-        let bytes = std::fs::read(path)
+        let bytes = read_bounded(path)
             .map_err(|e| format!("cannot read users file `{}`: {e}", path.display()))?;
         let at = |n: usize, what: String| format!("`{}`: line {n}: {what}", path.display());
         let mut hashes: HashMap<String, Hash> = HashMap::new();

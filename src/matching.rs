@@ -27,7 +27,11 @@ impl HostPattern {
     /// regex that does not compile, characters a host name cannot have.
     pub fn parse(text: &str) -> Result<HostPattern, String> {
         if let Some(re) = text.strip_prefix('~') {
-            return Regex::new(re)
+            // Hosts are matched lower case, so the regex ignores case (else `~^API` could
+            // never match).
+            return regex::RegexBuilder::new(re)
+                .case_insensitive(true)
+                .build()
                 .map(HostPattern::Regex)
                 .map_err(|e| format!("host regex `{re}` does not compile: {e}"));
         }
@@ -213,7 +217,14 @@ impl RequestMatch {
 /// and `/api/x`, not `/apix`. The empty prefix (`/`) matches every path.
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+        // `;` parameters and an encoded slash end a segment for many servers (Tomcat, Spring;
+        // those that decode `%2F`): `/admin;x` and `/admin%2Fx` are under `/admin`.
+        Some(rest) => {
+            rest.is_empty()
+                || rest.starts_with(['/', ';'])
+                || rest.starts_with("%2F")
+                || prefix.is_empty()
+        }
         None => false,
     }
 }
@@ -303,6 +314,7 @@ mod tests {
         assert!(!p("*.example.com").matches("a.b.example.com"));
         assert!(p(r"~^api[0-9]+\.example\.net$").matches("api7.example.net"));
         assert!(!p(r"~^api[0-9]+\.example\.net$").matches("api.example.net"));
+        assert!(p(r"~^API[0-9]+\.").matches("api7.example.net"));
         for bad in [
             "",
             "*",
@@ -325,6 +337,8 @@ mod tests {
         assert!(prefix_matches(&p, "/api/"));
         assert!(prefix_matches(&p, "/api/x"));
         assert!(!prefix_matches(&p, "/apix"));
+        assert!(prefix_matches(&p, "/api;jsessionid=1"));
+        assert!(prefix_matches(&p, "/api%2Fx"));
         assert!(!prefix_matches(&p, "/ap"));
         let root = parse_prefix("/").unwrap();
         assert!(prefix_matches(&root, "/anything"));

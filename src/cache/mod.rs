@@ -56,6 +56,10 @@ pub struct Object {
     /// Whether the stale windows (`swr`, `sie`) are the route's `grace` rather than the
     /// response's own directives (for `Cache-Status`).
     pub from_grace: (bool, bool),
+    /// The route that stored it (its index in the snapshot): an entry is served only on its
+    /// own route, since routes that share a URL may reach different servers or check
+    /// different credentials. `u32::MAX`: any route (static files, keyed by their path).
+    pub route: u32,
     /// Stored once per object for the weigher.
     weight: u64,
 }
@@ -90,6 +94,7 @@ impl Object {
             etag,
             last_modified,
             from_grace: (false, false),
+            route: u32::MAX,
             weight,
         }
     }
@@ -129,6 +134,7 @@ impl Object {
         );
         o.stored_ms = self.stored_ms;
         o.from_grace = self.from_grace;
+        o.route = self.route;
         o
     }
 

@@ -494,3 +494,20 @@ fn challenge_quotes_and_escapes_the_realm() {
         "Basic realm=\"caf\u{e9}\", charset=\"UTF-8\"".as_bytes()
     );
 }
+
+/// Parameters that would make one check take seconds or gigabytes are refused at load: every
+/// request with credentials may cost one check (an unknown user is checked against a listed
+/// hash too).
+#[test]
+fn costs_a_request_cannot_afford_are_refused() {
+    let expensive = bcrypt_of("pw").replacen("$04$", "$15$", 1);
+    let e = load(&format!("big:{expensive}\n")).unwrap_err();
+    assert!(e.contains("cost 15 outside 4..=14"), "{e}");
+    let argon = argon2_of("pw", argon2::Algorithm::Argon2id);
+    let m = argon.split('$').nth(3).unwrap().to_string();
+    let huge = argon.replacen(&m, "m=4294967295,t=1,p=1", 1);
+    let e = load(&format!("big:{huge}\n")).unwrap_err();
+    assert!(e.contains("above what a request may cost"), "{e}");
+    let e = load(&format!("big:{}\n", argon.replacen(&m, "m=64,t=100,p=1", 1))).unwrap_err();
+    assert!(e.contains("t=100"), "{e}");
+}

@@ -105,6 +105,8 @@ pub struct Live {
 /// A route as the request path sees it.
 #[derive(Debug)]
 pub struct RouteRt {
+    /// Its place in [`Runtime::routes`] (the cache serves a route only what it stored).
+    pub index: u32,
     /// Index into [`Runtime::pools`], or `None` for a file route.
     pub pool: Option<usize>,
     pub root: Option<Arc<std::path::Path>>,

@@ -89,7 +89,12 @@ pub(super) fn site_request(
 ) -> Option<Response<ProxyBody>> {
     if let Some(name) = &rt.site.request_id {
         let id = match req.headers().get(name).filter(|v| well_formed_id(v)) {
-            Some(v) => v.clone(),
+            Some(v) => {
+                // One value goes on: a second one (unchecked) must not ride along.
+                let v = v.clone();
+                req.headers_mut().insert(name.clone(), v.clone());
+                v
+            }
             None => {
                 let id = uuid::Uuid::now_v7().hyphenated().to_string();
                 let v = HeaderValue::from_str(&id).expect("a UUID is a header value");
@@ -241,9 +246,13 @@ pub(super) fn after_auth<'a>(
             })
         });
         if let Some(path) = path {
-            set_path(req, &path);
+            // What a rewrite makes (from the client's path or fields) is checked like a
+            // client's target; one that is not a plain path is refused, never sent as it was.
+            if !set_path(req, &path) {
+                return Some(error_response(ErrorKind::BadRequest, log.take()));
+            }
             if let Some(l) = log {
-                l.rewritten = Some(path);
+                l.rewritten = Some(req.uri().path().to_string());
             }
         }
     }
@@ -365,8 +374,28 @@ fn rewritten(
     (out != path).then_some(out)
 }
 
-/// Replaces the request's path, keeping its query (and authority, if any).
-fn set_path<B>(req: &mut Request<B>, path: &str) {
+/// Replaces the request's path, keeping its query (and authority, if any). `false` (the
+/// request untouched) when `path` is not an absolute path of URI characters (a `?` or `#`
+/// from a field would start a query or fragment; `//` would read as an authority), holds a
+/// dot-segment, or a refused target ([`super::target::normalize_path`]); the path is then
+/// normalised like a client's.
+fn set_path<B>(req: &mut Request<B>, path: &str) -> bool {
+    if !path.starts_with('/') || path.starts_with("//") || path.contains(['?', '#']) {
+        return false;
+    }
+    // A dot-segment made by a rewrite (`/files/$1` with `$1` = `../admin`) would take the
+    // request out of the path the rule meant: refused, not resolved.
+    let dots = path.split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    });
+    if dots {
+        return false;
+    }
+    let Ok(path) = super::target::normalize_path(path) else {
+        return false;
+    };
+    let path = path.as_ref();
     let uri = req.uri();
     let pq = match uri.query() {
         Some(q) => format!("{path}?{q}"),
@@ -375,10 +404,14 @@ fn set_path<B>(req: &mut Request<B>, path: &str) {
     let mut parts = uri.clone().into_parts();
     match pq.parse() {
         Ok(p) => parts.path_and_query = Some(p),
-        Err(_) => return,
+        Err(_) => return false,
     }
-    if let Ok(u) = Uri::from_parts(parts) {
-        *req.uri_mut() = u;
+    match Uri::from_parts(parts) {
+        Ok(u) => {
+            *req.uri_mut() = u;
+            true
+        }
+        Err(_) => false,
     }
 }
 

@@ -4,11 +4,14 @@
 //! Normalisation is RFC 3986 6.2.2 on the path (the query is left as sent): percent-encoded
 //! unreserved characters are decoded (`%7E` → `~`, `%2E` → `.`), the other escapes get upper
 //! case hex digits (`%2f` → `%2F`, never decoded: an encoded slash stays data), and
-//! dot-segments are removed (5.2.4: `/public/../admin` → `/admin`, `/a/./b` → `/a/b`).
+//! dot-segments are removed (5.2.4: `/public/../admin` → `/admin`, `/a/./b` → `/a/b`), and
+//! empty segments are merged (`//admin` → `/admin`, as nginx's `merge_slashes`: servers that
+//! merge them would otherwise see a path no route matched).
 //! Some targets are refused instead (400), because servers read them in ways no normalisation
 //! can predict: a NUL or a backslash (raw or encoded; IIS and Windows servers treat it as a
 //! separator), a malformed escape, and a segment that is a dot-segment followed by `;`
-//! parameters (`/..;/`, which Tomcat and Jetty treat as `..`).
+//! parameters (`/..;/`, which Tomcat and Jetty treat as `..`), and a dot-segment hidden
+//! behind an encoded slash (`/x/..%2Fadmin`, which servers that decode `%2F` resolve).
 
 use std::borrow::Cow;
 
@@ -19,7 +22,7 @@ pub enum BadTarget {
     Escape,
     /// A NUL or a backslash, raw or encoded.
     Byte,
-    /// `..;x` or `.;x` as a segment.
+    /// `..;x` or `.;x` as a segment, or a dot-segment beside an encoded slash.
     DotParams,
 }
 
@@ -46,7 +49,7 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
         match c {
             b'%' => needs = true,
             b'\\' | 0 => return Err(BadTarget::Byte),
-            b'.' if i > 0 && b[i - 1] == b'/' => needs = true,
+            b'.' | b'/' if i > 0 && b[i - 1] == b'/' => needs = true,
             _ => {}
         }
     }
@@ -85,8 +88,19 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
     // 2. Dot-segments (RFC 3986 5.2.4), on whole segments.
     let trailing = text.ends_with(b"/.") || text.ends_with(b"/..");
     let mut out: Vec<&[u8]> = Vec::new();
-    for seg in text.split(|c| *c == b'/').skip(1) {
+    let segments = text.split(|c| *c == b'/').skip(1);
+    let last = text
+        .iter()
+        .filter(|c| **c == b'/')
+        .count()
+        .saturating_sub(1);
+    for (n, seg) in segments.enumerate() {
+        if encoded_dots(seg) {
+            return Err(BadTarget::DotParams);
+        }
         match seg {
+            // An empty segment is merged, except the last (a trailing slash).
+            b"" if n < last => {}
             b"." => {}
             b".." => {
                 out.pop();
@@ -109,6 +123,25 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
         return Ok(Cow::Borrowed(path));
     }
     Ok(Cow::Owned(norm))
+}
+
+/// Whether a segment holds a dot-segment beside an encoded slash (`..%2Fx`, `x%2F..`).
+fn encoded_dots(seg: &[u8]) -> bool {
+    if !seg.windows(3).any(|w| w == b"%2F") {
+        return false;
+    }
+    let mut rest = seg;
+    loop {
+        let end = rest.windows(3).position(|w| w == b"%2F");
+        let part = &rest[..end.unwrap_or(rest.len())];
+        if part == b"." || part == b".." {
+            return true;
+        }
+        match end {
+            Some(e) => rest = &rest[e + 3..],
+            None => return false,
+        }
+    }
 }
 
 /// The request URI with its path normalised (origin-form and absolute-form keep their form;
@@ -161,7 +194,32 @@ mod tests {
         assert_eq!(n("/a/..").unwrap(), "/");
         assert_eq!(n("/a/b/..").unwrap(), "/a/");
         assert_eq!(n("/a/.").unwrap(), "/a/");
-        assert_eq!(n("/a//../b").unwrap(), "/a/b");
+        // Empty segments merge first (nginx's order), so a server that merges them too sees
+        // the same path.
+        assert_eq!(n("/a//../b").unwrap(), "/b");
+    }
+
+    #[test]
+    fn empty_segments_merge() {
+        assert_eq!(n("//admin").unwrap(), "/admin");
+        assert_eq!(n("/a//b///c/").unwrap(), "/a/b/c/");
+        assert_eq!(n("//").unwrap(), "/");
+        assert_eq!(n("/a/").unwrap(), "/a/");
+        assert!(matches!(normalize_path("/a/b/"), Ok(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn dots_beside_encoded_slashes_are_refused() {
+        for p in [
+            "/x/..%2Fadmin",
+            "/x/%2F..%2Fadmin",
+            "/x/a%2F..",
+            "/x/.%2Fy",
+            "/%2e%2e%2fadmin",
+        ] {
+            assert_eq!(n(p), Err(BadTarget::DotParams), "{p}");
+        }
+        assert_eq!(n("/a%2Fb..c").unwrap(), "/a%2Fb..c");
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub fn build_runtime_from(
     let routes = config
         .routes
         .iter()
-        .map(|r| crate::proxy::RouteRt {
+        .enumerate()
+        .map(|(index, r)| crate::proxy::RouteRt {
+            index: index as u32,
             pool: r.pool,
             root: r.root.as_deref().map(Arc::from),
             cache: r.cache,

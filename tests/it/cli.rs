@@ -56,17 +56,21 @@ fn check_accepts_the_examples() {
     }
 }
 
+/// The multi-site example checks; its only warnings are the two about its `[tls]` section,
+/// which is commented out until certificates are there.
 #[test]
-fn check_accepts_the_multi_site_example_without_warnings() {
+fn check_accepts_the_multi_site_example() {
     let out = Command::new(BIN)
         .args(["check", "-c", "examples/multi-site.toml"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(!text.contains("warning"), "{text}");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 2, "{text}");
+    assert!(warnings.iter().all(|w| w.contains("no `[tls] listen`")), "{text}");
     assert!(text.contains(": ok: 5 route(s), 4 pool(s)"), "{text}");
-    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
 }
 
 #[test]

@@ -812,3 +812,241 @@ async fn acme_challenges_are_not_redirected() {
     let r = get_host(at, "site.example", "/.well-known/other").await;
     assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
 }
+
+/// Routes that share a URL do not share cache entries: what a password-protected or
+/// header-selected route stored is never served on another route.
+#[tokio::test]
+async fn routes_do_not_share_cache_entries() {
+    let (secret, public) = (
+        Backend::start("secret").await,
+        Backend::start("public").await,
+    );
+    let d = dir("cacheauth");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(d.join("users"), format!("u:{hash}\n")).unwrap();
+    let lg = langur_toml(&format!(
+        r#"
+[cache]
+default_ttl = "60s"
+[[route]]
+host = ["shop.example"]
+headers = {{ "x-preview" = "1" }}
+basic_auth = {{ users_file = "{}" }}
+pool = "secret"
+cache = true
+[[route]]
+host = ["shop.example"]
+pool = "public"
+cache = true
+[pools.secret]
+servers = ["{}"]
+[pools.public]
+servers = ["{}"]
+"#,
+        d.join("users").display(),
+        secret.addr,
+        public.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    use base64::Engine;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("u:pw")
+    );
+    let hdrs = [
+        ("host", "shop.example"),
+        ("x-preview", "1"),
+        ("authorization", auth.as_str()),
+    ];
+    let r = request(at, Method::GET, "/page", &hdrs, body("")).await;
+    assert_eq!(r.backend(), "secret");
+    let r = request(at, Method::GET, "/page", &hdrs, body("")).await;
+    assert_eq!(r.backend(), "secret");
+    assert!(
+        r.headers["cache-status"].to_str().unwrap().contains("hit"),
+        "stored on its route"
+    );
+    let r = get_host(at, "shop.example", "/page").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.backend(),
+        "public",
+        "the other route's entry is not served here"
+    );
+    let r = get_host(at, "shop.example", "/page").await;
+    assert_eq!(r.backend(), "public");
+    let r = request(at, Method::GET, "/page", &hdrs, body("")).await;
+    assert_eq!(r.backend(), "secret", "nor the other way round");
+}
+
+/// Hosts that servers split differently from langur (a port that is not a number) are
+/// refused, so host routes and access rules cannot be stepped around.
+#[tokio::test]
+async fn hosts_servers_would_read_differently_are_refused() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[[route]]\nhost = [\"secret.example\"]\ndeny = [\"127.0.0.0/8\"]\npool = \"p\"\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    assert_eq!(
+        get_host(at, "secret.example", "/").await.status,
+        StatusCode::FORBIDDEN
+    );
+    for host in [
+        "secret.example:abc",
+        "secret.example..",
+        "[secret.example]",
+        "secret.example;x",
+    ] {
+        assert_eq!(
+            get_host(at, host, "/").await.status,
+            StatusCode::BAD_REQUEST,
+            "{host}"
+        );
+    }
+    assert_eq!(b.hits(), 0);
+}
+
+/// Path variants that servers read as `/admin` (`//admin`, `;` parameters, an encoded
+/// slash) are under `/admin` for routing; a rewrite cannot make dot-segments, queries or
+/// fragments from client data: refused, not forwarded as they were.
+#[tokio::test]
+async fn paths_cannot_step_around_prefix_rules_or_rewrites() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        r#"
+[[route]]
+path_prefix = "/admin"
+deny = ["127.0.0.0/8"]
+pool = "p"
+[[route]]
+match = '^/files-(.*)$'
+rewrite = {{ from = '^/files-(.*)$', to = '/files/$1' }}
+pool = "p"
+[[route]]
+path_prefix = "/t"
+rewrite = {{ from = '^/t/(.*)$', to = '/t/{{header.x-tenant}}/$1' }}
+pool = "p"
+[[route]]
+path_prefix = "/"
+pool = "p"
+[pools.p]
+servers = ["{}"]
+"#,
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    for p in [
+        "/admin",
+        "//admin",
+        "/admin;x",
+        "/admin;/x",
+        "/admin%2Fx",
+        "/x/../admin",
+    ] {
+        assert_eq!(get(at, p).await.status, StatusCode::FORBIDDEN, "{p}");
+    }
+    assert_eq!(
+        get(at, "/x/..%2Fadmin").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(at, "/files-../admin").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    for tenant in ["../admin", "a?b=c", "a#f", "a b"] {
+        let r = request(
+            at,
+            Method::GET,
+            "/t/page",
+            &[("x-tenant", tenant)],
+            body(""),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{tenant}");
+    }
+    let r = request(
+        at,
+        Method::GET,
+        "/t/page?q=1",
+        &[("x-tenant", "acme")],
+        body(""),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen: Vec<String> = b
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.1.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        ["/t/acme/page?q=1"],
+        "nothing else reached the server"
+    );
+}
+
+/// A page or users file that is a FIFO or a device is a config error at once, never a hang
+/// or an endless read; a second request-ID field never rides along with a kept one.
+#[tokio::test]
+async fn special_files_and_duplicate_ids() {
+    let d = dir("special");
+    let fifo = d.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (key, file) in [
+        (
+            "error_pages = { \"502\" = \"FILE\" }",
+            fifo.display().to_string(),
+        ),
+        ("respond = { file = \"FILE\" }", "/dev/zero".to_string()),
+        (
+            "basic_auth = { users_file = \"FILE\" }",
+            fifo.display().to_string(),
+        ),
+    ] {
+        let text = format!(
+            "[[route]]\npath_prefix = \"/\"\n{}\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:9\"]\n",
+            key.replace("FILE", &file)
+        );
+        let t = std::time::Instant::now();
+        let e = langur::config::parse_str("test.toml", &text, true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("regular file"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\nrequest_id = true\n[[route]]\nmatch = '^/'\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    request(
+        at,
+        Method::GET,
+        "/",
+        &[
+            ("x-request-id", "good-id"),
+            ("x-request-id", "evil\" injected=1"),
+        ],
+        body(""),
+    )
+    .await;
+    let seen = b.last_headers.lock().unwrap().clone().unwrap();
+    let ids: Vec<_> = seen.get_all("x-request-id").iter().collect();
+    assert_eq!(ids, ["good-id"]);
+}

@@ -299,7 +299,7 @@ fn respond(x: &RawRespond, base: &Path, diag: &mut Diag) -> Option<Respond> {
         ),
         (None, Some(f)) => {
             let path = relative(base, &f.value);
-            match std::fs::read(&path) {
+            match read_page(&path) {
                 Ok(data) => (data.into(), content_type_of(&path)),
                 Err(e) => {
                     diag.error(
@@ -471,7 +471,7 @@ pub(super) fn error_pages(
         let key = format!("error_pages.{status}");
         let set = StatusSet::parse(status);
         let path = relative(base, &file.value);
-        let page = match std::fs::read(&path) {
+        let page = match read_page(&path) {
             Ok(data) => Page {
                 body: data.into(),
                 content_type: HeaderValue::from_str(&content_type_of(&path))
@@ -511,6 +511,14 @@ fn cache_ttl(
             continue;
         };
         match parse_duration(&ttl.value) {
+            Ok(d) if d > MAX_TTL => diag.error(
+                ttl.line,
+                Some(&key),
+                format!(
+                    "`{key}`: {} is more than the 10 years a stored answer may live",
+                    ttl.value
+                ),
+            ),
             Ok(d) => out.push((set, d)),
             Err(e) => diag.error(ttl.line, Some(&key), format!("`{key}`: {e}")),
         }
@@ -578,6 +586,30 @@ pub(super) fn site(raw: &RawConfig, base: &Path, diag: &mut Diag) -> SiteRules {
         error_pages: error_pages(&raw.error_pages, base, diag),
         request_id,
     }
+}
+
+/// The longest `cache_ttl`.
+const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The largest page or `respond.file` read, in bytes: they are held in memory and sent whole.
+const MAX_PAGE: u64 = 1 << 20;
+
+/// A page's bytes: a regular file (asked before opening: a FIFO would block the load, a
+/// device never end) of at most [`MAX_PAGE`] bytes.
+fn read_page(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_PAGE {
+        return Err(std::io::Error::other("larger than 1 MiB"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?
+        .take(MAX_PAGE + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// `name` relative to `base` unless absolute.

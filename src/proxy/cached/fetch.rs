@@ -37,6 +37,8 @@ pub(super) struct Job {
     pub(super) stale: Option<(String, Arc<Object>)>,
     /// Held while this is the fetch others wait for.
     pub(super) guard: Option<FlightGuard>,
+    /// The route's index: what it stores is served on it only ([`Object::route`]).
+    pub(super) route: u32,
 }
 
 /// The fetch: conditional when the stale entry has validators; then what the answer means
@@ -321,6 +323,7 @@ fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Objec
         cc.no_cache,
         hard,
     );
+    obj.route = job.route;
     obj.from_grace = (swr_grace, sie_grace);
     Ok(obj)
 }

@@ -44,10 +44,19 @@ pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// asked for, except the query parameters the route's `cache_key.ignore_query` leaves out
 /// ([`cache::key_target`]; the server still gets them). Lookups, stores, `PURGE` and the
 /// invalidation by unsafe methods all key a request with this one function.
+///
+/// When the route's rules replace `Host`, the key takes the client's host (which langur sends
+/// as `X-Forwarded-Host`): the server can tell the sites apart by it, so the cache must too.
 pub fn key_of(parts: &http::request::Parts, scheme: &str, rules: Option<&RouteRules>) -> String {
+    let field = match rules {
+        Some(r) if r.request_headers.set.iter().any(|(n, _)| n == HOST) => {
+            HeaderName::from_static("x-forwarded-host")
+        }
+        _ => HOST,
+    };
     let host = parts
         .headers
-        .get(HOST)
+        .get(field)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -115,7 +124,11 @@ pub async fn handle(
         return here.pass(parts, body, &primary, (status, what), log).await;
     }
 
-    let found = cache.lookup(&primary, &parts.headers);
+    // Another route's entry for the same URL is not this route's to serve (it may come from
+    // other servers, behind other credentials): a miss, replaced when this one stores.
+    let found = cache
+        .lookup(&primary, &parts.headers)
+        .filter(|(_, o)| o.route == route.index);
     if let Some((key, obj)) = &found {
         let stored = Stored {
             key,
@@ -139,7 +152,7 @@ pub async fn handle(
         Join::Wait(rx) => {
             cache.counters.coalesced.fetch_add(1, Relaxed);
             if cache::wait(rx, cache.rules.lock_timeout).await {
-                if let Some(resp) = coalesced_hit(cache, &primary, &parts, &mut log) {
+                if let Some(resp) = coalesced_hit(cache, route, &primary, &parts, &mut log) {
                     return resp;
                 }
             }
@@ -161,6 +174,7 @@ pub async fn handle(
         req_headers: parts.headers.clone(),
         stale,
         guard,
+        route: route.index,
     };
     let up = match upstream_body(rt, parts, body, conn).await {
         Ok(r) => r,
@@ -335,6 +349,7 @@ fn refresh_in_background(
         req_headers: parts.headers.clone(),
         stale: Some((stored.key.to_string(), stored.obj.clone())),
         guard: Some(guard),
+        route: route.index,
     };
     let mut up = Request::new(UpBody::Empty);
     *up.uri_mut() = parts.uri.clone();
@@ -349,13 +364,14 @@ fn refresh_in_background(
 /// After waiting for another request's fetch of the same key: its stored answer, if fresh.
 fn coalesced_hit(
     cache: &Cache,
+    route: &RouteRt,
     primary: &str,
     parts: &http::request::Parts,
     log: &mut Option<AccessLog>,
 ) -> Option<Response<ProxyBody>> {
     let (_, obj) = cache.lookup(primary, &parts.headers)?;
     let now = clock::now_ms();
-    if !obj.fresh(now) {
+    if !obj.fresh(now) || obj.route != route.index {
         return None;
     }
     cache.counters.hits.fetch_add(1, Relaxed);
