@@ -232,7 +232,10 @@ mod tests {
                 long.push(format!("{file}:{line} {name} ({len} lines)"));
             }
         }
-        assert!(long.is_empty(), "functions over {MAX_FUNCTION_LINES} lines: {long:#?}");
+        assert!(
+            long.is_empty(),
+            "functions over {MAX_FUNCTION_LINES} lines: {long:#?}"
+        );
     }
 
     #[test]

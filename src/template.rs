@@ -125,7 +125,9 @@ impl Template {
 
     /// Whether the template uses `var` (e.g. to know whether a route's groups are needed).
     pub fn uses(&self, pred: impl Fn(&Var) -> bool) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var(v) if pred(v)))
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(v) if pred(v)))
     }
 
     /// The highest regex group the template reads (0: none).
@@ -255,7 +257,10 @@ mod tests {
         let e = Template::parse("{hots}").unwrap_err().0;
         assert!(e.contains("unknown variable `{hots}`"), "{e}");
         assert!(e.contains("{host}"), "{e}");
-        assert!(Template::parse("{host").unwrap_err().0.contains("not closed"));
+        assert!(Template::parse("{host")
+            .unwrap_err()
+            .0
+            .contains("not closed"));
         assert!(Template::parse("a}b").unwrap_err().0.contains("lone"));
         assert!(Template::parse("{header.a b}")
             .unwrap_err()

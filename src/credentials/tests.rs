@@ -508,6 +508,10 @@ fn costs_a_request_cannot_afford_are_refused() {
     let huge = argon.replacen(&m, "m=4294967295,t=1,p=1", 1);
     let e = load(&format!("big:{huge}\n")).unwrap_err();
     assert!(e.contains("above what a request may cost"), "{e}");
-    let e = load(&format!("big:{}\n", argon.replacen(&m, "m=64,t=100,p=1", 1))).unwrap_err();
+    let e = load(&format!(
+        "big:{}\n",
+        argon.replacen(&m, "m=64,t=100,p=1", 1)
+    ))
+    .unwrap_err();
     assert!(e.contains("t=100"), "{e}");
 }

@@ -68,7 +68,10 @@ fn check_accepts_the_multi_site_example() {
     assert!(out.status.success(), "{text}");
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning")).collect();
     assert_eq!(warnings.len(), 2, "{text}");
-    assert!(warnings.iter().all(|w| w.contains("no `[tls] listen`")), "{text}");
+    assert!(
+        warnings.iter().all(|w| w.contains("no `[tls] listen`")),
+        "{text}"
+    );
     assert!(text.contains(": ok: 5 route(s), 4 pool(s)"), "{text}");
     assert_eq!(text.lines().count(), 3, "{text}");
 }

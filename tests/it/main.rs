@@ -1,12 +1,12 @@
 //! The integration tests, one binary (one link of the crate and its dependencies instead of one
 //! per file): each module is one area, started on real sockets with in-process origins.
-mod common;
 mod admin;
 mod balancing;
 mod cache;
 mod cache_rules;
 mod cli;
 mod client_h1;
+mod common;
 mod connections;
 mod core;
 mod dashboard;

@@ -509,7 +509,11 @@ fn cache_ttl_makes_statuses_storable_but_overrides_no_refusal() {
         let cc = CacheControl::parse(resp);
         storable_on_route(&get, req, st, resp, &cc, &r, listed)
     };
-    assert_eq!(on_route(302, &none, &none, false), Ok(()), "understood anyway");
+    assert_eq!(
+        on_route(302, &none, &none, false),
+        Ok(()),
+        "understood anyway"
+    );
     for st in [500, 502, 303, 401, 403, 429] {
         assert_eq!(on_route(st, &none, &none, false), Err(NotStored::Status));
         assert_eq!(on_route(st, &none, &none, true), Ok(()), "{st}");
