@@ -41,6 +41,8 @@ pub enum ErrorKind {
     Forbidden,
     /// The route's `basic_auth` needs credentials that were not given or not valid.
     Unauthorized,
+    /// The client (or the route's key) is over the route's `rate_limit`.
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -64,6 +66,7 @@ impl ErrorKind {
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -101,6 +104,7 @@ impl ErrorKind {
             ErrorKind::NotImplemented => "not_implemented",
             ErrorKind::Forbidden => "denied",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 
@@ -138,6 +142,9 @@ impl ErrorKind {
             }
             ErrorKind::Forbidden => "403 Forbidden\n",
             ErrorKind::Unauthorized => "401 Unauthorized\n",
+            ErrorKind::RateLimited => {
+                "429 Too Many Requests: over this route's rate limit; retry after Retry-After\n"
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     // Server state, and below it the pure picks and the connections to servers.
     &["backend"],
     &["balancer", "upstream"],
-    &["cache", "stats"],
+    &["cache", "stats", "limits"],
     // What both sides of the proxy share: the client connection's state and request bodies,
     // HTTP message rules, error kinds, the access-log line.
     &["session", "strict", "error", "access_log"],

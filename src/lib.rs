@@ -19,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod framing;
 pub mod lane;
+pub mod limits;
 #[cfg(test)]
 mod layers;
 pub mod matching;

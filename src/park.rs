@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 /// A client connection between requests: what is needed to serve it again.
@@ -23,8 +22,9 @@ use tokio::time::{Instant, Sleep};
 pub struct Parked {
     pub stream: TcpStream,
     pub peer: SocketAddr,
-    /// The connection's place under `max_connections` (held while parked too).
-    pub permit: Option<OwnedSemaphorePermit>,
+    /// The connection's place under `max_connections` and `max_connections_per_client` (held
+    /// while parked too).
+    pub permit: Option<crate::limits::ConnPermit>,
 }
 
 /// One listener's parking lot on one worker (cheap to clone).

@@ -100,7 +100,33 @@ pub fn stats_json(shared: &Shared) -> Value {
         "rate": last,
         "pools": pools,
         "cache": rt.cache.stats(),
+        "rate_limits": rate_limits_json(&rt),
+        "clients": {
+            "connected": shared.live().clients.clients(),
+            "connections_refused": shared.live().clients.refused.load(Relaxed),
+        },
     })
+}
+
+/// The routes with a `rate_limit` (`route`: its place in file order, from 1): the limit, the
+/// requests answered 429, the keys remembered and the requests of new keys that went through
+/// the shared overflow bucket (the store was full).
+fn rate_limits_json(rt: &crate::proxy::Runtime) -> Value {
+    let limited = rt.routes.iter().enumerate().filter_map(|(i, r)| {
+        let l = r.limiter.as_ref()?;
+        let c = l.config();
+        Some(json!({
+            "route": i + 1,
+            "key": c.key.text(),
+            "rate": c.rate_text(),
+            "burst": c.burst,
+            "max_keys": c.max_keys,
+            "limited": l.limited.load(Relaxed),
+            "keys": l.keys(),
+            "overflowed": l.overflowed(),
+        }))
+    });
+    Value::Array(limited.collect())
 }
 
 pub fn events_json(shared: &Shared) -> Value {

@@ -59,6 +59,7 @@ pub(crate) fn pool(backups: &[bool], all_backups: bool) -> Pool {
             full_status: 503,
             timeout_status: 504,
             retry_after: Duration::from_secs(1),
+            fair: false,
         })),
     }
 }

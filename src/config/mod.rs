@@ -79,6 +79,8 @@ pub const DEFAULT_MAX_URI_LENGTH: usize = 8 << 10;
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 100 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 pub const DEFAULT_REQUEST_BUFFER: usize = 64 << 10;
+/// Keys a route's `rate_limit` remembers at most (about 2 MiB of state; see docs/limits.md).
+pub const DEFAULT_RATE_LIMIT_KEYS: usize = 100_000;
 /// Upstream: longest silence between two parts of a server's response body.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -110,6 +112,9 @@ pub struct Limits {
     /// How much of a request body is read before a server is picked (a body that ends within
     /// it reaches the server whole, or not at all).
     pub request_buffer: usize,
+    /// Open connections from one client address (an IPv6 client: its /64), across the
+    /// listeners and workers; beyond it a new one is closed at accept. 0: no limit.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for Limits {
@@ -126,6 +131,7 @@ impl Default for Limits {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             request_buffer: DEFAULT_REQUEST_BUFFER,
+            max_connections_per_client: 0,
         }
     }
 }
@@ -644,6 +650,9 @@ pub struct QueueConfig {
     pub timeout_status: u16,
     /// `Retry-After` on those answers.
     pub retry_after: Duration,
+    /// Waiters are served round robin across clients (by the route's rate-limit key, else the
+    /// client's address) instead of in arrival order.
+    pub fair: bool,
 }
 
 #[cfg(test)]

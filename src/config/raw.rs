@@ -43,6 +43,8 @@ pub(crate) struct RawConfig {
     pub hsts: Option<At<String>>,
     pub error_pages: Vec<(String, At<String>)>,
     pub request_id: Option<At<String>>,
+    /// `[defaults] rate_limit`: the routes' that set none.
+    pub default_rate_limit: Option<RawRateLimit>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -58,6 +60,7 @@ pub(crate) struct RawLimits {
     pub max_body_size: Option<At<String>>,
     pub max_connections: Option<At<i64>>,
     pub request_buffer: Option<At<String>>,
+    pub max_connections_per_client: Option<At<i64>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -113,6 +116,24 @@ pub(crate) struct RawRoute {
     pub intercept_errors: Option<bool>,
     pub cache_ttl: Vec<(String, At<String>)>,
     pub cache_key: Option<RawCacheKey>,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `rate_limit = { key = "client_ip", rate = "100/s", burst = 50, max_keys = 100000 }`, or
+/// `rate_limit = false` (on a route: none, not even `[defaults]`').
+#[derive(Debug, Clone)]
+pub(crate) enum RawRateLimit {
+    Off,
+    On(RawRateLimitTable),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawRateLimitTable {
+    pub key: Option<At<String>>,
+    pub rate: Option<At<String>>,
+    pub burst: Option<At<i64>>,
+    pub max_keys: Option<At<i64>>,
+    pub line: usize,
 }
 
 /// `redirect = { to = "...", status = 308 }`.
@@ -210,6 +231,7 @@ pub(crate) struct RawQueue {
     pub full_status: Option<At<i64>>,
     pub timeout_status: Option<At<i64>>,
     pub retry_after: Option<At<Duration>>,
+    pub fair: Option<bool>,
 }
 
 impl RawPool {

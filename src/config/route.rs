@@ -33,6 +33,8 @@ pub struct RouteRules {
     pub ignore_query: IgnoreQuery,
     /// Whether some template reads `$1`.. (the route's path groups).
     pub uses_groups: bool,
+    /// `rate_limit` (the route's own, or `[defaults]`'s): requests per key, over it 429.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl RouteRules {
@@ -48,6 +50,64 @@ impl RouteRules {
             && self.error_pages.is_empty()
             && self.cache_ttl.is_empty()
             && self.ignore_query.is_none()
+            && self.rate_limit.is_none()
+    }
+}
+
+/// `rate_limit = { key = "client_ip", rate = "100/s", burst = 50 }`: GCRA (the generic cell
+/// rate algorithm, as the `governor` crate runs it) per key: a key may make `burst` requests at
+/// once, then one every `period / count`; a request over the limit is answered 429.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub key: LimitKey,
+    /// Requests per `period` (the rate).
+    pub count: u32,
+    /// One second, minute, hour or day.
+    pub period: Duration,
+    /// Requests a key may make at once (the bucket's size), at least 1.
+    pub burst: u32,
+    /// Keys remembered at most (memory is bounded by it; see docs/limits.md).
+    pub max_keys: usize,
+}
+
+impl RateLimit {
+    /// The time one request's share takes to come back (`period / count`), at least 1 ns.
+    pub fn interval(&self) -> Duration {
+        (self.period / self.count.max(1)).max(Duration::from_nanos(1))
+    }
+
+    /// The rate as `COUNT/UNIT` (`100/s`).
+    pub fn rate_text(&self) -> String {
+        let unit = match self.period.as_secs() {
+            60 => "m",
+            3600 => "h",
+            86400 => "d",
+            _ => "s",
+        };
+        format!("{}/{unit}", self.count)
+    }
+}
+
+/// What a rate limit counts requests by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The client's address (an IPv6 client by its /64).
+    ClientIp,
+    /// A request field's value (`header:X-Api-Key`); a request without it is counted by its
+    /// client's address.
+    Header(HeaderName),
+    /// One count for the whole route.
+    Route,
+}
+
+impl LimitKey {
+    /// As written in the file (`client_ip`, `header:x-api-key`, `route`).
+    pub fn text(&self) -> String {
+        match self {
+            LimitKey::ClientIp => "client_ip".into(),
+            LimitKey::Header(h) => format!("header:{h}"),
+            LimitKey::Route => "route".into(),
+        }
     }
 }
 

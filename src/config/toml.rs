@@ -55,6 +55,7 @@ const SERVER_KEYS: &[&str] = &[
     "hsts",
     "error_pages",
     "request_id",
+    "max_connections_per_client",
 ];
 const ADMIN_KEYS: &[&str] = &["listen", "token", "hosts"];
 const POOL_SETTING_KEYS: &[&str] = &[
@@ -110,6 +111,7 @@ const QUEUE_KEYS: &[&str] = &[
     "full_status",
     "timeout_status",
     "retry_after",
+    "fair",
 ];
 const CHECK_KEYS: &[&str] = &[
     "type",
@@ -160,7 +162,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             "admin" => r.table(val, "[admin]", |r, k, v, line| {
                 r.admin(&mut raw, k, v, line)
             }),
-            "defaults" => raw.defaults = r.defaults(val),
+            "defaults" => r.defaults(&mut raw, val),
             "route" => r.routes(&mut raw, val, line),
             "cache" => r.table(val, "[cache]", |r, k, v, line| {
                 r.cache(&mut raw.cache, k, v, line)
@@ -217,6 +219,7 @@ impl Reader<'_> {
             "max_body_size" => raw.limits.max_body_size = self.size(k, v),
             "max_connections" => raw.limits.max_connections = self.int(k, v),
             "request_buffer" => raw.limits.request_buffer = self.size(k, v),
+            "max_connections_per_client" => raw.limits.max_connections_per_client = self.int(k, v),
             "h2c" => raw.h2c = self.bool(k, v),
             "h2_max_concurrent_streams" => raw.h2_max_concurrent_streams = self.int(k, v),
             "h2_window" => raw.h2_window = self.size(k, v),
@@ -283,15 +286,20 @@ impl Reader<'_> {
         }
     }
 
-    /// `[defaults]`: the pool settings every pool takes unless it sets its own.
-    fn defaults(&mut self, val: &Val<'_>) -> RawPoolSettings {
+    /// `[defaults]`: the pool settings every pool takes unless it sets its own, and the
+    /// `rate_limit` of routes that set none.
+    fn defaults(&mut self, raw: &mut RawConfig, val: &Val<'_>) {
         let mut d = RawPoolSettings::default();
         self.table(val, "[defaults]", |r, k, v, line| {
-            if !r.pool_setting(&mut d, k, v) {
-                r.diag.unknown_key(line, "[defaults]", k, POOL_SETTING_KEYS);
+            if k == "rate_limit" {
+                raw.default_rate_limit = r.rate_limit("[defaults]", k, v);
+            } else if !r.pool_setting(&mut d, k, v) {
+                let mut known = POOL_SETTING_KEYS.to_vec();
+                known.push("rate_limit");
+                r.diag.unknown_key(line, "[defaults]", k, &known);
             }
         });
-        d
+        raw.defaults = d;
     }
 
     /// `[[route]]`: an array of tables, each a route in file order.
@@ -432,6 +440,7 @@ impl Reader<'_> {
             "full_status" => q.full_status = r.int(k, v),
             "timeout_status" => q.timeout_status = r.int(k, v),
             "retry_after" => q.retry_after = r.duration(k, v),
+            "fair" => q.fair = r.bool(k, v),
             _ => r.diag.unknown_key(kline, section, k, QUEUE_KEYS),
         });
         q

@@ -183,13 +183,17 @@ impl Attempts {
             b.deposit();
         }
         let started = Instant::now();
+        let mut place = Place::default();
+        if pool.queue.config.fair {
+            place.key = fair_key(req, client);
+        }
         Attempts {
             ctx: PickContext {
                 client_hint: u64::from(client.addr.port()),
                 hash,
             },
             tried: Tried::default(),
-            place: Place::default(),
+            place,
             started,
             until: started + pool.request_timeout,
             count: 0,
@@ -443,6 +447,18 @@ pub(super) struct Place {
     /// When the wait runs out (`[queue] timeout` from the first wait).
     pub(super) deadline: Option<Instant>,
     pub(super) waited: bool,
+    /// The request's flow in a fair queue ([`fair_key`]).
+    pub(super) key: u64,
+}
+
+/// A request's key in a fair queue: the route's rate-limit key when the rate-limit step gave
+/// one ([`crate::limits::FairKey`]), else its client's address.
+#[cold]
+fn fair_key<B>(req: &Request<B>, client: &ClientInfo) -> u64 {
+    match req.extensions().get::<crate::limits::FairKey>() {
+        Some(k) => k.0,
+        None => crate::limits::ip_key(client.addr.ip()),
+    }
 }
 
 impl Place {
@@ -451,7 +467,7 @@ impl Place {
     /// `RequestTimeout` (the request's own time ran out first).
     pub(super) async fn wait(&mut self, pool: &Pool, until: Instant) -> Result<(), ErrorKind> {
         if self.ticket.is_none() {
-            self.ticket = Some(pool.queue.enter().ok_or(ErrorKind::QueueFull)?);
+            self.ticket = Some(pool.queue.enter(self.key).ok_or(ErrorKind::QueueFull)?);
         }
         let t = self.ticket.as_ref().expect("entered above");
         let queue_until = *self

@@ -100,6 +100,8 @@ pub struct Live {
     pub runtime: arc_swap::ArcSwap<Runtime>,
     /// Set at shutdown: connections close after their current exchange.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Open connections per client (`max_connections_per_client`), kept across reloads.
+    pub clients: Arc<crate::limits::ClientConns>,
 }
 
 /// A route as the request path sees it.
@@ -117,6 +119,9 @@ pub struct RouteRt {
     pub rules: Option<Arc<crate::config::route::RouteRules>>,
     /// `{upstream_host}`: the pool's TLS server name, else its first server as written.
     pub upstream_host: Option<HeaderValue>,
+    /// The state of the route's `rate_limit` (kept across reloads while the route and its
+    /// limit stay the same); `None`: no limit.
+    pub limiter: Option<Arc<crate::limits::RateLimiter>>,
 }
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
@@ -169,7 +174,7 @@ pub async fn handle(
             };
             let post = post.get_or_insert_with(Default::default);
             rules::begin(route, rules, &groups, &req, client, post);
-            match rules::access(rules, &req, client, &mut log) {
+            match rules::access(rt, route, rules, &mut req, client, &mut log) {
                 rules::Verdict::Go => {}
                 rules::Verdict::Answer(r) => break 'answer r,
                 rules::Verdict::Verify(users, user, password) => {

@@ -1,16 +1,17 @@
 //! The rules phase: what `[server]` and a route do besides choosing a target. On the way in,
 //! in order: the request ID and the HTTPS redirect (`[server]`, before routing); after
-//! routing, access (`deny`/`allow` → 403, `basic_auth` → 401), then `redirect` or `respond`,
-//! then the path rewrite and the request header rules. On the way back ([`finish`]): error
-//! pages, the response header rules, the request ID and HSTS.
+//! routing, the rate limit (429), access (`deny`/`allow` → 403, `basic_auth` → 401), then
+//! `redirect` or `respond`, then the path rewrite and the request header rules. On the way
+//! back ([`finish`]): error pages, the response header rules, the request ID and HSTS.
 //!
 //! A route without rules and a `[server]` without them cost one branch each: nothing here runs.
 
 use super::body::{ClientIn, ProxyBody};
 use super::{error_response, ClientInfo, Runtime};
 use crate::access_log::AccessLog;
-use crate::config::route::{HeaderRules, Page, PathRewrite, RouteRules};
+use crate::config::route::{HeaderRules, LimitKey, Page, PathRewrite, RouteRules};
 use crate::error::ErrorKind;
+use crate::limits::{Decision, FairKey, RateLimiter};
 use crate::template::{Template, Var, Vars};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
 use http::{Request, Response, StatusCode, Uri};
@@ -165,13 +166,66 @@ pub(super) fn begin<'a>(
     });
 }
 
-/// Access rules: `deny`/`allow` (403), then `basic_auth` (401 without credentials).
+/// The route's `rate_limit`, the first of its checks (a client over its limit costs no
+/// password check): over the limit, 429 with `Retry-After` and the `RateLimit-Policy` and
+/// `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-11), logged `rate_limited`.
+/// A `header:` or `route` key goes with the request to a pool that queues fairly
+/// ([`FairKey`]; the client's address is the fair queue's own default).
+fn rate_limit(
+    rt: &Runtime,
+    route: &super::RouteRt,
+    limiter: &Arc<RateLimiter>,
+    req: &mut Request<ClientIn>,
+    client: &ClientInfo,
+    log: &mut Option<AccessLog>,
+) -> Option<Response<ProxyBody>> {
+    let key = limiter.key_of(req.headers(), client.addr.ip());
+    if let Decision::Deny(wait) = limiter.check(key) {
+        return Some(too_many(limiter, wait, log.take()));
+    }
+    if limiter.config().key != LimitKey::ClientIp
+        && route.pool.is_some_and(|p| rt.pools[p].queue.config.fair)
+    {
+        req.extensions_mut().insert(FairKey(key));
+    }
+    None
+}
+
+/// 429 with the wait (RFC 6585 4, RFC 9110 10.2.3) and the limit's fields.
+#[cold]
+fn too_many(
+    limiter: &RateLimiter,
+    wait: std::time::Duration,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let mut resp = error_response(ErrorKind::RateLimited, log);
+    let (state, secs) = RateLimiter::denied_fields(wait);
+    let h = resp.headers_mut();
+    h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    h.insert(RATELIMIT_POLICY, limiter.policy().clone());
+    h.insert(RATELIMIT, state);
+    resp
+}
+
+/// The fields of draft-ietf-httpapi-ratelimit-headers.
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Access rules: the rate limit ([`rate_limit`], 429), `deny`/`allow` (403), then
+/// `basic_auth` (401 without credentials).
 pub(super) fn access(
+    rt: &Runtime,
+    route: &super::RouteRt,
     rules: &RouteRules,
-    req: &Request<ClientIn>,
+    req: &mut Request<ClientIn>,
     client: &ClientInfo,
     log: &mut Option<AccessLog>,
 ) -> Verdict {
+    if let Some(limiter) = &route.limiter {
+        if let Some(r) = rate_limit(rt, route, limiter, req, client, log) {
+            return Verdict::Answer(r);
+        }
+    }
     if !rules.access.permits(client.addr.ip()) {
         return Verdict::Answer(error_response(ErrorKind::Forbidden, log.take()));
     }
@@ -486,6 +540,8 @@ fn with_page(mut resp: Response<ProxyBody>, page: &Page) -> Response<ProxyBody> 
     let mut headers = HeaderMap::new();
     for name in [
         http::header::RETRY_AFTER,
+        RATELIMIT_POLICY,
+        RATELIMIT,
         http::header::WWW_AUTHENTICATE,
         http::header::ALLOW,
         http::header::CONNECTION,

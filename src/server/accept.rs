@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::conn::{Ctx, Parked};
+use crate::limits::ConnPermit;
 use crate::park::Lot;
 use std::pin::Pin;
 use tokio::net::TcpStream;
@@ -51,7 +52,11 @@ pub(super) async fn accept_loop(
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => conns.start(stream, peer, permit, tls, &ctx),
+                Ok((stream, peer)) => match per_client(&shared, peer, permit) {
+                    Some(permit) => conns.start(stream, peer, permit, tls, &ctx),
+                    // Over `max_connections_per_client`: closed at once (counted).
+                    None => drop(stream),
+                },
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -110,7 +115,7 @@ impl Conns {
         &mut self,
         stream: TcpStream,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        permit: ConnPermit,
         tls: bool,
         ctx: &Ctx,
     ) {
@@ -165,6 +170,18 @@ impl Conns {
             }
         }
     }
+}
+
+/// The connection's permit, with its place under `max_connections_per_client` when that is
+/// set (by the peer's address, across listeners and workers); `None`: its client has that
+/// many open already.
+fn per_client(shared: &Shared, peer: SocketAddr, slot: OwnedSemaphorePermit) -> Option<ConnPermit> {
+    let max = shared.runtime.load().limits.max_connections_per_client;
+    if max == 0 {
+        return Some(ConnPermit::new(slot, None));
+    }
+    let client = shared.clients.open(peer.ip(), max)?;
+    Some(ConnPermit::new(slot, Some(client)))
 }
 
 /// The next parked connection whose client sent something; meanwhile, the lot's `timer`

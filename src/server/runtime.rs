@@ -31,8 +31,9 @@ pub fn build_runtime_from(
     let routes = config
         .routes
         .iter()
+        .zip(rate_limiters(config, old))
         .enumerate()
-        .map(|(index, r)| crate::proxy::RouteRt {
+        .map(|(index, (r, limiter))| crate::proxy::RouteRt {
             index: index as u32,
             pool: r.pool,
             root: r.root.as_deref().map(Arc::from),
@@ -41,6 +42,7 @@ pub fn build_runtime_from(
             purge: r.purge.clone(),
             rules: (!r.rules.is_empty()).then(|| Arc::new(r.rules.clone())),
             upstream_host: r.pool.and_then(|i| upstream_host(&config.pools[i])),
+            limiter,
         })
         .collect();
     let pools: Vec<Arc<Pool>> = config
@@ -93,6 +95,30 @@ pub fn build_runtime_from(
             .map(|a| a.port())
             .filter(|p| *p != 443),
     })
+}
+
+/// The routes' rate limiters, in route order: a route whose identity (its matchers and its
+/// limit) is the same as a route of `old` keeps that route's limiter, so the keys' states
+/// survive the reload; the others start empty.
+fn rate_limiters(
+    config: &Config,
+    old: Option<&Runtime>,
+) -> Vec<Option<Arc<crate::limits::RateLimiter>>> {
+    let mut kept: Vec<Arc<crate::limits::RateLimiter>> = old
+        .map(|o| o.routes.iter().filter_map(|r| r.limiter.clone()).collect())
+        .unwrap_or_default();
+    config
+        .routes
+        .iter()
+        .map(|r| {
+            let limit = r.rules.rate_limit.as_ref()?;
+            let identity = format!("{:?} {:?} {:?}", r.patterns, r.matcher, limit);
+            match kept.iter().position(|l| l.identity == identity) {
+                Some(i) => Some(kept.swap_remove(i)),
+                None => Some(Arc::new(crate::limits::RateLimiter::new(limit, identity))),
+            }
+        })
+        .collect()
 }
 
 /// Whether some `[server]` rule applies to every request.
@@ -148,6 +174,7 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
         live: Arc::new(Live {
             runtime: ArcSwap::from_pointee(runtime),
             stopping: Default::default(),
+            clients: Default::default(),
         }),
         instance: Mutex::new(instance),
         workers,

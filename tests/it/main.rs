@@ -13,6 +13,7 @@ mod dashboard;
 mod files;
 mod fuzz_corpus;
 mod health;
+mod limits;
 mod queue;
 mod resilience;
 mod retries;

@@ -58,6 +58,7 @@ impl prometheus_client::collector::Collector for Collector {
         per_server(&mut enc, &servers)?;
         latency(&mut enc, &servers)?;
         pools(&mut enc, &rt.pools)?;
+        limits(&mut enc, &rt, &**shared)?;
         cache(&mut enc, &rt.cache.stats())
     }
 }
@@ -247,6 +248,55 @@ fn pools(enc: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> std::fmt::Result {
         )?;
     }
     Ok(())
+}
+
+/// The limits per client: per route with a `rate_limit` (label `route`, its place in file
+/// order from 1) the requests answered 429, the keys remembered and the requests of new keys
+/// that went through the overflow bucket; connections refused by `max_connections_per_client`.
+fn limits(
+    enc: &mut DescriptorEncoder,
+    rt: &crate::proxy::Runtime,
+    shared: &Shared,
+) -> std::fmt::Result {
+    let limited: Vec<(Labels, &crate::limits::RateLimiter)> = rt
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((vec![("route", (i + 1).to_string())], &**r.limiter.as_ref()?)))
+        .collect();
+    let counters: [Family<crate::limits::RateLimiter>; 2] = [
+        (
+            "route_rate_limited",
+            "Requests answered 429 by the route's rate_limit.",
+            |l| l.limited.load(Relaxed),
+        ),
+        (
+            "route_rate_limit_overflowed",
+            "Requests of new keys measured in the shared overflow bucket (max_keys reached).",
+            |l| l.overflowed(),
+        ),
+    ];
+    for (name, help, read) in counters {
+        let series = limited.iter().map(|(l, r)| (l.clone(), counter(read(r))));
+        family(enc, name, help, MetricType::Counter, series.collect())?;
+    }
+    let keys = limited
+        .iter()
+        .map(|(l, r)| (l.clone(), gauge(r.keys() as i64)));
+    family(
+        enc,
+        "route_rate_limit_keys",
+        "Keys the route's rate_limit remembers now.",
+        MetricType::Gauge,
+        keys.collect(),
+    )?;
+    family(
+        enc,
+        "client_connections_refused",
+        "Connections closed at accept: their client had max_connections_per_client open.",
+        MetricType::Counter,
+        vec![(vec![], counter(shared.live().clients.refused.load(Relaxed)))],
+    )
 }
 
 /// The cache's counters, as families without labels.

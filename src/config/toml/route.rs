@@ -4,7 +4,8 @@
 
 use super::{At, DeValue, RawRoute, Reader, Val};
 use crate::config::raw::{
-    RawBasicAuth, RawCacheKey, RawHeaderRules, RawRedirect, RawRespond, RawRewrite,
+    RawBasicAuth, RawCacheKey, RawHeaderRules, RawRateLimit, RawRateLimitTable, RawRedirect,
+    RawRespond, RawRewrite,
 };
 
 pub(super) const ROUTE_KEYS: &[&str] = &[
@@ -36,6 +37,7 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "intercept_errors",
     "cache_ttl",
     "cache_key",
+    "rate_limit",
 ];
 const REDIRECT_KEYS: &[&str] = &["to", "status"];
 const RESPOND_KEYS: &[&str] = &["status", "body", "file", "content_type"];
@@ -43,6 +45,7 @@ const REWRITE_KEYS: &[&str] = &["from", "to"];
 const HEADER_RULE_KEYS: &[&str] = &["set", "add", "remove"];
 const BASIC_AUTH_KEYS: &[&str] = &["realm", "users_file"];
 const CACHE_KEY_KEYS: &[&str] = &["ignore_query"];
+const RATE_LIMIT_KEYS: &[&str] = &["key", "rate", "burst", "max_keys"];
 
 impl Reader<'_> {
     /// One `[[route]]` table, every key read as written (checked in validation).
@@ -106,6 +109,7 @@ impl Reader<'_> {
             "forward_auth_header" => r.forward_auth_header = self.bool(k, v),
             "error_pages" => r.error_pages = self.str_map(k, v),
             "intercept_errors" => r.intercept_errors = self.bool(k, v),
+            "rate_limit" => r.rate_limit = self.rate_limit("[[route]]", k, v),
             _ => self.diag.unknown_key(kline, "[[route]]", k, ROUTE_KEYS),
         }
     }
@@ -238,6 +242,40 @@ impl Reader<'_> {
             })?;
         t.line = line;
         Some(t)
+    }
+
+    /// `rate_limit`, on a route or in `[defaults]` (`section`): a table, or `false`.
+    pub(super) fn rate_limit(
+        &mut self,
+        section: &str,
+        k: &str,
+        v: &Val<'_>,
+    ) -> Option<RawRateLimit> {
+        match v.get_ref() {
+            DeValue::Boolean(false) => return Some(RawRateLimit::Off),
+            DeValue::Table(_) => {}
+            _ => {
+                self.type_error(
+                    k,
+                    v,
+                    "a table such as { rate = \"100/s\", burst = 50 } or false",
+                );
+                return None;
+            }
+        }
+        let mut t = RawRateLimitTable {
+            line: self.line(v.span()),
+            ..RawRateLimitTable::default()
+        };
+        let section = format!("{section} rate_limit");
+        self.table(v, &section, |me, sk, sv, sline| match sk {
+            "key" => t.key = me.string("rate_limit.key", sv),
+            "rate" => t.rate = me.string("rate_limit.rate", sv),
+            "burst" => t.burst = me.int("rate_limit.burst", sv),
+            "max_keys" => t.max_keys = me.int("rate_limit.max_keys", sv),
+            _ => me.diag.unknown_key(sline, &section, sk, RATE_LIMIT_KEYS),
+        });
+        Some(RawRateLimit::On(t))
     }
 
     fn cache_key(&mut self, k: &str, v: &Val<'_>) -> Option<RawCacheKey> {

@@ -378,6 +378,7 @@ fn queue(q: Option<&RawQueue>, diag: &mut Diag) -> QueueConfig {
             .as_ref()
             .map(|t| t.value)
             .unwrap_or(DEFAULT_RETRY_AFTER),
+        fair: q.fair.unwrap_or(false),
     }
 }
 

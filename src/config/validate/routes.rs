@@ -8,10 +8,22 @@ use super::*;
 pub(super) fn routes(raw: &RawConfig, diag: &mut Diag) -> Vec<RouteConfig> {
     let pool_names: Vec<&str> = raw.pools.iter().map(|p| p.name.as_str()).collect();
     let base = base_dir(&diag.file);
+    // Checked once, at its own line; a route without `rate_limit` takes it.
+    let default_limit = raw
+        .default_rate_limit
+        .as_ref()
+        .and_then(|d| rules::rate_limit(d, diag));
     let routes: Vec<RouteConfig> = raw
         .routes
         .iter()
-        .filter_map(|r| route(r, &pool_names, &base, diag))
+        .filter_map(|r| {
+            let mut route = route(r, &pool_names, &base, diag)?;
+            route.rules.rate_limit = match &r.rate_limit {
+                Some(own) => rules::rate_limit(own, diag),
+                None => default_limit.clone(),
+            };
+            Some(route)
+        })
         .collect();
     shadowed(&routes, diag);
     routes

@@ -182,6 +182,8 @@ pub(super) fn rules(r: &RawRoute, base: &Path, diag: &mut Diag) -> RouteRules {
         cache_ttl: cache_ttl(&r.cache_ttl, diag),
         ignore_query: ignore_query(r.cache_key.as_ref()),
         uses_groups: false,
+        // Set by the caller, which knows `[defaults]`.
+        rate_limit: None,
     };
     rules.uses_groups = uses_groups(&rules);
     if r.cache != Some(true) {
@@ -201,6 +203,125 @@ pub(super) fn rules(r: &RawRoute, base: &Path, diag: &mut Diag) -> RouteRules {
         }
     }
     rules
+}
+
+/// The units a rate may be written in (`100/s`, `5/minute`), with their length in seconds.
+const RATE_UNITS: &[(&[&str], u64)] = &[
+    (&["s", "sec", "second", "seconds"], 1),
+    (&["m", "min", "minute", "minutes"], 60),
+    (&["h", "hr", "hour", "hours"], 3600),
+    (&["d", "day", "days"], 86_400),
+];
+
+/// A rate: `COUNT/UNIT` (`100/s`, `30/min`, `1000/h`, nginx's `10r/s` too), the count from 1
+/// to 1 000 000 000, the unit one of [`RATE_UNITS`]. The error names what is wrong.
+pub(super) fn parse_rate(text: &str) -> Result<(u32, std::time::Duration), String> {
+    let allowed = "write COUNT/UNIT with the unit s, m, h or d (also sec, second, min, minute, hr, hour, day): \"100/s\", \"30/min\"";
+    let Some((count, unit)) = text.split_once('/') else {
+        return Err(format!("rate `{text}` has no unit: {allowed}"));
+    };
+    let count = count.trim();
+    let count = count.strip_suffix('r').unwrap_or(count);
+    let count = match count.parse::<u32>() {
+        Ok(n @ 1..=1_000_000_000) => n,
+        _ => {
+            return Err(format!(
+                "rate `{text}`: `{count}` is not a count from 1 to 1000000000"
+            ))
+        }
+    };
+    let unit = unit.trim().to_ascii_lowercase();
+    match RATE_UNITS
+        .iter()
+        .find(|(names, _)| names.contains(&unit.as_str()))
+    {
+        Some((_, secs)) => Ok((count, std::time::Duration::from_secs(*secs))),
+        None => Err(format!("rate `{text}`: unknown unit `{unit}`; {allowed}")),
+    }
+}
+
+/// `rate_limit` (a route's or `[defaults]`'): the key (`client_ip`, the default; `route`;
+/// `header:NAME`), the rate, the burst (default: the rate's count) and `max_keys`.
+/// `Off` is no limit.
+pub(super) fn rate_limit(raw: &RawRateLimit, diag: &mut Diag) -> Option<RateLimit> {
+    let RawRateLimit::On(t) = raw else {
+        return None;
+    };
+    let key = match t.key.as_ref() {
+        None => LimitKey::ClientIp,
+        Some(k) => limit_key(k, diag)?,
+    };
+    let Some(rate) = &t.rate else {
+        diag.error(
+            t.line,
+            Some("rate_limit"),
+            "`rate_limit` needs `rate = \"COUNT/UNIT\"` (\"100/s\")",
+        );
+        return None;
+    };
+    let (count, period) = parse_rate(&rate.value)
+        .map_err(|e| {
+            let msg = format!("`rate_limit.rate`: {e}");
+            diag.error(rate.line, Some("rate_limit.rate"), msg)
+        })
+        .ok()?;
+    let burst = match t.burst.as_ref() {
+        None => count,
+        Some(_) => ranged(diag, t.burst.as_ref(), "rate_limit.burst", 1, 1_000_000_000)? as u32,
+    };
+    let max_keys = match t.max_keys.as_ref() {
+        None => DEFAULT_RATE_LIMIT_KEYS,
+        Some(_) => ranged(
+            diag,
+            t.max_keys.as_ref(),
+            "rate_limit.max_keys",
+            1,
+            100_000_000,
+        )? as usize,
+    };
+    Some(RateLimit {
+        key,
+        count,
+        period,
+        burst,
+        max_keys,
+    })
+}
+
+/// `client_ip`, `route` or `header:NAME`.
+fn limit_key(k: &At<String>, diag: &mut Diag) -> Option<LimitKey> {
+    let v = k.value.trim();
+    if v.eq_ignore_ascii_case("client_ip") {
+        return Some(LimitKey::ClientIp);
+    }
+    if v.eq_ignore_ascii_case("route") {
+        return Some(LimitKey::Route);
+    }
+    let name = v
+        .split_once(':')
+        .filter(|(kind, _)| kind.eq_ignore_ascii_case("header"))
+        .map(|(_, name)| name.trim());
+    match name.map(|n| HeaderName::from_bytes(n.as_bytes())) {
+        Some(Ok(h)) => Some(LimitKey::Header(h)),
+        Some(Err(_)) => {
+            diag.error(
+                k.line,
+                Some("rate_limit.key"),
+                format!("`{}` is not a header name", name.unwrap_or("")),
+            );
+            None
+        }
+        None => {
+            diag.error(
+                k.line,
+                Some("rate_limit.key"),
+                format!(
+                    "`rate_limit.key` must be \"client_ip\", \"route\" or \"header:NAME\", not `{v}`"
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn uses_groups(r: &RouteRules) -> bool {

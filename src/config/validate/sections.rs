@@ -160,6 +160,14 @@ pub(super) fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
         )
         .map_or(d.max_connections, |n| n as usize),
         request_buffer: request_buffer as usize,
+        max_connections_per_client: ranged(
+            diag,
+            l.max_connections_per_client.as_ref(),
+            "max_connections_per_client",
+            0,
+            10_000_000,
+        )
+        .map_or(d.max_connections_per_client, |n| n as usize),
     }
 }
 
