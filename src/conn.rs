@@ -23,6 +23,7 @@
 use crate::proxy;
 use crate::proxy::body::{ClientIn, IdleTimer};
 use crate::proxy::Live as Shared;
+use crate::session::stream::ClientStream;
 use crate::session::ClientInfo;
 use crate::session::ConnState;
 use bytes::{Buf, Bytes};
@@ -43,6 +44,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::lane::Outcome;
+pub mod proxy_protocol;
 mod scan;
 mod watch;
 
@@ -116,10 +118,11 @@ struct ProxyService {
 }
 
 impl ProxyService {
-    /// The service of a plain connection from `peer`: the lane and hyper take turns on it, so
-    /// its exchanges are counted by hand (`manual`).
-    fn plain(shared: Arc<Shared>, peer: SocketAddr) -> ProxyService {
-        let mut state = ConnState::new(ClientInfo::new(peer));
+    /// The service of a plain connection: the lane and hyper take turns on it, so its
+    /// exchanges are counted by hand (`manual`).
+    fn plain(shared: Arc<Shared>, conn: &Parked) -> ProxyService {
+        let peer = conn.stream.as_tcp().map(|_| conn.peer);
+        let mut state = ConnState::new(ClientInfo::connected(peer, conn.origin.clone()));
         state.manual = true;
         ProxyService {
             shared,
@@ -196,6 +199,8 @@ pub struct Ctx {
     pub ticks: tokio::sync::watch::Receiver<u64>,
     /// Where idle keep-alive connections wait (see `park.rs`).
     pub lot: crate::park::Lot,
+    /// The listener, as configured (whether `proxy_protocol` covers it).
+    pub listener: Arc<crate::config::ListenAddr>,
 }
 
 /// Serves one client connection until it closes, times out idle, or its worker stops (an
@@ -208,23 +213,35 @@ pub async fn serve(mut conn: Parked, ctx: Ctx, fresh: bool) {
         active,
         mut ticks,
         lot,
+        listener,
     } = ctx;
-    let svc = ProxyService::plain(shared, conn.peer);
     let mut pending = Bytes::new();
-    if fresh {
-        let born = *ticks.borrow();
-        // A new connection gets `header_read_timeout` for its first bytes, then again for a
-        // whole head (hyper's timer).
-        let (wait, stall, h2c) = {
-            let rt = svc.shared.runtime.load();
-            let l = &rt.limits;
-            (l.header_read_timeout, l.body_timeout, rt.h2c)
+    let fresh = fresh.then(|| Fresh::now(&shared, &ticks));
+    if fresh.as_ref().is_some_and(|f| f.origin) {
+        // Boxed: a connection's future keeps no room for the PROXY header's reading.
+        match Box::pin(note_origin(&mut conn, &shared, &listener)).await {
+            Some(read) => pending = read,
+            None => return,
+        }
+    }
+    let svc = ProxyService::plain(shared, &conn);
+    if let Some(Fresh {
+        born,
+        wait,
+        stall,
+        h2c,
+        ..
+    }) = fresh
+    {
+        let h2 = match pending.is_empty() {
+            true => first_bytes(&conn.stream, tokio::time::Instant::now() + wait, h2c).await,
+            false => Some(h2c && pending.starts_with(b"PRI ")),
         };
-        match first_bytes(&conn.stream, tokio::time::Instant::now() + wait, h2c).await {
+        match h2 {
             None => return,
             Some(false) => {}
             Some(true) => {
-                let io = Prefixed::h2c(conn.stream, &svc.conn, stall);
+                let io = Prefixed::h2c(conn.stream, pending, &svc.conn, stall);
                 let _active = active.enter();
                 // Boxed: the HTTP/2 connection's state stays out of the parked future.
                 Box::pin(serve_h2(io, svc, ticks, born)).await;
@@ -280,13 +297,40 @@ pub async fn serve(mut conn: Parked, ctx: Ctx, fresh: bool) {
     }
 }
 
+/// What a new connection's start reads of the runtime.
+struct Fresh {
+    /// The park clock's tick at the start.
+    born: u64,
+    /// `header_read_timeout`: for its first bytes, then again for a whole head (hyper's
+    /// timer).
+    wait: Duration,
+    /// `body_timeout`.
+    stall: Duration,
+    h2c: bool,
+    /// The PROXY protocol or `send_proxy` is on: the connection's origin is noted.
+    origin: bool,
+}
+
+impl Fresh {
+    fn now(shared: &Shared, ticks: &tokio::sync::watch::Receiver<u64>) -> Fresh {
+        let rt = shared.runtime.load();
+        Fresh {
+            born: *ticks.borrow(),
+            wait: rt.limits.header_read_timeout,
+            stall: rt.limits.body_timeout,
+            h2c: rt.h2c,
+            origin: rt.clients.proxy_protocol.is_some() || rt.send_proxy,
+        }
+    }
+}
+
 /// Waits (until `deadline`) for a new connection's first bytes, peeked so the lane or hyper
 /// reads them: a first byte, or with h2c on, until `PRI ` (the start of the HTTP/2 preface, not
 /// an HTTP/1 method anyone uses) is told from anything else. `None`: the client closed or sent
 /// nothing in time; else whether it speaks HTTP/2 with prior knowledge. A peek, not a readiness
 /// wait: a socket may be reported readable before any byte arrived.
 async fn first_bytes(
-    stream: &TcpStream,
+    stream: &ClientStream,
     deadline: tokio::time::Instant,
     h2c: bool,
 ) -> Option<bool> {
@@ -300,9 +344,8 @@ async fn first_bytes(
     let mut pause = Duration::from_millis(5);
     loop {
         let n = std::future::poll_fn(|cx| {
-            let mut buf = tokio::io::ReadBuf::new(&mut peek);
-            if let Poll::Ready(r) = stream.poll_peek(cx, &mut buf) {
-                return Poll::Ready(r.ok().filter(|&n| n > 0));
+            if let Poll::Ready(r) = stream.poll_peek(cx, &mut peek) {
+                return Poll::Ready(r.ok().filter(|&n| n != Some(0)));
             }
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
@@ -310,6 +353,8 @@ async fn first_bytes(
             Poll::Pending
         })
         .await?;
+        // A Unix-domain socket cannot be peeked: its clients speak HTTP/1 first.
+        let Some(n) = n else { return Some(false) };
         if !h2c || peek[..n] != b"PRI "[..n] {
             return Some(false);
         }
@@ -326,6 +371,54 @@ async fn first_bytes(
         sleep.as_mut().reset(deadline);
         pause = (pause * 2).min(Duration::from_millis(320));
     }
+}
+
+/// Notes a new plain connection's origin (see [`origin_of`]). Gives the bytes read after a
+/// PROXY header (Unix-domain sockets only); `None`: the connection was refused (closed and
+/// counted).
+async fn note_origin(
+    conn: &mut Parked,
+    shared: &Shared,
+    listener: &crate::config::ListenAddr,
+) -> Option<Bytes> {
+    let rt = shared.runtime.load_full();
+    let peer = conn.stream.as_tcp().map(|_| conn.peer);
+    let (origin, read) = origin_of(&mut conn.stream, peer, &rt, listener).await?;
+    conn.origin = Some(Arc::new(origin));
+    Some(read)
+}
+
+/// What a new connection's origin is, when the PROXY protocol or `send_proxy` asks: the PROXY
+/// header (if `proxy_protocol` covers `listener`: from a `proxy_protocol_from` peer, complete
+/// within `proxy_protocol_timeout`), and for `send_proxy` the address the client reached. With
+/// the bytes read after the header; `None`: refused (counted).
+async fn origin_of(
+    stream: &mut ClientStream,
+    peer: Option<SocketAddr>,
+    rt: &proxy::Runtime,
+    listener: &crate::config::ListenAddr,
+) -> Option<(crate::session::Origin, Bytes)> {
+    let mut read = Bytes::new();
+    let mut origin = match rt.clients.proxy_protocol.as_ref() {
+        Some(pp) if pp.covers(listener) => {
+            let counters = &rt.traffic.proxy_refused;
+            if !pp.from.admits(peer.map(|p| p.ip())) {
+                proxy_protocol::untrusted(peer, counters);
+                return None;
+            }
+            let deadline = tokio::time::Instant::now() + pp.timeout;
+            let (origin, rest) = proxy_protocol::read(stream, peer, deadline, counters)
+                .await
+                .ok()?;
+            read = rest;
+            origin
+        }
+        _ => crate::session::Origin::default(),
+    };
+    if rt.send_proxy && origin.destination.is_none() {
+        origin.destination = stream.as_tcp().and_then(|s| s.local_addr().ok());
+    }
+    Some((origin, read))
 }
 
 /// HTTP/1.1 server settings for TLS connections (plain ones: [`h1_plain_builder`]). The head
@@ -394,11 +487,24 @@ pub async fn serve_tls(
     shared: Arc<Shared>,
     active: Arc<Active>,
     mut ticks: tokio::sync::watch::Receiver<u64>,
+    listener: Arc<crate::config::ListenAddr>,
 ) {
     let born = *ticks.borrow();
     let rt = shared.runtime.load_full();
     let Some(config) = rt.tls.clone() else {
         return;
+    };
+    // The PROXY header comes before the TLS handshake.
+    let (stream, origin) = match rt.clients.proxy_protocol.is_some() || rt.send_proxy {
+        false => (stream, None),
+        true => {
+            let mut s = ClientStream::Tcp(stream);
+            let Some((origin, _)) = origin_of(&mut s, Some(peer), &rt, &listener).await else {
+                return;
+            };
+            let ClientStream::Tcp(stream) = s else { return };
+            (stream, Some(Arc::new(origin)))
+        }
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let tls =
@@ -411,7 +517,7 @@ pub async fn serve_tls(
             Err(_) => return,
         };
     let _active = active.enter();
-    let mut client = ClientInfo::new(peer);
+    let mut client = ClientInfo::connected(Some(peer), origin);
     client.scheme = "https";
     let state = Arc::new(ConnState::new(client));
     let svc = ProxyService {

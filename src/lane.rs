@@ -38,8 +38,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
+use crate::session::stream::ClientStream;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 mod response;
 
@@ -60,7 +60,7 @@ const OUT_MAX: usize = 64 * 1024;
 
 /// A plain client connection, as the lane holds it.
 struct Lane {
-    stream: TcpStream,
+    stream: ClientStream,
     /// Bytes received and not yet parsed; they start at a request's first byte.
     pending: Bytes,
     /// Where reads land (then split off into `pending`).
@@ -83,7 +83,7 @@ pub enum Outcome {
 }
 
 impl Lane {
-    fn new(stream: TcpStream, pending: Bytes, stall: Duration) -> Lane {
+    fn new(stream: ClientStream, pending: Bytes, stall: Duration) -> Lane {
         Lane {
             stream,
             pending,
@@ -167,7 +167,7 @@ impl Lane {
 /// Writes all of `data`. A client that takes none of it for `limit` is given up on (the
 /// connection closes): a response waiting on a client that stopped reading has a deadline
 /// too. No timer while the socket takes what is written.
-async fn send(stream: &TcpStream, mut data: &[u8], limit: Duration) -> io::Result<()> {
+async fn send(stream: &ClientStream, mut data: &[u8], limit: Duration) -> io::Result<()> {
     while !data.is_empty() {
         match stream.try_write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -196,12 +196,12 @@ pub(crate) fn stalled() -> io::Error {
 /// lane, the connection ends, or it stays idle for two ticks of the worker's park clock.
 /// Gives back the socket and what was received and not parsed.
 pub async fn serve(
-    stream: TcpStream,
+    stream: ClientStream,
     pending: Bytes,
     shared: &Shared,
     state: &Arc<ConnState>,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
-) -> (Outcome, TcpStream, Bytes) {
+) -> (Outcome, ClientStream, Bytes) {
     let stall = shared.runtime.load().limits.body_timeout;
     let mut lane = Lane::new(stream, pending, stall);
     let outcome = run(&mut lane, shared, state, ticks).await;

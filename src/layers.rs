@@ -22,7 +22,14 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     // What both sides of the proxy share: the client connection's state and request bodies,
     // HTTP message rules, error kinds, the access-log line.
     &["session", "strict", "error", "access_log"],
-    &["config", "credentials", "tls", "template", "matching"],
+    &[
+        "config",
+        "credentials",
+        "tls",
+        "template",
+        "matching",
+        "client_identity",
+    ],
     &["clock", "worker", "layers"],
 ];
 

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
+pub mod client_identity;
 pub mod clock;
 pub mod config;
 pub mod conn;

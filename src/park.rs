@@ -8,23 +8,27 @@
 //! slots and spawns a task to serve them. One timer for the whole lot closes the connections
 //! whose `keepalive_timeout` ran out, in parking order.
 
+use crate::session::stream::ClientStream;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// A client connection between requests: what is needed to serve it again.
 #[derive(Debug)]
 pub struct Parked {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
+    /// The socket's peer ([`crate::session::UNIX_PEER`] on a Unix-domain socket).
     pub peer: SocketAddr,
     /// The connection's place under `max_connections` and `max_connections_per_client` (held
     /// while parked too).
     pub permit: Option<crate::limits::ConnPermit>,
+    /// What a PROXY header said (or the connection's own address, for `send_proxy`): kept
+    /// for the connection's later requests.
+    pub origin: Option<std::sync::Arc<crate::session::Origin>>,
 }
 
 /// One listener's parking lot on one worker (cheap to clone).
@@ -149,14 +153,14 @@ impl Lot {
         // socket tokio has not yet seen blocking counts as ready, and the peek settles it
         // (one system call per parking at most) without taking the client's bytes.
         let mut byte = [0u8; 1];
-        let peeked = conn.stream.poll_peek(
-            &mut Context::from_waker(&waker),
-            &mut tokio::io::ReadBuf::new(&mut byte),
-        );
+        let peeked = conn
+            .stream
+            .poll_peek(&mut Context::from_waker(&waker), &mut byte);
         let mut st = self.0.lock();
         match peeked {
             Poll::Pending => {}
-            Poll::Ready(Ok(n)) if n > 0 => {
+            // Bytes (or, on a Unix-domain socket, readiness that a read will explain).
+            Poll::Ready(Ok(n)) if n != Some(0) => {
                 st.free.push(key);
                 return Err(conn);
             }
@@ -217,6 +221,7 @@ impl Lot {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     async fn pair() -> (TcpStream, TcpStream, SocketAddr) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -231,9 +236,10 @@ mod tests {
         let mut timer = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
         let (mut client, server, peer) = pair().await;
         let parked = Parked {
-            stream: server,
+            stream: server.into(),
             peer,
             permit: None,
+            origin: None,
         };
         assert!(lot.park(parked, Duration::from_secs(60)).is_ok());
         assert_eq!(lot.len(), 1);
@@ -247,7 +253,7 @@ mod tests {
         assert_eq!(back.peer, peer);
         assert!(lot.is_empty());
         let mut buf = [0u8; 16];
-        let n = back.stream.try_read(&mut buf).unwrap();
+        let n = back.stream.as_tcp().unwrap().try_read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n");
     }
 
@@ -258,9 +264,10 @@ mod tests {
         client.write_all(b"x").await.unwrap();
         server.readable().await.unwrap();
         let parked = Parked {
-            stream: server,
+            stream: server.into(),
             peer,
             permit: None,
+            origin: None,
         };
         assert!(lot.park(parked, Duration::from_secs(60)).is_err());
         assert!(lot.is_empty());
@@ -274,9 +281,10 @@ mod tests {
         for _ in 0..3 {
             let (client, server, peer) = pair().await;
             let parked = Parked {
-                stream: server,
+                stream: server.into(),
                 peer,
                 permit: None,
+                origin: None,
             };
             lot.park(parked, Duration::from_secs(10)).unwrap();
             clients.push(client);

@@ -26,6 +26,23 @@ pub struct Traffic {
     shards: Box<[Shard]>,
     started_unix: u64,
     history: Mutex<VecDeque<Sample>>,
+    /// Client connections closed by the PROXY protocol's rules, before any HTTP.
+    pub proxy_refused: ProxyRefusals,
+}
+
+/// Client connections closed before any HTTP was read because of the PROXY protocol, by
+/// reason (rare: a plain counter each, not sharded).
+#[derive(Debug, Default, Serialize)]
+pub struct ProxyRefusals {
+    /// From a peer outside `proxy_protocol_from`.
+    pub untrusted: AtomicU64,
+    /// No PROXY header: other bytes first, or none before the client closed.
+    pub missing: AtomicU64,
+    /// A PROXY signature with a bad header after it (an address, a length, a version), or one
+    /// longer than the bound.
+    pub malformed: AtomicU64,
+    /// No complete header within `proxy_protocol_timeout`.
+    pub timeout: AtomicU64,
 }
 
 impl Default for Traffic {
@@ -34,6 +51,7 @@ impl Default for Traffic {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             started_unix: crate::cache::policy::unix_now(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            proxy_refused: ProxyRefusals::default(),
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn stats_json(shared: &Shared) -> Value {
             "connected": shared.live().clients.clients(),
             "connections_refused": shared.live().clients.refused.load(Relaxed),
         },
+        "proxy_protocol_refused": &shared.traffic().proxy_refused,
     })
 }
 

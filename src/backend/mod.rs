@@ -486,6 +486,8 @@ pub struct Pool {
     pub slowstart: Duration,
     /// How long a server answering 503 (or timing out connecting) is left alone.
     pub overload_backoff: Duration,
+    /// A PROXY header first on every new connection to the servers and on their checks.
+    pub send_proxy: Option<crate::config::SendProxy>,
     /// Chance for slow start (lock-free, see `balancer::random::Rng`).
     pub dice: crate::balancer::random::Rng,
     /// The request key of a hashing method.
@@ -599,6 +601,7 @@ impl Pool {
             retry_budget: c.retry_budget.map(RetryBudget::new),
             slowstart: c.slowstart,
             overload_backoff: c.overload_backoff,
+            send_proxy: c.send_proxy,
             dice: crate::balancer::random::Rng::new(seed_from_clock()),
             hash_on: match &c.balance {
                 crate::config::BalanceMethod::Hash(on) => Some(on.clone()),

@@ -189,6 +189,7 @@ pub async fn run_checker(pool: Arc<Pool>, idx: usize, first: Duration) {
             tls: pool.tls.as_ref(),
             host: &server.name,
             h2: pool.protocol == crate::config::Protocol::H2,
+            send_proxy: pool.send_proxy,
         };
         let result = probe(server.addr, &check, body_re.as_ref(), how).await;
         record_check(&pool, idx, result);

@@ -28,6 +28,9 @@ pub struct Transport<'a> {
     /// The server as configured (`host:port`), for SNI and the Host header.
     pub host: &'a str,
     pub h2: bool,
+    /// `send_proxy`: a PROXY header first (`LOCAL`, or v1's `UNKNOWN`), as HAProxy's
+    /// `check-send-proxy`.
+    pub send_proxy: Option<crate::config::SendProxy>,
 }
 
 trait CheckIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -86,7 +89,20 @@ async fn run(
     how: Transport<'_>,
     deadline: Instant,
 ) -> Step<Verdict> {
-    let stream = connect(addr, deadline).await?;
+    let mut stream = connect(addr, deadline).await?;
+    if let Some(version) = how.send_proxy {
+        let header = crate::upstream::proxy_header::check(version);
+        match timeout_at(deadline, stream.write_all(&header)).await {
+            Err(_) => {
+                return Err(Verdict::new(
+                    CheckStatus::L4Tout,
+                    "timed out sending the PROXY header",
+                ))
+            }
+            Ok(Err(e)) => return Err(Verdict::new(CheckStatus::SockErr, e.to_string())),
+            Ok(Ok(())) => {}
+        }
+    }
     let stream = transport(stream, check, how, deadline).await?;
     if how.h2 {
         return probe_h2(stream, check, body_re, how, deadline).await;

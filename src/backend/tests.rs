@@ -35,6 +35,7 @@ pub(crate) fn pool(backups: &[bool], all_backups: bool) -> Pool {
         retry_budget: None,
         slowstart: Duration::ZERO,
         overload_backoff: Duration::ZERO,
+        send_proxy: None,
         dice: crate::balancer::random::Rng::new(1),
         ha: HaPolicy {
             attempts: 1,

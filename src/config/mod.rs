@@ -9,6 +9,7 @@
 //! Precedence of a pool setting: the pool's own key, then `[defaults]` (`[PROXY_DEFAULTS]`), then
 //! the `DEFAULT_*` constants below.
 
+mod clients;
 mod error;
 mod legacy;
 mod raw;
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use clients::*;
 pub(crate) use error::{suggest, Diag};
 pub use error::{ConfigError, ConfigErrors};
 pub use validate::{overlap, parse_balance};
@@ -226,6 +228,8 @@ pub struct ServerSettings {
     /// without it, a port another process already serves is an error. langur's own workers
     /// always share their listeners.
     pub reuse_port: bool,
+    /// Who the client is (PROXY protocol, trusted proxies) and what servers are told of it.
+    pub clients: ClientSettings,
 }
 
 /// HTTP/2 limits, client side.
@@ -425,6 +429,8 @@ pub struct PoolConfig {
     /// How long a server that answered 503 or timed out connecting counts as overloaded (zero:
     /// never).
     pub overload_backoff: Duration,
+    /// A PROXY header first on every new connection to the servers, and on their checks.
+    pub send_proxy: Option<SendProxy>,
 }
 
 #[derive(Debug, Clone)]

@@ -45,6 +45,24 @@ pub(crate) struct RawConfig {
     pub request_id: Option<At<String>>,
     /// `[defaults] rate_limit`: the routes' that set none.
     pub default_rate_limit: Option<RawRateLimit>,
+    /// `[server]`'s client-identity keys.
+    pub clients: RawClients,
+}
+
+/// `[server]`'s keys about who the client is (PROXY protocol in, trusted proxies, the
+/// forwarding fields sent upstream), as written.
+#[derive(Debug, Default)]
+pub(crate) struct RawClients {
+    /// `proxy_protocol = true` (every client listener) or a list of listener addresses.
+    pub proxy_protocol: Option<At<bool>>,
+    pub proxy_protocol_listeners: Vec<At<String>>,
+    pub proxy_protocol_from: Option<Vec<At<String>>>,
+    pub proxy_protocol_timeout: Option<At<Duration>>,
+    pub trusted_proxies: Vec<At<String>>,
+    pub real_ip_header: Option<At<String>>,
+    pub forwarded_headers: Option<At<String>>,
+    pub forwarded: Option<At<String>>,
+    pub x_real_ip: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -81,6 +99,8 @@ pub(crate) struct RawPoolSettings {
     pub retry_budget: Option<At<f64>>,
     pub slowstart: Option<At<Duration>>,
     pub overload_backoff: Option<At<Duration>>,
+    /// `send_proxy = "v1" | "v2"`.
+    pub send_proxy: Option<At<String>>,
 }
 
 #[derive(Debug, Default)]

@@ -8,6 +8,7 @@ use super::{
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
+mod clients;
 mod route;
 
 type Val<'i> = Spanned<DeValue<'i>>;
@@ -75,6 +76,7 @@ const POOL_SETTING_KEYS: &[&str] = &[
     "tls_ca",
     "tls_server_name",
     "tls_verify",
+    "send_proxy",
 ];
 const POOL_KEYS: &[&str] = &[
     "balance",
@@ -93,6 +95,7 @@ const POOL_KEYS: &[&str] = &[
     "tls_ca",
     "tls_server_name",
     "tls_verify",
+    "send_proxy",
     "servers",
     "server",
     "check",
@@ -203,6 +206,9 @@ impl Reader<'_> {
     }
 
     fn server(&mut self, raw: &mut RawConfig, k: &str, v: &Val<'_>, line: usize) {
+        if self.client_key(&mut raw.clients, k, v) {
+            return;
+        }
         match k {
             "listen" => raw.listen = self.str_list(k, v),
             "workers" => raw.workers = self.int(k, v),
@@ -228,7 +234,10 @@ impl Reader<'_> {
             "hsts" => raw.hsts = self.string(k, v),
             "error_pages" => raw.error_pages = self.str_map(k, v),
             "request_id" => raw.request_id = self.request_id(k, v),
-            _ => self.diag.unknown_key(line, "[server]", k, SERVER_KEYS),
+            _ => {
+                let known = [SERVER_KEYS, clients::CLIENT_KEYS].concat();
+                self.diag.unknown_key(line, "[server]", k, &known)
+            }
         }
     }
 
@@ -378,6 +387,7 @@ impl Reader<'_> {
             "retry_budget" => s.retry_budget = self.float(k, v),
             "slowstart" => s.slowstart = self.duration(k, v),
             "overload_backoff" => s.overload_backoff = self.duration(k, v),
+            "send_proxy" => s.send_proxy = self.string(k, v),
             _ => return false,
         }
         true

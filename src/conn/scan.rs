@@ -22,7 +22,7 @@ impl Scan {
 /// The socket, with bytes hyper had read ahead (pipelined requests) served first. It records
 /// whether hyper's last I/O was a completed flush.
 pub(super) struct Prefixed {
-    pub(super) io: TokioIo<TcpStream>,
+    pub(super) io: TokioIo<ClientStream>,
     pub(super) prefix: Bytes,
     pub(super) state: Arc<ConnState>,
     /// Watches the request stream (see [`Scan`]).
@@ -40,7 +40,7 @@ impl Prefixed {
     /// lane only takes bodiless heads). Of `unparsed`, only the bytes before one that breaks
     /// the chunked framing rules are kept. `stall` is `body_timeout`.
     pub(super) fn h1(
-        stream: TcpStream,
+        stream: ClientStream,
         mut unparsed: Bytes,
         state: &Arc<ConnState>,
         stall: Duration,
@@ -60,15 +60,24 @@ impl Prefixed {
         }
     }
 
-    /// hyper's socket for an h2c connection (HTTP/2 with prior knowledge), nothing read yet:
-    /// scanned for the preface and header blocks. `stall` is `body_timeout`.
-    pub(super) fn h2c(stream: TcpStream, state: &Arc<ConnState>, stall: Duration) -> Prefixed {
+    /// hyper's socket for an h2c connection (HTTP/2 with prior knowledge), `read` its bytes
+    /// read so far (none, unless a PROXY header came over a Unix-domain socket): scanned for
+    /// the preface and header blocks. `stall` is `body_timeout`.
+    pub(super) fn h2c(
+        stream: ClientStream,
+        read: Bytes,
+        state: &Arc<ConnState>,
+        stall: Duration,
+    ) -> Prefixed {
+        let mut scan = Scan::H2(Default::default());
+        let mut failed = false;
+        scan_bytes(&mut scan, &mut failed, state, &read);
         Prefixed {
             io: TokioIo::new(stream),
-            prefix: Bytes::new(),
+            prefix: read,
             state: state.clone(),
-            scan: Scan::H2(Default::default()),
-            failed: false,
+            scan,
+            failed,
             stall: IdleTimer::new(stall),
         }
     }

@@ -18,11 +18,13 @@ async fn a_parked_connection_is_small() {
         active: Arc::new(Active::default()),
         ticks,
         lot: crate::park::Lot::new(),
+        listener: Arc::new(crate::config::ListenAddr::Tcp(a)),
     };
     let conn = Parked {
-        stream: s,
+        stream: s.into(),
         peer,
         permit: None,
+        origin: None,
     };
     let fut = serve(conn, ctx, true);
     let size = std::mem::size_of_val(&fut);

@@ -43,6 +43,7 @@ pub(super) fn target<'a>(pool: &'a Pool, server: &'a Server) -> Target<'a> {
         tls: pool.tls.as_ref(),
         protocol: pool.protocol,
         read_timeout: pool.read_timeout,
+        proxy: None,
     }
 }
 
@@ -103,7 +104,7 @@ pub(crate) async fn forward(
         let in_flight = InFlight::new(server.clone());
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let Some((mut sender, reused)) = open(pool, i, run.until).await else {
+            let Some((mut sender, reused)) = open(pool, i, run.until, client).await else {
                 continue 'servers;
             };
             if !sender.ready().await {
@@ -344,18 +345,23 @@ fn give_up(pool: &Pool, last_error: ErrorKind, log: Option<AccessLog>) -> Respon
 /// A connection to server `i` of `pool`: an idle one (`true`: reused) or a new one. `None`:
 /// the connect failed, which counts against the server (high availability, passive health,
 /// `overload_backoff` on a timeout); the request is untouched and may go elsewhere.
-pub(super) async fn open(pool: &Pool, i: usize, until: Instant) -> Option<(Sender, bool)> {
+pub(super) async fn open(
+    pool: &Pool,
+    i: usize,
+    until: Instant,
+    client: &ClientInfo,
+) -> Option<(Sender, bool)> {
     let server = &pool.servers[i];
-    if let Some(s) = take_connection(pool.protocol, &server.peer) {
+    let proxied = pool.send_proxy.map(|_| client.addr);
+    if let Some(s) = take_connection(pool.protocol, &server.peer, proxied) {
         return Some((s, true));
     }
-    match connect(
-        &target(pool, server),
-        &server.peer,
-        connect_budget(pool, until),
-    )
-    .await
-    {
+    let header = pool
+        .send_proxy
+        .map(|v| crate::upstream::proxy_header::header(v, client, server.addr));
+    let mut to = target(pool, server);
+    to.proxy = header.as_deref().zip(proxied);
+    match connect(&to, &server.peer, connect_budget(pool, until)).await {
         Ok(s) => {
             let had = server.connect_succeeded();
             if !pool.ha.offline_timeout.is_zero() && had >= pool.ha.attempts {

@@ -1,5 +1,10 @@
 //! Header rewriting between client and server: pure functions over `HeaderMap`.
 
+use crate::client_identity::{
+    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP,
+};
+use crate::config::Forwarding;
+use crate::session::ClientInfo;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1, plus the
@@ -152,47 +157,128 @@ pub fn via_contains(h: &HeaderMap, token: &str) -> bool {
     })
 }
 
-/// Appends this hop to `Via` and the client to `X-Forwarded-For`; sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (a client cannot choose those). `Host` is left as it is. `client_ip` is the
-/// client's address as a header value, made once per connection ([`crate::session::client_ip_value`]).
+/// Writes the forwarding fields of the request going upstream and appends this hop to `Via`.
+///
+/// The fields a client sent itself are replaced (never appended to), unless the previous hop
+/// is a trusted proxy (`client.trusted`) or `forwarded_headers = "append"` asks for the old
+/// way: then `X-Forwarded-For` and `Forwarded` get this hop added, and a trusted proxy's
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` are kept. `rules.x_forwarded` writes
+/// `X-Forwarded-For` (the previous hop, [`ClientInfo::ip_header`]), `-Proto` and `-Host`
+/// (`host`: what the client asked for, before any rule replaced `Host`); `rules.rfc7239`
+/// writes an RFC 7239 `Forwarded` element (`for`, `host`, `proto`; section 6's quoting);
+/// `rules.x_real_ip` writes `X-Real-IP`, the client after any trusted proxies. `Host` is left
+/// as it is.
 pub fn add_forwarding(
     h: &mut HeaderMap,
-    client_ip: &HeaderValue,
-    proto: &'static str,
+    client: &ClientInfo,
+    rules: &Forwarding,
+    host: Option<&HeaderValue>,
     via: &HeaderValue,
 ) {
-    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    // One lookup: the entry either holds earlier hops (joined with ours) or gets ours.
-    match h.entry(XFF) {
-        header::Entry::Occupied(mut e) => {
-            let mut prior: Vec<&[u8]> = e.iter().map(|v| v.as_bytes()).collect();
-            prior.push(client_ip.as_bytes());
-            let joined = HeaderValue::from_bytes(&prior.join(&b", "[..]))
-                .unwrap_or_else(|_| client_ip.clone());
-            e.insert(joined);
-        }
-        header::Entry::Vacant(e) => {
-            e.insert(client_ip.clone());
-        }
+    let keep = rules.append || client.trusted;
+    let (forwarded, real_ip) = match keep {
+        true => (false, false),
+        false => has_forwarded_or_real_ip(h),
+    };
+    if rules.x_forwarded {
+        x_forwarded(h, client, keep, host);
+    } else if !keep {
+        h.remove(X_FORWARDED_FOR);
+        h.remove(X_FORWARDED_PROTO);
+        h.remove(X_FORWARDED_HOST);
     }
-    h.insert(XFP, HeaderValue::from_static(proto));
-    match h.get(header::HOST).cloned() {
-        Some(host) => {
-            h.insert(XFH, host);
-        }
-        None => {
-            h.remove(XFH);
-        }
+    if rules.rfc7239 {
+        let hop = client
+            .origin
+            .as_ref()
+            .and_then(|o| o.source)
+            .or(client.peer);
+        let node = client_identity::node(hop.map(|a| a.ip()), None);
+        let element = client_identity::forwarded_element(&node, host, client.scheme);
+        append_or_set(h, header::FORWARDED, keep, &element);
+    } else if forwarded {
+        h.remove(header::FORWARDED);
+    }
+    if rules.x_real_ip {
+        let ip = match client.trusted {
+            true => crate::session::client_ip_value(client.addr.ip()),
+            false => client.ip_header.clone(),
+        };
+        h.insert(X_REAL_IP, ip);
+    } else if real_ip {
+        h.remove(X_REAL_IP);
     }
     h.append(header::VIA, via.clone());
+}
+
+/// Whether the request has `Forwarded`, `X-Real-IP`: one pass over the names (a handful),
+/// cheaper than a hashed removal of each when, as usual, neither is there.
+fn has_forwarded_or_real_ip(h: &HeaderMap) -> (bool, bool) {
+    let mut found = (false, false);
+    for k in h.keys() {
+        // Both names are 9 bytes long; most others are not.
+        if k.as_str().len() == 9 {
+            found.0 |= *k == header::FORWARDED;
+            found.1 |= *k == X_REAL_IP;
+        }
+    }
+    found
+}
+
+/// `X-Forwarded-For` (the previous hop added to a kept list, else alone), `-Proto` and
+/// `-Host` (a trusted proxy's kept, else this hop's).
+fn x_forwarded(h: &mut HeaderMap, client: &ClientInfo, keep: bool, host: Option<&HeaderValue>) {
+    if keep {
+        append_or_set(h, X_FORWARDED_FOR, true, client.ip_header.as_bytes());
+    } else {
+        h.insert(X_FORWARDED_FOR, client.ip_header.clone());
+    }
+    if !(client.trusted && h.contains_key(X_FORWARDED_PROTO)) {
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
+    }
+    if !(client.trusted && h.contains_key(X_FORWARDED_HOST)) {
+        match host {
+            Some(host) => {
+                h.insert(X_FORWARDED_HOST, host.clone());
+            }
+            None => {
+                h.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+/// Sets `name` to `value`, or (with `keep`) adds `value` to the list the request has, as one
+/// field line (RFC 9110 5.3).
+fn append_or_set(h: &mut HeaderMap, name: HeaderName, keep: bool, value: &[u8]) {
+    let own = || HeaderValue::from_bytes(value).ok();
+    match h.entry(name) {
+        header::Entry::Occupied(mut e) if keep => {
+            let mut prior: Vec<&[u8]> = e.iter().map(|v| v.as_bytes()).collect();
+            prior.push(value);
+            if let Some(joined) = HeaderValue::from_bytes(&prior.join(&b", "[..]))
+                .ok()
+                .or_else(own)
+            {
+                e.insert(joined);
+            }
+        }
+        header::Entry::Occupied(mut e) => {
+            if let Some(v) = own() {
+                e.insert(v);
+            }
+        }
+        header::Entry::Vacant(e) => {
+            if let Some(v) = own() {
+                e.insert(v);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::client_ip_value;
 
     #[test]
     fn strips_hop_by_hop_and_connection_named() {
@@ -253,25 +339,98 @@ mod tests {
         assert!(!h.contains_key(header::CONNECTION));
     }
 
-    #[test]
-    fn forwarding_headers() {
+    fn client(ip: &str, trusted: bool) -> ClientInfo {
+        let mut c = ClientInfo::new(std::net::SocketAddr::new(ip.parse().unwrap(), 4000));
+        c.trusted = trusted;
+        c
+    }
+
+    fn forwarded(h: &mut HeaderMap, c: &ClientInfo, rules: Forwarding) {
+        let host = h.get(header::HOST).cloned();
+        let via = HeaderValue::from_static("1.1 langur-x");
+        add_forwarding(h, c, &rules, host.as_ref(), &via);
+    }
+
+    fn sent() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("example.org"));
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let via = HeaderValue::from_static("1.1 langur-x");
-        add_forwarding(
-            &mut h,
-            &client_ip_value("127.0.0.1".parse().unwrap()),
-            "http",
-            &via,
-        );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        h
+    }
+
+    #[test]
+    fn forwarding_fields_from_a_client_are_replaced() {
+        let mut h = sent();
+        forwarded(&mut h, &client("127.0.0.1", false), Forwarding::default());
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.org");
+        assert!(h.get("x-real-ip").is_none());
+        assert!(h.get("forwarded").is_none());
         assert_eq!(h["host"], "example.org");
         assert!(via_contains(&h, "langur-x"));
         assert!(!via_contains(&h, "langur-y"));
+        // The old way, asked for.
+        let mut h = sent();
+        let append = Forwarding {
+            append: true,
+            ..Forwarding::default()
+        };
+        forwarded(&mut h, &client("127.0.0.1", false), append);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.org");
+        assert_eq!(h["x-real-ip"], "6.6.6.6");
+    }
+
+    #[test]
+    fn a_trusted_proxy_s_fields_are_kept_and_added_to() {
+        let mut h = sent();
+        let mut c = client("10.0.0.1", true);
+        c.addr = "1.2.3.4:0".parse().unwrap();
+        let all = Forwarding {
+            append: false,
+            x_forwarded: true,
+            rfc7239: true,
+            x_real_ip: true,
+        };
+        forwarded(&mut h, &c, all);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "evil.example");
+        assert_eq!(h["x-real-ip"], "1.2.3.4");
+        assert_eq!(
+            h["forwarded"],
+            "for=6.6.6.6, for=10.0.0.1;host=example.org;proto=http"
+        );
+    }
+
+    #[test]
+    fn rfc_7239_alone() {
+        let mut h = sent();
+        h.insert(header::HOST, HeaderValue::from_static("example.org:8080"));
+        let rfc = Forwarding {
+            x_forwarded: false,
+            rfc7239: true,
+            ..Forwarding::default()
+        };
+        forwarded(&mut h, &client("2001:db8::7", false), rfc);
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::7]\";host=\"example.org:8080\";proto=http"
+        );
+        for gone in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-real-ip",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub struct Runtime {
     pub site_active: bool,
     /// The port HTTPS redirects name (`None`: 443, left out).
     pub https_port: Option<u16>,
+    /// Who the client is (PROXY protocol, trusted proxies) and what servers are told of it.
+    pub clients: crate::config::ClientSettings,
+    /// Some pool sends PROXY headers: connections note the address their client reached.
+    pub send_proxy: bool,
 }
 
 impl Runtime {
@@ -134,6 +138,8 @@ pub async fn handle(
     client: &ClientInfo,
     conn: &Arc<ConnState>,
 ) -> Response<ProxyBody> {
+    let behind = behind_proxies(rt, client, req.headers());
+    let client = behind.as_deref().unwrap_or(client);
     let mut log = rt
         .access_log
         .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), Instant::now()));
@@ -238,6 +244,24 @@ fn way_back(
         }
     }
     resp
+}
+
+/// Behind a trusted proxy, the client its forwarding field names (see
+/// [`ClientInfo::behind_proxies`]); one branch when no proxy is trusted. Boxed, so that other
+/// requests do not carry it in their state.
+#[inline]
+fn behind_proxies(
+    rt: &Runtime,
+    client: &ClientInfo,
+    headers: &http::HeaderMap,
+) -> Option<Box<ClientInfo>> {
+    if rt.clients.trusted.is_empty() {
+        return None;
+    }
+    let c = &rt.clients;
+    client
+        .behind_proxies(&c.trusted, c.real_ip_from, headers)
+        .map(Box::new)
 }
 
 /// The route phase: the first route whose matchers all match (only the path is read when
@@ -510,17 +534,17 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
             .headers
             .insert(TE, HeaderValue::from_static("trailers"));
     }
+    // A route's rule may have replaced `Host`: the forwarded host is still the client's.
+    let host = match parts.extensions.remove() {
+        Some(rules::OriginalHost(h)) => Some(h),
+        None => parts.headers.get(http::header::HOST).cloned(),
+    };
     headers::add_forwarding(
         &mut parts.headers,
-        &client.ip_header,
-        client.scheme,
+        client,
+        &rt.clients.forwarding,
+        host.as_ref(),
         &rt.via,
     );
-    if let Some(rules::OriginalHost(h)) = parts.extensions.remove() {
-        // A route's rule replaced `Host`: the forwarded host is still the client's.
-        parts
-            .headers
-            .insert(http::header::HeaderName::from_static("x-forwarded-host"), h);
-    }
     parts.version = Version::HTTP_11;
 }

@@ -22,6 +22,8 @@ pub(super) async fn accept_loop(
     tls: bool,
     // `max_connections` of this socket.
     slots: Arc<Slots>,
+    // The listener as configured.
+    configured: crate::config::ListenAddr,
 ) {
     let active = Arc::new(crate::conn::Active::default());
     let (ticks, clock) = crate::conn::park_clock();
@@ -31,6 +33,7 @@ pub(super) async fn accept_loop(
         active: active.clone(),
         ticks,
         lot: conns.lot.clone(),
+        listener: Arc::new(configured),
     };
     let removed = loop {
         // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
@@ -122,15 +125,17 @@ impl Conns {
         let _ = stream.set_nodelay(true);
         if tls {
             let (live, active, ticks) = (ctx.shared.clone(), ctx.active.clone(), ctx.ticks.clone());
+            let listener = ctx.listener.clone();
             self.tasks.spawn(async move {
-                crate::conn::serve_tls(stream, peer, live, active, ticks).await;
+                crate::conn::serve_tls(stream, peer, live, active, ticks, listener).await;
                 drop(permit);
             });
         } else {
             let conn = Parked {
-                stream,
+                stream: stream.into(),
                 peer,
                 permit: Some(permit),
+                origin: None,
             };
             self.tasks
                 .spawn(crate::conn::serve(conn, ctx.clone(), true));

@@ -204,14 +204,16 @@ impl Listeners {
             }
         } else {
             let tls = b.kind == Kind::Tls;
+            let listener = crate::config::ListenAddr::Tcp(b.configured);
             for (s, worker) in b.sockets.into_iter().zip(&self.workers) {
                 let sem = Arc::new(Slots::new(self.per_socket));
                 slots.push(sem.clone());
                 let (shared, shutdown, stop) =
                     (shared.clone(), self.shutdown.clone(), stop_rx.clone());
+                let listener = listener.clone();
                 tasks.push(worker.spawn(async move {
                     match TcpListener::from_std(s) {
-                        Ok(l) => accept_loop(l, shared, shutdown, stop, tls, sem).await,
+                        Ok(l) => accept_loop(l, shared, shutdown, stop, tls, sem, listener).await,
                         Err(e) => tracing::error!(error = %e, "listener failed"),
                     }
                 }));

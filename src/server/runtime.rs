@@ -94,6 +94,8 @@ pub fn build_runtime_from(
             .and_then(|t| t.listen.first())
             .map(|a| a.port())
             .filter(|p| *p != 443),
+        clients: config.server.clients.clone(),
+        send_proxy: config.pools.iter().any(|p| p.send_proxy.is_some()),
     })
 }
 

@@ -3,28 +3,116 @@
 //! a pending upgrade, a tunnel). Defined here, below the client layer, so the pipeline and the
 //! client connection code (`conn.rs`, `lane.rs`) share it without importing each other.
 
+use crate::client_identity::{self, RealIpFrom, Trust};
 use http::HeaderValue;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 pub mod body;
+pub mod stream;
 
-/// What the pipeline knows about the client connection (made once per connection).
+/// What the pipeline knows about the client connection (made once per connection; per
+/// request, [`ClientInfo::behind`] names the client behind trusted proxies).
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
+    /// The client, as every decision sees it (access log, allow and deny, route `source`,
+    /// `source` hashing, rate limits): the PROXY header's source, else the socket's peer; per
+    /// request, the address `trusted_proxies` lets a forwarding field name. A Unix-domain
+    /// socket's peer is [`UNIX_PEER`].
     pub addr: SocketAddr,
-    /// The client's IP as an `X-Forwarded-For` value.
+    /// The socket's peer: the client, or the proxy or load balancer in front of it. `None`: a
+    /// Unix-domain socket.
+    pub peer: Option<SocketAddr>,
+    /// The previous hop (the connection's client: the PROXY header's source, else the socket's
+    /// peer) as an `X-Forwarded-For` entry.
     pub ip_header: HeaderValue,
     /// `http` or `https` (`X-Forwarded-Proto`).
     pub scheme: &'static str,
+    /// What a PROXY protocol header said, or the connection's own address when a pool sends
+    /// PROXY headers; `None` otherwise.
+    pub origin: Option<Arc<Origin>>,
+    /// The previous hop is in `trusted_proxies`: its forwarding fields are believed, and added
+    /// to rather than replaced.
+    pub trusted: bool,
+}
+
+/// The address a Unix-domain socket's peer is given (it has none): loopback, port 0. Such a
+/// peer is on this machine, behind the socket file's permissions.
+pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// A client connection's endpoints beyond the socket's peer (made once per connection, only
+/// when PROXY protocol or a pool's `send_proxy` asks for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client a PROXY header announced; `None` for `LOCAL`, `UNKNOWN` or an address family
+    /// without one (the socket's peer is the client then).
+    pub source: Option<SocketAddr>,
+    /// The address the client connected to: the PROXY header's destination, else this
+    /// connection's own address (the destination of headers `send_proxy` writes).
+    pub destination: Option<SocketAddr>,
+    /// PROXY v2 `PP2_TYPE_AUTHORITY`: the host name the client asked for (its SNI).
+    pub authority: Option<Box<str>>,
+    /// PROXY v2 `PP2_TYPE_SSL` with the client bit: the TLS version it used
+    /// (`PP2_SUBTYPE_SSL_VERSION`), or `ssl` when none is given.
+    pub ssl: Option<Box<str>>,
 }
 
 impl ClientInfo {
+    /// A TCP client with nothing in front of it that langur knows of.
     pub fn new(addr: SocketAddr) -> ClientInfo {
         ClientInfo {
             addr,
+            peer: Some(addr),
             ip_header: client_ip_value(addr.ip()),
             scheme: "http",
+            origin: None,
+            trusted: false,
         }
+    }
+
+    /// A client connection: the socket's `peer` (`None`: a Unix-domain socket) and what a
+    /// PROXY header said (`origin`).
+    pub fn connected(peer: Option<SocketAddr>, origin: Option<Arc<Origin>>) -> ClientInfo {
+        let announced = origin.as_ref().and_then(|o| o.source);
+        let addr = announced.or(peer).unwrap_or(UNIX_PEER);
+        let scheme = match origin.as_ref().is_some_and(|o| o.ssl.is_some()) {
+            // The load balancer in front took the client's TLS.
+            true => "https",
+            false => "http",
+        };
+        ClientInfo {
+            addr,
+            peer,
+            ip_header: client_ip_value(addr.ip()),
+            scheme,
+            origin,
+            trusted: false,
+        }
+    }
+
+    /// This request's client when the previous hop (the PROXY header's source, else the
+    /// socket's peer) is in `trust`: the address the request's `from` field names behind it
+    /// (see [`client_identity::walk`]), or the hop itself when the field names none; marked
+    /// `trusted`. `None`: the hop is not trusted, and this `ClientInfo` stands.
+    pub fn behind_proxies(
+        &self,
+        trust: &Trust,
+        from: RealIpFrom,
+        headers: &http::HeaderMap,
+    ) -> Option<ClientInfo> {
+        let hop_trusted = match self.origin.as_ref().and_then(|o| o.source) {
+            Some(a) => trust.contains(a.ip()),
+            None => trust.admits(self.peer.map(|p| p.ip())),
+        };
+        if !hop_trusted {
+            return None;
+        }
+        let mut c = self.clone();
+        c.trusted = true;
+        if let Some(ip) = client_identity::client_from(headers, from, trust) {
+            c.addr = SocketAddr::new(ip, 0);
+        }
+        Some(c)
     }
 }
 

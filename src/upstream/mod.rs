@@ -13,6 +13,7 @@ use crate::session::body::UpBody;
 
 pub mod h1;
 pub mod peer;
+pub mod proxy_header;
 
 use http::{Request, Response, Version};
 use http_body::Body as _;
@@ -297,13 +298,25 @@ impl http_body::Body for UpstreamBody {
 /// tokio's readiness may not know of them yet.
 ///
 /// [`h1::Conn::is_alive_now`]: h1::Conn::is_alive_now
-pub fn take_connection(protocol: crate::config::Protocol, peer: &Peer) -> Option<Sender> {
+///
+/// With `send_proxy` (`proxied`: the source the connection must have announced), only an
+/// HTTP/1.1 connection that announced that client is reused: a PROXY header names one client.
+pub fn take_connection(
+    protocol: crate::config::Protocol,
+    peer: &Peer,
+    proxied: Option<std::net::SocketAddr>,
+) -> Option<Sender> {
     match protocol {
+        crate::config::Protocol::H2 if proxied.is_some() => None,
         crate::config::Protocol::H2 => peer.h2_sender().map(Sender::H2),
         crate::config::Protocol::H1 => {
-            let mut c = peer.take_idle()?;
+            let take = || match proxied {
+                None => peer.take_idle(),
+                Some(source) => peer.take_idle_for(source),
+            };
+            let mut c = take()?;
             while !c.is_alive_now() {
-                c = peer.take_idle()?;
+                c = take()?;
             }
             Some(Sender::H1(c))
         }
@@ -322,6 +335,9 @@ pub struct Target<'a> {
     pub protocol: crate::config::Protocol,
     /// Longest silence while a response is awaited or read.
     pub read_timeout: Duration,
+    /// `send_proxy`: the PROXY header written first, and the client it names (an HTTP/1.1
+    /// connection is reused only for that client; an HTTP/2 one is not shared).
+    pub proxy: Option<(&'a [u8], std::net::SocketAddr)>,
 }
 
 /// Opens a connection (TCP, TLS if the pool says so, HTTP/1.1 or an HTTP/2 handshake) within
@@ -334,11 +350,24 @@ pub async fn connect(
 ) -> std::io::Result<Sender> {
     let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
     let started = Instant::now();
-    let stream = match timeout(connect_timeout, TcpStream::connect(to.addr)).await {
+    let mut stream = match timeout(connect_timeout, TcpStream::connect(to.addr)).await {
         Ok(r) => r?,
         Err(_) => return Err(timed_out()),
     };
     stream.set_nodelay(true)?;
+    if let Some((header, _)) = to.proxy {
+        // The PROXY header comes first, before any TLS.
+        let left = connect_timeout.saturating_sub(started.elapsed());
+        match timeout(
+            left,
+            tokio::io::AsyncWriteExt::write_all(&mut stream, header),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Err(timed_out()),
+        }
+    }
     let io = match to.tls {
         None => h1::Io::Tcp(stream),
         Some(tls) => {
@@ -351,7 +380,11 @@ pub async fn connect(
         }
     };
     match to.protocol {
-        crate::config::Protocol::H1 => Ok(Sender::H1(h1::Conn::new(io, peer, to.read_timeout))),
+        crate::config::Protocol::H1 => {
+            let mut conn = h1::Conn::new(io, peer, to.read_timeout);
+            conn.proxied = to.proxy.map(|(_, source)| source);
+            Ok(Sender::H1(conn))
+        }
         crate::config::Protocol::H2 => {
             let watch = Arc::new(Watch::default());
             let io = TimedIo::new(Box::new(TokioIo::new(io)), watch.clone(), to.read_timeout);
@@ -366,7 +399,10 @@ pub async fn connect(
                 let _ = conn.await;
             });
             let conn = H2 { sender, watch };
-            *peer.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+            if to.proxy.is_none() {
+                // Shared by every request (a PROXY header would name one client).
+                *peer.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+            }
             Ok(Sender::H2(conn))
         }
     }

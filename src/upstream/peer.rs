@@ -115,6 +115,19 @@ impl Peer {
         None
     }
 
+    /// An idle upstream connection whose PROXY header announced `source` (`send_proxy`), if
+    /// one is ready; the others stay idle for their own clients.
+    pub fn take_idle_for(&self, source: std::net::SocketAddr) -> Option<H1> {
+        let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let i = idle.conns.iter().rposition(|c| c.proxied == Some(source))?;
+            let mut c = idle.conns.remove(i);
+            if c.is_reusable() {
+                return Some(c);
+            }
+        }
+    }
+
     /// Returns a connection whose last exchange finished cleanly. Every 16th time the oldest
     /// idle connection is looked at too, and dropped if its server closed it (idle connections
     /// are not watched otherwise), so closed ones do not linger at the bottom of the list.

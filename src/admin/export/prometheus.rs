@@ -50,6 +50,7 @@ impl prometheus_client::collector::Collector for Collector {
         let shared = &self.0;
         let rt = shared.live().runtime.load();
         traffic(&mut enc, &**shared)?;
+        proxy_refused(&mut enc, &shared.traffic().proxy_refused)?;
         let servers: Vec<(&Pool, &Server)> = rt
             .pools
             .iter()
@@ -90,6 +91,27 @@ fn traffic(enc: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
         "Seconds since start.",
         MetricType::Gauge,
         vec![(vec![], gauge(shared.traffic().uptime_secs() as i64))],
+    )
+}
+
+/// Client connections the PROXY protocol's rules closed, by reason.
+fn proxy_refused(enc: &mut DescriptorEncoder, r: &crate::stats::ProxyRefusals) -> std::fmt::Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    let reasons = [
+        ("untrusted", &r.untrusted),
+        ("missing", &r.missing),
+        ("malformed", &r.malformed),
+        ("timeout", &r.timeout),
+    ];
+    family(
+        enc,
+        "proxy_protocol_refused",
+        "Client connections closed before any HTTP for want of a good PROXY header, by reason.",
+        MetricType::Counter,
+        reasons
+            .iter()
+            .map(|(why, v)| (vec![("reason", why.to_string())], counter(v.load(Relaxed))))
+            .collect(),
     )
 }
 

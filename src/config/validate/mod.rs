@@ -197,6 +197,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let h2 = h2(&raw, diag);
     let site = rules::site(&raw, &routes::base_dir(&diag.file), diag);
     let tls = tls_listen(&raw, diag, &mut bound);
+    let clients = clients::clients(&raw, &listeners_of(&listen, tls.as_ref()), diag);
     overlaps(&bound, diag);
 
     if !diag.errors.is_empty() {
@@ -215,6 +216,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             h2,
             tls,
             reuse_port: raw.reuse_port.unwrap_or(false),
+            clients,
         },
         admin,
         routes,
@@ -243,6 +245,12 @@ fn client_listen(list: &[At<String>], diag: &mut Diag, bound: &mut Vec<Bound>) -
         bound.push((addr, None, "the default client listener"));
     }
     listen
+}
+
+/// The client and TLS listeners, as configured.
+fn listeners_of(listen: &[SocketAddr], tls: Option<&TlsListen>) -> Vec<ListenAddr> {
+    let tls = tls.map(|t| &t.listen[..]).unwrap_or_default();
+    listen.iter().chain(tls).map(|a| ListenAddr::Tcp(*a)).collect()
 }
 
 /// `[admin]` (`[ADMIN]`): its listener, token and extra host names.
@@ -359,6 +367,7 @@ fn nonzero(diag: &mut Diag, v: Option<&At<Duration>>, key: &str, default: Durati
     }
 }
 
+mod clients;
 mod pools;
 mod routes;
 mod rules;

@@ -43,6 +43,8 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
     .map(|n| n as u32);
     let retry_budget = retry_budget(setting(&s.retry_budget, &defaults.retry_budget), diag);
     let queue = queue(p.queue.as_ref(), diag);
+    let send_proxy =
+        super::clients::send_proxy(setting(&s.send_proxy, &defaults.send_proxy), protocol, diag);
     Some(PoolConfig {
         name: p.name.clone(),
         balance,
@@ -78,6 +80,7 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
         overload_backoff: setting(&s.overload_backoff, &defaults.overload_backoff)
             .map(|d| d.value)
             .unwrap_or_default(),
+        send_proxy,
     })
 }
 

@@ -45,6 +45,8 @@ const EXPECT_WAIT: Duration = Duration::from_secs(1);
 
 /// One HTTP/1.1 connection to a server, between exchanges or during one.
 pub struct Conn {
+    /// `send_proxy`: the client its PROXY header announced (it carries only its requests).
+    pub proxied: Option<std::net::SocketAddr>,
     io: Io,
     /// Bytes read and not yet consumed.
     buf: BytesMut,
@@ -158,6 +160,7 @@ impl Conn {
         let kill = Arc::new(Kill::default());
         let id = peer.add_session(Session::Conn(kill.clone()));
         Box::new(Conn {
+            proxied: None,
             io,
             buf: BytesMut::new(),
             out: Vec::new(),

@@ -1,0 +1,592 @@
+//! Who the client is when langur is not the first hop: the networks whose word is believed
+//! (`trusted_proxies`, `proxy_protocol_from`), the walk through `X-Forwarded-For`, RFC 7239
+//! `Forwarded` or `X-Real-IP` to the right-most address no trusted proxy owns, and the RFC 7239
+//! node syntax langur writes. Pure functions over plain data: the configuration builds a
+//! [`Trust`], the request path runs [`walk`] (see docs/clients.md).
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+
+/// At most this many entries of a forwarding field are looked at, from the right: a chain of
+/// proxies is a handful of hops, and a client could send thousands of entries.
+pub const MAX_HOPS: usize = 32;
+
+/// Peers whose word about the client is believed: networks (`10.0.0.0/8`, `2001:db8::/32`,
+/// single addresses) and, with `unix`, peers on a Unix-domain socket listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    pub nets: Vec<IpNet>,
+    pub unix: bool,
+}
+
+/// One entry of a trust list as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustEntry {
+    Net(IpNet),
+    Unix,
+}
+
+impl TrustEntry {
+    /// `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`, `::1` or `unix`. Errors: a sentence naming
+    /// what is accepted.
+    pub fn parse(text: &str) -> Result<TrustEntry, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("unix") {
+            return Ok(TrustEntry::Unix);
+        }
+        t.parse::<IpNet>()
+            .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+            .map(TrustEntry::Net)
+            .map_err(|_| {
+                format!("`{text}` is not a network, an address or \"unix\" (write 10.0.0.0/8, 192.0.2.7, ::1 or unix)")
+            })
+    }
+}
+
+impl Trust {
+    pub fn push(&mut self, entry: TrustEntry) {
+        match entry {
+            TrustEntry::Net(n) => self.nets.push(n),
+            TrustEntry::Unix => self.unix = true,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty() && !self.unix
+    }
+
+    /// Whether `ip` is in one of the networks (an IPv4-mapped IPv6 address as its IPv4 one).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether a socket peer is trusted: `None` is a Unix-domain socket's peer.
+    pub fn admits(&self, peer: Option<IpAddr>) -> bool {
+        match peer {
+            Some(ip) => self.contains(ip),
+            None => self.unix,
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address as its IPv4 address; others as they are.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Which request field names the client behind a trusted proxy (`real_ip_header`, nginx's
+/// name for the same choice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RealIpFrom {
+    /// `X-Forwarded-For`: comma-separated addresses, the client's first.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`: the `for=` of each element.
+    Forwarded,
+    /// `X-Real-IP`: one address.
+    XRealIp,
+}
+
+impl RealIpFrom {
+    pub fn parse(text: &str) -> Option<RealIpFrom> {
+        Some(match text.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => RealIpFrom::XForwardedFor,
+            "forwarded" => RealIpFrom::Forwarded,
+            "x-real-ip" => RealIpFrom::XRealIp,
+            _ => return None,
+        })
+    }
+
+    pub fn field(self) -> HeaderName {
+        match self {
+            RealIpFrom::XForwardedFor => X_FORWARDED_FOR,
+            RealIpFrom::Forwarded => http::header::FORWARDED,
+            RealIpFrom::XRealIp => X_REAL_IP,
+        }
+    }
+}
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// One entry of a forwarding field, as the walk reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    Addr(IpAddr),
+    /// Not an address (a typo, a host name, an empty entry): skipped.
+    Garbage,
+    /// RFC 7239 `unknown`, an obfuscated node (`_hidden`), or an element without `for`: the
+    /// hop did not say who its client was, so the walk ends there.
+    Opaque,
+}
+
+/// The client behind trusted proxies: walking `hops` from the right (the hop nearest to
+/// langur first), the first address not in `trust`; if every address is trusted, the last one
+/// reached (the left-most, as nginx's `real_ip_recursive`). The walk skips garbage entries,
+/// ends at an opaque one, and looks at [`MAX_HOPS`] entries at most. `None`: no address was
+/// reached (the field is absent, empty or garbage), and the connection's peer stays the client.
+pub fn walk(hops: impl Iterator<Item = Hop>, trust: &Trust) -> Option<IpAddr> {
+    let mut last = None;
+    for hop in hops.take(MAX_HOPS) {
+        match hop {
+            Hop::Addr(ip) if !trust.contains(ip) => return Some(canonical(ip)),
+            Hop::Addr(ip) => last = Some(canonical(ip)),
+            Hop::Garbage => {}
+            Hop::Opaque => break,
+        }
+    }
+    last
+}
+
+/// The client named by the request's `from` field (see [`walk`]), right-most entry first,
+/// across every line of the field.
+pub fn client_from(headers: &HeaderMap, from: RealIpFrom, trust: &Trust) -> Option<IpAddr> {
+    let lines = headers.get_all(from.field());
+    match from {
+        RealIpFrom::XForwardedFor | RealIpFrom::XRealIp => {
+            let hops = lines
+                .iter()
+                .rev()
+                .flat_map(|v| v.as_bytes().rsplit(|b| *b == b','))
+                .map(xff_hop);
+            walk(hops, trust)
+        }
+        RealIpFrom::Forwarded => {
+            let mut ring = Ring::default();
+            for v in lines.iter() {
+                forwarded_hops(v.as_bytes(), &mut ring);
+            }
+            walk(ring.rev(), trust)
+        }
+    }
+}
+
+/// An `X-Forwarded-For` entry: an address, with optional whitespace; `1.2.3.4:5678`,
+/// `[2001:db8::1]` and `[2001:db8::1]:5678` are read too (some proxies add ports).
+pub fn xff_hop(entry: &[u8]) -> Hop {
+    let Ok(text) = std::str::from_utf8(entry) else {
+        return Hop::Garbage;
+    };
+    node_addr(text.trim_matches([' ', '\t'])).map_or(Hop::Garbage, Hop::Addr)
+}
+
+/// An address as a node may write it: `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`,
+/// `[2001:db8::1]`, `[2001:db8::1]:80`.
+fn node_addr(t: &str) -> Option<IpAddr> {
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = t.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    t.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// The last [`MAX_HOPS`] hops of a `Forwarded` field, oldest first, so a field of any length
+/// costs a fixed amount of memory.
+struct Ring {
+    hops: [Hop; MAX_HOPS],
+    len: usize,
+}
+
+impl Default for Ring {
+    fn default() -> Ring {
+        Ring {
+            hops: [Hop::Garbage; MAX_HOPS],
+            len: 0,
+        }
+    }
+}
+
+impl Ring {
+    fn push(&mut self, hop: Hop) {
+        self.hops[self.len % MAX_HOPS] = hop;
+        self.len += 1;
+    }
+
+    /// Newest first.
+    fn rev(&self) -> impl Iterator<Item = Hop> + '_ {
+        let n = self.len.min(MAX_HOPS);
+        (0..n).map(move |i| self.hops[(self.len - 1 - i) % MAX_HOPS])
+    }
+}
+
+/// The hops of one `Forwarded` line (RFC 7239 section 4: elements separated by `,`, pairs by
+/// `;`, values tokens or quoted strings, which may hold either separator).
+fn forwarded_hops(line: &[u8], ring: &mut Ring) {
+    let mut element: Option<Hop> = None;
+    let mut broken = false;
+    let mut rest = line;
+    loop {
+        let (pair, sep, after) = split_pair(rest);
+        match parse_pair(pair) {
+            Some((name, value)) if name.eq_ignore_ascii_case(b"for") => {
+                if element.is_some() {
+                    broken = true; // `for` twice: RFC 7239 section 4 forbids it
+                }
+                element = Some(for_hop(&value));
+            }
+            Some(_) => {}
+            None => broken = !pair.iter().all(|b| *b == b' ' || *b == b'\t') || broken,
+        }
+        if sep != Some(b';') {
+            // The element ends here.
+            // An empty list element (`a, , b`) is no hop (RFC 9110 5.6.1).
+            let blank =
+                element.is_none() && !broken && pair.iter().all(|b| b.is_ascii_whitespace());
+            if !blank {
+                ring.push(match (broken, element) {
+                    (true, _) => Hop::Garbage,
+                    (false, Some(h)) => h,
+                    (false, None) => Hop::Opaque,
+                });
+            }
+            element = None;
+            broken = false;
+        }
+        match sep {
+            None => return,
+            Some(_) => rest = after,
+        }
+    }
+}
+
+/// The next `name=value` pair of `s`, the separator after it (`;` or `,`, `None` at the end)
+/// and what follows; separators inside a quoted string do not count.
+fn split_pair(s: &[u8]) -> (&[u8], Option<u8>, &[u8]) {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in s.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b';' | b',' if !quoted => return (&s[..i], Some(b), &s[i + 1..]),
+            _ => {}
+        }
+    }
+    if quoted {
+        // A quote that never closes would swallow the elements proxies appended after it:
+        // this pair ends at the next separator instead (and is garbage).
+        if let Some(i) = s.iter().position(|b| *b == b';' || *b == b',') {
+            return (&s[..i], Some(s[i]), &s[i + 1..]);
+        }
+    }
+    (s, None, &[])
+}
+
+/// `name=value` with optional whitespace around it; the value unquoted. `None`: not a pair.
+fn parse_pair(pair: &[u8]) -> Option<(&[u8], Vec<u8>)> {
+    let pair = trim(pair);
+    let eq = pair.iter().position(|b| *b == b'=')?;
+    let (name, value) = (&pair[..eq], &pair[eq + 1..]);
+    if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
+        return None;
+    }
+    let value = match value {
+        [b'"', inner @ .., b'"'] => {
+            let mut out = Vec::with_capacity(inner.len());
+            let mut escaped = false;
+            for &b in inner {
+                match b {
+                    _ if escaped => {
+                        out.push(b);
+                        escaped = false;
+                    }
+                    b'\\' => escaped = true,
+                    b'"' => return None,
+                    _ => out.push(b),
+                }
+            }
+            if escaped {
+                return None;
+            }
+            out
+        }
+        v if !v.is_empty() && v.iter().all(|b| is_tchar(*b)) => v.to_vec(),
+        _ => return None,
+    };
+    Some((name, value))
+}
+
+/// A `for=` node (RFC 7239 section 6): an address (with an optional port), or `unknown` or an
+/// obfuscated identifier (`_` first), which end the walk.
+fn for_hop(value: &[u8]) -> Hop {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return Hop::Garbage;
+    };
+    if text.eq_ignore_ascii_case("unknown") || text.starts_with('_') {
+        return Hop::Opaque;
+    }
+    match node_addr(text) {
+        // An IPv6 node must be bracketed (section 6); a bare one is read anyway.
+        Some(ip) => Hop::Addr(ip),
+        None => Hop::Garbage,
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// RFC 9110 5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A node as RFC 7239 section 6 writes it, ready for `for=`: an IPv4 address bare, an IPv6
+/// address in brackets and quotes (`"[2001:db8::1]"`), a port after a colon inside quotes
+/// (`"192.0.2.1:8080"`); `None` is `unknown` (a Unix-domain socket's peer).
+pub fn node(ip: Option<IpAddr>, port: Option<u16>) -> String {
+    match (ip.map(canonical), port) {
+        (None, _) => "unknown".into(),
+        (Some(IpAddr::V4(v4)), None) => v4.to_string(),
+        (Some(IpAddr::V4(v4)), Some(p)) => format!("\"{v4}:{p}\""),
+        (Some(IpAddr::V6(v6)), None) => format!("\"[{v6}]\""),
+        (Some(IpAddr::V6(v6)), Some(p)) => format!("\"[{v6}]:{p}\""),
+    }
+}
+
+/// A `Forwarded` parameter value: the value itself when it is a token, else a quoted string
+/// with `"` and `\` escaped (RFC 7239 section 4, RFC 9110 5.6.4). Bytes a field value cannot
+/// hold are left out.
+pub fn param_value(out: &mut Vec<u8>, value: &[u8]) {
+    if !value.is_empty() && value.iter().all(|b| is_tchar(*b)) {
+        out.extend_from_slice(value);
+        return;
+    }
+    out.push(b'"');
+    for &b in value {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        if b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80 {
+            out.push(b);
+        }
+    }
+    out.push(b'"');
+}
+
+/// One `Forwarded` element for this hop: `for=NODE;host=HOST;proto=PROTO` (`for_node` made by
+/// [`node`], `host` left out when the request has none).
+pub fn forwarded_element(for_node: &str, host: Option<&HeaderValue>, proto: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    out.extend_from_slice(b"for=");
+    out.extend_from_slice(for_node.as_bytes());
+    if let Some(h) = host.filter(|h| !h.is_empty()) {
+        out.extend_from_slice(b";host=");
+        param_value(&mut out, h.as_bytes());
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(proto.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trust(list: &[&str]) -> Trust {
+        let mut t = Trust::default();
+        for e in list {
+            t.push(TrustEntry::parse(e).unwrap());
+        }
+        t
+    }
+
+    fn headers(name: &str, lines: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(l.as_bytes()).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn trust_entries() {
+        assert_eq!(TrustEntry::parse("unix"), Ok(TrustEntry::Unix));
+        assert!(TrustEntry::parse("10.0.0.0/8").is_ok());
+        assert!(TrustEntry::parse("::1").is_ok());
+        for bad in ["10.0.0.0/33", "10.0.0", "example.com", "", "10.0.0.0/8,"] {
+            let e = TrustEntry::parse(bad).unwrap_err();
+            assert!(e.contains("10.0.0.0/8"), "{e}");
+        }
+        let t = trust(&["10.0.0.0/8", "unix"]);
+        assert!(t.contains("10.1.2.3".parse().unwrap()));
+        assert!(t.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!t.contains("11.1.2.3".parse().unwrap()));
+        assert!(t.admits(None));
+        assert!(!trust(&["10.0.0.0/8"]).admits(None));
+    }
+
+    #[test]
+    fn x_forwarded_for_takes_the_right_most_untrusted_hop() {
+        let t = trust(&["10.0.0.0/8"]);
+        let from = RealIpFrom::XForwardedFor;
+        let h = headers("x-forwarded-for", &["6.6.6.6, 1.2.3.4, 10.0.0.2"]);
+        assert_eq!(client_from(&h, from, &t), ip("1.2.3.4"));
+        // Across lines, the last line's last entry is the nearest hop.
+        let h = headers(
+            "x-forwarded-for",
+            &["6.6.6.6", "1.2.3.4,10.0.0.2", " 10.0.0.3 "],
+        );
+        assert_eq!(client_from(&h, from, &t), ip("1.2.3.4"));
+        // All trusted: the left-most.
+        let h = headers("x-forwarded-for", &["10.0.0.9, 10.0.0.2"]);
+        assert_eq!(client_from(&h, from, &t), ip("10.0.0.9"));
+        // Garbage is skipped entry by entry; ports and brackets are read.
+        let h = headers(
+            "x-forwarded-for",
+            &["7.7.7.7, [2001:db8::1]:443, nonsense, , 10.0.0.5:8080, unknown"],
+        );
+        assert_eq!(client_from(&h, from, &t), ip("2001:db8::1"));
+        let h = headers("x-forwarded-for", &["garbage, ,,"]);
+        assert_eq!(client_from(&h, from, &t), None);
+        assert_eq!(client_from(&HeaderMap::new(), from, &t), None);
+        let h = headers("x-real-ip", &["192.0.2.9"]);
+        assert_eq!(client_from(&h, RealIpFrom::XRealIp, &t), ip("192.0.2.9"));
+    }
+
+    #[test]
+    fn huge_lists_are_bounded() {
+        let t = trust(&["10.0.0.0/8"]);
+        let mut list = vec!["1.1.1.1"; 5000];
+        list.extend(std::iter::repeat_n("10.0.0.1", MAX_HOPS + 5));
+        let h = headers("x-forwarded-for", &[&list.join(",")]);
+        // The hops past the bound are not looked at: the left-most one looked at wins.
+        assert_eq!(
+            client_from(&h, RealIpFrom::XForwardedFor, &t),
+            ip("10.0.0.1")
+        );
+        let fw: Vec<String> = (0..5000)
+            .map(|i| format!("for=1.1.{}.{}", i / 256, i % 256))
+            .collect();
+        let h = headers("forwarded", &[&fw.join(", ")]);
+        assert_eq!(client_from(&h, RealIpFrom::Forwarded, &t), ip("1.1.19.135"));
+    }
+
+    #[test]
+    fn forwarded_for_nodes() {
+        let t = trust(&["10.0.0.0/8"]);
+        let f = RealIpFrom::Forwarded;
+        let h = headers(
+            "forwarded",
+            &["for=192.0.2.60;proto=http;by=203.0.113.43, For=\"[2001:db8:cafe::17]:4711\";host=\"a,b;c\", for=10.0.0.1"],
+        );
+        assert_eq!(client_from(&h, f, &t), ip("2001:db8:cafe::17"));
+        // `unknown` and obfuscated nodes end the walk at the last trusted hop.
+        let h = headers("forwarded", &["for=1.2.3.4, for=unknown, for=10.0.0.2"]);
+        assert_eq!(client_from(&h, f, &t), ip("10.0.0.2"));
+        let h = headers("forwarded", &["for=1.2.3.4, for=_hidden"]);
+        assert_eq!(client_from(&h, f, &t), None);
+        let h = headers("forwarded", &["for=1.2.3.4, proto=https"]);
+        assert_eq!(client_from(&h, f, &t), None);
+        // Broken elements are skipped; quoted separators do not split.
+        let h = headers(
+            "forwarded",
+            &["for=5.5.5.5, for=\"unterminated, =x, for=1.2.3.4;for=9.9.9.9, for=\"192.0.2.1:80\""],
+        );
+        assert_eq!(client_from(&h, f, &t), ip("192.0.2.1"));
+        // A quote a client leaves open does not swallow what the proxies appended.
+        let h = headers("forwarded", &["for=\"6.6.6.6, for=1.2.3.4, for=10.0.0.2"]);
+        assert_eq!(client_from(&h, f, &t), ip("1.2.3.4"));
+        let h = headers(
+            "forwarded",
+            &["for=\"x, for=\"[2001:db8::9]\", for=10.0.0.2"],
+        );
+        assert_eq!(client_from(&h, f, &t), ip("2001:db8::9"));
+        let h = headers("forwarded", &["for=\"1.2.3.4\\\"\", for=10.0.0.3"]);
+        assert_eq!(client_from(&h, f, &t), ip("10.0.0.3"));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let t = trust(&["10.0.0.0/8", "::/0"]);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"for=\";,\\ [ ]:.0123456789abcdef_unknownFOR\t=,;\"x";
+        for _ in 0..5000 {
+            let len = (seed % 64) as usize;
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                v.push(alphabet[(seed % alphabet.len() as u64) as usize]);
+            }
+            let Ok(value) = HeaderValue::from_bytes(&v) else {
+                continue;
+            };
+            let mut h = HeaderMap::new();
+            h.insert(http::header::FORWARDED, value.clone());
+            h.insert(X_FORWARDED_FOR, value.clone());
+            h.insert(X_REAL_IP, value);
+            for from in [
+                RealIpFrom::Forwarded,
+                RealIpFrom::XForwardedFor,
+                RealIpFrom::XRealIp,
+            ] {
+                let _ = client_from(&h, from, &t);
+            }
+        }
+    }
+
+    #[test]
+    fn nodes_are_quoted_as_rfc_7239_says() {
+        assert_eq!(node(ip("192.0.2.43"), None), "192.0.2.43");
+        assert_eq!(node(ip("192.0.2.43"), Some(47011)), "\"192.0.2.43:47011\"");
+        assert_eq!(
+            node(ip("2001:db8:cafe::17"), None),
+            "\"[2001:db8:cafe::17]\""
+        );
+        assert_eq!(
+            node(ip("2001:db8:cafe::17"), Some(4711)),
+            "\"[2001:db8:cafe::17]:4711\""
+        );
+        assert_eq!(node(ip("::ffff:192.0.2.1"), None), "192.0.2.1");
+        assert_eq!(node(None, None), "unknown");
+        let e = forwarded_element(
+            "\"[::1]\"",
+            Some(&HeaderValue::from_static("example.com:8080")),
+            "https",
+        );
+        assert_eq!(e, b"for=\"[::1]\";host=\"example.com:8080\";proto=https");
+        let e = forwarded_element(
+            "1.2.3.4",
+            Some(&HeaderValue::from_static("a.example")),
+            "http",
+        );
+        assert_eq!(e, b"for=1.2.3.4;host=a.example;proto=http");
+        let mut out = Vec::new();
+        param_value(&mut out, b"a\"b\\c");
+        assert_eq!(out, b"\"a\\\"b\\\\c\"");
+        // What langur writes, it reads back.
+        let h = headers(
+            "forwarded",
+            &["for=\"[2001:db8::5]:99\";host=\"x:1\";proto=http"],
+        );
+        assert_eq!(
+            client_from(&h, RealIpFrom::Forwarded, &Trust::default()),
+            ip("2001:db8::5")
+        );
+    }
+}

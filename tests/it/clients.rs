@@ -1,0 +1,574 @@
+//! Who the client is: PROXY protocol in (v1, v2, refusals, deadlines), `send_proxy` out (and on
+//! health checks), trusted proxies and the forwarding fields, on real sockets.
+
+use crate::common::*;
+use http::{Method, StatusCode};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// A v2 PROXY header for a TCP/IPv4 connection from `src` to `dst`, with `tlvs` after the
+/// addresses.
+fn v2(src: SocketAddr, dst: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else {
+        panic!("IPv4 only")
+    };
+    let mut h = V2_SIGNATURE.to_vec();
+    h.extend([0x21, 0x11]);
+    h.extend(((12 + tlvs.len()) as u16).to_be_bytes());
+    h.extend(s.ip().octets());
+    h.extend(d.ip().octets());
+    h.extend(s.port().to_be_bytes());
+    h.extend(d.port().to_be_bytes());
+    h.extend(tlvs);
+    h
+}
+
+const GET: &[u8] = b"GET /headers HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n";
+
+/// Writes `pieces` on a new connection (each flushed, `gap` apart) and reads until the peer
+/// closes (or 5 s pass).
+async fn exchange(at: SocketAddr, pieces: &[&[u8]], gap: Duration) -> String {
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for p in pieces {
+        if s.write_all(p).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(gap).await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+async fn behind_a_balancer(b: &Backend, extra: &str) -> langur::Langur {
+    langur_toml(&format!(
+        "[server]\nproxy_protocol = true\nproxy_protocol_from = [\"127.0.0.0/8\"]\n{extra}\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await
+}
+
+fn refused(lg: &langur::Langur) -> [u64; 4] {
+    let rt = lg.shared().runtime.load();
+    let r = &rt.traffic.proxy_refused;
+    [&r.untrusted, &r.missing, &r.malformed, &r.timeout].map(|c| c.load(Relaxed))
+}
+
+fn seen(b: &Backend, name: &str) -> Option<String> {
+    let h = b.last_headers.lock().unwrap().clone()?;
+    h.get(name).map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn proxy_headers_v1_and_v2_name_the_client() {
+    let b = Backend::start("b").await;
+    let lg = behind_a_balancer(&b, "").await;
+    let at = lg.listen_addrs()[0];
+    let v1 = b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 80\r\n";
+    let out = exchange(at, &[&[&v1[..], GET].concat()], Duration::ZERO).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("203.0.113.7"));
+    // IPv6 in v1.
+    let v1 = b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 80\r\n";
+    exchange(at, &[&[&v1[..], GET].concat()], Duration::ZERO).await;
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("2001:db8::7"));
+    // v2 with TLVs (authority; TLS at the balancer, which makes the client's scheme https).
+    let mut tlvs = vec![0x02, 0, 12];
+    tlvs.extend(b"site.example");
+    tlvs.extend([0x20, 0, 15, 0x01, 0, 0, 0, 0, 0x21, 0, 7]);
+    tlvs.extend(b"TLSv1.3");
+    let h = v2(
+        "192.0.2.44:5000".parse().unwrap(),
+        "198.51.100.1:443".parse().unwrap(),
+        &tlvs,
+    );
+    let out = exchange(at, &[&[&h[..], GET].concat()], Duration::ZERO).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("192.0.2.44"));
+    assert_eq!(seen(&b, "x-forwarded-proto").as_deref(), Some("https"));
+    // A header split over many packets, byte by byte.
+    let whole = [
+        &v2(
+            "192.0.2.45:5000".parse().unwrap(),
+            "198.51.100.1:80".parse().unwrap(),
+            &[],
+        )[..],
+        GET,
+    ]
+    .concat();
+    let pieces: Vec<&[u8]> = whole.chunks(1).take(40).chain([&whole[40..]]).collect();
+    let out = exchange(at, &pieces, Duration::from_millis(2)).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("192.0.2.45"));
+    let v1 = b"PROXY TCP4 203.0.113.8 198.51.100.1 40000 80\r\n";
+    let pieces: Vec<&[u8]> = v1.chunks(3).chain([GET]).collect();
+    exchange(at, &pieces, Duration::from_millis(2)).await;
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("203.0.113.8"));
+    // LOCAL (the balancer's own check) and UNKNOWN: the peer is the client.
+    let local = [V2_SIGNATURE, &[0x20, 0x00, 0, 0]].concat();
+    exchange(at, &[&[&local[..], GET].concat()], Duration::ZERO).await;
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    // Keep-alive: the connection's later requests keep the announced client.
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.9 198.51.100.1 1 80\r\n")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET /headers HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("203.0.113.9"));
+        // Long enough for the connection to be parked and woken again.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(refused(&lg), [0, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn connections_without_a_good_proxy_header_are_closed_and_counted() {
+    let b = Backend::start("b").await;
+    let lg = behind_a_balancer(&b, "proxy_protocol_timeout = \"300ms\"").await;
+    let at = lg.listen_addrs()[0];
+    // None at all: HTTP first.
+    assert_eq!(exchange(at, &[GET], Duration::ZERO).await, "");
+    // v1 with a bad address; v2 with a wrong length or signature.
+    let bad_v1 = b"PROXY TCP4 203.0.113.300 198.51.100.1 40000 80\r\n";
+    assert_eq!(
+        exchange(at, &[&[&bad_v1[..], GET].concat()], Duration::ZERO).await,
+        ""
+    );
+    let mut short = v2(
+        "192.0.2.1:1".parse().unwrap(),
+        "192.0.2.2:2".parse().unwrap(),
+        &[],
+    );
+    short[15] = 8; // shorter than IPv4 addresses need
+    short.truncate(16 + 8);
+    assert_eq!(
+        exchange(at, &[&[&short[..], GET].concat()], Duration::ZERO).await,
+        ""
+    );
+    let mut sig = v2(
+        "192.0.2.1:1".parse().unwrap(),
+        "192.0.2.2:2".parse().unwrap(),
+        &[],
+    );
+    sig[4] = b'X';
+    assert_eq!(
+        exchange(at, &[&[&sig[..], GET].concat()], Duration::ZERO).await,
+        ""
+    );
+    // Too slow: half a header, then nothing past the deadline.
+    let started = std::time::Instant::now();
+    let out = exchange(at, &[b"PROXY TCP4 203.0"], Duration::ZERO).await;
+    assert_eq!(out, "");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Closed before sending anything.
+    drop(TcpStream::connect(at).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let [untrusted, missing, malformed, timeout] = refused(&lg);
+    assert_eq!((untrusted, malformed, timeout), (0, 2, 1));
+    assert_eq!(missing, 3);
+    assert_eq!(b.hits(), 0, "nothing reached the server");
+}
+
+#[tokio::test]
+async fn a_peer_outside_proxy_protocol_from_is_refused() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\nproxy_protocol = true\nproxy_protocol_from = [\"10.0.0.0/8\"]\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let v1 = b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 80\r\n";
+    let out = exchange(
+        lg.listen_addrs()[0],
+        &[&[&v1[..], GET].concat()],
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(out, "");
+    assert_eq!(refused(&lg), [1, 0, 0, 0]);
+    assert_eq!(b.hits(), 0);
+}
+
+#[tokio::test]
+async fn the_refusals_show_in_stats_and_metrics() {
+    let b = Backend::start("b").await;
+    let config = toml_config(&format!(
+        "[server]\nproxy_protocol = true\nproxy_protocol_from = [\"127.0.0.1\"]\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ));
+    let lg = start_with_admin(config).await;
+    exchange(lg.listen_addrs()[0], &[GET], Duration::ZERO).await;
+    let admin = lg.admin_addr().unwrap();
+    let stats = get(admin, "/api/stats").await;
+    let v: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+    assert_eq!(v["proxy_protocol_refused"]["missing"], 1, "{v}");
+    let metrics = get(admin, "/metrics").await.text();
+    assert!(
+        metrics.contains("langur_proxy_protocol_refused_total{reason=\"missing\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// An origin that records the first bytes of every connection (up to the end of a request
+/// head) and answers `200 ok`; connections that send no head (checks) are recorded too.
+async fn recording_origin() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let i = {
+                    let mut r = record.lock().unwrap();
+                    r.push(Vec::new());
+                    r.len() - 1
+                };
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let done = {
+                        let mut r = record.lock().unwrap();
+                        r[i].extend_from_slice(&buf[..n]);
+                        find(&r[i], b"\r\n\r\n").is_some()
+                    };
+                    if done {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn send_proxy_writes_the_header_first_byte_for_byte() {
+    for version in ["v1", "v2"] {
+        let (origin, seen) = recording_origin().await;
+        let lg = langur_toml(&format!(
+            "[[route]]\npath_prefix = \"/\"\npool = \"p\"\n\
+             [pools.p]\nservers = [\"{origin}\"]\nsend_proxy = \"{version}\"\n"
+        ))
+        .await;
+        let at = lg.listen_addrs()[0];
+        let mut s = TcpStream::connect(at).await.unwrap();
+        let me = s.local_addr().unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        let first = seen.lock().unwrap()[0].clone();
+        let header = match version {
+            "v1" => format!(
+                "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\n",
+                me.port(),
+                at.port()
+            )
+            .into_bytes(),
+            _ => v2(me, at, &[]),
+        };
+        assert!(
+            first.starts_with(&header),
+            "{version}: {:?}",
+            String::from_utf8_lossy(&first)
+        );
+        assert!(first[header.len()..].starts_with(b"GET /x HTTP/1.1\r\n"));
+    }
+}
+
+#[tokio::test]
+async fn send_proxy_on_health_checks_and_through_a_proxy_header() {
+    let (origin, seen) = recording_origin().await;
+    let lg = langur_toml(&format!(
+        "[server]\nproxy_protocol = true\nproxy_protocol_from = [\"127.0.0.1\"]\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n\
+         [pools.p]\nservers = [\"{origin}\"]\nsend_proxy = \"v2\"\n\
+         check = {{ type = \"tcp\", interval = \"100ms\" }}\n"
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let local = [V2_SIGNATURE, &[0x20, 0x00, 0, 0]].concat();
+    let checks = seen.lock().unwrap().clone();
+    assert!(!checks.is_empty());
+    assert!(checks.iter().all(|c| c == &local), "{checks:?}");
+    // The announced client and destination travel on.
+    let client: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    let dst: SocketAddr = "198.51.100.1:443".parse().unwrap();
+    let h = v2(client, dst, &[]);
+    let get = b"GET /y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let out = exchange(
+        lg.listen_addrs()[0],
+        &[&[&h[..], get].concat()],
+        Duration::ZERO,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let sent = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|c| find(c, b"GET /y").is_some())
+        .cloned()
+        .unwrap();
+    assert_eq!(&sent[..h.len()], &h[..]);
+}
+
+#[tokio::test]
+async fn forged_forwarding_fields_are_replaced_and_trusted_proxies_walked() {
+    let b = Backend::start("b").await;
+    let forged = [
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-real-ip", "6.6.6.6"),
+        ("forwarded", "for=6.6.6.6"),
+    ];
+    let lg = langur_toml(&format!(
+        "[[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    request(at, Method::GET, "/headers", &forged, body("")).await;
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen(&b, "x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen(&b, "x-forwarded-host").as_deref(), Some("test.local"));
+    assert_eq!(seen(&b, "x-real-ip"), None);
+    assert_eq!(seen(&b, "forwarded"), None);
+    // The old way, asked for.
+    let lg = langur_toml(&format!(
+        "[server]\nforwarded_headers = \"append\"\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    request(
+        lg.listen_addrs()[0],
+        Method::GET,
+        "/headers",
+        &forged,
+        body(""),
+    )
+    .await;
+    assert_eq!(
+        seen(&b, "x-forwarded-for").as_deref(),
+        Some("6.6.6.6, 127.0.0.1")
+    );
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
+    let a = Backend::start("a").await;
+    let other = Backend::start("other").await;
+    let lg = langur_toml(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nx_real_ip = true\n\
+         [[route]]\npath = \"/denied\"\ndeny = [\"203.0.113.9\"]\npool = \"a\"\n\
+         [[route]]\npath_prefix = \"/\"\nsource = [\"203.0.113.0/24\"]\npool = \"a\"\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"other\"\n\
+         [pools.a]\nservers = [\"{}\"]\n[pools.other]\nservers = [\"{}\"]\n",
+        a.addr, other.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let via = [
+        ("x-forwarded-for", "6.6.6.6, 203.0.113.9, garbage, 10.1.2.3"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let r = request(at, Method::GET, "/headers", &via, body("")).await;
+    // Route `source` sees the client behind the proxies.
+    assert_eq!(r.backend(), "a");
+    assert_eq!(
+        seen(&a, "x-forwarded-for").as_deref(),
+        Some("6.6.6.6, 203.0.113.9, garbage, 10.1.2.3, 127.0.0.1")
+    );
+    assert_eq!(seen(&a, "x-real-ip").as_deref(), Some("203.0.113.9"));
+    assert_eq!(seen(&a, "x-forwarded-proto").as_deref(), Some("https"));
+    let r = request(at, Method::GET, "/denied", &via, body("")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Without forwarding fields the trusted peer itself is the client.
+    let r = request(at, Method::GET, "/denied", &[], body("")).await;
+    assert_eq!(r.backend(), "a");
+    let r = request(at, Method::GET, "/headers", &[], body("")).await;
+    assert_eq!(r.backend(), "other");
+}
+
+#[tokio::test]
+async fn rfc_7239_forwarded_out_and_in() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\nforwarded = \"rfc7239\"\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    request(
+        at,
+        Method::GET,
+        "/headers",
+        &[("forwarded", "for=6.6.6.6")],
+        body(""),
+    )
+    .await;
+    assert_eq!(
+        seen(&b, "forwarded").as_deref(),
+        Some("for=127.0.0.1;host=test.local;proto=http")
+    );
+    assert_eq!(seen(&b, "x-forwarded-for"), None);
+    // In: a trusted proxy's `Forwarded` names the client (IPv6, quoted, with a port).
+    let lg = langur_toml(&format!(
+        "[server]\nforwarded = \"both\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         real_ip_header = \"Forwarded\"\n\
+         [[route]]\npath_prefix = \"/\"\ndeny = [\"2001:db8::/32\"]\npool = \"p\"\n\
+         [pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let fw = [("forwarded", "for=\"[2001:db8::5]:4711\";proto=https")];
+    let r = request(at, Method::GET, "/headers", &fw, body("")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let fw = [("forwarded", "for=192.0.2.60;proto=https")];
+    let r = request(at, Method::GET, "/headers", &fw, body("")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        seen(&b, "forwarded").as_deref(),
+        Some("for=192.0.2.60;proto=https, for=127.0.0.1;host=test.local;proto=http")
+    );
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+}
+
+#[test]
+fn bad_client_settings_name_file_line_and_key() {
+    let e = langur::config::parse_str(
+        "c.toml",
+        "[server]\n\
+         trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n\
+         proxy_protocol = true\n\
+         forwarded = \"x-forwarded-for\"\n\
+         forwarded_headers = \"merge\"\n\
+         real_ip_header = \"X-Client\"\n\
+         proxy_protocol_timeout = \"0s\"\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n\
+         [pools.p]\nservers = [\"127.0.0.1:9\"]\nsend_proxy = \"v3\"\n",
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "c.toml:2: `trusted_proxies`: `10.0.0.0/33` is not a network",
+        "c.toml:3: `proxy_protocol` needs `proxy_protocol_from`",
+        "c.toml:4: `forwarded` must be",
+        "c.toml:5: `forwarded_headers` must be",
+        "c.toml:6: `real_ip_header` must be",
+        "c.toml:7: `proxy_protocol_timeout` must be more than zero",
+        "c.toml:13: `send_proxy` must be",
+    ] {
+        assert!(e.contains(want), "{want} missing from:\n{e}");
+    }
+    let e = langur::config::parse_str(
+        "c.toml",
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\nproxy_protocol = [\"127.0.0.1:8081\"]\n\
+         proxy_protocol_from = [\"unix\", \"nonsense\"]\n",
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("c.toml:3: `proxy_protocol`: 127.0.0.1:8081 is none of the listeners"),
+        "{e}"
+    );
+    assert!(
+        e.contains("c.toml:4: `proxy_protocol_from`: `nonsense`"),
+        "{e}"
+    );
+}
+
+/// The access log (the binary's stdout) names the client a PROXY header announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_shows_the_announced_client() {
+    use tokio::io::AsyncBufReadExt;
+    let b = Backend::start("b").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("langur-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("log.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"{port}\"]\nproxy_protocol = true\n\
+             proxy_protocol_from = [\"127.0.0.1\"]\n\
+             [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+            b.addr
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_langur"))
+        .args(["run", "--workers", "1", "--admin", "127.0.0.1:0", "-c"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let v1 = b"PROXY TCP4 203.0.113.77 198.51.100.1 40000 80\r\n";
+    while TcpStream::connect(port).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "langur did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = exchange(port, &[&[&v1[..], GET].concat()], Duration::ZERO).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains("/headers") {
+                return l;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap();
+    assert!(line.contains("203.0.113.77"), "{line}");
+}
