@@ -46,7 +46,7 @@ fn server_json(p: &Pool, s: &Server) -> Value {
     let r = &s.responses;
     json!({
         "name": &*s.name,
-        "address": s.addr.to_string(),
+        "address": address(s),
         "operator": s.operator().as_str(),
         "health": s.health().as_str(),
         "state": s.state_word(p.ha),
@@ -68,6 +68,14 @@ fn server_json(p: &Pool, s: &Server) -> Value {
         "last_change_secs": since_change_secs(s),
         "check": check,
     })
+}
+
+/// A server's address as shown: its Unix-domain socket as written, else the address.
+pub(crate) fn address(s: &Server) -> String {
+    match s.unix {
+        Some(_) => s.name.to_string(),
+        None => s.addr.to_string(),
+    }
 }
 
 pub fn stats_json(shared: &Shared) -> Value {

@@ -30,6 +30,8 @@ pub struct Server {
     /// As written in the config (`host:port`).
     pub name: Arc<str>,
     pub addr: SocketAddr,
+    /// A server on a Unix-domain socket: its path (`addr` is then a placeholder).
+    pub unix: Option<Arc<std::path::Path>>,
     /// Changed at run time through the admin API (the balancer is rebuilt).
     pub weight: std::sync::atomic::AtomicU32,
     pub in_flight: AtomicUsize,
@@ -157,6 +159,7 @@ impl Server {
             ewma_at_ms: AtomicU64::new(0),
             name: Arc::from(name),
             addr,
+            unix: None,
             weight: std::sync::atomic::AtomicU32::new(weight),
             max_in_flight: AtomicUsize::new(0),
             responses: Default::default(),
@@ -176,6 +179,11 @@ impl Server {
     /// Takes over the state of the same server in the previous config (on reload): health,
     /// operator state, failure tracking and counters. Weight and limits come from the new
     /// config.
+    /// Whether `other` is this server (the same address, or the same Unix-domain socket).
+    pub fn same_endpoint(&self, other: &Server) -> bool {
+        self.addr == other.addr && self.unix == other.unix
+    }
+
     pub fn carry_from(&self, old: &Server) {
         let r = Ordering::Relaxed;
         self.health.store(old.health.load(r), r);
@@ -569,6 +577,7 @@ impl Pool {
             .iter()
             .map(|s| {
                 let mut server = Server::new(&s.name, s.addr, s.weight, slots);
+                server.unix = s.unix.as_deref().map(Arc::from);
                 server.backup = s.backup;
                 server.maxconn = s.maxconn;
                 server.queue = Some(queue.clone());

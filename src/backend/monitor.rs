@@ -190,6 +190,7 @@ pub async fn run_checker(pool: Arc<Pool>, idx: usize, first: Duration) {
             host: &server.name,
             h2: pool.protocol == crate::config::Protocol::H2,
             send_proxy: pool.send_proxy,
+            unix: server.unix.as_deref(),
         };
         let result = probe(server.addr, &check, body_re.as_ref(), how).await;
         record_check(&pool, idx, result);

@@ -31,6 +31,8 @@ pub struct Transport<'a> {
     /// `send_proxy`: a PROXY header first (`LOCAL`, or v1's `UNKNOWN`), as HAProxy's
     /// `check-send-proxy`.
     pub send_proxy: Option<crate::config::SendProxy>,
+    /// A server on a Unix-domain socket: its path.
+    pub unix: Option<&'a std::path::Path>,
 }
 
 trait CheckIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -89,25 +91,59 @@ async fn run(
     how: Transport<'_>,
     deadline: Instant,
 ) -> Step<Verdict> {
-    let mut stream = connect(addr, deadline).await?;
-    if let Some(version) = how.send_proxy {
-        let header = crate::upstream::proxy_header::check(version);
-        match timeout_at(deadline, stream.write_all(&header)).await {
-            Err(_) => {
-                return Err(Verdict::new(
-                    CheckStatus::L4Tout,
-                    "timed out sending the PROXY header",
-                ))
+    let stream: Box<dyn CheckIo> = match how.unix {
+        Some(path) => {
+            let mut stream = connect_unix(path, deadline).await?;
+            send_proxy(&mut stream, how, deadline).await?;
+            if check.kind == CheckKind::Tcp {
+                return Err(Verdict::new(CheckStatus::L4Ok, "connected"));
             }
-            Ok(Err(e)) => return Err(Verdict::new(CheckStatus::SockErr, e.to_string())),
-            Ok(Ok(())) => {}
+            Box::new(stream)
         }
-    }
-    let stream = transport(stream, check, how, deadline).await?;
+        None => {
+            let mut stream = connect(addr, deadline).await?;
+            send_proxy(&mut stream, how, deadline).await?;
+            transport(stream, check, how, deadline).await?
+        }
+    };
     if how.h2 {
         return probe_h2(stream, check, body_re, how, deadline).await;
     }
-    probe_h1(stream, addr, check, body_re, deadline).await
+    let host = match how.unix {
+        Some(_) => "localhost".to_string(),
+        None => addr.to_string(),
+    };
+    probe_h1(stream, &host, check, body_re, deadline).await
+}
+
+/// `send_proxy`: the check's PROXY header first (`L4TOUT` when it cannot be written in time).
+async fn send_proxy<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    how: Transport<'_>,
+    deadline: Instant,
+) -> Step<()> {
+    let Some(version) = how.send_proxy else {
+        return Ok(());
+    };
+    let header = crate::upstream::proxy_header::check(version);
+    match timeout_at(deadline, stream.write_all(&header)).await {
+        Err(_) => Err(Verdict::new(
+            CheckStatus::L4Tout,
+            "timed out sending the PROXY header",
+        )),
+        Ok(Err(e)) => Err(Verdict::new(CheckStatus::SockErr, e.to_string())),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// A connection to a server on a Unix-domain socket: `L4TOUT` when it does not open in time,
+/// `L4CON` when nothing listens there.
+async fn connect_unix(path: &std::path::Path, deadline: Instant) -> Step<tokio::net::UnixStream> {
+    match timeout_at(deadline, tokio::net::UnixStream::connect(path)).await {
+        Err(_) => Err(Verdict::new(CheckStatus::L4Tout, "connect timed out")),
+        Ok(Err(e)) => Err(Verdict::new(CheckStatus::L4Con, e.to_string())),
+        Ok(Ok(s)) => Ok(s),
+    }
 }
 
 /// The TCP connection: `L4TOUT` when it does not open in time, `L4CON` when it is refused or
@@ -164,14 +200,14 @@ async fn transport(
 /// the status and (with `expect_body`) the body judged.
 async fn probe_h1(
     mut stream: Box<dyn CheckIo>,
-    addr: SocketAddr,
+    host: &str,
     check: &CheckConfig,
     body_re: Option<&regex::Regex>,
     deadline: Instant,
 ) -> Step<Verdict> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: langur-health-check\r\nConnection: close\r\n\r\n",
-        check.path, addr
+        check.path, host
     );
     match timeout_at(deadline, stream.write_all(request.as_bytes())).await {
         Err(_) => {

@@ -28,6 +28,11 @@ pub(crate) use error::{suggest, Diag};
 pub use error::{ConfigError, ConfigErrors};
 pub use validate::{overlap, parse_balance};
 
+/// The address a server on a Unix-domain socket is given (it has none): where an address is
+/// shown, its name (`unix:PATH`) is.
+pub const UNIX_SERVER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 /// Client listener when neither the file nor `--listen` names one: loopback, so a fresh install
 /// exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -213,6 +218,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
+    /// Unix-domain socket listeners (`listen = ["unix:/run/langur.sock"]`); `--listen`
+    /// replaces only the TCP ones.
+    pub listen_unix: Vec<std::path::PathBuf>,
     /// Worker threads; `None` means one per core.
     pub workers: Option<usize>,
     pub access_log: bool,
@@ -435,9 +443,12 @@ pub struct PoolConfig {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The address as written (`host:port`), used as the server's name.
+    /// The address as written (`host:port`, `unix:PATH`), used as the server's name.
     pub name: String,
+    /// The resolved address ([`UNIX_SERVER`] for a Unix-domain socket).
     pub addr: SocketAddr,
+    /// `unix:PATH`: the server listens on this Unix-domain socket.
+    pub unix: Option<std::path::PathBuf>,
     pub weight: u32,
     /// Used only when no non-backup server of the pool is usable.
     pub backup: bool,
@@ -607,12 +618,13 @@ impl Config {
         let mut out = Vec::new();
         for pool in &self.pools {
             for s in &pool.servers {
-                let hit = self.server.listen.iter().any(|l| {
-                    l.port() == s.addr.port()
-                        && (l.ip() == s.addr.ip()
-                            || (l.ip().is_unspecified()
-                                && (s.addr.ip().is_loopback() || s.addr.ip().is_unspecified())))
-                });
+                let hit = s.unix.is_none()
+                    && self.server.listen.iter().any(|l| {
+                        l.port() == s.addr.port()
+                            && (l.ip() == s.addr.ip()
+                                || (l.ip().is_unspecified()
+                                    && (s.addr.ip().is_loopback() || s.addr.ip().is_unspecified())))
+                    });
                 if hit {
                     out.push(format!(
                         "{}: warning: server {} of pool `{}` is one of langur's own listeners; requests to it would loop (they are answered 508)",
@@ -637,6 +649,12 @@ impl Config {
                 .listen
                 .iter()
                 .map(|a| a.to_string())
+                .chain(
+                    self.server
+                        .listen_unix
+                        .iter()
+                        .map(|p| format!("unix:{}", p.display()))
+                )
                 .collect::<Vec<_>>()
                 .join(", ")
         )

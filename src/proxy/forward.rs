@@ -43,6 +43,7 @@ pub(super) fn target<'a>(pool: &'a Pool, server: &'a Server) -> Target<'a> {
         tls: pool.tls.as_ref(),
         protocol: pool.protocol,
         read_timeout: pool.read_timeout,
+        unix: server.unix.as_deref(),
         proxy: None,
     }
 }

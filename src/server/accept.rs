@@ -6,8 +6,8 @@ use super::*;
 use crate::conn::{Ctx, Parked};
 use crate::limits::ConnPermit;
 use crate::park::Lot;
+use crate::session::stream::ClientStream;
 use std::pin::Pin;
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
@@ -15,7 +15,7 @@ use tokio::time::Sleep;
 /// removed the listener): then no new connections are taken, idle ones are closed, and busy
 /// ones are closed once idle, within `shutdown_timeout`.
 pub(super) async fn accept_loop(
-    listener: TcpListener,
+    listener: Acceptor,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
@@ -116,29 +116,35 @@ impl Conns {
     /// a task of its own until it closes, a plain one from the lane (see `conn.rs`).
     fn start(
         &mut self,
-        stream: TcpStream,
+        stream: ClientStream,
         peer: SocketAddr,
         permit: ConnPermit,
         tls: bool,
         ctx: &Ctx,
     ) {
-        let _ = stream.set_nodelay(true);
-        if tls {
-            let (live, active, ticks) = (ctx.shared.clone(), ctx.active.clone(), ctx.ticks.clone());
-            let listener = ctx.listener.clone();
-            self.tasks.spawn(async move {
-                crate::conn::serve_tls(stream, peer, live, active, ticks, listener).await;
-                drop(permit);
-            });
-        } else {
-            let conn = Parked {
-                stream: stream.into(),
-                peer,
-                permit: Some(permit),
-                origin: None,
-            };
-            self.tasks
-                .spawn(crate::conn::serve(conn, ctx.clone(), true));
+        if let ClientStream::Tcp(s) = &stream {
+            let _ = s.set_nodelay(true);
+        }
+        match stream {
+            ClientStream::Tcp(stream) if tls => {
+                let (live, active, ticks) =
+                    (ctx.shared.clone(), ctx.active.clone(), ctx.ticks.clone());
+                let listener = ctx.listener.clone();
+                self.tasks.spawn(async move {
+                    crate::conn::serve_tls(stream, peer, live, active, ticks, listener).await;
+                    drop(permit);
+                });
+            }
+            stream => {
+                let conn = Parked {
+                    stream,
+                    peer,
+                    permit: Some(permit),
+                    origin: None,
+                };
+                self.tasks
+                    .spawn(crate::conn::serve(conn, ctx.clone(), true));
+            }
         }
     }
 
@@ -179,14 +185,34 @@ impl Conns {
 
 /// The connection's permit, with its place under `max_connections_per_client` when that is
 /// set (by the peer's address, across listeners and workers); `None`: its client has that
-/// many open already.
+/// many open already. A Unix-domain socket's peers have no address to count by.
 fn per_client(shared: &Shared, peer: SocketAddr, slot: OwnedSemaphorePermit) -> Option<ConnPermit> {
     let max = shared.runtime.load().limits.max_connections_per_client;
-    if max == 0 {
+    if max == 0 || peer == crate::session::UNIX_PEER {
         return Some(ConnPermit::new(slot, None));
     }
     let client = shared.clients.open(peer.ip(), max)?;
     Some(ConnPermit::new(slot, Some(client)))
+}
+
+/// A listening socket of one worker: TCP, or a Unix-domain socket.
+pub(super) enum Acceptor {
+    Tcp(TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Acceptor {
+    /// The next connection and its peer ([`crate::session::UNIX_PEER`] on a Unix-domain
+    /// socket, whose peers have no address).
+    async fn accept(&self) -> std::io::Result<(ClientStream, SocketAddr)> {
+        match self {
+            Acceptor::Tcp(l) => l.accept().await.map(|(s, p)| (s.into(), p)),
+            Acceptor::Unix(l) => l
+                .accept()
+                .await
+                .map(|(s, _)| (s.into(), crate::session::UNIX_PEER)),
+        }
+    }
 }
 
 /// The next parked connection whose client sent something; meanwhile, the lot's `timer`

@@ -2,22 +2,41 @@
 //! other processes), and opening and draining them as a reload changes them.
 
 use super::*;
+use crate::config::ListenAddr;
+use std::os::unix::net::UnixListener as StdUnixListener;
 
-/// The listeners a config asks for, in order: client, TLS, admin.
-pub(super) fn wanted(config: &Config, admin: bool) -> Vec<(Kind, SocketAddr)> {
-    let mut out: Vec<(Kind, SocketAddr)> = config
-        .server
+/// The listeners a config asks for, in order: client (TCP, then Unix-domain sockets), TLS,
+/// admin.
+pub(super) fn wanted(config: &Config, admin: bool) -> Vec<(Kind, ListenAddr)> {
+    let s = &config.server;
+    let mut out: Vec<(Kind, ListenAddr)> = s
         .listen
         .iter()
-        .map(|a| (Kind::Plain, *a))
+        .map(|a| (Kind::Plain, ListenAddr::Tcp(*a)))
         .collect();
-    if let Some(t) = &config.server.tls {
-        out.extend(t.listen.iter().map(|a| (Kind::Tls, *a)));
+    out.extend(
+        s.listen_unix
+            .iter()
+            .map(|p| (Kind::Plain, ListenAddr::Unix(p.clone()))),
+    );
+    if let Some(t) = &s.tls {
+        out.extend(t.listen.iter().map(|a| (Kind::Tls, ListenAddr::Tcp(*a))));
     }
     if admin {
-        out.push((Kind::Admin, config.admin.listen));
+        out.push((Kind::Admin, ListenAddr::Tcp(config.admin.listen)));
     }
     out
+}
+
+/// The TCP addresses among `listeners`.
+pub(super) fn tcp<'a>(listeners: impl IntoIterator<Item = &'a ListenAddr>) -> Vec<SocketAddr> {
+    listeners
+        .into_iter()
+        .filter_map(|l| match l {
+            ListenAddr::Tcp(a) => Some(*a),
+            ListenAddr::Unix(_) => None,
+        })
+        .collect()
 }
 
 /// What a listener serves.
@@ -44,8 +63,8 @@ pub(super) struct Open {
     pub(super) kind: Kind,
     /// The address as configured: port 0 stays 0, so the same entry after a reload is the same
     /// listener (it keeps the port it got).
-    pub(super) configured: SocketAddr,
-    pub(super) bound: SocketAddr,
+    pub(super) configured: ListenAddr,
+    pub(super) bound: ListenAddr,
     /// Stops this listener alone (a reload removed it; at shutdown, the admin listener).
     pub(super) stop: watch::Sender<bool>,
     /// One accept loop per worker (the admin listener: one task on the main runtime).
@@ -130,8 +149,29 @@ pub(super) struct Listeners {
 /// Sockets bound for one listener, not yet served.
 pub(super) struct Bound {
     pub(super) kind: Kind,
-    pub(super) configured: SocketAddr,
-    pub(super) sockets: Vec<std::net::TcpListener>,
+    pub(super) configured: ListenAddr,
+    pub(super) sockets: Sockets,
+}
+
+/// A listener's sockets, one per worker (the admin listener's: one).
+pub(super) enum Sockets {
+    Tcp(Vec<std::net::TcpListener>),
+    /// One Unix-domain socket, shared by the workers (a descriptor each).
+    Unix(Vec<StdUnixListener>),
+}
+
+impl Bound {
+    /// The address the first socket got (a TCP port 0 gets its port here).
+    pub(super) fn local(&self) -> anyhow::Result<ListenAddr> {
+        match &self.sockets {
+            Sockets::Tcp(s) => Ok(ListenAddr::Tcp(
+                s.first()
+                    .context("a listener without a socket")?
+                    .local_addr()?,
+            )),
+            Sockets::Unix(_) => Ok(self.configured.clone()),
+        }
+    }
 }
 
 impl Listeners {
@@ -158,7 +198,7 @@ impl Listeners {
     pub(super) fn bind(
         &self,
         kind: Kind,
-        addr: SocketAddr,
+        addr: &ListenAddr,
         share: bool,
         ours: &[SocketAddr],
     ) -> anyhow::Result<Bound> {
@@ -166,6 +206,18 @@ impl Listeners {
             1
         } else {
             self.workers.len()
+        };
+        let addr = match addr {
+            ListenAddr::Tcp(a) => *a,
+            ListenAddr::Unix(path) => {
+                let sockets = bind_unix(path, n)
+                    .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+                return Ok(Bound {
+                    kind,
+                    configured: ListenAddr::Unix(path.clone()),
+                    sockets: Sockets::Unix(sockets),
+                });
+            }
         };
         let what = match kind {
             Kind::Plain => String::new(),
@@ -176,23 +228,23 @@ impl Listeners {
             .with_context(|| format!("cannot listen on {addr}{what}"))?;
         Ok(Bound {
             kind,
-            configured: addr,
-            sockets,
+            configured: ListenAddr::Tcp(addr),
+            sockets: Sockets::Tcp(sockets),
         })
     }
 
     /// Starts accept loops on bound sockets.
-    pub(super) fn serve(&mut self, shared: &Arc<Shared>, b: Bound) -> anyhow::Result<SocketAddr> {
-        let bound = b
-            .sockets
-            .first()
-            .context("a listener without a socket")?
-            .local_addr()?;
+    pub(super) fn serve(&mut self, shared: &Arc<Shared>, b: Bound) -> anyhow::Result<ListenAddr> {
+        let bound = b.local()?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut slots = Vec::new();
+        let sockets: Vec<Socket> = match b.sockets {
+            Sockets::Tcp(s) => s.into_iter().map(Socket::Tcp).collect(),
+            Sockets::Unix(s) => s.into_iter().map(Socket::Unix).collect(),
+        };
         if b.kind == Kind::Admin {
-            for s in b.sockets {
+            for s in tcp_sockets(sockets) {
                 let shared = shared.clone();
                 let stop = stop_rx.clone();
                 tasks.push(self.main.spawn(async move {
@@ -204,15 +256,15 @@ impl Listeners {
             }
         } else {
             let tls = b.kind == Kind::Tls;
-            let listener = crate::config::ListenAddr::Tcp(b.configured);
-            for (s, worker) in b.sockets.into_iter().zip(&self.workers) {
+            let listener = b.configured.clone();
+            for (s, worker) in sockets.into_iter().zip(&self.workers) {
                 let sem = Arc::new(Slots::new(self.per_socket));
                 slots.push(sem.clone());
                 let (shared, shutdown, stop) =
                     (shared.clone(), self.shutdown.clone(), stop_rx.clone());
                 let listener = listener.clone();
                 tasks.push(worker.spawn(async move {
-                    match TcpListener::from_std(s) {
+                    match s.into_tokio() {
                         Ok(l) => accept_loop(l, shared, shutdown, stop, tls, sem, listener).await,
                         Err(e) => tracing::error!(error = %e, "listener failed"),
                     }
@@ -222,7 +274,7 @@ impl Listeners {
         self.open.push(Open {
             kind: b.kind,
             configured: b.configured,
-            bound,
+            bound: bound.clone(),
             stop,
             tasks,
             slots,
@@ -230,10 +282,12 @@ impl Listeners {
         Ok(bound)
     }
 
-    /// Stops a listener: no new connections; the ones it has finish (see [`accept_loop`]).
+    /// Stops a listener: no new connections; the ones it has finish (see [`accept_loop`]). A
+    /// Unix-domain socket's file is removed.
     pub(super) fn remove(&mut self, i: usize) -> Open {
         let o = self.open.remove(i);
         let _ = o.stop.send(true);
+        unlink(&o.configured);
         o
     }
 
@@ -250,11 +304,13 @@ impl Listeners {
         }
     }
 
-    /// Every accept loop's task but the admin listener's (at shutdown).
+    /// Every accept loop's task but the admin listener's (at shutdown); Unix-domain sockets'
+    /// files are removed.
     pub(super) fn take_accept_tasks(&mut self) -> Vec<JoinHandle<()>> {
         let mut out = std::mem::take(&mut self.draining);
         for o in self.open.iter_mut().filter(|o| o.kind != Kind::Admin) {
             out.append(&mut o.tasks);
+            unlink(&o.configured);
         }
         out
     }
@@ -278,6 +334,61 @@ impl Listeners {
         {
             t.abort();
         }
+    }
+}
+
+/// One worker's socket, not yet in its runtime.
+enum Socket {
+    Tcp(std::net::TcpListener),
+    Unix(StdUnixListener),
+}
+
+impl Socket {
+    /// The socket in the current (worker's) runtime.
+    fn into_tokio(self) -> std::io::Result<Acceptor> {
+        match self {
+            Socket::Tcp(s) => TcpListener::from_std(s).map(Acceptor::Tcp),
+            Socket::Unix(s) => tokio::net::UnixListener::from_std(s).map(Acceptor::Unix),
+        }
+    }
+}
+
+/// The TCP sockets among `sockets` (the admin listener has no other).
+fn tcp_sockets(sockets: Vec<Socket>) -> impl Iterator<Item = std::net::TcpListener> {
+    sockets.into_iter().filter_map(|s| match s {
+        Socket::Tcp(s) => Some(s),
+        Socket::Unix(_) => None,
+    })
+}
+
+/// Binds a Unix-domain socket at `path` (non-blocking), with a descriptor for each of `n`
+/// workers. A socket file left by a process that is gone is replaced; one that something
+/// still listens on, or a file that is not a socket, is an error.
+fn bind_unix(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<StdUnixListener>> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!("the path exists and is not a socket");
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another process listens on this socket");
+        }
+        std::fs::remove_file(path)?;
+    }
+    let first = StdUnixListener::bind(path)?;
+    first.set_nonblocking(true)?;
+    let mut out = Vec::with_capacity(n.max(1));
+    for _ in 1..n.max(1) {
+        out.push(first.try_clone()?);
+    }
+    out.insert(0, first);
+    Ok(out)
+}
+
+/// Removes a Unix-domain socket listener's file (nothing for TCP).
+fn unlink(l: &ListenAddr) {
+    if let ListenAddr::Unix(path) = l {
+        let _ = std::fs::remove_file(path);
     }
 }
 

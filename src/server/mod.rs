@@ -99,13 +99,7 @@ impl Shared {
     fn bound(&self, kind: Kind) -> Vec<SocketAddr> {
         lock(&self.listeners)
             .as_ref()
-            .map(|l| {
-                l.open
-                    .iter()
-                    .filter(|o| o.kind == kind)
-                    .map(|o| o.bound)
-                    .collect()
-            })
+            .map(|l| tcp(l.open.iter().filter(|o| o.kind == kind).map(|o| &o.bound)))
             .unwrap_or_default()
     }
 }
@@ -139,7 +133,10 @@ impl Overrides {
             config.server.access_log = false;
         }
         if self.listen.is_some() || self.admin.is_some() {
-            let wanted = wanted(config, self.admin_enabled());
+            let wanted: Vec<(Kind, SocketAddr)> = wanted(config, self.admin_enabled())
+                .into_iter()
+                .filter_map(|(k, a)| tcp([&a]).first().map(|a| (k, *a)))
+                .collect();
             for (j, (kb, b)) in wanted.iter().enumerate() {
                 if let Some((ka, a)) = wanted[..j]
                     .iter()
@@ -233,11 +230,14 @@ impl Langur {
         let mut bound = Vec::new();
         let mut ours: Vec<SocketAddr> = given.iter().map(|g| g.1).collect();
         for (kind, addr) in wanted(&config, admin) {
-            if given.iter().any(|g| g.0 == kind && g.1 == addr) {
+            if given
+                .iter()
+                .any(|g| g.0 == kind && crate::config::ListenAddr::Tcp(g.1) == addr)
+            {
                 continue; // bound by the caller: served below
             }
-            let b = ls.bind(kind, addr, config.server.reuse_port, &ours)?;
-            ours.extend(b.sockets.first().and_then(|s| s.local_addr().ok()));
+            let b = ls.bind(kind, &addr, config.server.reuse_port, &ours)?;
+            ours.extend(b.local().ok().and_then(|l| tcp([&l]).first().copied()));
             bound.push(b);
         }
         let mut shared = new_shared(&config, 1)?;
@@ -248,8 +248,8 @@ impl Langur {
                 0,
                 Bound {
                     kind,
-                    configured: addr,
-                    sockets: vec![socket],
+                    configured: crate::config::ListenAddr::Tcp(addr),
+                    sockets: listeners::Sockets::Tcp(vec![socket]),
                 },
             );
         }
@@ -402,8 +402,8 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
     let mut bound = Vec::new();
     let mut ours = Vec::new();
     for (kind, addr) in wanted(&config, admin) {
-        let b = ls.bind(kind, addr, config.server.reuse_port, &ours)?;
-        ours.extend(b.sockets.first().and_then(|s| s.local_addr().ok()));
+        let b = ls.bind(kind, &addr, config.server.reuse_port, &ours)?;
+        ours.extend(b.local().ok().and_then(|l| tcp([&l]).first().copied()));
         bound.push(b);
     }
     let threads = WorkerThreads::start(runtimes)?;
@@ -502,9 +502,9 @@ mod listeners;
 mod reload;
 mod runtime;
 
-use accept::accept_loop;
+use accept::{accept_loop, Acceptor};
 pub use listeners::bind;
-use listeners::{wanted, Bound, Kind, Listeners, Slots};
+use listeners::{tcp, wanted, Bound, Kind, Listeners, Slots};
 pub use reload::reload;
 pub(crate) use runtime::new_shared;
 pub use runtime::{build_runtime, build_runtime_from, instance_name};

@@ -129,10 +129,10 @@ fn plan_listeners(ls: &Listeners, config: &Config, admin: bool) -> anyhow::Resul
         }
     }
     let removed = (0..ls.open.len()).filter(|&i| unmatched[i]).collect();
-    let ours: Vec<SocketAddr> = ls.open.iter().map(|o| o.bound).collect();
+    let ours: Vec<SocketAddr> = tcp(ls.open.iter().map(|o| &o.bound));
     let mut opened = Vec::new();
     for (kind, addr) in fresh {
-        opened.push(ls.bind(kind, addr, config.server.reuse_port, &ours)?);
+        opened.push(ls.bind(kind, &addr, config.server.reuse_port, &ours)?);
     }
     Ok(Plan { opened, removed })
 }
@@ -145,7 +145,7 @@ fn servers_kept(new: &Runtime, old: &Runtime) -> usize {
         .map(|(p, o)| {
             p.servers
                 .iter()
-                .filter(|s| o.servers.iter().any(|x| x.addr == s.addr))
+                .filter(|s| o.servers.iter().any(|x| x.same_endpoint(s)))
                 .count()
         })
         .sum()

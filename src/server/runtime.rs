@@ -60,7 +60,7 @@ pub fn build_runtime_from(
                 continue;
             };
             for s in &p.servers {
-                if let Some(prev) = o.servers.iter().find(|x| x.addr == s.addr) {
+                if let Some(prev) = o.servers.iter().find(|x| x.same_endpoint(s)) {
                     s.carry_from(prev);
                 }
             }

@@ -335,6 +335,8 @@ pub struct Target<'a> {
     pub protocol: crate::config::Protocol,
     /// Longest silence while a response is awaited or read.
     pub read_timeout: Duration,
+    /// A server on a Unix-domain socket: its path (`addr` is then a placeholder).
+    pub unix: Option<&'a std::path::Path>,
     /// `send_proxy`: the PROXY header written first, and the client it names (an HTTP/1.1
     /// connection is reused only for that client; an HTTP/2 one is not shared).
     pub proxy: Option<(&'a [u8], std::net::SocketAddr)>,
@@ -350,6 +352,10 @@ pub async fn connect(
 ) -> std::io::Result<Sender> {
     let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
     let started = Instant::now();
+    if let Some(path) = to.unix {
+        let io = connect_unix(path, to.proxy.map(|p| p.0), connect_timeout).await?;
+        return handshake(io, to, peer).await;
+    }
     let mut stream = match timeout(connect_timeout, TcpStream::connect(to.addr)).await {
         Ok(r) => r?,
         Err(_) => return Err(timed_out()),
@@ -358,15 +364,7 @@ pub async fn connect(
     if let Some((header, _)) = to.proxy {
         // The PROXY header comes first, before any TLS.
         let left = connect_timeout.saturating_sub(started.elapsed());
-        match timeout(
-            left,
-            tokio::io::AsyncWriteExt::write_all(&mut stream, header),
-        )
-        .await
-        {
-            Ok(r) => r?,
-            Err(_) => return Err(timed_out()),
-        }
+        write_first(&mut stream, header, left).await?;
     }
     let io = match to.tls {
         None => h1::Io::Tcp(stream),
@@ -380,32 +378,85 @@ pub async fn connect(
         }
     };
     match to.protocol {
-        crate::config::Protocol::H1 => {
-            let mut conn = h1::Conn::new(io, peer, to.read_timeout);
-            conn.proxied = to.proxy.map(|(_, source)| source);
-            Ok(Sender::H1(conn))
-        }
-        crate::config::Protocol::H2 => {
-            let watch = Arc::new(Watch::default());
-            let io = TimedIo::new(Box::new(TokioIo::new(io)), watch.clone(), to.read_timeout);
-            let (sender, conn) =
-                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .handshake(io)
-                    .await
-                    .map_err(std::io::Error::other)?;
-            // A session of the server: `shutdown-sessions` can end it.
-            peer.spawn_session(async move {
-                let _ = conn.await;
-            });
-            let conn = H2 { sender, watch };
-            if to.proxy.is_none() {
-                // Shared by every request (a PROXY header would name one client).
-                *peer.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
-            }
-            Ok(Sender::H2(conn))
-        }
+        crate::config::Protocol::H1 => Ok(h1_sender(io, to, peer)),
+        crate::config::Protocol::H2 => h2_handshake(io, to, peer).await,
     }
+}
+
+/// Writes a PROXY header within `limit`.
+async fn write_first<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    header: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match timeout(limit, tokio::io::AsyncWriteExt::write_all(stream, header)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        )),
+    }
+}
+
+/// A connection to a server on a Unix-domain socket, with its PROXY header written, within
+/// `limit`.
+async fn connect_unix(
+    path: &std::path::Path,
+    header: Option<&[u8]>,
+    limit: Duration,
+) -> std::io::Result<h1::Io> {
+    let started = Instant::now();
+    let mut stream = match timeout(limit, tokio::net::UnixStream::connect(path)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        }
+    };
+    if let Some(h) = header {
+        write_first(&mut stream, h, limit.saturating_sub(started.elapsed())).await?;
+    }
+    Ok(h1::Io::Unix(stream))
+}
+
+/// A new connection's protocol side: HTTP/1.1 as it is, or the HTTP/2 handshake.
+async fn handshake(io: h1::Io, to: &Target<'_>, peer: &Arc<Peer>) -> std::io::Result<Sender> {
+    match to.protocol {
+        crate::config::Protocol::H1 => Ok(h1_sender(io, to, peer)),
+        crate::config::Protocol::H2 => h2_handshake(io, to, peer).await,
+    }
+}
+
+/// A new HTTP/1.1 connection, tagged with the client its PROXY header announced.
+fn h1_sender(io: h1::Io, to: &Target<'_>, peer: &Arc<Peer>) -> Sender {
+    let mut conn = h1::Conn::new(io, peer, to.read_timeout);
+    conn.proxied = to.proxy.map(|(_, source)| source);
+    Sender::H1(conn)
+}
+
+/// The HTTP/2 handshake of a new connection, its task a session of the server; the
+/// connection is then shared by every request, unless it carries a PROXY header (which names
+/// one client).
+async fn h2_handshake(io: h1::Io, to: &Target<'_>, peer: &Arc<Peer>) -> std::io::Result<Sender> {
+    let watch = Arc::new(Watch::default());
+    let io = TimedIo::new(Box::new(TokioIo::new(io)), watch.clone(), to.read_timeout);
+    let (sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(std::io::Error::other)?;
+    // A session of the server: `shutdown-sessions` can end it.
+    peer.spawn_session(async move {
+        let _ = conn.await;
+    });
+    let conn = H2 { sender, watch };
+    if to.proxy.is_none() {
+        *peer.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+    }
+    Ok(Sender::H2(conn))
 }
 
 /// A boxed upstream I/O (TCP or TLS), so both kinds make the same connection type.

@@ -572,3 +572,204 @@ async fn the_access_log_shows_the_announced_client() {
     .unwrap();
     assert!(line.contains("203.0.113.77"), "{line}");
 }
+
+/// A fresh directory for sockets.
+fn socket_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("langur-unix-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `bytes` on a new connection to the Unix-domain socket at `path` and reads until it
+/// closes.
+async fn unix_exchange(path: &std::path::Path, pieces: &[&[u8]]) -> String {
+    let mut s = tokio::net::UnixStream::connect(path).await.unwrap();
+    for p in pieces {
+        s.write_all(p).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test]
+async fn a_unix_socket_listener_serves_and_its_peer_can_be_trusted() {
+    let b = Backend::start("b").await;
+    let d = socket_dir("listen");
+    let sock = d.join("l.sock");
+    // A socket file left by a process that is gone is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let lg = langur_toml(&format!(
+        "[server]\nlisten = [\"unix:{s}\"]\ntrusted_proxies = [\"unix\"]\n\
+         [[route]]\npath = \"/denied\"\ndeny = [\"203.0.113.0/24\"]\npool = \"p\"\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr,
+        s = sock.display()
+    ))
+    .await;
+    let out = unix_exchange(&sock, &[GET]).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    // Keep-alive over the socket: parked and woken again.
+    let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        assert_eq!(
+            seen(&b, "x-forwarded-for").as_deref(),
+            Some("203.0.113.5, 127.0.0.1")
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let denied = b"GET /denied HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.5\r\nConnection: close\r\n\r\n";
+    let out = unix_exchange(&sock, &[denied]).await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    // The TCP listener's clients are not trusted.
+    let r = request(
+        lg.listen_addrs()[0],
+        Method::GET,
+        "/denied",
+        &[("x-forwarded-for", "203.0.113.5")],
+        body(""),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    lg.shutdown().await;
+    assert!(!sock.exists(), "the socket file is removed at shutdown");
+}
+
+#[tokio::test]
+async fn proxy_headers_over_a_unix_socket() {
+    let b = Backend::start("b").await;
+    let d = socket_dir("pp");
+    let sock = d.join("pp.sock");
+    let lg = langur_toml(&format!(
+        "[server]\nlisten = [\"unix:{s}\"]\nproxy_protocol = [\"unix:{s}\"]\n\
+         proxy_protocol_from = [\"unix\"]\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr,
+        s = sock.display()
+    ))
+    .await;
+    // The header and the request in one write (bytes after the header are handed on), then
+    // in pieces.
+    let v1 = b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 80\r\n";
+    let out = unix_exchange(&sock, &[&[&v1[..], GET].concat()]).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("203.0.113.7"));
+    let out = unix_exchange(&sock, &[&v1[..9], &v1[9..], GET]).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(unix_exchange(&sock, &[GET]).await, "");
+    // The TCP listener is not covered.
+    let r = get(lg.listen_addrs()[0], "/headers").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(refused(&lg), [0, 1, 0, 0]);
+}
+
+/// An origin on a Unix-domain socket: records the first bytes of every connection (to the end
+/// of a request head) and answers `200 unix`.
+fn unix_origin(path: &std::path::Path) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let l = tokio::net::UnixListener::bind(path).unwrap();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    got.extend_from_slice(&buf[..n]);
+                    if find(&got, b"\r\n\r\n").is_some() {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nunix")
+                            .await;
+                        break;
+                    }
+                }
+                record.lock().unwrap().push(got);
+            });
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn a_server_on_a_unix_socket_with_checks_and_proxy_headers() {
+    let d = socket_dir("up");
+    let sock = d.join("app.sock");
+    let seen = unix_origin(&sock);
+    let lg = langur_toml(&format!(
+        "[[route]]\npath_prefix = \"/\"\npool = \"p\"\n\
+         [pools.p]\nservers = [\"unix:{s}\"]\nsend_proxy = \"v1\"\n\
+         check = {{ type = \"http\", path = \"/health\", interval = \"100ms\" }}\n",
+        s = sock.display()
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut s = TcpStream::connect(at).await.unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out).to_string();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("unix"), "{out}");
+    let all = seen.lock().unwrap().clone();
+    let checks: Vec<&Vec<u8>> = all
+        .iter()
+        .filter(|c| find(c, b"GET /health").is_some())
+        .collect();
+    assert!(!checks.is_empty(), "checks reach the socket");
+    assert!(checks
+        .iter()
+        .all(|c| c.starts_with(b"PROXY UNKNOWN\r\nGET /health HTTP/1.1\r\n")));
+    let sent = all.iter().find(|c| find(c, b"GET /x").is_some()).unwrap();
+    let header = format!(
+        "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\n",
+        me.port(),
+        at.port()
+    );
+    assert!(
+        sent.starts_with(header.as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(sent)
+    );
+    // Config errors name the file and line.
+    let bad = langur::config::parse_str(
+        "u.toml",
+        "[[route]]\npath_prefix = \"/\"\npool = \"p\"\n\
+         [pools.p]\nservers = [\"unix:relative.sock\"]\n",
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("u.toml:5") && bad.contains("absolute path"),
+        "{bad}"
+    );
+    let bad = langur::config::parse_str(
+        "u.toml",
+        "[server]\nlisten = [\"unix:/tmp/a.sock\", \"unix:/tmp/a.sock\"]\n",
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("u.toml:2") && bad.contains("named twice"),
+        "{bad}"
+    );
+}

@@ -195,7 +195,7 @@ fn server_row(p: &Pool, s: &Server, pid: usize, sid: usize, sum: &mut Sum) -> Ro
     }
     row.set("hrsp_other", "0");
     row.set("req_tot", reqs.to_string());
-    row.set("addr", s.addr.to_string());
+    row.set("addr", super::address(s));
     row.set("mode", "http");
     row
 }

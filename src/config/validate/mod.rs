@@ -182,7 +182,7 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
 pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     // Every listening address with its line (none for a default), for the overlap check.
     let mut bound: Vec<Bound> = Vec::new();
-    let listen = client_listen(&raw.listen, diag, &mut bound);
+    let (listen, listen_unix) = client_listen(&raw.listen, diag, &mut bound);
     let workers = ranged(diag, raw.workers.as_ref(), "workers", 1, 1024).map(|n| n as usize);
     let admin = admin(&raw, diag, &mut bound);
     let pools: Vec<Option<PoolConfig>> = raw
@@ -197,7 +197,8 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let h2 = h2(&raw, diag);
     let site = rules::site(&raw, &routes::base_dir(&diag.file), diag);
     let tls = tls_listen(&raw, diag, &mut bound);
-    let clients = clients::clients(&raw, &listeners_of(&listen, tls.as_ref()), diag);
+    let listeners = listeners_of(&listen, &listen_unix, tls.as_ref());
+    let clients = clients::clients(&raw, &listeners, diag);
     overlaps(&bound, diag);
 
     if !diag.errors.is_empty() {
@@ -208,6 +209,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         source: diag.file.clone(),
         server: ServerSettings {
             listen,
+            listen_unix,
             workers,
             access_log: raw.access_log.unwrap_or(true),
             name: raw.name.map(|n| n.value),
@@ -226,16 +228,28 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     })
 }
 
-/// The client listeners: the addresses that resolve (the others are reported), or
-/// [`DEFAULT_LISTEN`] when the file names none. Each is added to `bound`.
-fn client_listen(list: &[At<String>], diag: &mut Diag, bound: &mut Vec<Bound>) -> Vec<SocketAddr> {
+/// The client listeners: the addresses that resolve (the others are reported) and the
+/// Unix-domain sockets (`unix:PATH`, each path once), or [`DEFAULT_LISTEN`] when the file names
+/// none. Each TCP one is added to `bound`.
+fn client_listen(
+    list: &[At<String>],
+    diag: &mut Diag,
+    bound: &mut Vec<Bound>,
+) -> (Vec<SocketAddr>, Vec<std::path::PathBuf>) {
     let mut listen = Vec::new();
+    let mut unix: Vec<std::path::PathBuf> = Vec::new();
     for a in list {
-        match resolve(&a.value) {
-            Ok(addr) => {
+        match clients::listen_addr(&a.value) {
+            Ok(ListenAddr::Tcp(addr)) => {
                 listen.push(addr);
                 bound.push((addr, Some(a.line), "a client listener"));
             }
+            Ok(ListenAddr::Unix(path)) if unix.contains(&path) => diag.error(
+                a.line,
+                Some("listen"),
+                format!("`listen`: {} is named twice", a.value),
+            ),
+            Ok(ListenAddr::Unix(path)) => unix.push(path),
             Err(e) => diag.error(a.line, Some("listen"), format!("bad listen address: {e}")),
         }
     }
@@ -244,13 +258,23 @@ fn client_listen(list: &[At<String>], diag: &mut Diag, bound: &mut Vec<Bound>) -
         listen.push(addr);
         bound.push((addr, None, "the default client listener"));
     }
-    listen
+    (listen, unix)
 }
 
 /// The client and TLS listeners, as configured.
-fn listeners_of(listen: &[SocketAddr], tls: Option<&TlsListen>) -> Vec<ListenAddr> {
+fn listeners_of(
+    listen: &[SocketAddr],
+    unix: &[std::path::PathBuf],
+    tls: Option<&TlsListen>,
+) -> Vec<ListenAddr> {
     let tls = tls.map(|t| &t.listen[..]).unwrap_or_default();
-    listen.iter().chain(tls).map(|a| ListenAddr::Tcp(*a)).collect()
+    let unix = unix.iter().map(|p| ListenAddr::Unix(p.clone()));
+    listen
+        .iter()
+        .chain(tls)
+        .map(|a| ListenAddr::Tcp(*a))
+        .chain(unix)
+        .collect()
 }
 
 /// `[admin]` (`[ADMIN]`): its listener, token and extra host names.

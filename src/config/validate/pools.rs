@@ -45,6 +45,14 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
     let queue = queue(p.queue.as_ref(), diag);
     let send_proxy =
         super::clients::send_proxy(setting(&s.send_proxy, &defaults.send_proxy), protocol, diag);
+    if tls.is_some() {
+        if let Some(u) = servers.iter().find(|s| s.unix.is_some()) {
+            diag.error(p.line, Some("tls"), format!(
+                "pool `{}`: TLS to a server on a Unix-domain socket ({}) is not supported; leave `tls` off for it",
+                p.name, u.name
+            ));
+        }
+    }
     Some(PoolConfig {
         name: p.name.clone(),
         balance,
@@ -202,16 +210,24 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
     for rs in &p.servers {
         let check = server_check(rs, p.check.as_ref(), diag);
         let weight = ranged(diag, rs.weight.as_ref(), "weight", 1, 1000).map_or(1, |n| n as u32);
-        match resolve(&rs.address.value) {
-            Ok(addr) => {
+        match super::clients::listen_addr(&rs.address.value) {
+            Ok(at) => {
+                let (addr, unix) = match at {
+                    ListenAddr::Tcp(a) => (a, None),
+                    ListenAddr::Unix(p) => (UNIX_SERVER, Some(p)),
+                };
                 // A server listed twice is one server with the weights added: the reference's
                 // "weighted round robin by repeating a server".
-                if let Some(existing) = servers.iter_mut().find(|x| x.addr == addr) {
+                if let Some(existing) = servers
+                    .iter_mut()
+                    .find(|x| x.addr == addr && x.unix == unix)
+                {
                     existing.weight += weight;
                 } else {
                     servers.push(ServerConfig {
                         name: rs.address.value.clone(),
                         addr,
+                        unix,
                         weight,
                         backup: rs.backup.unwrap_or(false),
                         check,

@@ -196,9 +196,14 @@ impl Conn {
         if self.buf.capacity() == 0 {
             self.buf.reserve(READ_SIZE);
         }
-        if let Io::Tcp(s) = &self.io {
-            // Checks tokio's readiness first: no system call, and no waker to register.
-            return matches!(s.try_read_buf(&mut self.buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        // Checks tokio's readiness first: no system call, and no waker to register.
+        let tried = match &self.io {
+            Io::Tcp(s) => Some(s.try_read_buf(&mut self.buf)),
+            Io::Unix(s) => Some(s.try_read_buf(&mut self.buf)),
+            _ => None,
+        };
+        if let Some(r) = tried {
+            return matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         }
         let mut cx = noop_context();
         matches!(
@@ -215,14 +220,15 @@ impl Conn {
         if !self.is_reusable() {
             return false;
         }
-        let tcp = match &self.io {
-            Io::Tcp(s) => s,
-            Io::Tls(s) => s.get_ref().0,
+        let socket = match &self.io {
+            Io::Tcp(s) => socket2::SockRef::from(s),
+            Io::Tls(s) => socket2::SockRef::from(s.get_ref().0),
+            Io::Unix(s) => socket2::SockRef::from(s),
             Io::Mem(_) => return true,
         };
         let mut byte = [MaybeUninit::<u8>::uninit(); 1];
         matches!(
-            socket2::SockRef::from(tcp).peek(&mut byte),
+            socket.peek(&mut byte),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock
         )
     }
