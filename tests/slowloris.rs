@@ -1,7 +1,9 @@
-//! Slow clients: a test binary of its own, so no other test's load shares the machine with it
-//! while it measures a normal client's latency.
+//! Slow clients: a test binary of its own (the other integration tests are one binary,
+//! tests/it), so no other test's load shares the machine with it while it measures a normal
+//! client's latency.
 
-use crate::common;
+#[path = "it/common/mod.rs"]
+mod common;
 
 use common::*;
 use std::sync::Arc;
