@@ -6,6 +6,7 @@ mod cache;
 mod cache_rules;
 mod cli;
 mod client_h1;
+mod clients;
 mod common;
 mod connections;
 mod core;
