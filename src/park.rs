@@ -129,7 +129,9 @@ impl Lot {
 
     /// Parks an idle connection until its client sends again (or closes), or `keepalive`
     /// passes. Gives the connection back if the client sent something already (and drops it
-    /// if the client closed it).
+    /// if the client closed it). The connection comes back by value: that is the rare path,
+    /// and boxing it would cost an allocation per parking.
+    #[allow(clippy::result_large_err)]
     pub fn park(&self, conn: Parked, keepalive: Duration) -> Result<(), Parked> {
         let (key, generation) = {
             let mut st = self.0.lock();
