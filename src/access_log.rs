@@ -1,8 +1,26 @@
-//! The access log: one line per request through `tracing` (target `langur::access`), written
-//! when the response body is finished or abandoned, so it has the real byte count and total time.
+//! The access log: one line per request, written when the response body is finished or
+//! abandoned, so it has the real byte count and total time.
+//!
+//! On the request path a line is a boxed [`Line`] filled as the phases learn things (route,
+//! pool, server, timings, cache, reason); at the end it is handed to its [`Sink`]'s bounded
+//! queue (`try_send`: a full queue drops the line and counts it, a request never waits). The
+//! sink's writer thread formats lines ([`format`]: logfmt, JSON, combined, HAProxy's httplog, a
+//! template), writes them in batches to stdout, stderr, a file (reopened on `SIGUSR1`) or
+//! syslog, and turns traced requests into spans for the OTLP exporter ([`otlp`]). W3C trace
+//! context on the request path is [`trace`]'s.
 
+mod format;
+mod otlp;
+mod sink;
+pub mod trace;
+
+pub use sink::{reopen, wait_for_writers, Sink};
+
+use crate::session::{ClientInfo, ConnState, TlsInfo};
+use http::header::{HeaderValue, HOST, REFERER, USER_AGENT};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// One access-log line on its way: boxed, so a request carries a pointer through the pipeline
@@ -23,19 +41,41 @@ impl std::ops::DerefMut for AccessLog {
     }
 }
 
-/// Everything one access-log line says.
+/// Everything one access-log line says (see `config::log::Field` for each field's meaning).
 #[derive(Debug)]
 pub struct Line {
     pub client: SocketAddr,
     pub method: http::Method,
-    pub path: String,
+    /// The target as the client sent it (path, query; the authority of an HTTP/2 request).
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub scheme: &'static str,
+    pub host: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub referer: Option<HeaderValue>,
+    /// The request body's `Content-Length` (`Some(0)` without a body, `None` when chunked).
+    pub bytes_in: Option<u64>,
+    pub tls: Option<TlsInfo>,
     pub status: u16,
+    /// Body bytes sent to the client.
     pub bytes: u64,
+    /// Index of the route that matched.
+    pub route: Option<usize>,
     pub pool: Option<Arc<str>>,
     pub server: Option<Arc<str>>,
+    /// Time waited in the pool's queue.
+    pub queue: Option<Duration>,
+    /// Time to open the connection to the server (zero when an idle one was reused).
+    pub connect: Option<Duration>,
     /// From the request leaving for the server to its response head arriving.
     pub upstream_ms: Option<f64>,
+    /// When the forward phase began (the pool's pick), from `start`.
+    pub forwarded: Option<Duration>,
+    /// When the request left for the server, from `start`.
+    pub sent: Option<Duration>,
     pub start: Instant,
+    /// From `start` to the end of the response body (set when the line is written).
+    pub total: Duration,
     /// Empty when all went well; otherwise why it did not (`no_server`, `client_aborted`, ...).
     pub reason: &'static str,
     /// What the cache did (`hit`, `miss`, `stale`, `revalidated`, `bypass`), empty if unused.
@@ -44,48 +84,90 @@ pub struct Line {
     pub rewritten: Option<String>,
     /// The request ID (`[server] request_id`).
     pub request_id: Option<http::HeaderValue>,
+    /// The request's W3C trace context (see [`trace`]).
+    pub trace: Option<trace::Trace>,
+    /// Taken when the line is sent, so a queued line holds no sink.
+    sink: Option<Arc<Sink>>,
 }
 
 impl AccessLog {
-    pub fn new(client: SocketAddr, method: &http::Method, path: &str, start: Instant) -> AccessLog {
-        AccessLog(Box::new(Line {
-            client,
-            method: method.clone(),
-            path: path.to_string(),
+    /// A line for a request when the log (or tracing) is on: [`AccessLog::new`] with `sink`.
+    #[inline]
+    pub fn start<B>(
+        sink: Option<&Arc<Sink>>,
+        req: &http::Request<B>,
+        client: &ClientInfo,
+        conn: &ConnState,
+    ) -> Option<AccessLog> {
+        sink.map(|s| AccessLog::new(s, req, client, conn))
+    }
+
+    /// A line for a request from `client` on `conn`, beginning now. Reads only the request
+    /// fields its sink's format shows.
+    pub fn new<B>(
+        sink: &Arc<Sink>,
+        req: &http::Request<B>,
+        client: &ClientInfo,
+        conn: &ConnState,
+    ) -> AccessLog {
+        let h = req.headers();
+        let shows = sink.shows();
+        let mut line = Box::new(Line {
+            client: client.addr,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            scheme: client.scheme,
+            host: None,
+            user_agent: None,
+            referer: None,
+            bytes_in: None,
+            tls: conn.tls.clone(),
             status: 0,
             bytes: 0,
+            route: None,
             pool: None,
             server: None,
+            queue: None,
+            connect: None,
             upstream_ms: None,
-            start,
+            forwarded: None,
+            sent: None,
+            start: Instant::now(),
+            total: Duration::ZERO,
             reason: "",
             cache: "",
             rewritten: None,
             request_id: None,
-        }))
+            trace: None,
+            sink: Some(sink.clone()),
+        });
+        if shows.request_fields {
+            line.host = h.get(HOST).cloned();
+            line.user_agent = h.get(USER_AGENT).cloned();
+            line.referer = h.get(REFERER).cloned();
+            line.bytes_in = body_length(req);
+        }
+        if shows.trace_id {
+            line.trace = trace::observe(h);
+        }
+        AccessLog(line)
     }
 
-    pub fn emit(&self) {
-        let total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: "langur::access",
-            client = %self.client,
-            method = %self.method,
-            path = %self.path,
-            status = self.status,
-            bytes = self.bytes,
-            pool = self.pool.as_deref().unwrap_or("-"),
-            server = self.server.as_deref().unwrap_or("-"),
-            upstream_ms = format_args!("{:.3}", self.upstream_ms.unwrap_or(-1.0)),
-            total_ms = format_args!("{total_ms:.3}"),
-            reason = if self.reason.is_empty() { "-" } else { self.reason },
-            cache = if self.cache.is_empty() { "-" } else { self.cache },
-            rewritten = self.rewritten.as_deref().unwrap_or("-"),
-            request_id = self
-                .request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-"),
-        );
+    /// Hands the line to its sink's writer (never waits: a full queue drops it and counts it).
+    pub fn emit(mut self) {
+        self.total = self.start.elapsed();
+        if let Some(sink) = self.sink.take() {
+            sink.send(self.0);
+        }
+    }
+}
+
+/// The request body's length as announced: 0 without a body, `None` when chunked.
+fn body_length<B>(req: &http::Request<B>) -> Option<u64> {
+    match req.headers().get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.to_str().ok()?.trim().parse().ok(),
+        None if req.headers().contains_key(http::header::TRANSFER_ENCODING) => None,
+        None => Some(0),
     }
 }

@@ -129,3 +129,76 @@ pub fn check(path: &std::path::Path) -> i32 {
         }
     }
 }
+
+/// The application log's filter from `LANGUR_LOG` (`info` when unset or empty): a level as
+/// people write it (`warning` or `warn`, `err`, `DEBUG`, ...), or comma-separated
+/// `TARGET=LEVEL` directives (`info,langur::proxy=debug`). A word that is not a level is an
+/// error naming it (tracing's own parser would take it for a target name and log nothing else).
+pub fn log_filter(text: Option<&str>) -> Result<tracing_subscriber::EnvFilter, String> {
+    let text = text
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or("info");
+    let mut directives = Vec::new();
+    for d in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let normalized = match d.rsplit_once('=') {
+            _ if d.contains('[') => d.to_string(),
+            Some((target, lvl)) => match level(lvl) {
+                Some(l) => format!("{target}={l}"),
+                None => return Err(unknown_level(lvl)),
+            },
+            None => level(d).ok_or_else(|| unknown_level(d))?.to_string(),
+        };
+        directives.push(normalized);
+    }
+    tracing_subscriber::EnvFilter::try_new(directives.join(","))
+        .map_err(|e| format!("LANGUR_LOG=`{text}`: {e}"))
+}
+
+fn unknown_level(word: &str) -> String {
+    format!(
+        "LANGUR_LOG: unknown level `{word}` (write trace, debug, info, warn, error or off, or TARGET=LEVEL)"
+    )
+}
+
+/// A level's name as tracing knows it, from the names people use.
+fn level(word: &str) -> Option<&'static str> {
+    Some(match word.trim().to_ascii_lowercase().as_str() {
+        "trace" | "all" => "trace",
+        "debug" => "debug",
+        "info" | "information" | "notice" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "err" | "critical" | "crit" | "fatal" => "error",
+        "off" | "none" | "quiet" => "off",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn log_levels_as_people_write_them() {
+        for ok in [
+            "warning",
+            "WARN",
+            "err",
+            "debug",
+            "",
+            "info,langur::proxy=warning",
+            "off",
+        ] {
+            assert!(log_filter(Some(ok)).is_ok(), "{ok}");
+        }
+        assert_eq!(log_filter(Some("warning")).unwrap().to_string(), "warn");
+        assert_eq!(
+            log_filter(Some("info,hyper=Warning")).unwrap().to_string(),
+            "hyper=warn,info"
+        );
+        let e = log_filter(Some("verbose")).unwrap_err();
+        assert!(e.contains("unknown level `verbose`"), "{e}");
+        assert!(log_filter(Some("langur=loud")).is_err());
+        assert!(log_filter(None).is_ok());
+    }
+}

@@ -154,14 +154,12 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             let state = exchange.0.as_ref().expect("set above");
             let mut resp = if ambiguous {
                 // Both Content-Length and Transfer-Encoding, or Content-Length twice.
-                let log = rt.access_log.then(|| {
-                    crate::access_log::AccessLog::new(
-                        state.client.addr,
-                        req.method(),
-                        req.uri().path(),
-                        tokio::time::Instant::now(),
-                    )
-                });
+                let log = crate::access_log::AccessLog::start(
+                    rt.log.as_ref(),
+                    &req,
+                    &state.client,
+                    state,
+                );
                 proxy::error_response(crate::error::ErrorKind::BadRequest, log)
             } else {
                 proxy::handle(&rt, req.map(ClientIn::Hyper), &state.client, state).await
@@ -519,7 +517,9 @@ pub async fn serve_tls(
     let _active = active.enter();
     let mut client = ClientInfo::connected(Some(peer), origin);
     client.scheme = "https";
-    let state = Arc::new(ConnState::new(client));
+    let mut state = ConnState::new(client);
+    state.tls = Some(crate::session::TlsInfo::of(tls.get_ref().1));
+    let state = Arc::new(state);
     let svc = ProxyService {
         shared: shared.clone(),
         conn: state.clone(),

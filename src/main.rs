@@ -41,7 +41,10 @@ fn main() -> ExitCode {
             for w in config.self_loop_warnings() {
                 tracing::warn!("{w}");
             }
-            match langur::server::run_threaded_with(config, overrides) {
+            let served = langur::server::run_threaded_with(config, overrides);
+            // The last access-log lines and spans, written before the process ends.
+            langur::access_log::wait_for_writers(std::time::Duration::from_secs(5));
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("langur: {e:#}");
@@ -76,11 +79,17 @@ fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     }
 }
 
-/// Logs to stdout through a background writer, so a slow terminal never stalls requests.
+/// Logs to stdout through a background writer, so a slow terminal never stalls requests. The
+/// level comes from `LANGUR_LOG` ([`cli::log_filter`]); a bad one ends the start with exit 2.
 fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::EnvFilter;
+    let filter = match cli::log_filter(std::env::var("LANGUR_LOG").ok().as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("langur: {e}");
+            std::process::exit(2);
+        }
+    };
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let filter = EnvFilter::try_from_env("LANGUR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -12,6 +12,7 @@
 mod clients;
 mod error;
 mod legacy;
+pub mod log;
 mod raw;
 pub mod route;
 mod toml;
@@ -211,6 +212,10 @@ pub struct Config {
     pub site: route::SiteRules,
     pub pools: Vec<PoolConfig>,
     pub cache: CacheConfig,
+    /// `[log]`: the access log's format and destination.
+    pub log: log::LogSettings,
+    /// `[tracing]`: W3C trace context and span export; `None` when the section is absent.
+    pub tracing: Option<log::TracingSettings>,
     /// Things that are legal but probably wrong (`check` prints them).
     pub warnings: Vec<ConfigError>,
 }

@@ -43,6 +43,8 @@ pub(crate) struct RawConfig {
     pub hsts: Option<At<String>>,
     pub error_pages: Vec<(String, At<String>)>,
     pub request_id: Option<At<String>>,
+    pub log: super::log::RawLog,
+    pub tracing: Option<super::log::RawTracing>,
     /// `[defaults] rate_limit`: the routes' that set none.
     pub default_rate_limit: Option<RawRateLimit>,
     /// `[server]`'s client-identity keys.

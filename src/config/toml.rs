@@ -9,12 +9,13 @@ use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
 mod clients;
+mod log;
 mod route;
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &[
-    "server", "admin", "defaults", "route", "pools", "cache", "tls",
+    "server", "admin", "defaults", "route", "pools", "cache", "tls", "log", "tracing",
 ];
 const TLS_KEYS: &[&str] = &["listen", "certificates"];
 const CACHE_KEYS: &[&str] = &[
@@ -171,6 +172,8 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
                 r.cache(&mut raw.cache, k, v, line)
             }),
             "pools" => r.pools(&mut raw, val, line),
+            "log" => r.log(&mut raw, val),
+            "tracing" => r.tracing(&mut raw, val),
             other => r.diag.unknown_key(line, "the top level", other, TOP_KEYS),
         }
     }

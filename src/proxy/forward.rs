@@ -105,9 +105,13 @@ pub(crate) async fn forward(
         let in_flight = InFlight::new(server.clone());
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
-            let Some((mut sender, reused)) = open(pool, i, run.until, client).await else {
+            let Some((mut sender, connected)) = open(pool, i, run.until, client).await else {
                 continue 'servers;
             };
+            let reused = connected.is_none();
+            if let (Some(took), Some(l)) = (connected, &mut log) {
+                l.connect = Some(took);
+            }
             if !sender.ready().await {
                 if reused {
                     continue;
@@ -232,6 +236,8 @@ impl Attempts {
         }
         if let Some(l) = log {
             l.server = Some(server.name.clone());
+            l.forwarded = Some(self.started.saturating_duration_since(l.start));
+            l.queue = Some(self.place.queued);
         }
         Admission::Try(claim)
     }
@@ -343,7 +349,8 @@ fn give_up(pool: &Pool, last_error: ErrorKind, log: Option<AccessLog>) -> Respon
     }
 }
 
-/// A connection to server `i` of `pool`: an idle one (`true`: reused) or a new one. `None`:
+/// A connection to server `i` of `pool`: an idle one (no time) or a new one (the time its
+/// connect took). `None`:
 /// the connect failed, which counts against the server (high availability, passive health,
 /// `overload_backoff` on a timeout); the request is untouched and may go elsewhere.
 pub(super) async fn open(
@@ -351,17 +358,18 @@ pub(super) async fn open(
     i: usize,
     until: Instant,
     client: &ClientInfo,
-) -> Option<(Sender, bool)> {
+) -> Option<(Sender, Option<std::time::Duration>)> {
     let server = &pool.servers[i];
     let proxied = pool.send_proxy.map(|_| client.addr);
     if let Some(s) = take_connection(pool.protocol, &server.peer, proxied) {
-        return Some((s, true));
+        return Some((s, None));
     }
     let header = pool
         .send_proxy
         .map(|v| crate::upstream::proxy_header::header(v, client, server.addr));
     let mut to = target(pool, server);
     to.proxy = header.as_deref().zip(proxied);
+    let began = Instant::now();
     match connect(&to, &server.peer, connect_budget(pool, until)).await {
         Ok(s) => {
             let had = server.connect_succeeded();
@@ -373,7 +381,7 @@ pub(super) async fn open(
                     "connect succeeded on retry".into(),
                 );
             }
-            Some((s, false))
+            Some((s, Some(began.elapsed())))
         }
         Err(e) => {
             if e.kind() == std::io::ErrorKind::TimedOut {
@@ -453,6 +461,8 @@ pub(super) struct Place {
     pub(super) ticket: Option<crate::backend::queue::Ticket>,
     /// When the wait runs out (`[queue] timeout` from the first wait).
     pub(super) deadline: Option<Instant>,
+    /// How long it waited in all.
+    pub(super) queued: std::time::Duration,
     pub(super) waited: bool,
     /// The request's flow in a fair queue ([`fair_key`]).
     pub(super) key: u64,
@@ -484,6 +494,8 @@ impl Place {
         match tokio::time::timeout_at(queue_until.min(until), t.woken()).await {
             Ok(()) => {
                 t.rewait();
+                let entered = queue_until - pool.queue.config.timeout;
+                self.queued = Instant::now().saturating_duration_since(entered);
                 Ok(())
             }
             Err(_) if queue_until > until => Err(ErrorKind::RequestTimeout),
@@ -599,6 +611,7 @@ pub(super) fn respond(
     if let Some(l) = &mut log {
         l.status = parts.status.as_u16();
         l.upstream_ms = Some(took.as_secs_f64() * 1000.0);
+        l.sent = Some(sent_at.saturating_duration_since(l.start));
     }
     let reuse = Reusable {
         peer: server.peer.clone(),

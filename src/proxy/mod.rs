@@ -64,7 +64,10 @@ pub struct Runtime {
     pub via: HeaderValue,
     /// NAME, as looked for in incoming `Via` headers.
     pub via_token: Arc<str>,
-    pub access_log: bool,
+    /// Where access-log lines (and spans) go; `None` when neither is on (one branch).
+    pub log: Option<Arc<crate::access_log::Sink>>,
+    /// `[tracing]`: trace context continued or started on every request.
+    pub tracing: Option<crate::access_log::trace::Propagation>,
     /// What clients may send and how long they may take.
     pub limits: crate::config::Limits,
     /// The TLS listeners' configuration (re-read on reload: new handshakes take the new one).
@@ -140,9 +143,7 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let behind = behind_proxies(rt, client, req.headers());
     let client = behind.as_deref().unwrap_or(client);
-    let mut log = rt
-        .access_log
-        .then(|| AccessLog::new(client.addr, req.method(), req.uri().path(), Instant::now()));
+    let mut log = AccessLog::start(rt.log.as_ref(), &req, client, conn);
     // What the way back needs; boxed (and made only when a rule runs) so that requests without
     // rules do not carry it in their state.
     let mut post: Option<Box<rules::Post>> = None;
@@ -163,13 +164,16 @@ pub async fn handle(
         if headers::via_contains(req.headers(), &rt.via_token) {
             break 'answer error_response(ErrorKind::Loop, log);
         }
+        if let Some(tracing) = &rt.tracing {
+            trace_phase(tracing, &mut req, &mut log);
+        }
         if rt.site_active {
             let p = post.get_or_insert_with(Default::default);
             if let Some(r) = rules::site_request(rt, &mut req, client, p, &mut log) {
                 break 'answer r;
             }
         }
-        let Some((route_index, route_idx)) = route_phase(rt, &req, client) else {
+        let Some((route_index, route_idx)) = route_phase(rt, &req, client, &mut log) else {
             break 'answer error_response(ErrorKind::NoRoute, log);
         };
         let route = &rt.routes[route_idx];
@@ -264,13 +268,41 @@ fn behind_proxies(
         .map(Box::new)
 }
 
-/// The route phase: the first route whose matchers all match (only the path is read when
-/// no route matches on more).
-#[inline]
-fn route_phase<B>(rt: &Runtime, req: &Request<B>, client: &ClientInfo) -> Option<(usize, usize)> {
-    if !rt.router.needs_request() {
-        return rt.router.route(req.uri().path());
+/// The trace phase (`[tracing]` on): the request continues its caller's trace or starts one,
+/// with a span of this hop's own (see [`crate::access_log::trace`]).
+#[cold]
+fn trace_phase<B>(
+    tracing: &crate::access_log::trace::Propagation,
+    req: &mut Request<B>,
+    log: &mut Option<AccessLog>,
+) {
+    let trace = tracing.apply(req.headers_mut());
+    if let Some(l) = log {
+        l.trace = Some(trace);
     }
+}
+
+/// The route phase: the first route whose matchers all match (only the path is read when
+/// no route matches on more), noted in the access log.
+#[inline]
+fn route_phase<B>(
+    rt: &Runtime,
+    req: &Request<B>,
+    client: &ClientInfo,
+    log: &mut Option<AccessLog>,
+) -> Option<(usize, usize)> {
+    let found = match rt.router.needs_request() {
+        false => rt.router.route(req.uri().path()),
+        true => route_request(rt, req, client),
+    };
+    if let (Some((_, i)), Some(l)) = (found, log) {
+        l.route = Some(i);
+    }
+    found
+}
+
+/// [`route_phase`] when some route matches on more than the path.
+fn route_request<B>(rt: &Runtime, req: &Request<B>, client: &ClientInfo) -> Option<(usize, usize)> {
     let host = crate::matching::request_host(req.uri(), req.headers());
     rt.router.route_request(&crate::matching::Input {
         host: host.as_deref().unwrap_or(""),

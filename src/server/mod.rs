@@ -343,6 +343,7 @@ async fn wait_for_signal(shared: &Arc<Shared>) {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
     loop {
         tokio::select! {
             _ = term.recv() => return,
@@ -351,6 +352,8 @@ async fn wait_for_signal(shared: &Arc<Shared>) {
                 // reload() logs its own outcome
                 let _ = reload(shared);
             }
+            // logrotate's convention: the access log's file is opened again by name.
+            _ = usr1.recv() => crate::access_log::reopen(),
         }
     }
 }

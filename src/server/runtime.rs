@@ -80,7 +80,11 @@ pub fn build_runtime_from(
         via: HeaderValue::from_str(&format!("1.1 {instance}"))
             .context("instance name is not a valid header value")?,
         via_token: instance.clone(),
-        access_log: config.server.access_log,
+        log: log_sink(config, old)?,
+        tracing: config
+            .tracing
+            .as_ref()
+            .map(crate::access_log::trace::Propagation::new),
         limits: config.server.limits.clone(),
         tls: config.server.tls.as_ref().map(|t| t.config.clone()),
         h2c: config.server.h2c,
@@ -121,6 +125,25 @@ fn rate_limiters(
             }
         })
         .collect()
+}
+
+/// The access log's sink (and span export): the old runtime's when nothing about it changed,
+/// else a new one (its dropped-lines count carried over); `None` when both are off.
+fn log_sink(
+    config: &Config,
+    old: Option<&Runtime>,
+) -> anyhow::Result<Option<Arc<crate::access_log::Sink>>> {
+    let log = config.server.access_log.then_some(&config.log);
+    let settings = (log.cloned(), config.tracing.clone());
+    if settings == (None, None) {
+        return Ok(None);
+    }
+    let old = old.and_then(|o| o.log.as_ref());
+    if let Some(o) = old.filter(|o| o.settings == settings) {
+        return Ok(Some(o.clone()));
+    }
+    let dropped = old.map(|o| o.dropped().clone()).unwrap_or_default();
+    crate::access_log::Sink::start(log, config.tracing.as_ref(), dropped).map(Some)
 }
 
 /// Whether some `[server]` rule applies to every request.

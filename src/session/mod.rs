@@ -146,6 +146,8 @@ pub struct ConnState {
     pub(crate) upgrade: UpgradeSlot,
     /// The connection became a tunnel: its bytes are no longer HTTP to scan.
     pub(crate) tunnel: AtomicBool,
+    /// What the TLS handshake settled (TLS listeners only), for the access log.
+    pub tls: Option<TlsInfo>,
 }
 
 #[derive(Default)]
@@ -178,6 +180,7 @@ impl ConnState {
             manual: false,
             upgrade: UpgradeSlot::default(),
             tunnel: AtomicBool::new(false),
+            tls: None,
         }
     }
 
@@ -264,4 +267,40 @@ pub fn client_ip_value(ip: std::net::IpAddr) -> HeaderValue {
         v4 => v4.to_string(),
     };
     HeaderValue::from_str(&text).expect("an IP address is a valid header value")
+}
+
+/// A TLS connection's parameters as logs name them: the version (`TLSv1.3`), the cipher
+/// suite's IANA name (`TLS_AES_128_GCM_SHA256`) and the server name the client asked for (SNI).
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    pub version: &'static str,
+    pub cipher: &'static str,
+    pub sni: Option<std::sync::Arc<str>>,
+}
+
+impl TlsInfo {
+    /// What a finished server handshake settled.
+    pub fn of(conn: &rustls::ServerConnection) -> TlsInfo {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "-",
+        };
+        // rustls names TLS 1.3 suites `TLS13_...`; their IANA names begin `TLS_`.
+        let cipher = match conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+        {
+            Some("TLS13_AES_128_GCM_SHA256") => "TLS_AES_128_GCM_SHA256",
+            Some("TLS13_AES_256_GCM_SHA384") => "TLS_AES_256_GCM_SHA384",
+            Some("TLS13_CHACHA20_POLY1305_SHA256") => "TLS_CHACHA20_POLY1305_SHA256",
+            Some(name) => name,
+            None => "-",
+        };
+        TlsInfo {
+            version,
+            cipher,
+            sni: conn.server_name().map(std::sync::Arc::from),
+        }
+    }
 }

@@ -14,6 +14,7 @@ mod dashboard;
 mod files;
 mod fuzz_corpus;
 mod health;
+mod observability;
 mod limits;
 mod queue;
 mod resilience;

@@ -644,8 +644,8 @@ async fn the_access_log_shows_the_request_id_and_the_rewritten_path() {
     })
     .await
     .unwrap();
-    assert!(line.contains("request_id=\"req-42\""), "{line}");
-    assert!(line.contains("rewritten=\"/x\""), "{line}");
+    assert!(line.contains("request_id=req-42"), "{line}");
+    assert!(line.contains("rewritten=/x"), "{line}");
     assert!(line.contains("path=/api/x"), "{line}");
 }
 

@@ -50,6 +50,7 @@ impl prometheus_client::collector::Collector for Collector {
         let shared = &self.0;
         let rt = shared.live().runtime.load();
         traffic(&mut enc, &**shared)?;
+        access_log(&mut enc, &rt)?;
         proxy_refused(&mut enc, &shared.traffic().proxy_refused)?;
         let servers: Vec<(&Pool, &Server)> = rt
             .pools
@@ -112,6 +113,19 @@ fn proxy_refused(enc: &mut DescriptorEncoder, r: &crate::stats::ProxyRefusals) -
             .iter()
             .map(|(why, v)| (vec![("reason", why.to_string())], counter(v.load(Relaxed))))
             .collect(),
+    )
+}
+
+/// Access-log lines dropped because the writer could not keep up (absent when neither the
+/// access log nor tracing is on).
+fn access_log(enc: &mut DescriptorEncoder, rt: &crate::proxy::Runtime) -> std::fmt::Result {
+    let Some(sink) = &rt.log else { return Ok(()) };
+    family(
+        enc,
+        "access_log_dropped_lines",
+        "Access-log lines dropped because the queue to the writer was full.",
+        MetricType::Counter,
+        vec![(vec![], counter(sink.dropped().load(Relaxed)))],
     )
 }
 

@@ -197,6 +197,8 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let h2 = h2(&raw, diag);
     let site = rules::site(&raw, &routes::base_dir(&diag.file), diag);
     let tls = tls_listen(&raw, diag, &mut bound);
+    let log = crate::config::log::log(&raw.log, &routes::base_dir(&diag.file), diag);
+    let tracing = crate::config::log::tracing(raw.tracing.as_ref(), diag);
     let listeners = listeners_of(&listen, &listen_unix, tls.as_ref());
     let clients = clients::clients(&raw, &listeners, diag);
     overlaps(&bound, diag);
@@ -223,6 +225,8 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         admin,
         routes,
         site,
+        log,
+        tracing,
         pools: pools.into_iter().flatten().collect(),
         warnings: Vec::new(),
     })
