@@ -4,7 +4,8 @@
 # one nginx backend, sends WARM then N keep-alive GETs from one client, and prints the
 # instructions langur executed per request for the measured part.
 # Usage: bench/callgrind.sh BIN [BIN...]   (env: N, default 4000; KEEP=DIR keeps the profiles
-# for callgrind_annotate)
+# for callgrind_annotate; ROUTE='KEY = VALUE' adds a line to the route, e.g.
+# ROUTE="rate_limit = { rate = '1000000/s' }" for a rate-limited route)
 set -eu
 N=${N:-4000} WARM=${WARM:-500}
 for t in nginx valgrind callgrind_control python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }; done
@@ -27,6 +28,7 @@ listen = "127.0.0.1:0"
 [[route]]
 match = ['^/']
 pool = "p"
+${ROUTE:-}
 [pools.p]
 servers = ["127.0.0.1:19401"]
 CONF
