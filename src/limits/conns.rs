@@ -72,18 +72,19 @@ impl Drop for ClientSlot {
 }
 
 /// What an open client connection holds while it is open (parked too): its place under the
-/// listener's `max_connections`, and under `max_connections_per_client` when that is set.
+/// listener's `max_connections`, and under `max_connections_per_client` when that is set
+/// (boxed: a parked connection stays small when the limit is off).
 #[derive(Debug)]
 pub struct ConnPermit {
     _slot: OwnedSemaphorePermit,
-    _client: Option<ClientSlot>,
+    _client: Option<Box<ClientSlot>>,
 }
 
 impl ConnPermit {
     pub fn new(slot: OwnedSemaphorePermit, client: Option<ClientSlot>) -> ConnPermit {
         ConnPermit {
             _slot: slot,
-            _client: client,
+            _client: client.map(Box::new),
         }
     }
 }

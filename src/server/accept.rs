@@ -55,7 +55,7 @@ pub(super) async fn accept_loop(
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match per_client(&shared, peer, permit) {
+                Ok((stream, peer)) => match per_client(&shared, &ctx, peer, permit) {
                     Some(permit) => conns.start(stream, peer, permit, tls, &ctx),
                     // Over `max_connections_per_client`: closed at once (counted).
                     None => drop(stream),
@@ -185,10 +185,22 @@ impl Conns {
 
 /// The connection's permit, with its place under `max_connections_per_client` when that is
 /// set (by the peer's address, across listeners and workers); `None`: its client has that
-/// many open already. A Unix-domain socket's peers have no address to count by.
-fn per_client(shared: &Shared, peer: SocketAddr, slot: OwnedSemaphorePermit) -> Option<ConnPermit> {
-    let max = shared.runtime.load().limits.max_connections_per_client;
-    if max == 0 || peer == crate::session::UNIX_PEER {
+/// many open already. A Unix-domain socket's peers have no address to count by, and on a
+/// listener `proxy_protocol` covers the peer is the balancer, not the client: neither is
+/// counted.
+fn per_client(
+    shared: &Shared,
+    ctx: &Ctx,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) -> Option<ConnPermit> {
+    let rt = shared.runtime.load();
+    let max = rt.limits.max_connections_per_client;
+    let behind_balancer = || {
+        let pp = rt.clients.proxy_protocol.as_ref();
+        pp.is_some_and(|pp| pp.covers(&ctx.listener))
+    };
+    if max == 0 || peer == crate::session::UNIX_PEER || behind_balancer() {
         return Some(ConnPermit::new(slot, None));
     }
     let client = shared.clients.open(peer.ip(), max)?;

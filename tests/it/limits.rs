@@ -289,6 +289,29 @@ async fn connections_per_client_are_capped_at_accept() {
     lg.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_balancer_sending_proxy_headers_is_not_capped_as_one_client() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]\nmax_connections_per_client = 1\nproxy_protocol = true\n\
+         proxy_protocol_from = ['127.0.0.0/8']\n{}",
+        route_to(b.addr, "")
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let balancer = ip("127.0.0.2");
+    let mut open = Vec::new();
+    for client in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        let mut s = connect_from(at, balancer).await;
+        let header = format!("PROXY TCP4 {client} 192.0.2.100 40000 80\r\n");
+        s.write_all(header.as_bytes()).await.unwrap();
+        assert_eq!(get_on(&mut s).await, 200, "{client}");
+        open.push(s);
+    }
+    assert_eq!(lg.shared().clients.refused.load(Ordering::Relaxed), 0);
+    lg.shutdown().await;
+}
+
 /// Completion order of requests sent from two clients to a pool with one slot: `a` sends
 /// `many` first, and once they wait in the queue `b` sends `few`. Returns the order in which
 /// the requests completed (`'a'` or `'b'`).
