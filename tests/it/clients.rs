@@ -773,3 +773,51 @@ async fn a_server_on_a_unix_socket_with_checks_and_proxy_headers() {
         "{bad}"
     );
 }
+
+/// On a TLS listener the PROXY header comes before the handshake.
+#[tokio::test]
+async fn a_proxy_header_before_the_tls_handshake() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let b = Backend::start("b").await;
+    let d = socket_dir("tls");
+    let cert = rcgen::generate_simple_self_signed(vec!["pp.test".to_string()]).unwrap();
+    let (c, k) = (d.join("c.pem"), d.join("k.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    let lg = langur_toml(&format!(
+        "[server]\nproxy_protocol = true\nproxy_protocol_from = [\"127.0.0.1\"]\n\
+         [tls]\nlisten = [\"127.0.0.1:0\"]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        c.display(),
+        k.display(),
+        b.addr
+    ))
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut s = TcpStream::connect(lg.tls_addrs()[0]).await.unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.50 198.51.100.1 40000 443\r\n")
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("pp.test").unwrap();
+    let mut tls = connector.connect(name, s).await.unwrap();
+    tls.write_all(GET).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("203.0.113.50"));
+    assert_eq!(seen(&b, "x-forwarded-proto").as_deref(), Some("https"));
+    // Without the header, the handshake's first bytes are refused as no PROXY header.
+    let s = TcpStream::connect(lg.tls_addrs()[0]).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("pp.test").unwrap();
+    assert!(connector.connect(name, s).await.is_err());
+    assert_eq!(refused(&lg)[1], 1);
+}
