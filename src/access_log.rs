@@ -41,6 +41,32 @@ impl std::ops::DerefMut for AccessLog {
     }
 }
 
+/// The hop in front of a client: a proxy or load balancer (see docs/clients.md).
+#[derive(Debug)]
+pub struct Hop {
+    /// The socket's peer; `None`: a Unix-domain socket.
+    pub peer: Option<SocketAddr>,
+    /// What a PROXY header said, if one came.
+    pub origin: Option<Arc<crate::session::Origin>>,
+}
+
+impl Hop {
+    /// `client`'s hop: `None` when the socket's peer is the client and no PROXY header came.
+    fn of(client: &ClientInfo) -> Option<Box<Hop>> {
+        let origin = client
+            .origin
+            .as_ref()
+            .filter(|o| o.source.is_some() || o.authority.is_some() || o.ssl.is_some());
+        if client.peer == Some(client.addr) && origin.is_none() {
+            return None;
+        }
+        Some(Box::new(Hop {
+            peer: client.peer,
+            origin: origin.cloned(),
+        }))
+    }
+}
+
 /// Everything one access-log line says (see `config::log::Field` for each field's meaning).
 #[derive(Debug)]
 pub struct Line {
@@ -56,6 +82,8 @@ pub struct Line {
     /// The request body's `Content-Length` (`Some(0)` without a body, `None` when chunked).
     pub bytes_in: Option<u64>,
     pub tls: Option<TlsInfo>,
+    /// The hop in front of the client, when there is one (and the format shows it).
+    pub hop: Option<Box<Hop>>,
     pub status: u16,
     /// Body bytes sent to the client.
     pub bytes: u64,
@@ -123,6 +151,7 @@ impl AccessLog {
             referer: None,
             bytes_in: None,
             tls: conn.tls.clone(),
+            hop: None,
             status: 0,
             bytes: 0,
             route: None,
@@ -150,6 +179,9 @@ impl AccessLog {
         }
         if shows.trace_id {
             line.trace = trace::observe(h);
+        }
+        if shows.hop {
+            line.hop = Hop::of(client);
         }
         AccessLog(line)
     }

@@ -14,6 +14,8 @@ pub(crate) struct Shows {
     pub request_fields: bool,
     /// The trace ID of an incoming `traceparent` (when `[tracing]` is off).
     pub trace_id: bool,
+    /// The hop in front of the client: the socket's peer, what a PROXY header said.
+    pub hop: bool,
 }
 
 impl Shows {
@@ -28,6 +30,9 @@ impl Shows {
             .into_iter()
             .any(|f| format.shows(f)),
             trace_id: format.shows(Field::TraceId),
+            hop: [Field::Peer, Field::ProxyAuthority, Field::ProxySsl]
+                .into_iter()
+                .any(|f| format.shows(f)),
         }
     }
 }
@@ -133,12 +138,25 @@ fn value<'a>(line: &'a Line, field: Field, time: SystemTime) -> Value<'a> {
         Field::TlsVersion => opt_text(line.tls.as_ref().map(|t| t.version)),
         Field::TlsCipher => opt_text(line.tls.as_ref().map(|t| t.cipher)),
         Field::Sni => opt_text(line.tls.as_ref().and_then(|t| t.sni.as_deref())),
+        Field::Peer => match line.hop.as_deref() {
+            None => Value::Absent,
+            Some(h) => h
+                .peer
+                .map_or(Value::Text("unix"), |p| Value::Owned(p.to_string())),
+        },
+        Field::ProxyAuthority => opt_text(proxied(line).and_then(|o| o.authority.as_deref())),
+        Field::ProxySsl => opt_text(proxied(line).and_then(|o| o.ssl.as_deref())),
         Field::QueueMs => line.queue.map_or(Value::Absent, |d| Value::Ms(ms(d))),
         Field::ConnectMs => connect(line).map_or(Value::Absent, |d| Value::Ms(ms(d))),
         Field::HeaderMs => line.upstream_ms.map_or(Value::Absent, Value::Ms),
         Field::TotalMs => Value::Ms(ms(line.total)),
         Field::Rewritten => opt_text(line.rewritten.as_deref()),
     }
+}
+
+/// What a PROXY header said of the line's client, if one came.
+fn proxied(line: &Line) -> Option<&crate::session::Origin> {
+    line.hop.as_ref()?.origin.as_deref()
 }
 
 /// The connect time: zero when the request went out on a reused connection.

@@ -17,6 +17,9 @@ pub enum Field {
     /// The client's IP address (the client behind trusted proxies, see `[clients]`).
     Client,
     ClientPort,
+    /// The socket's peer when it is not the client (the proxy or load balancer in front, see
+    /// docs/clients.md), `unix` for a Unix-domain socket; absent otherwise.
+    Peer,
     Method,
     /// `http` or `https`.
     Scheme,
@@ -53,6 +56,10 @@ pub enum Field {
     TlsCipher,
     /// The server name the client asked for in its TLS handshake.
     Sni,
+    /// PROXY v2's `PP2_TYPE_AUTHORITY`: the host name the client asked the load balancer for.
+    ProxyAuthority,
+    /// PROXY v2's `PP2_TYPE_SSL`: the TLS version the client used with the load balancer.
+    ProxySsl,
     /// Milliseconds waited in the pool's queue.
     QueueMs,
     /// Milliseconds to connect to the server (0 on a reused connection).
@@ -72,6 +79,7 @@ impl Field {
         Field::Time,
         Field::Client,
         Field::ClientPort,
+        Field::Peer,
         Field::Method,
         Field::Scheme,
         Field::Host,
@@ -93,6 +101,8 @@ impl Field {
         Field::TlsVersion,
         Field::TlsCipher,
         Field::Sni,
+        Field::ProxyAuthority,
+        Field::ProxySsl,
         Field::QueueMs,
         Field::ConnectMs,
         Field::HeaderMs,
@@ -106,6 +116,7 @@ impl Field {
             Field::Time => "time",
             Field::Client => "client",
             Field::ClientPort => "client_port",
+            Field::Peer => "peer",
             Field::Method => "method",
             Field::Scheme => "scheme",
             Field::Host => "host",
@@ -127,6 +138,8 @@ impl Field {
             Field::TlsVersion => "tls_version",
             Field::TlsCipher => "tls_cipher",
             Field::Sni => "sni",
+            Field::ProxyAuthority => "proxy_authority",
+            Field::ProxySsl => "proxy_ssl",
             Field::QueueMs => "queue_ms",
             Field::ConnectMs => "connect_ms",
             Field::HeaderMs => "header_ms",

@@ -570,7 +570,34 @@ async fn the_access_log_shows_the_announced_client() {
     })
     .await
     .unwrap();
-    assert!(line.contains("203.0.113.77"), "{line}");
+    assert!(line.contains("client=203.0.113.77"), "{line}");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    // v2's TLVs: the authority the client asked for, its TLS version.
+    let mut tlvs = vec![0x02, 0, 12];
+    tlvs.extend(b"site.example");
+    tlvs.extend([0x20, 0, 15, 0x01, 0, 0, 0, 0, 0x21, 0, 7]);
+    tlvs.extend(b"TLSv1.3");
+    let h = v2(
+        "192.0.2.9:5000".parse().unwrap(),
+        "198.51.100.1:443".parse().unwrap(),
+        &tlvs,
+    );
+    let out = exchange(port, &[&[&h[..], GET].concat()], Duration::ZERO).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains("/headers") {
+                return l;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap();
+    assert!(line.contains("client=192.0.2.9"), "{line}");
+    assert!(line.contains("proxy_authority=site.example"), "{line}");
+    assert!(line.contains("proxy_ssl=TLSv1.3"), "{line}");
+    assert!(line.contains("scheme=https"), "{line}");
 }
 
 /// A fresh directory for sockets.
