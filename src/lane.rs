@@ -24,6 +24,7 @@
 
 use crate::proxy::body::{ClientIn, ProxyBody};
 use crate::proxy::Live as Shared;
+use crate::session::stream::ClientStream;
 use crate::session::ConnState;
 use crate::upstream::h1::write_hex;
 use bytes::{Buf, Bytes, BytesMut};
@@ -38,7 +39,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use crate::session::stream::ClientStream;
 use tokio::io::AsyncWriteExt;
 
 mod response;

@@ -20,9 +20,9 @@ pub mod demo;
 pub mod error;
 pub mod framing;
 pub mod lane;
-pub mod limits;
 #[cfg(test)]
 mod layers;
+pub mod limits;
 pub mod matching;
 pub mod park;
 pub mod proxy;
