@@ -30,7 +30,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
         "matching",
         "client_identity",
     ],
-    &["clock", "worker", "layers"],
+    &["clock", "coding", "worker", "layers"],
 ];
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod policy;
 
 use crate::clock;
+use crate::coding::Coding;
 use crate::config::route::IgnoreQuery;
 use crate::config::CacheConfig;
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use http::StatusCode;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -60,6 +61,16 @@ pub struct Object {
     /// own route, since routes that share a URL may reach different servers or check
     /// different credentials. `u32::MAX`: any route (static files, keyed by their path).
     pub route: u32,
+    /// The content coding of `body` (from `Content-Encoding`); `None`: one langur cannot read.
+    pub coding: Option<Coding>,
+    /// Stored for a route with `compress`: this one entry answers every coding (its forms), so
+    /// `Vary: Accept-Encoding` does not make variants of it.
+    pub negotiated: bool,
+    /// The same body in other codings, made on first demand; each counted in the weight, and
+    /// dropped before the body itself when the store needs room.
+    forms: Vec<(Coding, Bytes)>,
+    /// Forms some request is making right now (a bit per coding), so each is made once.
+    making: AtomicU8,
     /// Stored once per object for the weigher.
     weight: u64,
 }
@@ -80,6 +91,7 @@ impl Object {
         let etag = headers.get(http::header::ETAG).cloned();
         let last_modified = headers.get(http::header::LAST_MODIFIED).cloned();
         let weight = ENTRY_OVERHEAD + headers_size(&headers) + body.len() as u64;
+        let coding = Coding::of(&headers);
         Object {
             status,
             headers,
@@ -95,8 +107,54 @@ impl Object {
             last_modified,
             from_grace: (false, false),
             route: u32::MAX,
+            coding,
+            negotiated: false,
+            forms: Vec::new(),
+            making: AtomicU8::new(0),
             weight,
         }
+    }
+
+    /// The body in coding `c`: the body itself, or a form made before.
+    pub fn form(&self, c: Coding) -> Option<&Bytes> {
+        if self.coding == Some(c) {
+            return Some(&self.body);
+        }
+        self.forms.iter().find(|(f, _)| *f == c).map(|(_, b)| b)
+    }
+
+    /// Claims the making of form `c` for one request: false when another is making it.
+    pub fn claim(&self, c: Coding) -> bool {
+        let bit = 1u8 << (c as u8);
+        self.making.fetch_or(bit, Relaxed) & bit == 0
+    }
+
+    /// Gives up a claim (the form was not finished).
+    pub fn release(&self, c: Coding) {
+        self.making.fetch_and(!(1u8 << (c as u8)), Relaxed);
+    }
+
+    /// Bytes held by the forms.
+    pub fn forms_size(&self) -> u64 {
+        self.forms.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+
+    /// This object with one more form (replacing one of the same coding).
+    fn with_form(&self, c: Coding, body: Bytes) -> Object {
+        let mut o = self.copy_with(self.headers.clone(), self.body.clone());
+        o.weight -= o.forms_size();
+        o.forms.retain(|(f, _)| *f != c);
+        o.forms.push((c, body));
+        o.weight += o.forms_size();
+        o
+    }
+
+    /// This object without its forms (room is needed; the body stays).
+    fn without_forms(&self) -> Object {
+        let mut o = self.copy_with(self.headers.clone(), self.body.clone());
+        o.weight -= o.forms_size();
+        o.forms.clear();
+        o
     }
 
     /// The rule that lets this object be served stale while it is refreshed, as
@@ -119,8 +177,10 @@ impl Object {
     }
 
     /// The same response facts (time stored, age, lifetime, windows) with other headers and
-    /// body.
+    /// body. The forms come along when the body and its coding are the same (a revalidation
+    /// updates the head only).
     pub fn copy_with(&self, headers: HeaderMap, body: Bytes) -> Object {
+        let same_body = body.as_ptr() == self.body.as_ptr() && body.len() == self.body.len();
         let mut o = Object::new(
             self.status,
             headers,
@@ -135,6 +195,11 @@ impl Object {
         o.stored_ms = self.stored_ms;
         o.from_grace = self.from_grace;
         o.route = self.route;
+        o.negotiated = self.negotiated;
+        if same_body && o.coding == self.coding {
+            o.forms = self.forms.clone();
+            o.weight += o.forms_size();
+        }
         o
     }
 
@@ -211,15 +276,26 @@ impl quick_cache::Weighter<String, Slot> for Weigher {
     }
 }
 
-/// Counts evictions (the store's own decisions, not purges or replacements).
+/// Counts evictions (the store's own decisions, not purges or replacements), and hands back
+/// the evicted objects that have forms, to be put back without them ([`Cache::put`]).
 #[derive(Clone)]
 struct Evictions(Arc<AtomicU64>);
 
+/// Objects evicted with forms, by key.
+type Demoted = Vec<(String, Arc<Object>)>;
+
 impl quick_cache::Lifecycle<String, Slot> for Evictions {
-    type RequestState = ();
-    fn begin_request(&self) -> Self::RequestState {}
-    fn on_evict(&self, _: &mut (), _key: String, _val: Slot) {
+    type RequestState = Demoted;
+    fn begin_request(&self) -> Self::RequestState {
+        Vec::new()
+    }
+    fn on_evict(&self, demoted: &mut Demoted, key: String, val: Slot) {
         self.0.fetch_add(1, Relaxed);
+        if let Slot::Object(o) = val {
+            if !o.forms.is_empty() {
+                demoted.push((key, o));
+            }
+        }
     }
 }
 
@@ -442,11 +518,14 @@ impl Cache {
         if !self.keeps(obj.weight + primary.len() as u64) {
             return false;
         }
-        let names = vary_names(&obj.headers);
+        let mut names = vary_names(&obj.headers);
+        if obj.negotiated {
+            names.retain(|n| n != http::header::ACCEPT_ENCODING);
+        }
         let obj = Arc::new(obj);
         self.counters.stores.fetch_add(1, Relaxed);
         if names.is_empty() {
-            self.store.insert(primary.to_string(), Slot::Object(obj));
+            self.put(primary.to_string(), Slot::Object(obj));
             return true;
         }
         let key = variant_key(primary, &names, req);
@@ -466,8 +545,7 @@ impl Cache {
                     names,
                     keys: Mutex::new(VecDeque::new()),
                 });
-                self.store
-                    .insert(primary.to_string(), Slot::Vary(v.clone()));
+                self.put(primary.to_string(), Slot::Vary(v.clone()));
                 v
             }
         };
@@ -485,7 +563,35 @@ impl Cache {
         if let Some(old) = evict {
             self.store.remove(old.as_str());
         }
-        self.store.insert(key, Slot::Object(obj));
+        self.put(key, Slot::Object(obj));
+        true
+    }
+
+    /// Stores a slot. An object the store evicts for it that has forms is put back without
+    /// them, if its key is still free: forms go before the bodies they were made from.
+    fn put(&self, key: String, slot: Slot) {
+        let demoted = self.store.insert_with_lifecycle(key, slot);
+        for (key, obj) in demoted {
+            if self.store.peek(key.as_str()).is_none() {
+                // Its own evictions are not demoted again: a form-less object is final.
+                self.store
+                    .insert(key, Slot::Object(Arc::new(obj.without_forms())));
+            }
+        }
+    }
+
+    /// Keeps form `c` of the object stored under `key`, if that object is still `obj` and the
+    /// form fits `max_object_size` along with it. True when it was kept.
+    pub fn add_form(&self, key: &str, obj: &Arc<Object>, c: Coding, body: Bytes) -> bool {
+        let current = match self.store.peek(key) {
+            Some(Slot::Object(o)) if Arc::ptr_eq(&o, obj) => o,
+            _ => return false,
+        };
+        let grown = current.with_form(c, body);
+        if !self.keeps(grown.weight + key.len() as u64) {
+            return false;
+        }
+        self.put(key.to_string(), Slot::Object(Arc::new(grown)));
         true
     }
 
@@ -507,8 +613,7 @@ impl Cache {
     /// Replaces an object in place (after a revalidation).
     pub fn replace(&self, key: &str, obj: Object) {
         self.counters.stores.fetch_add(1, Relaxed);
-        self.store
-            .insert(key.to_string(), Slot::Object(Arc::new(obj)));
+        self.put(key.to_string(), Slot::Object(Arc::new(obj)));
     }
 
     /// Removes a URL and all its variants. `url` is a full key (`http://host/path?q`) or a
@@ -658,6 +763,86 @@ impl Drop for Fill {
     }
 }
 
+/// Another coding of a stored object, made while it streams to the client that asked for it
+/// first, and kept with the object when complete ([`Cache::add_form`]). Only one request makes
+/// a given form at a time ([`Object::claim`]); what it holds counts against
+/// [`Cache::fill_budget`], like a [`Fill`]. Dropped unfinished, it keeps nothing.
+pub struct FormFill {
+    cache: Arc<Cache>,
+    key: String,
+    obj: Arc<Object>,
+    coding: Coding,
+    body: bytes::BytesMut,
+    /// Past a bound: nothing is kept, the response still streams.
+    abandoned: bool,
+}
+
+impl std::fmt::Debug for FormFill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormFill")
+            .field("key", &self.key)
+            .field("coding", &self.coding)
+            .field("size", &self.body.len())
+            .finish()
+    }
+}
+
+impl FormFill {
+    /// Claims the making of form `coding` of `obj`, stored under `key`; `None` when another
+    /// request is making it.
+    pub fn claim(cache: &Arc<Cache>, key: &str, obj: &Arc<Object>, coding: Coding) -> Option<Self> {
+        obj.claim(coding).then(|| FormFill {
+            cache: cache.clone(),
+            key: key.to_string(),
+            obj: obj.clone(),
+            coding,
+            body: bytes::BytesMut::new(),
+            abandoned: false,
+        })
+    }
+
+    /// Takes the next piece of the form.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.abandoned {
+            return;
+        }
+        let n = data.len() as u64;
+        let size = self.obj.weight + self.body.len() as u64 + n;
+        let before = self.cache.filling.fetch_add(n, Relaxed);
+        if !self.cache.keeps(size) || before + n > self.cache.fill_budget() {
+            self.cache.filling.fetch_sub(n, Relaxed);
+            self.abandon();
+            return;
+        }
+        self.body.extend_from_slice(data);
+    }
+
+    fn abandon(&mut self) {
+        self.abandoned = true;
+        let held = std::mem::take(&mut self.body);
+        self.cache.filling.fetch_sub(held.len() as u64, Relaxed);
+    }
+
+    /// The form is complete: kept with its object.
+    pub fn finish(mut self) {
+        if self.abandoned {
+            return;
+        }
+        let body = std::mem::take(&mut self.body).freeze();
+        self.cache.filling.fetch_sub(body.len() as u64, Relaxed);
+        self.cache.add_form(&self.key, &self.obj, self.coding, body);
+    }
+}
+
+impl Drop for FormFill {
+    fn drop(&mut self) {
+        self.cache
+            .filling
+            .fetch_sub(self.body.len() as u64, Relaxed);
+        self.obj.release(self.coding);
+    }
+}
+
 /// The path-and-query part of a key (`http://host/p?q` -> `/p?q`).
 fn key_path(key: &str) -> &str {
     let rest = key.split_once("://").map_or(key, |(_, r)| r);
@@ -733,6 +918,11 @@ pub fn vary_names(h: &HeaderMap) -> Vec<HeaderName> {
 /// 0x01. Values are kept byte for byte (bytes outside printable ASCII, and `%`, as `%XX`), so
 /// two requests share a variant only when they sent the same values, an absent field is not an
 /// empty one, and a variant of `Vary: X-A` is never one of `Vary: X-B`.
+///
+/// `Accept-Encoding` is the exception: it is keyed by the coding the request would be sent
+/// among zstd, br and gzip (or identity, [`crate::coding::Accept::choose`]), so the many
+/// spellings browsers send make at most four variants. A variant found may still hold a coding
+/// this request does not accept (a server chose otherwise); the cache phase decodes it then.
 pub fn variant_key(primary: &str, names: &[HeaderName], req: &HeaderMap) -> String {
     use std::fmt::Write;
     let mut k = String::with_capacity(primary.len() + 32);
@@ -741,6 +931,12 @@ pub fn variant_key(primary: &str, names: &[HeaderName], req: &HeaderMap) -> Stri
     for n in names {
         k.push_str(n.as_str());
         k.push(':');
+        if n == http::header::ACCEPT_ENCODING {
+            let accept = crate::coding::Accept::parse(req);
+            k.push_str(accept.choose(&crate::coding::DEFAULT_ORDER).token());
+            k.push('\u{1}');
+            continue;
+        }
         let mut values = req.get_all(n).iter().peekable();
         if values.peek().is_none() {
             k.push('\u{3}');

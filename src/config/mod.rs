@@ -10,6 +10,7 @@
 //! the `DEFAULT_*` constants below.
 
 mod clients;
+pub mod compress;
 mod error;
 mod legacy;
 pub mod log;
@@ -308,6 +309,8 @@ pub struct RouteConfig {
     pub matcher: crate::matching::RequestMatch,
     /// What the route does besides choosing its target.
     pub rules: route::RouteRules,
+    /// `compress` and `precompressed`.
+    pub encoding: compress::Compression,
 }
 
 /// The shared cache's rules (`[cache]`).

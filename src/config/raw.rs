@@ -45,6 +45,8 @@ pub(crate) struct RawConfig {
     pub request_id: Option<At<String>>,
     pub log: super::log::RawLog,
     pub tracing: Option<super::log::RawTracing>,
+    /// `[defaults] compress`: the compression of routes that set none.
+    pub default_compress: Option<super::compress::RawCompress>,
     /// `[defaults] rate_limit`: the routes' that set none.
     pub default_rate_limit: Option<RawRateLimit>,
     /// `[server]`'s client-identity keys.
@@ -138,6 +140,8 @@ pub(crate) struct RawRoute {
     pub intercept_errors: Option<bool>,
     pub cache_ttl: Vec<(String, At<String>)>,
     pub cache_key: Option<RawCacheKey>,
+    pub compress: Option<super::compress::RawCompress>,
+    pub precompressed: Option<At<bool>>,
     pub rate_limit: Option<RawRateLimit>,
 }
 

@@ -10,6 +10,7 @@ use ::toml::Spanned;
 
 mod clients;
 mod log;
+mod compress;
 mod route;
 
 type Val<'i> = Spanned<DeValue<'i>>;
@@ -299,15 +300,18 @@ impl Reader<'_> {
     }
 
     /// `[defaults]`: the pool settings every pool takes unless it sets its own, and the
-    /// `rate_limit` of routes that set none.
+    /// `rate_limit` and `compress` of routes that set none.
     fn defaults(&mut self, raw: &mut RawConfig, val: &Val<'_>) {
         let mut d = RawPoolSettings::default();
         self.table(val, "[defaults]", |r, k, v, line| {
             if k == "rate_limit" {
                 raw.default_rate_limit = r.rate_limit("[defaults]", k, v);
+            } else if k == "compress" {
+                raw.default_compress = r.compress("[defaults]", k, v);
             } else if !r.pool_setting(&mut d, k, v) {
                 let mut known = POOL_SETTING_KEYS.to_vec();
                 known.push("rate_limit");
+                known.push("compress");
                 r.diag.unknown_key(line, "[defaults]", k, &known);
             }
         });

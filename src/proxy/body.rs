@@ -4,11 +4,14 @@
 //! [`ProxyBody`] is what the client receives. It streams the server's body frame by frame (never
 //! buffering it) and carries the request's bookkeeping: the in-flight count, the upstream
 //! connection (returned to the idle pool only when the body ended cleanly), and the access-log
-//! line, written when the body is done or abandoned.
+//! line, written when the body is done or abandoned. A body may be re-coded on its way
+//! ([`ProxyBody::encode`], for `compress`): then it goes through a [`Coded`] stage, and a body
+//! without one pays a single branch.
 
 use crate::access_log::AccessLog;
 use crate::backend::InFlight;
-use crate::cache::Fill;
+use crate::cache::{Fill, FormFill};
+use crate::coding::Transcoder;
 use crate::session::ConnState;
 use crate::upstream::peer::Peer;
 use bytes::Bytes;
@@ -53,7 +56,30 @@ pub struct ProxyBody {
     conn: Option<Arc<ConnState>>,
     /// A cache entry being filled from this body as it streams by.
     fill: Option<Box<Fill>>,
+    /// The body is re-coded on its way to the client.
+    codec: Option<Box<Coded>>,
 }
+
+/// A body re-coded as it streams (compressed, decompressed, or both): the source's frames go
+/// into the [`Transcoder`]; its output is sent when 32 KiB have gathered, when the source
+/// pauses (flushed first, so server-sent events and long polls arrive as they are written),
+/// and at the end. Trailers follow the last data.
+#[derive(Debug)]
+pub struct Coded {
+    tx: Transcoder,
+    /// What of the source's current chunk is not pushed yet.
+    input: Bytes,
+    /// Bytes sent to the client.
+    sent: u64,
+    /// The source has ended and the transcoder is finished.
+    done: bool,
+    trailers: Option<http::HeaderMap>,
+    /// A stored object's form made from this output.
+    keep: Option<FormFill>,
+}
+
+/// Output gathered before it is sent even though the source has more ready.
+const CODED_BATCH: usize = 32 * 1024;
 
 impl ProxyBody {
     /// A body held in memory (error pages, small answers).
@@ -68,6 +94,7 @@ impl ProxyBody {
             ended: true,
             conn: None,
             fill: None,
+            codec: None,
         }
     }
 
@@ -109,6 +136,7 @@ impl ProxyBody {
             ended: len == 0,
             conn: None,
             fill: None,
+            codec: None,
         })
     }
 
@@ -128,6 +156,7 @@ impl ProxyBody {
             ended: false,
             conn: None,
             fill: None,
+            codec: None,
         };
         if let Kind::Upstream(inner) = &b.kind {
             if inner.is_end_stream() {
@@ -147,6 +176,24 @@ impl ProxyBody {
             }
         }
         self.fill = Some(Box::new(fill));
+    }
+
+    /// Re-codes the body on its way (the response's head must say the new coding, without a
+    /// length); `keep` stores the output as a cached object's form when it is complete.
+    pub fn encode(&mut self, tx: Transcoder, keep: Option<FormFill>) {
+        self.codec = Some(Box::new(Coded {
+            tx,
+            input: Bytes::new(),
+            sent: 0,
+            done: false,
+            trailers: None,
+            keep,
+        }));
+    }
+
+    /// Whether the body is re-coded on its way.
+    pub fn is_coded(&self) -> bool {
+        self.codec.is_some()
     }
 
     /// Takes the access-log line away (the response is being replaced by another).
@@ -196,6 +243,43 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        if this.codec.is_some() {
+            return this.poll_coded(cx);
+        }
+        this.poll_source(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if let Some(c) = &self.codec {
+            return c.done && c.trailers.is_none();
+        }
+        match &self.kind {
+            Kind::Full(d) => d.is_none(),
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::File(_, left) => *left == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.codec.is_some() {
+            return SizeHint::default();
+        }
+        match &self.kind {
+            Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::File(_, left) => SizeHint::with_exact(*left),
+        }
+    }
+}
+
+impl ProxyBody {
+    /// The body's own frames, as they come (the whole of `poll_frame` without a codec).
+    #[inline(always)]
+    fn poll_source(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self;
         match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::File(reader, left) => {
@@ -263,30 +347,117 @@ impl Body for ProxyBody {
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full(d) => d.is_none(),
-            Kind::Upstream(b) => b.is_end_stream(),
-            Kind::File(_, left) => *left == 0,
+    /// The re-coded body: the source's data goes through the transcoder a step at a time; its
+    /// output goes out in batches, on a pause of the source (flushed), and at the end.
+    #[cold]
+    #[inline(never)]
+    fn poll_coded(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            let c = self.codec.as_deref_mut().expect("a coded body");
+            if !c.input.is_empty() {
+                let step = c.input.split_to(c.input.len().min(c.tx.step()));
+                if let Err(e) = c.tx.push(&step) {
+                    return self.coding_failed(e);
+                }
+                if c.tx.pending() >= CODED_BATCH {
+                    return Poll::Ready(Some(Ok(Frame::data(c.emit()))));
+                }
+                continue;
+            }
+            if c.done {
+                return Poll::Ready(c.last());
+            }
+            match self.poll_source(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let c = self.codec.as_deref_mut().expect("a coded body");
+                    match frame.into_data() {
+                        Ok(d) => c.input = d,
+                        Err(f) => c.trailers = f.into_trailers().ok(),
+                    }
+                }
+                Poll::Ready(None) => {
+                    let c = self.codec.as_deref_mut().expect("a coded body");
+                    if let Err(e) = c.tx.finish() {
+                        return self.coding_failed(e);
+                    }
+                    c.done = true;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return self.paused(),
+            }
         }
     }
 
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Upstream(b) => b.size_hint(),
-            Kind::File(_, left) => SizeHint::with_exact(*left),
+    /// The source has nothing ready: what was taken is flushed and sent, so a stream that
+    /// pauses (server-sent events, long polls) arrives as it was written.
+    fn paused(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let c = self.codec.as_deref_mut().expect("a coded body");
+        if c.tx.unflushed() {
+            if let Err(e) = c.tx.flush() {
+                return self.coding_failed(e);
+            }
         }
+        if c.tx.pending() > 0 {
+            return Poll::Ready(Some(Ok(Frame::data(c.emit()))));
+        }
+        Poll::Pending
+    }
+
+    /// A body that cannot be re-coded (a corrupt or cut compressed body from a server) ends
+    /// with an error: the client sees a broken transfer, never a wrong body.
+    #[cold]
+    fn coding_failed(
+        &mut self,
+        e: std::io::Error,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.reuse = None;
+        if let Some(log) = &mut self.log {
+            log.reason = "coding_error";
+        }
+        if let Some(c) = &mut self.codec {
+            c.keep = None;
+            c.done = true;
+        }
+        Poll::Ready(Some(Err(BodyError::Upstream(e))))
+    }
+}
+
+impl Coded {
+    /// The output so far, counted and copied into the form being kept.
+    fn emit(&mut self) -> Bytes {
+        let out = self.tx.take();
+        self.sent += out.len() as u64;
+        if let Some(k) = &mut self.keep {
+            k.push(&out);
+        }
+        out
+    }
+
+    /// After the source's end: the last output, then the form is kept, then the trailers.
+    fn last(&mut self) -> Option<Result<Frame<Bytes>, BodyError>> {
+        if self.tx.pending() > 0 {
+            return Some(Ok(Frame::data(self.emit())));
+        }
+        if let Some(keep) = self.keep.take() {
+            keep.finish();
+        }
+        self.trailers.take().map(|t| Ok(Frame::trailers(t)))
     }
 }
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
         if let Some(c) = &self.conn {
-            c.body_dropped(self.ended);
+            c.body_dropped(self.ended && self.codec.as_ref().map_or(true, |c| c.done));
         }
         if let Some(mut log) = self.log.take() {
-            log.bytes = self.bytes;
+            log.bytes = match &self.codec {
+                Some(c) => c.sent,
+                None => self.bytes,
+            };
             if !self.ended && log.reason.is_empty() {
                 log.reason = "client_aborted";
             }

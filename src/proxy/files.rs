@@ -4,6 +4,12 @@
 //! is kept in the shared cache under the same rules, so a hot file is read from disk once; each
 //! use checks the file's metadata, so a changed file is read again.
 //!
+//! With `precompressed = true`, a file's sibling `NAME.zst`, `NAME.br` or `NAME.gz` is sent
+//! instead to a client that accepts that coding (in the route's order of `compress.encodings`,
+//! else zstd, br, gzip), with the file's type and the sibling's own `ETag`, `Last-Modified` and
+//! length; every answer of the route names `Accept-Encoding` in `Vary`. A range is always
+//! answered from the file itself.
+//!
 //! Containment: the path is percent-decoded once, any `..` segment, NUL or backslash is
 //! refused, and the resolved path (symlinks followed) must still be under the resolved root.
 //! Everything refused is a plain 404, indistinguishable from a missing file.
@@ -11,6 +17,7 @@
 use crate::access_log::AccessLog;
 use crate::cache::policy::{self, RangeAnswer};
 use crate::cache::Object;
+use crate::coding::{Accept, Coding};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::cached::{self, CACHE_STATUS};
 use crate::proxy::{RouteRt, Runtime};
@@ -50,6 +57,42 @@ pub async fn serve<B>(
         Some(Resolved::Directory) => return to_directory(req.uri(), log),
         None => return plain(StatusCode::NOT_FOUND, "not found\n", log),
     };
+    if !route.encoding.precompressed {
+        return file(rt, route, path, meta, &method, req.headers(), log).await;
+    }
+    let order = route
+        .encoding
+        .compress
+        .as_ref()
+        .map_or(&crate::coding::DEFAULT_ORDER[..], |c| &c.encodings[..]);
+    let mut resp = match sibling(root, &path, order, req.headers()).await {
+        Some((coding, sib, sib_meta)) => {
+            // The file's type; the sibling's validators and length.
+            let (mut headers, etag) = file_headers(&path, &sib_meta);
+            headers.insert(http::header::CONTENT_ENCODING, coding.header());
+            let size = sib_meta.len();
+            let mut r = stream(sib, size, headers, &etag, &method, req.headers(), None, log).await;
+            r.extensions_mut()
+                .insert(crate::proxy::compress::Negotiated);
+            r
+        }
+        None => file(rt, route, path, meta, &method, req.headers(), log).await,
+    };
+    crate::proxy::compress::add_vary(resp.headers_mut());
+    resp
+}
+
+/// The file itself: from the shared cache on a route with `cache` (when it may be kept), else
+/// streamed from disk.
+async fn file(
+    rt: &Arc<Runtime>,
+    route: &RouteRt,
+    path: PathBuf,
+    meta: std::fs::Metadata,
+    method: &Method,
+    req: &HeaderMap,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
     let size = meta.len();
     let (headers, etag) = file_headers(&path, &meta);
     let rules = &rt.cache.rules;
@@ -57,31 +100,68 @@ pub async fn serve<B>(
         && size <= rules.max_object_size
         && policy::type_allowed(headers.get(CONTENT_TYPE), &rules.types);
     if keep {
-        return kept(
-            &rt.cache,
-            &path,
-            headers,
-            &etag,
-            &method,
-            req.headers(),
-            log,
-        )
-        .await;
+        let how = Ask {
+            method,
+            req,
+            compress: route.encoding.compress.as_deref(),
+        };
+        return kept(&rt.cache, &path, headers, &etag, &how, log).await;
     }
     // Only a file being kept is read whole; every other answer streams in bounded chunks, so
     // a slow client costs a chunk, not the file.
     let status = route.cache.then_some("langur; fwd=miss; detail=too-large");
-    stream(
-        path,
-        size,
-        headers,
-        &etag,
-        &method,
-        req.headers(),
-        status,
-        log,
-    )
+    stream(path, size, headers, &etag, method, req, status, log).await
+}
+
+/// The sibling of `path` in the coding the request prefers among `order` (`.zst`, `.br`,
+/// `.gz`), when it is a file under `root`. None for a range, or a client that accepts none.
+async fn sibling(
+    root: &Path,
+    path: &Path,
+    order: &[Coding],
+    req: &HeaderMap,
+) -> Option<(Coding, PathBuf, std::fs::Metadata)> {
+    if req.contains_key(http::header::RANGE) {
+        return None;
+    }
+    let accept = Accept::parse(req);
+    let mut wanted: Vec<Coding> = order
+        .iter()
+        .copied()
+        .filter(|c| accept.accepts(*c))
+        .collect();
+    // Highest q-value first; the route's order among equals (the sort is stable).
+    wanted.sort_by_key(|c| std::cmp::Reverse(accept.q(*c)));
+    let first = wanted.first()?;
+    if accept.q(Coding::Identity) > accept.q(*first) {
+        return None;
+    }
+    let (root, path) = (root.to_path_buf(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        wanted.into_iter().find_map(|c| {
+            let ext = match c {
+                Coding::Gzip => "gz",
+                Coding::Br => "br",
+                Coding::Zstd => "zst",
+                Coding::Identity => return None,
+            };
+            let mut name = path.clone().into_os_string();
+            name.push(".");
+            name.push(ext);
+            let real = std::fs::canonicalize(PathBuf::from(name)).ok()?;
+            let meta = std::fs::metadata(&real).ok()?;
+            (real.starts_with(&root) && meta.is_file()).then_some((c, real, meta))
+        })
+    })
     .await
+    .ok()?
+}
+
+/// What a request asks of a kept file.
+struct Ask<'a> {
+    method: &'a Method,
+    req: &'a HeaderMap,
+    compress: Option<&'a crate::config::compress::Compress>,
 }
 
 /// A file's response head: `Content-Type` from its extension, `Last-Modified`, and an `ETag`
@@ -122,8 +202,7 @@ async fn kept(
     path: &Path,
     headers: HeaderMap,
     etag: &HeaderValue,
-    method: &Method,
-    req: &HeaderMap,
+    how: &Ask<'_>,
     log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
     let key = format!("file://{}", path.display());
@@ -146,9 +225,16 @@ async fn kept(
             crate::cache::Join::Leader(g) => _guard = Some(g),
         }
     }
+    let reply = |home| cached::Reply {
+        method: how.method,
+        req: how.req,
+        compress: how.compress,
+        home,
+    };
     if let Some(obj) = found {
         cache.counters.hits.fetch_add(1, Relaxed);
-        return cached::serve(&obj, method, req, "langur; hit".into(), "hit", log);
+        let r = reply(Some((cache, &key)));
+        return cached::serve(&obj, &r, "langur; hit".into(), "hit", log);
     }
     cache.counters.misses.fetch_add(1, Relaxed);
     let Ok(data) = tokio::fs::read(path).await else {
@@ -172,7 +258,7 @@ async fn kept(
     } else {
         "langur; fwd=miss"
     };
-    cached::serve(&obj, method, req, status.into(), "miss", log)
+    cached::serve(&Arc::new(obj), &reply(None), status.into(), "miss", log)
 }
 
 /// A file not kept in the cache, streamed from disk in chunks as the client takes them.

@@ -16,10 +16,13 @@
 //! 7. **respond**: on the way back the route's error pages and response header rules, the
 //!    request ID and HSTS ([`rules::finish`]); the server's body streams to the client, the
 //!    connection returns to the idle pool when the body has ended cleanly, and the access-log
-//!    line is written at the very end.
+//!    line is written at the very end;
+//! 8. **compress** ([`compress`], routes with `compress`): the response is encoded in the
+//!    coding the request chose, as it streams.
 
 pub mod body;
 pub mod cached;
+mod compress;
 pub mod files;
 mod forward;
 pub mod headers;
@@ -129,6 +132,8 @@ pub struct RouteRt {
     /// The state of the route's `rate_limit` (kept across reloads while the route and its
     /// limit stay the same); `None`: no limit.
     pub limiter: Option<Arc<crate::limits::RateLimiter>>,
+    /// `compress` and `precompressed`.
+    pub encoding: crate::config::compress::Compression,
 }
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
@@ -147,7 +152,7 @@ pub async fn handle(
     // What the way back needs; boxed (and made only when a rule runs) so that requests without
     // rules do not carry it in their state.
     let mut post: Option<Box<rules::Post>> = None;
-    let head = req.method() == http::Method::HEAD;
+    let mut back = Back::of(&req);
     let resp = 'answer: {
         if let Err(kind) = strict::check_request(
             req.method(),
@@ -177,6 +182,7 @@ pub async fn handle(
             break 'answer error_response(ErrorKind::NoRoute, log);
         };
         let route = &rt.routes[route_idx];
+        back.coded = compress::chosen(route.encoding.compress.as_deref(), &mut req);
         if let Some(rules) = &route.rules {
             let groups = match rules.uses_groups {
                 true => rules::groups(rt, route_index, req.uri().path()),
@@ -222,32 +228,53 @@ pub async fn handle(
         };
         forward(pool, req, client, log).await
     };
-    way_back(rt, post, client, head, resp)
+    way_back(rt, post, client, back, resp)
+}
+
+/// What the way back needs besides the rules' part: whether the request is a HEAD, and on a
+/// route with `compress` the route's settings and what the request takes.
+struct Back<'r> {
+    head: bool,
+    coded: Option<(&'r crate::config::compress::Compress, compress::Want)>,
+}
+
+impl Back<'_> {
+    #[inline]
+    fn of<B>(req: &Request<B>) -> Self {
+        Back {
+            head: req.method() == http::Method::HEAD,
+            coded: None,
+        }
+    }
 }
 
 /// The way back: the rules' part ([`rules::finish`]) when a rule ran or `[server]` has some;
 /// a HEAD answered from memory (langur's own answers, the cache) keeps its `Content-Length`
-/// and loses its body ([`ProxyBody::drop_for_head`]).
+/// and loses its body ([`ProxyBody::drop_for_head`]); then, on a route with `compress`, the
+/// coding the request chose (`coded`: the route's settings and what the request takes).
 #[inline]
 fn way_back(
     rt: &Runtime,
     post: Option<Box<rules::Post>>,
     client: &ClientInfo,
-    head: bool,
+    back: Back<'_>,
     resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let mut resp = match post {
         None if !rt.site_active => resp,
         post => rules::finish(rt, post.map(|p| *p).unwrap_or_default(), client, resp),
     };
-    if head {
+    if back.head {
         if let Some(len) = resp.body_mut().drop_for_head() {
             resp.headers_mut()
                 .entry(http::header::CONTENT_LENGTH)
                 .or_insert_with(|| HeaderValue::from(len));
         }
     }
-    resp
+    match back.coded {
+        None => resp,
+        Some((c, want)) => compress::apply(c, want, resp),
+    }
 }
 
 /// Behind a trusted proxy, the client its forwarding field names (see

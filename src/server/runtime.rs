@@ -43,6 +43,7 @@ pub fn build_runtime_from(
             rules: (!r.rules.is_empty()).then(|| Arc::new(r.rules.clone())),
             upstream_host: r.pool.and_then(|i| upstream_host(&config.pools[i])),
             limiter,
+            encoding: r.encoding.clone(),
         })
         .collect();
     let pools: Vec<Arc<Pool>> = config

@@ -8,6 +8,7 @@ mod cli;
 mod client_h1;
 mod clients;
 mod common;
+mod compress;
 mod connections;
 mod core;
 mod dashboard;

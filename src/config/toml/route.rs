@@ -38,6 +38,8 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "cache_ttl",
     "cache_key",
     "rate_limit",
+    "compress",
+    "precompressed",
 ];
 const REDIRECT_KEYS: &[&str] = &["to", "status"];
 const RESPOND_KEYS: &[&str] = &["status", "body", "file", "content_type"];
@@ -72,6 +74,11 @@ impl Reader<'_> {
             "purge" => r.purge = self.str_list(k, v),
             "cache_ttl" => r.cache_ttl = self.str_map(k, v),
             "cache_key" => r.cache_key = self.cache_key(k, v),
+            "compress" => r.compress = self.compress("[[route]]", k, v),
+            "precompressed" => {
+                let line = self.line(v.span());
+                r.precompressed = self.bool(k, v).map(|b| At::new(b, line));
+            }
             _ => return false,
         }
         true

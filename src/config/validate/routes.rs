@@ -13,6 +13,10 @@ pub(super) fn routes(raw: &RawConfig, diag: &mut Diag) -> Vec<RouteConfig> {
         .default_rate_limit
         .as_ref()
         .and_then(|d| rules::rate_limit(d, diag));
+    // Checked once, at its own line; a route without `compress` takes it.
+    let default_compress =
+        crate::config::compress::compress(raw.default_compress.as_ref(), None, diag)
+            .map(std::sync::Arc::new);
     let routes: Vec<RouteConfig> = raw
         .routes
         .iter()
@@ -21,6 +25,11 @@ pub(super) fn routes(raw: &RawConfig, diag: &mut Diag) -> Vec<RouteConfig> {
             route.rules.rate_limit = match &r.rate_limit {
                 Some(own) => rules::rate_limit(own, diag),
                 None => default_limit.clone(),
+            };
+            route.encoding.compress = match &r.compress {
+                Some(own) => crate::config::compress::compress(Some(own), None, diag)
+                    .map(std::sync::Arc::new),
+                None => default_compress.clone(),
             };
             Some(route)
         })
@@ -79,7 +88,26 @@ fn route(
         line: r.line,
         matcher,
         rules,
+        encoding: crate::config::compress::Compression {
+            compress: None,
+            precompressed: precompressed(r, diag),
+        },
     })
+}
+
+/// `precompressed`: only a route with `root` has files with siblings.
+fn precompressed(r: &RawRoute, diag: &mut Diag) -> bool {
+    let Some(p) = &r.precompressed else {
+        return false;
+    };
+    if p.value && r.root.is_none() {
+        diag.warn(
+            p.line,
+            Some("precompressed"),
+            "`precompressed` has no effect without `root`",
+        );
+    }
+    p.value
 }
 
 /// Warns about a route that an earlier one takes every request of: same host set (or none),

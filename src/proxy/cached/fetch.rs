@@ -3,7 +3,7 @@
 //! 5xx within `stale-if-error` serves it, a storable response is copied into the cache as it
 //! streams to the client.
 
-use super::{mark, serve, NAME};
+use super::{mark, serve, Reply, NAME};
 use crate::access_log::AccessLog;
 use crate::backend::Pool;
 use crate::cache::policy::{self, CacheControl, NotStored};
@@ -28,6 +28,8 @@ pub(super) struct Job {
     pub(super) grace: Option<Duration>,
     /// The route's rules (`cache_ttl`), `None` when it has none.
     pub(super) rules: Option<Arc<RouteRules>>,
+    /// The route's compression: the entry answers every coding.
+    pub(super) compress: Option<Arc<crate::config::compress::Compress>>,
     pub(super) client: ClientInfo,
     pub(super) primary: String,
     pub(super) method: Method,
@@ -63,7 +65,7 @@ pub(super) async fn fetch(
             return revalidated(job, resp, key, obj, request_time);
         }
         if status.is_server_error() && obj.within(now, obj.sie) {
-            return stale_on_error(job, resp, obj, now);
+            return stale_on_error(job, resp, (key, obj), now);
         }
     }
     store(job, resp, stale.is_some(), request_time)
@@ -90,10 +92,10 @@ fn ask_conditionally(h: &mut HeaderMap, obj: &Object) {
 /// fields and the client gets the updated head (with the 304's `Set-Cookie`); the storing rules
 /// apply only to the copy kept.
 fn revalidated(
-    job: Job,
+    mut job: Job,
     mut resp: Response<ProxyBody>,
     key: &str,
-    obj: &Object,
+    obj: &Arc<Object>,
     request_time: u64,
 ) -> Response<ProxyBody> {
     let cache = &job.cache;
@@ -101,9 +103,9 @@ fn revalidated(
     if !same_validator(obj, resp.headers()) {
         drop(resp);
         cache.invalidate(&job.primary);
-        drop(job.guard);
+        job.guard = None;
         let status = format!("{NAME}; fwd=stale; fwd-status=304; detail=validator-mismatch");
-        return serve(obj, &job.method, &job.req_headers, status, "stale", log);
+        return serve(obj, &job.reply(None), status, "stale", log);
     }
     let mut headers = obj.headers.clone();
     policy::merge_304(&mut headers, resp.headers());
@@ -136,36 +138,47 @@ fn revalidated(
             )
         }
     };
-    drop(job.guard);
+    job.guard = None;
     serve(
-        &answer,
-        &job.method,
-        &job.req_headers,
+        &Arc::new(answer),
+        &job.reply(None),
         status,
         "revalidated",
         log,
     )
 }
 
+impl Job {
+    /// How this job's client is answered from a stored object (`home`: where it is stored).
+    fn reply<'a>(&'a self, home: Option<&'a str>) -> Reply<'a> {
+        Reply {
+            method: &self.method,
+            req: &self.req_headers,
+            compress: self.compress.as_deref(),
+            home: home.map(|k| (&self.cache, k)),
+        }
+    }
+}
+
 /// A 5xx within the stale entry's `stale-if-error` window (or the route's grace): the stale
 /// entry answers instead.
 fn stale_on_error(
-    job: Job,
+    mut job: Job,
     mut resp: Response<ProxyBody>,
-    obj: &Object,
+    (key, obj): (&str, &Arc<Object>),
     now: u64,
 ) -> Response<ProxyBody> {
     job.cache.counters.stale.fetch_add(1, Relaxed);
     let status = resp.status().as_u16();
     let log = resp.body_mut().take_log();
     drop(resp);
-    drop(job.guard);
+    job.guard = None;
     let s = format!(
         "{NAME}; fwd=stale; fwd-status={status}; ttl={}; detail={}",
         obj.ttl(now),
         obj.sie_rule()
     );
-    serve(obj, &job.method, &job.req_headers, s, "stale", log)
+    serve(obj, &job.reply(Some(key)), s, "stale", log)
 }
 
 /// The server's answer goes to the client; when storable ([`describe`]) it is copied into the
@@ -325,5 +338,6 @@ fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Objec
     );
     obj.route = job.route;
     obj.from_grace = (swr_grace, sie_grace);
+    obj.negotiated = job.compress.is_some();
     Ok(obj)
 }

@@ -11,24 +11,28 @@
 //!    refreshes the entry, a 5xx or a failure within `stale-if-error` serves the stale one, and
 //!    a storable response is copied into the cache as it streams to the client.
 //!
-//! Every answer says what happened in `Cache-Status` (RFC 9211).
+//! Every answer says what happened in `Cache-Status` (RFC 9211). With `compress` on the route,
+//! one entry per URL answers every coding ([`forms`]), and the server is asked for identity.
 
 mod fetch;
+mod forms;
 
 use super::body::{ClientIn, ProxyBody, UpBody};
 use super::{forward, upstream_body, upstream_parts, ClientInfo, RouteRt, Runtime};
 use crate::access_log::AccessLog;
 use crate::backend::Pool;
 use crate::cache::policy::{self, RangeAnswer};
-use crate::cache::{self, Cache, Join, Object};
+use crate::cache::{self, Cache, FormFill, Join, Object};
 use crate::clock;
+use crate::coding::Transcoder;
+use crate::config::compress::Compress;
 use crate::config::route::RouteRules;
 use crate::session::ConnState;
 use bytes::Bytes;
 use fetch::{fetch, Job};
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, COOKIE,
-    HOST, RANGE, SET_COOKIE,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT_ENCODING, AGE, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, COOKIE, HOST, RANGE, SET_COOKIE,
 };
 use http::{Method, Request, Response, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
@@ -123,7 +127,6 @@ pub async fn handle(
     if let Some((status, what)) = pass {
         return here.pass(parts, body, &primary, (status, what), log).await;
     }
-
     // Another route's entry for the same URL is not this route's to serve (it may come from
     // other servers, behind other credentials): a miss, replaced when this one stores.
     let found = cache
@@ -162,25 +165,34 @@ pub async fn handle(
     if found.is_none() {
         cache.counters.misses.fetch_add(1, Relaxed);
     }
-    let stale = found.map(|(k, o)| (k.into_owned(), o));
     let job = Job {
         cache: cache.clone(),
         pool: pool.clone(),
         grace: route.grace,
         rules: route.rules.clone(),
+        compress: route.encoding.compress.clone(),
         client: client.clone(),
+        stale: found.map(|(k, o)| (k.into_owned(), o)),
         primary,
         method,
         req_headers: parts.headers.clone(),
-        stale,
         guard,
         route: route.index,
     };
+    ask_identity(route, &mut parts.headers);
     let up = match upstream_body(rt, parts, body, conn).await {
         Ok(r) => r,
         Err(kind) => return super::error_response(kind, log),
     };
     fetch(job, up, log).await
+}
+
+/// On a route with `compress` the entry is filled with what the server sends for identity:
+/// langur makes the other codings once, from it.
+fn ask_identity(route: &RouteRt, h: &mut HeaderMap) {
+    if route.encoding.compress.is_some() {
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
 }
 
 /// Why a request goes upstream without the cache (its `Cache-Status` and access-log word):
@@ -315,14 +327,13 @@ fn answer_stored(
     } else {
         return None;
     };
-    Some(serve(
-        obj,
-        &parts.method,
-        &parts.headers,
-        status,
-        what,
-        log.take(),
-    ))
+    let how = Reply {
+        method: &parts.method,
+        req: &parts.headers,
+        compress: route.encoding.compress.as_deref(),
+        home: Some((cache, stored.key)),
+    };
+    Some(serve(obj, &how, status, what, log.take()))
 }
 
 /// `stale-while-revalidate`: one GET refreshes the entry in the background, unless another
@@ -343,6 +354,7 @@ fn refresh_in_background(
         pool: pool.clone(),
         grace: route.grace,
         rules: route.rules.clone(),
+        compress: route.encoding.compress.clone(),
         client: client.clone(),
         primary: stored.primary.to_string(),
         method: Method::GET,
@@ -355,6 +367,7 @@ fn refresh_in_background(
     *up.uri_mut() = parts.uri.clone();
     *up.version_mut() = parts.version;
     *up.headers_mut() = parts.headers.clone();
+    ask_identity(route, up.headers_mut());
     tokio::spawn(async move {
         let resp = fetch(job, up, None).await;
         let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
@@ -363,27 +376,26 @@ fn refresh_in_background(
 
 /// After waiting for another request's fetch of the same key: its stored answer, if fresh.
 fn coalesced_hit(
-    cache: &Cache,
+    cache: &Arc<Cache>,
     route: &RouteRt,
     primary: &str,
     parts: &http::request::Parts,
     log: &mut Option<AccessLog>,
 ) -> Option<Response<ProxyBody>> {
-    let (_, obj) = cache.lookup(primary, &parts.headers)?;
+    let (key, obj) = cache.lookup(primary, &parts.headers)?;
     let now = clock::now_ms();
     if !obj.fresh(now) || obj.route != route.index {
         return None;
     }
     cache.counters.hits.fetch_add(1, Relaxed);
     let status = format!("{NAME}; hit; ttl={}; detail=coalesced", obj.ttl(now));
-    Some(serve(
-        &obj,
-        &parts.method,
-        &parts.headers,
-        status,
-        "hit",
-        log.take(),
-    ))
+    let how = Reply {
+        method: &parts.method,
+        req: &parts.headers,
+        compress: route.encoding.compress.as_deref(),
+        home: Some((cache, &key)),
+    };
+    Some(serve(&obj, &how, status, "hit", log.take()))
 }
 
 /// The primary key of a `Location`/`Content-Location` reference, resolved against the
@@ -424,9 +436,84 @@ fn mark(resp: &mut Response<ProxyBody>, status: String, what: &'static str) {
     }
 }
 
-/// Answers a request from a stored object: 304 for a matching conditional, 206/416 for a
-/// range, else the whole response (HEAD gets the same head; hyper sends no body for it).
+/// What a request asks of a stored object, and where the object lives.
+pub(crate) struct Reply<'a> {
+    pub method: &'a Method,
+    pub req: &'a HeaderMap,
+    /// The route's compression: the object is sent in the coding the request prefers.
+    /// `None`: as stored, decoded for a client that cannot read the stored coding.
+    pub compress: Option<&'a Compress>,
+    /// The cache and key the object is stored under, so that a form made for this request is
+    /// kept with it (`None`: an object not in the store).
+    pub home: Option<(&'a Arc<Cache>, &'a str)>,
+}
+
+/// Answers a request from a stored object, in the coding [`forms::plan`] chooses: 304 for a
+/// matching conditional, 206/416 for a range, else the whole response (HEAD gets the same
+/// head; hyper sends no body for it).
 pub(crate) fn serve(
+    obj: &Arc<Object>,
+    how: &Reply<'_>,
+    cache_status: String,
+    what: &'static str,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    let (method, req) = (how.method, how.req);
+    let mut resp = match forms::plan(obj, how) {
+        forms::Plan::AsStored { vary: false } if how.compress.is_none() => {
+            return serve_object(obj, method, req, cache_status, what, log);
+        }
+        forms::Plan::AsStored { vary } => {
+            let mut r = serve_object(obj, method, req, cache_status, what, log);
+            if vary {
+                super::compress::add_vary(r.headers_mut());
+            }
+            r
+        }
+        forms::Plan::Stored(c, form) => {
+            let view = obj.copy_with(forms::head(obj, c), form);
+            serve_object(&view, method, req, cache_status, what, log)
+        }
+        forms::Plan::Make { from, src, to } => {
+            let view = obj.copy_with(forms::head(obj, to), src);
+            let whole = forms::without_range(req);
+            let mut r = serve_object(&view, method, &whole, cache_status, what, log);
+            make_on_the_way(&mut r, obj, how, (from, to));
+            r
+        }
+    };
+    resp.extensions_mut().insert(super::compress::Negotiated);
+    resp
+}
+
+/// A form not stored yet is made as the response streams (and kept, when this request is the
+/// one making it): the length is not known before.
+fn make_on_the_way(
+    resp: &mut Response<ProxyBody>,
+    obj: &Arc<Object>,
+    how: &Reply<'_>,
+    (from, to): (crate::coding::Coding, crate::coding::Coding),
+) {
+    if resp.status() == StatusCode::NOT_MODIFIED || resp.status() == StatusCode::PRECONDITION_FAILED
+    {
+        return;
+    }
+    resp.headers_mut().remove(CONTENT_LENGTH);
+    if how.method == Method::HEAD {
+        return;
+    }
+    let level = how.compress.map(|c| c.level).unwrap_or_default();
+    let Ok(Some(tx)) = Transcoder::new(from, to, level) else {
+        return;
+    };
+    let keep = how
+        .home
+        .and_then(|(cache, key)| FormFill::claim(cache, key, obj, to));
+    resp.body_mut().encode(tx, keep);
+}
+
+/// Answers from a stored object as it is (see [`serve`]).
+fn serve_object(
     obj: &Object,
     method: &Method,
     req: &HeaderMap,
