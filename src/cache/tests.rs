@@ -246,3 +246,54 @@ fn ignored_query_parameters_leave_the_key() {
         "https://a.example/p?id=2"
     );
 }
+
+#[test]
+fn forms_count_in_the_budget_and_go_before_the_body() {
+    use crate::coding::Coding;
+    let c = Cache::new(CacheConfig {
+        max_size: 64 * 1024,
+        max_object_size: 16 * 1024,
+        ..Default::default()
+    });
+    let none = HeaderMap::new();
+    let p = "http://a/x";
+    assert!(c.insert(p, &none, obj(4000, &[])));
+    let (_, o) = c.lookup(p, &none).unwrap();
+    assert!(o.claim(Coding::Br), "the first request makes the form");
+    assert!(!o.claim(Coding::Br), "the others do not");
+    let before = c.bytes();
+    assert!(c.add_form(p, &o, Coding::Br, Bytes::from(vec![b'b'; 1000])));
+    assert!(c.bytes() >= before + 1000, "the form is weighed");
+    let (_, kept) = c.lookup(p, &none).unwrap();
+    assert_eq!(kept.form(Coding::Br).unwrap().len(), 1000);
+    assert_eq!(kept.form(Coding::Identity).unwrap().len(), 4000);
+    // A form made from an object since replaced is not kept.
+    assert!(!c.add_form(p, &o, Coding::Gzip, Bytes::from_static(b"g")));
+    // Too large with its object: not kept.
+    assert!(!c.add_form(p, &kept, Coding::Gzip, Bytes::from(vec![0; 20_000])));
+    // When the store needs room, an entry comes back without its forms before it goes (one
+    // never asked for again, so that it is the one to go).
+    let p = "http://a/cold";
+    assert!(c.insert(p, &none, obj(4000, &[])));
+    let Some(Slot::Object(o)) = c.store.peek(p) else {
+        panic!("stored")
+    };
+    assert!(c.add_form(p, &o, Coding::Br, Bytes::from(vec![b'b'; 1000])));
+    let mut demoted = false;
+    for i in 0..200 {
+        let k = format!("http://a/{i}");
+        c.insert(&k, &none, obj(4000, &[]));
+        c.lookup(&k, &none);
+        c.lookup(&k, &none);
+        match c.store.peek(p) {
+            Some(Slot::Object(o)) if o.forms_size() == 0 => {
+                assert_eq!(o.body.len(), 4000);
+                demoted = true;
+                break;
+            }
+            Some(_) => {}
+            None => panic!("the entry went with its forms at {i}"),
+        }
+    }
+    assert!(demoted, "the forms went first");
+}
