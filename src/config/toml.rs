@@ -9,8 +9,8 @@ use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
 mod clients;
-mod log;
 mod compress;
+mod log;
 mod route;
 
 type Val<'i> = Spanned<DeValue<'i>>;
