@@ -140,12 +140,14 @@ impl Upstream {
     }
 }
 
-/// A client configuration: trusting `ca` (a PEM file) or the system's roots, offering `alpn`.
-/// `verify = false` accepts any certificate (for self-signed test backends only).
+/// A client configuration: trusting `ca` (a PEM file) or the system's roots, offering `alpn`,
+/// presenting `identity` (a certificate chain and its key, RFC 8446 4.4.2) to servers that ask
+/// for one. `verify = false` accepts any certificate (for self-signed test backends only).
 pub fn client_config(
     ca: Option<&Path>,
     verify: bool,
     alpn: &[&[u8]],
+    identity: Option<&Identity>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -172,15 +174,30 @@ pub fn client_config(
                 }
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        with_identity(builder.with_root_certificates(roots), identity)
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
-            .with_no_client_auth()
+        with_identity(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider()))),
+            identity,
+        )
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// The client side's last step: the client certificate when there is one.
+fn with_identity(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    identity: Option<&Identity>,
+) -> rustls::ClientConfig {
+    match identity {
+        Some(id) => builder.with_client_cert_resolver(Arc::new(
+            rustls::sign::SingleCertAndKey::from(id.key.clone()),
+        )),
+        None => builder.with_no_client_auth(),
+    }
 }
 
 /// `tls_verify = false`: signatures are still checked, the chain and the name are not.

@@ -98,6 +98,9 @@ pub(crate) struct RawPoolSettings {
     pub tls_ca: Option<At<String>>,
     pub tls_server_name: Option<At<String>>,
     pub tls_verify: Option<bool>,
+    /// The client certificate (PEM chain) and its key presented to the servers.
+    pub tls_cert: Option<At<String>>,
+    pub tls_key: Option<At<String>>,
     pub hash_balance_factor: Option<At<f64>>,
     pub retries: Option<At<i64>>,
     pub retry_budget: Option<At<f64>>,

@@ -78,6 +78,8 @@ const POOL_SETTING_KEYS: &[&str] = &[
     "tls_ca",
     "tls_server_name",
     "tls_verify",
+    "tls_cert",
+    "tls_key",
     "send_proxy",
 ];
 const POOL_KEYS: &[&str] = &[
@@ -97,6 +99,8 @@ const POOL_KEYS: &[&str] = &[
     "tls_ca",
     "tls_server_name",
     "tls_verify",
+    "tls_cert",
+    "tls_key",
     "send_proxy",
     "servers",
     "server",
@@ -389,6 +393,8 @@ impl Reader<'_> {
             "tls_ca" => s.tls_ca = self.string(k, v),
             "tls_server_name" => s.tls_server_name = self.string(k, v),
             "tls_verify" => s.tls_verify = self.bool(k, v),
+            "tls_cert" => s.tls_cert = self.string(k, v),
+            "tls_key" => s.tls_key = self.string(k, v),
             "hash_balance_factor" => s.hash_balance_factor = self.float(k, v),
             "retries" => s.retries = self.int(k, v),
             "retry_budget" => s.retry_budget = self.float(k, v),

@@ -22,5 +22,6 @@ mod resilience;
 mod retries;
 mod rules;
 mod strict;
+mod tls_auth;
 mod tls_h2;
 mod upstream_h1;

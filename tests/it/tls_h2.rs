@@ -16,13 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A test CA and certificates it signed, as PEM files in a temporary directory.
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+pub(crate) struct Pki {
+    pub(crate) dir: PathBuf,
+    pub(crate) ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
 impl Pki {
-    fn new(tag: &str) -> Pki {
+    pub(crate) fn new(tag: &str) -> Pki {
         let dir = std::env::temp_dir().join(format!("langur-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -37,7 +37,7 @@ impl Pki {
     }
 
     /// Issues a certificate for `names`; returns (cert path, key path, DER).
-    fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
+    pub(crate) fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -52,11 +52,11 @@ impl Pki {
         (c, k, cert.der().to_vec())
     }
 
-    fn ca_path(&self) -> PathBuf {
+    pub(crate) fn ca_path(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
 
-    fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    pub(crate) fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(
@@ -77,15 +77,15 @@ impl Drop for Pki {
     }
 }
 
-fn p(path: &Path) -> String {
+pub(crate) fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn ensure_provider() {
+pub(crate) fn ensure_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     pki: &Pki,
     at: SocketAddr,
     sni: &str,
@@ -460,7 +460,7 @@ async fn tls_to_a_pool_verifies_the_server_and_checks_report_layer_6() {
 }
 
 /// Waits until each pool's first server reports the given check status.
-async fn wait_for_check(admin: SocketAddr, want: &[(&str, &str)]) {
+pub(crate) async fn wait_for_check(admin: SocketAddr, want: &[(&str, &str)]) {
     let t = std::time::Instant::now();
     loop {
         let stats = get(admin, "/api/stats").await.text();

@@ -154,6 +154,13 @@ fn upstream_tls(
 ) -> Option<crate::tls::Upstream> {
     let s = &p.settings;
     if !s.tls.or(defaults.tls).unwrap_or(false) {
+        if let Some(c) = s.tls_cert.as_ref().or(s.tls_key.as_ref()) {
+            diag.error(
+                c.line,
+                Some("tls_cert"),
+                "a client certificate needs `tls = true`",
+            );
+        }
         return None;
     }
     let ca = setting(&s.tls_ca, &defaults.tls_ca);
@@ -163,7 +170,8 @@ fn upstream_tls(
         Protocol::H1 => &[b"http/1.1"],
     };
     let path = ca.map(|c| config_path(diag, &c.value));
-    match crate::tls::client_config(path.as_deref(), verify, alpn) {
+    let identity = client_identity(p, defaults, diag);
+    match crate::tls::client_config(path.as_deref(), verify, alpn, identity.as_ref()) {
         Ok(config) => Some(crate::tls::Upstream {
             config,
             server_name: setting(&s.tls_server_name, &defaults.tls_server_name)
@@ -172,6 +180,35 @@ fn upstream_tls(
         Err(e) => {
             diag.error(ca.map_or(p.line, |c| c.line), Some("tls_ca"), e);
             None
+        }
+    }
+}
+
+/// The client certificate presented to the servers (`tls_cert` with `tls_key`, each the pool's
+/// or `[defaults]`'s): both or neither; a file that does not load is reported on its line.
+fn client_identity(
+    p: &RawPool,
+    defaults: &RawPoolSettings,
+    diag: &mut Diag,
+) -> Option<crate::tls::Identity> {
+    let s = &p.settings;
+    let cert = setting(&s.tls_cert, &defaults.tls_cert);
+    let key = setting(&s.tls_key, &defaults.tls_key);
+    match (cert, key) {
+        (None, None) => None,
+        (Some(c), None) => {
+            diag.error(c.line, Some("tls_cert"), "`tls_cert` needs `tls_key`");
+            None
+        }
+        (None, Some(k)) => {
+            diag.error(k.line, Some("tls_key"), "`tls_key` needs `tls_cert`");
+            None
+        }
+        (Some(c), Some(k)) => {
+            let (cp, kp) = (config_path(diag, &c.value), config_path(diag, &k.value));
+            crate::tls::load_identity(&cp, &kp)
+                .map_err(|e| diag.error(c.line, Some("tls_cert"), e))
+                .ok()
         }
     }
 }
