@@ -207,10 +207,18 @@ impl Accept {
 /// The codings langur offers when a route does not list its own, in order of preference.
 pub const DEFAULT_ORDER: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
 
-/// Decoded output beyond this, from one slice of input, is refused as a decompression bomb.
-const DECODE_CAP: usize = 8 << 20;
+/// Decoded output beyond this, from one slice of input, is refused as a decompression bomb
+/// (an expansion above 65 536 to 1). It bounds what one push holds beyond [`PUSH_WORK`].
+const DECODE_CAP: usize = 2 << 20;
 /// Input is handed to a decoder in slices this long, so one slice's output stays bounded.
-const DECODE_SLICE: usize = 256;
+const DECODE_SLICE: usize = 32;
+/// One push stops taking input once it has decoded this much: the work and the memory of a
+/// push stay bounded whatever the input expands to.
+const PUSH_WORK: usize = 64 * 1024;
+/// The largest zstd window a decoder accepts: 8 MiB (`windowLog` 23), the bound RFC 9659
+/// sets for the `zstd` content coding; a frame asking for more is refused rather than given
+/// its memory.
+const ZSTD_MAX_WINDOW_LOG: u32 = 23;
 
 /// A `Vec` that refuses to grow past [`DECODE_CAP`] between drains.
 #[derive(Default)]
@@ -320,7 +328,11 @@ impl Decoder {
                 Capped::default(),
                 16 * 1024,
             ))),
-            Coding::Zstd => Decoder::Zstd(zstd::stream::write::Decoder::new(Capped::default())?),
+            Coding::Zstd => {
+                let mut d = zstd::stream::write::Decoder::new(Capped::default())?;
+                d.window_log_max(ZSTD_MAX_WINDOW_LOG)?;
+                Decoder::Zstd(d)
+            }
         }))
     }
 
@@ -361,8 +373,8 @@ impl Decoder {
 }
 
 /// A body re-coded as it streams: decoded from one coding and/or encoded into another. Input
-/// is pushed in chunks ([`Transcoder::push`], at most [`Transcoder::step`] bytes at a time keeps
-/// the output of one push bounded), flushed when the source pauses, finished at its end; the
+/// is pushed in chunks ([`Transcoder::push`] takes what keeps the work and the output of one
+/// push bounded), flushed when the source pauses, finished at its end; the
 /// output is taken as it grows.
 pub struct Transcoder {
     dec: Option<Decoder>,
@@ -396,35 +408,34 @@ impl Transcoder {
         }))
     }
 
-    /// The most input one push should take: decoding expands, so it takes less.
-    pub fn step(&self) -> usize {
-        if self.dec.is_some() {
-            4 * 1024
-        } else {
-            64 * 1024
-        }
-    }
-
-    /// Takes input.
-    pub fn push(&mut self, data: &[u8]) -> std::io::Result<()> {
+    /// Takes input: up to [`PUSH_WORK`] bytes of `data` when nothing is decoded; when decoding, slice by slice until
+    /// the push has decoded [`PUSH_WORK`] bytes. Returns how many bytes of `data` it took (at
+    /// least one slice); the caller pushes the rest later. Errors: a corrupt coding, or a
+    /// slice that expands past [`DECODE_CAP`].
+    pub fn push(&mut self, data: &[u8]) -> std::io::Result<usize> {
         if data.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         self.unflushed = true;
         let Some(dec) = &mut self.dec else {
+            let data = &data[..data.len().min(PUSH_WORK)];
             if let Some(enc) = &mut self.enc {
-                return enc.write_all(data);
+                enc.write_all(data)?;
+            } else {
+                self.plain.extend_from_slice(data);
             }
-            self.plain.extend_from_slice(data);
-            return Ok(());
+            return Ok(data.len());
         };
-        let slices = data.chunks(DECODE_SLICE).count();
-        for (i, slice) in data.chunks(DECODE_SLICE).enumerate() {
+        let (mut taken, mut work) = (0, 0);
+        for slice in data.chunks(DECODE_SLICE) {
             dec.write_all(slice)?;
-            if i + 1 == slices {
+            taken += slice.len();
+            let last = taken == data.len();
+            if last {
                 dec.drain()?;
             }
             let out = dec.out();
+            work += out.len();
             match &mut self.enc {
                 Some(enc) => {
                     enc.write_all(out)?;
@@ -432,8 +443,11 @@ impl Transcoder {
                 }
                 None => self.plain.append(out),
             }
+            if work >= PUSH_WORK && !last {
+                break;
+            }
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Whether input was taken since the last flush.
@@ -494,8 +508,10 @@ pub fn transcode(body: &[u8], from: Coding, to: Coding, level: Level) -> std::io
         return Ok(Bytes::copy_from_slice(body));
     };
     let mut out = Vec::new();
-    for chunk in body.chunks(t.step()) {
-        t.push(chunk)?;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let n = t.push(rest)?;
+        rest = &rest[n..];
         out.extend_from_slice(&t.take());
     }
     t.finish()?;
@@ -619,5 +635,56 @@ mod tests {
             Level::Fast
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_decoded_a_bounded_step_at_a_time() {
+        let zeros = vec![0u8; 16 << 20];
+        for c in [Coding::Gzip, Coding::Br, Coding::Zstd] {
+            let bomb = transcode(&zeros, Coding::Identity, c, Level::Default).unwrap();
+            let other = if c == Coding::Gzip {
+                Coding::Zstd
+            } else {
+                Coding::Gzip
+            };
+            for to in [Coding::Identity, other] {
+                let mut t = Transcoder::new(c, to, Level::Fast).unwrap().unwrap();
+                let (mut rest, mut pushes) = (&bomb[..], 0);
+                let outcome = loop {
+                    if rest.is_empty() {
+                        break t.finish();
+                    }
+                    match t.push(rest) {
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) => break Err(e),
+                    }
+                    pushes += 1;
+                    // What one push holds: its work bound and one slice's output.
+                    assert!(t.pending() <= PUSH_WORK + DECODE_CAP, "{c:?}");
+                    t.take();
+                };
+                // A body that expands past the bound is refused, never held.
+                if c != Coding::Br {
+                    outcome.unwrap();
+                    assert!(pushes >= (16 << 20) / (PUSH_WORK + DECODE_CAP), "{c:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_zstd_frame_asking_for_a_window_over_8_mib_is_refused() {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.window_log(27).unwrap();
+        e.long_distance_matching(true).unwrap();
+        e.write_all(&[7u8; 4096]).unwrap();
+        let frame = e.finish().unwrap();
+        assert!(transcode(&frame, Coding::Zstd, Coding::Identity, Level::Fast).is_err());
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.window_log(23).unwrap();
+        e.write_all(&[7u8; 4096]).unwrap();
+        let frame = e.finish().unwrap();
+        let out = transcode(&frame, Coding::Zstd, Coding::Identity, Level::Fast).unwrap();
+        assert_eq!(out.len(), 4096);
     }
 }

@@ -14,7 +14,7 @@ use crate::cache::{Fill, FormFill};
 use crate::coding::Transcoder;
 use crate::session::ConnState;
 use crate::upstream::peer::Peer;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -80,6 +80,10 @@ pub struct Coded {
 
 /// Output gathered before it is sent even though the source has more ready.
 const CODED_BATCH: usize = 32 * 1024;
+/// Pushes into the transcoder in one poll before the body yields to the worker's other tasks
+/// (each push is bounded: 64 KiB of input to encode, or 64 KiB decoded), so a body that
+/// decodes far more than it sends cannot hold the worker.
+const CODED_PUSHES: usize = 16;
 
 impl ProxyBody {
     /// A body held in memory (error pages, small answers).
@@ -101,7 +105,16 @@ impl ProxyBody {
     /// The answer to a HEAD (RFC 9110 9.3.2): a body held in memory is dropped and its length
     /// returned, for `Content-Length`. HTTP/1.1 leaves a HEAD's body unsent anyway; HTTP/2 must
     /// not send one (RFC 9113 8.1). Other bodies are left: a server's answer to HEAD has none.
+    /// A body re-coded on its way has no length before it is made: it is dropped, and `None`
+    /// returned (its head has no `Content-Length`, as its GET's).
     pub fn drop_for_head(&mut self) -> Option<u64> {
+        if self.codec.take().is_some() {
+            if let Kind::Full(data) = &mut self.kind {
+                data.take();
+            }
+            self.bytes = 0;
+            return None;
+        }
         match &mut self.kind {
             Kind::Full(data) => {
                 let len = data.take().map_or(0, |d| d.len() as u64);
@@ -355,12 +368,19 @@ impl ProxyBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut pushes = 0;
         loop {
             let c = self.codec.as_deref_mut().expect("a coded body");
             if !c.input.is_empty() {
-                let step = c.input.split_to(c.input.len().min(c.tx.step()));
-                if let Err(e) = c.tx.push(&step) {
-                    return self.coding_failed(e);
+                if pushes == CODED_PUSHES {
+                    // Enough work for one poll: other tasks of the worker run first.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                pushes += 1;
+                match c.tx.push(&c.input) {
+                    Ok(n) => c.input.advance(n),
+                    Err(e) => return self.coding_failed(e),
                 }
                 if c.tx.pending() >= CODED_BATCH {
                     return Poll::Ready(Some(Ok(Frame::data(c.emit()))));
@@ -463,5 +483,49 @@ impl Drop for ProxyBody {
             }
             log.emit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coding::{transcode, Coding, Level};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_body_that_decodes_far_more_than_it_sends_yields_to_other_tasks() {
+        let zeros = vec![0u8; 16 << 20];
+        let bomb = transcode(&zeros, Coding::Identity, Coding::Gzip, Level::Default).unwrap();
+        let mut body = ProxyBody::full(bomb, None);
+        let tx = Transcoder::new(Coding::Gzip, Coding::Br, Level::Fast)
+            .unwrap()
+            .unwrap();
+        body.encode(tx, None);
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let (mut sent, mut pending) = (Vec::new(), 0);
+        loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(f))) => sent.extend_from_slice(&f.into_data().unwrap()),
+                Poll::Ready(None) => break,
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                Poll::Pending => pending += 1,
+            }
+        }
+        // 16 MiB decoded at most 16 pushes of 64 KiB a poll: it gave the worker back, and
+        // asked to be polled again each time.
+        assert!(pending >= 15, "{pending}");
+        assert_eq!(wakes.0.load(Ordering::Relaxed), pending);
+        let back = transcode(&sent, Coding::Br, Coding::Identity, Level::Fast).unwrap();
+        assert_eq!(back.len(), zeros.len());
     }
 }
