@@ -3,10 +3,15 @@
 //! arrives ([`request`]), and the response is encoded as it streams ([`apply`]).
 //!
 //! Left as they are: responses with a `Content-Encoding` already, `Cache-Control:
-//! no-transform`, 1xx, 204, 206 and 304, types outside the route's list, bodies of a known
-//! length below `min_size`, answers to HEAD and HTTP/1.0 requests (no chunked framing, as
-//! nginx's `gzip_http_version`). Every response that could be compressed says `Vary:
-//! Accept-Encoding`, compressed or not, so shared caches keep the codings apart.
+//! no-transform`, 1xx, 204 and 206, types outside the route's list, bodies of a known length
+//! below `min_size`, and answers to HTTP/1.0 requests (no chunked framing, as nginx's
+//! `gzip_http_version`). Every response that could be compressed says `Vary: Accept-Encoding`,
+//! compressed or not, so shared caches keep the codings apart. A HEAD gets the head its GET
+//! would get (`Content-Encoding`, no `Content-Length`, the weak `ETag`), without a body.
+//!
+//! A 304 (RFC 9110 15.4.5) carries what its 200 would: `Vary: Accept-Encoding`, and the weak
+//! `ETag` when the client validated the weak tag of a compressed answer (the server, asked with
+//! the strong twin, answers with the strong tag).
 //!
 //! A compressed response loses `Content-Length` (it streams, chunked on HTTP/1.1) and
 //! `Accept-Ranges`, and its strong `ETag` becomes weak (`W/"..."`, as nginx does): the bytes
@@ -29,30 +34,34 @@ use http::{Method, Request, Response, StatusCode, Version};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Negotiated;
 
-/// What a request takes: the coding its response will be sent in (identity for HEAD, HTTP/1.0
-/// and `Range` requests), and the codings it reads at all.
+/// What a request takes: the coding its response will be sent in (identity for HTTP/1.0 and
+/// `Range` requests), and the codings it reads at all; `head`: only the head is sent;
+/// `weak_tags`: its `If-None-Match` names weak tags (their strong twins were added).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Want {
     coding: Coding,
     accept: Accept,
+    head: bool,
+    weak_tags: bool,
 }
 
 /// The request's side: what it takes ([`Want`]), and the strong twin of each weak tag of its
 /// `If-None-Match`.
 pub(crate) fn request<B>(c: &Compress, req: &mut Request<B>) -> Want {
-    if req.headers().contains_key(IF_NONE_MATCH) {
-        twin_tags(req.headers_mut());
-    }
+    let weak_tags = req.headers().contains_key(IF_NONE_MATCH) && twin_tags(req.headers_mut());
     let accept = Accept::parse(req.headers());
-    let coding = if req.method() == Method::HEAD
-        || req.version() == Version::HTTP_10
-        || req.headers().contains_key(RANGE)
-    {
+    let coding = if req.version() == Version::HTTP_10 || req.headers().contains_key(RANGE) {
         Coding::Identity
     } else {
         accept.choose(&c.encodings)
     };
-    Want { coding, accept }
+    let head = req.method() == Method::HEAD;
+    Want {
+        coding,
+        accept,
+        head,
+        weak_tags,
+    }
 }
 
 /// On a route with `compress`, its settings and what the request takes ([`request`]); `None`
@@ -66,24 +75,27 @@ pub(crate) fn chosen<'c, B>(
     Some((c, request(c, req)))
 }
 
-/// Adds `"x"` after every `W/"x"` of `If-None-Match` that the list does not hold already.
-fn twin_tags(h: &mut HeaderMap) {
+/// Adds `"x"` after every `W/"x"` of `If-None-Match` that the list does not hold already;
+/// whether the field names a weak tag at all.
+fn twin_tags(h: &mut HeaderMap) -> bool {
     let Some(text) = h.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
-        return;
+        return false;
     };
     let tags: Vec<&str> = text.split(',').map(str::trim).collect();
+    let weak = tags.iter().any(|t| t.starts_with("W/"));
     let twins: Vec<&str> = tags
         .iter()
         .filter_map(|t| t.strip_prefix("W/"))
         .filter(|strong| !tags.contains(strong))
         .collect();
     if twins.is_empty() {
-        return;
+        return weak;
     }
     let joined = format!("{text}, {}", twins.join(", "));
     if let Ok(v) = HeaderValue::from_str(&joined) {
         h.insert(IF_NONE_MATCH, v);
     }
+    weak
 }
 
 /// The response's side: encodes it in the coding the request chose when it may be compressed
@@ -95,6 +107,10 @@ pub(crate) fn apply(
     mut resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     if resp.extensions().get::<Negotiated>().is_some() || resp.body().is_coded() {
+        return resp;
+    }
+    if resp.status() == StatusCode::NOT_MODIFIED {
+        not_modified(want, resp.headers_mut());
         return resp;
     }
     let len = resp
@@ -114,12 +130,31 @@ pub(crate) fn apply(
         _ => return resp,
     };
     add_vary(resp.headers_mut());
+    if want.head {
+        // The head its GET would get; no body to code.
+        if from != want.coding {
+            recoded_head(resp.headers_mut(), want.coding);
+        }
+        return resp;
+    }
     let Ok(Some(tx)) = Transcoder::new(from, want.coding, c.level) else {
         return resp;
     };
     recoded_head(resp.headers_mut(), want.coding);
     resp.body_mut().encode(tx, None);
     resp
+}
+
+/// A 304's head: `Vary: Accept-Encoding` as its 200 would say, and the tag made weak when the
+/// client validated a weak one (see the module docs) and takes a coding.
+fn not_modified(want: Want, h: &mut HeaderMap) {
+    if h.get(CONTENT_ENCODING).is_some() || no_transform(h) {
+        return;
+    }
+    add_vary(h);
+    if want.weak_tags && want.coding != Coding::Identity {
+        weaken(h);
+    }
 }
 
 /// Whether a response may be compressed on a route: a status with a body that is not a part,

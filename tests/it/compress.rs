@@ -226,7 +226,8 @@ async fn origin() -> Origin {
 async fn proxy(o: &Origin, root: Option<&std::path::Path>) -> (langur::Langur, SocketAddr) {
     let files = root.map_or(String::new(), |r| {
         format!(
-            "[[route]]\npath_prefix = '/f/'\nstrip_prefix = '/f'\nroot = '{}'\nprecompressed = true\n",
+            "[[route]]\npath_prefix = '/f/'\nstrip_prefix = '/f'\nroot = '{0}'\nprecompressed = true\n\
+             [[route]]\npath_prefix = '/g/'\nstrip_prefix = '/g'\nroot = '{0}'\ncompress = true\n",
             r.display()
         )
     });
@@ -321,11 +322,16 @@ async fn what_is_not_compressed() {
     let r = get_with(a, "/c/gz", &ae).await;
     assert_eq!(header(&r, "content-encoding"), "gzip");
     assert_eq!(decode(&r), text());
-    // HEAD: the head of the identity answer, which names Accept-Encoding.
+    // HEAD: the head its GET gets, without a body.
     let r = request(a, Method::HEAD, "/c/text", &ae, body(Bytes::new())).await;
     assert_eq!(r.status, 200);
-    assert!(!r.headers.contains_key("content-encoding"));
+    assert_eq!(header(&r, "content-encoding"), "zstd");
     assert_eq!(header(&r, "vary"), "Accept-Encoding");
+    assert_eq!(header(&r, "etag"), "W/\"v1\"");
+    assert!(!r.headers.contains_key("content-length"));
+    assert!(r.body.is_empty());
+    let r = request(a, Method::HEAD, "/c/small", &ae, body(Bytes::new())).await;
+    assert!(!r.headers.contains_key("content-encoding"));
     // A range goes to the server as it is; its 206 is left alone.
     let r = get_with(
         a,
@@ -424,10 +430,22 @@ async fn a_cached_route_serves_every_coding_from_one_entry() {
         "identity",
         "and asked for identity"
     );
-    // A form made once is then stored: it has a length.
+    // A form made once is then stored: it has a length, and a HEAD gets the same head.
     let r = get_with(a, "/k/text", &[("accept-encoding", "br")]).await;
     assert_eq!(header(&r, "content-encoding"), "br");
     assert_eq!(header(&r, "content-length"), r.body.len().to_string());
+    let h = request(
+        a,
+        Method::HEAD,
+        "/k/text",
+        &[("accept-encoding", "br")],
+        body(Bytes::new()),
+    )
+    .await;
+    assert_eq!(header(&h, "content-encoding"), "br");
+    assert_eq!(header(&h, "content-length"), r.body.len().to_string());
+    assert_eq!(header(&h, "etag"), header(&r, "etag"));
+    assert!(h.body.is_empty());
     // A range is answered from the identity body.
     let r = get_with(
         a,
@@ -457,6 +475,23 @@ async fn conditional_requests_with_the_weak_tag_get_304() {
     .await;
     assert_eq!(r.status, 304);
     assert!(o.seen.last("/c/text").1.contains("\"v1\""));
+    // The 304 says what its 200 said: the weak tag and Vary (RFC 9110 15.4.5).
+    assert_eq!(header(&r, "etag"), "W/\"v1\"");
+    assert_eq!(header(&r, "vary"), "Accept-Encoding");
+    // A client without a weak tag that validates the strong one keeps it.
+    let r = get_with(a, "/c/text", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(r.status, 304);
+    assert_eq!(header(&r, "etag"), "\"v1\"");
+    // A cached route's miss goes to the server, whose 304 is made the same way.
+    let r = get_with(
+        a,
+        "/k/miss/text",
+        &[("accept-encoding", "gzip"), ("if-none-match", &tag)],
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(header(&r, "etag"), "W/\"v1\"");
+    assert_eq!(header(&r, "vary"), "Accept-Encoding");
     // From the cache.
     let r = get_with(a, "/k/text", &[("accept-encoding", "br")]).await;
     let tag = header(&r, "etag").to_string();
@@ -526,6 +561,11 @@ async fn a_stored_encoded_body_is_decoded_for_a_client_that_cannot_read_it() {
     // Cache only: the server's gzip body is stored as it came.
     let r = get_with(a, "/v/gz", &[("accept-encoding", "gzip")]).await;
     assert_eq!(header(&r, "content-encoding"), "gzip");
+    // A HEAD for identity before the identity form exists: no length (not the stored gzip's).
+    let r = request(a, Method::HEAD, "/v/gz", &[], body(Bytes::new())).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.headers.contains_key("content-encoding"));
+    assert!(!r.headers.contains_key("content-length"));
     let r = get_with(a, "/v/gz", &[]).await;
     assert!(!r.headers.contains_key("content-encoding"));
     assert_eq!(r.body, text());
@@ -582,6 +622,20 @@ async fn precompressed_siblings_are_sent_to_clients_that_accept_them() {
         .await;
         assert_eq!(again.status, 304, "{ae}");
     }
+    // A file compressed on its way: its 304 and its HEAD say what its 200 says.
+    let ae = ("accept-encoding", "gzip");
+    let r = get_with(a, "/g/plain.js", &[ae]).await;
+    assert_eq!(header(&r, "content-encoding"), "gzip");
+    let tag = header(&r, "etag").to_string();
+    assert!(tag.starts_with("W/"), "{tag}");
+    let r = get_with(a, "/g/plain.js", &[ae, ("if-none-match", &tag)]).await;
+    assert_eq!(r.status, 304);
+    assert_eq!(header(&r, "etag"), tag);
+    assert_eq!(header(&r, "vary"), "Accept-Encoding");
+    let r = request(a, Method::HEAD, "/g/plain.js", &[ae], body(Bytes::new())).await;
+    assert_eq!(header(&r, "content-encoding"), "gzip");
+    assert_eq!(header(&r, "etag"), tag);
+    assert!(!r.headers.contains_key("content-length"));
     // No sibling for this coding, or a range: the file itself.
     let r = get_with(a, "/f/plain.js", &[("accept-encoding", "br")]).await;
     assert!(!r.headers.contains_key("content-encoding"));

@@ -4,7 +4,8 @@
 //! encoded) and the forms made from it on first demand: the request gets the coding it prefers
 //! among the route's `encodings`, from a stored form when there is one; else the form is made
 //! as it streams to this client and kept with the entry (one request makes a given form at a
-//! time; the others encode for themselves meanwhile). Ranges and HEAD get the identity form.
+//! time; the others encode for themselves meanwhile). Ranges get the identity form; a HEAD the
+//! head its GET gets.
 //!
 //! On every cached route, a client that does not accept the stored coding gets the identity
 //! form, decoded (and kept) when only an encoded body is stored.
@@ -16,7 +17,7 @@ use crate::config::compress::Compress;
 use crate::proxy::compress;
 use bytes::Bytes;
 use http::header::RANGE;
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 
 /// What a request is served from.
 pub(super) enum Plan {
@@ -40,7 +41,7 @@ pub(super) fn plan(obj: &Object, how: &Reply<'_>) -> Plan {
     let accept = Accept::parse(how.req);
     let formable = how.compress.filter(|c| may_recode(c, obj));
     let want = match formable {
-        Some(_) if how.method == Method::HEAD || how.req.contains_key(RANGE) => Coding::Identity,
+        Some(_) if how.req.contains_key(RANGE) => Coding::Identity,
         Some(c) => accept.choose(&c.encodings),
         None if stored == Coding::Identity || accept.accepts(stored) => stored,
         None => Coding::Identity,

@@ -499,16 +499,18 @@ fn make_on_the_way(
         return;
     }
     resp.headers_mut().remove(CONTENT_LENGTH);
-    if how.method == Method::HEAD {
-        return;
-    }
     let level = how.compress.map(|c| c.level).unwrap_or_default();
     let Ok(Some(tx)) = Transcoder::new(from, to, level) else {
         return;
     };
-    let keep = how
-        .home
-        .and_then(|(cache, key)| FormFill::claim(cache, key, obj, to));
+    // A HEAD's body is dropped on the way back, which sees that it was to be made on the
+    // way: its head gets no length, as its GET's (`ProxyBody::drop_for_head`).
+    let keep = match how.method == Method::HEAD {
+        true => None,
+        false => how
+            .home
+            .and_then(|(cache, key)| FormFill::claim(cache, key, obj, to)),
+    };
     resp.body_mut().encode(tx, keep);
 }
 
