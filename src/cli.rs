@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `check` and `demo`.
+//! Command-line interface: `run`, `check`, `explain` and `demo`.
 
 use crate::config::{self, Config};
 use anyhow::Context;
@@ -40,6 +40,33 @@ pub enum Command {
     Check {
         #[arg(short, long)]
         config: PathBuf,
+    },
+    /// Tell what langur would do with one request: the route (and the routes tried before it),
+    /// the rules, the client's address and how it was found, the cache key and whether the
+    /// answer would be stored, the pool and which of its servers are usable. Nothing is sent.
+    Explain {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// `METHOD URL` or `URL` (GET), e.g. 'GET https://shop.example/api/x'.
+        request: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client's address as the socket sees it (default 192.0.2.1).
+        #[arg(long)]
+        from: Option<String>,
+        /// The source a PROXY protocol header announced on the connection.
+        #[arg(long)]
+        proxy_source: Option<String>,
+        /// The status of the response to judge for the cache (default 200).
+        #[arg(long)]
+        status: Option<String>,
+        /// A header of the response to judge for the cache, `Name: value` (repeatable).
+        #[arg(long = "response-header")]
+        response_headers: Vec<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Start three demo backends and langur in front of them; no files needed.
     Demo {
@@ -128,6 +155,63 @@ pub fn check(path: &std::path::Path) -> i32 {
             1
         }
     }
+}
+
+/// What `langur explain` is asked: the request and the response to judge.
+#[derive(Debug, Default)]
+pub struct ExplainArgs {
+    pub request: String,
+    pub headers: Vec<String>,
+    pub from: Option<String>,
+    pub proxy_source: Option<String>,
+    pub status: Option<String>,
+    pub response_headers: Vec<String>,
+    pub json: bool,
+}
+
+/// `langur explain`: the explanation on stdout (exit 0), or the configuration's errors or a
+/// bad request on stderr (exit 1 and 2). The servers' state is the state at start (no checks
+/// have run); the admin API's `/api/explain` tells the running instance's.
+pub fn explain(path: &std::path::Path, args: &ExplainArgs) -> i32 {
+    let mut config = match config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            return 1;
+        }
+    };
+    let ask = match crate::proxy::explain::ask_from(
+        &args.request,
+        &args.headers,
+        args.from.as_deref(),
+        args.proxy_source.as_deref(),
+        args.status.as_deref(),
+        &args.response_headers,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("langur explain: {e}");
+            return 2;
+        }
+    };
+    // Nothing is logged or traced: no writer thread is started.
+    config.server.access_log = false;
+    config.tracing = None;
+    let events = std::sync::Arc::new(crate::backend::events::EventLog::default());
+    let name = crate::server::instance_name(&config);
+    let rt = match crate::server::build_runtime(&config, &name, 1, &events) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("langur explain: {e:#}");
+            return 1;
+        }
+    };
+    let out = crate::proxy::explain::explain(&rt, &ask);
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default()),
+        false => print!("{out}"),
+    }
+    0
 }
 
 /// The application log's filter from `LANGUR_LOG` (`info` when unset or empty): a level as

@@ -52,6 +52,27 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Explain {
+            config,
+            request,
+            headers,
+            from,
+            proxy_source,
+            status,
+            response_headers,
+            json,
+        } => {
+            let args = cli::ExplainArgs {
+                request,
+                headers,
+                from,
+                proxy_source,
+                status,
+                response_headers,
+                json,
+            };
+            ExitCode::from(cli::explain(&config, &args) as u8)
+        }
         Command::Demo { listen, admin } => {
             let _log = init_tracing();
             run(langur::demo::run(listen, admin))

@@ -142,6 +142,38 @@ pub struct RequestMatch {
     pub source: Vec<IpNet>,
 }
 
+/// The matcher that kept a route from matching a request (what `langur explain` reports), by
+/// its configuration key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss<'a> {
+    Host,
+    /// `match`: none of the route's path patterns is found in the path.
+    Match,
+    Path,
+    PathPrefix,
+    Methods,
+    /// `headers`: this field's condition does not hold.
+    Header(&'a HeaderName),
+    /// `query`: this parameter's condition does not hold.
+    Query(&'a str),
+    Source,
+}
+
+impl std::fmt::Display for Miss<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Host => f.write_str("host"),
+            Miss::Match => f.write_str("match"),
+            Miss::Path => f.write_str("path"),
+            Miss::PathPrefix => f.write_str("path_prefix"),
+            Miss::Methods => f.write_str("methods"),
+            Miss::Header(n) => write!(f, "headers.{n}"),
+            Miss::Query(n) => write!(f, "query.{n}"),
+            Miss::Source => f.write_str("source"),
+        }
+    }
+}
+
 /// What matching reads of a request.
 pub struct Input<'a> {
     /// As [`request_host`] gives it ("" when the request names none).
@@ -170,21 +202,50 @@ impl RequestMatch {
     }
 
     /// Whether every matcher but `host` (which the router's index has checked) matches.
+    #[inline]
     pub fn matches_rest(&self, req: &Input<'_>) -> bool {
-        self.path.as_deref().map_or(true, |p| p == req.path)
-            && self
-                .path_prefix
-                .as_deref()
-                .map_or(true, |p| prefix_matches(p, req.path))
-            && (self.methods.is_empty() || self.methods.contains(req.method))
-            && self.headers.iter().all(|(name, cond)| {
-                cond.matches(req.headers.get_all(name).iter().map(|v| v.as_bytes()))
-            })
-            && self.query.iter().all(|(name, cond)| {
-                let values = query_values(req.query, name);
-                cond.matches(values.iter().map(|v| v.as_bytes()))
-            })
-            && (self.source.is_empty() || self.source.iter().any(|n| n.contains(&req.source)))
+        self.miss_rest(req).is_none()
+    }
+
+    /// The first matcher but `host` that does not match, in the order they are checked
+    /// (`path`, `path_prefix`, `methods`, `headers`, `query`, `source`); `None`: all match.
+    pub fn miss_rest(&self, req: &Input<'_>) -> Option<Miss<'_>> {
+        if !self.path.as_deref().map_or(true, |p| p == req.path) {
+            return Some(Miss::Path);
+        }
+        if !self
+            .path_prefix
+            .as_deref()
+            .map_or(true, |p| prefix_matches(p, req.path))
+        {
+            return Some(Miss::PathPrefix);
+        }
+        if !(self.methods.is_empty() || self.methods.contains(req.method)) {
+            return Some(Miss::Methods);
+        }
+        let header = self.headers.iter().find(|(name, cond)| {
+            !cond.matches(req.headers.get_all(name).iter().map(|v| v.as_bytes()))
+        });
+        if let Some((name, _)) = header {
+            return Some(Miss::Header(name));
+        }
+        let query = self.query.iter().find(|(name, cond)| {
+            let values = query_values(req.query, name);
+            !cond.matches(values.iter().map(|v| v.as_bytes()))
+        });
+        if let Some((name, _)) = query {
+            return Some(Miss::Query(name));
+        }
+        if !(self.source.is_empty() || self.source.iter().any(|n| n.contains(&req.source))) {
+            return Some(Miss::Source);
+        }
+        None
+    }
+
+    /// Whether the request's host (as [`request_host`] gives it) is one of `host`'s, or the
+    /// route has no `host` (what the router's host index decides, one pattern at a time).
+    pub fn host_matches(&self, host: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host))
     }
 
     /// Whether this route's matchers take every request that `later`'s do, ignoring path

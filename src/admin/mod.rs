@@ -13,6 +13,7 @@
 //! `[admin] hosts`) is refused, so a page elsewhere cannot drive a logged-in browser. GET never
 //! changes anything.
 
+mod explain;
 mod export;
 
 use crate::backend::{Operator, Pool, Server};
@@ -413,6 +414,7 @@ fn read(shared: &Arc<Shared>, segments: &[&str], req: &Request<Incoming>, path: 
             &serde_json::to_value(shared.traffic().history()).unwrap_or_default(),
         ),
         ["api", "events"] => json(StatusCode::OK, &export::events_json(&**shared)),
+        ["api", "explain"] => explain::explain(&**shared, req.uri().query()),
         ["stats.csv"] => reply(
             StatusCode::OK,
             "text/csv; charset=utf-8",

@@ -12,7 +12,7 @@ pub mod probe;
 pub mod queue;
 mod view;
 
-pub use view::PoolView;
+pub use view::{PoolView, Refusal};
 
 use crate::balancer::{self, Balancer, Tried};
 use crate::config::{CheckConfig, ObserveConfig, PoolConfig};

@@ -93,11 +93,59 @@ impl Candidates for PoolView<'_> {
     fn latency(&self, i: usize) -> f64 {
         self.pool.servers[i].latency_us()
     }
+    #[inline]
     fn usable(&self, i: usize) -> bool {
+        self.refusal(i).is_none()
+    }
+}
+
+/// Why a pick passes over a server ([`PoolView::refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// This request already tried it.
+    Tried,
+    /// At its `maxconn`, or backing off after a 503 or a connect timeout.
+    Overloaded,
+    /// Not alive: the operator's `drain` or `maint`, health down or draining, or offline after
+    /// failed connects ([`Server::state_word`] names which).
+    NotAlive,
+    /// In slow start, and this pick's roll is over its ramp.
+    SlowStart,
+    /// A backup, and some non-backup server is usable.
+    Backup,
+    /// A backup, and another backup takes the load (`all_backups` off).
+    OtherBackup,
+}
+
+impl Refusal {
+    /// A few words for people (`langur explain`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Tried => "already tried",
+            Refusal::Overloaded => "overloaded (at maxconn or backing off)",
+            Refusal::NotAlive => "not alive",
+            Refusal::SlowStart => "slow start (this pick's share passed it over)",
+            Refusal::Backup => "backup (a non-backup server is usable)",
+            Refusal::OtherBackup => "backup (the first usable backup takes the load)",
+        }
+    }
+}
+
+impl PoolView<'_> {
+    /// Why server `i` is not usable for this pick, or `None` when it is: the one decision the
+    /// balancers see through [`Candidates::usable`].
+    #[inline]
+    pub fn refusal(&self, i: usize) -> Option<Refusal> {
         let s = &self.pool.servers[i];
         // Backups wait for primaries to be down, not merely full (those requests queue).
-        if self.tried.contains(i) || s.overloaded() || !self.pool.alive(s, &|| self.now()) {
-            return false;
+        if self.tried.contains(i) {
+            return Some(Refusal::Tried);
+        }
+        if s.overloaded() {
+            return Some(Refusal::Overloaded);
+        }
+        if !self.pool.alive(s, &|| self.now()) {
+            return Some(Refusal::NotAlive);
         }
         if !self.pool.slowstart.is_zero() && !self.ignore_ramp.get() {
             let ramp = s.ramp(self.pool.slowstart, &|| self.now());
@@ -107,17 +155,21 @@ impl Candidates for PoolView<'_> {
                     .get_or_init(|| self.pool.dice.below(1 << 20) as f64 / (1u64 << 20) as f64);
                 if roll >= ramp {
                     self.ramp_skipped.set(true);
-                    return false;
+                    return Some(Refusal::SlowStart);
                 }
             }
         }
         if !self.pool.has_backups {
-            return true;
+            return None;
         }
         match self.backup_turn() {
-            None => !s.backup,
-            Some(usize::MAX) => s.backup,
-            Some(first) => i == first,
+            None if s.backup => Some(Refusal::Backup),
+            Some(usize::MAX) if !s.backup => Some(Refusal::NotAlive),
+            Some(first) if first != usize::MAX && i != first => Some(match s.backup {
+                true => Refusal::OtherBackup,
+                false => Refusal::NotAlive,
+            }),
+            _ => None,
         }
     }
 }

@@ -23,6 +23,7 @@
 pub mod body;
 pub mod cached;
 mod compress;
+pub mod explain;
 pub mod files;
 mod forward;
 pub mod headers;
@@ -119,6 +120,8 @@ pub struct Live {
 pub struct RouteRt {
     /// Its place in [`Runtime::routes`] (the cache serves a route only what it stored).
     pub index: u32,
+    /// Where it is in the configuration file (`langur explain` names routes by it).
+    pub line: u32,
     /// Index into [`Runtime::pools`], or `None` for a file route.
     pub pool: Option<usize>,
     pub root: Option<Arc<std::path::Path>>,
@@ -330,8 +333,18 @@ fn route_phase<B>(
 
 /// [`route_phase`] when some route matches on more than the path.
 fn route_request<B>(rt: &Runtime, req: &Request<B>, client: &ClientInfo) -> Option<(usize, usize)> {
+    with_input(req, client, |input| rt.router.route_request(input))
+}
+
+/// What the matchers read of a request ([`crate::matching::Input`]), handed to `f`.
+#[inline]
+fn with_input<B, R>(
+    req: &Request<B>,
+    client: &ClientInfo,
+    f: impl FnOnce(&crate::matching::Input<'_>) -> R,
+) -> R {
     let host = crate::matching::request_host(req.uri(), req.headers());
-    rt.router.route_request(&crate::matching::Input {
+    f(&crate::matching::Input {
         host: host.as_deref().unwrap_or(""),
         path: req.uri().path(),
         query: req.uri().query(),

@@ -226,6 +226,17 @@ pub(super) fn access(
             return Verdict::Answer(r);
         }
     }
+    permission(rules, req, client, log)
+}
+
+/// `deny`/`allow` (403), then `basic_auth` (401 without credentials): [`access`] after the
+/// rate limit (which counts the request, so `langur explain` asks only this).
+pub(super) fn permission(
+    rules: &RouteRules,
+    req: &Request<ClientIn>,
+    client: &ClientInfo,
+    log: &mut Option<AccessLog>,
+) -> Verdict {
     if !rules.access.permits(client.addr.ip()) {
         return Verdict::Answer(error_response(ErrorKind::Forbidden, log.take()));
     }

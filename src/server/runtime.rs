@@ -35,6 +35,7 @@ pub fn build_runtime_from(
         .enumerate()
         .map(|(index, (r, limiter))| crate::proxy::RouteRt {
             index: index as u32,
+            line: r.line as u32,
             pool: r.pool,
             root: r.root.as_deref().map(Arc::from),
             cache: r.cache,

@@ -12,6 +12,7 @@ mod compress;
 mod connections;
 mod core;
 mod dashboard;
+mod explain;
 mod files;
 mod fuzz_corpus;
 mod health;

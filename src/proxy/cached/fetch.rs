@@ -267,29 +267,61 @@ fn stale_windows(cc: &CacheControl, grace: Option<Duration>) -> ((u64, bool), (u
 /// `no-store`, `private`, `Set-Cookie`, `Authorization`, `Vary: *`, the content type, the
 /// request-cookie rule and the size limits stand, and `no-cache` still revalidates every use.
 fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Object, NotStored> {
-    let (cache, req_headers) = (&job.cache, &job.req_headers);
+    let on = Storing {
+        cache: &job.cache,
+        rules: job.rules.as_deref(),
+        grace: job.grace,
+        negotiated: job.compress.is_some(),
+        route: job.route,
+        method: &job.method,
+        req_headers: &job.req_headers,
+    };
+    judge(&on, resp.status(), resp.headers(), request_time)
+}
+
+/// What a response's storing depends on besides the response: the store and its rules, the
+/// route's rules and grace, and the request.
+pub(crate) struct Storing<'a> {
+    pub(crate) cache: &'a Cache,
+    pub(crate) rules: Option<&'a RouteRules>,
+    pub(crate) grace: Option<Duration>,
+    /// The route compresses: the entry answers every coding.
+    pub(crate) negotiated: bool,
+    pub(crate) route: u32,
+    pub(crate) method: &'a Method,
+    pub(crate) req_headers: &'a HeaderMap,
+}
+
+/// [`describe`] as a pure function of the response's status and fields (and the time the
+/// request was sent, in Unix seconds): the object to store, without its body, or why not.
+pub(crate) fn judge(
+    on: &Storing<'_>,
+    status: StatusCode,
+    resp_headers: &HeaderMap,
+    request_time: u64,
+) -> Result<Object, NotStored> {
+    let (cache, req_headers) = (on.cache, on.req_headers);
     let rules = &cache.rules;
-    let cc = CacheControl::parse(resp.headers());
-    let status = resp.status();
-    let route_ttl = match &job.rules {
+    let cc = CacheControl::parse(resp_headers);
+    let route_ttl = match on.rules {
         None => None,
         Some(r) => policy::route_ttl(&r.cache_ttl, status),
     };
     let listed = route_ttl.is_some();
     policy::storable_on_route(
-        &job.method,
+        on.method,
         req_headers,
         status,
-        resp.headers(),
+        resp_headers,
         &cc,
         rules,
         listed,
     )?;
     let response_time = policy::unix_now();
-    let initial_age = policy::initial_age(resp.headers(), request_time, response_time);
+    let initial_age = policy::initial_age(resp_headers, request_time, response_time);
     let lifetime = match policy::route_lifetime(
         status,
-        resp.headers(),
+        resp_headers,
         &cc,
         route_ttl,
         rules,
@@ -304,14 +336,14 @@ fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Objec
     // answer is kept only when the response itself allows shared caching.
     if rules.request_cookie == crate::config::RequestCookie::Explicit
         && req_headers.contains_key(COOKIE)
-        && !policy::explicitly_shared(resp.headers(), &cc)
+        && !policy::explicitly_shared(resp_headers, &cc)
     {
         return Err(NotStored::Cookie);
     }
-    let headers = policy::stored_headers(resp.headers(), &cc);
+    let headers = policy::stored_headers(resp_headers, &cc);
     // What the store will weigh: it refuses more than `max_object_size` with its overhead, so
     // a response that cannot fit is never announced as stored.
-    let length = resp.headers().get(CONTENT_LENGTH);
+    let length = resp_headers.get(CONTENT_LENGTH);
     let too_big = length
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| !cache.fits(n, &headers));
@@ -319,9 +351,9 @@ fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Objec
         return Err(NotStored::TooLarge);
     }
     let hard = cc.must_revalidate || cc.proxy_revalidate;
-    let ((swr, swr_grace), (sie, sie_grace)) = stale_windows(&cc, job.grace);
-    let has_validator = resp.headers().contains_key(http::header::ETAG)
-        || resp.headers().contains_key(http::header::LAST_MODIFIED);
+    let ((swr, swr_grace), (sie, sie_grace)) = stale_windows(&cc, on.grace);
+    let has_validator = resp_headers.contains_key(http::header::ETAG)
+        || resp_headers.contains_key(http::header::LAST_MODIFIED);
     if lifetime == 0 && !has_validator && swr == 0 && sie == 0 {
         return Err(NotStored::NoFreshness);
     }
@@ -336,8 +368,8 @@ fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Objec
         cc.no_cache,
         hard,
     );
-    obj.route = job.route;
+    obj.route = on.route;
     obj.from_grace = (swr_grace, sie_grace);
-    obj.negotiated = job.compress.is_some();
+    obj.negotiated = on.negotiated;
     Ok(obj)
 }

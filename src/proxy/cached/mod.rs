@@ -30,6 +30,7 @@ use crate::config::route::RouteRules;
 use crate::session::ConnState;
 use bytes::Bytes;
 use fetch::{fetch, Job};
+pub(super) use fetch::{judge, Storing};
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, ACCEPT_ENCODING, AGE, CONTENT_LENGTH, CONTENT_RANGE,
     CONTENT_TYPE, COOKIE, HOST, RANGE, SET_COOKIE,
@@ -197,7 +198,7 @@ fn ask_identity(route: &RouteRt, h: &mut HeaderMap) {
 
 /// Why a request goes upstream without the cache (its `Cache-Status` and access-log word):
 /// a method other than GET and HEAD, a request body, or a [`bypass_reason`].
-fn pass_reason(
+pub(super) fn pass_reason(
     rules: &crate::config::CacheConfig,
     parts: &http::request::Parts,
     has_body: bool,
