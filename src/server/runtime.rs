@@ -28,25 +28,7 @@ pub fn build_runtime_from(
         .collect();
     let matchers = config.routes.iter().map(|r| r.matcher.clone()).collect();
     let router = Router::with_matchers(&patterns, matchers).context("compiling routes")?;
-    let routes = config
-        .routes
-        .iter()
-        .zip(rate_limiters(config, old))
-        .enumerate()
-        .map(|(index, (r, limiter))| crate::proxy::RouteRt {
-            index: index as u32,
-            line: r.line as u32,
-            pool: r.pool,
-            root: r.root.as_deref().map(Arc::from),
-            cache: r.cache,
-            grace: r.grace,
-            purge: r.purge.clone(),
-            rules: (!r.rules.is_empty()).then(|| Arc::new(r.rules.clone())),
-            upstream_host: r.pool.and_then(|i| upstream_host(&config.pools[i])),
-            limiter,
-            encoding: r.encoding.clone(),
-        })
-        .collect();
+    let routes = routes(config, old);
     let pools: Vec<Arc<Pool>> = config
         .pools
         .iter()
@@ -103,6 +85,29 @@ pub fn build_runtime_from(
         clients: config.server.clients.clone(),
         send_proxy: config.pools.iter().any(|p| p.send_proxy.is_some()),
     })
+}
+
+/// The routes as the request path sees them, in file order.
+fn routes(config: &Config, old: Option<&Runtime>) -> Vec<crate::proxy::RouteRt> {
+    config
+        .routes
+        .iter()
+        .zip(rate_limiters(config, old))
+        .enumerate()
+        .map(|(index, (r, limiter))| crate::proxy::RouteRt {
+            index: index as u32,
+            line: r.line as u32,
+            pool: r.pool,
+            root: r.root.as_deref().map(Arc::from),
+            cache: r.cache,
+            grace: r.grace,
+            purge: r.purge.clone(),
+            rules: (!r.rules.is_empty()).then(|| Arc::new(r.rules.clone())),
+            upstream_host: r.pool.and_then(|i| upstream_host(&config.pools[i])),
+            limiter,
+            encoding: r.encoding.clone(),
+        })
+        .collect()
 }
 
 /// The routes' rate limiters, in route order: a route whose identity (its matchers and its
