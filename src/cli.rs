@@ -1,14 +1,25 @@
-//! Command-line interface: `run`, `check`, `explain` and `demo`.
+//! Command-line interface: `run`, `check`, `explain`, `demo` and `man`.
 
 use crate::config::{self, Config};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// `langur --version`: the package's version, the git commit it was built from and the build
+/// date (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LANGUR_GIT_COMMIT"),
+    ", built ",
+    env!("LANGUR_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "langur",
-    version,
+    version = VERSION,
     about = "A reverse proxy, load balancer and HTTP cache"
 )]
 pub struct Cli {
@@ -76,6 +87,12 @@ pub enum Command {
         /// Admin listener address.
         #[arg(long, default_value = config::DEFAULT_ADMIN_LISTEN)]
         admin: String,
+    },
+    /// Print a manual page (roff, for man(1)): `langur man > langur.1`, `langur man explain >
+    /// langur-explain.1`.
+    Man {
+        /// The command whose page to print (`run`, `check`, `explain`, `demo`); none: langur(1).
+        command: Option<String>,
     },
 }
 
@@ -155,6 +172,26 @@ pub fn check(path: &std::path::Path) -> i32 {
             1
         }
     }
+}
+
+/// `langur man [COMMAND]`: langur(1), or langur-COMMAND(1), generated from these definitions
+/// by `clap_mangen`. Errors: an unknown command, a failed write.
+pub fn man(command: Option<&str>, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let page = match command {
+        None => cmd,
+        Some(name) => {
+            let sub = cmd
+                .find_subcommand(name)
+                .with_context(|| format!("no command `{name}`"))?;
+            // clap names are `'static`; the process prints one page and ends.
+            let full: &'static str = Box::leak(format!("langur-{name}").into_boxed_str());
+            sub.clone().name(full).bin_name(full).version(VERSION)
+        }
+    };
+    clap_mangen::Man::new(page).render(out)?;
+    Ok(())
 }
 
 /// What `langur explain` is asked: the request and the response to judge.

@@ -73,6 +73,13 @@ fn main() -> ExitCode {
             };
             ExitCode::from(cli::explain(&config, &args) as u8)
         }
+        Command::Man { command } => match cli::man(command.as_deref(), &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("langur man: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Demo { listen, admin } => {
             let _log = init_tracing();
             run(langur::demo::run(listen, admin))

@@ -18,6 +18,7 @@ mod fuzz_corpus;
 mod health;
 mod limits;
 mod observability;
+mod packaging;
 mod queue;
 mod resilience;
 mod retries;
