@@ -17,13 +17,16 @@
 #   workers  langur with 1 worker vs 2 workers (wrk unpinned: the machine has only 2 cores).
 #   https    the proxy table with TLS terminated by each proxy (same self-signed certificate,
 #            TLS 1.3, keep-alive connections: the cost of encrypting, not of handshakes).
+#   gzip     a 64 KiB text/html response compressed on its way by each proxy (gzip at level 1
+#            for all: nginx's gzip_comp_level 1, langur's level "fast", HAProxy's libslz), and
+#            langur's cache serving the stored gzip form against an identity hit.
 # Env: ROUNDS (7), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
 #      these machines cap open files at 20000 and HAProxy insists on two per connection),
 #      CONCURRENCY (idle connections opened at once, 200), SETTLE (seconds idle before reading, 3).
 # Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy cache https idle workers}
+sections=${*:-proxy cache https idle workers gzip}
 ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 need=""
 for t in haproxy nginx wrk curl python3 openssl; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
@@ -42,6 +45,8 @@ BACKENDS="127.0.0.1:$B1 127.0.0.1:$B2 127.0.0.1:$B3"
 hz=$(getconf CLK_TCK)
 
 head -c "$BODY" /dev/zero | tr '\0' 'x' >"$work/body"
+# 64 KiB of text that compresses well but not trivially (about 6:1 with gzip -1).
+awk 'BEGIN { while (n < 65536) { l = sprintf("<p>line %d of the page, id %d</p>\n", i, i * 7919 % 1000); printf "%s", l; n += length(l); i++ } }' >"$work/page.html"
 cat >"$work/be.conf" <<CONF
 worker_processes 1; daemon off; pid $work/be.pid; error_log $work/be.err;
 events { worker_connections 4096; }
@@ -49,7 +54,8 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
            location / { root $work; try_files /body =404; }
            location = /cached { alias $work/body; default_type text/plain;
-                                add_header Cache-Control "public, max-age=3600"; } } }
+                                add_header Cache-Control "public, max-age=3600"; }
+           location = /page.html { root $work; add_header Cache-Control "public, max-age=3600"; } } }
 CONF
 mkdir -p "$work/be" "$work/nx" "$work/or"
 taskset -c 0 nginx -c "$work/be.conf" -p "$work/be" & echo $! >>"$work/pids"
@@ -138,6 +144,22 @@ CMD[haproxy-tls]="haproxy -f $work/haproxy-tls.cfg -db"
 CMD[nginx-tls]="nginx -c $work/nginx-tls.conf -p $work/nt"
 CMD[langur-tls]="$BIN run -c $work/langur-tls.toml --workers 1 --no-access-log"
 SCHEME=http
+# Compression: gzip at level 1 everywhere, text/html, whatever the length.
+sed -e 's|location / { proxy_pass|gzip on; gzip_comp_level 1; gzip_proxied any; gzip_types text/html; gzip_min_length 1024;\n    location / { proxy_pass|' \
+  -e "s|pid $work/nx.pid|pid $work/nz.pid|" "$work/nginx.conf" >"$work/nginx-gzip.conf"
+sed -e 's/^backend be$/backend be\n  compression algo gzip\n  compression type text\/html/' "$work/haproxy.cfg" >"$work/haproxy-gzip.cfg"
+sed -e 's/^pool = "bench"$/pool = "bench"\ncompress = { encodings = ["gzip"], level = "fast" }/' "$work/langur.toml" >"$work/langur-gzip.toml"
+sed -e 's/^pool = "bench"$/pool = "bench"\ncache = true\ncompress = { encodings = ["gzip"], level = "fast" }/' "$work/langur.toml" >"$work/langur-gzip-cache.toml"
+mkdir -p "$work/nz"
+CMD[nginx-gzip]="nginx -c $work/nginx-gzip.conf -p $work/nz"
+CMD[haproxy-gzip]="haproxy -f $work/haproxy-gzip.cfg -db"
+CMD[langur-gzip]="$BIN run -c $work/langur-gzip.toml --workers 1 --no-access-log"
+CMD[langur-gzip-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers 1 --no-access-log"
+CMD[langur-identity-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers 1 --no-access-log"
+# Extra request headers for wrk and the warm-up request, per server name (measure()).
+declare -A HDR
+for n in nginx-gzip haproxy-gzip langur-gzip langur-gzip-hit; do HDR[$n]="Accept-Encoding: gzip"; done
+HDR[langur-identity-hit]="Accept-Encoding: identity"
 
 cpu_ticks() { # "utime stime" of a process (all its threads) and its children (nginx's worker)
   local u=0 s=0 p f
@@ -158,10 +180,11 @@ measure() { # results-file path name... : one round over the named servers, pinn
   local out=$1 path=$2 name pid u0 s0 u1 s1; shift 2
   for name in "$@"; do
     pid=$(start $name 1)
-    curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT$path"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
+    local h=(-H "${HDR[$name]:-X-Bench: 1}")
+    curl -sk "${h[@]}" -o /dev/null "$SCHEME://127.0.0.1:$PORT$path"
+    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${h[@]}" "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
     read -r u0 s0 <<<"$(cpu_ticks $pid)"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
+    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "${h[@]}" "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
     read -r u1 s1 <<<"$(cpu_ticks $pid)"
     stop $pid
     awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v hz="$hz" '
@@ -262,4 +285,20 @@ if [[ " $sections " == *" https "* ]]; then
     printf '%-12s %12s %10s %12s %14s\n' $name "$(median "$work/tresults" $name 2)" "$(median "$work/tresults" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
   done
   echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/tresults"
+fi
+
+if [[ " $sections " == *" gzip "* ]]; then
+  : >"$work/zresults"
+  for r in $(seq "$ROUNDS"); do
+    measure "$work/zresults" /page.html $(rotated "$r" nginx-gzip haproxy-gzip langur-gzip langur-gzip-hit langur-identity-hit)
+  done
+  echo "== gzip: a 64 KiB text/html response compressed at level 1, 1 worker, $CONNS connections, median of $ROUNDS runs of ${DUR}s"
+  printf '%-20s %12s %10s %12s %14s\n' server req/s p99_ms cpu_us/req "cpu vs nginx"
+  ngx=$(median "$work/zresults" nginx-gzip 4)
+  for name in nginx-gzip haproxy-gzip langur-gzip langur-gzip-hit langur-identity-hit; do
+    cpu=$(median "$work/zresults" $name 4)
+    printf '%-20s %12s %10s %12s %14s\n' $name "$(median "$work/zresults" $name 2)" "$(median "$work/zresults" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$ngx" 'BEGIN {printf "%.3f", a/b}')"
+  done
+  echo "(langur-gzip-hit: the cache's stored gzip form; langur-identity-hit: the same entry for a client that takes identity)"
+  echo "per run (server req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/zresults"
 fi
