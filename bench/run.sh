@@ -36,7 +36,7 @@ if [ -n "$need" ]; then
     { echo "bench: could not install$need" >&2; exit 2; }
 fi
 cargo build --release -q || exit 1
-BIN=$PWD/target/release/langur
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/langur
 work=$(mktemp -d -t langur-bench.XXXX); chmod 755 "$work"
 trap 'for p in $(cat $work/pids 2>/dev/null); do kill $p 2>/dev/null; done; sleep 0.3; rm -rf $work' EXIT
 PORT=18180
