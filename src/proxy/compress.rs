@@ -46,7 +46,10 @@ pub(crate) struct Want {
 }
 
 /// The request's side: what it takes ([`Want`]), and the strong twin of each weak tag of its
-/// `If-None-Match`.
+/// `If-None-Match`. Only on routes with `compress`: kept out of line, so that other routes pay
+/// the branch alone.
+#[cold]
+#[inline(never)]
 pub(crate) fn request<B>(c: &Compress, req: &mut Request<B>) -> Want {
     let weak_tags = req.headers().contains_key(IF_NONE_MATCH) && twin_tags(req.headers_mut());
     let accept = Accept::parse(req.headers());
@@ -62,17 +65,6 @@ pub(crate) fn request<B>(c: &Compress, req: &mut Request<B>) -> Want {
         head,
         weak_tags,
     }
-}
-
-/// On a route with `compress`, its settings and what the request takes ([`request`]); `None`
-/// (one branch) on other routes.
-#[inline]
-pub(crate) fn chosen<'c, B>(
-    c: Option<&'c Compress>,
-    req: &mut Request<B>,
-) -> Option<(&'c Compress, Want)> {
-    let c = c?;
-    Some((c, request(c, req)))
 }
 
 /// Adds `"x"` after every `W/"x"` of `If-None-Match` that the list does not hold already;

@@ -185,7 +185,9 @@ pub async fn handle(
             break 'answer error_response(ErrorKind::NoRoute, log);
         };
         let route = &rt.routes[route_idx];
-        back.coded = compress::chosen(route.encoding.compress.as_deref(), &mut req);
+        if let Some(c) = route.encoding.compress.as_deref() {
+            back.coded = Some((c, compress::request(c, &mut req)));
+        }
         if let Some(rules) = &route.rules {
             let groups = match rules.uses_groups {
                 true => rules::groups(rt, route_index, req.uri().path()),
