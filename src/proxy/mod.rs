@@ -185,9 +185,7 @@ pub async fn handle(
             break 'answer error_response(ErrorKind::NoRoute, log);
         };
         let route = &rt.routes[route_idx];
-        if let Some(c) = route.encoding.compress.as_deref() {
-            back.coded = Some((c, compress::request(c, &mut req)));
-        }
+        back.negotiate(route, &mut req);
         if let Some(rules) = &route.rules {
             let groups = match rules.uses_groups {
                 true => rules::groups(rt, route_index, req.uri().path()),
@@ -243,12 +241,21 @@ struct Back<'r> {
     coded: Option<(&'r crate::config::compress::Compress, compress::Want)>,
 }
 
-impl Back<'_> {
+impl<'r> Back<'r> {
     #[inline]
     fn of<B>(req: &Request<B>) -> Self {
         Back {
             head: req.method() == http::Method::HEAD,
             coded: None,
+        }
+    }
+
+    /// On a route with `compress`, what the request takes ([`compress::request`]); one branch
+    /// on other routes.
+    #[inline(always)]
+    fn negotiate<B>(&mut self, route: &'r RouteRt, req: &mut Request<B>) {
+        if let Some(c) = route.encoding.compress.as_deref() {
+            self.coded = Some((c, compress::request(c, req)));
         }
     }
 }
