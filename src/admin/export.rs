@@ -73,7 +73,7 @@ fn server_json(p: &Pool, s: &Server) -> Value {
 /// A server's address as shown: its Unix-domain socket as written, else the address.
 pub(crate) fn address(s: &Server) -> String {
     match s.unix {
-        Some(_) => s.name.to_string(),
+        Some(_) => s.address.to_string(),
         None => s.addr.to_string(),
     }
 }

@@ -445,7 +445,12 @@ fn find(shared: &Shared, pool: &str, server: &str) -> Option<(Arc<Pool>, usize)>
     let i = p
         .servers
         .iter()
-        .position(|s: &Arc<Server>| &*s.name == server || s.addr.to_string() == server)?;
+        .position(|s: &Arc<Server>| &*s.name == server)
+        .or_else(|| {
+            p.servers
+                .iter()
+                .position(|s| &*s.address == server || s.addr.to_string() == server)
+        })?;
     Some((p.clone(), i))
 }
 

@@ -27,8 +27,10 @@ use std::time::Duration;
 /// One upstream server.
 #[derive(Debug)]
 pub struct Server {
-    /// As written in the config (`host:port`).
+    /// Its name, unique in the pool: `name` in the config, else the address as written.
     pub name: Arc<str>,
+    /// The address as written (`host:port`): the `Host` of checks, the default TLS name.
+    pub address: Arc<str>,
     pub addr: SocketAddr,
     /// A server on a Unix-domain socket: its path (`addr` is then a placeholder).
     pub unix: Option<Arc<std::path::Path>>,
@@ -158,6 +160,7 @@ impl Server {
             ewma_us: AtomicU64::new(0),
             ewma_at_ms: AtomicU64::new(0),
             name: Arc::from(name),
+            address: Arc::from(name),
             addr,
             unix: None,
             weight: std::sync::atomic::AtomicU32::new(weight),
@@ -577,6 +580,7 @@ impl Pool {
             .iter()
             .map(|s| {
                 let mut server = Server::new(&s.name, s.addr, s.weight, slots);
+                server.address = Arc::from(s.address.as_str());
                 server.unix = s.unix.as_deref().map(Arc::from);
                 server.backup = s.backup;
                 server.maxconn = s.maxconn;

@@ -187,7 +187,7 @@ pub async fn run_checker(pool: Arc<Pool>, idx: usize, first: Duration) {
         }
         let how = super::probe::Transport {
             tls: pool.tls.as_ref(),
-            host: &server.name,
+            host: &server.address,
             h2: pool.protocol == crate::config::Protocol::H2,
             send_proxy: pool.send_proxy,
             unix: server.unix.as_deref(),

@@ -343,6 +343,7 @@ fn push_entry(raw: &mut RawConfig, e: Entry, name: String, diag: &mut Diag) {
         .into_iter()
         .map(|address| RawServer {
             address,
+            name: None,
             weight: None,
             backup: None,
             maxconn: None,

@@ -451,8 +451,13 @@ pub struct PoolConfig {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The address as written (`host:port`, `unix:PATH`), used as the server's name.
+    /// The server's name, unique in its pool: `name`, else the address as written. The
+    /// dashboard, the CSV (`svname`), metrics labels, the access log and the admin API's paths
+    /// use it.
     pub name: String,
+    /// The address as written (`host:port`, `unix:PATH`): the `Host` of checks and the TLS
+    /// server name unless the pool sets one.
+    pub address: String,
     /// The resolved address ([`UNIX_SERVER`] for a Unix-domain socket).
     pub addr: SocketAddr,
     /// `unix:PATH`: the server listens on this Unix-domain socket.

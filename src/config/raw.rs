@@ -286,6 +286,8 @@ impl RawPool {
 #[derive(Debug)]
 pub(crate) struct RawServer {
     pub address: At<String>,
+    /// `name` (long form only); the address as written names the server otherwise.
+    pub name: Option<At<String>>,
     pub weight: Option<At<i64>>,
     pub backup: Option<bool>,
     pub maxconn: Option<At<i64>>,

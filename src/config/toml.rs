@@ -135,7 +135,7 @@ const CHECK_KEYS: &[&str] = &[
     "expect_body",
     "disable_on_404",
 ];
-const SERVER_ENTRY_KEYS: &[&str] = &["address", "weight", "backup", "check", "maxconn"];
+const SERVER_ENTRY_KEYS: &[&str] = &["address", "name", "weight", "backup", "check", "maxconn"];
 
 struct Reader<'s> {
     /// Where each line starts, so a value's line is a binary search, not a count from the
@@ -418,6 +418,7 @@ impl Reader<'_> {
                     for a in r.str_list(k, v) {
                         pool.servers.push(RawServer {
                             address: a,
+                            name: None,
                             weight: None,
                             backup: None,
                             maxconn: None,
@@ -517,6 +518,7 @@ impl Reader<'_> {
     fn server_entry(&mut self, item: &Val<'_>, section: &str) -> Option<RawServer> {
         let line = self.line(item.span());
         let mut address = None;
+        let mut name = None;
         let mut weight = None;
         let mut backup = None;
         let mut maxconn = None;
@@ -524,6 +526,7 @@ impl Reader<'_> {
         let what = format!("a server of {section}");
         self.table(item, &what, |r, k, v, kline| match k {
             "address" => address = r.string(k, v),
+            "name" => name = r.string(k, v),
             "weight" => weight = r.int(k, v),
             "backup" => backup = r.bool(k, v),
             "maxconn" => maxconn = r.int(k, v),
@@ -541,6 +544,7 @@ impl Reader<'_> {
         match address {
             Some(address) => Some(RawServer {
                 address,
+                name,
                 weight,
                 backup,
                 maxconn,

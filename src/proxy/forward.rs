@@ -39,7 +39,7 @@ pub(super) fn copy_head(req: &Request<UpBody>, body: UpBody) -> Request<UpBody> 
 pub(super) fn target<'a>(pool: &'a Pool, server: &'a Server) -> Target<'a> {
     Target {
         addr: server.addr,
-        name: &server.name,
+        name: &server.address,
         tls: pool.tls.as_ref(),
         protocol: pool.protocol,
         read_timeout: pool.read_timeout,

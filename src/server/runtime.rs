@@ -167,7 +167,7 @@ fn upstream_host(pool: &crate::config::PoolConfig) -> Option<HeaderValue> {
     let name = pool.tls.as_ref().and_then(|t| t.server_name.clone());
     let name = name.or_else(|| {
         let s = pool.servers.first()?;
-        let written = s.name.as_str();
+        let written = s.address.as_str();
         Some(
             written
                 .strip_suffix(":80")

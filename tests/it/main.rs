@@ -17,6 +17,7 @@ mod files;
 mod fuzz_corpus;
 mod health;
 mod limits;
+mod names;
 mod observability;
 mod packaging;
 mod queue;

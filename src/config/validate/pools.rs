@@ -240,44 +240,58 @@ fn timeouts(s: &RawPoolSettings, defaults: &RawPoolSettings, diag: &mut Diag) ->
 }
 
 /// A pool's servers in list order; `None` (reported) when the pool lists none. A server whose
-/// address does not resolve is reported and left out.
+/// address does not resolve is reported and left out. An address listed twice under one name
+/// (or none) is one server with the weights added: the reference's "weighted round robin by
+/// repeating a server"; under two names it is an error, as is a name used twice.
 fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
     let pool_maxconn = maxconn(&p.maxconn, diag).unwrap_or(0);
     let mut servers: Vec<ServerConfig> = Vec::new();
     for rs in &p.servers {
         let check = server_check(rs, p.check.as_ref(), diag);
         let weight = ranged(diag, rs.weight.as_ref(), "weight", 1, 1000).map_or(1, |n| n as u32);
-        match super::clients::listen_addr(&rs.address.value) {
-            Ok(at) => {
-                let (addr, unix) = match at {
-                    ListenAddr::Tcp(a) => (a, None),
-                    ListenAddr::Unix(p) => (UNIX_SERVER, Some(p)),
-                };
-                // A server listed twice is one server with the weights added: the reference's
-                // "weighted round robin by repeating a server".
-                if let Some(existing) = servers
-                    .iter_mut()
-                    .find(|x| x.addr == addr && x.unix == unix)
-                {
-                    existing.weight += weight;
-                } else {
-                    servers.push(ServerConfig {
-                        name: rs.address.value.clone(),
-                        addr,
-                        unix,
-                        weight,
-                        backup: rs.backup.unwrap_or(false),
-                        check,
-                        maxconn: maxconn(&rs.maxconn, diag).unwrap_or(pool_maxconn),
-                    });
-                }
+        let name = server_name(rs, diag);
+        let (addr, unix) = match super::clients::listen_addr(&rs.address.value) {
+            Ok(ListenAddr::Tcp(a)) => (a, None),
+            Ok(ListenAddr::Unix(p)) => (UNIX_SERVER, Some(p)),
+            Err(e) => {
+                let msg = format!("bad server address in pool `{}`: {e}", p.name);
+                diag.error(rs.address.line, Some("address"), msg);
+                continue;
             }
-            Err(e) => diag.error(
-                rs.address.line,
-                Some("address"),
-                format!("bad server address in pool `{}`: {e}", p.name),
-            ),
+        };
+        if let Some(existing) = servers
+            .iter_mut()
+            .find(|x| x.addr == addr && x.unix == unix)
+        {
+            if existing.name == name {
+                existing.weight += weight;
+            } else {
+                let line = rs.name.as_ref().map_or(rs.address.line, |n| n.line);
+                diag.error(line, Some("name"), format!(
+                    "`name`: server `{name}` of pool `{}` has the address of server `{}` ({}); list one server with a `weight` instead",
+                    p.name, existing.name, rs.address.value
+                ));
+            }
+            continue;
         }
+        if servers.iter().any(|x| x.name == name) {
+            let line = rs.name.as_ref().map_or(rs.address.line, |n| n.line);
+            diag.error(line, Some("name"), format!(
+                "`name`: pool `{}` has two servers named `{name}`; a server's name must be unique in its pool",
+                p.name
+            ));
+            continue;
+        }
+        servers.push(ServerConfig {
+            name,
+            address: rs.address.value.clone(),
+            addr,
+            unix,
+            weight,
+            backup: rs.backup.unwrap_or(false),
+            check,
+            maxconn: maxconn(&rs.maxconn, diag).unwrap_or(pool_maxconn),
+        });
     }
     if p.servers.is_empty() {
         diag.error(
@@ -288,6 +302,30 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
         return None;
     }
     Some(servers)
+}
+
+/// A server's name: its `name` (1 to 64 letters, digits, `-`, `_`, `.` or `:`, HAProxy's
+/// identifier characters, so it can stand in a URL path and a metrics label as it is), else
+/// its address as written.
+fn server_name(rs: &RawServer, diag: &mut Diag) -> String {
+    let Some(n) = &rs.name else {
+        return rs.address.value.clone();
+    };
+    let ok = (1..=64).contains(&n.value.len())
+        && n.value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if !ok {
+        diag.error(
+            n.line,
+            Some("name"),
+            format!(
+                "`name` must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`, not `{}`",
+                n.value
+            ),
+        );
+    }
+    n.value.clone()
 }
 
 /// Requests in flight a server takes at most (0 to 1 000 000; 0: no limit).

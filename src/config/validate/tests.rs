@@ -465,3 +465,37 @@ fn cache_rules_are_read_in_their_order_and_checked() {
         assert!(warned.iter().any(|w| w.contains(key)), "{warned:?}");
     }
 }
+
+#[test]
+fn server_names_are_unique_in_a_pool() {
+    let ok = "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nserver = [\n  { address = '127.0.0.1:1', name = 'a' },\n  { address = '127.0.0.1:2' },\n]\n";
+    let c = parse_str("t.toml", ok, true).unwrap();
+    let names: Vec<(&str, &str)> = c.pools[0]
+        .servers
+        .iter()
+        .map(|s| (s.name.as_str(), s.address.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("a", "127.0.0.1:1"), ("127.0.0.1:2", "127.0.0.1:2")]
+    );
+    let bad = "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nserver = [\n  { address = '127.0.0.1:1', name = 'a' },\n  { address = '127.0.0.1:2', name = 'a' },\n  { address = '127.0.0.1:1', name = 'b' },\n  { address = '127.0.0.1:3', name = 'a/b' },\n  { address = '127.0.0.1:4', name = '127.0.0.1:5' },\n  { address = '127.0.0.1:5' },\n]\n";
+    let e = errors("t.toml", bad);
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(
+        e[0].starts_with("t.toml:7: `name`") && e[0].contains("two servers named `a`"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("t.toml:8: `name`") && e[1].contains("has the address of server `a`"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("t.toml:9: `name`") && e[2].contains("`a/b`"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].starts_with("t.toml:11: `name`") && e[3].contains("servers named `127.0.0.1:5`"),
+        "{e:?}"
+    );
+}
