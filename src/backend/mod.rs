@@ -505,6 +505,8 @@ pub struct Pool {
     pub hash_on: Option<crate::config::HashOn>,
     /// Response times feed the servers' peak-EWMA (only `peak-ewma` pools pay for it).
     pub tracks_latency: bool,
+    /// Cookie persistence (`sticky`), if on.
+    pub sticky: Option<Box<crate::balancer::sticky::Sticky>>,
 }
 
 /// Slow start: the share of a server `elapsed` after it came up, rising linearly from 5% to
@@ -556,6 +558,31 @@ impl RetryBudget {
             false
         }
     }
+}
+
+/// A pool's cookie persistence: its servers' values keyed with the configured secret (hashed
+/// to 32 bytes), else with a random key drawn once per process (so a reload keeps them).
+fn sticky(
+    c: &crate::config::sticky::StickyConfig,
+    pool: &str,
+    servers: &[Arc<Server>],
+) -> crate::balancer::sticky::Sticky {
+    use blake2::Digest;
+    static PROCESS_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = match &c.secret {
+        Some(s) => blake2::Blake2b::<blake2::digest::consts::U32>::digest(s.as_bytes()).into(),
+        None => *PROCESS_KEY.get_or_init(|| {
+            let mut k = [0u8; 32];
+            if getrandom::fill(&mut k).is_err() {
+                for (i, chunk) in k.chunks_mut(8).enumerate() {
+                    chunk.copy_from_slice(&(seed_from_clock() ^ i as u64).to_le_bytes());
+                }
+            }
+            k
+        }),
+    };
+    let names: Vec<&str> = servers.iter().map(|s| &*s.name).collect();
+    crate::balancer::sticky::Sticky::new(c, &key, pool, &names)
 }
 
 /// A seed for the random balancers: differs per process and per pool.
@@ -621,6 +648,10 @@ impl Pool {
                 _ => None,
             },
             tracks_latency: c.balance == crate::config::BalanceMethod::PeakEwma,
+            sticky: c
+                .sticky
+                .as_ref()
+                .map(|s| Box::new(sticky(s, &c.name, &servers))),
             servers,
             ha: HaPolicy {
                 attempts: c.attempts,

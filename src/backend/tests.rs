@@ -31,6 +31,7 @@ pub(crate) fn pool(backups: &[bool], all_backups: bool) -> Pool {
         hash_balance_factor: None,
         hash_on: None,
         tracks_latency: false,
+        sticky: None,
         retries: None,
         retry_budget: None,
         slowstart: Duration::ZERO,

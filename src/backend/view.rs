@@ -52,6 +52,22 @@ impl<'a> PoolView<'a> {
         again
     }
 
+    /// May the server a client's cookie names take its request? As HAProxy does, a server
+    /// that drains still serves the clients it has (draining is for new ones); one in
+    /// maintenance, down, offline after failed connects, at its `maxconn`, or tried already by
+    /// this request does not, and the request is balanced as if it had no cookie. Slow start
+    /// and backups do not matter: the client is the server's already.
+    pub fn persists(&self, i: usize) -> bool {
+        let Some(s) = self.pool.servers.get(i) else {
+            return false;
+        };
+        !self.tried.contains(i)
+            && s.operator() != Operator::Maint
+            && s.health() != Health::Down
+            && !s.overloaded()
+            && s.availability(self.pool.ha, &|| self.now()) != Availability::Offline
+    }
+
     pub fn now(&self) -> u64 {
         *self.now_ms.get_or_init(crate::clock::now_ms)
     }

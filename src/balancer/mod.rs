@@ -11,6 +11,8 @@ mod least_conn;
 mod naive;
 pub mod random;
 mod round_robin;
+pub mod split;
+pub mod sticky;
 
 pub use first_alive::FirstAlive;
 pub use least_conn::LeastConnections;

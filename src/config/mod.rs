@@ -16,6 +16,7 @@ mod legacy;
 pub mod log;
 mod raw;
 pub mod route;
+pub mod sticky;
 mod toml;
 
 pub(crate) use raw::*;
@@ -293,8 +294,12 @@ pub struct AdminSettings {
 pub struct RouteConfig {
     /// Regular expressions, searched (not anchored) in the request path.
     pub patterns: Vec<String>,
-    /// Index into [`Config::pools`]; `None` when the route serves files from `root`.
+    /// Index into [`Config::pools`]; `None` when the route serves files from `root`. With a
+    /// traffic split, the split's first pool.
     pub pool: Option<usize>,
+    /// A traffic split (`pools`): (index into [`Config::pools`], weight) in the order written;
+    /// empty without one.
+    pub split: Vec<(usize, u32)>,
     /// A directory served instead of a pool.
     pub root: Option<std::path::PathBuf>,
     /// Responses (or files) go through the shared cache.
@@ -447,6 +452,8 @@ pub struct PoolConfig {
     pub overload_backoff: Duration,
     /// A PROXY header first on every new connection to the servers, and on their checks.
     pub send_proxy: Option<SendProxy>,
+    /// Cookie persistence (`sticky`), if on.
+    pub sticky: Option<sticky::StickyConfig>,
 }
 
 #[derive(Debug, Clone)]

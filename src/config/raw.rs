@@ -146,6 +146,16 @@ pub(crate) struct RawRoute {
     pub compress: Option<super::compress::RawCompress>,
     pub precompressed: Option<At<bool>>,
     pub rate_limit: Option<RawRateLimit>,
+    /// `pools = [{ pool = "v1", weight = 95 }, ...]`: a traffic split, in place of `pool`.
+    pub pools: Option<At<Vec<RawSplit>>>,
+}
+
+/// One pool of a route's traffic split, as written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawSplit {
+    pub line: usize,
+    pub pool: Option<At<String>>,
+    pub weight: Option<At<i64>>,
 }
 
 /// `rate_limit = { key = "client_ip", rate = "100/s", burst = 50, max_keys = 100000 }`, or
@@ -250,6 +260,7 @@ pub(crate) struct RawPool {
     pub on_marked_up: Option<At<String>>,
     pub maxconn: Option<At<i64>>,
     pub queue: Option<RawQueue>,
+    pub sticky: Option<super::sticky::RawSticky>,
 }
 
 /// `[pools.NAME.queue]` as written.
@@ -279,6 +290,7 @@ impl RawPool {
             on_marked_up: None,
             maxconn: None,
             queue: None,
+            sticky: None,
         }
     }
 }

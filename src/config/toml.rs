@@ -12,6 +12,7 @@ mod clients;
 mod compress;
 mod log;
 mod route;
+mod sticky;
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
@@ -84,6 +85,7 @@ const POOL_SETTING_KEYS: &[&str] = &[
 ];
 const POOL_KEYS: &[&str] = &[
     "balance",
+    "sticky",
     "slowstart",
     "overload_backoff",
     "hash_balance_factor",
@@ -449,6 +451,7 @@ impl Reader<'_> {
                 "on_marked_up" => pool.on_marked_up = r.string(k, v),
                 "maxconn" => pool.maxconn = r.int(k, v),
                 "queue" => pool.queue = Some(r.queue(v, &format!("{section}.queue"))),
+                "sticky" => pool.sticky = r.sticky(&section, k, v),
                 _ => r.diag.unknown_key(kline, &section, k, POOL_KEYS),
             }
         });

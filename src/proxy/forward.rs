@@ -86,9 +86,14 @@ pub(crate) async fn forward(
     let asked = upgrade
         .as_ref()
         .and_then(|_| req.headers().get(http::header::UPGRADE).cloned());
+    // The server a sticky cookie names; the cookie is not the server's business.
+    let stuck = match &pool.sticky {
+        Some(s) => s.take(req.headers_mut()),
+        None => None,
+    };
     let mut run = Attempts::new(pool, &req, client);
     'servers: loop {
-        let Some(i) = pick(pool, &run.ctx, &run.tried, &mut run.place) else {
+        let Some(i) = pick(pool, &run.ctx, &run.tried, &mut run.place, stuck) else {
             match wait_for_slot(pool, &run.tried, &mut run.place, run.until).await {
                 Ok(()) => continue 'servers,
                 Err(Refusal::Pool(kind)) => return refuse(pool, kind, log),
@@ -129,7 +134,7 @@ pub(crate) async fn forward(
             let mut kept = None;
             let sent = tokio::time::timeout_at(response_until, sender.send(req, &mut kept)).await;
             let replay = copy.take_request(kept);
-            let resp = match judge(pool, i, reused, sent, replay, response_until == run.until) {
+            let mut resp = match judge(pool, i, reused, sent, replay, response_until == run.until) {
                 Outcome::Response(resp) => resp,
                 Outcome::SameServer(again) => {
                     req = again;
@@ -142,6 +147,9 @@ pub(crate) async fn forward(
                 }
                 Outcome::Fail(kind) => return error_response(kind, log),
             };
+            if let Some(s) = &pool.sticky {
+                s.stamp(resp.headers_mut(), i, stuck, client.scheme == "https");
+            }
             if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 let switch = Switch {
                     client_side: upgrade.take(),
@@ -299,13 +307,24 @@ enum Refusal {
     NoneLeft,
 }
 
-/// The balancer's pick among the servers not tried yet, unless the request must wait behind
-/// others in the pool's queue (only the oldest waiter may take a slot).
-fn pick(pool: &Pool, ctx: &PickContext, tried: &Tried, place: &mut Place) -> Option<usize> {
+/// The balancer's pick among the servers not tried yet (the one a sticky cookie names first,
+/// while it persists), unless the request must wait behind others in the pool's queue (only
+/// the oldest waiter may take a slot).
+fn pick(
+    pool: &Pool,
+    ctx: &PickContext,
+    tried: &Tried,
+    place: &mut Place,
+    stuck: Option<usize>,
+) -> Option<usize> {
     if must_wait(pool, tried, place) {
         return None;
     }
-    let i = PoolView::new(pool, tried).pick(&***pool.balancer.load(), ctx)?;
+    let view = PoolView::new(pool, tried);
+    let i = match stuck.filter(|i| view.persists(*i)) {
+        Some(i) => i,
+        None => view.pick(&***pool.balancer.load(), ctx)?,
+    };
     if let Some(t) = place.ticket.take() {
         t.used();
     }

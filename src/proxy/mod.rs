@@ -124,6 +124,8 @@ pub struct RouteRt {
     pub line: u32,
     /// Index into [`Runtime::pools`], or `None` for a file route.
     pub pool: Option<usize>,
+    /// A traffic split across pools (`pools`), which then chooses the pool instead of `pool`.
+    pub split: Option<Box<crate::balancer::split::Split>>,
     pub root: Option<Arc<std::path::Path>>,
     pub cache: bool,
     pub grace: Option<std::time::Duration>,
@@ -209,7 +211,7 @@ pub async fn handle(
                 break 'answer r;
             }
         }
-        let Some(pool_idx) = route.pool else {
+        let Some(pool_idx) = pool_of(rt, route, &req) else {
             if route.root.is_none() {
                 break 'answer error_response(ErrorKind::NoRoute, log);
             }
@@ -232,6 +234,26 @@ pub async fn handle(
         forward(pool, req, client, log).await
     };
     way_back(rt, post, client, back, resp)
+}
+
+/// The route's pool: its own, or its split's choice; `None` for a file route.
+fn pool_of<B>(rt: &Runtime, route: &RouteRt, req: &Request<B>) -> Option<usize> {
+    match &route.split {
+        None => route.pool,
+        Some(split) => Some(split_pool(rt, split, req)),
+    }
+}
+
+/// The pool of a split route: the one whose sticky cookie the client has (so a client stays on
+/// its side of the split), else the split's next.
+fn split_pool<B>(rt: &Runtime, split: &crate::balancer::split::Split, req: &Request<B>) -> usize {
+    let stuck = split.pools.iter().copied().find(|p| {
+        rt.pools[*p]
+            .sticky
+            .as_ref()
+            .is_some_and(|s| s.named(req.headers()).is_some())
+    });
+    split.pick(stuck)
 }
 
 /// What the way back needs besides the rules' part: whether the request is a HEAD, and on a

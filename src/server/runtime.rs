@@ -98,6 +98,7 @@ fn routes(config: &Config, old: Option<&Runtime>) -> Vec<crate::proxy::RouteRt> 
             index: index as u32,
             line: r.line as u32,
             pool: r.pool,
+            split: split(&r.split),
             root: r.root.as_deref().map(Arc::from),
             cache: r.cache,
             grace: r.grace,
@@ -108,6 +109,11 @@ fn routes(config: &Config, old: Option<&Runtime>) -> Vec<crate::proxy::RouteRt> 
             encoding: r.encoding.clone(),
         })
         .collect()
+}
+
+/// A route's traffic split, if it has one.
+fn split(split: &[(usize, u32)]) -> Option<Box<crate::balancer::split::Split>> {
+    (!split.is_empty()).then(|| Box::new(crate::balancer::split::Split::new(split)))
 }
 
 /// The routes' rate limiters, in route order: a route whose identity (its matchers and its

@@ -24,6 +24,7 @@ mod queue;
 mod resilience;
 mod retries;
 mod rules;
+mod sticky;
 mod strict;
 mod tls_auth;
 mod tls_h2;

@@ -11,6 +11,7 @@ use crate::config::raw::{
 pub(super) const ROUTE_KEYS: &[&str] = &[
     "match",
     "pool",
+    "pools",
     "root",
     "cache",
     "grace",
@@ -41,6 +42,7 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "compress",
     "precompressed",
 ];
+const SPLIT_KEYS: &[&str] = &["pool", "weight"];
 const REDIRECT_KEYS: &[&str] = &["to", "status"];
 const RESPOND_KEYS: &[&str] = &["status", "body", "file", "content_type"];
 const REWRITE_KEYS: &[&str] = &["from", "to"];
@@ -68,6 +70,7 @@ impl Reader<'_> {
     fn route_target(&mut self, r: &mut RawRoute, k: &str, v: &Val<'_>) -> bool {
         match k {
             "pool" => r.pool = self.string(k, v),
+            "pools" => r.pools = self.split(k, v),
             "root" => r.root = self.string(k, v),
             "cache" => r.cache = self.bool(k, v),
             "grace" => r.grace = self.duration(k, v),
@@ -82,6 +85,34 @@ impl Reader<'_> {
             _ => return false,
         }
         true
+    }
+
+    /// `pools`: a list of `{ pool = "NAME", weight = N }` tables.
+    fn split(&mut self, k: &str, v: &Val<'_>) -> Option<At<Vec<crate::config::raw::RawSplit>>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error(
+                k,
+                v,
+                "a list of tables such as [{ pool = \"v1\", weight = 95 }]",
+            );
+            return None;
+        };
+        let mut split = Vec::new();
+        for item in items {
+            let mut s = crate::config::raw::RawSplit {
+                line: self.line(item.span()),
+                ..Default::default()
+            };
+            self.table(item, "an entry of `pools`", |me, sk, sv, sline| match sk {
+                "pool" => s.pool = me.string("pool", sv),
+                "weight" => s.weight = me.int("weight", sv),
+                _ => me
+                    .diag
+                    .unknown_key(sline, "an entry of `pools`", sk, SPLIT_KEYS),
+            });
+            split.push(s);
+        }
+        Some(At::new(split, self.line(v.span())))
     }
 
     /// The matchers. `false`: not one of these keys.

@@ -89,6 +89,10 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
             .map(|d| d.value)
             .unwrap_or_default(),
         send_proxy,
+        sticky: p
+            .sticky
+            .as_ref()
+            .and_then(|s| crate::config::sticky::sticky(s, diag)),
     })
 }
 

@@ -75,12 +75,20 @@ fn route(
         return None;
     }
     let rules = rules::rules(r, base, diag);
-    let pool = target(r, pool_names, diag)?;
+    let split = match &r.pools {
+        Some(pools) => split(r, pools, pool_names, diag)?,
+        None => Vec::new(),
+    };
+    let pool = match split.first() {
+        Some((first, _)) => Some(*first),
+        None => target(r, pool_names, diag)?,
+    };
     let root = root(r.root.as_ref(), base, diag);
     let purge = rules::networks(&r.purge, "purge", diag);
     Some(RouteConfig {
         patterns: r.patterns.iter().map(|p| p.value.clone()).collect(),
         pool,
+        split,
         root,
         cache: r.cache.unwrap_or(false),
         grace: r.grace.as_ref().map(|g| g.value),
@@ -192,6 +200,79 @@ fn target(r: &RawRoute, pool_names: &[&str], diag: &mut Diag) -> Option<Option<u
     }
 }
 
+/// A traffic split (`pools`): each pool known and named once, weights 0 to 1000 (1 when not
+/// given) and not all 0. It is the route's target: no `pool`, `root`, `redirect` or
+/// `respond` beside it, and no `cache` (the entries would answer one pool's clients with
+/// another's responses).
+fn split(
+    r: &RawRoute,
+    pools: &At<Vec<crate::config::raw::RawSplit>>,
+    pool_names: &[&str],
+    diag: &mut Diag,
+) -> Option<Vec<(usize, u32)>> {
+    let beside = [
+        ("pool", r.pool.is_some()),
+        ("root", r.root.is_some()),
+        ("redirect", r.redirect.is_some()),
+        ("respond", r.respond.is_some()),
+        ("cache", r.cache == Some(true)),
+    ];
+    if let Some((key, _)) = beside.iter().find(|(_, set)| *set) {
+        let msg = format!("a route with `pools` (a traffic split) has no `{key}`: the split chooses the pool, and a cache would answer one pool's clients with another's responses");
+        diag.error(pools.line, Some("pools"), msg);
+        return None;
+    }
+    let mut out: Vec<(usize, u32)> = Vec::new();
+    let mut ok = !pools.value.is_empty();
+    if !ok {
+        diag.error(
+            pools.line,
+            Some("pools"),
+            "`pools` needs at least one `{ pool = \"NAME\", weight = N }`",
+        );
+    }
+    for s in &pools.value {
+        let Some(name) = &s.pool else {
+            diag.error(
+                s.line,
+                Some("pool"),
+                "an entry of `pools` needs `pool = \"NAME\"`",
+            );
+            ok = false;
+            continue;
+        };
+        let weight = ranged(diag, s.weight.as_ref(), "weight", 0, 1000).map_or(1, |w| w as u32);
+        match pool_names.iter().position(|n| *n == name.value) {
+            Some(i) if out.iter().any(|(j, _)| *j == i) => {
+                let msg = format!("`pools` names pool `{}` twice", name.value);
+                diag.error(name.line, Some("pool"), msg);
+                ok = false;
+            }
+            Some(i) => out.push((i, weight)),
+            None => {
+                let hint = suggest(&name.value, pool_names)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                let msg = format!(
+                    "`pools` names pool `{}`, which is not defined{hint}",
+                    name.value
+                );
+                diag.error(name.line, Some("pool"), msg);
+                ok = false;
+            }
+        }
+    }
+    if ok && out.iter().all(|(_, w)| *w == 0) {
+        diag.error(
+            pools.line,
+            Some("weight"),
+            "the weights of `pools` are all 0: no pool would get a request",
+        );
+        ok = false;
+    }
+    ok.then_some(out)
+}
+
 /// A route's `root` (relative to the configuration file's directory), made absolute (symbolic
 /// links resolved); an error when it is missing,
 /// unreadable or not a directory.
@@ -218,16 +299,24 @@ fn root(
     }
 }
 
+/// Whether a route as written names a pool, in `pool` or in `pools`.
+fn names_pool(r: &RawRoute, name: &str) -> bool {
+    let named = |n: &Option<At<String>>| n.as_ref().is_some_and(|n| n.value == name);
+    named(&r.pool)
+        || r.pools
+            .as_ref()
+            .is_some_and(|ps| ps.value.iter().any(|s| named(&s.pool)))
+}
+
 /// Warnings about what the routes leave out: a pool no route names (a route that failed its
 /// checks still counts as naming its pool), and a file without routes (only when it has no
 /// errors), where every request is answered 404.
 pub(super) fn route_warnings(raw: &RawConfig, routes: &[RouteConfig], diag: &mut Diag) {
     for (i, p) in raw.pools.iter().enumerate() {
-        if !routes.iter().any(|r| r.pool == Some(i))
-            && !raw
-                .routes
-                .iter()
-                .any(|r| r.pool.as_ref().is_some_and(|n| n.value == p.name))
+        if !routes
+            .iter()
+            .any(|r| r.pool == Some(i) || r.split.iter().any(|(j, _)| *j == i))
+            && !raw.routes.iter().any(|r| names_pool(r, &p.name))
         {
             diag.warn(
                 p.line,

@@ -499,3 +499,28 @@ fn server_names_are_unique_in_a_pool() {
         "{e:?}"
     );
 }
+
+#[test]
+fn sticky_and_split_errors_name_their_line_and_key() {
+    let text = "[[route]]\npath_prefix = '/'\npools = [{ pool = 'a', weight = 95 }, { pool = 'nope' }, { pool = 'a' }]\n[[route]]\npath = '/x'\npools = [{ pool = 'a', weight = 0 }]\n[[route]]\npath = '/y'\npool = 'a'\npools = [{ pool = 'a' }]\n[pools.a]\nservers = ['127.0.0.1:1']\nsticky = { cookie = 'S R V', mode = 'insert' }\n[pools.b]\nservers = ['127.0.0.1:2']\nsticky = { cookie = 'JS', mode = 'prefix', max_age = '1h' }\n[pools.c]\nservers = ['127.0.0.1:3']\nsticky = { mode = 'rewrite', cookie = 'X', secret = 'short' }\n";
+    let e = errors("t.toml", text);
+    for want in [
+        "t.toml:3: `pools` names pool `nope`, which is not defined",
+        "t.toml:3: `pools` names pool `a` twice",
+        "t.toml:6: the weights of `pools` are all 0",
+        "t.toml:10: a route with `pools` (a traffic split) has no `pool`",
+        "t.toml:13: `sticky.cookie` must be a cookie name",
+        "t.toml:16: `sticky.max_age` is for mode \"insert\"",
+        "t.toml:19: `sticky.mode` must be \"insert\" or \"prefix\", not `rewrite`",
+    ] {
+        assert!(e.iter().any(|x| x.starts_with(want)), "{want}\n{e:#?}");
+    }
+    let ok = "[[route]]\npath_prefix = '/'\npools = [{ pool = 'a', weight = 95 }, { pool = 'b', weight = 5 }]\n[pools.a]\nservers = ['127.0.0.1:1']\nsticky = { cookie = 'SRV', max_age = '1h', secure = true, httponly = false, domain = 'example.com', secret = 'sixteen chars at least' }\n[pools.b]\nservers = ['127.0.0.1:2']\n";
+    let c = parse_str("t.toml", ok, true).unwrap();
+    assert_eq!(c.routes[0].split, [(0, 95), (1, 5)]);
+    let s = c.pools[0].sticky.as_ref().unwrap();
+    assert_eq!(
+        (s.max_age, s.secure, s.httponly),
+        (Some(Duration::from_secs(3600)), Some(true), false)
+    );
+}

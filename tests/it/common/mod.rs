@@ -28,7 +28,8 @@ fn full(b: impl Into<Bytes>) -> Body {
 /// An in-process backend. Every answer carries its name; some paths behave specially:
 /// `/slow/MS` waits MS milliseconds, `/status/NNN` answers that status, `/echo` streams the request body back, `/headers` answers
 /// the request headers it got as `name: value` lines, `/head` answers `Content-Length: 1234`
-/// to HEAD, `/trailers` echoes the body and sends the request's trailers back as trailers.
+/// to HEAD, `/trailers` echoes the body and sends the request's trailers back as trailers,
+/// `/session` answers the `Cookie` it got and sets `JSESSIONID=NAME-session` unless it got that.
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
@@ -150,6 +151,21 @@ async fn behave(name: &str, req: Request<Incoming>) -> Response<Body> {
                 text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
             }
             named(full(text))
+        }
+        "/session" => {
+            let cookie = req
+                .headers()
+                .get("cookie")
+                .map(|v| v.to_str().unwrap_or("?").to_string())
+                .unwrap_or_default();
+            let mut b = Response::builder().header("x-backend", name);
+            if !cookie.contains(&format!("JSESSIONID={name}-")) {
+                b = b.header(
+                    "set-cookie",
+                    format!("JSESSIONID={name}-session; Path=/; HttpOnly"),
+                );
+            }
+            b.body(full(cookie)).unwrap()
         }
         "/head" => Response::builder()
             .header("x-backend", name)
