@@ -95,6 +95,7 @@ fn router(c: &mut Criterion) {
                     method: &method,
                     headers: &headers,
                     source: std::net::Ipv4Addr::LOCALHOST.into(),
+                    client_cert: None,
                 })
             })
         });

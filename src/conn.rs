@@ -489,7 +489,7 @@ pub async fn serve_tls(
 ) {
     let born = *ticks.borrow();
     let rt = shared.runtime.load_full();
-    let Some(config) = rt.tls.clone() else {
+    let Some(tls_listener) = rt.tls.clone() else {
         return;
     };
     // The PROXY header comes before the TLS handshake.
@@ -504,19 +504,18 @@ pub async fn serve_tls(
             (stream, Some(Arc::new(origin)))
         }
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let tls =
-        match tokio::time::timeout(rt.limits.header_read_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => return,
-        };
+    let Some(tls) = handshake(stream, peer, &tls_listener, &rt).await else {
+        return;
+    };
     let _active = active.enter();
     let mut client = ClientInfo::connected(Some(peer), origin);
     client.scheme = "https";
+    if let Some(certs) = tls.get_ref().1.peer_certificates() {
+        client.cert = certs
+            .first()
+            .and_then(|c| crate::tls::ClientCert::of(c))
+            .map(Arc::new);
+    }
     let mut state = ConnState::new(client);
     state.tls = Some(crate::session::TlsInfo::of(tls.get_ref().1));
     let state = Arc::new(state);
@@ -548,6 +547,41 @@ pub async fn serve_tls(
         let conn = h1_builder(&rt).serve_connection(io, svc).with_upgrades();
         drive_until_stopped(conn, &shared, &mut ticks, watch, |c| c.graceful_shutdown()).await;
     }
+}
+
+/// The TLS handshake within `header_read_timeout`, under the configuration the ClientHello's
+/// SNI name chooses (its certificate entry's client authentication). A failure is counted by
+/// reason; one over a client certificate is logged at `info` (the others, common from
+/// scanners, at `debug`).
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: &crate::tls::Listener,
+    rt: &proxy::Runtime,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let accept = async {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await?;
+        let config = listener.config_for(start.client_hello().server_name());
+        start.into_stream(config).await
+    };
+    let reason = match tokio::time::timeout(rt.limits.header_read_timeout, accept).await {
+        Ok(Ok(s)) => return Some(s),
+        Ok(Err(e)) => {
+            let reason = crate::tls::client_auth::failure_reason(&e);
+            match reason {
+                "protocol" => {
+                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                }
+                _ => tracing::info!(client = %peer, reason, error = %e, "TLS handshake failed"),
+            }
+            reason
+        }
+        Err(_) => "timeout",
+    };
+    rt.traffic.tls_failures.count(reason);
+    None
 }
 
 /// What driving hyper came to.

@@ -140,6 +140,12 @@ pub struct RequestMatch {
     pub query: Vec<(String, ValueMatch)>,
     /// `source`: the client address is in one of these networks.
     pub source: Vec<IpNet>,
+    /// `client_cert`: `Some(true)`, the TLS handshake verified a client certificate
+    /// (`"verified"`); `Some(false)`, none was presented (`"none"`).
+    pub client_cert: Option<bool>,
+    /// `client_cert_subject`: the verified certificate's subject (RFC 4514) meets this; a
+    /// request without a verified certificate does not match.
+    pub client_subject: Option<ValueMatch>,
 }
 
 /// The matcher that kept a route from matching a request (what `langur explain` reports), by
@@ -157,6 +163,8 @@ pub enum Miss<'a> {
     /// `query`: this parameter's condition does not hold.
     Query(&'a str),
     Source,
+    ClientCert,
+    ClientCertSubject,
 }
 
 impl std::fmt::Display for Miss<'_> {
@@ -170,6 +178,8 @@ impl std::fmt::Display for Miss<'_> {
             Miss::Header(n) => write!(f, "headers.{n}"),
             Miss::Query(n) => write!(f, "query.{n}"),
             Miss::Source => f.write_str("source"),
+            Miss::ClientCert => f.write_str("client_cert"),
+            Miss::ClientCertSubject => f.write_str("client_cert_subject"),
         }
     }
 }
@@ -183,6 +193,8 @@ pub struct Input<'a> {
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
     pub source: IpAddr,
+    /// The client certificate the connection's handshake verified.
+    pub client_cert: Option<&'a crate::tls::ClientCert>,
 }
 
 impl RequestMatch {
@@ -199,6 +211,8 @@ impl RequestMatch {
             && self.headers.is_empty()
             && self.query.is_empty()
             && self.source.is_empty()
+            && self.client_cert.is_none()
+            && self.client_subject.is_none()
     }
 
     /// Whether every matcher but `host` (which the router's index has checked) matches.
@@ -208,7 +222,8 @@ impl RequestMatch {
     }
 
     /// The first matcher but `host` that does not match, in the order they are checked
-    /// (`path`, `path_prefix`, `methods`, `headers`, `query`, `source`); `None`: all match.
+    /// (`path`, `path_prefix`, `methods`, `headers`, `query`, `source`, `client_cert`,
+    /// `client_cert_subject`); `None`: all match.
     pub fn miss_rest(&self, req: &Input<'_>) -> Option<Miss<'_>> {
         if !self.path.as_deref().map_or(true, |p| p == req.path) {
             return Some(Miss::Path);
@@ -238,6 +253,19 @@ impl RequestMatch {
         }
         if !(self.source.is_empty() || self.source.iter().any(|n| n.contains(&req.source))) {
             return Some(Miss::Source);
+        }
+        if !self
+            .client_cert
+            .map_or(true, |want| want == req.client_cert.is_some())
+        {
+            return Some(Miss::ClientCert);
+        }
+        let subject = |cond: &ValueMatch| {
+            req.client_cert
+                .is_some_and(|c| cond.matches(std::iter::once(c.subject.as_bytes())))
+        };
+        if !self.client_subject.as_ref().map_or(true, subject) {
+            return Some(Miss::ClientCertSubject);
         }
         None
     }
@@ -271,6 +299,8 @@ impl RequestMatch {
             && self.headers.is_empty()
             && self.query.is_empty()
             && self.source.is_empty()
+            && self.client_cert.is_none()
+            && self.client_subject.is_none()
     }
 }
 
@@ -436,6 +466,7 @@ mod tests {
                 method: m,
                 headers: h,
                 source: ip.parse().unwrap(),
+                client_cert: None,
             }
         }
         let get = &Method::GET;

@@ -275,6 +275,7 @@ mod tests {
                 method: &http::Method::GET,
                 headers: &headers,
                 source: std::net::Ipv4Addr::LOCALHOST.into(),
+                client_cert: None,
             };
             let first = (0..r.len()).find(|&i| r.miss(i, &input).is_none());
             assert_eq!(first, r.route_request(&input).map(|x| x.0), "{host}{path}");
@@ -286,6 +287,7 @@ mod tests {
             method: &http::Method::GET,
             headers: &headers,
             source: std::net::Ipv4Addr::LOCALHOST.into(),
+            client_cert: None,
         };
         assert_eq!(r.miss(0, &input), Some(Miss::Host));
         assert_eq!(r.miss(1, &input), Some(Miss::Match));

@@ -28,6 +28,39 @@ pub struct Traffic {
     history: Mutex<VecDeque<Sample>>,
     /// Client connections closed by the PROXY protocol's rules, before any HTTP.
     pub proxy_refused: ProxyRefusals,
+    /// TLS handshakes with clients that failed, by reason.
+    pub tls_failures: TlsFailures,
+}
+
+/// Failed TLS handshakes with clients, by the reasons of
+/// [`crate::tls::client_auth::FAILURE_REASONS`] (rare: a plain counter each, not sharded).
+#[derive(Debug, Default)]
+pub struct TlsFailures([AtomicU64; crate::tls::client_auth::FAILURE_REASONS.len()]);
+
+impl TlsFailures {
+    /// Counts one failure of `reason` (one of the reasons; another counts as `protocol`).
+    pub fn count(&self, reason: &str) {
+        let reasons = crate::tls::client_auth::FAILURE_REASONS;
+        let i = reasons
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(reasons.len() - 1);
+        self.0[i].fetch_add(1, Relaxed);
+    }
+
+    /// Each reason with its count.
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        crate::tls::client_auth::FAILURE_REASONS
+            .iter()
+            .zip(&self.0)
+            .map(|(r, c)| (*r, c.load(Relaxed)))
+    }
+}
+
+impl Serialize for TlsFailures {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.counts())
+    }
 }
 
 /// Client connections closed before any HTTP was read because of the PROXY protocol, by
@@ -52,6 +85,7 @@ impl Default for Traffic {
             started_unix: crate::cache::policy::unix_now(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             proxy_refused: ProxyRefusals::default(),
+            tls_failures: TlsFailures::default(),
         }
     }
 }

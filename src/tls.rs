@@ -57,6 +57,10 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, String> {
     })
 }
 
+pub mod client_auth;
+
+pub use client_auth::{ClientAuth, ClientCert};
+
 /// Picks the certificate whose names match the SNI name (exactly, or a `*.` wildcard one
 /// label deep); the first certificate when nothing matches or no name was sent.
 #[derive(Debug)]
@@ -65,43 +69,111 @@ struct Sni {
 }
 
 impl Sni {
-    fn pick(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    /// The index of the identity for `name`.
+    fn pick(&self, name: Option<&str>) -> Option<usize> {
         if let Some(name) = name {
             let name = name.to_ascii_lowercase();
-            let wildcard = name.split_once('.').map(|(_, rest)| format!("*.{rest}"));
-            for id in &self.identities {
-                if id.names.contains(&name) {
-                    return Some(id.key.clone());
-                }
+            if let Some(i) = self
+                .identities
+                .iter()
+                .position(|id| id.names.contains(&name))
+            {
+                return Some(i);
             }
-            if let Some(w) = wildcard {
-                for id in &self.identities {
-                    if id.names.contains(&w) {
-                        return Some(id.key.clone());
-                    }
+            if let Some((_, rest)) = name.split_once('.') {
+                let w = format!("*.{rest}");
+                if let Some(i) = self.identities.iter().position(|id| id.names.contains(&w)) {
+                    return Some(i);
                 }
             }
         }
-        self.identities.first().map(|i| i.key.clone())
+        (!self.identities.is_empty()).then_some(0)
     }
 }
 
 impl ResolvesServerCert for Sni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.pick(hello.server_name())
+        let i = self.pick(hello.server_name())?;
+        Some(self.identities[i].key.clone())
     }
 }
 
-/// The listener's TLS configuration: SNI over `identities`, ALPN h2 then http/1.1.
-pub fn server_config(
-    identities: Vec<Identity>,
+/// A certificate entry of `[tls]`: its identity and, with `client_ca`, the verifier of the
+/// clients of the names it serves.
+pub struct Entry {
+    pub identity: Identity,
+    pub clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+}
+
+/// A TLS listener's configurations, chosen by the ClientHello's SNI name as the certificate
+/// is: entries without client authentication share one, an entry with it has its own (its
+/// verifier, its session cache, so a session resumed under one entry's rules is never
+/// resumed under another's).
+#[derive(Debug)]
+pub struct Listener {
+    sni: Arc<Sni>,
+    /// Per identity, its configuration's place in `configs`.
+    config_of: Vec<usize>,
+    configs: Vec<Arc<rustls::ServerConfig>>,
+}
+
+impl Listener {
+    /// The listener over `entries` (at least one); ALPN h2 then http/1.1 (`h2`), else
+    /// http/1.1 only.
+    pub fn new(entries: Vec<Entry>, h2: bool) -> Result<Listener, String> {
+        let mut verifiers = Vec::with_capacity(entries.len());
+        let mut identities = Vec::with_capacity(entries.len());
+        for e in entries {
+            verifiers.push(e.clients);
+            identities.push(e.identity);
+        }
+        let sni = Arc::new(Sni { identities });
+        let mut configs = vec![server_config(sni.clone(), None, h2)?];
+        let mut config_of = Vec::with_capacity(verifiers.len());
+        for v in verifiers {
+            match v {
+                None => config_of.push(0),
+                Some(v) => {
+                    config_of.push(configs.len());
+                    configs.push(server_config(sni.clone(), Some(v), h2)?);
+                }
+            }
+        }
+        Ok(Listener {
+            sni,
+            config_of,
+            configs,
+        })
+    }
+
+    /// The configuration for a ClientHello naming `sni`.
+    pub fn config_for(&self, sni: Option<&str>) -> Arc<rustls::ServerConfig> {
+        let i = self.sni.pick(sni).map_or(0, |i| self.config_of[i]);
+        self.configs[i].clone()
+    }
+
+    /// Whether some entry asks clients for certificates.
+    #[inline]
+    pub fn asks_for_client_certs(&self) -> bool {
+        self.configs.len() > 1
+    }
+}
+
+/// A listener's TLS configuration: certificates by `sni`, clients verified by `clients` (else
+/// not asked), ALPN h2 then http/1.1.
+fn server_config(
+    sni: Arc<Sni>,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     h2: bool,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Sni { identities }));
+        .map_err(|e| e.to_string())?;
+    let builder = match clients {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(sni);
     config.alpn_protocols = if h2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

@@ -114,6 +114,7 @@ pub fn stats_json(shared: &Shared) -> Value {
             "connections_refused": shared.live().clients.refused.load(Relaxed),
         },
         "proxy_protocol_refused": &shared.traffic().proxy_refused,
+        "tls_handshake_failures": &shared.traffic().tls_failures,
     })
 }
 

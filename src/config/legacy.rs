@@ -21,8 +21,8 @@
 //! unit are bytes.
 
 use super::{
-    parse_duration, parse_duration_secs, At, Diag, RawCache, RawConfig, RawPool, RawPoolSettings,
-    RawRoute, RawServer,
+    parse_duration, parse_duration_secs, At, Diag, RawCache, RawCertificate, RawConfig, RawPool,
+    RawPoolSettings, RawRoute, RawServer,
 };
 
 const SECTIONS: &[&str] = &[
@@ -260,7 +260,7 @@ fn tls_key(raw: &mut RawConfig, key: &str, value: &str, line: usize, diag: &mut 
         "certificate" => {
             let w = words(value, line);
             match <[At<String>; 2]>::try_from(w) {
-                Ok([c, k]) => raw.tls_certs.push((c, k)),
+                Ok([c, k]) => raw.tls_certs.push(RawCertificate::new(c, k)),
                 Err(_) => diag.error(
                     line,
                     Some(key),

@@ -268,7 +268,7 @@ impl Default for H2Settings {
 #[derive(Debug, Clone)]
 pub struct TlsListen {
     pub listen: Vec<SocketAddr>,
-    pub config: std::sync::Arc<rustls::ServerConfig>,
+    pub config: std::sync::Arc<crate::tls::Listener>,
 }
 
 /// What a pool's servers speak.

@@ -36,8 +36,8 @@ pub(crate) struct RawConfig {
     pub h2_max_concurrent_streams: Option<At<i64>>,
     pub h2_window: Option<At<String>>,
     pub tls_listen: Vec<At<String>>,
-    /// (certificate, key) PEM paths.
-    pub tls_certs: Vec<(At<String>, At<String>)>,
+    /// `[tls] certificates`, in file order.
+    pub tls_certs: Vec<RawCertificate>,
     pub tls_line: Option<usize>,
     pub redirect_http_to_https: Option<bool>,
     pub hsts: Option<At<String>>,
@@ -85,6 +85,30 @@ pub(crate) struct RawLimits {
     pub max_connections_per_client: Option<At<i64>>,
 }
 
+/// A certificate entry of `[tls]`: the certificate and key PEM paths, and who may connect to
+/// the names it serves (client certificates).
+#[derive(Debug)]
+pub(crate) struct RawCertificate {
+    pub cert: At<String>,
+    pub key: At<String>,
+    pub client_ca: Option<At<String>>,
+    /// `"required"` or `"optional"`.
+    pub client_auth: Option<At<String>>,
+    pub client_crl: Vec<At<String>>,
+}
+
+impl RawCertificate {
+    pub fn new(cert: At<String>, key: At<String>) -> RawCertificate {
+        RawCertificate {
+            cert,
+            key,
+            client_ca: None,
+            client_auth: None,
+            client_crl: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RawPoolSettings {
     pub balance: Option<At<String>>,
@@ -127,6 +151,9 @@ pub(crate) struct RawRoute {
     pub headers: Vec<(String, At<String>)>,
     pub query: Vec<(String, At<String>)>,
     pub source: Vec<At<String>>,
+    /// `"verified"` or `"none"`.
+    pub client_cert: Option<At<String>>,
+    pub client_cert_subject: Option<At<String>>,
     // Actions.
     pub redirect: Option<RawRedirect>,
     pub respond: Option<RawRespond>,

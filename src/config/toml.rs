@@ -2,8 +2,8 @@
 //! reported with its line, and all of them at once (serde's derive stops at the first).
 
 use super::{
-    line_of, parse_duration, At, Diag, RawCache, RawCheck, RawConfig, RawPool, RawPoolSettings,
-    RawQueue, RawRoute, RawServer, RawServerCheck,
+    line_of, parse_duration, At, Diag, RawCache, RawCertificate, RawCheck, RawConfig, RawPool,
+    RawPoolSettings, RawQueue, RawRoute, RawServer, RawServerCheck,
 };
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
@@ -20,6 +20,7 @@ const TOP_KEYS: &[&str] = &[
     "server", "admin", "defaults", "route", "pools", "cache", "tls", "log", "tracing",
 ];
 const TLS_KEYS: &[&str] = &["listen", "certificates"];
+const CERTIFICATE_KEYS: &[&str] = &["cert", "key", "client_ca", "client_auth", "client_crl"];
 const CACHE_KEYS: &[&str] = &[
     "max_size",
     "max_object_size",
@@ -282,17 +283,24 @@ impl Reader<'_> {
             return;
         };
         for item in items.iter() {
-            let mut cert = None;
-            let mut key = None;
+            let (mut cert, mut key, mut ca, mut auth, mut crl) = (None, None, None, None, vec![]);
             self.table(item, "a certificate of [tls]", |r, k, v, kline| match k {
                 "cert" => cert = r.string(k, v),
                 "key" => key = r.string(k, v),
+                "client_ca" => ca = r.string(k, v),
+                "client_auth" => auth = r.string(k, v),
+                "client_crl" => crl = r.str_list(k, v),
                 _ => r
                     .diag
-                    .unknown_key(kline, "a certificate of [tls]", k, &["cert", "key"]),
+                    .unknown_key(kline, "a certificate of [tls]", k, CERTIFICATE_KEYS),
             });
             match (cert, key) {
-                (Some(c), Some(k)) => raw.tls_certs.push((c, k)),
+                (Some(c), Some(k)) => raw.tls_certs.push(RawCertificate {
+                    client_ca: ca,
+                    client_auth: auth,
+                    client_crl: crl,
+                    ..RawCertificate::new(c, k)
+                }),
                 _ => {
                     let l = self.line(item.span());
                     self.diag.error(

@@ -163,6 +163,37 @@ pub fn via_contains(h: &HeaderMap, token: &str) -> bool {
 /// is a trusted proxy (`client.trusted`) or `forwarded_headers = "append"` asks for the old
 /// way: then `X-Forwarded-For` and `Forwarded` get this hop added, and a trusted proxy's
 /// `X-Forwarded-Proto` and `X-Forwarded-Host` are kept. `rules.x_forwarded` writes
+/// The fields that tell a server who the verified TLS client is: its certificate's subject
+/// (RFC 4514), subject alternative names and SHA-256 fingerprint (see [`ClientCert`]).
+pub const CLIENT_CERT_FIELDS: [&str; 3] = [
+    "x-client-cert-subject",
+    "x-client-cert-san",
+    "x-client-cert-sha256",
+];
+
+/// Removes the client's own `X-Client-Cert-*` fields (never believed), then writes the
+/// verified certificate's when there is one. A value that cannot be a field value is left
+/// out.
+///
+/// [`ClientCert`]: crate::tls::ClientCert
+pub fn client_cert_fields(h: &mut HeaderMap, cert: Option<&crate::tls::ClientCert>) {
+    for name in CLIENT_CERT_FIELDS {
+        h.remove(name);
+    }
+    let Some(c) = cert else { return };
+    for (name, value) in CLIENT_CERT_FIELDS
+        .into_iter()
+        .zip([&c.subject, &c.sans, &c.sha256])
+    {
+        if value.is_empty() {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+}
+
 /// `X-Forwarded-For` (the previous hop, [`ClientInfo::ip_header`]), `-Proto` and `-Host`
 /// (`host`: what the client asked for, before any rule replaced `Host`); `rules.rfc7239`
 /// writes an RFC 7239 `Forwarded` element (`for`, `host`, `proto`; section 6's quoting);

@@ -75,7 +75,7 @@ pub struct Runtime {
     /// What clients may send and how long they may take.
     pub limits: crate::config::Limits,
     /// The TLS listeners' configuration (re-read on reload: new handshakes take the new one).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<crate::tls::Listener>>,
     /// h2c with prior knowledge on plain listeners.
     pub h2c: bool,
     pub h2: crate::config::H2Settings,
@@ -382,6 +382,7 @@ fn with_input<B, R>(
         method: req.method(),
         headers: req.headers(),
         source: client.addr.ip(),
+        client_cert: client.cert.as_deref(),
     })
 }
 
@@ -649,5 +650,10 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
         host.as_ref(),
         &rt.via,
     );
+    // Only when some certificate entry asks clients for certificates: the `X-Client-Cert-*`
+    // fields a client sends are removed, and a verified client's are sent.
+    if rt.tls.as_ref().is_some_and(|t| t.asks_for_client_certs()) {
+        headers::client_cert_fields(&mut parts.headers, client.cert.as_deref());
+    }
     parts.version = Version::HTTP_11;
 }

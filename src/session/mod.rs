@@ -34,6 +34,9 @@ pub struct ClientInfo {
     /// The previous hop is in `trusted_proxies`: its forwarding fields are believed, and added
     /// to rather than replaced.
     pub trusted: bool,
+    /// The client certificate the TLS handshake verified (only on listeners whose certificate
+    /// entry has `client_ca`).
+    pub cert: Option<Arc<crate::tls::ClientCert>>,
 }
 
 /// The address a Unix-domain socket's peer is given (it has none): loopback, port 0. Such a
@@ -67,6 +70,7 @@ impl ClientInfo {
             scheme: "http",
             origin: None,
             trusted: false,
+            cert: None,
         }
     }
 
@@ -87,6 +91,7 @@ impl ClientInfo {
             scheme,
             origin,
             trusted: false,
+            cert: None,
         }
     }
 

@@ -52,6 +52,7 @@ impl prometheus_client::collector::Collector for Collector {
         traffic(&mut enc, &**shared)?;
         access_log(&mut enc, &rt)?;
         proxy_refused(&mut enc, &shared.traffic().proxy_refused)?;
+        tls_failures(&mut enc, &shared.traffic().tls_failures)?;
         let servers: Vec<(&Pool, &Server)> = rt
             .pools
             .iter()
@@ -112,6 +113,19 @@ fn proxy_refused(enc: &mut DescriptorEncoder, r: &crate::stats::ProxyRefusals) -
         reasons
             .iter()
             .map(|(why, v)| (vec![("reason", why.to_string())], counter(v.load(Relaxed))))
+            .collect(),
+    )
+}
+
+/// TLS handshakes with clients that failed, by reason.
+fn tls_failures(enc: &mut DescriptorEncoder, f: &crate::stats::TlsFailures) -> std::fmt::Result {
+    family(
+        enc,
+        "tls_handshake_failures",
+        "TLS handshakes with clients that failed, by reason (a client certificate missing, from an unknown CA, expired, revoked or otherwise bad; a timeout; anything else).",
+        MetricType::Counter,
+        f.counts()
+            .map(|(why, n)| (vec![("reason", why.to_string())], counter(n)))
             .collect(),
     )
 }

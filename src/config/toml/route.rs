@@ -23,6 +23,8 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "headers",
     "query",
     "source",
+    "client_cert",
+    "client_cert_subject",
     "redirect",
     "respond",
     "strip_prefix",
@@ -126,6 +128,8 @@ impl Reader<'_> {
             "headers" => r.headers = self.str_map(k, v),
             "query" => r.query = self.str_map(k, v),
             "source" => r.source = self.str_list(k, v),
+            "client_cert" => r.client_cert = self.string(k, v),
+            "client_cert_subject" => r.client_cert_subject = self.string(k, v),
             _ => return false,
         }
         true

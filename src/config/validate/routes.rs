@@ -65,12 +65,14 @@ fn route(
         && r.methods.is_empty()
         && r.headers.is_empty()
         && r.query.is_empty()
-        && r.source.is_empty());
+        && r.source.is_empty()
+        && r.client_cert.is_none()
+        && r.client_cert_subject.is_none());
     if !written {
         diag.error(
             r.line,
             Some("match"),
-            "[[route]] needs a matcher: `match`, `host`, `path`, `path_prefix`, `methods`, `headers`, `query` or `source` (`path_prefix = \"/\"` takes every request)",
+            "[[route]] needs a matcher: `match`, `host`, `path`, `path_prefix`, `methods`, `headers`, `query`, `source` or `client_cert` (`path_prefix = \"/\"` takes every request)",
         );
         return None;
     }

@@ -82,7 +82,30 @@ pub(super) fn matcher(r: &RawRoute, diag: &mut Diag) -> RequestMatch {
         }
     }
     m.source = networks(&r.source, "source", diag);
+    client_cert(r, &mut m, diag);
     m
+}
+
+/// `client_cert` (`"verified"` or `"none"`) and `client_cert_subject` (a value condition, as
+/// `headers` takes).
+fn client_cert(r: &RawRoute, m: &mut RequestMatch, diag: &mut Diag) {
+    if let Some(c) = &r.client_cert {
+        match c.value.as_str() {
+            "verified" => m.client_cert = Some(true),
+            "none" => m.client_cert = Some(false),
+            other => diag.error(
+                c.line,
+                Some("client_cert"),
+                format!("`client_cert` must be \"verified\" or \"none\", not `{other}`"),
+            ),
+        }
+    }
+    if let Some(s) = &r.client_cert_subject {
+        match ValueMatch::parse(&s.value) {
+            Ok(v) => m.client_subject = Some(v),
+            Err(e) => diag.error(s.line, Some("client_cert_subject"), e),
+        }
+    }
 }
 
 /// The client networks of `source`, `allow`, `deny` and `purge`: networks (`10.0.0.0/8`) or

@@ -55,15 +55,16 @@ pub(super) fn tls_listen(
     if listen.is_empty() {
         diag.error(line, Some("listen"), "[tls] needs `listen` addresses");
     }
-    let mut identities = Vec::new();
-    for (cert, key) in &raw.tls_certs {
+    let mut entries = Vec::new();
+    for entry in &raw.tls_certs {
         let (c, k) = (
-            config_path(diag, &cert.value),
-            config_path(diag, &key.value),
+            config_path(diag, &entry.cert.value),
+            config_path(diag, &entry.key.value),
         );
+        let clients = client_verifier(entry, diag);
         match crate::tls::load_identity(&c, &k) {
-            Ok(id) => identities.push(id),
-            Err(e) => diag.error(cert.line, Some("certificates"), e),
+            Ok(identity) => entries.push(crate::tls::Entry { identity, clients }),
+            Err(e) => diag.error(entry.cert.line, Some("certificates"), e),
         }
     }
     if raw.tls_certs.is_empty() {
@@ -73,16 +74,64 @@ pub(super) fn tls_listen(
             "[tls] needs at least one certificate and key",
         );
     }
-    if identities.is_empty() {
+    if entries.is_empty() {
         return None;
     }
-    match crate::tls::server_config(identities, true) {
-        Ok(config) => Some(TlsListen { listen, config }),
+    match crate::tls::Listener::new(entries, true) {
+        Ok(config) => Some(TlsListen {
+            listen,
+            config: std::sync::Arc::new(config),
+        }),
         Err(e) => {
             diag.error(line, None, e);
             None
         }
     }
+}
+
+/// A certificate entry's verifier of client certificates: `client_ca` (PEM), `client_auth`
+/// (`required`, the default, or `optional`) and `client_crl` (PEM CRL files). `None` without
+/// `client_ca`; `client_auth` or `client_crl` without it, or a file that does not load, is an
+/// error on its line.
+fn client_verifier(
+    entry: &RawCertificate,
+    diag: &mut Diag,
+) -> Option<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    use crate::tls::ClientAuth;
+    let auth = match entry.client_auth.as_ref() {
+        None => ClientAuth::Required,
+        Some(a) => match a.value.as_str() {
+            "required" => ClientAuth::Required,
+            "optional" => ClientAuth::Optional,
+            other => {
+                diag.error(
+                    a.line,
+                    Some("client_auth"),
+                    format!("`client_auth` must be \"required\" or \"optional\", not `{other}`"),
+                );
+                ClientAuth::Required
+            }
+        },
+    };
+    let Some(ca) = &entry.client_ca else {
+        if let Some(a) = entry.client_auth.as_ref().or(entry.client_crl.first()) {
+            diag.error(
+                a.line,
+                Some("client_ca"),
+                "`client_auth` and `client_crl` need `client_ca` (the CAs client certificates must come from)",
+            );
+        }
+        return None;
+    };
+    let crls: Vec<_> = entry
+        .client_crl
+        .iter()
+        .map(|c| config_path(diag, &c.value))
+        .collect();
+    let crl_refs: Vec<&std::path::Path> = crls.iter().map(|p| p.as_path()).collect();
+    crate::tls::client_auth::verifier(&config_path(diag, &ca.value), &crl_refs, auth)
+        .map_err(|e| diag.error(ca.line, Some("client_ca"), e))
+        .ok()
 }
 
 /// `[server]`'s client limits; an unset key takes [`Limits::default`]'s value. Timeouts must be
