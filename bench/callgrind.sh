@@ -5,7 +5,8 @@
 # instructions langur executed per request for the measured part.
 # Usage: bench/callgrind.sh BIN [BIN...]   (env: N, default 4000; KEEP=DIR keeps the profiles
 # for callgrind_annotate; ROUTE='KEY = VALUE' adds a line to the route, e.g.
-# ROUTE="rate_limit = { rate = '1000000/s' }" for a rate-limited route)
+# ROUTE="rate_limit = { rate = '1000000/s' }" for a rate-limited route; CLOSE=1: a new client
+# connection for every request, sent with `Connection: close`)
 set -eu
 N=${N:-4000} WARM=${WARM:-500}
 for t in nginx valgrind callgrind_control python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }; done
@@ -35,11 +36,16 @@ CONF
 cat >"$work/client.py" <<'PY'
 import http.client, sys
 n = int(sys.argv[1])
+close = len(sys.argv) > 2 and sys.argv[2] == "1"
 c = http.client.HTTPConnection("127.0.0.1", 18401)
 for _ in range(n):
-    c.request("GET", "/", headers={"Host": "bench"})
+    if close:
+        c = http.client.HTTPConnection("127.0.0.1", 18401)
+    c.request("GET", "/", headers={"Host": "bench", **({"Connection": "close"} if close else {})})
     r = c.getresponse(); r.read()
     assert r.status == 200, r.status
+    if close:
+        c.close()
 PY
 for bin in "$@"; do
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --instr-atstart=no \
@@ -49,9 +55,9 @@ for bin in "$@"; do
 import socket; socket.create_connection(("127.0.0.1", 18401), 0.2).close()
 PY
     sleep 0.2; done
-  python3 "$work/client.py" "$WARM"
+  python3 "$work/client.py" "$WARM" "${CLOSE:-0}"
   callgrind_control -i on "$pid" >/dev/null
-  python3 "$work/client.py" "$N"
+  python3 "$work/client.py" "$N" "${CLOSE:-0}"
   callgrind_control -i off "$pid" >/dev/null
   # The counts are written when the process exits.
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true

@@ -31,6 +31,9 @@ pub(super) fn encode_head(
         status = StatusCode::BAD_GATEWAY;
         *close = true;
     }
+    // One allocation for the head on a new connection, not a doubling per field (a no-op
+    // afterwards: the buffer is kept for the connection's next responses).
+    out.reserve(HEAD_RESERVE + 64 * parts.headers.len());
     status_line(out, status);
     let fields = copy_fields(out, &parts.headers);
     let framing = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
@@ -53,6 +56,9 @@ pub(super) fn encode_head(
     out.extend_from_slice(b"\r\n");
     framing
 }
+
+/// Room for the status line and langur's own fields (`content-length`, `date`, `connection`).
+const HEAD_RESERVE: usize = 160;
 
 /// `HTTP/1.1 <code> <reason>` and CRLF.
 #[inline]
