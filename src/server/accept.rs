@@ -35,45 +35,55 @@ pub(super) async fn accept_loop(
         lot: conns.lot.clone(),
         listener: Arc::new(configured),
     };
-    let removed = loop {
-        // At the limit, stop accepting (the kernel's backlog holds newcomers) until one closes.
-        let permit = tokio::select! {
-            p = slots.sem.clone().acquire_owned() => match p {
-                Ok(p) => match slots.pay(p) {
-                    Some(p) => p,
-                    None => continue, // the limit was lowered
+    let removed = {
+        // Made once for the loop, not per connection: each of these registers a waiter, and
+        // registering and dropping three per accepted connection cost more than the accept.
+        let mut ending = std::pin::pin!(ending(&mut shutdown, &mut stop));
+        let mut limit_changed = std::pin::pin!(slots.changed.notified());
+        loop {
+            // At the limit, stop accepting (the kernel's backlog holds newcomers) until one
+            // closes.
+            let permit = match slots.sem.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::Closed) => break false,
+                Err(tokio::sync::TryAcquireError::NoPermits) => tokio::select! {
+                    p = slots.sem.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break false,
+                    },
+                    Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => continue,
+                    back = unparked(&conns.lot, conns.lot_timer.as_mut()) => {
+                        conns.resume(back, &ctx);
+                        continue;
+                    }
+                    removed = &mut ending => break removed,
                 },
-                Err(_) => break false,
-            },
-            Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => continue,
-            back = unparked(&conns.lot, conns.lot_timer.as_mut()) => {
-                conns.resume(back, &ctx);
-                continue;
-            }
-            _ = shutdown.changed() => break false,
-            _ = stop.changed() => break true,
-        };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match per_client(&shared, &ctx, peer, permit) {
-                    Some(permit) => conns.start(stream, peer, permit, tls, &ctx),
-                    // Over `max_connections_per_client`: closed at once (counted).
-                    None => drop(stream),
+            };
+            let Some(permit) = slots.pay(permit) else {
+                continue; // the limit was lowered
+            };
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => match per_client(&shared, &ctx, peer, permit) {
+                        Some(permit) => conns.start(stream, peer, permit, tls, &ctx),
+                        // Over `max_connections_per_client`: closed at once (counted).
+                        None => drop(stream),
+                    },
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 },
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => {}
+                back = unparked(&conns.lot, conns.lot_timer.as_mut()) => conns.resume(back, &ctx),
+                // The limit changed: the permit held for the next accept may be owed.
+                _ = &mut limit_changed => {
+                    let _ = slots.pay(permit);
+                    limit_changed.set(slots.changed.notified());
                 }
-            },
-            Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => {}
-            back = unparked(&conns.lot, conns.lot_timer.as_mut()) => conns.resume(back, &ctx),
-            // The limit changed: the permit held for the next accept may be owed.
-            _ = slots.changed.notified() => {
-                let _ = slots.pay(permit);
+                removed = &mut ending => break removed,
             }
-            _ = shutdown.changed() => break false,
-            _ = stop.changed() => break true,
         }
     };
     drop(listener);
@@ -91,6 +101,15 @@ pub(super) async fn accept_loop(
     }
     clock.abort();
     active.drained().await;
+}
+
+/// The end of an accept loop: `false` at shutdown, `true` when a reload removed the listener
+/// (`stop`).
+async fn ending(shutdown: &mut watch::Receiver<bool>, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        _ = stop.changed() => true,
+    }
 }
 
 /// One listener's connections on one worker.
