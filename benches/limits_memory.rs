@@ -43,6 +43,7 @@ fn spray(clients: u32, max_keys: usize) {
         period: Duration::from_secs(1),
         burst: 50,
         max_keys,
+        scope: Default::default(),
     };
     let before = LIVE.load(Relaxed);
     let l = Arc::new(RateLimiter::new(&limit, "bench".into()));

@@ -19,6 +19,8 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["backend"],
     &["balancer", "upstream"],
     &["cache", "stats", "limits"],
+    // The fleet's shared state in Redis (`[cluster]`).
+    &["cluster"],
     // What both sides of the proxy share: the client connection's state and request bodies,
     // HTTP message rules, error kinds, the access-log line.
     &["session", "strict", "error", "access_log"],

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod client_identity;
 pub mod clock;
+pub mod cluster;
 pub mod coding;
 pub mod config;
 pub mod conn;

@@ -134,6 +134,9 @@ fn rate_limits_json(rt: &crate::proxy::Runtime) -> Value {
             "limited": l.limited.load(Relaxed),
             "keys": l.keys(),
             "overflowed": l.overflowed(),
+            "scope": if l.cluster.is_some() { "cluster" } else { "instance" },
+            "cluster_round_trips": l.cluster.as_ref().map(|c| c.asked.load(Relaxed)),
+            "cluster_fallbacks": l.cluster.as_ref().map(|c| c.fallbacks.load(Relaxed)),
         }))
     });
     Value::Array(limited.collect())

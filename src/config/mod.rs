@@ -10,6 +10,7 @@
 //! the `DEFAULT_*` constants below.
 
 mod clients;
+pub mod cluster;
 pub mod compress;
 mod error;
 mod legacy;
@@ -218,6 +219,8 @@ pub struct Config {
     pub log: log::LogSettings,
     /// `[tracing]`: W3C trace context and span export; `None` when the section is absent.
     pub tracing: Option<log::TracingSettings>,
+    /// `[cluster]`: the fleet's Redis; `None` when the section is absent (nothing is shared).
+    pub cluster: Option<cluster::ClusterConfig>,
     /// Things that are legal but probably wrong (`check` prints them).
     pub warnings: Vec<ConfigError>,
 }

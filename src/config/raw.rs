@@ -51,6 +51,8 @@ pub(crate) struct RawConfig {
     pub default_rate_limit: Option<RawRateLimit>,
     /// `[server]`'s client-identity keys.
     pub clients: RawClients,
+    /// `[cluster]`, when the file has it.
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 /// `[server]`'s keys about who the client is (PROXY protocol in, trusted proxies, the
@@ -199,6 +201,7 @@ pub(crate) struct RawRateLimitTable {
     pub rate: Option<At<String>>,
     pub burst: Option<At<i64>>,
     pub max_keys: Option<At<i64>>,
+    pub scope: Option<At<String>>,
     pub line: usize,
 }
 

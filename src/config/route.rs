@@ -68,6 +68,19 @@ pub struct RateLimit {
     pub burst: u32,
     /// Keys remembered at most (memory is bounded by it; see docs/limits.md).
     pub max_keys: usize,
+    /// Whose requests count: this instance's, or the whole fleet's (`[cluster]`).
+    pub scope: LimitScope,
+}
+
+/// `rate_limit.scope`: where a key's requests are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitScope {
+    /// Each instance counts its own (the default).
+    #[default]
+    Instance,
+    /// Counted across the fleet in Redis (`[cluster]`), with a per-instance limit when Redis
+    /// cannot be reached (see docs/scale-out.md).
+    Cluster,
 }
 
 impl RateLimit {

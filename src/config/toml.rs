@@ -9,6 +9,7 @@ use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
 mod clients;
+mod cluster;
 mod compress;
 mod log;
 mod route;
@@ -17,7 +18,7 @@ mod sticky;
 type Val<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &[
-    "server", "admin", "defaults", "route", "pools", "cache", "tls", "log", "tracing",
+    "server", "admin", "defaults", "route", "pools", "cache", "tls", "log", "tracing", "cluster",
 ];
 const TLS_KEYS: &[&str] = &["listen", "certificates"];
 const CERTIFICATE_KEYS: &[&str] = &["cert", "key", "client_ca", "client_auth", "client_crl"];
@@ -182,6 +183,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             "pools" => r.pools(&mut raw, val, line),
             "log" => r.log(&mut raw, val),
             "tracing" => r.tracing(&mut raw, val),
+            "cluster" => r.cluster(&mut raw, val, line),
             other => r.diag.unknown_key(line, "the top level", other, TOP_KEYS),
         }
     }

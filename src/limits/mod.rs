@@ -1,4 +1,4 @@
-//! Limits per client: request rates per key ([`rate`]), open connections per client address
+//! Limits per client: request rates per key ([`rate`], across the fleet with [`cluster`]), open connections per client address
 //! ([`conns`]), and the keys both use and the pools' fair queues serve by.
 //!
 //! A client is its address, an IPv6 client its /64 (the block one subscriber or host is
@@ -7,6 +7,7 @@
 //! drawn at start (SipHash-1-3, `std`'s `RandomState`), so memory per key is fixed whatever a
 //! header's length, and a client cannot choose values that collide.
 
+pub mod cluster;
 pub mod conns;
 pub mod rate;
 

@@ -194,6 +194,9 @@ pub struct RateLimiter {
     policy: HeaderValue,
     /// Requests answered 429, ever.
     pub limited: AtomicU64,
+    /// `scope = "cluster"`: the fleet's count in Redis (this limiter is then the per-instance
+    /// fallback).
+    pub cluster: Option<super::cluster::ClusterLimit>,
 }
 
 /// What the limit says of one request.
@@ -229,6 +232,38 @@ impl RateLimiter {
             sweeping: AtomicBool::new(false),
             policy: HeaderValue::from_str(&policy).expect("digits and ASCII"),
             limited: AtomicU64::new(0),
+            cluster: None,
+        }
+    }
+
+    /// This limit counted across the fleet through `cluster` (`scope = "cluster"`).
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> RateLimiter {
+        let c = &self.config;
+        self.cluster = Some(super::cluster::ClusterLimit::new(
+            cluster,
+            &self.identity,
+            c.interval(),
+            c.burst,
+            c.max_keys,
+        ));
+        self
+    }
+
+    /// The request's key in Redis (`scope = "cluster"`): the same client or field value has
+    /// the same name on every instance.
+    pub fn cluster_key(
+        &self,
+        c: &super::cluster::ClusterLimit,
+        headers: &HeaderMap,
+        ip: IpAddr,
+    ) -> String {
+        match &self.config.key {
+            LimitKey::ClientIp => c.ip_key(ip),
+            LimitKey::Route => c.redis_key(2, b""),
+            LimitKey::Header(h) => match headers.get(h) {
+                Some(v) => c.redis_key(1, v.as_bytes()),
+                None => c.ip_key(ip),
+            },
         }
     }
 

@@ -89,6 +89,9 @@ pub struct Runtime {
     pub clients: crate::config::ClientSettings,
     /// Some pool sends PROXY headers: connections note the address their client reached.
     pub send_proxy: bool,
+    /// `[cluster]`: the fleet's Redis (kept across reloads while `[cluster]` is unchanged);
+    /// `None`: nothing is shared, and nothing on the request path looks for it.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Runtime {
@@ -195,15 +198,8 @@ pub async fn handle(
             };
             let post = post.get_or_insert_with(Default::default);
             rules::begin(route, rules, &groups, &req, client, post);
-            match rules::access(rt, route, rules, &mut req, client, &mut log) {
-                rules::Verdict::Go => {}
-                rules::Verdict::Answer(r) => break 'answer r,
-                rules::Verdict::Verify(users, user, password) => {
-                    // Boxed: the check's future is not part of every request's state.
-                    if !Box::pin(users.verify_async(user, password)).await {
-                        break 'answer rules::unauthorized(rules, log);
-                    }
-                }
+            if let Some(r) = rules::admit(rt, route, rules, &mut req, client, &mut log).await {
+                break 'answer r;
             }
             if let Some(r) =
                 rules::after_auth(route, rules, &groups, &mut req, client, post, &mut log)

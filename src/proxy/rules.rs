@@ -11,6 +11,7 @@ use super::{error_response, ClientInfo, Runtime};
 use crate::access_log::AccessLog;
 use crate::config::route::{HeaderRules, LimitKey, Page, PathRewrite, RouteRules};
 use crate::error::ErrorKind;
+use crate::limits::cluster::Step;
 use crate::limits::{Decision, FairKey, RateLimiter};
 use crate::template::{Template, Var, Vars};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
@@ -170,25 +171,69 @@ pub(super) fn begin<'a>(
 /// password check): over the limit, 429 with `Retry-After` and the `RateLimit-Policy` and
 /// `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-11), logged `rate_limited`.
 /// A `header:` or `route` key goes with the request to a pool that queues fairly
-/// ([`FairKey`]; the client's address is the fair queue's own default).
-fn rate_limit(
+/// ([`FairKey`]; the client's address is the fair queue's own default). A limit counted
+/// across the fleet decides at once from the key's local allowance, or asks Redis
+/// ([`Limit::Ask`], awaited by the pipeline within `[cluster] timeout`).
+pub(super) fn rate_limit(
     rt: &Runtime,
     route: &super::RouteRt,
     limiter: &Arc<RateLimiter>,
     req: &mut Request<ClientIn>,
     client: &ClientInfo,
     log: &mut Option<AccessLog>,
-) -> Option<Response<ProxyBody>> {
+) -> Limit {
     let key = limiter.key_of(req.headers(), client.addr.ip());
-    if let Decision::Deny(wait) = limiter.check(key) {
-        return Some(too_many(limiter, wait, log.take()));
-    }
     if limiter.config().key != LimitKey::ClientIp
         && route.pool.is_some_and(|p| rt.pools[p].queue.config.fair)
     {
         req.extensions_mut().insert(FairKey(key));
     }
-    None
+    let decision = match &limiter.cluster {
+        None => limiter.check(key),
+        Some(c) => match c.step(limiter, key) {
+            Step::Decided(d) => d,
+            Step::Ask => {
+                let name = limiter.cluster_key(c, req.headers(), client.addr.ip());
+                return Limit::Ask(Box::new(Ask {
+                    limiter: limiter.clone(),
+                    key,
+                    name,
+                }));
+            }
+        },
+    };
+    match decision {
+        Decision::Allow => Limit::Go,
+        Decision::Deny(wait) => Limit::Answer(too_many(limiter, wait, log.take())),
+    }
+}
+
+/// What the rate limit says at once.
+pub(super) enum Limit {
+    Go,
+    Answer(Response<ProxyBody>),
+    /// Redis must be asked (`scope = "cluster"`): see [`Ask::run`].
+    Ask(Box<Ask>),
+}
+
+/// A round trip to the fleet's count for one request.
+pub(super) struct Ask {
+    limiter: Arc<RateLimiter>,
+    key: u64,
+    /// The key's name in Redis.
+    name: String,
+}
+
+impl Ask {
+    /// Asks Redis (within `[cluster] timeout`; the per-instance limit when it cannot):
+    /// `None` to go on, or the 429.
+    pub(super) async fn run(self, log: &mut Option<AccessLog>) -> Option<Response<ProxyBody>> {
+        let c = self.limiter.cluster.as_ref()?;
+        match c.ask(&self.limiter, self.key, &self.name).await {
+            Decision::Allow => None,
+            Decision::Deny(wait) => Some(too_many(&self.limiter, wait, log.take())),
+        }
+    }
 }
 
 /// 429 with the wait (RFC 6585 4, RFC 9110 10.2.3) and the limit's fields.
@@ -211,25 +256,39 @@ fn too_many(
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// Access rules: the rate limit ([`rate_limit`], 429), `deny`/`allow` (403), then
-/// `basic_auth` (401 without credentials).
-pub(super) fn access(
+/// The rate limit ([`rate_limit`]), then the access rules ([`permission`]): `None` to go on, or
+/// the answer (429, 403, 401). The slow steps (a round trip to the fleet's Redis, a password
+/// hash) are boxed, so their futures are not part of every request's state.
+pub(super) async fn admit(
     rt: &Runtime,
     route: &super::RouteRt,
     rules: &RouteRules,
     req: &mut Request<ClientIn>,
     client: &ClientInfo,
     log: &mut Option<AccessLog>,
-) -> Verdict {
+) -> Option<Response<ProxyBody>> {
     if let Some(limiter) = &route.limiter {
-        if let Some(r) = rate_limit(rt, route, limiter, req, client, log) {
-            return Verdict::Answer(r);
+        match rate_limit(rt, route, limiter, req, client, log) {
+            Limit::Go => {}
+            Limit::Answer(r) => return Some(r),
+            Limit::Ask(ask) => {
+                if let Some(r) = Box::pin(ask.run(log)).await {
+                    return Some(r);
+                }
+            }
         }
     }
-    permission(rules, req, client, log)
+    match permission(rules, req, client, log) {
+        Verdict::Go => None,
+        Verdict::Answer(r) => Some(r),
+        Verdict::Verify(users, user, password) => {
+            let ok = Box::pin(users.verify_async(user, password)).await;
+            (!ok).then(|| unauthorized(rules, log.take()))
+        }
+    }
 }
 
-/// `deny`/`allow` (403), then `basic_auth` (401 without credentials): [`access`] after the
+/// `deny`/`allow` (403), then `basic_auth` (401 without credentials): [`admit`] after the
 /// rate limit (which counts the request, so `langur explain` asks only this).
 pub(super) fn permission(
     rules: &RouteRules,

@@ -28,7 +28,8 @@ pub fn build_runtime_from(
         .collect();
     let matchers = config.routes.iter().map(|r| r.matcher.clone()).collect();
     let router = Router::with_matchers(&patterns, matchers).context("compiling routes")?;
-    let routes = routes(config, old);
+    let cluster = cluster(config, instance, old)?;
+    let routes = routes(config, old, cluster.as_ref());
     let pools: Vec<Arc<Pool>> = config
         .pools
         .iter()
@@ -84,15 +85,20 @@ pub fn build_runtime_from(
             .filter(|p| *p != 443),
         clients: config.server.clients.clone(),
         send_proxy: config.pools.iter().any(|p| p.send_proxy.is_some()),
+        cluster,
     })
 }
 
 /// The routes as the request path sees them, in file order.
-fn routes(config: &Config, old: Option<&Runtime>) -> Vec<crate::proxy::RouteRt> {
+fn routes(
+    config: &Config,
+    old: Option<&Runtime>,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
+) -> Vec<crate::proxy::RouteRt> {
     config
         .routes
         .iter()
-        .zip(rate_limiters(config, old))
+        .zip(rate_limiters(config, old, cluster))
         .enumerate()
         .map(|(index, (r, limiter))| crate::proxy::RouteRt {
             index: index as u32,
@@ -116,13 +122,35 @@ fn split(split: &[(usize, u32)]) -> Option<Box<crate::balancer::split::Split>> {
     (!split.is_empty()).then(|| Box::new(crate::balancer::split::Split::new(split)))
 }
 
+/// The link to the fleet's Redis: the old runtime's while `[cluster]` is unchanged, else a
+/// new one (which does not wait for Redis: see [`crate::cluster::Cluster::start`]).
+fn cluster(
+    config: &Config,
+    instance: &Arc<str>,
+    old: Option<&Runtime>,
+) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
+    let Some(c) = &config.cluster else {
+        return Ok(None);
+    };
+    if let Some(o) = old.and_then(|o| o.cluster.as_ref()) {
+        if o.config == *c {
+            return Ok(Some(o.clone()));
+        }
+    }
+    crate::cluster::Cluster::start(c, instance)
+        .map(Some)
+        .context("[cluster]")
+}
+
 /// The routes' rate limiters, in route order: a route whose identity (its matchers and its
 /// limit) is the same as a route of `old` keeps that route's limiter, so the keys' states
 /// survive the reload; the others start empty.
 fn rate_limiters(
     config: &Config,
     old: Option<&Runtime>,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
 ) -> Vec<Option<Arc<crate::limits::RateLimiter>>> {
+    use crate::config::route::LimitScope;
     let mut kept: Vec<Arc<crate::limits::RateLimiter>> = old
         .map(|o| o.routes.iter().filter_map(|r| r.limiter.clone()).collect())
         .unwrap_or_default();
@@ -132,9 +160,26 @@ fn rate_limiters(
         .map(|r| {
             let limit = r.rules.rate_limit.as_ref()?;
             let identity = format!("{:?} {:?} {:?}", r.patterns, r.matcher, limit);
-            match kept.iter().position(|l| l.identity == identity) {
+            let fleet = cluster.filter(|_| limit.scope == LimitScope::Cluster);
+            let same_link = |l: &crate::limits::RateLimiter| {
+                let theirs = l.cluster.as_ref().map(|c| &c.cluster);
+                match (theirs, fleet) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (a, b) => a.is_none() && b.is_none(),
+                }
+            };
+            match kept
+                .iter()
+                .position(|l| l.identity == identity && same_link(l))
+            {
                 Some(i) => Some(kept.swap_remove(i)),
-                None => Some(Arc::new(crate::limits::RateLimiter::new(limit, identity))),
+                None => {
+                    let l = crate::limits::RateLimiter::new(limit, identity);
+                    Some(Arc::new(match fleet {
+                        Some(c) => l.with_cluster(c.clone()),
+                        None => l,
+                    }))
+                }
             }
         })
         .collect()

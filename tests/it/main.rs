@@ -7,6 +7,7 @@ mod cache_rules;
 mod cli;
 mod client_h1;
 mod clients;
+mod cluster;
 mod common;
 mod compress;
 mod connections;

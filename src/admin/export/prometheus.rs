@@ -62,6 +62,9 @@ impl prometheus_client::collector::Collector for Collector {
         latency(&mut enc, &servers)?;
         pools(&mut enc, &rt.pools)?;
         limits(&mut enc, &rt, &**shared)?;
+        if let Some(c) = &rt.cluster {
+            cluster(&mut enc, &rt, c)?;
+        }
         cache(&mut enc, &rt.cache.stats())
     }
 }
@@ -347,6 +350,69 @@ fn limits(
         MetricType::Counter,
         vec![(vec![], counter(shared.live().clients.refused.load(Relaxed)))],
     )
+}
+
+/// `[cluster]`: whether Redis answers, its failed calls and outages; per route with a
+/// fleet-wide `rate_limit`, the round trips and the decisions taken per instance instead.
+fn cluster(
+    enc: &mut DescriptorEncoder,
+    rt: &crate::proxy::Runtime,
+    c: &crate::cluster::Cluster,
+) -> std::fmt::Result {
+    family(
+        enc,
+        "cluster_redis_up",
+        "Whether the fleet's Redis answered last time (1) or not (0).",
+        MetricType::Gauge,
+        vec![(vec![], gauge(i64::from(c.is_up())))],
+    )?;
+    let plain: [(&str, &str, u64); 2] = [
+        (
+            "cluster_redis_errors",
+            "Redis calls that failed or passed [cluster] timeout.",
+            c.errors.load(Relaxed),
+        ),
+        (
+            "cluster_redis_outages",
+            "Times Redis was found unreachable (at start, or after answering).",
+            c.outages.load(Relaxed),
+        ),
+    ];
+    for (name, help, v) in plain {
+        family(
+            enc,
+            name,
+            help,
+            MetricType::Counter,
+            vec![(vec![], counter(v))],
+        )?;
+    }
+    let fleet: Vec<(Labels, &crate::limits::cluster::ClusterLimit)> = rt
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let c = r.limiter.as_ref()?.cluster.as_ref()?;
+            Some((vec![("route", (i + 1).to_string())], c))
+        })
+        .collect();
+    let counters: [Family<crate::limits::cluster::ClusterLimit>; 2] = [
+        (
+            "route_rate_limit_cluster_round_trips",
+            "Round trips to Redis for the route's fleet-wide rate_limit.",
+            |l| l.asked.load(Relaxed),
+        ),
+        (
+            "route_rate_limit_cluster_fallbacks",
+            "Decisions of a fleet-wide rate_limit taken per instance: Redis was unreachable.",
+            |l| l.fallbacks.load(Relaxed),
+        ),
+    ];
+    for (name, help, read) in counters {
+        let series = fleet.iter().map(|(l, r)| (l.clone(), counter(read(r))));
+        family(enc, name, help, MetricType::Counter, series.collect())?;
+    }
+    Ok(())
 }
 
 /// The cache's counters, as families without labels.

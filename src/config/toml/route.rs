@@ -51,7 +51,7 @@ const REWRITE_KEYS: &[&str] = &["from", "to"];
 const HEADER_RULE_KEYS: &[&str] = &["set", "add", "remove"];
 const BASIC_AUTH_KEYS: &[&str] = &["realm", "users_file"];
 const CACHE_KEY_KEYS: &[&str] = &["ignore_query"];
-const RATE_LIMIT_KEYS: &[&str] = &["key", "rate", "burst", "max_keys"];
+const RATE_LIMIT_KEYS: &[&str] = &["key", "rate", "burst", "max_keys", "scope"];
 
 impl Reader<'_> {
     /// One `[[route]]` table, every key read as written (checked in validation).
@@ -315,6 +315,7 @@ impl Reader<'_> {
             "rate" => t.rate = me.string("rate_limit.rate", sv),
             "burst" => t.burst = me.int("rate_limit.burst", sv),
             "max_keys" => t.max_keys = me.int("rate_limit.max_keys", sv),
+            "scope" => t.scope = me.string("rate_limit.scope", sv),
             _ => me.diag.unknown_key(sline, &section, sk, RATE_LIMIT_KEYS),
         });
         Some(RawRateLimit::On(t))

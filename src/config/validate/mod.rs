@@ -199,6 +199,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let tls = tls_listen(&raw, diag, &mut bound);
     let log = crate::config::log::log(&raw.log, &routes::base_dir(&diag.file), diag);
     let tracing = crate::config::log::tracing(raw.tracing.as_ref(), diag);
+    let cluster = crate::config::cluster::cluster(raw.cluster.as_ref(), diag);
     let listeners = listeners_of(&listen, &listen_unix, tls.as_ref());
     let clients = clients::clients(&raw, &listeners, diag);
     overlaps(&bound, diag);
@@ -227,6 +228,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         site,
         log,
         tracing,
+        cluster,
         pools: pools.into_iter().flatten().collect(),
         warnings: Vec::new(),
     })

@@ -12,7 +12,7 @@ pub(super) fn routes(raw: &RawConfig, diag: &mut Diag) -> Vec<RouteConfig> {
     let default_limit = raw
         .default_rate_limit
         .as_ref()
-        .and_then(|d| rules::rate_limit(d, diag));
+        .and_then(|d| rules::rate_limit(d, raw.cluster.is_some(), diag));
     // Checked once, at its own line; a route without `compress` takes it.
     let default_compress =
         crate::config::compress::compress(raw.default_compress.as_ref(), None, diag)
@@ -23,7 +23,7 @@ pub(super) fn routes(raw: &RawConfig, diag: &mut Diag) -> Vec<RouteConfig> {
         .filter_map(|r| {
             let mut route = route(r, &pool_names, &base, diag)?;
             route.rules.rate_limit = match &r.rate_limit {
-                Some(own) => rules::rate_limit(own, diag),
+                Some(own) => rules::rate_limit(own, raw.cluster.is_some(), diag),
                 None => default_limit.clone(),
             };
             route.encoding.compress = match &r.compress {

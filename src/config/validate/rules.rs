@@ -266,7 +266,7 @@ pub(super) fn parse_rate(text: &str) -> Result<(u32, std::time::Duration), Strin
 /// `rate_limit` (a route's or `[defaults]`'): the key (`client_ip`, the default; `route`;
 /// `header:NAME`), the rate, the burst (default: the rate's count) and `max_keys`.
 /// `Off` is no limit.
-pub(super) fn rate_limit(raw: &RawRateLimit, diag: &mut Diag) -> Option<RateLimit> {
+pub(super) fn rate_limit(raw: &RawRateLimit, cluster: bool, diag: &mut Diag) -> Option<RateLimit> {
     let RawRateLimit::On(t) = raw else {
         return None;
     };
@@ -302,13 +302,36 @@ pub(super) fn rate_limit(raw: &RawRateLimit, diag: &mut Diag) -> Option<RateLimi
             100_000_000,
         )? as usize,
     };
+    let scope = limit_scope(t.scope.as_ref(), cluster, diag)?;
     Some(RateLimit {
         key,
         count,
         period,
         burst,
         max_keys,
+        scope,
     })
+}
+
+/// `instance` (the default) or `cluster`, which needs `[cluster]`.
+fn limit_scope(s: Option<&At<String>>, cluster: bool, diag: &mut Diag) -> Option<LimitScope> {
+    let Some(s) = s else {
+        return Some(LimitScope::Instance);
+    };
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "instance" => Some(LimitScope::Instance),
+        "cluster" if cluster => Some(LimitScope::Cluster),
+        "cluster" => {
+            let msg = "`rate_limit.scope = \"cluster\"` needs a [cluster] section (its Redis)";
+            diag.error(s.line, Some("rate_limit.scope"), msg);
+            None
+        }
+        v => {
+            let msg = format!("`rate_limit.scope` must be \"instance\" or \"cluster\", not `{v}`");
+            diag.error(s.line, Some("rate_limit.scope"), msg);
+            None
+        }
+    }
 }
 
 /// `client_ip`, `route` or `header:NAME`.

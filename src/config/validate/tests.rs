@@ -524,3 +524,46 @@ fn sticky_and_split_errors_name_their_line_and_key() {
         (Some(Duration::from_secs(3600)), Some(true), false)
     );
 }
+
+#[test]
+fn cluster_keys_are_checked_with_their_lines() {
+    let e = errors(
+        "c.toml",
+        &format!("{ROUTE}[cluster]\nredis = 'http://x'\nprefx = 'a:'\ntimeout = '0s'\n"),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:7") && e.contains("not a Redis URL")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:8") && e.contains("did you mean `prefix`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:9") && e.contains("`timeout`")),
+        "{e:?}"
+    );
+    let e = errors("c.toml", "[cluster]\nname = 'a'\n");
+    assert!(e.iter().any(|e| e.contains("needs `redis")), "{e:?}");
+    let limited = "[[route]]\nmatch = ['^/']\npool = 'p'\nrate_limit = { rate = '1/s', scope = 'cluster' }\n[pools.p]\nservers = ['127.0.0.1:1']\n";
+    let e = errors("c.toml", limited);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:4") && e.contains("needs a [cluster]")),
+        "{e:?}"
+    );
+    let ok = format!("{limited}[cluster]\nredis = 'redis://127.0.0.1:6379/0'\n");
+    let c = parse_str("c.toml", &ok, true).unwrap();
+    let cl = c.cluster.unwrap();
+    assert_eq!(
+        (cl.prefix.as_str(), cl.timeout),
+        ("langur:", Duration::from_millis(5))
+    );
+    assert_eq!(
+        c.routes[0].rules.rate_limit.as_ref().unwrap().scope,
+        crate::config::route::LimitScope::Cluster
+    );
+}

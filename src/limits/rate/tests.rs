@@ -8,6 +8,7 @@ fn limit(key: LimitKey, count: u32, period_s: u64, burst: u32, max_keys: usize) 
         period: Duration::from_secs(period_s),
         burst,
         max_keys,
+        scope: Default::default(),
     }
 }
 

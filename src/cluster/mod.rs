@@ -1,0 +1,203 @@
+//! The fleet's shared state in Redis (or Valkey): one connection manager per instance (the
+//! `redis` crate's, which reconnects by itself), every call bounded by `[cluster] timeout`,
+//! and whether Redis is reachable as one atomic flag the request path reads.
+//!
+//! Redis is never needed: while it is down every user of this module goes on alone (limits
+//! per instance, no shared purge). A heartbeat task checks it every `heartbeat`, so a Redis
+//! that comes back is found without a request paying for the check. See docs/scale-out.md.
+
+use crate::config::cluster::ClusterConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// One instance's link to the fleet.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    /// This instance's name in the fleet.
+    pub name: String,
+    conn: ConnectionManager,
+    /// Whether the last call (or heartbeat) reached Redis.
+    up: AtomicBool,
+    /// Calls that failed or passed their deadline, ever.
+    pub errors: AtomicU64,
+    /// Times Redis was found down after being up (or at start).
+    pub outages: AtomicU64,
+    /// The background tasks (heartbeat), ended with this value.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("prefix", &self.config.prefix)
+            .field("up", &self.is_up())
+            .finish()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+impl Cluster {
+    /// Opens the link (lazily: nothing waits for Redis here) and starts the heartbeat, which
+    /// makes the first contact at once. A Redis that cannot be reached is a warning, never a
+    /// failed start. Must run inside a tokio runtime.
+    pub fn start(config: &ClusterConfig, default_name: &str) -> anyhow::Result<Arc<Cluster>> {
+        let client = redis::Client::open(config.redis.as_str())?;
+        let settings = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.connect_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, settings)?;
+        let cluster = Arc::new(Cluster {
+            name: config
+                .name
+                .clone()
+                .unwrap_or_else(|| default_name.to_string()),
+            config: config.clone(),
+            conn,
+            up: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let beat = tokio::spawn(heartbeat(Arc::downgrade(&cluster)));
+        cluster.add_task(beat.abort_handle());
+        Ok(cluster)
+    }
+
+    /// Keeps a task that ends with this value.
+    pub fn add_task(&self, t: tokio::task::AbortHandle) {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+    }
+
+    /// Whether Redis answered last time (one relaxed load).
+    #[inline]
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    /// A key or channel name under the prefix.
+    pub fn key(&self, rest: &str) -> String {
+        let mut k = String::with_capacity(self.config.prefix.len() + rest.len());
+        k.push_str(&self.config.prefix);
+        k.push_str(rest);
+        k
+    }
+
+    /// A connection handle for one call (a clone of the manager: an `Arc`).
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Runs one call within `[cluster] timeout`: `None` when Redis failed or was too slow
+    /// (then it is marked down until the heartbeat reaches it again).
+    pub async fn call<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
+        self.call_within(self.config.timeout, f).await
+    }
+
+    /// [`Cluster::call`] with another deadline (work off the request path).
+    pub async fn call_within<T>(
+        &self,
+        limit: Duration,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(limit, f).await {
+            Ok(Ok(v)) => {
+                self.mark(true, None);
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.errors.fetch_add(1, Relaxed);
+                // A reply Redis gave (a script's error) says nothing about reachability.
+                let reached = !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped());
+                self.mark(reached, Some(&e.to_string()));
+                None
+            }
+            Err(_) => {
+                self.errors.fetch_add(1, Relaxed);
+                self.mark(false, Some("timed out"));
+                None
+            }
+        }
+    }
+
+    /// Records whether Redis was reached; a change is one log line.
+    fn mark(&self, reached: bool, why: Option<&str>) {
+        if self.up.swap(reached, Relaxed) == reached {
+            return;
+        }
+        if reached {
+            tracing::info!(redis = %redacted(&self.config.redis), "cluster: Redis reachable; state shared again");
+        } else {
+            self.outages.fetch_add(1, Relaxed);
+            tracing::warn!(
+                redis = %redacted(&self.config.redis),
+                error = why.unwrap_or(""),
+                "cluster: Redis unreachable; rate limits per instance and purges local until it is back"
+            );
+        }
+    }
+}
+
+/// The URL without its password, for logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// Checks Redis at once and every `heartbeat` after (within `connect_timeout`), while the
+/// cluster lives. The first failure is the start-up warning.
+async fn heartbeat(me: Weak<Cluster>) {
+    let mut first = true;
+    loop {
+        let Some(c) = me.upgrade() else { return };
+        let every = c.config.heartbeat;
+        let mut conn = c.conn();
+        let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
+        let ok = c
+            .call_within(c.config.connect_timeout, ping)
+            .await
+            .is_some();
+        if first && !ok && !c.is_up() {
+            // `mark` logs changes only; at start "down" is no change, so say it here.
+            c.outages.fetch_add(1, Relaxed);
+            tracing::warn!(
+                redis = %redacted(&c.config.redis),
+                "cluster: Redis unreachable at start; running degraded (rate limits per instance, purges local) until it answers"
+            );
+        }
+        first = false;
+        drop(c);
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            super::redacted("redis://user:secret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(super::redacted("redis://h:1/0"), "redis://h:1/0");
+    }
+}
