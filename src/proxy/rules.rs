@@ -208,7 +208,8 @@ pub(super) fn rate_limit(
     }
 }
 
-/// What the rate limit says at once.
+/// What the rate limit says at once (returned, never stored: the answer is not boxed).
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Limit {
     Go,
     Answer(Response<ProxyBody>),
