@@ -311,7 +311,20 @@ async fn handle(shared: &Arc<Shared>, local: SocketAddr, req: Request<Incoming>)
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return not_allowed("read-only endpoint: use GET", "GET, HEAD");
     }
+    if segments == ["api", "cluster"] {
+        return cluster(shared).await;
+    }
     read(shared, &segments, &req, &path)
+}
+
+/// `/api/cluster`: the fleet as Redis lists it (see [`crate::cluster::fleet`]); 404 without
+/// `[cluster]`.
+async fn cluster(shared: &Arc<Shared>) -> Resp {
+    let cluster = shared.live().runtime.load().cluster.clone();
+    match cluster {
+        Some(c) => json(StatusCode::OK, &c.fleet().await),
+        None => error(StatusCode::NOT_FOUND, "no [cluster] in the configuration"),
+    }
 }
 
 /// The refusal of a request that may not use the API: 403 for a `Host` that does not name it
@@ -545,7 +558,13 @@ fn set_weight(p: &Pool, i: usize, body: &[u8]) -> Resp {
 /// Purges the cache: `{"url": ...}` one URL's entries, `{"prefix": ...}` those under a prefix,
 /// `{}` (or no body) everything; anything else is a 400. Answers how many entries went.
 fn purge(shared: &Arc<Shared>, body: &[u8]) -> Resp {
-    let cache = shared.live().runtime.load().cache.clone();
+    let rt = shared.live().runtime.load();
+    let cache = &rt.cache;
+    let fleet = |p| {
+        if let Some(c) = &rt.cluster {
+            c.publish(p);
+        }
+    };
     let text = std::str::from_utf8(body).unwrap_or("").trim();
     let v: serde_json::Value = if text.is_empty() {
         serde_json::json!({})
@@ -566,15 +585,22 @@ fn purge(shared: &Arc<Shared>, body: &[u8]) -> Resp {
     }
     let purged = if let Some(url) = v.get("url").and_then(|u| u.as_str()) {
         match purge_key(url) {
-            Ok(key) => cache.purge_url(&key),
+            Ok(key) => {
+                fleet(crate::cluster::Purge::Url(key.clone()));
+                cache.purge_url(&key)
+            }
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         }
     } else if let Some(prefix) = v.get("prefix").and_then(|u| u.as_str()) {
         match purge_key(prefix) {
-            Ok(key) => cache.purge_prefix(&key),
+            Ok(key) => {
+                fleet(crate::cluster::Purge::Prefix(key.clone()));
+                cache.purge_prefix(&key)
+            }
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         }
     } else if v.as_object().is_some_and(|o| o.is_empty()) {
+        fleet(crate::cluster::Purge::All);
         cache.purge_all()
     } else {
         return error(

@@ -6,11 +6,16 @@
 //! per instance, no shared purge). A heartbeat task checks it every `heartbeat`, so a Redis
 //! that comes back is found without a request paying for the check. See docs/scale-out.md.
 
+pub mod fleet;
+pub mod purge;
+
+pub use purge::Purge;
+
 use crate::config::cluster::ClusterConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// One instance's link to the fleet.
@@ -18,7 +23,27 @@ pub struct Cluster {
     pub config: ClusterConfig,
     /// This instance's name in the fleet.
     pub name: String,
+    /// The name and a random suffix: who sent a message (two instances given one name by
+    /// mistake still tell their messages apart).
+    pub id: String,
+    client: redis::Client,
     conn: ConnectionManager,
+    /// Purges waiting to be published.
+    outbox: tokio::sync::mpsc::Sender<String>,
+    /// What applies another instance's purge here (set once by the server).
+    on_purge: OnceLock<Box<dyn Fn(Purge) + Send + Sync>>,
+    /// Purges published, not published (Redis down, queue full), received from others, and
+    /// messages on the channel that were not purges.
+    pub purges_sent: AtomicU64,
+    pub purges_unsent: AtomicU64,
+    pub purges_received: AtomicU64,
+    pub purges_ignored: AtomicU64,
+    /// Whether the purge channel's subscription is on now.
+    pub subscribed: AtomicBool,
+    /// What the heartbeat says of this instance (set once by the server).
+    status: OnceLock<Box<dyn Fn() -> serde_json::Value + Send + Sync>>,
+    /// The served configuration's checksum (see `fleet`).
+    config_sum: AtomicU64,
     /// Whether the last call (or heartbeat) reached Redis.
     up: AtomicBool,
     /// Calls that failed or passed their deadline, ever.
@@ -63,22 +88,55 @@ impl Cluster {
             .set_response_timeout(Some(config.connect_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, settings)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), settings)?;
+        let (outbox, rx) = tokio::sync::mpsc::channel(1024);
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_string());
+        let mut salt = [0u8; 4];
+        let _ = getrandom::fill(&mut salt);
         let cluster = Arc::new(Cluster {
-            name: config
-                .name
-                .clone()
-                .unwrap_or_else(|| default_name.to_string()),
+            id: format!("{name}:{:08x}", u32::from_le_bytes(salt)),
+            name,
             config: config.clone(),
+            client,
             conn,
+            outbox,
+            on_purge: OnceLock::new(),
+            purges_sent: AtomicU64::new(0),
+            purges_unsent: AtomicU64::new(0),
+            purges_received: AtomicU64::new(0),
+            purges_ignored: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+            status: OnceLock::new(),
+            config_sum: AtomicU64::new(0),
             up: AtomicBool::new(false),
             errors: AtomicU64::new(0),
             outages: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
-        let beat = tokio::spawn(heartbeat(Arc::downgrade(&cluster)));
-        cluster.add_task(beat.abort_handle());
+        let me = Arc::downgrade(&cluster);
+        for t in [
+            tokio::spawn(heartbeat(me.clone())),
+            tokio::spawn(purge::publisher(me.clone(), rx)),
+            tokio::spawn(purge::subscriber(me)),
+        ] {
+            cluster.add_task(t.abort_handle());
+        }
         Ok(cluster)
+    }
+
+    /// Sets what applies purges from the fleet here (once; later calls change nothing).
+    pub fn on_purge(&self, f: impl Fn(Purge) + Send + Sync + 'static) {
+        let _ = self.on_purge.set(Box::new(f));
+    }
+
+    /// Applies a purge from the fleet (or a gap) here.
+    fn deliver(&self, p: Purge) {
+        if let Some(f) = self.on_purge.get() {
+            f(p);
+        }
     }
 
     /// Keeps a task that ends with this value.
@@ -185,6 +243,9 @@ async fn heartbeat(me: Weak<Cluster>) {
             );
         }
         first = false;
+        if ok {
+            c.beat().await;
+        }
         drop(c);
         tokio::time::sleep(every).await;
     }

@@ -122,6 +122,73 @@ fn split(split: &[(usize, u32)]) -> Option<Box<crate::balancer::split::Split>> {
     (!split.is_empty()).then(|| Box::new(crate::balancer::split::Split::new(split)))
 }
 
+/// Applies the fleet's purges to whichever cache is current when they arrive (once per
+/// cluster link; a reload that keeps the link keeps it).
+pub(crate) fn fleet_purges(live: &Arc<Live>, rt: &Runtime) {
+    let Some(c) = &rt.cluster else { return };
+    let live = Arc::downgrade(live);
+    c.on_purge(move |p| {
+        use crate::cluster::Purge;
+        let Some(live) = live.upgrade() else { return };
+        let cache = &live.runtime.load().cache;
+        match p {
+            Purge::Url(k) => cache.purge_url(&k),
+            Purge::Prefix(k) => cache.purge_prefix(&k),
+            Purge::All | Purge::Gap => cache.purge_all(),
+            Purge::Key(k) => cache.invalidate(&k),
+        };
+    });
+}
+
+/// What this instance's heartbeat tells the fleet: its requests and their rate, its cache's
+/// hits and misses, requests refused by rate limits (once per cluster link).
+pub(crate) fn fleet_status(live: &Arc<Live>, rt: &Runtime) {
+    let Some(c) = &rt.cluster else { return };
+    let live = Arc::downgrade(live);
+    c.on_status(move || {
+        let Some(live) = live.upgrade() else {
+            return serde_json::json!({});
+        };
+        let rt = live.runtime.load();
+        let t = rt.traffic.totals();
+        let rate = rt.traffic.last().map(|s| s.rps).unwrap_or(0.0);
+        let cache = rt.cache.stats();
+        let limited: u64 = rt
+            .routes
+            .iter()
+            .filter_map(|r| r.limiter.as_ref())
+            .map(|l| l.limited.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        serde_json::json!({
+            "requests": t.requests,
+            "requests_per_second": rate,
+            "cache_hits": cache.hits,
+            "cache_misses": cache.misses,
+            "rate_limited": limited,
+            "uptime_secs": rt.traffic.uptime_secs(),
+        })
+    });
+}
+
+/// A checksum of what must be the same across a fleet: routes (matchers, pools, cache, rate
+/// limits), pools and their servers, and the cache's rules.
+fn config_sum(config: &Config) -> u64 {
+    let mut text = String::new();
+    for r in &config.routes {
+        let limit = &r.rules.rate_limit;
+        text.push_str(&format!(
+            "{:?}{:?}{:?}{:?}{limit:?}\n",
+            r.patterns, r.matcher, r.pool, r.cache
+        ));
+    }
+    for p in &config.pools {
+        let servers: Vec<&str> = p.servers.iter().map(|s| s.address.as_str()).collect();
+        text.push_str(&format!("{} {servers:?}\n", p.name));
+    }
+    text.push_str(&format!("{:?}", config.cache));
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
 /// The link to the fleet's Redis: the old runtime's while `[cluster]` is unchanged, else a
 /// new one (which does not wait for Redis: see [`crate::cluster::Cluster::start`]).
 fn cluster(
@@ -132,14 +199,12 @@ fn cluster(
     let Some(c) = &config.cluster else {
         return Ok(None);
     };
-    if let Some(o) = old.and_then(|o| o.cluster.as_ref()) {
-        if o.config == *c {
-            return Ok(Some(o.clone()));
-        }
-    }
-    crate::cluster::Cluster::start(c, instance)
-        .map(Some)
-        .context("[cluster]")
+    let link = match old.and_then(|o| o.cluster.as_ref()) {
+        Some(o) if o.config == *c => o.clone(),
+        _ => crate::cluster::Cluster::start(c, instance).context("[cluster]")?,
+    };
+    link.set_config_sum(config_sum(config));
+    Ok(Some(link))
 }
 
 /// The routes' rate limiters, in route order: a route whose identity (its matchers and its
@@ -253,12 +318,15 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
     let events = Arc::new(crate::backend::events::EventLog::default());
     let runtime = build_runtime(config, &instance, workers, &events)?;
     let traffic = runtime.traffic.clone();
+    let live = Arc::new(Live {
+        runtime: ArcSwap::from_pointee(runtime),
+        stopping: Default::default(),
+        clients: Default::default(),
+    });
+    fleet_purges(&live, &live.runtime.load());
+    fleet_status(&live, &live.runtime.load());
     Ok(Shared {
-        live: Arc::new(Live {
-            runtime: ArcSwap::from_pointee(runtime),
-            stopping: Default::default(),
-            clients: Default::default(),
-        }),
+        live,
         instance: Mutex::new(instance),
         workers,
         events,

@@ -247,3 +247,175 @@ async fn redis_killed_mid_test_fails_open_then_recovers() {
     );
     assert!(redis.command("DBSIZE\r\n").await.starts_with(':'));
 }
+
+fn cached_route(backend: SocketAddr) -> String {
+    format!(
+        "[[route]]\npath_prefix = '/'\npool = 'p'\ncache = true\npurge = ['127.0.0.0/8']\n[pools.p]\nservers = ['{backend}']\n[cache]\ndefault_ttl = '60s'\n"
+    )
+}
+
+/// Waits until the instance's purge subscription is on (at most 5 s).
+async fn wait_subscribed(lg: &langur::server::Langur) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let rt = lg.shared().runtime.load();
+        if rt
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.subscribed.load(Relaxed))
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Objects in the instance's in-memory cache.
+fn stored(lg: &langur::server::Langur) -> u64 {
+    lg.shared().runtime.load().cache.stats().entries
+}
+
+/// Waits until the instance's cache holds `n` objects (at most 2 s).
+async fn wait_stored(lg: &langur::server::Langur, n: u64) {
+    let t = tokio::time::Instant::now();
+    while stored(lg) != n {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{} stored, not {n}",
+            stored(lg)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_purge_on_one_instance_is_applied_by_the_others_within_100ms() {
+    let redis = Redis::start().await;
+    let b = Backend::start("b").await;
+    let text = |name| {
+        format!(
+            "{}{}",
+            cached_route(b.addr),
+            cluster_section(&redis.url(), name)
+        )
+    };
+    let fleet = [
+        langur_toml(&text("a")).await,
+        langur_toml(&text("b")).await,
+        langur_toml(&text("c")).await,
+    ];
+    for lg in &fleet {
+        wait_subscribed(lg).await;
+        assert_eq!(get(lg.listen_addrs()[0], "/page").await.status, 200);
+        wait_stored(lg, 1).await;
+    }
+    assert_eq!(b.hits(), 3);
+    let r = request(
+        fleet[0].listen_addrs()[0],
+        http::Method::from_bytes(b"PURGE").unwrap(),
+        "/page",
+        &[],
+        body(""),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = std::time::Instant::now();
+    while fleet.iter().any(|lg| stored(lg) != 0) {
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "not purged everywhere in 100 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The next request on another instance goes to the origin.
+    assert_eq!(get(fleet[2].listen_addrs()[0], "/page").await.status, 200);
+    assert_eq!(b.hits(), 4);
+    let c = fleet[1].shared().runtime.load().cluster.clone().unwrap();
+    assert_eq!(c.purges_received.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn after_a_gap_an_instance_clears_what_it_cannot_prove_fresh() {
+    let mut redis = Redis::start().await;
+    let b = Backend::start("b").await;
+    let text = format!(
+        "{}{}",
+        cached_route(b.addr),
+        cluster_section(&redis.url(), "a")
+    );
+    let lg = langur_toml(&text).await;
+    wait_subscribed(&lg).await;
+    redis.kill();
+    wait_link(&lg, false).await;
+    let c = lg.shared().runtime.load().cluster.clone().unwrap();
+    let t = tokio::time::Instant::now();
+    while c.subscribed.load(Relaxed) {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the subscription outlived Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Stored while no purge could reach this instance.
+    assert_eq!(get(lg.listen_addrs()[0], "/while-away").await.status, 200);
+    wait_stored(&lg, 1).await;
+    redis.restart().await;
+    wait_subscribed(&lg).await;
+    // Cleared when the subscription came back.
+    wait_stored(&lg, 0).await;
+}
+
+/// `/api/cluster` of an instance with an admin listener.
+async fn fleet_view(lg: &langur::server::Langur) -> serde_json::Value {
+    let r = get(lg.admin_addr().unwrap(), "/api/cluster").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[tokio::test]
+async fn the_fleet_view_lists_instances_flags_other_configs_and_marks_redis_down() {
+    let mut redis = Redis::start().await;
+    let b = Backend::start("b").await;
+    let route = |prefix: &str, name: &str| {
+        format!(
+            "[[route]]\npath_prefix = '{prefix}'\npool = 'p'\n[pools.p]\nservers = ['{}']\n{}",
+            b.addr,
+            cluster_section(&redis.url(), name)
+        )
+    };
+    let a = start_with_admin(toml_config(&route("/", "a"))).await;
+    let same = langur_toml(&route("/", "same")).await;
+    let other = langur_toml(&route("/other", "other")).await;
+    for lg in [&a, &same, &other] {
+        wait_link(lg, true).await;
+    }
+    let t = tokio::time::Instant::now();
+    let view = loop {
+        let v = fleet_view(&a).await;
+        if v["instances"].as_array().unwrap().len() == 3 {
+            break v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(view["redis"]["up"], true);
+    let list = view["instances"].as_array().unwrap();
+    assert_eq!(list[0]["name"], "a");
+    assert_eq!(list[0]["self"], true);
+    let by_name = |n: &str| list.iter().find(|r| r["name"] == n).unwrap();
+    assert_eq!(by_name("same")["config_differs"], false);
+    assert_eq!(by_name("other")["config_differs"], true);
+    assert_eq!(view["config_differs"], true);
+    assert!(view["sum"]["requests_per_second"].is_number());
+    redis.kill();
+    wait_link(&a, false).await;
+    let v = fleet_view(&a).await;
+    assert_eq!(v["redis"]["up"], false, "{v}");
+    assert_eq!(
+        v["instances"].as_array().unwrap().len(),
+        1,
+        "only itself: {v}"
+    );
+    drop((same, other));
+}

@@ -366,7 +366,7 @@ fn cluster(
         MetricType::Gauge,
         vec![(vec![], gauge(i64::from(c.is_up())))],
     )?;
-    let plain: [(&str, &str, u64); 2] = [
+    let plain: [(&str, &str, u64); 5] = [
         (
             "cluster_redis_errors",
             "Redis calls that failed or passed [cluster] timeout.",
@@ -376,6 +376,21 @@ fn cluster(
             "cluster_redis_outages",
             "Times Redis was found unreachable (at start, or after answering).",
             c.outages.load(Relaxed),
+        ),
+        (
+            "cluster_purges_sent",
+            "Purges published to the fleet.",
+            c.purges_sent.load(Relaxed),
+        ),
+        (
+            "cluster_purges_unsent",
+            "Purges applied here only: Redis was unreachable or the queue full.",
+            c.purges_unsent.load(Relaxed),
+        ),
+        (
+            "cluster_purges_received",
+            "Purges from other instances applied here.",
+            c.purges_received.load(Relaxed),
         ),
     ];
     for (name, help, v) in plain {

@@ -115,7 +115,7 @@ pub async fn handle(
     let primary = key_of(&parts, client.scheme, rules);
     let method = parts.method.clone();
     if method.as_str() == "PURGE" && !route.purge.is_empty() {
-        return purge(cache, route, &primary, client, log);
+        return purge(rt, route, &primary, client, log);
     }
     let pass = pass_reason(&cache.rules, &parts, !body.is_end_stream());
     let here = Here {
@@ -247,7 +247,7 @@ impl Here<'_> {
                 host: host.as_ref(),
                 rules: self.rules,
             };
-            invalidate_after(&self.rt.cache, &resp, primary, related);
+            invalidate_after(self.rt, &resp, primary, related);
         }
         mark(&mut resp, status, what);
         resp
@@ -266,11 +266,12 @@ struct Related<'a> {
 /// [`key_of`]), and the URLs in `Location` and `Content-Location` when they are on the same
 /// host: keyed as written, and also as the request's route keys them when its `cache_key`
 /// leaves some of their query out (the URL may belong to another route, whose key keeps it).
-fn invalidate_after(cache: &Cache, resp: &Response<ProxyBody>, primary: &str, related: Related) {
+fn invalidate_after(rt: &Runtime, resp: &Response<ProxyBody>, primary: &str, related: Related) {
     let s = resp.status();
     if !(s.is_success() || s.is_redirection()) {
         return;
     }
+    let cache = Invalidate(rt);
     cache.invalidate(primary);
     for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
         let Some(k) = resp
@@ -287,6 +288,20 @@ fn invalidate_after(cache: &Cache, resp: &Response<ProxyBody>, primary: &str, re
                 cache.invalidate(&keyed);
             }
         }
+    }
+}
+
+/// The cache's invalidation, published to the fleet under `[cluster]` (see
+/// [`crate::cluster::purge`]).
+struct Invalidate<'a>(&'a Runtime);
+
+impl Invalidate<'_> {
+    fn invalidate(&self, key: &str) -> u64 {
+        let n = self.0.cache.invalidate(key);
+        if let Some(c) = &self.0.cluster {
+            c.publish(crate::cluster::Purge::Key(key.to_string()));
+        }
+        n
     }
 }
 
@@ -592,7 +607,7 @@ fn serve_object(
 
 /// `PURGE` of one URL (all its variants) from an allowed client network.
 fn purge(
-    cache: &Cache,
+    rt: &Runtime,
     route: &RouteRt,
     primary: &str,
     client: &ClientInfo,
@@ -601,8 +616,8 @@ fn purge(
     let ip = client.addr.ip();
     let allowed = route.purge.iter().any(|n| n.contains(&ip));
     let (status, body) = if allowed {
-        let n = cache.invalidate(primary);
-        cache.counters.purged.fetch_add(n, Relaxed);
+        let n = Invalidate(rt).invalidate(primary);
+        rt.cache.counters.purged.fetch_add(n, Relaxed);
         (StatusCode::OK, format!("{{\"purged\":{n}}}\n"))
     } else {
         (
