@@ -37,7 +37,7 @@ impl TrustEntry {
         }
         t.parse::<IpNet>()
             .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-            .map(TrustEntry::Net)
+            .map(|n| TrustEntry::Net(canonical_net(n)))
             .map_err(|_| {
                 format!("`{text}` is not a network, an address or \"unix\" (write 10.0.0.0/8, 192.0.2.7, ::1 or unix)")
             })
@@ -76,6 +76,32 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// A socket address with its IP [`canonical`]: what every client address langur makes goes
+/// through (the socket's peer, a PROXY header's source), so that an IPv4 client on a `[::]`
+/// listener (`::ffff:192.0.2.1`) is the IPv4 client every network list names.
+pub fn canonical_addr(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// A network as clients are compared with it: an IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`)
+/// as its IPv4 network (`10.0.0.0/8`), since client addresses are [`canonical`]; others as they
+/// are. Configuration lists go through this once, at load.
+pub fn canonical_net(n: IpNet) -> IpNet {
+    match n {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(n, IpNet::V4),
+            None => n,
+        },
+        n => n,
     }
 }
 
@@ -120,7 +146,11 @@ pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hop {
     Addr(IpAddr),
-    /// Not an address (a typo, a host name, an empty entry): skipped.
+    /// An empty list entry (`a, , b`): no entry at all (RFC 9110 5.6.1), skipped.
+    Blank,
+    /// Not an address langur can read (a typo, a host name, `unknown`, a zone index
+    /// `fe80::1%eth0`, a node RFC 7239 does not allow such as a bare IPv6 address): the walk
+    /// ends there, as what lies to its left cannot be told from what a client made up.
     Garbage,
     /// RFC 7239 `unknown`, an obfuscated node (`_hidden`), or an element without `for`: the
     /// hop did not say who its client was, so the walk ends there.
@@ -129,17 +159,20 @@ pub enum Hop {
 
 /// The client behind trusted proxies: walking `hops` from the right (the hop nearest to
 /// langur first), the first address not in `trust`; if every address is trusted, the last one
-/// reached (the left-most, as nginx's `real_ip_recursive`). The walk skips garbage entries,
-/// ends at an opaque one, and looks at [`MAX_HOPS`] entries at most. `None`: no address was
-/// reached (the field is absent, empty or garbage), and the connection's peer stays the client.
-pub fn walk(hops: impl Iterator<Item = Hop>, trust: &Trust) -> Option<IpAddr> {
+/// reached (the left-most, as nginx's `real_ip_recursive`). The walk ends at an entry it
+/// cannot read (the last trusted address reached is the client then, as with nginx's realip
+/// module: an entry left of one no proxy could have written is the client's own word), skips
+/// empty ones, and looks at [`MAX_HOPS`] entries at most. With the number of entries looked at,
+/// the client's included. `None`: no address was reached (the field is absent, empty, or its
+/// right-most entry unreadable), and the connection's peer stays the client.
+pub fn walk(hops: impl Iterator<Item = Hop>, trust: &Trust) -> Option<(IpAddr, usize)> {
     let mut last = None;
-    for hop in hops.take(MAX_HOPS) {
+    for (i, hop) in hops.take(MAX_HOPS).enumerate() {
         match hop {
-            Hop::Addr(ip) if !trust.contains(ip) => return Some(canonical(ip)),
-            Hop::Addr(ip) => last = Some(canonical(ip)),
-            Hop::Garbage => {}
-            Hop::Opaque => break,
+            Hop::Addr(ip) if !trust.contains(ip) => return Some((canonical(ip), i + 1)),
+            Hop::Addr(ip) => last = Some((canonical(ip), i + 1)),
+            Hop::Blank => {}
+            Hop::Garbage | Hop::Opaque => break,
         }
     }
     last
@@ -148,16 +181,15 @@ pub fn walk(hops: impl Iterator<Item = Hop>, trust: &Trust) -> Option<IpAddr> {
 /// The client named by the request's `from` field (see [`walk`]), right-most entry first,
 /// across every line of the field.
 pub fn client_from(headers: &HeaderMap, from: RealIpFrom, trust: &Trust) -> Option<IpAddr> {
+    walk_from(headers, from, trust).map(|(ip, _)| ip)
+}
+
+/// [`client_from`] with the number of entries looked at, from the right, the client's
+/// included.
+pub fn walk_from(headers: &HeaderMap, from: RealIpFrom, trust: &Trust) -> Option<(IpAddr, usize)> {
     let lines = headers.get_all(from.field());
     match from {
-        RealIpFrom::XForwardedFor | RealIpFrom::XRealIp => {
-            let hops = lines
-                .iter()
-                .rev()
-                .flat_map(|v| v.as_bytes().rsplit(|b| *b == b','))
-                .map(xff_hop);
-            walk(hops, trust)
-        }
+        RealIpFrom::XForwardedFor | RealIpFrom::XRealIp => walk(xff_hops(headers, from), trust),
         RealIpFrom::Forwarded => {
             let mut ring = Ring::default();
             for v in lines.iter() {
@@ -168,13 +200,102 @@ pub fn client_from(headers: &HeaderMap, from: RealIpFrom, trust: &Trust) -> Opti
     }
 }
 
+/// The entries of `X-Forwarded-For` (or `X-Real-IP`), right-most first, across its lines.
+fn xff_hops(headers: &HeaderMap, from: RealIpFrom) -> impl Iterator<Item = Hop> + '_ {
+    headers
+        .get_all(from.field())
+        .iter()
+        .rev()
+        .flat_map(|v| v.as_bytes().rsplit(|b| *b == b','))
+        .map(xff_hop)
+}
+
+/// The addresses of the `hops` right-most entries of `X-Forwarded-For` (or `X-Real-IP`),
+/// left-most first: the client and the trusted proxies a walk of `hops` entries went through
+/// (empty entries left out).
+pub fn chain(headers: &HeaderMap, from: RealIpFrom, hops: usize) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = xff_hops(headers, from)
+        .take(hops.min(MAX_HOPS))
+        .filter_map(|h| match h {
+            Hop::Addr(ip) => Some(canonical(ip)),
+            _ => None,
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// The scheme the nearest hop says the request came with, when it is a trusted proxy:
+/// `X-Forwarded-Proto`'s right-most value, or (`from` is `Forwarded`) the right-most element's
+/// `proto` (RFC 7239 section 5.4). Only `http` and `https` are taken (any case); `None`
+/// otherwise.
+pub fn proto_from(headers: &HeaderMap, from: RealIpFrom) -> Option<&'static str> {
+    let word: Vec<u8> = match from {
+        RealIpFrom::Forwarded => {
+            let line = headers.get_all(http::header::FORWARDED).iter().next_back()?;
+            last_element_proto(line.as_bytes())?
+        }
+        _ => {
+            let line = headers.get_all(X_FORWARDED_PROTO).iter().next_back()?;
+            trim(line.as_bytes().rsplit(|b| *b == b',').next()?).to_vec()
+        }
+    };
+    if word.eq_ignore_ascii_case(b"https") {
+        Some("https")
+    } else if word.eq_ignore_ascii_case(b"http") {
+        Some("http")
+    } else {
+        None
+    }
+}
+
+/// The `proto` of a `Forwarded` line's last element.
+fn last_element_proto(line: &[u8]) -> Option<Vec<u8>> {
+    let (mut current, mut last) = (None, None);
+    let mut rest = line;
+    loop {
+        let (pair, sep, after) = split_pair(rest);
+        if let Some((name, value)) = parse_pair(pair) {
+            if name.eq_ignore_ascii_case(b"proto") {
+                current = Some(value);
+            }
+        }
+        if sep != Some(b';') {
+            last = current.take();
+        }
+        match sep {
+            None => return last,
+            Some(_) => rest = after,
+        }
+    }
+}
+
+/// Whether a `Forwarded` line can be added to: every quoted string it opens is closed (an
+/// element appended after an open quote would land inside it).
+pub fn forwarded_is_sound(line: &[u8]) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for &b in line {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
+}
+
 /// An `X-Forwarded-For` entry: an address, with optional whitespace; `1.2.3.4:5678`,
 /// `[2001:db8::1]` and `[2001:db8::1]:5678` are read too (some proxies add ports).
 pub fn xff_hop(entry: &[u8]) -> Hop {
     let Ok(text) = std::str::from_utf8(entry) else {
         return Hop::Garbage;
     };
-    node_addr(text.trim_matches([' ', '\t'])).map_or(Hop::Garbage, Hop::Addr)
+    let text = text.trim_matches([' ', '\t']);
+    if text.is_empty() {
+        return Hop::Blank;
+    }
+    node_addr(text).map_or(Hop::Garbage, Hop::Addr)
 }
 
 /// An address as a node may write it: `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`,
@@ -325,11 +446,34 @@ fn for_hop(value: &[u8]) -> Hop {
     if text.eq_ignore_ascii_case("unknown") || text.starts_with('_') {
         return Hop::Opaque;
     }
-    match node_addr(text) {
-        // An IPv6 node must be bracketed (section 6); a bare one is read anyway.
-        Some(ip) => Hop::Addr(ip),
-        None => Hop::Garbage,
-    }
+    // Only section 6's forms: a bare IPv6 address (`for="2001:db8::1"`) is not one, and
+    // ends the walk like any other entry that cannot be read.
+    rfc7239_node(text).map_or(Hop::Garbage, Hop::Addr)
+}
+
+/// A node's address as RFC 7239 section 6 writes it: `192.0.2.1`, `192.0.2.1:80`,
+/// `[2001:db8::1]`, `[2001:db8::1]:80` (a port may be obfuscated: `_x`).
+fn rfc7239_node(text: &str) -> Option<IpAddr> {
+    let (ip, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (v6, after) = rest.split_once(']')?;
+            (IpAddr::V6(v6.parse().ok()?), after)
+        }
+        None => {
+            let (v4, port) = text.find(':').map_or((text, ""), |i| text.split_at(i));
+            (IpAddr::V4(v4.parse().ok()?), port)
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(p) => match p.strip_prefix('_') {
+            Some(obf) => obf
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            None => (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()),
+        },
+    };
+    port_ok.then_some(ip)
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -454,14 +598,32 @@ mod tests {
         // All trusted: the left-most.
         let h = headers("x-forwarded-for", &["10.0.0.9, 10.0.0.2"]);
         assert_eq!(client_from(&h, from, &t), ip("10.0.0.9"));
-        // Garbage is skipped entry by entry; ports and brackets are read.
+        // Ports and brackets are read; empty entries skipped.
         let h = headers(
             "x-forwarded-for",
-            &["7.7.7.7, [2001:db8::1]:443, nonsense, , 10.0.0.5:8080, unknown"],
+            &["7.7.7.7, [2001:db8::1]:443, , 10.0.0.5:8080"],
         );
         assert_eq!(client_from(&h, from, &t), ip("2001:db8::1"));
+        // An entry that cannot be read ends the walk: the last trusted hop is the client, and
+        // what a client wrote left of it is never reached.
+        for bad in [
+            "unknown",
+            "fe80::1%eth0",
+            "nonsense",
+            "1.2.3.4:+80",
+            "::ffff:1.2.3.4%1",
+        ] {
+            let line = format!("6.6.6.6, {bad}, 10.0.0.5");
+            let h = headers("x-forwarded-for", &[&line]);
+            assert_eq!(client_from(&h, from, &t), ip("10.0.0.5"), "{bad}");
+            let h = headers("x-forwarded-for", &[&format!("6.6.6.6, {bad}")]);
+            assert_eq!(client_from(&h, from, &t), None, "{bad}");
+        }
         let h = headers("x-forwarded-for", &["garbage, ,,"]);
         assert_eq!(client_from(&h, from, &t), None);
+        // IPv4-mapped entries are the IPv4 client, and trusted as such.
+        let h = headers("x-forwarded-for", &["::ffff:1.2.3.4, ::ffff:10.0.0.1"]);
+        assert_eq!(client_from(&h, from, &t), ip("1.2.3.4"));
         assert_eq!(client_from(&HeaderMap::new(), from, &t), None);
         let h = headers("x-real-ip", &["192.0.2.9"]);
         assert_eq!(client_from(&h, RealIpFrom::XRealIp, &t), ip("192.0.2.9"));
@@ -501,7 +663,23 @@ mod tests {
         assert_eq!(client_from(&h, f, &t), None);
         let h = headers("forwarded", &["for=1.2.3.4, proto=https"]);
         assert_eq!(client_from(&h, f, &t), None);
-        // Broken elements are skipped; quoted separators do not split.
+        // An element that cannot be read ends the walk: bare IPv6 (section 6 brackets it),
+        // an unquoted port, a broken pair.
+        for bad in [
+            "for=2001:db8::1",
+            "for=\"2001:db8::1\"",
+            "for=9.9.9.9:1234",
+            "for=\"9.9.9.9:+1\"",
+            "for=\"[2001:db8::1]x\"",
+            "=x",
+            "for=1.2.3.4;for=9.9.9.9",
+        ] {
+            let h = headers("forwarded", &[&format!("for=6.6.6.6, {bad}, for=10.0.0.7")]);
+            assert_eq!(client_from(&h, f, &t), ip("10.0.0.7"), "{bad}");
+        }
+        let h = headers("forwarded", &["for=\"192.0.2.1:_a1\", for=10.0.0.7"]);
+        assert_eq!(client_from(&h, f, &t), ip("192.0.2.1"));
+        // Quoted separators do not split.
         let h = headers(
             "forwarded",
             &["for=5.5.5.5, for=\"unterminated, =x, for=1.2.3.4;for=9.9.9.9, for=\"192.0.2.1:80\""],
@@ -517,6 +695,58 @@ mod tests {
         assert_eq!(client_from(&h, f, &t), ip("2001:db8::9"));
         let h = headers("forwarded", &["for=\"1.2.3.4\\\"\", for=10.0.0.3"]);
         assert_eq!(client_from(&h, f, &t), ip("10.0.0.3"));
+    }
+
+    #[test]
+    fn the_chain_and_the_scheme_behind_trusted_proxies() {
+        let t = trust(&["10.0.0.0/8"]);
+        let from = RealIpFrom::XForwardedFor;
+        let h = headers(
+            "x-forwarded-for",
+            &["6.6.6.6, 1.2.3.4", "10.0.0.2, , 10.0.0.3"],
+        );
+        let (client, n) = walk_from(&h, from, &t).unwrap();
+        assert_eq!((Some(client), n), (ip("1.2.3.4"), 4));
+        let want: Vec<IpAddr> = ["1.2.3.4", "10.0.0.2", "10.0.0.3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(chain(&h, from, n), want);
+        let mut h = headers("x-forwarded-proto", &["http, HTTPS "]);
+        assert_eq!(proto_from(&h, from), Some("https"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("ftp"));
+        assert_eq!(proto_from(&h, from), None);
+        let h = headers(
+            "forwarded",
+            &[
+                "for=1.2.3.4;proto=http",
+                "for=10.0.0.1;proto=https;host=\"a;b\"",
+            ],
+        );
+        assert_eq!(proto_from(&h, RealIpFrom::Forwarded), Some("https"));
+        assert_eq!(proto_from(&h, from), None);
+        assert!(forwarded_is_sound(b"for=\"[::1]\";host=\"a\\\"b\""));
+        assert!(!forwarded_is_sound(b"for=\"6.6.6.6"));
+        assert!(!forwarded_is_sound(b"for=\"6\\\""));
+    }
+
+    #[test]
+    fn mapped_networks_and_addresses_are_ipv4() {
+        let n: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(canonical_net(n), "10.0.0.0/8".parse::<IpNet>().unwrap());
+        let n: IpNet = "2001:db8::/32".parse().unwrap();
+        assert_eq!(canonical_net(n), n);
+        let n: IpNet = "::/0".parse().unwrap();
+        assert_eq!(canonical_net(n), n);
+        let a: SocketAddr = "[::ffff:1.2.3.4]:80".parse().unwrap();
+        assert_eq!(
+            canonical_addr(a),
+            "1.2.3.4:80".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            TrustEntry::parse("::ffff:10.0.0.1"),
+            Ok(TrustEntry::Net("10.0.0.1/32".parse().unwrap()))
+        );
     }
 
     #[test]

@@ -153,13 +153,11 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             let exchange = Unanswered(Some(state));
             let state = exchange.0.as_ref().expect("set above");
             let mut resp = if ambiguous {
-                // Both Content-Length and Transfer-Encoding, or Content-Length twice.
-                let log = crate::access_log::AccessLog::start(
-                    rt.log.as_ref(),
-                    &req,
-                    &state.client,
-                    state,
-                );
+                // Both Content-Length and Transfer-Encoding, or Content-Length twice. Logged
+                // with the client behind any trusted proxy, as every other answer.
+                let behind = proxy::behind_proxies(&rt, &state.client, req.headers());
+                let client = behind.as_deref().unwrap_or(&state.client);
+                let log = crate::access_log::AccessLog::start(rt.log.as_ref(), &req, client, state);
                 proxy::error_response(crate::error::ErrorKind::BadRequest, log)
             } else {
                 proxy::handle(&rt, req.map(ClientIn::Hyper), &state.client, state).await
@@ -382,8 +380,57 @@ async fn note_origin(
     let rt = shared.runtime.load_full();
     let peer = conn.stream.as_tcp().map(|_| conn.peer);
     let (origin, read) = origin_of(&mut conn.stream, peer, &rt, listener).await?;
+    match announced_client_slot(shared, &rt, &origin) {
+        Ok(None) => {}
+        Ok(Some(slot)) => {
+            if let Some(p) = conn.permit.as_mut() {
+                p.hold(slot);
+            }
+        }
+        Err(()) => {
+            refuse_busy_stream(&conn.stream);
+            return None;
+        }
+    }
     conn.origin = Some(Arc::new(origin));
     Some(read)
+}
+
+/// `max_connections_per_client` by the client a PROXY header announced (the socket's peer is
+/// the balancer, not counted at accept): its place, `Ok(None)` when nothing is counted (no
+/// limit, no client announced, or one in `trusted_proxies`), `Err` when it has that many open
+/// already (counted in `refused`).
+fn announced_client_slot(
+    shared: &Shared,
+    rt: &proxy::Runtime,
+    origin: &crate::session::Origin,
+) -> Result<Option<crate::limits::ClientSlot>, ()> {
+    let max = rt.limits.max_connections_per_client;
+    match origin.source {
+        Some(src) if max > 0 && !rt.clients.trusted.contains(src.ip()) => {
+            shared.clients.open(src.ip(), max).map(Some).ok_or(())
+        }
+        _ => Ok(None),
+    }
+}
+
+/// What a connection refused for its client's `max_connections_per_client` is told on a plain
+/// listener, as nginx's `limit_conn` answers.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+/// Closes a connection refused at accept for its client's `max_connections_per_client`: on a
+/// plain listener after a 503 written if the socket takes it at once (never waited for); on a
+/// TLS listener silently (nothing can be said before a handshake).
+pub fn refuse_busy(stream: ClientStream, tls: bool) {
+    if !tls {
+        refuse_busy_stream(&stream);
+    }
+}
+
+#[cold]
+fn refuse_busy_stream(stream: &ClientStream) {
+    let _ = stream.try_write(BUSY);
 }
 
 /// What a new connection's origin is, when the PROXY protocol or `send_proxy` asks: the PROXY
@@ -401,11 +448,11 @@ async fn origin_of(
         Some(pp) if pp.covers(listener) => {
             let counters = &rt.traffic.proxy_refused;
             if !pp.from.admits(peer.map(|p| p.ip())) {
-                proxy_protocol::untrusted(peer, counters);
+                proxy_protocol::untrusted(peer, counters, listener);
                 return None;
             }
             let deadline = tokio::time::Instant::now() + pp.timeout;
-            let (origin, rest) = proxy_protocol::read(stream, peer, deadline, counters)
+            let (origin, rest) = proxy_protocol::read(stream, peer, deadline, counters, listener)
                 .await
                 .ok()?;
             read = rest;
@@ -493,6 +540,7 @@ pub async fn serve_tls(
         return;
     };
     // The PROXY header comes before the TLS handshake.
+    let mut _announced = None;
     let (stream, origin) = match rt.clients.proxy_protocol.is_some() || rt.send_proxy {
         false => (stream, None),
         true => {
@@ -500,6 +548,11 @@ pub async fn serve_tls(
             let Some((origin, _)) = origin_of(&mut s, Some(peer), &rt, &listener).await else {
                 return;
             };
+            // Over `max_connections_per_client`: closed (nothing can be said before TLS).
+            let Ok(slot) = announced_client_slot(&shared, &rt, &origin) else {
+                return;
+            };
+            _announced = slot;
             let ClientStream::Tcp(stream) = s else { return };
             (stream, Some(Arc::new(origin)))
         }
@@ -516,6 +569,7 @@ pub async fn serve_tls(
             .and_then(|c| crate::tls::ClientCert::of(c))
             .map(Arc::new);
     }
+    client.hop_scheme = "https";
     let mut state = ConnState::new(client);
     state.tls = Some(crate::session::TlsInfo::of(tls.get_ref().1));
     let state = Arc::new(state);

@@ -7,6 +7,8 @@
 //! a TLS handshake) stays in the socket for the usual path. A Unix-domain socket cannot be
 //! peeked here: its bytes are read, and those after the header are handed on.
 
+use crate::client_identity::canonical_addr;
+use crate::config::ListenAddr;
 use crate::session::stream::ClientStream;
 use crate::session::Origin;
 use crate::stats::ProxyRefusals;
@@ -49,6 +51,16 @@ impl Refusal {
             Refusal::Timeout => &c.timeout,
         };
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// The counter's name (`untrusted`, `missing`, `malformed`, `timeout`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Untrusted => "untrusted",
+            Refusal::Missing => "missing",
+            Refusal::Malformed => "malformed",
+            Refusal::Timeout => "timeout",
+        }
     }
 
     fn word(self) -> &'static str {
@@ -100,12 +112,26 @@ pub(crate) fn judge(buf: &[u8]) -> Progress {
         };
     }
     match parsed {
-        HeaderResult::V1(Ok(h)) => Progress::Done(origin_v1(&h), h.header.len()),
+        HeaderResult::V1(Ok(h)) if plain_ports(&h.header) => {
+            Progress::Done(origin_v1(&h), h.header.len())
+        }
         HeaderResult::V2(Ok(h)) => match origin_v2(&h) {
             Some(o) => Progress::Done(o, h.len()),
             None => Progress::Refused(Refusal::Malformed),
         },
         _ => Progress::Refused(Refusal::Malformed),
+    }
+}
+
+/// Whether a v1 header's ports are plain decimal numbers (section 2.1: `+80`, which Rust's
+/// integer parsing takes, is not one). `UNKNOWN` has none to check.
+fn plain_ports(line: &str) -> bool {
+    let words: Vec<&str> = line.trim_end().split(' ').collect();
+    match words.as_slice() {
+        ["PROXY", "TCP4" | "TCP6", _, _, sp, dp] => [sp, dp]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        _ => true,
     }
 }
 
@@ -123,8 +149,8 @@ fn origin_v1(h: &v1::Header<'_>) -> Origin {
         v1::Addresses::Unknown => return Origin::default(),
     };
     Origin {
-        source: Some(source),
-        destination: Some(destination),
+        source: Some(canonical_addr(source)),
+        destination: Some(canonical_addr(destination)),
         ..Origin::default()
     }
 }
@@ -159,6 +185,8 @@ fn origin_v2(h: &v2::Header<'_>) -> Option<Origin> {
             v2::Addresses::Unix(_) | v2::Addresses::Unspecified => {}
         }
     }
+    o.source = o.source.map(canonical_addr);
+    o.destination = o.destination.map(canonical_addr);
     for tlv in h.tlvs() {
         let tlv = tlv.ok()?;
         match tlv.kind {
@@ -204,32 +232,84 @@ fn printable(v: &[u8]) -> Box<str> {
 
 /// Reads the PROXY header a new connection from `peer` must start with, by `deadline`. The
 /// origin it announced, and (Unix-domain sockets) the bytes read after it. Refusals are
-/// counted in `counters` and logged at debug level.
+/// counted in `counters` and logged (see [`refused`]).
 pub(crate) async fn read(
     stream: &mut ClientStream,
     peer: Option<SocketAddr>,
     deadline: Instant,
     counters: &ProxyRefusals,
+    listener: &ListenAddr,
 ) -> Result<(Origin, Bytes), Refusal> {
     let got = match stream {
         ClientStream::Tcp(_) => peeked(stream, deadline).await.map(|o| (o, Bytes::new())),
         ClientStream::Unix(_) => read_unix(stream, deadline).await,
     };
     if let Err(r) = got {
-        r.count(counters);
-        match peer {
-            Some(p) => tracing::debug!(client = %p, "connection closed {}", r.word()),
-            None => tracing::debug!("unix-socket connection closed {}", r.word()),
-        }
+        refused(r, listener, peer, counters);
     }
     got
 }
 
 /// Refuses a connection from a peer outside `proxy_protocol_from`.
-pub(crate) fn untrusted(peer: Option<SocketAddr>, counters: &ProxyRefusals) {
-    Refusal::Untrusted.count(counters);
-    if let Some(p) = peer {
-        tracing::debug!(client = %p, "connection closed {}", Refusal::Untrusted.word());
+pub(crate) fn untrusted(peer: Option<SocketAddr>, counters: &ProxyRefusals, listener: &ListenAddr) {
+    refused(Refusal::Untrusted, listener, peer, counters);
+}
+
+/// At most one warning per listener in this long about refused connections.
+pub const WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Counts a refusal and warns of it: at most one line per listener every [`WARN_EVERY`],
+/// naming the peer and the reason, and how many were refused without a line since the last
+/// one (a scan or a misconfigured balancer must not flood the log).
+#[cold]
+fn refused(r: Refusal, listener: &ListenAddr, peer: Option<SocketAddr>, counters: &ProxyRefusals) {
+    r.count(counters);
+    static GATES: std::sync::Mutex<Vec<(ListenAddr, WarnGate)>> = std::sync::Mutex::new(Vec::new());
+    let now = Instant::now();
+    let due = {
+        let mut gates = GATES.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match gates.iter().position(|(l, _)| l == listener) {
+            Some(i) => i,
+            None => {
+                gates.push((listener.clone(), WarnGate::default()));
+                gates.len() - 1
+            }
+        };
+        gates[i].1.note(now, WARN_EVERY)
+    };
+    let Some(suppressed) = due else { return };
+    let peer = peer.map_or_else(|| "unix".to_string(), |p| p.to_string());
+    tracing::warn!(
+        listener = %listener,
+        peer = %peer,
+        reason = %r.reason(),
+        suppressed,
+        "PROXY protocol: connection closed {} ({suppressed} more refused since the last warning)",
+        r.word()
+    );
+}
+
+/// When a rate-limited warning is due. Pure.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WarnGate {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnGate {
+    /// One more event at `now`: `Some(n)` when a line is due (`n` events went without one
+    /// since the last), `None` when it is not (this one is counted for the next line).
+    pub fn note(&mut self, now: Instant, every: Duration) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
     }
 }
 
@@ -351,6 +431,9 @@ mod tests {
             b"PROXY TCP5 192.0.2.1 198.51.100.2 1 2\r\n",
             b"PROXY TCP4 2001:db8::1 198.51.100.2 1 2\r\n",
             b"PROXY TCP4 192.0.2.1 198.51.100.2 1 2\n\n",
+            // Only plain decimal ports (Rust's integer parsing takes a sign).
+            b"PROXY TCP4 192.0.2.1 198.51.100.2 +1111 443\r\n",
+            b"PROXY TCP4 192.0.2.1 198.51.100.2 1111 +443\r\n",
         ] {
             assert_eq!(judge(bad), Progress::Refused(Refusal::Malformed), "{bad:?}");
         }
@@ -399,6 +482,32 @@ mod tests {
             panic!()
         };
         assert_eq!(o.source, addr("[::1]:0"));
+        // An IPv4-mapped source is the IPv4 client.
+        let mut mapped = vec![0u8; 36];
+        mapped[10..16].copy_from_slice(&[0xff, 0xff, 1, 2, 3, 4]);
+        mapped[32..34].copy_from_slice(&[0x1f, 0x90]);
+        let Progress::Done(o, _) = judge(&v2(0x21, 0x21, &mapped)) else {
+            panic!()
+        };
+        assert_eq!(o.source, addr("1.2.3.4:8080"));
+        let v1 = b"PROXY TCP6 ::ffff:1.2.3.4 ::1 5 80\r\n";
+        let Progress::Done(o, _) = judge(v1) else {
+            panic!()
+        };
+        assert_eq!(o.source, addr("1.2.3.4:5"));
+    }
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let mut g = WarnGate::default();
+        let t = Instant::now();
+        let every = Duration::from_secs(5);
+        assert_eq!(g.note(t, every), Some(0));
+        assert_eq!(g.note(t + Duration::from_secs(1), every), None);
+        assert_eq!(g.note(t + Duration::from_secs(4), every), None);
+        assert_eq!(g.note(t + Duration::from_secs(6), every), Some(2));
+        assert_eq!(g.note(t + Duration::from_secs(7), every), None);
+        assert_eq!(g.note(t + Duration::from_secs(20), every), Some(1));
     }
 
     #[test]

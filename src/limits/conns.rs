@@ -87,6 +87,11 @@ impl ConnPermit {
             _client: client.map(Box::new),
         }
     }
+
+    /// Holds `client`'s place too (the client a PROXY header announced, counted once read).
+    pub fn hold(&mut self, client: ClientSlot) {
+        self._client = Some(Box::new(client));
+    }
 }
 
 #[cfg(test)]

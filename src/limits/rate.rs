@@ -272,17 +272,23 @@ impl RateLimiter {
     }
 
     /// The request's key: its client's address, a field's value (the client's address when
-    /// the field is absent), or the route's one key.
+    /// the field is absent), or the route's one key. `None`: the key field came more than once
+    /// (`X-Api-Key: junk` and `X-Api-Key: victim`), which the caller refuses (400): a server
+    /// reading one of the lines must not be given a request counted under another.
     #[inline]
-    pub fn key_of(&self, headers: &HeaderMap, ip: IpAddr) -> u64 {
-        match &self.config.key {
+    pub fn key_of(&self, headers: &HeaderMap, ip: IpAddr) -> Option<u64> {
+        Some(match &self.config.key {
             LimitKey::ClientIp => super::ip_key(ip),
             LimitKey::Route => self.route_key,
-            LimitKey::Header(h) => match headers.get(h) {
-                Some(v) => super::value_key(v.as_bytes()),
-                None => super::ip_key(ip),
-            },
-        }
+            LimitKey::Header(h) => {
+                let mut lines = headers.get_all(h).iter();
+                match (lines.next(), lines.next()) {
+                    (Some(v), None) => super::value_key(v.as_bytes()),
+                    (None, _) => super::ip_key(ip),
+                    (Some(_), Some(_)) => return None,
+                }
+            }
+        })
     }
 
     /// One request of `key`: allowed (its share taken), or denied with the wait. A sweep of

@@ -1,7 +1,7 @@
 //! Header rewriting between client and server: pure functions over `HeaderMap`.
 
 use crate::client_identity::{
-    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP,
+    self, RealIpFrom, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP,
 };
 use crate::config::Forwarding;
 use crate::session::ClientInfo;
@@ -199,36 +199,42 @@ pub fn client_cert_fields(h: &mut HeaderMap, cert: Option<&crate::tls::ClientCer
 /// writes an RFC 7239 `Forwarded` element (`for`, `host`, `proto`; section 6's quoting);
 /// `rules.x_real_ip` writes `X-Real-IP`, the client after any trusted proxies. `Host` is left
 /// as it is.
+///
+/// Behind a trusted proxy that named the client in a field other than the one written (`from`,
+/// `real_ip_header`), the written field starts with the client (and the trusted hops the walk
+/// went through), as nginx's `$proxy_add_x_forwarded_for` does after its realip module: a
+/// `Forwarded` made from `X-Forwarded-For` or `X-Real-IP`, an `X-Forwarded-For` made from
+/// `X-Real-IP`. A `Forwarded` line with a quote left open is dropped before this hop's element
+/// is added (it would land inside the quote). Unless `forwarded_headers = "append"`, the
+/// underscore forms of the fields (`X_Forwarded_For`, `X_Real_IP`, `X_Forwarded_Proto`,
+/// `X_Forwarded_Host`), which CGI and PHP servers read as the dash forms, are removed.
 pub fn add_forwarding(
     h: &mut HeaderMap,
     client: &ClientInfo,
     rules: &Forwarding,
+    from: RealIpFrom,
     host: Option<&HeaderValue>,
     via: &HeaderValue,
 ) {
     let keep = rules.append || client.trusted;
-    let (forwarded, real_ip) = match keep {
-        true => (false, false),
-        false => has_forwarded_or_real_ip(h),
+    let found = match rules.append {
+        true => Found::default(),
+        false => scan_forwarding(h),
     };
+    if found.underscore {
+        remove_underscore_forms(h);
+    }
+    if rules.rfc7239 {
+        rfc7239(h, client, keep, from, host);
+    } else if found.forwarded && !keep {
+        h.remove(header::FORWARDED);
+    }
     if rules.x_forwarded {
-        x_forwarded(h, client, keep, host);
+        x_forwarded(h, client, keep, from, host);
     } else if !keep {
         h.remove(X_FORWARDED_FOR);
         h.remove(X_FORWARDED_PROTO);
         h.remove(X_FORWARDED_HOST);
-    }
-    if rules.rfc7239 {
-        let hop = client
-            .origin
-            .as_ref()
-            .and_then(|o| o.source)
-            .or(client.peer);
-        let node = client_identity::node(hop.map(|a| a.ip()), None);
-        let element = client_identity::forwarded_element(&node, host, client.scheme);
-        append_or_set(h, header::FORWARDED, keep, &element);
-    } else if forwarded {
-        h.remove(header::FORWARDED);
     }
     if rules.x_real_ip {
         let ip = match client.trusted {
@@ -236,31 +242,168 @@ pub fn add_forwarding(
             false => client.ip_header.clone(),
         };
         h.insert(X_REAL_IP, ip);
-    } else if real_ip {
+    } else if found.real_ip && !keep {
         h.remove(X_REAL_IP);
     }
     h.append(header::VIA, via.clone());
 }
 
-/// Whether the request has `Forwarded`, `X-Real-IP`: one pass over the names (a handful),
-/// cheaper than a hashed removal of each when, as usual, neither is there.
-fn has_forwarded_or_real_ip(h: &HeaderMap) -> (bool, bool) {
-    let mut found = (false, false);
+/// What a pass over the request's field names found.
+#[derive(Default)]
+struct Found {
+    forwarded: bool,
+    real_ip: bool,
+    /// An underscore form of a forwarding field.
+    underscore: bool,
+}
+
+/// Whether the request has `Forwarded`, `X-Real-IP` or an underscore form of a forwarding
+/// field: one pass over the names (a handful), cheaper than a hashed removal of each when, as
+/// usual, none is there.
+fn scan_forwarding(h: &HeaderMap) -> Found {
+    let mut found = Found::default();
     for k in h.keys() {
-        // Both names are 9 bytes long; most others are not.
-        if k.as_str().len() == 9 {
-            found.0 |= *k == header::FORWARDED;
-            found.1 |= *k == X_REAL_IP;
+        // Only names of these lengths can be one; most are not.
+        match k.as_str().len() {
+            9 => {
+                found.forwarded |= *k == header::FORWARDED;
+                found.real_ip |= *k == X_REAL_IP;
+                found.underscore |= is_underscore_form(k);
+            }
+            15..=17 => found.underscore |= is_underscore_form(k),
+            _ => {}
         }
     }
     found
 }
 
-/// `X-Forwarded-For` (the previous hop added to a kept list, else alone), `-Proto` and
+/// The fields a CGI or PHP server folds (`-` and `_` alike) into `HTTP_X_FORWARDED_FOR` and
+/// the like.
+const FOLDED: [&str; 4] = [
+    "x-real-ip",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// `X_Forwarded_For` and the like: a forwarding field's name with `_` for some `-`.
+fn is_underscore_form(name: &HeaderName) -> bool {
+    let n = name.as_str().as_bytes();
+    n.contains(&b'_')
+        && FOLDED.iter().any(|f| {
+            f.len() == n.len()
+                && n.iter()
+                    .zip(f.as_bytes())
+                    .all(|(a, b)| a == b || (*a == b'_' && *b == b'-'))
+        })
+}
+
+#[cold]
+fn remove_underscore_forms(h: &mut HeaderMap) {
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| is_underscore_form(k))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+/// `Forwarded`: this hop's element (the previous hop, the host, the connection's scheme),
+/// added to a kept field (its lines with a quote left open dropped) or alone; behind a trusted
+/// proxy that named the client in another field, the client's element (with its scheme) and the
+/// trusted hops come first.
+fn rfc7239(
+    h: &mut HeaderMap,
+    client: &ClientInfo,
+    keep: bool,
+    from: RealIpFrom,
+    host: Option<&HeaderValue>,
+) {
+    // The previous hop as `X-Forwarded-For` names it: a Unix-domain socket's peer is
+    // 127.0.0.1 here too (see docs/clients.md).
+    let hop = client
+        .origin
+        .as_ref()
+        .and_then(|o| o.source)
+        .or(client.peer)
+        .unwrap_or(crate::session::UNIX_PEER);
+    let node = client_identity::node(Some(hop.ip()), None);
+    let element = client_identity::forwarded_element(&node, host, client.hop_scheme);
+    let incoming = keep && keep_sound_forwarded(h);
+    if !(client.trusted && !incoming && client.walked > 0 && from != RealIpFrom::Forwarded) {
+        append_or_set(h, header::FORWARDED, keep, &element);
+        return;
+    }
+    let mut value = Vec::with_capacity(64 + element.len());
+    let chain = client_identity::chain(h, from, usize::from(client.walked));
+    for (i, ip) in chain.iter().enumerate() {
+        value.extend_from_slice(b"for=");
+        value.extend_from_slice(client_identity::node(Some(*ip), None).as_bytes());
+        if i == 0 {
+            value.extend_from_slice(b";proto=");
+            value.extend_from_slice(client.scheme.as_bytes());
+        }
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(&element);
+    append_or_set(h, header::FORWARDED, false, &value);
+}
+
+/// Drops the `Forwarded` lines a quote was left open in; whether any line is left.
+fn keep_sound_forwarded(h: &mut HeaderMap) -> bool {
+    let lines = h.get_all(header::FORWARDED);
+    let mut iter = lines.iter();
+    let Some(first) = iter.next() else {
+        return false;
+    };
+    if std::iter::once(first)
+        .chain(iter)
+        .all(|v| client_identity::forwarded_is_sound(v.as_bytes()))
+    {
+        return true;
+    }
+    let sound: Vec<HeaderValue> = h
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter(|v| client_identity::forwarded_is_sound(v.as_bytes()))
+        .cloned()
+        .collect();
+    h.remove(header::FORWARDED);
+    let any = !sound.is_empty();
+    for v in sound {
+        h.append(header::FORWARDED, v);
+    }
+    any
+}
+
+/// `X-Forwarded-For` (the previous hop added to a kept list, else alone; behind a trusted proxy
+/// that named the client in `X-Real-IP` and sent no list, the client first), `-Proto` and
 /// `-Host` (a trusted proxy's kept, else this hop's).
-fn x_forwarded(h: &mut HeaderMap, client: &ClientInfo, keep: bool, host: Option<&HeaderValue>) {
+fn x_forwarded(
+    h: &mut HeaderMap,
+    client: &ClientInfo,
+    keep: bool,
+    from: RealIpFrom,
+    host: Option<&HeaderValue>,
+) {
     if keep {
-        append_or_set(h, X_FORWARDED_FOR, true, client.ip_header.as_bytes());
+        let named_elsewhere = client.trusted
+            && client.walked > 0
+            && from == RealIpFrom::XRealIp
+            && !h.contains_key(X_FORWARDED_FOR);
+        match named_elsewhere {
+            true => {
+                let mut v = crate::session::client_ip_value(client.addr.ip())
+                    .as_bytes()
+                    .to_vec();
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(client.ip_header.as_bytes());
+                append_or_set(h, X_FORWARDED_FOR, false, &v);
+            }
+            false => append_or_set(h, X_FORWARDED_FOR, true, client.ip_header.as_bytes()),
+        }
     } else {
         h.insert(X_FORWARDED_FOR, client.ip_header.clone());
     }
@@ -379,7 +522,7 @@ mod tests {
     fn forwarded(h: &mut HeaderMap, c: &ClientInfo, rules: Forwarding) {
         let host = h.get(header::HOST).cloned();
         let via = HeaderValue::from_static("1.1 langur-x");
-        add_forwarding(h, c, &rules, host.as_ref(), &via);
+        add_forwarding(h, c, &rules, RealIpFrom::XForwardedFor, host.as_ref(), &via);
     }
 
     fn sent() -> HeaderMap {

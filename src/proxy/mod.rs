@@ -311,7 +311,7 @@ fn way_back(
 /// [`ClientInfo::behind_proxies`]); one branch when no proxy is trusted. Boxed, so that other
 /// requests do not carry it in their state.
 #[inline]
-fn behind_proxies(
+pub(crate) fn behind_proxies(
     rt: &Runtime,
     client: &ClientInfo,
     headers: &http::HeaderMap,
@@ -643,6 +643,7 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
         &mut parts.headers,
         client,
         &rt.clients.forwarding,
+        rt.clients.real_ip_from,
         host.as_ref(),
         &rt.via,
     );

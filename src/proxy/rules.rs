@@ -182,7 +182,10 @@ pub(super) fn rate_limit(
     client: &ClientInfo,
     log: &mut Option<AccessLog>,
 ) -> Limit {
-    let key = limiter.key_of(req.headers(), client.addr.ip());
+    let Some(key) = limiter.key_of(req.headers(), client.addr.ip()) else {
+        // The key field came more than once.
+        return Limit::Answer(error_response(ErrorKind::BadRequest, log.take()));
+    };
     if limiter.config().key != LimitKey::ClientIp
         && route.pool.is_some_and(|p| rt.pools[p].queue.config.fair)
     {

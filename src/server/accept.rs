@@ -66,8 +66,9 @@ pub(super) async fn accept_loop(
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => match per_client(&shared, &ctx, peer, permit) {
                         Some(permit) => conns.start(stream, peer, permit, tls, &ctx),
-                        // Over `max_connections_per_client`: closed at once (counted).
-                        None => drop(stream),
+                        // Over `max_connections_per_client`: closed at once (counted), with a
+                        // 503 on a plain listener.
+                        None => crate::conn::refuse_busy(stream, tls),
                     },
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -204,9 +205,10 @@ impl Conns {
 
 /// The connection's permit, with its place under `max_connections_per_client` when that is
 /// set (by the peer's address, across listeners and workers); `None`: its client has that
-/// many open already. A Unix-domain socket's peers have no address to count by, and on a
-/// listener `proxy_protocol` covers the peer is the balancer, not the client: neither is
-/// counted.
+/// many open already. A Unix-domain socket's peers have no address to count by, a peer in
+/// `trusted_proxies` is a balancer speaking for many clients, and on a listener
+/// `proxy_protocol` covers the peer is the balancer too (the client its header announces is
+/// counted once read, see `conn.rs`): none of them is counted here.
 fn per_client(
     shared: &Shared,
     ctx: &Ctx,
@@ -219,7 +221,11 @@ fn per_client(
         let pp = rt.clients.proxy_protocol.as_ref();
         pp.is_some_and(|pp| pp.covers(&ctx.listener))
     };
-    if max == 0 || peer == crate::session::UNIX_PEER || behind_balancer() {
+    if max == 0
+        || peer == crate::session::UNIX_PEER
+        || behind_balancer()
+        || rt.clients.trusted.contains(peer.ip())
+    {
         return Some(ConnPermit::new(slot, None));
     }
     let client = shared.clients.open(peer.ip(), max)?;
@@ -237,7 +243,11 @@ impl Acceptor {
     /// socket, whose peers have no address).
     async fn accept(&self) -> std::io::Result<(ClientStream, SocketAddr)> {
         match self {
-            Acceptor::Tcp(l) => l.accept().await.map(|(s, p)| (s.into(), p)),
+            // `::ffff:192.0.2.1` on a `[::]` listener is the IPv4 client it maps.
+            Acceptor::Tcp(l) => l
+                .accept()
+                .await
+                .map(|(s, p)| (s.into(), crate::client_identity::canonical_addr(p))),
             Acceptor::Unix(l) => l
                 .accept()
                 .await

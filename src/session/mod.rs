@@ -26,8 +26,12 @@ pub struct ClientInfo {
     /// The previous hop (the connection's client: the PROXY header's source, else the socket's
     /// peer) as an `X-Forwarded-For` entry.
     pub ip_header: HeaderValue,
-    /// `http` or `https` (`X-Forwarded-Proto`).
+    /// `http` or `https`: the client's (`X-Forwarded-Proto`, the HTTPS redirect, HSTS, logs),
+    /// which a trusted proxy may name.
     pub scheme: &'static str,
+    /// `http` or `https`: the connection's from the previous hop (the `proto` of the element
+    /// this hop adds to `Forwarded`).
+    pub hop_scheme: &'static str,
     /// What a PROXY protocol header said, or the connection's own address when a pool sends
     /// PROXY headers; `None` otherwise.
     pub origin: Option<Arc<Origin>>,
@@ -37,6 +41,9 @@ pub struct ClientInfo {
     /// The client certificate the TLS handshake verified (only on listeners whose certificate
     /// entry has `client_ca`).
     pub cert: Option<Arc<crate::tls::ClientCert>>,
+    /// Behind trusted proxies: the entries of the `real_ip_header` field the walk read, from
+    /// the right, to reach `addr` (the client's entry included); 0 when no field named it.
+    pub walked: u8,
 }
 
 /// The address a Unix-domain socket's peer is given (it has none): loopback, port 0. Such a
@@ -68,9 +75,11 @@ impl ClientInfo {
             peer: Some(addr),
             ip_header: client_ip_value(addr.ip()),
             scheme: "http",
+            hop_scheme: "http",
             origin: None,
             trusted: false,
             cert: None,
+            walked: 0,
         }
     }
 
@@ -78,7 +87,8 @@ impl ClientInfo {
     /// PROXY header said (`origin`).
     pub fn connected(peer: Option<SocketAddr>, origin: Option<Arc<Origin>>) -> ClientInfo {
         let announced = origin.as_ref().and_then(|o| o.source);
-        let addr = announced.or(peer).unwrap_or(UNIX_PEER);
+        let peer = peer.map(client_identity::canonical_addr);
+        let addr = client_identity::canonical_addr(announced.or(peer).unwrap_or(UNIX_PEER));
         let scheme = match origin.as_ref().is_some_and(|o| o.ssl.is_some()) {
             // The load balancer in front took the client's TLS.
             true => "https",
@@ -89,16 +99,20 @@ impl ClientInfo {
             peer,
             ip_header: client_ip_value(addr.ip()),
             scheme,
+            hop_scheme: scheme,
             origin,
             trusted: false,
             cert: None,
+            walked: 0,
         }
     }
 
     /// This request's client when the previous hop (the PROXY header's source, else the
     /// socket's peer) is in `trust`: the address the request's `from` field names behind it
     /// (see [`client_identity::walk`]), or the hop itself when the field names none; marked
-    /// `trusted`. `None`: the hop is not trusted, and this `ClientInfo` stands.
+    /// `trusted`; its scheme is the one the hop names (`X-Forwarded-Proto`, or `Forwarded`'s
+    /// `proto` when that is the field read; see [`client_identity::proto_from`]). `None`: the
+    /// hop is not trusted, and this `ClientInfo` stands.
     pub fn behind_proxies(
         &self,
         trust: &Trust,
@@ -114,8 +128,12 @@ impl ClientInfo {
         }
         let mut c = self.clone();
         c.trusted = true;
-        if let Some(ip) = client_identity::client_from(headers, from, trust) {
+        if let Some((ip, walked)) = client_identity::walk_from(headers, from, trust) {
             c.addr = SocketAddr::new(ip, 0);
+            c.walked = walked.min(usize::from(u8::MAX)) as u8;
+        }
+        if let Some(scheme) = client_identity::proto_from(headers, from) {
+            c.scheme = scheme;
         }
         Some(c)
     }

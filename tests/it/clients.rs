@@ -405,7 +405,7 @@ async fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
     .await;
     let at = lg.listen_addrs()[0];
     let via = [
-        ("x-forwarded-for", "6.6.6.6, 203.0.113.9, garbage, 10.1.2.3"),
+        ("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.2.3"),
         ("x-forwarded-proto", "https"),
     ];
     let r = request(at, Method::GET, "/headers", &via, body("")).await;
@@ -413,7 +413,7 @@ async fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
     assert_eq!(r.backend(), "a");
     assert_eq!(
         seen(&a, "x-forwarded-for").as_deref(),
-        Some("6.6.6.6, 203.0.113.9, garbage, 10.1.2.3, 127.0.0.1")
+        Some("6.6.6.6, 203.0.113.9, 10.1.2.3, 127.0.0.1")
     );
     assert_eq!(seen(&a, "x-real-ip").as_deref(), Some("203.0.113.9"));
     assert_eq!(seen(&a, "x-forwarded-proto").as_deref(), Some("https"));
@@ -847,4 +847,326 @@ async fn a_proxy_header_before_the_tls_handshake() {
     let name = rustls::pki_types::ServerName::try_from("pp.test").unwrap();
     assert!(connector.connect(name, s).await.is_err());
     assert_eq!(refused(&lg)[1], 1);
+}
+
+/// A dual-stack listener (`[::]`) reached over IPv4: its clients are `::ffff:a.b.c.d` to the
+/// socket, and must be the IPv4 clients every list names.
+#[tokio::test]
+async fn ipv4_mapped_clients_are_their_ipv4_address_everywhere() {
+    let b = Backend::start("b").await;
+    let other = Backend::start("other").await;
+    let text = format!(
+        "[[route]]\npath = \"/denied\"\ndeny = [\"127.0.0.1\"]\npool = \"p\"\n\
+         [[route]]\npath = \"/allowed\"\nallow = [\"::ffff:127.0.0.0/104\"]\npool = \"p\"\n\
+         request_headers = {{ set = {{ \"x-client\" = \"{{client_ip}}\" }} }}\n\
+         [[route]]\npath_prefix = \"/\"\nsource = [\"127.0.0.0/8\"]\npool = \"p\"\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"other\"\n\
+         [pools.p]\nservers = [\"{}\"]\n[pools.other]\nservers = [\"{}\"]\n",
+        b.addr, other.addr
+    );
+    let mut config = langur::config::parse_str("t.toml", &text, true).unwrap();
+    config.server.access_log = false;
+    // A dual-stack socket.
+    let l = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let _lg = langur::Langur::start_on(config, vec![l], None)
+        .await
+        .unwrap();
+    let at: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = get(at, "/denied").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = get(at, "/allowed").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(seen(&b, "x-client").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    let r = get(at, "/headers").await;
+    assert_eq!(r.backend(), "b", "route `source` matches the IPv4 client");
+    // Over IPv6 itself, the client is ::1 and none of these networks.
+    let six: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    assert_eq!(get(six, "/denied").await.status, StatusCode::OK);
+    assert_eq!(get(six, "/allowed").await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn ipv4_mapped_proxy_sources_are_their_ipv4_address() {
+    let b = Backend::start("b").await;
+    let lg = behind_a_balancer(
+        &b,
+        "[[route]]\npath = \"/denied\"\ndeny = [\"1.2.3.0/24\"]\npool = \"p\"\n",
+    )
+    .await;
+    let at = lg.listen_addrs()[0];
+    let denied = b"GET /denied HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let v1 = b"PROXY TCP6 ::ffff:1.2.3.4 ::1 40000 80\r\n";
+    let out = exchange(at, &[&[&v1[..], denied].concat()], Duration::ZERO).await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    let mut six = vec![0u8; 36];
+    six[10..16].copy_from_slice(&[0xff, 0xff, 1, 2, 3, 5]);
+    let mut h = V2_SIGNATURE.to_vec();
+    h.extend([0x21, 0x21, 0, 36]);
+    h.extend(&six);
+    let out = exchange(at, &[&[&h[..], denied].concat()], Duration::ZERO).await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    let out = exchange(at, &[&[&v1[..], GET].concat()], Duration::ZERO).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("1.2.3.4"));
+    // A v1 port with a sign is not a plain decimal number.
+    let plus = b"PROXY TCP4 1.2.3.4 198.51.100.1 +1111 80\r\n";
+    let out = exchange(at, &[&[&plus[..], GET].concat()], Duration::ZERO).await;
+    assert_eq!(out, "");
+    assert_eq!(refused(&lg), [0, 0, 1, 0]);
+}
+
+/// An entry of the forwarding field langur cannot read ends the walk: the last trusted hop is
+/// the client, and an address a client wrote left of it never is.
+#[tokio::test]
+async fn an_unreadable_forwarding_entry_ends_the_walk() {
+    let b = Backend::start("b").await;
+    let cfg = |from: &str| {
+        format!(
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nreal_ip_header = \"{from}\"\n\
+             x_real_ip = true\n\
+             [[route]]\npath_prefix = \"/\"\nallow = [\"127.0.0.1\"]\npool = \"p\"\n\
+             [pools.p]\nservers = [\"{}\"]\n",
+            b.addr
+        )
+    };
+    let lg = langur_toml(&cfg("X-Forwarded-For")).await;
+    let at = lg.listen_addrs()[0];
+    for bad in ["unknown", "fe80::1%eth0", "nonsense"] {
+        let xff = format!("6.6.6.6, {bad}");
+        let r = request(
+            at,
+            Method::GET,
+            "/headers",
+            &[("x-forwarded-for", &xff)],
+            body(""),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{bad}");
+        assert_eq!(seen(&b, "x-real-ip").as_deref(), Some("127.0.0.1"), "{bad}");
+    }
+    let lg = langur_toml(&cfg("Forwarded")).await;
+    let at = lg.listen_addrs()[0];
+    for bad in [
+        "for=2001:db8::1",
+        "for=\"2001:db8::1\"",
+        "for=9.9.9.9:1234",
+        "for=unknown",
+    ] {
+        let fw = format!("for=6.6.6.6, {bad}");
+        let r = request(at, Method::GET, "/headers", &[("forwarded", &fw)], body("")).await;
+        assert_eq!(r.status, StatusCode::OK, "{bad}");
+        assert_eq!(seen(&b, "x-real-ip").as_deref(), Some("127.0.0.1"), "{bad}");
+    }
+    // Section 6's forms are read.
+    let fw = [("forwarded", "for=\"[2001:db8::1]:80\"")];
+    let r = request(at, Method::GET, "/headers", &fw, body("")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn forwarding_out_behind_a_trusted_balancer() {
+    let b = Backend::start("b").await;
+    let cfg = |extra: &str| {
+        format!(
+            "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nforwarded = \"both\"\n\
+             redirect_http_to_https = true\n{extra}\n\
+             [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+            b.addr
+        )
+    };
+    let lg = langur_toml(&cfg("")).await;
+    let at = lg.listen_addrs()[0];
+    // The balancer took TLS: its X-Forwarded-Proto is the client's scheme (no redirect).
+    let fields = [
+        ("x-forwarded-for", "203.0.113.9, 10.0.0.2"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let r = request(at, Method::GET, "/headers", &fields, body("")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Forwarded starts with the client and the trusted hops X-Forwarded-For named.
+    assert_eq!(
+        seen(&b, "forwarded").as_deref(),
+        Some(
+            "for=203.0.113.9;proto=https, for=10.0.0.2, \
+             for=127.0.0.1;host=test.local;proto=http"
+        )
+    );
+    assert_eq!(seen(&b, "x-forwarded-proto").as_deref(), Some("https"));
+    // Plain HTTP at the balancer: redirected; so is a client's own claim.
+    let http = [("x-forwarded-proto", "http")];
+    let r = request(at, Method::GET, "/x", &http, body("")).await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+    // A Forwarded line with a quote left open is dropped before this hop's element.
+    let open = [
+        ("forwarded", "for=\"6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+    ];
+    request(at, Method::GET, "/headers", &open, body("")).await;
+    assert_eq!(
+        seen(&b, "forwarded").as_deref(),
+        Some("for=127.0.0.1;host=test.local;proto=http")
+    );
+    // X-Real-IP read: the X-Forwarded-For sent starts with the client.
+    let lg = langur_toml(&cfg("real_ip_header = \"X-Real-IP\"")).await;
+    let at = lg.listen_addrs()[0];
+    let fields = [
+        ("x-real-ip", "203.0.113.10"),
+        ("x-forwarded-proto", "https"),
+    ];
+    request(at, Method::GET, "/headers", &fields, body("")).await;
+    assert_eq!(
+        seen(&b, "x-forwarded-for").as_deref(),
+        Some("203.0.113.10, 127.0.0.1")
+    );
+    assert_eq!(
+        seen(&b, "forwarded").as_deref(),
+        Some("for=203.0.113.10;proto=https, for=127.0.0.1;host=test.local;proto=http")
+    );
+    // From a client no one trusts, X-Forwarded-Proto changes nothing.
+    let lg = langur_toml(&format!(
+        "[server]\nredirect_http_to_https = true\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let https = [("x-forwarded-proto", "https")];
+    let r = request(lg.listen_addrs()[0], Method::GET, "/x", &https, body("")).await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+}
+
+/// CGI and PHP servers read `X_Forwarded_For` as `X-Forwarded-For` (`HTTP_X_FORWARDED_FOR`).
+#[tokio::test]
+async fn underscore_forms_of_the_forwarding_fields_are_dropped() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let forged = [
+        ("x_forwarded_for", "6.6.6.6"),
+        ("x_real_ip", "6.6.6.6"),
+        ("x_forwarded_proto", "https"),
+        ("x-forwarded_host", "evil.example"),
+        ("x_other", "kept"),
+    ];
+    request(
+        lg.listen_addrs()[0],
+        Method::GET,
+        "/headers",
+        &forged,
+        body(""),
+    )
+    .await;
+    for (name, _) in &forged[..4] {
+        assert_eq!(seen(&b, name), None, "{name}");
+    }
+    assert_eq!(seen(&b, "x_other").as_deref(), Some("kept"));
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn a_unix_socket_peer_is_loopback_in_every_field() {
+    let b = Backend::start("b").await;
+    let d = socket_dir("fields");
+    let sock = d.join("f.sock");
+    let _lg = langur_toml(&format!(
+        "[server]\nlisten = [\"unix:{s}\"]\nforwarded = \"both\"\nx_real_ip = true\n\
+         [[route]]\npath_prefix = \"/\"\nallow = [\"127.0.0.1\"]\npool = \"p\"\n\
+         [pools.p]\nservers = [\"{}\"]\n",
+        b.addr,
+        s = sock.display()
+    ))
+    .await;
+    let out = unix_exchange(&sock, &[GET]).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen(&b, "x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        seen(&b, "forwarded").as_deref(),
+        Some("for=127.0.0.1;host=site.example;proto=http")
+    );
+}
+
+/// The warnings about refused PROXY connections (one per listener every few seconds, with
+/// the count of the others), and a request refused for its framing logged with the client
+/// behind a trusted proxy, in the binary's own output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_warn_once_in_a_while_and_bad_framing_logs_the_client() {
+    use tokio::io::AsyncBufReadExt;
+    let b = Backend::start("b").await;
+    let pick = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (covered, plain) = (pick(), pick());
+    let dir = std::env::temp_dir().join(format!("langur-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("warn.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"{covered}\", \"{plain}\"]\nproxy_protocol = [\"{covered}\"]\n\
+             proxy_protocol_from = [\"127.0.0.1\"]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+            b.addr
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_langur"))
+        .args(["run", "--workers", "1", "--admin", "127.0.0.1:0", "-c"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The access log and langur's own messages, both on standard output.
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let w = lines.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = out.next_line().await {
+            w.lock().unwrap().push(l);
+        }
+    });
+    let find = |what: &str| -> Vec<String> {
+        let all = lines.lock().unwrap();
+        all.iter().filter(|l| l.contains(what)).cloned().collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(plain).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "langur did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(exchange(covered, &[GET], Duration::ZERO).await, "");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warned = find("PROXY protocol");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    let l = &warned[0];
+    assert!(l.contains("WARN"), "{l}");
+    assert!(l.contains("peer=127.0.0.1:"), "{l}");
+    assert!(l.contains("reason=missing"), "{l}");
+    assert!(l.contains(&format!("listener={covered}")), "{l}");
+    // Both Content-Length and Transfer-Encoding: 400, logged with the client behind the proxy.
+    let bad = b"POST /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.44\r\n\
+                Content-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                0\r\n\r\n";
+    let answer = exchange(plain, &[bad], Duration::ZERO).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let t = std::time::Instant::now();
+    while find("/x").is_empty() && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = find("/x").pop().unwrap_or_default();
+    assert!(line.contains("client=203.0.113.44"), "{line}");
 }

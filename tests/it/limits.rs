@@ -218,14 +218,22 @@ async fn a_reload_keeps_the_counts_of_an_unchanged_limit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Whether the server closes `s` without answering a request sent on it.
-async fn closed_without_answer(s: &mut TcpStream) -> bool {
-    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
-    let mut buf = [0u8; 64];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await,
-        Ok(Ok(0) | Err(_))
-    )
+/// Whether a connection just made is refused for `max_connections_per_client`: a short 503
+/// with `Connection: close` before anything is sent, then the close (an accepted connection
+/// waits for its request instead).
+async fn refused_busy(s: &mut TcpStream) -> bool {
+    let mut out = Vec::new();
+    match tokio::time::timeout(Duration::from_millis(500), s.read_to_end(&mut out)).await {
+        Err(_) => false,
+        Ok(_) => {
+            let text = String::from_utf8_lossy(&out);
+            assert!(
+                text.starts_with("HTTP/1.1 503") && text.contains("Connection: close"),
+                "{text}"
+            );
+            true
+        }
+    }
 }
 
 /// A keep-alive request on `s`; its status.
@@ -255,10 +263,7 @@ async fn connections_per_client_are_capped_at_accept() {
         open.push(s);
     }
     let mut fourth = connect_from(at, me).await;
-    assert!(
-        closed_without_answer(&mut fourth).await,
-        "the 4th is closed"
-    );
+    assert!(refused_busy(&mut fourth).await, "the 4th is refused");
     // Other clients are not affected, and the three still serve.
     let mut other = connect_from(at, ip("127.0.0.3")).await;
     assert_eq!(get_on(&mut other).await, 200);
@@ -270,7 +275,7 @@ async fn connections_per_client_are_capped_at_accept() {
     let t = std::time::Instant::now();
     loop {
         let mut s = connect_from(at, me).await;
-        if !closed_without_answer(&mut s).await {
+        if !refused_busy(&mut s).await {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(3), "no place came free");
@@ -309,7 +314,74 @@ async fn a_balancer_sending_proxy_headers_is_not_capped_as_one_client() {
         open.push(s);
     }
     assert_eq!(lg.shared().clients.refused.load(Ordering::Relaxed), 0);
+    // The client a header announces is counted: a second connection of 192.0.2.1 is refused.
+    let mut again = connect_from(at, balancer).await;
+    again
+        .write_all(b"PROXY TCP4 192.0.2.1 192.0.2.100 40001 80\r\n")
+        .await
+        .unwrap();
+    assert!(refused_busy(&mut again).await);
+    assert_eq!(lg.shared().clients.refused.load(Ordering::Relaxed), 1);
+    // Its place comes free when the first one closes.
+    drop(open.remove(0));
+    let t = std::time::Instant::now();
+    loop {
+        let mut s = connect_from(at, balancer).await;
+        s.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.100 40002 80\r\n")
+            .await
+            .unwrap();
+        if !refused_busy(&mut s).await {
+            assert_eq!(get_on(&mut s).await, 200);
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "no place came free");
+    }
     lg.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_capped_as_one_client() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[server]
+max_connections_per_client = 1
+trusted_proxies = ['127.0.0.2']
+{}",
+        route_to(b.addr, "")
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from(at, ip("127.0.0.2")).await;
+        assert_eq!(get_on(&mut s).await, 200);
+        open.push(s);
+    }
+    // Others are.
+    let _one = connect_from(at, ip("127.0.0.3")).await;
+    let mut two = connect_from(at, ip("127.0.0.3")).await;
+    assert!(refused_busy(&mut two).await);
+    lg.shutdown().await;
+}
+
+/// `header:NAME` keys: a request with the field twice is refused, so `X-Api-Key: junk` and
+/// `X-Api-Key: victim` cannot escape the victim's limit.
+#[tokio::test]
+async fn a_rate_limit_key_field_sent_twice_is_refused() {
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&route_to(
+        b.addr,
+        "rate_limit = { key = 'header:X-Api-Key', rate = '1/m', burst = 1 }",
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let me = ip("127.0.0.2");
+    let victim = "X-Api-Key: victim\r\n";
+    assert_eq!(status(&get_from(at, me, "/", victim).await), 200);
+    assert_eq!(status(&get_from(at, me, "/", victim).await), 429);
+    let both = "X-Api-Key: junk\r\nX-Api-Key: victim\r\n";
+    assert_eq!(status(&get_from(at, me, "/", both).await), 400);
+    assert_eq!(b.hits.load(Ordering::Relaxed), 1);
 }
 
 /// Completion order of requests sent from two clients to a pool with one slot: `a` sends

@@ -118,7 +118,7 @@ pub(super) fn networks(list: &[At<String>], key: &str, diag: &mut Diag) -> Vec<i
             .parse::<ipnet::IpNet>()
             .or_else(|_| a.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
         match parsed {
-            Ok(n) => out.push(n),
+            Ok(n) => out.push(crate::client_identity::canonical_net(n)),
             Err(_) => diag.error(
                 a.line,
                 Some(key),

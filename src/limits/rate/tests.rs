@@ -121,15 +121,18 @@ fn keys_by_kind() {
         &limit(LimitKey::Header("x-api-key".parse().unwrap()), 1, 1, 1, 10),
         "h".into(),
     );
-    let without = by_header.key_of(&h, ip);
+    let without = by_header.key_of(&h, ip).unwrap();
     assert_eq!(
         without,
         super::super::ip_key(ip),
         "no field: the client's address"
     );
     h.insert("x-api-key", HeaderValue::from_static("k1"));
-    assert_ne!(by_header.key_of(&h, ip), without);
+    assert_ne!(by_header.key_of(&h, ip).unwrap(), without);
     let route = RateLimiter::new(&limit(LimitKey::Route, 1, 1, 1, 10), "r".into());
     let other: IpAddr = "10.0.0.2".parse().unwrap();
     assert_eq!(route.key_of(&h, ip), route.key_of(&HeaderMap::new(), other));
+    // The field twice: no key (the request is refused).
+    h.append("x-api-key", HeaderValue::from_static("k2"));
+    assert_eq!(by_header.key_of(&h, ip), None);
 }
