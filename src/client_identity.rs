@@ -232,7 +232,10 @@ pub fn chain(headers: &HeaderMap, from: RealIpFrom, hops: usize) -> Vec<IpAddr> 
 pub fn proto_from(headers: &HeaderMap, from: RealIpFrom) -> Option<&'static str> {
     let word: Vec<u8> = match from {
         RealIpFrom::Forwarded => {
-            let line = headers.get_all(http::header::FORWARDED).iter().next_back()?;
+            let line = headers
+                .get_all(http::header::FORWARDED)
+                .iter()
+                .next_back()?;
             last_element_proto(line.as_bytes())?
         }
         _ => {
