@@ -696,8 +696,6 @@ async fn method_overrides_and_url_rewrites_bypass_the_cache() {
         ("front-end-https", "on"),
         ("x_forwarded_prefix", "//evil.example"),
         ("x_http_method_override", "DELETE"),
-        ("x_forwarded_host", "evil.example"),
-        ("x_forwarded_proto", "http"),
         ("x-forwarded-hostname", "evil.example"),
     ] {
         let r = get_h(a, p, &[(name, value)]).await;
@@ -706,6 +704,16 @@ async fn method_overrides_and_url_rewrites_bypass_the_cache() {
             "{name}: {}",
             status_of(&r)
         );
+    }
+    // The underscore forms of the fields langur sets itself are removed from a client's
+    // request (they never reach a server), so the stored answer is the right one for them.
+    for (name, value) in [
+        ("x_forwarded_host", "evil.example"),
+        ("x_forwarded_proto", "http"),
+    ] {
+        let r = get_h(a, p, &[(name, value)]).await;
+        assert!(status_of(&r).contains("hit"), "{name}: {}", status_of(&r));
+        assert_eq!(r.text(), stored.text(), "{name}");
     }
     let after = get(a, p).await;
     assert_eq!(
