@@ -2,6 +2,7 @@
 //! `show stat` column names (`csv`), and Prometheus text (`prometheus`).
 
 mod csv;
+mod process;
 mod prometheus;
 
 pub use self::csv::csv;
@@ -86,7 +87,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         .map(|p| {
             json!({
                 "name": &*p.name,
-                "balance": format!("{:?}", p.balance),
+                "balance": p.balance.name(),
                 "queue": {
                     "length": p.queue.len(),
                     "max_seen": p.queue.max_seen.load(Relaxed),

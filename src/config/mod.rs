@@ -184,6 +184,27 @@ pub enum BalanceMethod {
 }
 
 impl BalanceMethod {
+    /// The method in HAProxy's `balance` words (its stats' `algo`): `roundrobin`, `leastconn`,
+    /// `first`, `random`, `random(2)` for p2c, `source`, `uri`, `uri whole` (with the query),
+    /// `hdr(NAME)`, `hash req.cook(NAME)`; langur's own name for what HAProxy lacks
+    /// (`peak-ewma`, `naive`).
+    pub fn haproxy_name(&self) -> String {
+        match self {
+            BalanceMethod::RoundRobin => "roundrobin".into(),
+            BalanceMethod::LeastConnections => "leastconn".into(),
+            BalanceMethod::FirstAlive => "first".into(),
+            BalanceMethod::Random => "random".into(),
+            BalanceMethod::P2c => "random(2)".into(),
+            BalanceMethod::Hash(HashOn::Source) => "source".into(),
+            BalanceMethod::Hash(HashOn::Uri) => "uri".into(),
+            BalanceMethod::Hash(HashOn::UriQuery) => "uri whole".into(),
+            BalanceMethod::Hash(HashOn::Header(h)) => format!("hdr({h})"),
+            BalanceMethod::Hash(HashOn::Cookie(c)) => format!("hash req.cook({c})"),
+            BalanceMethod::PeakEwma | BalanceMethod::Naive => self.name(),
+        }
+    }
+
+    /// The method as the configuration writes it.
     pub fn name(&self) -> String {
         match self {
             BalanceMethod::Naive => "naive".into(),

@@ -147,6 +147,9 @@ async fn csv_uses_haproxy_column_names() {
         .find(|r| &r[col("svname")] == "BACKEND")
         .unwrap();
     assert_eq!(&backend[col("stot")], "4");
+    assert_eq!(&backend[col("algo")], "roundrobin");
+    let stats = parse(&admin_get(l.admin_addr().unwrap(), "/api/stats", &[]).await);
+    assert_eq!(stats["pools"][0]["balance"], "round-robin");
 }
 
 /// One sample of a scrape: name, labels, value.
@@ -304,6 +307,51 @@ fn strict_scrape(text: &str, openmetrics: bool) -> Vec<Sample> {
     samples
 }
 
+/// The scrape read by the Prometheus project's own parsers (the Python client's): OpenMetrics
+/// by its strict parser (the `# EOF`, metadata before samples, units matching names, bucket
+/// order, every histogram's `+Inf` equal to its `_count`, ...), text 0.0.4 by the text parser.
+/// CI installs `python3-prometheus-client`; without it here the check is skipped.
+fn reference_parse(text: &str, openmetrics: bool) {
+    let module = match openmetrics {
+        true => "prometheus_client.openmetrics.parser",
+        false => "prometheus_client.parser",
+    };
+    let script = format!(
+        "import sys\nfrom {module} import text_string_to_metric_families as p\n\
+         n = sum(len(f.samples) for f in p(sys.stdin.read()))\nprint(n)\n"
+    );
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        eprintln!("python3 with prometheus_client not found: the reference parser is skipped");
+        return;
+    }
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{module} refuses the scrape: {err}\n{text}"
+    );
+    let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(n > 10, "{n} samples");
+}
+
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text() {
     let (l, _a, _b) = setup().await;
@@ -381,10 +429,16 @@ async fn metrics_parse_as_prometheus_text() {
             "langur_responses_total",
             "langur_uptime_seconds",
             "langur_server_up",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
         ] {
             assert!(samples.iter().any(|s| s.name == name), "{name}");
         }
         assert!(samples.len() < 200, "bounded series: {}", samples.len());
+        reference_parse(&text, openmetrics);
     }
 }
 

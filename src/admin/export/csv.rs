@@ -243,10 +243,7 @@ fn backend_row(p: &Pool, pid: usize, sum: &Sum) -> Row {
     }
     row.set("req_tot", sum.stot.to_string());
     row.set("mode", "http");
-    row.set(
-        "algo",
-        csv_field(&format!("{:?}", p.balance).to_lowercase()),
-    );
+    row.set("algo", csv_field(&p.balance.haproxy_name()));
     row
 }
 

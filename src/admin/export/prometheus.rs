@@ -550,8 +550,11 @@ impl Format {
 }
 
 pub fn prometheus(shared: &Arc<Shared>, format: Format) -> String {
-    let mut registry = prometheus_client::registry::Registry::with_prefix("langur");
-    registry.register_collector(Box::new(Collector(shared.clone())));
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(super::process::Process));
+    registry
+        .sub_registry_with_prefix("langur")
+        .register_collector(Box::new(Collector(shared.clone())));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
         out.clear();
