@@ -110,6 +110,9 @@ pub async fn run(listen: String, admin: String) -> anyhow::Result<()> {
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
+    if let Some(a) = langur.admin_addr() {
+        println!("Dashboard: http://{a}/");
+    }
     println!("The config it runs:\n{text}");
     println!("Press Ctrl-C to stop.");
     langur.run_until_signal().await

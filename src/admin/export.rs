@@ -109,6 +109,8 @@ pub fn stats_json(shared: &Shared) -> Value {
         "rate": last,
         "pools": pools,
         "cache": rt.cache.stats(),
+        "caching": rt.routes.iter().any(|r| r.cache),
+        "latency": latency_json(&rt),
         "rate_limits": rate_limits_json(&rt),
         "clients": {
             "connected": shared.live().clients.clients(),
@@ -117,6 +119,27 @@ pub fn stats_json(shared: &Shared) -> Value {
         "proxy_protocol_refused": &shared.traffic().proxy_refused,
         "tls_handshake_failures": &shared.traffic().tls_failures,
     })
+}
+
+/// The servers' response-head times added up: cumulative counts per bucket (`le` in
+/// seconds, the last `null` for +Inf), for the dashboard's p50/p95/p99 between two polls.
+fn latency_json(rt: &crate::proxy::Runtime) -> Value {
+    let mut sums: Vec<(f64, u64)> = Vec::new();
+    for s in rt.pools.iter().flat_map(|p| p.servers.iter()) {
+        let (_, _, buckets) = s.latency.snapshot();
+        if sums.is_empty() {
+            sums = buckets.iter().map(|(le, _)| (*le, 0)).collect();
+        }
+        for (sum, (_, n)) in sums.iter_mut().zip(&buckets) {
+            sum.1 += n;
+        }
+    }
+    let le: Vec<Option<f64>> = sums
+        .iter()
+        .map(|(le, _)| le.is_finite().then_some(*le))
+        .collect();
+    let counts: Vec<u64> = sums.iter().map(|(_, n)| *n).collect();
+    json!({ "le": le, "cumulative": counts })
 }
 
 /// The routes with a `rate_limit` (`route`: its place in file order, from 1): the limit, the
