@@ -79,68 +79,60 @@ fn one<M: EncodeMetric>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    unit: Option<&prometheus_client::registry::Unit>,
     kind: MetricType,
     metric: M,
 ) -> std::fmt::Result {
-    metric.encode(enc.encode_descriptor(name, help, unit, kind)?)
+    metric.encode(enc.encode_descriptor(name, help, None, kind)?)
 }
 
 impl prometheus_client::collector::Collector for Process {
+    /// Named in full (no `# UNIT` line, as the client libraries write them).
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        use prometheus_client::registry::Unit;
         let s = sample();
         let e = &mut enc;
         if let Some(v) = s.cpu_seconds {
             let help = "Total user and system CPU time spent in seconds.";
             one(
                 e,
-                "process_cpu",
+                "process_cpu_seconds",
                 help,
-                Some(&Unit::Seconds),
                 MetricType::Counter,
                 ConstCounter::new(v),
             )?;
         }
         let gauges = [
             (
-                "process_resident_memory",
+                "process_resident_memory_bytes",
                 "Resident memory size in bytes.",
                 s.resident_bytes,
-                true,
             ),
             (
-                "process_virtual_memory",
+                "process_virtual_memory_bytes",
                 "Virtual memory size in bytes.",
                 s.virtual_bytes,
-                true,
             ),
             (
                 "process_open_fds",
                 "Number of open file descriptors.",
                 s.open_fds,
-                false,
             ),
             (
                 "process_max_fds",
                 "Maximum number of open file descriptors.",
                 s.max_fds,
-                false,
             ),
         ];
-        for (name, help, v, bytes) in gauges {
+        for (name, help, v) in gauges {
             if let Some(v) = v {
-                let unit = bytes.then_some(&Unit::Bytes);
-                one(e, name, help, unit, MetricType::Gauge, ConstGauge::new(v))?;
+                one(e, name, help, MetricType::Gauge, ConstGauge::new(v))?;
             }
         }
         if let Some(v) = s.start_time {
             let help = "Start time of the process since unix epoch in seconds.";
             one(
                 e,
-                "process_start_time",
+                "process_start_time_seconds",
                 help,
-                Some(&Unit::Seconds),
                 MetricType::Gauge,
                 ConstGauge::new(v),
             )?;
