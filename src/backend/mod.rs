@@ -4,6 +4,8 @@
 //! idle upstream connections sit in a short-held mutex (never held across an `.await`). A
 //! [`Pool`] is immutable once built: servers, balancer, policies.
 
+mod counters;
+pub mod dns;
 pub mod events;
 pub mod ha;
 pub mod health;
@@ -11,6 +13,8 @@ pub mod monitor;
 pub mod probe;
 pub mod queue;
 mod view;
+
+pub use counters::{Latency, RetryBudget, LATENCY_BUCKETS};
 
 pub use view::{PoolView, Refusal};
 
@@ -31,6 +35,8 @@ pub struct Server {
     pub name: Arc<str>,
     /// The address as written (`host:port`): the `Host` of checks, the default TLS name.
     pub address: Arc<str>,
+    /// One of the addresses a name in the config resolved to (`address` is that name).
+    pub from_dns: bool,
     pub addr: SocketAddr,
     /// A server on a Unix-domain socket: its path (`addr` is then a placeholder).
     pub unix: Option<Arc<std::path::Path>>,
@@ -161,6 +167,7 @@ impl Server {
             ewma_at_ms: AtomicU64::new(0),
             name: Arc::from(name),
             address: Arc::from(name),
+            from_dns: false,
             addr,
             unix: None,
             weight: std::sync::atomic::AtomicU32::new(weight),
@@ -411,54 +418,6 @@ impl Drop for RetryClaim {
     }
 }
 
-/// Upper bounds (seconds) of the response-time histogram's buckets.
-pub const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-
-/// A fixed-bucket histogram of response times: two relaxed atomic adds per sample.
-#[derive(Debug, Default)]
-pub struct Latency {
-    /// One per bound, then one for everything above the last.
-    buckets: [AtomicU64; 13],
-    sum_us: AtomicU64,
-}
-
-impl Latency {
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    pub fn copy_from(&self, other: &Latency) {
-        for (a, b) in self.buckets.iter().zip(&other.buckets) {
-            a.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        self.sum_us
-            .store(other.sum_us.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-
-    /// (sum in seconds, count, cumulative (bound, count) pairs ending with +Inf).
-    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut acc = 0;
-        let mut out = Vec::with_capacity(self.buckets.len());
-        for (i, b) in self.buckets.iter().enumerate() {
-            acc += b.load(Ordering::Relaxed);
-            out.push((
-                LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
-                acc,
-            ));
-        }
-        (self.sum_us.load(Ordering::Relaxed) as f64 / 1e6, acc, out)
-    }
-}
-
 /// A pool of servers with its balancer and policies. Immutable; shared by requests.
 #[derive(Debug)]
 pub struct Pool {
@@ -492,7 +451,7 @@ pub struct Pool {
     /// Extra attempts on other servers; `None`: every server once.
     pub retries: Option<u32>,
     /// The pool-wide retry budget, if any.
-    pub retry_budget: Option<RetryBudget>,
+    pub retry_budget: Option<Arc<RetryBudget>>,
     /// Slow-start ramp (zero: none).
     pub slowstart: Duration,
     /// How long a server answering 503 (or timing out connecting) is left alone.
@@ -507,6 +466,12 @@ pub struct Pool {
     pub tracks_latency: bool,
     /// Cookie persistence (`sticky`), if on.
     pub sticky: Option<Box<crate::balancer::sticky::Sticky>>,
+    /// What `sticky` is built from (again when the servers change).
+    pub sticky_config: Option<crate::config::sticky::StickyConfig>,
+    /// Worker threads (a new server's idle-connection slots).
+    pub slots: usize,
+    /// Its lookups of server names (shared with the pool's later versions).
+    pub discovery: Arc<dns::Discovery>,
 }
 
 /// Slow start: the share of a server `elapsed` after it came up, rising linearly from 5% to
@@ -516,48 +481,6 @@ pub fn slowstart_factor(elapsed: Duration, ramp: Duration) -> f64 {
         return 1.0;
     }
     (elapsed.as_secs_f64() / ramp.as_secs_f64()).clamp(0.05, 1.0)
-}
-
-/// A retry budget as a token bucket (as in Finagle and linkerd): every request deposits `ratio`
-/// of a token, every retry withdraws one. So retries stay within `ratio` of the traffic, however
-/// many servers fail, and a dying pool is not hit by a retry storm. A small reserve lets a quiet
-/// pool still retry. Tokens are kept in thousandths, in one atomic.
-#[derive(Debug)]
-pub struct RetryBudget {
-    milli: std::sync::atomic::AtomicI64,
-    deposit: i64,
-}
-
-impl RetryBudget {
-    /// Tokens a pool starts with, and the most it keeps beyond what its traffic earned.
-    pub const RESERVE: i64 = 10;
-    /// The most tokens the bucket holds.
-    pub const CAP: i64 = 1000;
-
-    pub fn new(ratio: f64) -> RetryBudget {
-        RetryBudget {
-            milli: std::sync::atomic::AtomicI64::new(Self::RESERVE * 1000),
-            deposit: (ratio * 1000.0).round() as i64,
-        }
-    }
-
-    /// A request came: deposit its share.
-    pub fn deposit(&self) {
-        let v = self.milli.fetch_add(self.deposit, Ordering::Relaxed) + self.deposit;
-        if v > Self::CAP * 1000 {
-            self.milli.store(Self::CAP * 1000, Ordering::Relaxed);
-        }
-    }
-
-    /// May a retry happen? Takes a token if so.
-    pub fn withdraw(&self) -> bool {
-        if self.milli.fetch_sub(1000, Ordering::Relaxed) >= 1000 {
-            true
-        } else {
-            self.milli.fetch_add(1000, Ordering::Relaxed);
-            false
-        }
-    }
 }
 
 /// A pool's cookie persistence: its servers' values keyed with the configured secret (hashed
@@ -599,46 +522,50 @@ fn seed_from_clock() -> u64 {
 }
 
 impl Pool {
-    /// `slots`: the number of worker threads.
+    /// `slots`: the number of worker threads. Servers named by DNS are left out (see
+    /// [`Pool::from_config_resolved`]).
     pub fn from_config(c: &PoolConfig, slots: usize, events: Arc<events::EventLog>) -> Pool {
+        Pool::from_config_resolved(c, slots, events, &|_| Vec::new())
+    }
+
+    /// A server of this pool from its entry in the config, at `addr` (the entry's own, or one
+    /// of its name's addresses).
+    pub fn server_from(&self, s: &crate::config::ServerConfig, addr: SocketAddr) -> Arc<Server> {
+        server_from(s, addr, self.slots, &self.queue)
+    }
+
+    /// As [`Pool::from_config`], with the addresses of the servers named by DNS (`resolved`
+    /// gives them per entry): each is a server.
+    pub fn from_config_resolved(
+        c: &PoolConfig,
+        slots: usize,
+        events: Arc<events::EventLog>,
+        resolved: &dyn Fn(&crate::config::ServerConfig) -> Vec<SocketAddr>,
+    ) -> Pool {
         let queue = Arc::new(queue::Queue::new(c.queue));
         let servers: Vec<Arc<Server>> = c
             .servers
             .iter()
-            .map(|s| {
-                let mut server = Server::new(&s.name, s.addr, s.weight, slots);
-                server.address = Arc::from(s.address.as_str());
-                server.unix = s.unix.as_deref().map(Arc::from);
-                server.backup = s.backup;
-                server.maxconn = s.maxconn;
-                server.queue = Some(queue.clone());
-                if let Some(ch) = &s.check {
-                    server.machine = Mutex::new(HealthMachine::new(Thresholds {
-                        rise: ch.rise,
-                        fall: ch.fall,
-                    }));
-                }
-                server.check = s.check.clone();
-                Arc::new(server)
+            .flat_map(|s| match s.dns {
+                None => vec![server_from(s, s.addr, slots, &queue)],
+                Some(_) => resolved(s)
+                    .into_iter()
+                    .map(|a| server_from(s, a, slots, &queue))
+                    .collect(),
             })
-            .collect();
-        let named: Vec<(String, u32)> = servers
-            .iter()
-            .map(|s| (s.name.to_string(), s.weight.load(Ordering::Relaxed)))
             .collect();
         Pool {
             name: Arc::from(c.name.as_str()),
-            balancer: arc_swap::ArcSwap::from_pointee(balancer::build(
+            balancer: arc_swap::ArcSwap::from_pointee(build_balancer(
                 &c.balance,
-                &named,
-                seed_from_clock(),
+                &servers,
                 c.hash_balance_factor,
             )),
             balance: c.balance.clone(),
             hash_balance_factor: c.hash_balance_factor,
             queue,
             retries: c.retries,
-            retry_budget: c.retry_budget.map(RetryBudget::new),
+            retry_budget: c.retry_budget.map(|r| Arc::new(RetryBudget::new(r))),
             slowstart: c.slowstart,
             overload_backoff: c.overload_backoff,
             send_proxy: c.send_proxy,
@@ -652,6 +579,7 @@ impl Pool {
                 .sticky
                 .as_ref()
                 .map(|s| Box::new(sticky(s, &c.name, &servers))),
+            sticky_config: c.sticky.clone(),
             servers,
             ha: HaPolicy {
                 attempts: c.attempts,
@@ -670,6 +598,55 @@ impl Pool {
             shutdown_sessions_on_down: c.shutdown_sessions_on_down,
             shutdown_backup_sessions_on_up: c.shutdown_backup_sessions_on_up,
             events,
+            slots,
+            discovery: Default::default(),
+        }
+    }
+
+    /// This pool with other servers, changed at run time: the same queue, retry budget,
+    /// policies and lookups' counters, a balancer built for the new list. Servers kept are the
+    /// same objects, so their state and connections go on.
+    pub fn with_servers(&self, servers: Vec<Arc<Server>>) -> Pool {
+        Pool {
+            name: self.name.clone(),
+            balancer: arc_swap::ArcSwap::from_pointee(build_balancer(
+                &self.balance,
+                &servers,
+                self.hash_balance_factor,
+            )),
+            balance: self.balance.clone(),
+            hash_balance_factor: self.hash_balance_factor,
+            ha: self.ha,
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            read_timeout: self.read_timeout,
+            protocol: self.protocol,
+            tls: self.tls.clone(),
+            request_timeout: self.request_timeout,
+            max_idle_per_server: self.max_idle_per_server,
+            observe: self.observe,
+            has_backups: servers.iter().any(|s| s.backup),
+            all_backups: self.all_backups,
+            shutdown_sessions_on_down: self.shutdown_sessions_on_down,
+            shutdown_backup_sessions_on_up: self.shutdown_backup_sessions_on_up,
+            events: self.events.clone(),
+            queue: self.queue.clone(),
+            retries: self.retries,
+            retry_budget: self.retry_budget.clone(),
+            slowstart: self.slowstart,
+            overload_backoff: self.overload_backoff,
+            send_proxy: self.send_proxy,
+            dice: crate::balancer::random::Rng::new(seed_from_clock()),
+            hash_on: self.hash_on.clone(),
+            tracks_latency: self.tracks_latency,
+            sticky: self
+                .sticky_config
+                .as_ref()
+                .map(|c| Box::new(sticky(c, &self.name, &servers))),
+            sticky_config: self.sticky_config.clone(),
+            slots: self.slots,
+            discovery: self.discovery.clone(),
+            servers,
         }
     }
 
@@ -688,15 +665,9 @@ impl Pool {
     /// Sets a server's weight and rebuilds the balancer with the pool's current weights.
     pub fn set_weight(&self, i: usize, weight: u32) {
         self.servers[i].weight.store(weight, Ordering::Relaxed);
-        let named: Vec<(String, u32)> = self
-            .servers
-            .iter()
-            .map(|s| (s.name.to_string(), s.weight.load(Ordering::Relaxed)))
-            .collect();
-        self.balancer.store(Arc::new(balancer::build(
+        self.balancer.store(Arc::new(build_balancer(
             &self.balance,
-            &named,
-            seed_from_clock(),
+            &self.servers,
             self.hash_balance_factor,
         )));
     }
@@ -715,6 +686,47 @@ impl Pool {
             .enumerate()
             .any(|(i, s)| !tried.contains(i) && s.overloaded() && self.alive(s, &now))
     }
+}
+
+/// A balancer for `servers` with their current weights.
+fn build_balancer(
+    method: &crate::config::BalanceMethod,
+    servers: &[Arc<Server>],
+    hash_balance_factor: Option<f64>,
+) -> Box<dyn Balancer> {
+    let named: Vec<(String, u32)> = servers
+        .iter()
+        .map(|s| (s.name.to_string(), s.weight.load(Ordering::Relaxed)))
+        .collect();
+    balancer::build(method, &named, seed_from_clock(), hash_balance_factor)
+}
+
+/// A server from its entry in the config, at `addr`; one from DNS is named after its address.
+fn server_from(
+    s: &crate::config::ServerConfig,
+    addr: SocketAddr,
+    slots: usize,
+    queue: &Arc<queue::Queue>,
+) -> Arc<Server> {
+    let name = match s.dns {
+        Some(_) => dns::server_name(&s.name, addr),
+        None => s.name.clone(),
+    };
+    let mut server = Server::new(&name, addr, s.weight, slots);
+    server.address = Arc::from(s.address.as_str());
+    server.from_dns = s.dns.is_some();
+    server.unix = s.unix.as_deref().map(Arc::from);
+    server.backup = s.backup;
+    server.maxconn = s.maxconn;
+    server.queue = Some(queue.clone());
+    if let Some(ch) = &s.check {
+        server.machine = Mutex::new(HealthMachine::new(Thresholds {
+            rise: ch.rise,
+            fall: ch.fall,
+        }));
+    }
+    server.check = s.check.clone();
+    Arc::new(server)
 }
 
 /// Counts a request in flight on a server for as long as it lives.

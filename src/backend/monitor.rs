@@ -199,23 +199,33 @@ pub async fn run_checker(pool: Arc<Pool>, idx: usize, first: Duration) {
 }
 
 /// Starts the checkers of every checked server, spread over each pool's interval so they do not
-/// all fire at once.
-pub fn spawn_checkers(pools: &[Arc<Pool>]) -> Vec<tokio::task::JoinHandle<()>> {
+/// all fire at once; each with its pool's name.
+pub fn spawn_checkers(pools: &[Arc<Pool>]) -> Vec<(Arc<str>, tokio::task::JoinHandle<()>)> {
+    pools
+        .iter()
+        .flat_map(|p| {
+            spawn_pool_checkers(p)
+                .into_iter()
+                .map(|h| (p.name.clone(), h))
+        })
+        .collect()
+}
+
+/// Starts the checkers of one pool's checked servers, spread over its interval.
+pub fn spawn_pool_checkers(pool: &Arc<Pool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let checked: Vec<usize> = (0..pool.servers.len())
+        .filter(|&i| pool.servers[i].check.is_some())
+        .collect();
+    let n = checked.len().max(1) as u32;
     let mut handles = Vec::new();
-    for pool in pools {
-        let checked: Vec<usize> = (0..pool.servers.len())
-            .filter(|&i| pool.servers[i].check.is_some())
-            .collect();
-        let n = checked.len().max(1) as u32;
-        for (k, &i) in checked.iter().enumerate() {
-            let interval = pool.servers[i]
-                .check
-                .as_ref()
-                .map(|c| c.interval)
-                .unwrap_or_default();
-            let first = interval * k as u32 / n;
-            handles.push(tokio::spawn(run_checker(pool.clone(), i, first)));
-        }
+    for (k, &i) in checked.iter().enumerate() {
+        let interval = pool.servers[i]
+            .check
+            .as_ref()
+            .map(|c| c.interval)
+            .unwrap_or_default();
+        let first = interval * k as u32 / n;
+        handles.push(tokio::spawn(run_checker(pool.clone(), i, first)));
     }
     handles
 }

@@ -32,6 +32,7 @@ pub(crate) fn pool(backups: &[bool], all_backups: bool) -> Pool {
         hash_on: None,
         tracks_latency: false,
         sticky: None,
+        sticky_config: None,
         retries: None,
         retry_budget: None,
         slowstart: Duration::ZERO,
@@ -55,6 +56,8 @@ pub(crate) fn pool(backups: &[bool], all_backups: bool) -> Pool {
         shutdown_sessions_on_down: false,
         shutdown_backup_sessions_on_up: false,
         events: Default::default(),
+        slots: 1,
+        discovery: Default::default(),
         queue: Arc::new(queue::Queue::new(crate::config::QueueConfig {
             max: 10,
             timeout: Duration::from_secs(1),

@@ -12,6 +12,7 @@
 mod clients;
 pub mod cluster;
 pub mod compress;
+pub mod dns;
 mod error;
 mod legacy;
 pub mod log;
@@ -242,6 +243,8 @@ pub struct Config {
     pub tracing: Option<log::TracingSettings>,
     /// `[cluster]`: the fleet's Redis; `None` when the section is absent (nothing is shared).
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `[dns]`: where server names are resolved.
+    pub dns: dns::DnsSettings,
     /// Things that are legal but probably wrong (`check` prints them).
     pub warnings: Vec<ConfigError>,
 }
@@ -478,6 +481,8 @@ pub struct PoolConfig {
     pub send_proxy: Option<SendProxy>,
     /// Cookie persistence (`sticky`), if on.
     pub sticky: Option<sticky::StickyConfig>,
+    /// `dns_min_ttl`, `dns_max_ttl`, `dns_allow_empty`: its servers named by DNS.
+    pub dns: dns::DnsPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -500,6 +505,9 @@ pub struct ServerConfig {
     pub check: Option<CheckConfig>,
     /// Requests in flight at most (0: no limit); at the limit the server is overloaded.
     pub maxconn: usize,
+    /// A host name to resolve (`addr` is then a placeholder): every address it has becomes a
+    /// server, re-resolved in the background.
+    pub dns: Option<dns::DnsName>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

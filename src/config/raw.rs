@@ -53,6 +53,16 @@ pub(crate) struct RawConfig {
     pub clients: RawClients,
     /// `[cluster]`, when the file has it.
     pub cluster: Option<super::cluster::RawCluster>,
+    /// `[dns]`: how server names are resolved.
+    pub dns: RawDns,
+}
+
+/// `[dns]` as written.
+#[derive(Debug, Default)]
+pub(crate) struct RawDns {
+    pub servers: Vec<At<String>>,
+    pub timeout: Option<At<Duration>>,
+    pub family: Option<At<String>>,
 }
 
 /// `[server]`'s keys about who the client is (PROXY protocol in, trusted proxies, the
@@ -134,6 +144,9 @@ pub(crate) struct RawPoolSettings {
     pub overload_backoff: Option<At<Duration>>,
     /// `send_proxy = "v1" | "v2"`.
     pub send_proxy: Option<At<String>>,
+    pub dns_min_ttl: Option<At<Duration>>,
+    pub dns_max_ttl: Option<At<Duration>>,
+    pub dns_allow_empty: Option<bool>,
 }
 
 #[derive(Debug, Default)]

@@ -19,7 +19,9 @@ type Val<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &[
     "server", "admin", "defaults", "route", "pools", "cache", "tls", "log", "tracing", "cluster",
+    "dns",
 ];
+const DNS_KEYS: &[&str] = &["servers", "timeout", "family"];
 const TLS_KEYS: &[&str] = &["listen", "certificates"];
 const CERTIFICATE_KEYS: &[&str] = &["cert", "key", "client_ca", "client_auth", "client_crl"];
 const CACHE_KEYS: &[&str] = &[
@@ -66,6 +68,9 @@ const SERVER_KEYS: &[&str] = &[
 const ADMIN_KEYS: &[&str] = &["listen", "token", "hosts"];
 const POOL_SETTING_KEYS: &[&str] = &[
     "balance",
+    "dns_min_ttl",
+    "dns_max_ttl",
+    "dns_allow_empty",
     "slowstart",
     "overload_backoff",
     "hash_balance_factor",
@@ -88,6 +93,9 @@ const POOL_SETTING_KEYS: &[&str] = &[
 const POOL_KEYS: &[&str] = &[
     "balance",
     "sticky",
+    "dns_min_ttl",
+    "dns_max_ttl",
+    "dns_allow_empty",
     "slowstart",
     "overload_backoff",
     "hash_balance_factor",
@@ -184,6 +192,12 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             "log" => r.log(&mut raw, val),
             "tracing" => r.tracing(&mut raw, val),
             "cluster" => r.cluster(&mut raw, val, line),
+            "dns" => r.table(val, "[dns]", |r, k, v, line| match k {
+                "servers" => raw.dns.servers = r.str_list(k, v),
+                "timeout" => raw.dns.timeout = r.duration(k, v),
+                "family" => raw.dns.family = r.string(k, v),
+                _ => r.diag.unknown_key(line, "[dns]", k, DNS_KEYS),
+            }),
             other => r.diag.unknown_key(line, "the top level", other, TOP_KEYS),
         }
     }
@@ -413,6 +427,9 @@ impl Reader<'_> {
             "slowstart" => s.slowstart = self.duration(k, v),
             "overload_backoff" => s.overload_backoff = self.duration(k, v),
             "send_proxy" => s.send_proxy = self.string(k, v),
+            "dns_min_ttl" => s.dns_min_ttl = self.duration(k, v),
+            "dns_max_ttl" => s.dns_max_ttl = self.duration(k, v),
+            "dns_allow_empty" => s.dns_allow_empty = self.bool(k, v),
             _ => return false,
         }
         true

@@ -53,8 +53,9 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// An immutable snapshot of everything the request path needs, swapped whole on reload.
-#[derive(Debug)]
+/// An immutable snapshot of everything the request path needs, swapped whole on reload (and
+/// when a pool's servers change at run time: a copy with that pool replaced).
+#[derive(Debug, Clone)]
 pub struct Runtime {
     pub router: Router,
     /// Routes in file order (the router's targets index this).
@@ -119,7 +120,7 @@ pub struct Live {
 }
 
 /// A route as the request path sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteRt {
     /// Its place in [`Runtime::routes`] (the cache serves a route only what it stored).
     pub index: u32,

@@ -44,8 +44,12 @@ pub struct Shared {
     pub admin: ArcSwap<crate::admin::Access>,
     /// Where the config came from (re-read on reload); `None` for configs built in memory.
     pub config_path: Option<std::path::PathBuf>,
-    /// The health checkers of the current runtime (replaced on reload).
-    pub checkers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The health checkers of the current runtime, with their pool's name (replaced on
+    /// reload, a pool's when its servers change).
+    pub checkers: Mutex<Vec<(Arc<str>, tokio::task::JoinHandle<()>)>>,
+    /// The tasks that follow server names in DNS, one per pool that has some (replaced on
+    /// reload).
+    pub discovery: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// What the command line (or the embedding caller) replaced in the file; applied again on
     /// every reload.
     overrides: Overrides,
@@ -267,6 +271,7 @@ impl Langur {
         *lock(&shared.listeners) = Some(ls);
         *lock(&shared.checkers) =
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
+        *lock(&shared.discovery) = discovery::spawn(&shared, &config);
         Ok(Langur { shared, shutdown })
     }
 
@@ -321,8 +326,11 @@ fn begin_shutdown(shared: &Shared, shutdown: &watch::Sender<bool>) -> Vec<JoinHa
     shared
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in lock(&shared.checkers).drain(..) {
+    for (_, c) in lock(&shared.checkers).drain(..) {
         c.abort();
+    }
+    for d in lock(&shared.discovery).drain(..) {
+        d.abort();
     }
     let _ = shutdown.send(true);
     lock(&shared.listeners)
@@ -423,6 +431,7 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
     main_rt.block_on(async {
         *lock(&shared.checkers) =
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
+        *lock(&shared.discovery) = discovery::spawn(&shared, &config);
         wait_for_signal(&shared).await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         drain(&shared, &shutdown).await;
@@ -501,13 +510,16 @@ async fn drain(shared: &Arc<Shared>, shutdown: &watch::Sender<bool>) {
 }
 
 mod accept;
+mod discovery;
 mod listeners;
+mod members;
 mod reload;
 mod runtime;
 
 use accept::{accept_loop, Acceptor};
 pub use listeners::bind;
 use listeners::{tcp, wanted, Bound, Kind, Listeners, Slots};
+pub use members::change_servers;
 pub use reload::reload;
 pub(crate) use runtime::new_shared;
 pub use runtime::{build_runtime, build_runtime_from, instance_name};

@@ -153,16 +153,23 @@ fn servers_kept(new: &Runtime, old: &Runtime) -> usize {
 
 /// Swaps in the new snapshot, its health checkers (the old ones stop), the admin API's access
 /// rules and the instance name.
-fn swap(shared: &Shared, config: &Config, new: &Arc<Runtime>, instance: Arc<str>) {
+fn swap(shared: &Arc<Shared>, config: &Config, new: &Arc<Runtime>, instance: Arc<str>) {
     super::runtime::fleet_purges(&shared.live, new);
     super::runtime::fleet_status(&shared.live, new);
     shared.runtime.store(new.clone());
     {
         let mut checkers = lock(&shared.checkers);
-        for c in checkers.drain(..) {
+        for (_, c) in checkers.drain(..) {
             c.abort();
         }
         *checkers = crate::backend::monitor::spawn_checkers(&new.pools);
+    }
+    {
+        let mut discovery = lock(&shared.discovery);
+        for d in discovery.drain(..) {
+            d.abort();
+        }
+        *discovery = super::discovery::spawn(shared, config);
     }
     shared
         .admin

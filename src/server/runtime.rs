@@ -30,27 +30,7 @@ pub fn build_runtime_from(
     let router = Router::with_matchers(&patterns, matchers).context("compiling routes")?;
     let cluster = cluster(config, instance, old)?;
     let routes = routes(config, old, cluster.as_ref());
-    let pools: Vec<Arc<Pool>> = config
-        .pools
-        .iter()
-        .map(|p| {
-            let mut pool = Pool::from_config(p, workers, events.clone());
-            pool.request_timeout = config.server.limits.request_timeout;
-            Arc::new(pool)
-        })
-        .collect();
-    if let Some(old) = old {
-        for p in &pools {
-            let Some(o) = old.pools.iter().find(|o| o.name == p.name) else {
-                continue;
-            };
-            for s in &p.servers {
-                if let Some(prev) = o.servers.iter().find(|x| x.same_endpoint(s)) {
-                    s.carry_from(prev);
-                }
-            }
-        }
-    }
+    let pools = pools(config, workers, events, old)?;
     let traffic = old.map(|o| o.traffic.clone()).unwrap_or_default();
     let cache = match old {
         Some(o) if o.cache.rules == config.cache => o.cache.clone(),
@@ -207,6 +187,93 @@ fn cluster(
     Ok(Some(link))
 }
 
+/// The pools of `config`, with the addresses of their server names; a server that was in the
+/// same pool of `old` (same address) keeps its state, and a pool its lookups' counters.
+fn pools(
+    config: &Config,
+    workers: usize,
+    events: &Arc<crate::backend::events::EventLog>,
+    old: Option<&Runtime>,
+) -> anyhow::Result<Vec<Arc<Pool>>> {
+    let resolved = resolve_names(config, old)?;
+    let pools = config
+        .pools
+        .iter()
+        .map(|p| {
+            let addrs = |s: &crate::config::ServerConfig| {
+                resolved
+                    .get(&(p.name.clone(), s.name.clone()))
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let mut pool = Pool::from_config_resolved(p, workers, events.clone(), &addrs);
+            pool.request_timeout = config.server.limits.request_timeout;
+            if let Some(o) = old.and_then(|o| o.pools.iter().find(|o| *o.name == p.name)) {
+                pool.discovery = o.discovery.clone();
+                for s in &pool.servers {
+                    if let Some(prev) = o.servers.iter().find(|x| x.same_endpoint(s)) {
+                        s.carry_from(prev);
+                    }
+                }
+            }
+            Arc::new(pool)
+        })
+        .collect();
+    Ok(pools)
+}
+
+/// The addresses of the servers named by DNS, by (pool, name as written): the ones the same
+/// pool of `old` has for the name (a reload does not ask again; the pool's task will), else
+/// looked up now. A name that does not resolve is an error naming it, unless its pool has
+/// `dns_allow_empty` (then it is a warning and the name has no server until it resolves).
+fn resolve_names(
+    config: &Config,
+    old: Option<&Runtime>,
+) -> anyhow::Result<std::collections::HashMap<(String, String), Vec<SocketAddr>>> {
+    let mut out = std::collections::HashMap::new();
+    let mut ask = Vec::new();
+    for p in &config.pools {
+        let before = old.and_then(|o| o.pools.iter().find(|o| *o.name == p.name));
+        for s in p.servers.iter().filter(|s| s.dns.is_some()) {
+            let kept: Vec<SocketAddr> = before
+                .map(|o| {
+                    o.servers
+                        .iter()
+                        .filter(|x| x.from_dns && *x.address == s.name)
+                        .map(|x| x.addr)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if kept.is_empty() {
+                ask.push((p, s));
+            } else {
+                out.insert((p.name.clone(), s.name.clone()), kept);
+            }
+        }
+    }
+    let names = ask.iter().filter_map(|(_, s)| s.dns.clone()).collect();
+    let answers = crate::backend::dns::resolve_blocking(&config.dns, names);
+    for ((p, s), answer) in ask.into_iter().zip(answers) {
+        let why = match answer {
+            Ok(addrs) if !addrs.is_empty() => {
+                out.insert((p.name.clone(), s.name.clone()), addrs);
+                continue;
+            }
+            Ok(_) => "it has no address".to_string(),
+            Err(e) => e,
+        };
+        if !p.dns.allow_empty {
+            anyhow::bail!(
+                "pool `{}`: cannot resolve server `{}`: {why}",
+                p.name,
+                s.name
+            );
+        }
+        tracing::warn!(pool = %p.name, server = %s.name, "cannot resolve the server's name ({why}); it has no server until it resolves (dns_allow_empty)");
+    }
+    Ok(out)
+}
+
 /// The routes' rate limiters, in route order: a route whose identity (its matchers and its
 /// limit) is the same as a route of `old` keeps that route's limiter, so the keys' states
 /// survive the reload; the others start empty.
@@ -335,6 +402,7 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
         config_path: (!config.source.is_empty() && std::path::Path::new(&config.source).is_file())
             .then(|| std::path::PathBuf::from(&config.source)),
         checkers: Default::default(),
+        discovery: Default::default(),
         overrides: Overrides::default(),
         current: Mutex::new(config.clone()),
         listeners: Mutex::new(None),

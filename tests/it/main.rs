@@ -13,6 +13,7 @@ mod compress;
 mod connections;
 mod core;
 mod dashboard;
+mod dns;
 mod explain;
 mod files;
 mod fuzz_corpus;

@@ -276,7 +276,27 @@ fn pools(enc: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> std::fmt::Result {
             .map(|p| (labels(p), gauge(p.queue.len() as i64)))
             .collect(),
     )?;
-    let counters: [Family<Pool>; 2] = [
+    family(
+        enc,
+        "pool_dns_stale",
+        "1 while some server name of the pool is served from its last good answer (its lookups fail).",
+        MetricType::Gauge,
+        pools
+            .iter()
+            .map(|p| (labels(p), gauge(p.discovery.stale.load(Relaxed) as i64)))
+            .collect(),
+    )?;
+    let counters: [Family<Pool>; 4] = [
+        (
+            "pool_dns_lookups",
+            "Background lookups of the pool's server names.",
+            |p| p.discovery.lookups.load(Relaxed),
+        ),
+        (
+            "pool_dns_lookup_failures",
+            "Lookups of the pool's server names that failed (the last good addresses stayed).",
+            |p| p.discovery.failures.load(Relaxed),
+        ),
         (
             "pool_queue_timeouts",
             "Requests that waited too long in the queue.",

@@ -230,6 +230,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         tracing,
         cluster,
         pools: pools.into_iter().flatten().collect(),
+        dns: crate::config::dns::settings(&raw.dns, diag),
         warnings: Vec::new(),
     })
 }

@@ -93,6 +93,7 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
             .sticky
             .as_ref()
             .and_then(|s| crate::config::sticky::sticky(s, diag)),
+        dns: crate::config::dns::policy(s, defaults, diag),
     })
 }
 
@@ -254,6 +255,24 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
         let check = server_check(rs, p.check.as_ref(), diag);
         let weight = ranged(diag, rs.weight.as_ref(), "weight", 1, 1000).map_or(1, |n| n as u32);
         let name = server_name(rs, diag);
+        if let Some(host) = crate::config::dns::dns_name(&rs.address.value) {
+            // A name listed twice is one entry with the weights added, as an address is.
+            match servers.iter_mut().find(|x| x.dns.as_ref() == Some(&host)) {
+                Some(existing) => existing.weight += weight,
+                None => servers.push(ServerConfig {
+                    name,
+                    address: rs.address.value.clone(),
+                    addr: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), host.port),
+                    unix: None,
+                    weight,
+                    backup: rs.backup.unwrap_or(false),
+                    check,
+                    maxconn: maxconn(&rs.maxconn, diag).unwrap_or(pool_maxconn),
+                    dns: Some(host),
+                }),
+            }
+            continue;
+        }
         let (addr, unix) = match super::clients::listen_addr(&rs.address.value) {
             Ok(ListenAddr::Tcp(a)) => (a, None),
             Ok(ListenAddr::Unix(p)) => (UNIX_SERVER, Some(p)),
@@ -265,7 +284,7 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
         };
         if let Some(existing) = servers
             .iter_mut()
-            .find(|x| x.addr == addr && x.unix == unix)
+            .find(|x| x.dns.is_none() && x.addr == addr && x.unix == unix)
         {
             if existing.name == name {
                 existing.weight += weight;
@@ -295,6 +314,7 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
             backup: rs.backup.unwrap_or(false),
             check,
             maxconn: maxconn(&rs.maxconn, diag).unwrap_or(pool_maxconn),
+            dns: None,
         });
     }
     if p.servers.is_empty() {
