@@ -1,5 +1,6 @@
 //! Servers named by DNS: the resolver (hickory, the system's `resolv.conf` or `[dns] servers`),
-//! one lookup with its TTL, and what a new answer changes in a pool's servers (pure).
+//! one lookup with its TTL (A/AAAA records, or a pool's SRV records and their targets'
+//! addresses), and what a new answer changes in a pool's servers (pure).
 
 use super::{Pool, Server};
 use crate::config::dns::{DnsFamily, DnsName, DnsSettings};
@@ -22,11 +23,45 @@ pub struct Discovery {
     pub stale: AtomicBool,
 }
 
-/// One answer: the addresses (sorted, without repeats) and how long they may be kept.
+/// One answer: the servers found (sorted by address, without repeats) and how long they may
+/// be kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub addrs: Vec<SocketAddr>,
+    pub found: Vec<Found>,
     pub ttl: Duration,
+}
+
+/// A server an answer names: its address, and from an SRV record its weight, whether it is a
+/// backup (a priority after the first) and its target as `host:port` (for TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub addr: SocketAddr,
+    pub weight: Option<u32>,
+    pub backup: bool,
+    pub target: Option<String>,
+}
+
+impl Found {
+    /// An address record's server: the entry's own weight and options.
+    pub fn at(addr: SocketAddr) -> Found {
+        Found {
+            addr,
+            weight: None,
+            backup: false,
+            target: None,
+        }
+    }
+}
+
+/// SRV weights (RFC 2782, 0 to 65535) as server weights (1 to 1000), in proportion: scaled
+/// down when the largest is above 1000; a weight of 0 is the smallest share, 1.
+pub fn srv_weights(weights: &[u16]) -> Vec<u32> {
+    let max = weights.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let scale = if max > 1000.0 { 1000.0 / max } else { 1.0 };
+    weights
+        .iter()
+        .map(|w| ((*w as f64 * scale).round() as u32).clamp(1, 1000))
+        .collect()
 }
 
 /// The resolver servers' names go through.
@@ -75,9 +110,17 @@ impl Resolver {
         Ok(Resolver(builder.build()))
     }
 
-    /// The A/AAAA records of `name`, with its port; a name with no records is an empty answer
-    /// (its TTL that of the negative answer, else a second), a failure an error saying why.
+    /// The A/AAAA records of `name`, with its port, or for an SRV name its records' targets;
+    /// a name with no records is an empty answer (kept a second), a failure an error saying
+    /// why.
     pub async fn lookup(&self, name: &DnsName) -> Result<Answer, String> {
+        if name.srv {
+            return self.lookup_srv(name).await;
+        }
+        self.lookup_ip(name).await
+    }
+
+    async fn lookup_ip(&self, name: &DnsName) -> Result<Answer, String> {
         // Fully qualified: the search list is not tried.
         let fqdn = format!("{}.", name.host);
         match self.0.lookup_ip(fqdn).await {
@@ -91,29 +134,82 @@ impl Resolver {
                     .collect();
                 addrs.sort();
                 addrs.dedup();
-                Ok(Answer { addrs, ttl })
+                let found = addrs.into_iter().map(Found::at).collect();
+                Ok(Answer { found, ttl })
             }
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Answer {
-                addrs: Vec::new(),
-                ttl: Duration::from_secs(1),
-            }),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Answer::empty()),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The SRV records of `name` (RFC 2782): each target's addresses with the record's port
+    /// and weight; records of the lowest priority are primaries, the others backups; a record
+    /// with port 0 or the target `.` (no service there) is left out. A target that cannot be
+    /// resolved fails the whole lookup (the last good answer stays).
+    async fn lookup_srv(&self, name: &DnsName) -> Result<Answer, String> {
+        let srv = match self.0.srv_lookup(format!("{}.", name.host)).await {
+            Ok(s) => s,
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(Answer::empty()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut ttl = srv
+            .as_lookup()
+            .valid_until()
+            .saturating_duration_since(std::time::Instant::now());
+        let records: Vec<(u16, u16, u16, String)> = srv
+            .iter()
+            .filter(|r| r.port() != 0 && !r.target().is_root())
+            .map(|r| {
+                let target = r.target().to_ascii();
+                let host = target.trim_end_matches('.').to_ascii_lowercase();
+                (r.priority(), r.weight(), r.port(), host)
+            })
+            .collect();
+        let first = records.iter().map(|r| r.0).min();
+        let weights = srv_weights(&records.iter().map(|r| r.1).collect::<Vec<_>>());
+        let mut found: Vec<Found> = Vec::new();
+        for ((priority, _, port, host), weight) in records.iter().zip(weights) {
+            let target = DnsName {
+                host: host.clone(),
+                port: *port,
+                srv: false,
+            };
+            let a = self
+                .lookup_ip(&target)
+                .await
+                .map_err(|e| format!("target {host}: {e}"))?;
+            ttl = ttl.min(a.ttl);
+            found.extend(a.found.into_iter().map(|f| Found {
+                weight: Some(weight),
+                backup: Some(*priority) != first,
+                target: Some(format!("{host}:{port}")),
+                ..f
+            }));
+        }
+        found.sort_by_key(|f| f.addr);
+        found.dedup_by_key(|f| f.addr);
+        Ok(Answer { found, ttl })
+    }
+}
+
+impl Answer {
+    fn empty() -> Answer {
+        Answer {
+            found: Vec::new(),
+            ttl: Duration::from_secs(1),
         }
     }
 }
 
 /// Resolves `names` once, off any event loop (a thread of its own with its own runtime, so it
 /// can be called from inside one), each lookup bounded by `[dns] timeout`. One result per name.
-pub fn resolve_blocking(
-    s: &DnsSettings,
-    names: Vec<DnsName>,
-) -> Vec<Result<Vec<SocketAddr>, String>> {
+pub fn resolve_blocking(s: &DnsSettings, names: Vec<DnsName>) -> Vec<Result<Vec<Found>, String>> {
     if names.is_empty() {
         return Vec::new();
     }
     let s = s.clone();
     let n = names.len();
-    let run = move || -> Result<Vec<Result<Vec<SocketAddr>, String>>, String> {
+    let run = move || -> Result<Vec<Result<Vec<Found>, String>>, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -126,7 +222,7 @@ pub fn resolve_blocking(
                 let limit = s.timeout * 3;
                 out.push(
                     match tokio::time::timeout(limit, resolver.lookup(name)).await {
-                        Ok(r) => r.map(|a| a.addrs),
+                        Ok(r) => r.map(|a| a.found),
                         Err(_) => Err(format!("no answer within {limit:?}")),
                     },
                 );
@@ -151,33 +247,40 @@ pub struct Entry {
 
 /// The servers of `pool` once `answers` are applied: for each entry with an answer, its
 /// servers whose address is still there are kept (the same objects, so their state and
-/// connections stay), new addresses become new servers (`make`), and the others leave; an
-/// entry without an answer (`None`: stale) keeps its servers. Servers not from DNS stay.
-/// `None` when nothing changes.
+/// connections stay; an SRV weight that changed is set), new addresses become new servers
+/// (`make`), and the others leave; an entry without an answer (`None`: stale) keeps its
+/// servers. Servers not from DNS stay. `None` when nothing changes.
 pub fn apply_answers(
     pool: &Pool,
-    answers: &[(&Entry, Option<&[SocketAddr]>)],
-    make: &dyn Fn(&Entry, SocketAddr) -> Arc<Server>,
+    answers: &[(&Entry, Option<&[Found]>)],
+    make: &dyn Fn(&Entry, &Found) -> Arc<Server>,
 ) -> Option<Vec<Arc<Server>>> {
+    let of = |s: &Server, e: &Entry| s.dns_entry.as_deref() == Some(e.server.name.as_str());
     let mut out: Vec<Arc<Server>> = Vec::with_capacity(pool.servers.len());
     let mut changed = false;
     for s in &pool.servers {
-        let answer = answers
+        let Some((_, Some(found))) = answers.iter().find(|(e, _)| of(s, e)) else {
+            out.push(s.clone());
+            continue;
+        };
+        match found
             .iter()
-            .find(|(e, _)| s.from_dns && *s.address == *e.server.name);
-        match answer {
-            Some((_, Some(addrs))) if !addrs.contains(&s.addr) => changed = true,
-            _ => out.push(s.clone()),
+            .find(|f| f.addr == s.addr && f.backup == s.backup)
+        {
+            Some(f) => {
+                if let Some(w) = f.weight.filter(|w| *w != s.weight.load(Ordering::Relaxed)) {
+                    s.weight.store(w, Ordering::Relaxed);
+                    changed = true;
+                }
+                out.push(s.clone());
+            }
+            None => changed = true,
         }
     }
-    for (e, addrs) in answers {
-        for a in addrs.unwrap_or_default() {
-            let known = pool
-                .servers
-                .iter()
-                .any(|s| s.from_dns && *s.address == *e.server.name && s.addr == *a);
-            if !known {
-                out.push(make(e, *a));
+    for (e, found) in answers {
+        for f in found.unwrap_or_default() {
+            if !out.iter().any(|s| of(s, e) && s.addr == f.addr) {
+                out.push(make(e, f));
                 changed = true;
             }
         }
@@ -186,9 +289,12 @@ pub fn apply_answers(
 }
 
 /// The name a server from DNS goes by: the entry as written, `@`, the address
-/// (`api.internal:8080@10.0.0.7`).
-pub fn server_name(written: &str, addr: SocketAddr) -> String {
-    format!("{written}@{}", addr.ip())
+/// (`api.internal:8080@10.0.0.7`; from SRV with its port, `_http._tcp.api@10.0.0.7:8080`).
+pub fn server_name(written: &str, f: &Found) -> String {
+    match f.target {
+        Some(_) => format!("{written}@{}", f.addr),
+        None => format!("{written}@{}", f.addr.ip()),
+    }
 }
 
 /// Counts one lookup of the pool; `failed`: it failed (the last good answer stays).
@@ -196,5 +302,18 @@ pub fn count(d: &Discovery, failed: bool) {
     d.lookups.fetch_add(1, Ordering::Relaxed);
     if failed {
         d.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::srv_weights;
+
+    #[test]
+    fn srv_weights_keep_their_proportions() {
+        assert_eq!(srv_weights(&[30, 10]), [30, 10]);
+        assert_eq!(srv_weights(&[0, 0]), [1, 1]);
+        assert_eq!(srv_weights(&[0, 5]), [1, 5]);
+        assert_eq!(srv_weights(&[60000, 6000, 3]), [1000, 100, 1]);
     }
 }

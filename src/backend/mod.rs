@@ -35,8 +35,9 @@ pub struct Server {
     pub name: Arc<str>,
     /// The address as written (`host:port`): the `Host` of checks, the default TLS name.
     pub address: Arc<str>,
-    /// One of the addresses a name in the config resolved to (`address` is that name).
-    pub from_dns: bool,
+    /// For a server from DNS, the name in the config it is one of the addresses of (a host
+    /// name, or a pool's `srv`).
+    pub dns_entry: Option<Arc<str>>,
     pub addr: SocketAddr,
     /// A server on a Unix-domain socket: its path (`addr` is then a placeholder).
     pub unix: Option<Arc<std::path::Path>>,
@@ -167,7 +168,7 @@ impl Server {
             ewma_at_ms: AtomicU64::new(0),
             name: Arc::from(name),
             address: Arc::from(name),
-            from_dns: false,
+            dns_entry: None,
             addr,
             unix: None,
             weight: std::sync::atomic::AtomicU32::new(weight),
@@ -530,8 +531,8 @@ impl Pool {
 
     /// A server of this pool from its entry in the config, at `addr` (the entry's own, or one
     /// of its name's addresses).
-    pub fn server_from(&self, s: &crate::config::ServerConfig, addr: SocketAddr) -> Arc<Server> {
-        server_from(s, addr, self.slots, &self.queue)
+    pub fn server_from(&self, s: &crate::config::ServerConfig, f: &dns::Found) -> Arc<Server> {
+        server_from(s, f, self.slots, &self.queue)
     }
 
     /// As [`Pool::from_config`], with the addresses of the servers named by DNS (`resolved`
@@ -540,17 +541,17 @@ impl Pool {
         c: &PoolConfig,
         slots: usize,
         events: Arc<events::EventLog>,
-        resolved: &dyn Fn(&crate::config::ServerConfig) -> Vec<SocketAddr>,
+        resolved: &dyn Fn(&crate::config::ServerConfig) -> Vec<dns::Found>,
     ) -> Pool {
         let queue = Arc::new(queue::Queue::new(c.queue));
         let servers: Vec<Arc<Server>> = c
             .servers
             .iter()
             .flat_map(|s| match s.dns {
-                None => vec![server_from(s, s.addr, slots, &queue)],
+                None => vec![server_from(s, &dns::Found::at(s.addr), slots, &queue)],
                 Some(_) => resolved(s)
-                    .into_iter()
-                    .map(|a| server_from(s, a, slots, &queue))
+                    .iter()
+                    .map(|f| server_from(s, f, slots, &queue))
                     .collect(),
             })
             .collect();
@@ -701,22 +702,24 @@ fn build_balancer(
     balancer::build(method, &named, seed_from_clock(), hash_balance_factor)
 }
 
-/// A server from its entry in the config, at `addr`; one from DNS is named after its address.
+/// A server from its entry in the config, at `f` (the entry's own address, or one its name
+/// resolved to; an SRV record's weight, priority and target over the entry's); one from DNS is
+/// named after its address.
 fn server_from(
     s: &crate::config::ServerConfig,
-    addr: SocketAddr,
+    f: &dns::Found,
     slots: usize,
     queue: &Arc<queue::Queue>,
 ) -> Arc<Server> {
     let name = match s.dns {
-        Some(_) => dns::server_name(&s.name, addr),
+        Some(_) => dns::server_name(&s.name, f),
         None => s.name.clone(),
     };
-    let mut server = Server::new(&name, addr, s.weight, slots);
-    server.address = Arc::from(s.address.as_str());
-    server.from_dns = s.dns.is_some();
+    let mut server = Server::new(&name, f.addr, f.weight.unwrap_or(s.weight), slots);
+    server.address = Arc::from(f.target.as_deref().unwrap_or(&s.address));
+    server.dns_entry = s.dns.as_ref().map(|_| Arc::from(s.name.as_str()));
     server.unix = s.unix.as_deref().map(Arc::from);
-    server.backup = s.backup;
+    server.backup = s.backup || f.backup;
     server.maxconn = s.maxconn;
     server.queue = Some(queue.clone());
     if let Some(ch) = &s.check {

@@ -304,6 +304,8 @@ pub(crate) struct RawPool {
     pub maxconn: Option<At<i64>>,
     pub queue: Option<RawQueue>,
     pub sticky: Option<super::sticky::RawSticky>,
+    /// `srv = "_http._tcp.api.service.consul"`: servers from the name's SRV records.
+    pub srv: Option<At<String>>,
 }
 
 /// `[pools.NAME.queue]` as written.
@@ -334,6 +336,7 @@ impl RawPool {
             maxconn: None,
             queue: None,
             sticky: None,
+            srv: None,
         }
     }
 }

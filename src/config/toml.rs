@@ -125,6 +125,7 @@ const POOL_KEYS: &[&str] = &[
     "on_marked_up",
     "maxconn",
     "queue",
+    "srv",
 ];
 const QUEUE_KEYS: &[&str] = &[
     "max",
@@ -477,6 +478,7 @@ impl Reader<'_> {
                 "on_marked_down" => pool.on_marked_down = r.string(k, v),
                 "on_marked_up" => pool.on_marked_up = r.string(k, v),
                 "maxconn" => pool.maxconn = r.int(k, v),
+                "srv" => pool.srv = r.string(k, v),
                 "queue" => pool.queue = Some(r.queue(v, &format!("{section}.queue"))),
                 "sticky" => pool.sticky = r.sticky(&section, k, v),
                 _ => r.diag.unknown_key(kline, &section, k, POOL_KEYS),

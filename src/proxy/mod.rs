@@ -129,7 +129,7 @@ pub struct RouteRt {
     /// Index into [`Runtime::pools`], or `None` for a file route.
     pub pool: Option<usize>,
     /// A traffic split across pools (`pools`), which then chooses the pool instead of `pool`.
-    pub split: Option<Box<crate::balancer::split::Split>>,
+    pub split: Option<Arc<crate::balancer::split::Split>>,
     pub root: Option<Arc<std::path::Path>>,
     pub cache: bool,
     pub grace: Option<std::time::Duration>,

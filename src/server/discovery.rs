@@ -3,9 +3,8 @@
 //! servers to match. A failed lookup keeps the last good addresses (a warning and a count).
 
 use super::*;
-use crate::backend::dns::{apply_answers, count, Entry, Resolver};
+use crate::backend::dns::{apply_answers, count, Entry, Found, Resolver};
 use crate::config::dns::DnsPolicy;
-use std::net::SocketAddr;
 use std::sync::Weak;
 
 /// Starts a task for every pool of `config` with servers named by DNS. None when the resolver
@@ -87,7 +86,7 @@ async fn refresh(
         return policy.max_ttl;
     };
     let mut next = policy.max_ttl;
-    let mut answers: Vec<Option<Vec<SocketAddr>>> = Vec::with_capacity(entries.len());
+    let mut answers: Vec<Option<Vec<Found>>> = Vec::with_capacity(entries.len());
     for e in entries {
         // The resolver's timeout bounds each query; this bounds the whole lookup.
         let limit = Duration::from_secs(10);
@@ -96,10 +95,10 @@ async fn refresh(
             Err(_) => Err(format!("no answer within {limit:?}")),
         };
         let why = match got {
-            Ok(a) if !a.addrs.is_empty() || policy.allow_empty => {
+            Ok(a) if !a.found.is_empty() || policy.allow_empty => {
                 count(&discovery, false);
                 next = next.min(policy.refresh_after(a.ttl));
-                answers.push(Some(a.addrs));
+                answers.push(Some(a.found));
                 continue;
             }
             Ok(_) => "it has no address".to_string(),
@@ -114,14 +113,14 @@ async fn refresh(
         answers.iter().any(Option::is_none),
         std::sync::atomic::Ordering::Relaxed,
     );
-    let pairs: Vec<(&Entry, Option<&[SocketAddr]>)> = entries
+    let pairs: Vec<(&Entry, Option<&[Found]>)> = entries
         .iter()
         .zip(&answers)
         .map(|(e, a)| (e, a.as_deref()))
         .collect();
     members::change_servers(shared, pool, |p| {
-        apply_answers(p, &pairs, &|e, addr| {
-            let s = p.server_from(&e.server, addr);
+        apply_answers(p, &pairs, &|e, found| {
+            let s = p.server_from(&e.server, found);
             // A new address starts with slow start, as a server that comes up does.
             if !p.slowstart.is_zero() {
                 s.came_up();

@@ -98,8 +98,8 @@ fn routes(
 }
 
 /// A route's traffic split, if it has one.
-fn split(split: &[(usize, u32)]) -> Option<Box<crate::balancer::split::Split>> {
-    (!split.is_empty()).then(|| Box::new(crate::balancer::split::Split::new(split)))
+fn split(split: &[(usize, u32)]) -> Option<Arc<crate::balancer::split::Split>> {
+    (!split.is_empty()).then(|| Arc::new(crate::balancer::split::Split::new(split)))
 }
 
 /// Applies the fleet's purges to whichever cache is current when they arrive (once per
@@ -222,6 +222,8 @@ fn pools(
     Ok(pools)
 }
 
+use crate::backend::dns::Found;
+
 /// The addresses of the servers named by DNS, by (pool, name as written): the ones the same
 /// pool of `old` has for the name (a reload does not ask again; the pool's task will), else
 /// looked up now. A name that does not resolve is an error naming it, unless its pool has
@@ -229,18 +231,25 @@ fn pools(
 fn resolve_names(
     config: &Config,
     old: Option<&Runtime>,
-) -> anyhow::Result<std::collections::HashMap<(String, String), Vec<SocketAddr>>> {
+) -> anyhow::Result<std::collections::HashMap<(String, String), Vec<Found>>> {
     let mut out = std::collections::HashMap::new();
     let mut ask = Vec::new();
     for p in &config.pools {
         let before = old.and_then(|o| o.pools.iter().find(|o| *o.name == p.name));
         for s in p.servers.iter().filter(|s| s.dns.is_some()) {
-            let kept: Vec<SocketAddr> = before
+            let srv = s.dns.as_ref().is_some_and(|d| d.srv);
+            let kept: Vec<Found> = before
                 .map(|o| {
                     o.servers
                         .iter()
-                        .filter(|x| x.from_dns && *x.address == s.name)
-                        .map(|x| x.addr)
+                        .filter(|x| x.dns_entry.as_deref() == Some(s.name.as_str()))
+                        .map(|x| Found {
+                            addr: x.addr,
+                            weight: srv
+                                .then(|| x.weight.load(std::sync::atomic::Ordering::Relaxed)),
+                            backup: srv && x.backup,
+                            target: srv.then(|| x.address.to_string()),
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

@@ -4,7 +4,7 @@
 use crate::common::*;
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::proto::op::{Header, ResponseCode};
-use hickory_server::proto::rr::rdata::A;
+use hickory_server::proto::rr::rdata::{A, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use std::collections::HashMap;
@@ -36,6 +36,21 @@ impl Zone {
             .lock()
             .unwrap()
             .insert((name.to_string(), RecordType::A), rdata);
+    }
+
+    /// SRV records: (priority, weight, port, target).
+    fn set_srv(&self, name: &str, srvs: &[(u16, u16, u16, &str)]) {
+        let rdata = srvs
+            .iter()
+            .map(|(priority, weight, port, target)| {
+                let target = Name::from_ascii(format!("{target}.")).unwrap();
+                RData::SRV(SRV::new(*priority, *weight, *port, target))
+            })
+            .collect();
+        self.records
+            .lock()
+            .unwrap()
+            .insert((name.to_string(), RecordType::SRV), rdata);
     }
 }
 
@@ -328,4 +343,77 @@ async fn a_name_that_does_not_resolve_stops_the_start_unless_allowed_empty() {
     let r = get(addr, "/").await;
     assert_eq!((r.status.as_u16(), r.backend()), (200, "two".to_string()));
     assert_eq!(b[1].hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_give_the_servers_ports_weights_and_backups() {
+    let (port, b) = backends_on_one_port().await;
+    let zone = Zone::default();
+    zone.set_a("node1.test", &["127.0.0.1"]);
+    zone.set_a("node2.test", &["127.0.0.2"]);
+    zone.set_a("node3.test", &["127.0.0.3"]);
+    // Weights 3:1; a record with port 0 (no service there) is left out.
+    zone.set_srv(
+        "_http._tcp.api.test",
+        &[
+            (1, 30, port, "node1.test"),
+            (1, 10, port, "node2.test"),
+            (1, 50, 0, "node3.test"),
+        ],
+    );
+    let dns = dns_server(zone.clone());
+    let l = langur_toml(&config(dns, r#"srv = "_http._tcp.api.test""#)).await;
+    let addr = l.listen_addrs()[0];
+    for _ in 0..400 {
+        assert_eq!(get(addr, "/").await.status, 200);
+    }
+    assert_eq!((b[0].hits(), b[1].hits(), b[2].hits()), (300, 100, 0));
+
+    // New weights (0 is the smallest share, 1), and a record of a later priority: a backup.
+    zone.set_srv(
+        "_http._tcp.api.test",
+        &[
+            (1, 0, port, "node1.test"),
+            (1, 5, port, "node2.test"),
+            (2, 1, port, "node3.test"),
+        ],
+    );
+    let servers = || {
+        let rt = l.shared().runtime.load();
+        let mut v: Vec<(String, u32, bool)> = rt.pools[0]
+            .servers
+            .iter()
+            .map(|s| {
+                (
+                    s.name.to_string(),
+                    s.weight.load(Ordering::Relaxed),
+                    s.backup,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let want = vec![
+        (format!("_http._tcp.api.test@127.0.0.1:{port}"), 1, false),
+        (format!("_http._tcp.api.test@127.0.0.2:{port}"), 5, false),
+        (format!("_http._tcp.api.test@127.0.0.3:{port}"), 1, true),
+    ];
+    until("the pool follows the SRV records", || servers() == want).await;
+    let before = b[2].hits();
+    for _ in 0..60 {
+        assert_eq!(get(addr, "/").await.status, 200);
+    }
+    assert_eq!(
+        b[2].hits(),
+        before,
+        "the backup waits while primaries serve"
+    );
+    let address = l.shared().runtime.load().pools[0].servers[0]
+        .address
+        .to_string();
+    assert!(
+        address.starts_with("node") && address.ends_with(&format!(".test:{port}")),
+        "{address}"
+    );
 }

@@ -317,7 +317,30 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
             dns: None,
         });
     }
-    if p.servers.is_empty() {
+    if let Some(srv) = &p.srv {
+        match crate::config::dns::srv_name(&srv.value) {
+            Some(name) => servers.push(ServerConfig {
+                name: srv.value.clone(),
+                address: srv.value.clone(),
+                addr: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+                unix: None,
+                weight: 1,
+                backup: false,
+                check: p.check.as_ref().and_then(|c| check(c, diag)),
+                maxconn: pool_maxconn,
+                dns: Some(name),
+            }),
+            None => diag.error(
+                srv.line,
+                Some("srv"),
+                format!(
+                    "`srv` of pool `{}`: `{}` is not a DNS name",
+                    p.name, srv.value
+                ),
+            ),
+        }
+    }
+    if p.servers.is_empty() && p.srv.is_none() {
         diag.error(
             p.line,
             Some("servers"),
