@@ -317,28 +317,8 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
             dns: None,
         });
     }
-    if let Some(srv) = &p.srv {
-        match crate::config::dns::srv_name(&srv.value) {
-            Some(name) => servers.push(ServerConfig {
-                name: srv.value.clone(),
-                address: srv.value.clone(),
-                addr: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
-                unix: None,
-                weight: 1,
-                backup: false,
-                check: p.check.as_ref().and_then(|c| check(c, diag)),
-                maxconn: pool_maxconn,
-                dns: Some(name),
-            }),
-            None => diag.error(
-                srv.line,
-                Some("srv"),
-                format!(
-                    "`srv` of pool `{}`: `{}` is not a DNS name",
-                    p.name, srv.value
-                ),
-            ),
-        }
+    if let Some(srv) = srv_server(p, pool_maxconn, diag) {
+        servers.push(srv);
     }
     if p.servers.is_empty() && p.srv.is_none() {
         diag.error(
@@ -349,6 +329,34 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
         return None;
     }
     Some(servers)
+}
+
+/// The server a pool's `srv` stands for (its SRV records become servers at run time); `None`
+/// (reported) when `srv` is not a DNS name.
+fn srv_server(p: &RawPool, pool_maxconn: u32, diag: &mut Diag) -> Option<ServerConfig> {
+    let srv = p.srv.as_ref()?;
+    let Some(name) = crate::config::dns::srv_name(&srv.value) else {
+        diag.error(
+            srv.line,
+            Some("srv"),
+            format!(
+                "`srv` of pool `{}`: `{}` is not a DNS name",
+                p.name, srv.value
+            ),
+        );
+        return None;
+    };
+    Some(ServerConfig {
+        name: srv.value.clone(),
+        address: srv.value.clone(),
+        addr: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+        unix: None,
+        weight: 1,
+        backup: false,
+        check: p.check.as_ref().and_then(|c| check(c, diag)),
+        maxconn: pool_maxconn,
+        dns: Some(name),
+    })
 }
 
 /// A server's name: its `name` (1 to 64 letters, digits, `-`, `_`, `.` or `:`, HAProxy's
