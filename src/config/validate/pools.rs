@@ -333,7 +333,7 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
 
 /// The server a pool's `srv` stands for (its SRV records become servers at run time); `None`
 /// (reported) when `srv` is not a DNS name.
-fn srv_server(p: &RawPool, pool_maxconn: u32, diag: &mut Diag) -> Option<ServerConfig> {
+fn srv_server(p: &RawPool, pool_maxconn: usize, diag: &mut Diag) -> Option<ServerConfig> {
     let srv = p.srv.as_ref()?;
     let Some(name) = crate::config::dns::srv_name(&srv.value) else {
         diag.error(
