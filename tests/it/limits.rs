@@ -414,7 +414,8 @@ async fn two_clients(fair: bool, many: usize, few: usize) -> Vec<char> {
     let queue = || lg.shared().runtime.load().pools[0].queue.len();
     let t = std::time::Instant::now();
     while queue() < many * 3 / 4 {
-        assert!(t.elapsed() < Duration::from_secs(5), "queue: {}", queue());
+        // A bound for a loaded machine (the whole suite runs at once), not a timing check.
+        assert!(t.elapsed() < Duration::from_secs(30), "queue: {}", queue());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     for _ in 0..few {
