@@ -242,14 +242,7 @@ mod tests {
     use std::time::Duration;
 
     fn fair_q(max: usize) -> Arc<Queue> {
-        Arc::new(Queue::new(QueueConfig {
-            max,
-            timeout: Duration::from_secs(1),
-            full_status: 503,
-            timeout_status: 504,
-            retry_after: Duration::from_secs(1),
-            fair: true,
-        }))
+        queue(max, true)
     }
 
     /// Serves the queue's first waiter among `t` (it takes a slot and leaves); whose it was.
@@ -315,13 +308,18 @@ mod tests {
     }
 
     fn q(max: usize) -> Arc<Queue> {
+        queue(max, false)
+    }
+
+    /// A queue of `max` waiters with a one-second timeout, first-in first-out or `fair`.
+    fn queue(max: usize, fair: bool) -> Arc<Queue> {
         Arc::new(Queue::new(QueueConfig {
             max,
             timeout: Duration::from_secs(1),
             full_status: 503,
             timeout_status: 504,
             retry_after: Duration::from_secs(1),
-            fair: false,
+            fair,
         }))
     }
 
