@@ -196,6 +196,10 @@ mod tests {
     /// function that does more is split by what it decides. Unit tests are not counted.
     const MAX_FUNCTION_LINES: usize = 90;
 
+    /// The longest a source file may be (its unit tests included, unless they live in a
+    /// `tests.rs` of their own): a file that holds more is split by responsibility.
+    const MAX_FILE_LINES: usize = 800;
+
     /// Functions longer than [`MAX_FUNCTION_LINES`] in `text`: (name, first line, length). A
     /// function ends at the first `}` at its own indentation (the shape rustfmt gives).
     fn long_functions(text: &str) -> Vec<(String, usize, usize)> {
@@ -224,7 +228,8 @@ mod tests {
         out
     }
 
-    /// No function outside unit tests is longer than [`MAX_FUNCTION_LINES`].
+    /// No function outside unit tests is longer than [`MAX_FUNCTION_LINES`], and no file (but a
+    /// `tests.rs`) longer than [`MAX_FILE_LINES`].
     #[test]
     fn functions_stay_short() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -236,14 +241,18 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(p).unwrap();
+            let file = p.strip_prefix(&src).unwrap().display();
             for (name, line, len) in long_functions(&text) {
-                let file = p.strip_prefix(&src).unwrap().display();
                 long.push(format!("{file}:{line} {name} ({len} lines)"));
+            }
+            let lines = text.lines().count();
+            if lines > MAX_FILE_LINES {
+                long.push(format!("{file}: the file has {lines} lines"));
             }
         }
         assert!(
             long.is_empty(),
-            "functions over {MAX_FUNCTION_LINES} lines: {long:#?}"
+            "functions over {MAX_FUNCTION_LINES} lines or files over {MAX_FILE_LINES}: {long:#?}"
         );
     }
 

@@ -1,6 +1,8 @@
 //! The store's unit tests: budget, variants, fills, coalescing.
 
 use super::*;
+use http::header::HeaderValue;
+use http::StatusCode;
 
 fn obj(body: usize, headers: &[(&str, &str)]) -> Object {
     let mut h = HeaderMap::new();

@@ -1,0 +1,230 @@
+//! A stored response ([`Object`]): its head, body and the coded forms made of it, its
+//! freshness arithmetic, and what it weighs against the cache's byte budget.
+
+use crate::clock;
+use crate::coding::Coding;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
+use http::StatusCode;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+/// Fixed cost of one entry on top of its key, headers and body: the object itself behind its
+/// `Arc`, and the store's node for the key (measured with jemalloc's size classes; see the
+/// `what_the_cache_holds` test, which keeps the real total within a quarter of `max_size`).
+pub(super) const ENTRY_OVERHEAD: u64 = std::mem::size_of::<Object>() as u64 + 16 + 160;
+
+/// What one slot of a stored header map costs beyond its name and value bytes: the bucket
+/// (name, value, hash and links, about a hundred bytes), its index, and the value's own
+/// allocation. Counted per slot of the map's capacity, not per field.
+const FIELD_OVERHEAD: u64 = 136;
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Object {
+    pub status: StatusCode,
+    /// End-to-end headers as received (hop-by-hop and `Set-Cookie` removed).
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// When it was stored, on [`clock::now_ms`].
+    pub stored_ms: u64,
+    /// Its age in seconds when stored.
+    pub initial_age: u64,
+    /// Freshness lifetime in seconds.
+    pub lifetime: u64,
+    /// Seconds past expiry it may be served while a refresh runs / when the origin fails.
+    pub swr: u64,
+    pub sie: u64,
+    /// `no-cache`: every use must be revalidated first.
+    pub no_cache: bool,
+    /// `must-revalidate` and kin: never served stale.
+    pub forbids_stale: bool,
+    pub etag: Option<HeaderValue>,
+    pub last_modified: Option<HeaderValue>,
+    /// Whether the stale windows (`swr`, `sie`) are the route's `grace` rather than the
+    /// response's own directives (for `Cache-Status`).
+    pub from_grace: (bool, bool),
+    /// The route that stored it (its index in the snapshot): an entry is served only on its
+    /// own route, since routes that share a URL may reach different servers or check
+    /// different credentials. `u32::MAX`: any route (static files, keyed by their path).
+    pub route: u32,
+    /// The content coding of `body` (from `Content-Encoding`); `None`: one langur cannot read.
+    pub coding: Option<Coding>,
+    /// Stored for a route with `compress`: this one entry answers every coding (its forms), so
+    /// `Vary: Accept-Encoding` does not make variants of it.
+    pub negotiated: bool,
+    /// The same body in other codings, made on first demand; each counted in the weight, and
+    /// dropped before the body itself when the store needs room.
+    pub(super) forms: Vec<(Coding, Bytes)>,
+    /// Forms some request is making right now (a bit per coding), so each is made once.
+    making: AtomicU8,
+    /// Stored once per object for the weigher.
+    pub(super) weight: u64,
+}
+
+impl Object {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        initial_age: u64,
+        lifetime: u64,
+        swr: u64,
+        sie: u64,
+        no_cache: bool,
+        forbids_stale: bool,
+    ) -> Object {
+        let etag = headers.get(http::header::ETAG).cloned();
+        let last_modified = headers.get(http::header::LAST_MODIFIED).cloned();
+        let weight = ENTRY_OVERHEAD + headers_size(&headers) + body.len() as u64;
+        let coding = Coding::of(&headers);
+        Object {
+            status,
+            headers,
+            body,
+            stored_ms: clock::now_ms(),
+            initial_age,
+            lifetime,
+            swr,
+            sie,
+            no_cache,
+            forbids_stale,
+            etag,
+            last_modified,
+            from_grace: (false, false),
+            route: u32::MAX,
+            coding,
+            negotiated: false,
+            forms: Vec::new(),
+            making: AtomicU8::new(0),
+            weight,
+        }
+    }
+
+    /// The body in coding `c`: the body itself, or a form made before.
+    pub fn form(&self, c: Coding) -> Option<&Bytes> {
+        if self.coding == Some(c) {
+            return Some(&self.body);
+        }
+        self.forms.iter().find(|(f, _)| *f == c).map(|(_, b)| b)
+    }
+
+    /// Claims the making of form `c` for one request: false when another is making it.
+    pub fn claim(&self, c: Coding) -> bool {
+        let bit = 1u8 << (c as u8);
+        self.making.fetch_or(bit, Relaxed) & bit == 0
+    }
+
+    /// Gives up a claim (the form was not finished).
+    pub fn release(&self, c: Coding) {
+        self.making.fetch_and(!(1u8 << (c as u8)), Relaxed);
+    }
+
+    /// Bytes held by the forms.
+    pub fn forms_size(&self) -> u64 {
+        self.forms.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+
+    /// This object with one more form (replacing one of the same coding).
+    pub(super) fn with_form(&self, c: Coding, body: Bytes) -> Object {
+        let mut o = self.copy_with(self.headers.clone(), self.body.clone());
+        o.weight -= o.forms_size();
+        o.forms.retain(|(f, _)| *f != c);
+        o.forms.push((c, body));
+        o.weight += o.forms_size();
+        o
+    }
+
+    /// This object without its forms (room is needed; the body stays).
+    pub(super) fn without_forms(&self) -> Object {
+        let mut o = self.copy_with(self.headers.clone(), self.body.clone());
+        o.weight -= o.forms_size();
+        o.forms.clear();
+        o
+    }
+
+    /// The rule that lets this object be served stale while it is refreshed, as
+    /// `Cache-Status` says it.
+    pub fn swr_rule(&self) -> &'static str {
+        if self.from_grace.0 {
+            "grace"
+        } else {
+            "stale-while-revalidate"
+        }
+    }
+
+    /// The rule that lets this object be served stale when its servers fail.
+    pub fn sie_rule(&self) -> &'static str {
+        if self.from_grace.1 {
+            "grace"
+        } else {
+            "stale-if-error"
+        }
+    }
+
+    /// The same response facts (time stored, age, lifetime, windows) with other headers and
+    /// body. The forms come along when the body and its coding are the same (a revalidation
+    /// updates the head only).
+    pub fn copy_with(&self, headers: HeaderMap, body: Bytes) -> Object {
+        let same_body = body.as_ptr() == self.body.as_ptr() && body.len() == self.body.len();
+        let mut o = Object::new(
+            self.status,
+            headers,
+            body,
+            self.initial_age,
+            self.lifetime,
+            self.swr,
+            self.sie,
+            self.no_cache,
+            self.forbids_stale,
+        );
+        o.stored_ms = self.stored_ms;
+        o.from_grace = self.from_grace;
+        o.route = self.route;
+        o.negotiated = self.negotiated;
+        if same_body && o.coding == self.coding {
+            o.forms = self.forms.clone();
+            o.weight += o.forms_size();
+        }
+        o
+    }
+
+    /// Current age in seconds.
+    pub fn age(&self, now_ms: u64) -> u64 {
+        self.initial_age + now_ms.saturating_sub(self.stored_ms) / 1000
+    }
+
+    /// Seconds of freshness left (negative once stale).
+    pub fn ttl(&self, now_ms: u64) -> i64 {
+        self.lifetime as i64 - self.age(now_ms) as i64
+    }
+
+    /// May be served without asking the origin.
+    pub fn fresh(&self, now_ms: u64) -> bool {
+        !self.no_cache && self.ttl(now_ms) > 0
+    }
+
+    /// Stale, but within `window` seconds past expiry, and allowed to be served stale.
+    pub fn within(&self, now_ms: u64, window: u64) -> bool {
+        !self.forbids_stale && !self.no_cache && -self.ttl(now_ms) < window as i64
+    }
+
+    pub fn has_validator(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some()
+    }
+
+    /// Whether this object can still be of any use: fresh, servable stale, or revalidatable.
+    pub(super) fn useful(&self, now_ms: u64) -> bool {
+        self.fresh(now_ms) || self.has_validator() || self.within(now_ms, self.swr.max(self.sie))
+    }
+}
+
+/// The bytes a stored header map holds: names and values, plus [`FIELD_OVERHEAD`] per slot of
+/// its capacity.
+pub fn headers_size(h: &HeaderMap) -> u64 {
+    let text: u64 = h
+        .iter()
+        .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
+        .sum();
+    text + h.capacity().max(h.len()) as u64 * FIELD_OVERHEAD
+}
