@@ -587,7 +587,8 @@ async fn handshake(
         start.into_stream(config).await
     };
     let reason = match tokio::time::timeout(rt.limits.header_read_timeout, accept).await {
-        Ok(Ok(s)) => return Some(s),
+        // A TLS-ALPN-01 validation (RFC 8737 3) ends with its handshake.
+        Ok(Ok(s)) => return crate::tls::acme::not_a_validation(s),
         Ok(Err(e)) => {
             let reason = crate::tls::client_auth::failure_reason(&e);
             match reason {

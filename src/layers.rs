@@ -15,8 +15,9 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["conn", "lane", "park", "framing", "timer"],
     // One request's phases.
     &["proxy", "router"],
-    // Server state, and below it the pure picks and the connections to servers.
-    &["backend"],
+    // Server state (and the certificates `[acme]` obtains, whose events join the health
+    // log), and below it the pure picks and the connections to servers.
+    &["backend", "acme"],
     &["balancer", "upstream"],
     &["cache", "stats", "limits"],
     // The fleet's shared state in Redis (`[cluster]`).

@@ -20,43 +20,86 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A certificate chain and its key, with the DNS names the certificate is valid for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Identity {
     pub names: Vec<String>,
     pub key: Arc<CertifiedKey>,
+    /// The leaf's issuer as RFC 4514 writes it, and its `notAfter` (seconds since the Unix
+    /// epoch, RFC 5280 4.1.2.5).
+    pub issuer: String,
+    pub not_after: i64,
 }
 
 /// Reads a PEM certificate chain and its PEM private key; checks they belong together.
 pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read certificate `{}`: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("`{}` is not a PEM certificate file: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("`{}` holds no certificate", cert.display()));
-    }
-    let private = PrivateKeyDer::from_pem_file(key)
+    let chain = std::fs::read(cert)
+        .map_err(|e| format!("cannot read certificate `{}`: {e}", cert.display()))?;
+    let private = std::fs::read(key)
         .map_err(|e| format!("cannot read a private key from `{}`: {e}", key.display()))?;
+    identity_from_pem(&chain, &private).map_err(|e| match e {
+        PemError::Chain(e) => format!("`{}`: {e}", cert.display()),
+        PemError::Key(e) => format!("`{}`: {e}", key.display()),
+        PemError::Mismatch(e) => format!(
+            "the key `{}` does not belong to the certificate `{}`: {e}",
+            key.display(),
+            cert.display()
+        ),
+    })
+}
+
+/// Why PEM text is not an identity: the chain, the key, or the pair.
+#[derive(Debug)]
+pub enum PemError {
+    Chain(String),
+    Key(String),
+    Mismatch(String),
+}
+
+impl std::fmt::Display for PemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PemError::Chain(e) => write!(f, "certificate: {e}"),
+            PemError::Key(e) => write!(f, "private key: {e}"),
+            PemError::Mismatch(e) => write!(f, "the key does not belong to the certificate: {e}"),
+        }
+    }
+}
+
+/// An identity from a PEM chain (leaf first) and a PEM private key.
+pub fn identity_from_pem(chain: &[u8], key: &[u8]) -> Result<Identity, PemError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain)
+        .collect::<Result<_, _>>()
+        .map_err(|e| PemError::Chain(format!("not a PEM certificate file: {e}")))?;
+    if chain.is_empty() {
+        return Err(PemError::Chain("holds no certificate".into()));
+    }
+    let private = PrivateKeyDer::from_pem_slice(key).map_err(|e| PemError::Key(e.to_string()))?;
     let names = {
         let ee = webpki::EndEntityCert::try_from(&chain[0])
-            .map_err(|e| format!("`{}`: cannot parse the certificate: {e}", cert.display()))?;
+            .map_err(|e| PemError::Chain(format!("cannot parse the certificate: {e}")))?;
         ee.valid_dns_names()
             .map(|n| n.to_ascii_lowercase())
             .collect::<Vec<_>>()
     };
-    let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| {
-        format!(
-            "the key `{}` does not belong to the certificate `{}`: {e}",
-            key.display(),
-            cert.display()
-        )
-    })?;
+    let (issuer, not_after) = match x509_parser::parse_x509_certificate(&chain[0]) {
+        Ok((_, c)) => (c.issuer().to_string(), c.validity().not_after.timestamp()),
+        Err(e) => {
+            return Err(PemError::Chain(format!(
+                "cannot parse the certificate: {e}"
+            )))
+        }
+    };
+    let certified = CertifiedKey::from_der(chain, private, &provider())
+        .map_err(|e| PemError::Mismatch(e.to_string()))?;
     Ok(Identity {
         names,
         key: Arc::new(certified),
+        issuer,
+        not_after,
     })
 }
 
+pub mod acme;
 pub mod client_auth;
 
 pub use client_auth::{ClientAuth, ClientCert};
@@ -66,6 +109,9 @@ pub use client_auth::{ClientAuth, ClientCert};
 #[derive(Debug)]
 struct Sni {
     identities: Vec<Identity>,
+    /// Certificates obtained over ACME and the TLS-ALPN-01 answers, when `[acme]` is on
+    /// (set by the server once the listener is built; kept across reloads).
+    acme: arc_swap::ArcSwapOption<acme::Issued>,
 }
 
 impl Sni {
@@ -92,7 +138,25 @@ impl Sni {
 }
 
 impl ResolvesServerCert for Sni {
+    /// An ACME handshake (ALPN `acme-tls/1`, RFC 8737 3) gets its challenge certificate or
+    /// nothing; otherwise a name certified over ACME gets that certificate, any other the
+    /// files' choice ([`Sni::pick`]).
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(issued) = &*self.acme.load() {
+            let name = hello.server_name().map(|n| n.to_ascii_lowercase());
+            let challenge = hello
+                .alpn()
+                .is_some_and(|mut a| a.any(|p| p == acme::ACME_TLS_ALPN));
+            match (challenge, name) {
+                (true, name) => return issued.challenge(name.as_deref()?),
+                (false, Some(n)) => {
+                    if let Some(key) = issued.get(&n) {
+                        return Some(key);
+                    }
+                }
+                (false, None) => {}
+            }
+        }
         let i = self.pick(hello.server_name())?;
         Some(self.identities[i].key.clone())
     }
@@ -118,24 +182,29 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The listener over `entries` (at least one); ALPN h2 then http/1.1 (`h2`), else
-    /// http/1.1 only.
-    pub fn new(entries: Vec<Entry>, h2: bool) -> Result<Listener, String> {
+    /// The listener over `entries` (none only when `acme` supplies certificates); ALPN h2
+    /// then http/1.1 (`h2`), else http/1.1 only; with `acme`, `acme-tls/1` last (answered
+    /// only to TLS-ALPN-01 validations, see [`Listener::attach`]).
+    pub fn new(entries: Vec<Entry>, h2: bool, acme: bool) -> Result<Listener, String> {
         let mut verifiers = Vec::with_capacity(entries.len());
         let mut identities = Vec::with_capacity(entries.len());
         for e in entries {
             verifiers.push(e.clients);
             identities.push(e.identity);
         }
-        let sni = Arc::new(Sni { identities });
-        let mut configs = vec![server_config(sni.clone(), None, h2)?];
+        let sni = Arc::new(Sni {
+            identities,
+            acme: Default::default(),
+        });
+        let alpn = Alpn { h2, acme };
+        let mut configs = vec![server_config(sni.clone(), None, alpn)?];
         let mut config_of = Vec::with_capacity(verifiers.len());
         for v in verifiers {
             match v {
                 None => config_of.push(0),
                 Some(v) => {
                     config_of.push(configs.len());
-                    configs.push(server_config(sni.clone(), Some(v), h2)?);
+                    configs.push(server_config(sni.clone(), Some(v), alpn)?);
                 }
             }
         }
@@ -152,6 +221,16 @@ impl Listener {
         self.configs[i].clone()
     }
 
+    /// Serves the certificates and TLS-ALPN-01 answers of `issued` (before the files').
+    pub fn attach(&self, issued: Arc<acme::Issued>) {
+        self.sni.acme.store(Some(issued));
+    }
+
+    /// The certificate files' identities, in file order.
+    pub fn identities(&self) -> &[Identity] {
+        &self.sni.identities
+    }
+
     /// Whether some entry asks clients for certificates.
     #[inline]
     pub fn asks_for_client_certs(&self) -> bool {
@@ -159,12 +238,19 @@ impl Listener {
     }
 }
 
+/// The protocols a listener offers by ALPN.
+#[derive(Debug, Clone, Copy)]
+struct Alpn {
+    h2: bool,
+    acme: bool,
+}
+
 /// A listener's TLS configuration: certificates by `sni`, clients verified by `clients` (else
-/// not asked), ALPN h2 then http/1.1.
+/// not asked), ALPN h2 then http/1.1 (then `acme-tls/1`).
 fn server_config(
     sni: Arc<Sni>,
     clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
-    h2: bool,
+    alpn: Alpn,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -174,11 +260,14 @@ fn server_config(
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(sni);
-    config.alpn_protocols = if h2 {
+    config.alpn_protocols = if alpn.h2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
         vec![b"http/1.1".to_vec()]
     };
+    if alpn.acme {
+        config.alpn_protocols.push(acme::ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }
 

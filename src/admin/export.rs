@@ -166,6 +166,31 @@ fn rate_limits_json(rt: &crate::proxy::Runtime) -> Value {
     Value::Array(limited.collect())
 }
 
+/// `GET /api/certificates`: every certificate the TLS listeners serve, with `not_after` and
+/// `last_attempt` in seconds since the Unix epoch and `expires_in` in seconds (negative once
+/// expired).
+pub fn certificates_json(shared: &Shared) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let certs: Vec<Value> = shared
+        .certificates()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "names": c.names,
+                "issuer": c.issuer,
+                "not_after": c.not_after,
+                "expires_in": c.not_after.map(|t| t - now),
+                "source": c.source,
+                "last_attempt": c.last_attempt,
+                "last_error": c.last_error,
+            })
+        })
+        .collect();
+    Value::Array(certs)
+}
+
 pub fn events_json(shared: &Shared) -> Value {
     let events: Vec<Value> = shared
         .events()

@@ -52,6 +52,8 @@ pub trait Instance: Send + Sync + std::fmt::Debug + 'static {
     fn name(&self) -> Arc<str>;
     /// Re-reads the config file; the summary, or why nothing changed.
     fn reload(self: Arc<Self>) -> anyhow::Result<String>;
+    /// The certificates the TLS listeners serve: files, then `[acme]`'s.
+    fn certificates(&self) -> Vec<crate::acme::CertificateInfo>;
 }
 
 /// The instance, as the handlers below take it.
@@ -427,6 +429,7 @@ fn read(shared: &Arc<Shared>, segments: &[&str], req: &Request<Incoming>, path: 
             &serde_json::to_value(shared.traffic().history()).unwrap_or_default(),
         ),
         ["api", "events"] => json(StatusCode::OK, &export::events_json(&**shared)),
+        ["api", "certificates"] => json(StatusCode::OK, &export::certificates_json(&**shared)),
         ["api", "explain"] => explain::explain(&**shared, req.uri().query()),
         ["stats.csv"] => reply(
             StatusCode::OK,

@@ -9,6 +9,7 @@
 //! Precedence of a pool setting: the pool's own key, then `[defaults]` (`[PROXY_DEFAULTS]`), then
 //! the `DEFAULT_*` constants below.
 
+pub mod acme;
 mod clients;
 pub mod cluster;
 pub mod compress;
@@ -184,6 +185,8 @@ pub struct Config {
     pub cluster: Option<cluster::ClusterConfig>,
     /// `[dns]`: where server names are resolved.
     pub dns: dns::DnsSettings,
+    /// `[acme]`: certificates obtained automatically; `None` when the section is absent.
+    pub acme: Option<acme::AcmeConfig>,
     /// Things that are legal but probably wrong (`check` prints them).
     pub warnings: Vec<ConfigError>,
 }

@@ -55,6 +55,8 @@ pub(crate) struct RawConfig {
     pub cluster: Option<super::cluster::RawCluster>,
     /// `[dns]`: how server names are resolved.
     pub dns: RawDns,
+    /// `[acme]`, when the file has it.
+    pub acme: Option<super::acme::RawAcme>,
 }
 
 /// `[dns]` as written.
@@ -190,6 +192,8 @@ pub(crate) struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     /// `pools = [{ pool = "v1", weight = 95 }, ...]`: a traffic split, in place of `pool`.
     pub pools: Option<At<Vec<RawSplit>>>,
+    /// `acme = true`: certificates for the route's `host` names from `[acme]`.
+    pub acme: Option<At<bool>>,
 }
 
 /// One pool of a route's traffic split, as written.

@@ -8,6 +8,7 @@ use super::{
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
+mod acme;
 mod clients;
 mod cluster;
 mod compress;
@@ -19,7 +20,7 @@ type Val<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &[
     "server", "admin", "defaults", "route", "pools", "cache", "tls", "log", "tracing", "cluster",
-    "dns",
+    "dns", "acme",
 ];
 const DNS_KEYS: &[&str] = &["servers", "timeout", "family"];
 const TLS_KEYS: &[&str] = &["listen", "certificates"];
@@ -193,6 +194,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             "log" => r.log(&mut raw, val),
             "tracing" => r.tracing(&mut raw, val),
             "cluster" => r.cluster(&mut raw, val, line),
+            "acme" => r.acme(&mut raw, val, line),
             "dns" => r.table(val, "[dns]", |r, k, v, line| match k {
                 "servers" => raw.dns.servers = r.str_list(k, v),
                 "timeout" => raw.dns.timeout = r.duration(k, v),

@@ -20,6 +20,7 @@
 //! 8. **compress** ([`compress`], routes with `compress`): the response is encoded in the
 //!    coding the request chose, as it streams.
 
+mod acme;
 pub mod body;
 pub mod cached;
 mod compress;
@@ -93,6 +94,9 @@ pub struct Runtime {
     /// `[cluster]`: the fleet's Redis (kept across reloads while `[cluster]` is unchanged);
     /// `None`: nothing is shared, and nothing on the request path looks for it.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `[acme]`: the certificates obtained and the challenge answers (the same store across
+    /// reloads); `None`: ACME is off and no request looks for a challenge.
+    pub acme: Option<Arc<crate::tls::acme::Issued>>,
 }
 
 impl Runtime {
@@ -146,9 +150,9 @@ pub struct RouteRt {
 }
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
-/// The phases in order: strict checks, target, loop check, `[server]` rules, route, the
-/// route's rules, then files, upgrade, cache or forward; on the way back [`rules::finish`]
-/// when a rule asked for it.
+/// The phases in order: strict checks, target, loop check, ACME challenges, `[server]` rules,
+/// route, the route's rules, then files, upgrade, cache or forward; on the way back
+/// [`rules::finish`] when a rule asked for it.
 pub async fn handle(
     rt: &Arc<Runtime>,
     mut req: Request<ClientIn>,
@@ -180,6 +184,11 @@ pub async fn handle(
         }
         if let Some(tracing) = &rt.tracing {
             trace_phase(tracing, &mut req, &mut log);
+        }
+        if let Some(issued) = &rt.acme {
+            if let Some(r) = acme::answer(issued, &req, client, &mut log) {
+                break 'answer r;
+            }
         }
         if rt.site_active {
             let p = post.get_or_insert_with(Default::default);

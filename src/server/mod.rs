@@ -38,6 +38,9 @@ pub struct Shared {
     pub workers: usize,
     /// Health transitions of every pool (kept across reloads).
     pub events: Arc<crate::backend::events::EventLog>,
+    /// `[acme]`: its configuration and certificates, and its task (stopped at shutdown).
+    pub acme: Arc<crate::acme::Manager>,
+    acme_task: Mutex<Option<JoinHandle<()>>>,
     /// Responses by status class and their per-second history.
     pub traffic: Arc<crate::stats::Traffic>,
     /// Who may use the admin API: its token and host names (replaced on reload).
@@ -83,6 +86,22 @@ impl crate::admin::Instance for Shared {
     }
     fn reload(self: Arc<Self>) -> anyhow::Result<String> {
         reload(&self)
+    }
+    fn certificates(&self) -> Vec<crate::acme::CertificateInfo> {
+        let rt = self.runtime.load();
+        let files =
+            rt.tls
+                .iter()
+                .flat_map(|t| t.identities())
+                .map(|id| crate::acme::CertificateInfo {
+                    names: id.names.clone(),
+                    issuer: id.issuer.clone(),
+                    not_after: Some(id.not_after),
+                    source: "file",
+                    last_attempt: None,
+                    last_error: None,
+                });
+        files.chain(self.acme.certificates()).collect()
     }
 }
 
@@ -272,6 +291,7 @@ impl Langur {
         *lock(&shared.checkers) =
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         *lock(&shared.discovery) = discovery::spawn(&shared, &config);
+        *lock(&shared.acme_task) = Some(tokio::spawn(shared.acme.clone().run()));
         Ok(Langur { shared, shutdown })
     }
 
@@ -291,6 +311,13 @@ impl Langur {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Renews every ACME certificate now, whatever its age (tests; not reachable from the
+    /// configuration).
+    #[doc(hidden)]
+    pub fn renew_certificates_now(&self) {
+        self.shared.acme.renew_now();
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), returns.
@@ -331,6 +358,9 @@ fn begin_shutdown(shared: &Shared, shutdown: &watch::Sender<bool>) -> Vec<JoinHa
     }
     for d in lock(&shared.discovery).drain(..) {
         d.abort();
+    }
+    if let Some(t) = lock(&shared.acme_task).take() {
+        t.abort();
     }
     let _ = shutdown.send(true);
     lock(&shared.listeners)
@@ -432,6 +462,7 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
         *lock(&shared.checkers) =
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         *lock(&shared.discovery) = discovery::spawn(&shared, &config);
+        *lock(&shared.acme_task) = Some(tokio::spawn(shared.acme.clone().run()));
         wait_for_signal(&shared).await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         drain(&shared, &shutdown).await;

@@ -70,6 +70,7 @@ fn check(shared: &Shared, path: &std::path::Path) -> Result<Checked, String> {
         .overrides
         .apply(&mut config)
         .map_err(|e| format!("{e:#}"))?;
+    crate::acme::Manager::check(config.acme.as_ref())?;
     let previous = lock(&shared.current).clone();
     if config.server.workers != previous.server.workers {
         let word = |w: Option<usize>| w.map_or("one per core".to_string(), |n| n.to_string());
@@ -157,6 +158,9 @@ fn swap(shared: &Arc<Shared>, config: &Config, new: &Arc<Runtime>, instance: Arc
     super::runtime::fleet_purges(&shared.live, new);
     super::runtime::fleet_status(&shared.live, new);
     shared.runtime.store(new.clone());
+    if let Err(e) = shared.acme.configure(config.acme.clone(), new.acme.clone()) {
+        tracing::error!(error = %e, "[acme] not applied");
+    }
     {
         let mut checkers = lock(&shared.checkers);
         for (_, c) in checkers.drain(..) {

@@ -36,6 +36,15 @@ pub fn build_runtime_from(
         Some(o) if o.cache.rules == config.cache => o.cache.clone(),
         _ => crate::cache::Cache::new(config.cache.clone()),
     };
+    // One store of ACME certificates for the process's life: the listeners of every snapshot
+    // serve it.
+    let acme = config
+        .acme
+        .as_ref()
+        .map(|_| old.and_then(|o| o.acme.clone()).unwrap_or_default());
+    if let (Some(tls), Some(issued)) = (&config.server.tls, &acme) {
+        tls.config.attach(issued.clone());
+    }
     Ok(Runtime {
         router,
         routes,
@@ -66,6 +75,7 @@ pub fn build_runtime_from(
         clients: config.server.clients.clone(),
         send_proxy: config.pools.iter().any(|p| p.send_proxy.is_some()),
         cluster,
+        acme,
     })
 }
 
@@ -401,10 +411,15 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
     });
     fleet_purges(&live, &live.runtime.load());
     fleet_status(&live, &live.runtime.load());
+    let acme = Arc::new(crate::acme::Manager::new(events.clone()));
+    acme.configure(config.acme.clone(), live.runtime.load().acme.clone())
+        .map_err(anyhow::Error::msg)?;
     Ok(Shared {
         live,
         instance: Mutex::new(instance),
         workers,
+        acme,
+        acme_task: Mutex::new(None),
         events,
         traffic,
         admin: ArcSwap::from_pointee(crate::admin::Access::from_config(&config.admin)),

@@ -1,5 +1,6 @@
 //! The integration tests, one binary (one link of the crate and its dependencies instead of one
 //! per file): each module is one area, started on real sockets with in-process origins.
+mod acme;
 mod admin;
 mod balancing;
 mod cache;

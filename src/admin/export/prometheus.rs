@@ -53,6 +53,7 @@ impl prometheus_client::collector::Collector for Collector {
         access_log(&mut enc, &rt)?;
         proxy_refused(&mut enc, &shared.traffic().proxy_refused)?;
         tls_failures(&mut enc, &shared.traffic().tls_failures)?;
+        certificates(&mut enc, &**shared)?;
         let servers: Vec<(&Pool, &Server)> = rt
             .pools
             .iter()
@@ -130,6 +131,35 @@ fn tls_failures(enc: &mut DescriptorEncoder, f: &crate::stats::TlsFailures) -> s
         f.counts()
             .map(|(why, n)| (vec![("reason", why.to_string())], counter(n)))
             .collect(),
+    )
+}
+
+/// Seconds until each certificate the TLS listeners serve expires (negative once expired),
+/// per name and source (`file`, `acme`); absent without certificates.
+fn certificates(enc: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
+    let certs = shared.certificates();
+    if certs.is_empty() {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let series = certs
+        .iter()
+        .filter_map(|c| c.not_after.map(|t| (c, t - now)))
+        .flat_map(|(c, left)| {
+            c.names.iter().map(move |n| {
+                let labels = vec![("name", n.clone()), ("source", c.source.to_string())];
+                (labels, gauge(left))
+            })
+        })
+        .collect();
+    family(
+        enc,
+        "certificate_expiry_seconds",
+        "Seconds until the certificate served for a name expires (negative once expired), by source (file or acme).",
+        MetricType::Gauge,
+        series,
     )
 }
 

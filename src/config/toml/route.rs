@@ -43,6 +43,7 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "rate_limit",
     "compress",
     "precompressed",
+    "acme",
 ];
 const SPLIT_KEYS: &[&str] = &["pool", "weight"];
 const REDIRECT_KEYS: &[&str] = &["to", "status"];
@@ -83,6 +84,10 @@ impl Reader<'_> {
             "precompressed" => {
                 let line = self.line(v.span());
                 r.precompressed = self.bool(k, v).map(|b| At::new(b, line));
+            }
+            "acme" => {
+                let line = self.line(v.span());
+                r.acme = self.bool(k, v).map(|b| At::new(b, line));
             }
             _ => return false,
         }

@@ -197,6 +197,12 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let h2 = h2(&raw, diag);
     let site = rules::site(&raw, &routes::base_dir(&diag.file), diag);
     let tls = tls_listen(&raw, diag, &mut bound);
+    let acme = crate::config::acme::acme(
+        &raw,
+        raw.tls_line.is_some(),
+        &routes::base_dir(&diag.file),
+        diag,
+    );
     let log = crate::config::log::log(&raw.log, &routes::base_dir(&diag.file), diag);
     let tracing = crate::config::log::tracing(raw.tracing.as_ref(), diag);
     let cluster = crate::config::cluster::cluster(raw.cluster.as_ref(), diag);
@@ -231,6 +237,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         cluster,
         pools: pools.into_iter().flatten().collect(),
         dns: crate::config::dns::settings(&raw.dns, diag),
+        acme,
         warnings: Vec::new(),
     })
 }

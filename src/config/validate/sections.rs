@@ -34,7 +34,7 @@ pub(super) fn config_path(diag: &Diag, p: &str) -> std::path::PathBuf {
 }
 
 /// `[tls]`, when the file has it: its listeners (each added to `bound`) and the certificates
-/// offered by SNI; both are required. `None` without `[tls]`, or (reported) when no
+/// offered by SNI; both are required, certificates unless `[acme]` supplies them. `None` without `[tls]`, or (reported) when no
 /// certificate loads or the server configuration cannot be built.
 pub(super) fn tls_listen(
     raw: &RawConfig,
@@ -67,17 +67,18 @@ pub(super) fn tls_listen(
             Err(e) => diag.error(entry.cert.line, Some("certificates"), e),
         }
     }
-    if raw.tls_certs.is_empty() {
+    // Without files, `[acme]` supplies every certificate.
+    if raw.tls_certs.is_empty() && raw.acme.is_none() {
         diag.error(
             line,
             Some("certificates"),
             "[tls] needs at least one certificate and key",
         );
     }
-    if entries.is_empty() {
+    if entries.is_empty() && (raw.acme.is_none() || !raw.tls_certs.is_empty()) {
         return None;
     }
-    match crate::tls::Listener::new(entries, true) {
+    match crate::tls::Listener::new(entries, true, raw.acme.is_some()) {
         Ok(config) => Some(TlsListen {
             listen,
             config: std::sync::Arc::new(config),
