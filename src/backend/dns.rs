@@ -64,6 +64,53 @@ pub fn srv_weights(weights: &[u16]) -> Vec<u32> {
         .collect()
 }
 
+/// An SRV record as the answer has it (RFC 2782): the target as written, `.` for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvRecord {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    pub target: String,
+}
+
+/// A host an SRV answer sends to: its name and port, its server weight, whether it is a
+/// backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvTarget {
+    pub name: DnsName,
+    pub weight: u32,
+    pub backup: bool,
+}
+
+/// The hosts of an SRV answer (RFC 2782): a record with port 0 or the target `.` (the service
+/// is not there) or a target that is not a host name is left out; the records of the lowest
+/// priority are primaries, the others backups; weights as [`srv_weights`] scales them, over
+/// the records kept.
+pub fn srv_targets(records: &[SrvRecord]) -> Vec<SrvTarget> {
+    let kept: Vec<(&SrvRecord, String)> = records
+        .iter()
+        .filter(|r| r.port != 0)
+        .filter_map(|r| {
+            let host = r.target.trim_end_matches('.').to_ascii_lowercase();
+            crate::config::dns::valid_name(&host).then_some((r, host))
+        })
+        .collect();
+    let first = kept.iter().map(|(r, _)| r.priority).min();
+    let weights = srv_weights(&kept.iter().map(|(r, _)| r.weight).collect::<Vec<_>>());
+    kept.into_iter()
+        .zip(weights)
+        .map(|((r, host), weight)| SrvTarget {
+            name: DnsName {
+                host,
+                port: r.port,
+                srv: false,
+            },
+            weight,
+            backup: Some(r.priority) != first,
+        })
+        .collect()
+}
+
 /// The resolver servers' names go through.
 #[derive(Clone)]
 pub struct Resolver(hickory_resolver::TokioResolver);
@@ -156,33 +203,26 @@ impl Resolver {
             .as_lookup()
             .valid_until()
             .saturating_duration_since(std::time::Instant::now());
-        let records: Vec<(u16, u16, u16, String)> = srv
+        let records: Vec<SrvRecord> = srv
             .iter()
-            .filter(|r| r.port() != 0 && !r.target().is_root())
-            .map(|r| {
-                let target = r.target().to_ascii();
-                let host = target.trim_end_matches('.').to_ascii_lowercase();
-                (r.priority(), r.weight(), r.port(), host)
+            .map(|r| SrvRecord {
+                priority: r.priority(),
+                weight: r.weight(),
+                port: r.port(),
+                target: r.target().to_ascii(),
             })
             .collect();
-        let first = records.iter().map(|r| r.0).min();
-        let weights = srv_weights(&records.iter().map(|r| r.1).collect::<Vec<_>>());
         let mut found: Vec<Found> = Vec::new();
-        for ((priority, _, port, host), weight) in records.iter().zip(weights) {
-            let target = DnsName {
-                host: host.clone(),
-                port: *port,
-                srv: false,
-            };
+        for t in srv_targets(&records) {
             let a = self
-                .lookup_ip(&target)
+                .lookup_ip(&t.name)
                 .await
-                .map_err(|e| format!("target {host}: {e}"))?;
+                .map_err(|e| format!("target {}: {e}", t.name.host))?;
             ttl = ttl.min(a.ttl);
             found.extend(a.found.into_iter().map(|f| Found {
-                weight: Some(weight),
-                backup: Some(*priority) != first,
-                target: Some(format!("{host}:{port}")),
+                weight: Some(t.weight),
+                backup: t.backup,
+                target: Some(format!("{}:{}", t.name.host, t.name.port)),
                 ..f
             }));
         }
@@ -306,14 +346,4 @@ pub fn count(d: &Discovery, failed: bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::srv_weights;
-
-    #[test]
-    fn srv_weights_keep_their_proportions() {
-        assert_eq!(srv_weights(&[30, 10]), [30, 10]);
-        assert_eq!(srv_weights(&[0, 0]), [1, 1]);
-        assert_eq!(srv_weights(&[0, 5]), [1, 5]);
-        assert_eq!(srv_weights(&[60000, 6000, 3]), [1000, 100, 1]);
-    }
-}
+mod tests;
