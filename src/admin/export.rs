@@ -55,7 +55,7 @@ fn server_json(p: &Pool, s: &Server) -> Value {
         "weight": s.weight.load(Relaxed),
         "in_flight": s.in_flight.load(Relaxed),
         "max_in_flight": s.max_in_flight.load(Relaxed),
-        "maxconn": s.maxconn,
+        "maxconn": s.maxconn.load(Relaxed),
         "requests": s.requests.load(Relaxed),
         "responses": {
             "1xx": r[0].load(Relaxed), "2xx": r[1].load(Relaxed), "3xx": r[2].load(Relaxed),

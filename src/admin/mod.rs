@@ -9,12 +9,13 @@
 //! same-origin for the browser, so the `Host` it sends is what tells it apart. Such requests
 //! are answered 403 unless `Host` names loopback (`localhost`, `*.localhost`, 127.0.0.0/8,
 //! `[::1]`), the listener's own address, or one of `[admin] hosts`.
-//! Mutations are POST only, and a POST whose `Origin` is not this API's own origin (or one of
-//! `[admin] hosts`) is refused, so a page elsewhere cannot drive a logged-in browser. GET never
-//! changes anything.
+//! Mutations are POST (and, on a pool's server, PATCH and DELETE), and one whose `Origin` is
+//! not this API's own origin (or one of `[admin] hosts`) is refused, so a page elsewhere cannot
+//! drive a logged-in browser. GET never changes anything.
 
 mod explain;
 mod export;
+mod servers;
 
 use crate::backend::{Operator, Pool, Server};
 
@@ -54,6 +55,13 @@ pub trait Instance: Send + Sync + std::fmt::Debug + 'static {
     fn reload(self: Arc<Self>) -> anyhow::Result<String>;
     /// The certificates the TLS listeners serve: files, then `[acme]`'s.
     fn certificates(&self) -> Vec<crate::acme::CertificateInfo>;
+    /// Changes a pool's servers at once, without a reload: `f` gets the pool and gives its
+    /// new list (`None`: no change). The new pool, or `None` (no such pool, or no change).
+    fn change_servers(
+        &self,
+        pool: &str,
+        f: &mut dyn FnMut(&Pool) -> Option<Vec<Arc<Server>>>,
+    ) -> Option<Arc<Pool>>;
 }
 
 /// The instance, as the handlers below take it.
@@ -376,6 +384,8 @@ fn is_mutation(segments: &[&str]) -> bool {
     matches!(
         segments,
         ["api", "servers", _, _, "state" | "weight"]
+            | ["api", "pools", _, "servers"]
+            | ["api", "pools", _, "servers", _]
             | ["api", "cache", "purge"]
             | ["api", "reload"]
     )
@@ -389,8 +399,8 @@ fn not_allowed(msg: &'static str, allow: &'static str) -> Resp {
     r
 }
 
-/// A mutation: POST only, from this API's own origin (see [`origin_allowed`]), with a body of
-/// at most [`MAX_BODY`] bytes (else 413).
+/// A mutation: POST (PATCH or DELETE on a pool's server), from this API's own origin (see
+/// [`origin_allowed`]), with a body of at most [`MAX_BODY`] bytes (else 413).
 async fn post(
     shared: &Arc<Shared>,
     access: &Access,
@@ -398,17 +408,31 @@ async fn post(
     req: Request<Incoming>,
     segments: &[&str],
 ) -> Resp {
-    if req.method() != Method::POST {
+    let method = req.method().clone();
+    if let ["api", "pools", _, "servers", _] = segments {
+        if method != Method::PATCH && method != Method::DELETE {
+            return not_allowed("use PATCH or DELETE", "PATCH, DELETE");
+        }
+    } else if method != Method::POST {
         return not_allowed("use POST", "POST");
     }
     if !origin_allowed(access, local, &req) {
-        return error(StatusCode::FORBIDDEN, "cross-origin POST refused");
+        return error(StatusCode::FORBIDDEN, "cross-origin request refused");
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
     };
-    mutate(shared, segments, &body)
+    match (segments, method) {
+        (["api", "pools", pool, "servers"], _) => servers::add(&**shared, pool, &body),
+        (["api", "pools", pool, "servers", name], Method::DELETE) => {
+            servers::remove(shared, pool, name)
+        }
+        (["api", "pools", pool, "servers", name], _) => {
+            servers::patch(&**shared, pool, name, &body)
+        }
+        _ => mutate(shared, segments, &body),
+    }
 }
 
 /// The read-only endpoints: the dashboard, liveness (503 while draining), stats as JSON and

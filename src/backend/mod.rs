@@ -12,6 +12,7 @@ pub mod health;
 pub mod monitor;
 pub mod probe;
 pub mod queue;
+pub mod state;
 mod view;
 
 pub use counters::{Latency, RetryBudget, LATENCY_BUCKETS};
@@ -70,7 +71,15 @@ pub struct Server {
     /// Used only when no non-backup server of the pool is usable.
     pub backup: bool,
     /// Requests in flight at most (0: no limit); at the limit the server is overloaded.
-    pub maxconn: usize,
+    /// Changed at run time through the admin API.
+    pub maxconn: AtomicUsize,
+    /// The weight and `maxconn` the configuration gave it (or the admin API, for a server it
+    /// added): a value set at run time outlives a reload while these stay the same.
+    pub file_weight: u32,
+    pub file_maxconn: usize,
+    /// Added through the admin API: a reload keeps it unless the file names a server with its
+    /// name or address.
+    pub added: bool,
     /// The pool's backlog queue, woken when a request to this server finishes.
     pub queue: Option<Arc<queue::Queue>>,
     /// The active check, if any.
@@ -151,7 +160,10 @@ impl Server {
         };
         Server {
             backup: false,
-            maxconn: 0,
+            maxconn: AtomicUsize::new(0),
+            file_weight: weight,
+            file_maxconn: 0,
+            added: false,
             queue: None,
             check: None,
             health: AtomicU8::new(0),
@@ -187,52 +199,6 @@ impl Server {
         }
     }
 
-    /// Takes over the state of the same server in the previous config (on reload): health,
-    /// operator state, failure tracking and counters. Weight and limits come from the new
-    /// config.
-    /// Whether `other` is this server (the same address, or the same Unix-domain socket).
-    pub fn same_endpoint(&self, other: &Server) -> bool {
-        self.addr == other.addr && self.unix == other.unix
-    }
-
-    pub fn carry_from(&self, old: &Server) {
-        let r = Ordering::Relaxed;
-        self.health.store(old.health.load(r), r);
-        self.operator.store(old.operator.load(r), r);
-        for (a, b) in [
-            (&self.requests, &old.requests),
-            (&self.errors, &old.errors),
-            (&self.redispatched, &old.redispatched),
-            (&self.connect_failures_total, &old.connect_failures_total),
-            (&self.last_failure_ms, &old.last_failure_ms),
-            (&self.check_failures, &old.check_failures),
-            (&self.downs, &old.downs),
-            (&self.last_change_ms, &old.last_change_ms),
-            (&self.up_since_ms, &old.up_since_ms),
-            (&self.backoff_until_ms, &old.backoff_until_ms),
-            (&self.ewma_us, &old.ewma_us),
-            (&self.ewma_at_ms, &old.ewma_at_ms),
-        ] {
-            a.store(b.load(r), r);
-        }
-        for (a, b) in self.responses.iter().zip(&old.responses) {
-            a.store(b.load(r), r);
-        }
-        self.failures.store(old.failures.load(r), r);
-        self.passive_errors.store(old.passive_errors.load(r), r);
-        self.max_in_flight.store(old.max_in_flight.load(r), r);
-        self.latency.copy_from(&old.latency);
-        let prev = old
-            .machine
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut m = self.machine.lock().unwrap_or_else(|p| p.into_inner());
-        m.health = prev.health;
-        m.against = prev.against.min(m.thresholds.rise.max(m.thresholds.fall));
-        m.last = prev.last;
-    }
-
     pub fn health(&self) -> Health {
         health_from(self.health.load(Ordering::Relaxed))
     }
@@ -261,7 +227,8 @@ impl Server {
     /// At its `maxconn`, or backing off after a 503 or a connect timeout (lighttpd2's
     /// "overloaded")? One atomic load each in the common case.
     pub fn overloaded(&self) -> bool {
-        if self.maxconn != 0 && self.in_flight.load(Ordering::Relaxed) >= self.maxconn {
+        let maxconn = self.maxconn.load(Ordering::Relaxed);
+        if maxconn != 0 && self.in_flight.load(Ordering::Relaxed) >= maxconn {
             return true;
         }
         let until = self.backoff_until_ms.load(Ordering::Relaxed);
@@ -666,6 +633,11 @@ impl Pool {
     /// Sets a server's weight and rebuilds the balancer with the pool's current weights.
     pub fn set_weight(&self, i: usize, weight: u32) {
         self.servers[i].weight.store(weight, Ordering::Relaxed);
+        self.rebalance();
+    }
+
+    /// Rebuilds the balancer with the servers' current weights (swapped whole).
+    pub fn rebalance(&self) {
         self.balancer.store(Arc::new(build_balancer(
             &self.balance,
             &self.servers,
@@ -720,7 +692,8 @@ fn server_from(
     server.dns_entry = s.dns.as_ref().map(|_| Arc::from(s.name.as_str()));
     server.unix = s.unix.as_deref().map(Arc::from);
     server.backup = s.backup || f.backup;
-    server.maxconn = s.maxconn;
+    server.maxconn = AtomicUsize::new(s.maxconn);
+    server.file_maxconn = s.maxconn;
     server.queue = Some(queue.clone());
     if let Some(ch) = &s.check {
         server.machine = Mutex::new(HealthMachine::new(Thresholds {

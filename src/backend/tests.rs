@@ -118,7 +118,7 @@ fn backups_wait_for_every_primary() {
 #[tokio::test(start_paused = true)]
 async fn limits_and_backoff() {
     let mut s = Server::new("a", "127.0.0.1:1".parse().unwrap(), 1, 1);
-    s.maxconn = 2;
+    s.maxconn = AtomicUsize::new(2);
     let s = Arc::new(s);
     let a = InFlight::new(s.clone());
     assert!(!s.overloaded());

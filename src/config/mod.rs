@@ -452,6 +452,14 @@ pub struct ServerConfig {
     pub dns: Option<dns::DnsName>,
 }
 
+/// A server's `name`: 1 to 64 letters, digits, `-`, `_`, `.` or `:` (an address as written
+/// is one).
+pub fn valid_server_name(n: &str) -> bool {
+    (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckKind {
     /// Connect only.

@@ -103,6 +103,13 @@ impl crate::admin::Instance for Shared {
                 });
         files.chain(self.acme.certificates()).collect()
     }
+    fn change_servers(
+        &self,
+        pool: &str,
+        f: &mut dyn FnMut(&Pool) -> Option<Vec<Arc<crate::backend::Server>>>,
+    ) -> Option<Arc<Pool>> {
+        change_servers(self, pool, f)
+    }
 }
 
 impl std::ops::Deref for Shared {

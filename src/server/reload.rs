@@ -4,7 +4,8 @@ use super::*;
 
 /// Re-reads the config file and swaps in a new snapshot. A config with errors changes
 /// nothing: the errors are logged and returned. Servers present before and after (same pool,
-/// same address) keep their health, operator state and counters; the cache is kept while its
+/// same name) keep their operator state and counters, and their health while their address
+/// stays (see [`crate::backend::state`]); servers the admin API added stay; the cache is kept while its
 /// rules stay the same. Listeners follow the file: new addresses are opened (all of them
 /// before anything changes, so a port that cannot be bound refuses the reload), removed ones
 /// stop accepting and close once their connections are done. The admin token, its host names,
@@ -138,7 +139,7 @@ fn plan_listeners(ls: &Listeners, config: &Config, admin: bool) -> anyhow::Resul
     Ok(Plan { opened, removed })
 }
 
-/// Servers of `new` that were in `old` too (same pool, same address): they keep their state.
+/// Servers of `new` that were in `old` too (same pool, same name): they keep their state.
 fn servers_kept(new: &Runtime, old: &Runtime) -> usize {
     new.pools
         .iter()
@@ -146,7 +147,7 @@ fn servers_kept(new: &Runtime, old: &Runtime) -> usize {
         .map(|(p, o)| {
             p.servers
                 .iter()
-                .filter(|s| o.servers.iter().any(|x| x.same_endpoint(s)))
+                .filter(|s| crate::backend::state::predecessor(s, &p.servers, &o.servers).is_some())
                 .count()
         })
         .sum()

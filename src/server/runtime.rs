@@ -198,7 +198,8 @@ fn cluster(
 }
 
 /// The pools of `config`, with the addresses of their server names; a server that was in the
-/// same pool of `old` (same address) keeps its state, and a pool its lookups' counters.
+/// same pool of `old` (same name; see [`crate::backend::state`]) keeps its state, a server the
+/// admin API added stays, and a pool keeps its lookups' counters.
 fn pools(
     config: &Config,
     workers: usize,
@@ -221,10 +222,12 @@ fn pools(
             if let Some(o) = old.and_then(|o| o.pools.iter().find(|o| *o.name == p.name)) {
                 pool.discovery = o.discovery.clone();
                 for s in &pool.servers {
-                    if let Some(prev) = o.servers.iter().find(|x| x.same_endpoint(s)) {
+                    if let Some(prev) = predecessor(s, &pool.servers, &o.servers) {
                         s.carry_from(prev);
                     }
                 }
+                pool = keep_added(pool, o);
+                pool.rebalance();
             }
             Arc::new(pool)
         })
@@ -233,6 +236,59 @@ fn pools(
 }
 
 use crate::backend::dns::Found;
+use crate::backend::state::predecessor;
+
+/// `pool` with the servers added to `old` through the admin API whose name and address the
+/// file does not have: they stay, with their state, weight and `maxconn`, until removed, the
+/// pool goes or langur restarts. Each is built again for the new pool (its queue, its check).
+fn keep_added(pool: Pool, old: &Pool) -> Pool {
+    let kept: Vec<&Arc<crate::backend::Server>> = old
+        .servers
+        .iter()
+        .filter(|x| {
+            x.added
+                && !pool
+                    .servers
+                    .iter()
+                    .any(|s| s.name == x.name || s.same_endpoint(x))
+        })
+        .collect();
+    if kept.is_empty() {
+        return pool;
+    }
+    let check = pool.servers.iter().find_map(|s| s.check.clone());
+    let mut list = pool.servers.clone();
+    for x in kept {
+        list.push(added_server(&pool, x, check.clone()));
+    }
+    pool.with_servers(list)
+}
+
+/// A server the admin API added, as `pool`'s: `x`'s name, address and options with `check`,
+/// its state carried over.
+pub(super) fn added_server(
+    pool: &Pool,
+    x: &crate::backend::Server,
+    check: Option<crate::config::CheckConfig>,
+) -> Arc<crate::backend::Server> {
+    let c = crate::config::ServerConfig {
+        name: x.name.to_string(),
+        address: x.address.to_string(),
+        addr: x.addr,
+        unix: None,
+        weight: x.file_weight,
+        backup: x.backup,
+        check,
+        maxconn: x.file_maxconn,
+        dns: None,
+    };
+    let mut s = pool.server_from(&c, &Found::at(x.addr));
+    if let Some(fresh) = Arc::get_mut(&mut s) {
+        fresh.added = true;
+    }
+    s.carry_from(x);
+    s
+}
 
 /// The addresses of the servers named by DNS, by (pool, name as written): the ones the same
 /// pool of `old` has for the name (a reload does not ask again; the pool's task will), else

@@ -23,6 +23,7 @@ mod limits;
 mod names;
 mod observability;
 mod packaging;
+mod pool_servers;
 mod queue;
 mod resilience;
 mod retries;

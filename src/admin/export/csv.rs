@@ -170,8 +170,9 @@ fn server_row(p: &Pool, s: &Server, pid: usize, sid: usize, sum: &mut Sum) -> Ro
     row.set("qcur", "0");
     row.set("scur", inflight.to_string());
     row.set("smax", s.max_in_flight.load(Relaxed).to_string());
-    if s.maxconn > 0 {
-        row.set("slim", s.maxconn.to_string());
+    let maxconn = s.maxconn.load(Relaxed);
+    if maxconn > 0 {
+        row.set("slim", maxconn.to_string());
     }
     row.set("stot", reqs.to_string());
     row.set("econ", econ.to_string());

@@ -366,11 +366,7 @@ fn server_name(rs: &RawServer, diag: &mut Diag) -> String {
     let Some(n) = &rs.name else {
         return rs.address.value.clone();
     };
-    let ok = (1..=64).contains(&n.value.len())
-        && n.value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if !ok {
+    if !crate::config::valid_server_name(&n.value) {
         diag.error(
             n.line,
             Some("name"),
