@@ -8,50 +8,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => ExitCode::from(cli::check(&config) as u8),
         Command::Run {
-            config: path,
+            config,
             listen,
             admin,
             workers,
             no_access_log,
-        } => {
-            let _log = init_tracing();
-            let mut config = match config::load(&path) {
-                Ok(c) => c,
-                Err(errs) => {
-                    eprintln!("{errs}");
-                    return ExitCode::from(1);
-                }
-            };
-            let overrides = match cli::apply_overrides(
-                &mut config,
-                &listen,
-                admin.as_deref(),
-                workers,
-                no_access_log,
-            ) {
-                Ok(o) => o,
-                Err(e) => {
-                    eprintln!("langur: {e:#}");
-                    return ExitCode::from(2);
-                }
-            };
-            for w in &config.warnings {
-                tracing::warn!("{}:{}: {}", w.file, w.line, w.message);
-            }
-            for w in config.self_loop_warnings() {
-                tracing::warn!("{w}");
-            }
-            let served = langur::server::run_threaded_with(config, overrides);
-            // The last access-log lines and spans, written before the process ends.
-            langur::access_log::wait_for_writers(std::time::Duration::from_secs(5));
-            match served {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("langur: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        } => run_proxy(&config, &listen, admin.as_deref(), workers, no_access_log),
         Command::Explain {
             config,
             request,
@@ -83,6 +45,47 @@ fn main() -> ExitCode {
         Command::Demo { listen, admin } => {
             let _log = init_tracing();
             run(langur::demo::run(listen, admin))
+        }
+    }
+}
+
+/// `langur run`: load, apply the command line's overrides, warn, serve until stopped.
+fn run_proxy(
+    path: &std::path::Path,
+    listen: &[String],
+    admin: Option<&str>,
+    workers: Option<usize>,
+    no_access_log: bool,
+) -> ExitCode {
+    let _log = init_tracing();
+    let mut config = match config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            return ExitCode::from(1);
+        }
+    };
+    let overrides = match cli::apply_overrides(&mut config, listen, admin, workers, no_access_log) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("langur: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{}:{}: {}", w.file, w.line, w.message);
+    }
+    for w in config.self_loop_warnings() {
+        tracing::warn!("{w}");
+    }
+    let served = langur::server::run_threaded_with(config, overrides);
+    // The last access-log lines and spans, written before the process ends.
+    langur::access_log::wait_for_writers(std::time::Duration::from_secs(5));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("langur: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

@@ -246,9 +246,7 @@ fn front(
     client: &ClientInfo,
     out: &mut Explanation,
 ) -> Result<(), String> {
-    let (m, u, v, h) = (req.method(), req.uri(), req.version(), req.headers());
-    crate::strict::check_request(m, u, v, h, &rt.limits).map_err(answer_of)?;
-    super::target_phase(req).map_err(answer_of)?;
+    super::check_phase(rt, req).map_err(answer_of)?;
     let host = crate::matching::request_host(req.uri(), req.headers());
     out.request = match host {
         Some(h) => format!("{} {}://{h}{}", req.method(), client.scheme, req.uri()),

@@ -81,11 +81,7 @@ pub(crate) async fn forward(
     client: &ClientInfo,
     mut log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
-    let mut upgrade = req.extensions_mut().remove::<ClientUpgrade>();
-    // What the client asked to switch to (the 101 must name one of them).
-    let asked = upgrade
-        .as_ref()
-        .and_then(|_| req.headers().get(http::header::UPGRADE).cloned());
+    let (mut upgrade, asked) = take_upgrade(&mut req);
     // The server a sticky cookie names; the cookie is not the server's business.
     let stuck = match &pool.sticky {
         Some(s) => s.take(req.headers_mut()),
@@ -121,11 +117,7 @@ pub(crate) async fn forward(
                 if reused {
                     continue;
                 }
-                connect_failed(
-                    pool,
-                    server,
-                    &std::io::Error::other("connection closed at once"),
-                );
+                connect_failed(pool, server, &closed_at_once());
                 continue 'servers;
             }
             let sent_at = run.sent_at(reused);
@@ -150,18 +142,45 @@ pub(crate) async fn forward(
             if let Some(s) = &pool.sticky {
                 s.stamp(resp.headers_mut(), i, stuck, client.scheme == "https");
             }
-            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                let switch = Switch {
-                    client_side: upgrade.take(),
-                    asked: asked.as_ref(),
-                    sent_at,
-                    in_flight,
-                };
-                return switch_protocols(pool, i, resp, switch, log);
-            }
-            return respond(pool, i, resp, sent_at, in_flight, log);
+            let switch = Switch {
+                client_side: upgrade.take(),
+                asked: asked.as_ref(),
+                sent_at,
+                in_flight,
+            };
+            return deliver(pool, i, resp, switch, log);
         }
     }
+}
+
+/// The client's side of an upgrade it asked for, and what it asked to switch to (a 101 must
+/// name one of them).
+fn take_upgrade(req: &mut Request<UpBody>) -> (Option<ClientUpgrade>, Option<HeaderValue>) {
+    let upgrade = req.extensions_mut().remove::<ClientUpgrade>();
+    let asked = upgrade
+        .as_ref()
+        .and_then(|_| req.headers().get(http::header::UPGRADE).cloned());
+    (upgrade, asked)
+}
+
+/// A fresh connection that a server closed before it could carry the request.
+fn closed_at_once() -> std::io::Error {
+    std::io::Error::other("connection closed at once")
+}
+
+/// The server's answer to the client: a tunnel for a 101, else [`respond`].
+#[inline]
+fn deliver(
+    pool: &Pool,
+    i: usize,
+    resp: Response<UpstreamBody>,
+    switch: Switch<'_>,
+    log: Option<AccessLog>,
+) -> Response<ProxyBody> {
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        return switch_protocols(pool, i, resp, switch, log);
+    }
+    respond(pool, i, resp, switch.sent_at, switch.in_flight, log)
 }
 
 /// What [`forward`] carries from one server to the next: the pick's context, the servers

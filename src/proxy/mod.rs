@@ -167,20 +167,8 @@ pub async fn handle(
     let mut post: Option<Box<rules::Post>> = None;
     let mut back = Back::of(&req);
     let resp = 'answer: {
-        if let Err(kind) = strict::check_request(
-            req.method(),
-            req.uri(),
-            req.version(),
-            req.headers(),
-            &rt.limits,
-        ) {
+        if let Err(kind) = check_phase(rt, &mut req) {
             break 'answer error_response(kind, log);
-        }
-        if let Err(kind) = target_phase(&mut req) {
-            break 'answer error_response(kind, log);
-        }
-        if headers::via_contains(req.headers(), &rt.via_token) {
-            break 'answer error_response(ErrorKind::Loop, log);
         }
         if let Some(tracing) = &rt.tracing {
             trace_phase(tracing, &mut req, &mut log);
@@ -390,6 +378,20 @@ fn with_input<B, R>(
         source: client.addr.ip(),
         client_cert: client.cert.as_deref(),
     })
+}
+
+/// The phases before anything reads the request: strict checks ([`strict::check_request`]),
+/// the target ([`target_phase`]) and the loop check (this proxy's own `Via` token already in
+/// the request: 508 Loop Detected). `Err`: the answer's kind.
+#[inline]
+fn check_phase<B>(rt: &Runtime, req: &mut Request<B>) -> Result<(), ErrorKind> {
+    let (m, u, v, h) = (req.method(), req.uri(), req.version(), req.headers());
+    strict::check_request(m, u, v, h, &rt.limits)?;
+    target_phase(req)?;
+    if headers::via_contains(req.headers(), &rt.via_token) {
+        return Err(ErrorKind::Loop);
+    }
+    Ok(())
 }
 
 /// The target phase: the one request that every later phase sees and that goes upstream.

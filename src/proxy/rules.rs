@@ -14,7 +14,7 @@ use crate::error::ErrorKind;
 use crate::limits::cluster::Step;
 use crate::limits::{Decision, FairKey, RateLimiter};
 use crate::template::{Template, Var, Vars};
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, HOST, LOCATION};
 use http::{Request, Response, StatusCode, Uri};
 use std::sync::Arc;
 
@@ -388,29 +388,29 @@ pub(super) fn after_auth<'a>(
         let rendered = render_rules(&rules.request_headers, |t| {
             vars(req, t, post.request_id.as_ref())
         });
-        if rules
-            .request_headers
-            .set
-            .iter()
-            .any(|(n, _)| n == http::header::HOST)
-        {
-            // The rule's `Host` is the one sent: an absolute-form target's authority would
-            // replace it on the way upstream, so the target becomes origin-form here.
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let original = match req.uri().authority() {
-                Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-                None => req.headers().get(http::header::HOST).cloned(),
-            };
-            if req.uri().authority().is_some() {
-                *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
-            }
-            if let Some(h) = original {
-                req.extensions_mut().insert(OriginalHost(h));
-            }
+        if rules.request_headers.set.iter().any(|(n, _)| n == HOST) {
+            host_is_set(req);
         }
         apply(&rules.request_headers.remove, rendered, req.headers_mut());
     }
     None
+}
+
+/// A request whose `Host` a rule sets: the rule's `Host` is the one sent, so an absolute-form
+/// target (whose authority would replace it on the way upstream) becomes origin-form, and the
+/// client's own host is kept for `X-Forwarded-Host` ([`OriginalHost`]).
+fn host_is_set(req: &mut Request<ClientIn>) {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let original = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(http::header::HOST).cloned(),
+    };
+    if req.uri().authority().is_some() {
+        *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    if let Some(h) = original {
+        req.extensions_mut().insert(OriginalHost(h));
+    }
 }
 
 /// The route's path groups as text (`$1`..), when its templates read them.

@@ -56,9 +56,21 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
     if !needs {
         return Ok(Cow::Borrowed(path));
     }
-    // 1. Escapes: decode the unreserved ones, upper-case the rest. Bytes, not chars: a path
-    // may hold UTF-8 as sent, which passes through untouched.
-    let mut text: Vec<u8> = Vec::with_capacity(path.len());
+    let text = decode_escapes(b)?;
+    let norm = remove_dot_segments(&text)?;
+    // Decoding made only ASCII, the rest is the path's own bytes: still UTF-8.
+    let norm = String::from_utf8(norm).map_err(|_| BadTarget::Byte)?;
+    if norm == path {
+        return Ok(Cow::Borrowed(path));
+    }
+    Ok(Cow::Owned(norm))
+}
+
+/// Step 1 of [`normalize_path`]: escapes of unreserved characters decoded, the others
+/// upper-cased (RFC 3986 6.2.2.1 and 6.2.2.2). Bytes, not chars: a path may hold UTF-8 as
+/// sent, which passes through untouched. An escape of NUL or `\\` is refused.
+fn decode_escapes(b: &[u8]) -> Result<Vec<u8>, BadTarget> {
+    let mut text: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
@@ -85,7 +97,13 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
             i += 1;
         }
     }
-    // 2. Dot-segments (RFC 3986 5.2.4), on whole segments.
+    Ok(text)
+}
+
+/// Step 2 of [`normalize_path`]: dot-segments removed (RFC 3986 5.2.4) on whole segments,
+/// empty segments merged but a trailing slash kept; `..;` and `.;` segments, and dots beside an
+/// encoded slash, are refused.
+fn remove_dot_segments(text: &[u8]) -> Result<Vec<u8>, BadTarget> {
     let trailing = text.ends_with(b"/.") || text.ends_with(b"/..");
     let mut out: Vec<&[u8]> = Vec::new();
     let segments = text.split(|c| *c == b'/').skip(1);
@@ -117,12 +135,7 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, BadTarget> {
     if trailing || norm.is_empty() {
         norm.push(b'/');
     }
-    // Decoding made only ASCII, the rest is the path's own bytes: still UTF-8.
-    let norm = String::from_utf8(norm).map_err(|_| BadTarget::Byte)?;
-    if norm == path {
-        return Ok(Cow::Borrowed(path));
-    }
-    Ok(Cow::Owned(norm))
+    Ok(norm)
 }
 
 /// Whether a segment holds a dot-segment beside an encoded slash (`..%2Fx`, `x%2F..`).
