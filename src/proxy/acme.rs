@@ -14,7 +14,9 @@ const PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The answer to a validation request: the key authorization of a token being validated
 /// (200, `application/octet-stream` as RFC 8555 8.3 says), else 404. `None`: not a challenge
-/// request (another path, a method other than GET or HEAD, or TLS).
+/// request (another path, a method other than GET or HEAD, or TLS). Kept out of line: only
+/// instances with `[acme]` call it, and it must not grow the request path of the others.
+#[inline(never)]
 pub(super) fn answer(
     issued: &crate::tls::acme::Issued,
     req: &Request<ClientIn>,

@@ -2,7 +2,7 @@
 //! validation ports pointing at langur's listeners. Certificates obtained over HTTP-01 and
 //! TLS-ALPN-01 and served to a client that trusts only Pebble's issuing root; a restart that
 //! reuses the stored certificate; a renewal that swaps the certificate under an open
-//! connection.
+//! connection; a failing challenge that keeps the old certificate and reports the error.
 
 use crate::common;
 use crate::tls_h2::{ensure_provider, p, Pki};
@@ -334,6 +334,27 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
     assert!(list[0]["last_attempt"].is_null(), "{list}");
     assert_eq!(list[0]["not_after"], renewed["not_after"]);
     assert_eq!(leaf(&tls(&client, at, "localhost").await), after);
+
+    // A challenge that fails (pebble validates on a port nothing serves now): the problem's
+    // detail reported, an event, the old certificate still served.
+    langur.renew_certificates_now();
+    let admin = langur.admin_addr().unwrap();
+    let mut failed = serde_json::Value::Null;
+    for _ in 0..300 {
+        let list: serde_json::Value =
+            serde_json::from_slice(&get(admin, "/api/certificates").await.body).unwrap();
+        if !list[0]["last_error"].is_null() {
+            failed = list[0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = failed["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("urn:ietf:params:acme:error:"), "{failed}");
+    assert_eq!(failed["not_after"], renewed["not_after"]);
+    assert_eq!(leaf(&tls(&client, at, "localhost").await), after);
+    let events = get(admin, "/api/events").await.text();
+    assert!(events.contains("L7RSP"), "{events}");
     langur.shutdown().await;
 
     // TLS-ALPN-01, on the same TLS port (pebble validates there), with storage of its own.

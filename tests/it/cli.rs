@@ -41,6 +41,7 @@ fn check_accepts_the_examples() {
         "examples/proxy_reverse.conf",
         "examples/weighted.conf",
         "examples/multi-site.toml",
+        "examples/acme.toml",
     ] {
         assert!(files.iter().any(|p| p.ends_with(f)), "{f} not in {files:?}");
     }

@@ -220,6 +220,11 @@ async fn dashboard_in_headless_chromium() {
         card.is_displayed().await.unwrap(),
         "a caching route: the card shows"
     );
+    let certs = c.find(Locator::Id("certs-card")).await.unwrap();
+    assert!(
+        !certs.is_displayed().await.unwrap(),
+        "no TLS: no certificates card"
+    );
 
     // Drain server a from the page.
     let row = format!("tr[data-server=\"web/{}\"]", a.addr);
@@ -267,10 +272,15 @@ async fn dashboard_in_headless_chromium() {
     std::fs::write(&path, png).unwrap();
     eprintln!("screenshot: {}", path.display());
 
-    // Without a caching route there is no cache card.
+    // Without a caching route there is no cache card; with a TLS certificate, a certificates
+    // card lists it.
+    let pki = crate::tls_h2::Pki::new("dashboard");
+    let (cert, key, _) = pki.issue("site", &["site.example"]);
     let plain = start_with_admin(toml_config(&format!(
-        "[[route]]\nmatch = ['^/']\npool = 'web'\n[pools.web]\nservers = ['{}']\n",
-        a.addr
+        "[[route]]\nmatch = ['^/']\npool = 'web'\n[pools.web]\nservers = ['{}']\n[tls]\nlisten = ['127.0.0.1:0']\ncertificates = [{{ cert = '{}', key = '{}' }}]\n",
+        a.addr,
+        crate::tls_h2::p(&cert),
+        crate::tls_h2::p(&key)
     )))
     .await;
     let plain_admin = plain.admin_addr().unwrap();
@@ -278,6 +288,13 @@ async fn dashboard_in_headless_chromium() {
     eventually("no cache card", Duration::from_secs(10), || async {
         let card = c.find(Locator::Id("cache-card")).await.unwrap();
         text(&c, "#live-text").await == "live" && !card.is_displayed().await.unwrap()
+    })
+    .await;
+    eventually("a certificates card", Duration::from_secs(10), || async {
+        let card = c.find(Locator::Id("certs-card")).await.unwrap();
+        card.is_displayed().await.unwrap()
+            && text(&c, "#certs").await.contains("site.example")
+            && text(&c, "#certs").await.contains("file")
     })
     .await;
     c.close().await.unwrap();
