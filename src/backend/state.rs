@@ -1,6 +1,6 @@
 //! A server's state carried from one version of it to the next, matched by name (HAProxy's
 //! server-state rule): on reload, from the previous snapshot's server of the same name in the
-//! same pool.
+//! same pool; at start, from the state file's record (`[server] state_file`).
 //!
 //! What goes over: the operator state (`ready`, `drain`, `maint`) and the counters are the
 //! server's, so they follow its name; health and failure tracking belong to its address, so
@@ -8,7 +8,9 @@
 //! stays while the configuration still says what it said when the value was set (the file
 //! changing it wins).
 
-use super::Server;
+use super::health::Health;
+use super::{Operator, Pool, Server};
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -95,6 +97,15 @@ impl Server {
             self.maxconn.store(maxconn.0, Ordering::Relaxed);
         }
     }
+
+    /// Sets the health its checks found (the request path's and the check machine's).
+    fn restore_health(&self, h: Health) {
+        self.set_health(h);
+        self.machine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .health = h;
+    }
 }
 
 /// The server of `old` that `s` (one of `new`) continues: the one with its name, else (a
@@ -110,12 +121,131 @@ pub fn predecessor<'a>(
     })
 }
 
+/// What the state file keeps of one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub pool: String,
+    pub name: String,
+    /// `ip:port` or `unix:PATH`: the health below is this address's.
+    pub address: String,
+    /// `ready`, `drain` or `maint`.
+    pub operator: String,
+    /// `up`, `drain` or `down`, as the checks found it.
+    pub health: String,
+    pub weight: u32,
+    pub file_weight: u32,
+    pub maxconn: usize,
+    pub file_maxconn: usize,
+}
+
+/// The state file's whole text: a format tag and the servers.
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
+    langur_server_state: u32,
+    servers: Vec<Saved>,
+}
+
+/// The version of the state file's format this build writes and reads.
+const FORMAT: u32 = 1;
+
+/// The state file's text for `pools` (JSON, a server per line of the array).
+pub fn snapshot(pools: &[Arc<Pool>]) -> String {
+    let r = Ordering::Relaxed;
+    let servers = pools
+        .iter()
+        .flat_map(|p| {
+            p.servers.iter().map(|s| Saved {
+                pool: p.name.to_string(),
+                name: s.name.to_string(),
+                address: s.endpoint(),
+                operator: s.operator().as_str().to_string(),
+                health: s.health().as_str().to_string(),
+                weight: s.weight.load(r),
+                file_weight: s.file_weight,
+                maxconn: s.maxconn.load(r),
+                file_maxconn: s.file_maxconn,
+            })
+        })
+        .collect();
+    let file = File {
+        langur_server_state: FORMAT,
+        servers,
+    };
+    let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// The records of a state file's text; an error saying why it is not one this build wrote.
+pub fn parse(text: &str) -> Result<Vec<Saved>, String> {
+    let file: File =
+        serde_json::from_str(text).map_err(|e| format!("not a langur server-state file ({e})"))?;
+    if file.langur_server_state != FORMAT {
+        return Err(format!(
+            "format {} (this langur reads format {FORMAT})",
+            file.langur_server_state
+        ));
+    }
+    Ok(file.servers)
+}
+
+/// Applies `saved` to the servers of `pools` with the same pool and name: operator state;
+/// health when the address is the same and the server has a check (which will correct it);
+/// weight and `maxconn` when the configuration did not change them. Returns how many records
+/// applied; the others name servers this configuration does not have. A word it does not
+/// know leaves that part as it is.
+pub fn restore(pools: &[Arc<Pool>], saved: &[Saved]) -> usize {
+    let mut applied = 0;
+    for rec in saved {
+        let Some(p) = pools.iter().find(|p| *p.name == rec.pool) else {
+            continue;
+        };
+        let Some(s) = p.servers.iter().find(|s| *s.name == rec.name) else {
+            continue;
+        };
+        applied += 1;
+        if let Some(o) = operator(&rec.operator) {
+            s.set_operator(o);
+        }
+        if let Some(h) = health(&rec.health) {
+            if s.check.is_some() && s.endpoint() == rec.address {
+                s.restore_health(h);
+            }
+        }
+        s.keep_settings(
+            (rec.weight.min(1000), rec.file_weight),
+            (rec.maxconn.min(1_000_000), rec.file_maxconn),
+        );
+    }
+    for p in pools {
+        p.rebalance();
+    }
+    applied
+}
+
+/// An operator state from its word.
+pub fn operator(word: &str) -> Option<Operator> {
+    match word {
+        "ready" => Some(Operator::Ready),
+        "drain" => Some(Operator::Drain),
+        "maint" => Some(Operator::Maint),
+        _ => None,
+    }
+}
+
+fn health(word: &str) -> Option<Health> {
+    match word {
+        "up" => Some(Health::Up),
+        "drain" => Some(Health::Drain),
+        "down" => Some(Health::Down),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::events::EventLog;
-    use crate::backend::health::Health;
-    use crate::backend::{Operator, Pool};
 
     fn pool(servers: &[(&str, &str)]) -> Arc<Pool> {
         let mut list = String::new();
@@ -190,5 +320,33 @@ mod tests {
             "the file wins"
         );
         assert_eq!(changed.servers[0].maxconn.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn the_state_file_round_trips_and_refuses_what_it_did_not_write() {
+        let p = pool(&[("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")]);
+        p.servers[1].set_operator(Operator::Drain);
+        p.set_weight(1, 9);
+        let text = snapshot(std::slice::from_ref(&p));
+        let saved = parse(&text).unwrap();
+        assert_eq!(saved.len(), 2);
+        let fresh = pool(&[("b", "127.0.0.1:2"), ("z", "127.0.0.1:3")]);
+        assert_eq!(restore(std::slice::from_ref(&fresh), &saved), 1);
+        assert_eq!(fresh.servers[0].operator(), Operator::Drain);
+        assert_eq!(fresh.servers[0].weight.load(Ordering::Relaxed), 9);
+        assert_eq!(fresh.servers[1].operator(), Operator::Ready);
+        for bad in ["", "{", "1 srv 2", "{\"servers\": []}", "[]"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let future = text.replace("\"langur_server_state\": 1", "\"langur_server_state\": 2");
+        assert!(parse(&future).unwrap_err().contains("format 2"));
+        let odd = text.replace("\"drain\"", "\"sideways\"");
+        let fresh = pool(&[("b", "127.0.0.1:2")]);
+        restore(std::slice::from_ref(&fresh), &parse(&odd).unwrap());
+        assert_eq!(
+            fresh.servers[0].operator(),
+            Operator::Ready,
+            "unknown word ignored"
+        );
     }
 }

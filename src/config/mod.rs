@@ -212,6 +212,9 @@ pub struct ServerSettings {
     /// without it, a port another process already serves is an error. langur's own workers
     /// always share their listeners.
     pub reuse_port: bool,
+    /// `state_file`: where the servers' state is kept across restarts (relative to the
+    /// configuration file's directory when written relative).
+    pub state_file: Option<std::path::PathBuf>,
     /// Who the client is (PROXY protocol, trusted proxies) and what servers are told of it.
     pub clients: ClientSettings,
 }

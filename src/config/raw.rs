@@ -27,6 +27,7 @@ pub(crate) struct RawConfig {
     pub admin_token: Option<At<String>>,
     pub admin_hosts: Vec<At<String>>,
     pub reuse_port: Option<bool>,
+    pub state_file: Option<At<String>>,
     pub defaults: RawPoolSettings,
     pub routes: Vec<RawRoute>,
     pub pools: Vec<RawPool>,

@@ -299,6 +299,7 @@ impl Langur {
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         *lock(&shared.discovery) = discovery::spawn(&shared, &config);
         *lock(&shared.acme_task) = Some(tokio::spawn(shared.acme.clone().run()));
+        state_file::spawn(&shared);
         Ok(Langur { shared, shutdown })
     }
 
@@ -343,6 +344,7 @@ impl Langur {
             .map(|l| l.stop_admin())
             .unwrap_or_default();
         join_all(admin).await;
+        state_file::save(&self.shared);
     }
 
     /// Serves until the process gets SIGINT or SIGTERM, then shuts down gracefully.
@@ -470,6 +472,7 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
             crate::backend::monitor::spawn_checkers(&shared.runtime.load().pools);
         *lock(&shared.discovery) = discovery::spawn(&shared, &config);
         *lock(&shared.acme_task) = Some(tokio::spawn(shared.acme.clone().run()));
+        state_file::spawn(&shared);
         wait_for_signal(&shared).await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         drain(&shared, &shutdown).await;
@@ -545,6 +548,7 @@ async fn drain(shared: &Arc<Shared>, shutdown: &watch::Sender<bool>) {
     for t in admin {
         t.abort();
     }
+    state_file::save(shared);
 }
 
 mod accept;
@@ -553,6 +557,7 @@ mod listeners;
 mod members;
 mod reload;
 mod runtime;
+mod state_file;
 
 use accept::{accept_loop, Acceptor};
 pub use listeners::bind;

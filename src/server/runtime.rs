@@ -459,6 +459,9 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
     let instance = instance_name(config);
     let events = Arc::new(crate::backend::events::EventLog::default());
     let runtime = build_runtime(config, &instance, workers, &events)?;
+    if let Some(path) = &config.server.state_file {
+        super::state_file::read(path, &runtime.pools);
+    }
     let traffic = runtime.traffic.clone();
     let live = Arc::new(Live {
         runtime: ArcSwap::from_pointee(runtime),

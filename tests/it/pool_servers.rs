@@ -227,3 +227,60 @@ async fn servers_added_weighted_drained_and_removed_under_traffic_and_kept_by_re
     assert!(sent > 30, "{sent} requests");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[server] state_file`: a server put in maintenance and a weight set through the admin API
+/// outlive a restart; a corrupt or foreign file is a warning, never a failed start.
+#[tokio::test]
+async fn a_server_in_maintenance_stays_there_after_a_restart() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let dir = std::env::temp_dir().join(format!("langur-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state");
+    let _ = std::fs::remove_file(&state);
+    let text = format!(
+        "[server]\nstate_file = '{}'\n[[route]]\npath_prefix = '/'\npool = 'api'\n[pools.api]\nserver = [{{ address = '{}', name = 'a' }}, {{ address = '{}', name = 'b' }}]\n",
+        state.display(),
+        a.addr,
+        b.addr
+    );
+    let l = start_with_admin(toml_config(&text)).await;
+    let admin = l.admin_addr().unwrap();
+    let r = call(admin, Method::POST, "/api/servers/api/b/state", "maint").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(
+        admin,
+        Method::PATCH,
+        "/api/pools/api/servers/a",
+        r#"{"weight": 7}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Written on change, within a second or so.
+    until("the state file is written", async || {
+        std::fs::read_to_string(&state).is_ok_and(|t| t.contains("\"maint\""))
+    })
+    .await;
+    l.shutdown().await;
+
+    let l = start_with_admin(toml_config(&text)).await;
+    let (addr, admin) = (l.listen_addrs()[0], l.admin_addr().unwrap());
+    let s = server(admin, "b").await.unwrap();
+    assert_eq!(s["operator"], "maint", "{s}");
+    assert_eq!(server(admin, "a").await.unwrap()["weight"], 7);
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/").await.backend(), "a");
+    }
+    l.shutdown().await;
+
+    for bad in [
+        "{ not json",
+        "1\n# be_id be_name srv_id srv_name srv_addr\n",
+    ] {
+        std::fs::write(&state, bad).unwrap();
+        let l = start_with_admin(toml_config(&text)).await;
+        let admin = l.admin_addr().unwrap();
+        assert_eq!(server(admin, "b").await.unwrap()["operator"], "ready");
+        drop(l);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -62,6 +62,21 @@ pub fn parse_balance(name: &str) -> Option<BalanceMethod> {
     })
 }
 
+/// `[server] state_file`: a path (relative to the configuration file's directory); an empty
+/// one, or one ending in `/`, is an error.
+fn state_file(v: Option<&At<String>>, diag: &mut Diag) -> Option<std::path::PathBuf> {
+    let v = v?;
+    if v.value.is_empty() || v.value.ends_with('/') {
+        diag.error(
+            v.line,
+            Some("state_file"),
+            format!("`state_file` must name a file, not `{}`", v.value),
+        );
+        return None;
+    }
+    Some(routes::base_dir(&diag.file).join(&v.value))
+}
+
 /// An integer key within `lo..=hi`: its value, or (out of range) an error naming the key and
 /// its line, and `None`. Absent keys are `None` without an error.
 fn ranged(diag: &mut Diag, v: Option<&At<i64>>, key: &str, lo: i64, hi: i64) -> Option<i64> {
@@ -208,6 +223,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
     let cluster = crate::config::cluster::cluster(raw.cluster.as_ref(), diag);
     let listeners = listeners_of(&listen, &listen_unix, tls.as_ref());
     let clients = clients::clients(&raw, &listeners, diag);
+    let state_file = state_file(raw.state_file.as_ref(), diag);
     overlaps(&bound, diag);
 
     if !diag.errors.is_empty() {
@@ -227,6 +243,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
             h2,
             tls,
             reuse_port: raw.reuse_port.unwrap_or(false),
+            state_file,
             clients,
         },
         admin,

@@ -407,6 +407,25 @@ fn admin_hosts_and_reuse_port() {
 }
 
 #[test]
+fn state_file_is_relative_to_the_configuration() {
+    let c = parse_str(
+        "/etc/langur/t.toml",
+        &format!("[server]\nstate_file = 'state/servers'\n{ROUTE}"),
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.state_file.as_deref(),
+        Some(std::path::Path::new("/etc/langur/state/servers"))
+    );
+    let e = errors("t.toml", &format!("[server]\nstate_file = ''\n{ROUTE}"));
+    assert!(
+        e.iter().any(|e| e.starts_with("t.toml:2: `state_file`")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn toml_syntax_error_has_a_line() {
     let errs = parse_str("t.toml", "[server]\nlisten = [\n", true)
         .unwrap_err()

@@ -1,0 +1,120 @@
+//! `[server] state_file`: the servers' health, operator state, weights and `maxconn` kept on
+//! disk (HAProxy's `server-state-file`), so a restart does not forget that a server was in
+//! maintenance or down. Read once at start; written when it changes (looked at once a second,
+//! so a burst of changes is one write) and at shutdown, always whole: a temporary file in the
+//! same directory, then renamed over the old one. A file that cannot be read or was not written
+//! by this langur is a warning, never a failed start.
+
+use super::*;
+use crate::backend::state::{parse, restore, snapshot};
+use std::path::Path;
+use std::sync::Weak;
+
+/// How often the writer looks for a change (the debounce: at most one write per interval).
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// Applies the state file at `path` to `pools` (see [`crate::backend::state::restore`]). A
+/// missing file is the first start; anything else that cannot be used is a warning.
+pub(super) fn read(path: &Path, pools: &[Arc<Pool>]) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(file = %path.display(), "no server-state file yet; it is written as servers change");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "server-state file ignored: cannot read it");
+            return;
+        }
+    };
+    match parse(&text) {
+        Ok(saved) => {
+            let applied = restore(pools, &saved);
+            let others = saved.len() - applied;
+            tracing::info!(file = %path.display(), servers = applied, "server state restored");
+            if others > 0 {
+                tracing::warn!(file = %path.display(), records = others, "server-state records for servers this configuration does not have were ignored");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "server-state file ignored")
+        }
+    }
+}
+
+/// Starts the writer: once a second, the servers' state written if it changed (and the
+/// configuration names a state file) until the instance stops.
+pub(super) fn spawn(shared: &Arc<Shared>) -> JoinHandle<()> {
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let mut last = String::new();
+        loop {
+            tokio::time::sleep(WRITE_EVERY).await;
+            if !write_if_changed(&shared, &mut last) {
+                return;
+            }
+        }
+    })
+}
+
+/// One look: writes the state when it differs from `last`. False once the instance stops.
+fn write_if_changed(shared: &Weak<Shared>, last: &mut String) -> bool {
+    let Some(shared) = shared.upgrade() else {
+        return false;
+    };
+    if shared.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    let Some(path) = lock(&shared.current).server.state_file.clone() else {
+        return true;
+    };
+    let text = snapshot(&shared.runtime.load().pools);
+    if text != *last {
+        match write(&path, &text) {
+            Ok(()) => *last = text,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write the server-state file")
+            }
+        }
+    }
+    true
+}
+
+/// Writes the state now (at shutdown), if the configuration names a state file.
+pub(super) fn save(shared: &Shared) {
+    let Some(path) = lock(&shared.current).server.state_file.clone() else {
+        return;
+    };
+    let text = snapshot(&shared.runtime.load().pools);
+    match write(&path, &text) {
+        Ok(()) => tracing::info!(file = %path.display(), "server state saved"),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write the server-state file")
+        }
+    }
+}
+
+/// Writes `text` to `path` whole: a temporary file beside it (owner-only), flushed to disk,
+/// renamed over `path`. One writer at a time.
+fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    static ONE: Mutex<()> = Mutex::new(());
+    let _one = lock(&ONE);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let done = (|| {
+        let mut f = options.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
