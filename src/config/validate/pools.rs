@@ -13,14 +13,9 @@ fn setting<'a, T>(own: &'a Option<T>, defaults: &'a Option<T>) -> Option<&'a T> 
 pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> Option<PoolConfig> {
     let s = &p.settings;
     let balance = balance(setting(&s.balance, &defaults.balance), diag);
-    let attempts = ranged(
-        diag,
-        setting(&s.attempts, &defaults.attempts),
-        "attempts",
-        1,
-        1000,
-    )
-    .map_or(DEFAULT_ATTEMPTS, |n| n as u32);
+    let attempts = setting(&s.attempts, &defaults.attempts);
+    let attempts =
+        ranged(diag, attempts, "attempts", 1, 1000).map_or(DEFAULT_ATTEMPTS, |n| n as u32);
     let hash_balance_factor = hash_balance_factor(
         setting(&s.hash_balance_factor, &defaults.hash_balance_factor),
         diag,
@@ -46,12 +41,7 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
     let send_proxy =
         super::clients::send_proxy(setting(&s.send_proxy, &defaults.send_proxy), protocol, diag);
     if tls.is_some() {
-        if let Some(u) = servers.iter().find(|s| s.unix.is_some()) {
-            diag.error(p.line, Some("tls"), format!(
-                "pool `{}`: TLS to a server on a Unix-domain socket ({}) is not supported; leave `tls` off for it",
-                p.name, u.name
-            ));
-        }
+        no_tls_to_unix(p, &servers, diag);
     }
     Some(PoolConfig {
         name: p.name.clone(),
@@ -95,6 +85,16 @@ pub(super) fn pool(p: &RawPool, defaults: &RawPoolSettings, diag: &mut Diag) -> 
             .and_then(|s| crate::config::sticky::sticky(s, diag)),
         dns: crate::config::dns::policy(s, defaults, diag),
     })
+}
+
+/// A pool with `tls` may not hold a server on a Unix-domain socket (reported at the pool).
+fn no_tls_to_unix(p: &RawPool, servers: &[ServerConfig], diag: &mut Diag) {
+    if let Some(u) = servers.iter().find(|s| s.unix.is_some()) {
+        diag.error(p.line, Some("tls"), format!(
+            "pool `{}`: TLS to a server on a Unix-domain socket ({}) is not supported; leave `tls` off for it",
+            p.name, u.name
+        ));
+    }
 }
 
 /// The balancing method: round robin when unset; an unknown name is reported with the
@@ -282,27 +282,8 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
                 continue;
             }
         };
-        if let Some(existing) = servers
-            .iter_mut()
-            .find(|x| x.dns.is_none() && x.addr == addr && x.unix == unix)
-        {
-            if existing.name == name {
-                existing.weight += weight;
-            } else {
-                let line = rs.name.as_ref().map_or(rs.address.line, |n| n.line);
-                diag.error(line, Some("name"), format!(
-                    "`name`: server `{name}` of pool `{}` has the address of server `{}` ({}); list one server with a `weight` instead",
-                    p.name, existing.name, rs.address.value
-                ));
-            }
-            continue;
-        }
-        if servers.iter().any(|x| x.name == name) {
-            let line = rs.name.as_ref().map_or(rs.address.line, |n| n.line);
-            diag.error(line, Some("name"), format!(
-                "`name`: pool `{}` has two servers named `{name}`; a server's name must be unique in its pool",
-                p.name
-            ));
+        let entry = (name.as_str(), addr, &unix, weight);
+        if listed_before(&mut servers, p, rs, entry, diag) {
             continue;
         }
         servers.push(ServerConfig {
@@ -329,6 +310,41 @@ fn servers(p: &RawPool, diag: &mut Diag) -> Option<Vec<ServerConfig>> {
         return None;
     }
     Some(servers)
+}
+
+/// Whether a server entry `(name, addr, unix, weight)` adds nothing new: the same address under
+/// the same name adds its weight to the first (as a name listed twice does); the same address
+/// under another name, or the same name at another address, is reported.
+fn listed_before(
+    servers: &mut [ServerConfig],
+    p: &RawPool,
+    rs: &RawServer,
+    (name, addr, unix, weight): (&str, SocketAddr, &Option<std::path::PathBuf>, u32),
+    diag: &mut Diag,
+) -> bool {
+    let line = rs.name.as_ref().map_or(rs.address.line, |n| n.line);
+    if let Some(existing) = servers
+        .iter_mut()
+        .find(|x| x.dns.is_none() && x.addr == addr && x.unix == *unix)
+    {
+        if existing.name == name {
+            existing.weight += weight;
+        } else {
+            diag.error(line, Some("name"), format!(
+                "`name`: server `{name}` of pool `{}` has the address of server `{}` ({}); list one server with a `weight` instead",
+                p.name, existing.name, rs.address.value
+            ));
+        }
+        return true;
+    }
+    if servers.iter().any(|x| x.name == name) {
+        diag.error(line, Some("name"), format!(
+            "`name`: pool `{}` has two servers named `{name}`; a server's name must be unique in its pool",
+            p.name
+        ));
+        return true;
+    }
+    false
 }
 
 /// The server a pool's `srv` stands for (its SRV records become servers at run time); `None`

@@ -140,9 +140,12 @@ fn client_verifier(
 /// `max_header_size`).
 pub(super) fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
     let d = Limits::default();
-    let time = |diag: &mut Diag, v: &Option<At<Duration>>, key: &str, default: Duration| {
-        nonzero(diag, v.as_ref(), key, default)
-    };
+    // A timeout is its key's name, checked to be more than zero, or the default.
+    macro_rules! time {
+        ($key:ident) => {
+            nonzero(diag, l.$key.as_ref(), stringify!($key), d.$key)
+        };
+    }
     // hyper's read buffer cannot be smaller than 8 KiB.
     let max_header_size = size_in(
         diag,
@@ -166,31 +169,11 @@ pub(super) fn limits(l: &RawLimits, diag: &mut Diag) -> Limits {
         0..=(64 << 20),
     );
     Limits {
-        header_read_timeout: time(
-            diag,
-            &l.header_read_timeout,
-            "header_read_timeout",
-            d.header_read_timeout,
-        ),
-        keepalive_timeout: time(
-            diag,
-            &l.keepalive_timeout,
-            "keepalive_timeout",
-            d.keepalive_timeout,
-        ),
-        body_timeout: time(diag, &l.body_timeout, "body_timeout", d.body_timeout),
-        request_timeout: time(
-            diag,
-            &l.request_timeout,
-            "request_timeout",
-            d.request_timeout,
-        ),
-        shutdown_timeout: time(
-            diag,
-            &l.shutdown_timeout,
-            "shutdown_timeout",
-            d.shutdown_timeout,
-        ),
+        header_read_timeout: time!(header_read_timeout),
+        keepalive_timeout: time!(keepalive_timeout),
+        body_timeout: time!(body_timeout),
+        request_timeout: time!(request_timeout),
+        shutdown_timeout: time!(shutdown_timeout),
         max_header_size: max_header_size as usize,
         max_headers: ranged(diag, l.max_headers.as_ref(), "max_headers", 1, 1000)
             .map_or(d.max_headers, |n| n as usize),
