@@ -23,6 +23,7 @@
 use crate::proxy;
 use crate::proxy::body::{ClientIn, IdleTimer};
 use crate::proxy::Live as Shared;
+use crate::session::counters::{Front, Refusal};
 use crate::session::stream::ClientStream;
 use crate::session::ClientInfo;
 use crate::session::ConnState;
@@ -49,9 +50,11 @@ use crate::lane::Outcome;
 mod per_client;
 pub mod proxy_protocol;
 mod scan;
+mod settings;
 mod watch;
 
 use scan::*;
+use settings::*;
 use watch::*;
 
 pub use crate::park::Parked;
@@ -127,6 +130,7 @@ impl ProxyService {
         let peer = conn.stream.as_tcp().map(|_| conn.peer);
         let mut state = ConnState::new(ClientInfo::connected(peer, conn.origin.clone()));
         state.manual = true;
+        state.front = conn.permit.as_ref().map(|p| p.front().clone());
         ProxyService {
             shared,
             conn: Arc::new(state),
@@ -166,6 +170,9 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 proxy::handle(&rt, req.map(ClientIn::Hyper), &state.client, state).await
             };
             rt.traffic.count(resp.status().as_u16());
+            if let Some(f) = &state.front {
+                f.response(resp.status().as_u16(), resp.body().verdict());
+            }
             resp.body_mut().attach(exchange.answered());
             Ok(resp)
         })
@@ -382,7 +389,12 @@ async fn note_origin(
 ) -> Option<Bytes> {
     let rt = shared.runtime.load_full();
     let peer = conn.stream.as_tcp().map(|_| conn.peer);
-    let (origin, read) = origin_of(&mut conn.stream, peer, &rt, listener).await?;
+    let front = conn.permit.as_ref().map(|p| p.front().clone());
+    let refused = |why| front.as_ref().inspect(|f| f.refused(why));
+    let Some((origin, read)) = origin_of(&mut conn.stream, peer, &rt, listener).await else {
+        refused(Refusal::ProxyProtocol);
+        return None;
+    };
     match announced_client_slot(shared, &rt, &origin) {
         Ok(None) => {}
         Ok(Some(slot)) => {
@@ -391,6 +403,7 @@ async fn note_origin(
             }
         }
         Err(()) => {
+            refused(Refusal::Limit);
             refuse_busy_stream(&conn.stream);
             return None;
         }
@@ -432,44 +445,6 @@ async fn origin_of(
     Some((origin, read))
 }
 
-/// HTTP/1.1 server settings for TLS connections (plain ones: [`h1_plain_builder`]). The head
-/// deadline is the watchdog's (see [`drive_until_stopped`]), not hyper's: hyper's runs from
-/// the moment it waits for a head, so it would close idle keep-alive connections at
-/// `header_read_timeout` rather than `keepalive_timeout`.
-fn h1_builder(rt: &proxy::Runtime) -> hyper::server::conn::http1::Builder {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(crate::timer::LazyTimer)
-        .header_read_timeout(None)
-        .max_headers(rt.limits.max_headers)
-        .max_header_size(rt.limits.max_header_size)
-        .keep_alive(true);
-    builder
-}
-
-/// HTTP/2 server settings (TLS with ALPN h2, and h2c), from the runtime's limits.
-fn h2_builder(
-    rt: &proxy::Runtime,
-) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
-    let mut builder =
-        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(rt.h2.max_concurrent_streams)
-        .initial_stream_window_size(rt.h2.window)
-        .initial_connection_window_size(rt.h2.window)
-        .max_header_list_size(rt.limits.max_header_size as u32)
-        // What hyper buffers per stream for a client that does not take it (hyper's default is
-        // about 400 KiB: 100 streams a connection held ~40 MB of a client that reads nothing).
-        .max_send_buf_size(H2_SEND_BUFFER);
-    builder
-}
-
-/// Bytes of a response body buffered per HTTP/2 stream ahead of the client's window: 16 KiB
-/// (nginx writes HTTP/2 bodies in 8 KiB chunks), so a connection of 100 streams holds 1.6 MiB
-/// at most.
-const H2_SEND_BUFFER: usize = 16 * 1024;
-
 /// Serves an h2c connection (prior knowledge) until it ends, times out, or the worker stops.
 async fn serve_h2(
     io: Prefixed,
@@ -499,6 +474,7 @@ pub async fn serve_tls(
     active: Arc<Active>,
     mut ticks: tokio::sync::watch::Receiver<u64>,
     listener: Arc<crate::config::ListenAddr>,
+    front: Front,
 ) {
     let born = *ticks.borrow();
     let rt = shared.runtime.load_full();
@@ -512,11 +488,11 @@ pub async fn serve_tls(
         true => {
             let mut s = ClientStream::Tcp(stream);
             let Some((origin, _)) = origin_of(&mut s, Some(peer), &rt, &listener).await else {
-                return;
+                return front.refused(Refusal::ProxyProtocol);
             };
             // Over `max_connections_per_client`: closed (nothing can be said before TLS).
             let Ok(slot) = announced_client_slot(&shared, &rt, &origin) else {
-                return;
+                return front.refused(Refusal::Limit);
             };
             _announced = slot;
             let ClientStream::Tcp(stream) = s else { return };
@@ -524,7 +500,7 @@ pub async fn serve_tls(
         }
     };
     let Some(tls) = handshake(stream, peer, &tls_listener, &rt).await else {
-        return;
+        return front.refused(Refusal::TlsHandshake);
     };
     let _active = active.enter();
     let mut client = ClientInfo::connected(Some(peer), origin);
@@ -538,6 +514,7 @@ pub async fn serve_tls(
     client.hop_scheme = "https";
     let mut state = ConnState::new(client);
     state.tls = Some(crate::session::TlsInfo::of(tls.get_ref().1));
+    state.front = Some(front);
     let state = Arc::new(state);
     let svc = ProxyService {
         shared: shared.clone(),
@@ -684,21 +661,6 @@ impl IdleSince {
     }
 }
 
-/// HTTP/1.1 server settings for a plain connection's hyper turn (see [`drive`]); its head
-/// deadline is hyper's own, as the turn starts with a request's first bytes.
-fn h1_plain_builder(rt: &proxy::Runtime) -> hyper::server::conn::http1::Builder {
-    let l = &rt.limits;
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(crate::timer::LazyTimer)
-        .header_read_timeout(l.header_read_timeout)
-        .max_header_size(l.max_header_size)
-        .max_headers(l.max_headers)
-        .keep_alive(true)
-        .writev(false);
-    builder
-}
-
 /// Serves requests with a fresh hyper connection until hyper finishes the connection (`None`)
 /// or has stayed idle for two park-clock ticks (`Some`: the socket, with read-ahead bytes first).
 async fn drive(
@@ -771,6 +733,10 @@ async fn drive(
         }
         Some(Err(e)) => {
             tracing::debug!(client = %state.client.addr, error = %e, "client connection ended with an error");
+            if e.is_parse() || e.is_parse_too_large() || e.is_timeout() {
+                // hyper answered a malformed or late head itself.
+                state.front.as_ref().inspect(|f| f.bad_request());
+            }
             None
         }
         None => {

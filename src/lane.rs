@@ -24,6 +24,7 @@
 
 use crate::proxy::body::{ClientIn, ProxyBody};
 use crate::proxy::Live as Shared;
+use crate::session::counters::{Front, Verdict};
 use crate::session::stream::ClientStream;
 use crate::session::ConnState;
 use crate::upstream::h1::write_hex;
@@ -59,7 +60,7 @@ const DIRECT: usize = 16 * 1024;
 const OUT_MAX: usize = 64 * 1024;
 
 /// A plain client connection, as the lane holds it.
-struct Lane {
+struct Lane<'c> {
     stream: ClientStream,
     /// Bytes received and not yet parsed; they start at a request's first byte.
     pending: Bytes,
@@ -69,6 +70,8 @@ struct Lane {
     out: Vec<u8>,
     /// How long the client may take none of its response (`body_timeout`).
     stall: Duration,
+    /// The listener's counters (bytes received and sent).
+    front: Option<&'c Front>,
 }
 
 /// Why the lane stopped.
@@ -82,14 +85,44 @@ pub enum Outcome {
     Close,
 }
 
-impl Lane {
-    fn new(stream: ClientStream, pending: Bytes, stall: Duration) -> Lane {
+impl<'c> Lane<'c> {
+    fn new(
+        stream: ClientStream,
+        pending: Bytes,
+        stall: Duration,
+        front: Option<&'c Front>,
+    ) -> Lane<'c> {
         Lane {
             stream,
             pending,
             buf: BytesMut::new(),
             out: Vec::new(),
             stall,
+            front,
+        }
+    }
+
+    /// Counts `n` bytes received from the client.
+    #[inline]
+    fn count_in(&self, n: usize) {
+        if let Some(f) = self.front {
+            f.bytes_in(n);
+        }
+    }
+
+    /// Counts a response among the listener's.
+    #[inline]
+    fn count_response(&self, status: u16, verdict: Verdict) {
+        if let Some(f) = self.front {
+            f.response(status, verdict);
+        }
+    }
+
+    /// Counts `n` bytes sent to the client.
+    #[inline]
+    fn count_out(&self, n: usize) {
+        if let Some(f) = self.front {
+            f.bytes_out(n);
         }
     }
 
@@ -119,13 +152,17 @@ impl Lane {
     async fn read_now(&mut self) -> Option<io::Result<usize>> {
         self.reserve();
         let Lane { stream, buf, .. } = self;
-        std::future::poll_fn(|cx| {
+        let read = std::future::poll_fn(|cx| {
             match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut *buf) {
                 Poll::Pending => Poll::Ready(None),
                 Poll::Ready(r) => Poll::Ready(Some(r)),
             }
         })
-        .await
+        .await;
+        if let Some(Ok(n)) = read {
+            self.count_in(n);
+        }
+        read
     }
 
     /// Waits for `fut`; meanwhile, if nothing is buffered, reads from the client to notice it
@@ -137,7 +174,9 @@ impl Lane {
         if watch {
             self.reserve();
         }
-        let Lane { stream, buf, .. } = self;
+        let Lane {
+            stream, buf, front, ..
+        } = self;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
@@ -145,7 +184,12 @@ impl Lane {
             if watch {
                 match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut *buf) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
-                    Poll::Ready(Ok(_)) => watch = false,
+                    Poll::Ready(Ok(n)) => {
+                        watch = false;
+                        if let Some(f) = front {
+                            f.bytes_in(n);
+                        }
+                    }
                     Poll::Pending => {}
                 }
             }
@@ -158,6 +202,7 @@ impl Lane {
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             send(&self.stream, &self.out, self.stall).await?;
+            self.count_out(self.out.len());
             self.out.clear();
         }
         Ok(())
@@ -203,7 +248,7 @@ pub async fn serve(
     ticks: &mut tokio::sync::watch::Receiver<u64>,
 ) -> (Outcome, ClientStream, Bytes) {
     let stall = shared.runtime.load().limits.body_timeout;
-    let mut lane = Lane::new(stream, pending, stall);
+    let mut lane = Lane::new(stream, pending, stall, state.front.as_ref());
     let outcome = run(&mut lane, shared, state, ticks).await;
     let unparsed = lane.take_unparsed();
     (outcome, lane.stream, unparsed)
@@ -212,7 +257,7 @@ pub async fn serve(
 /// Serves requests until one is not for the lane, the connection ends, or it stays idle for
 /// two ticks of the worker's park clock.
 async fn run(
-    lane: &mut Lane,
+    lane: &mut Lane<'_>,
     shared: &Shared,
     state: &Arc<ConnState>,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
@@ -245,6 +290,7 @@ async fn run(
             return Outcome::Close;
         };
         rt.traffic.count(resp.status().as_u16());
+        lane.count_response(resp.status().as_u16(), resp.body().verdict());
         let (parts, body) = resp.into_parts();
         let mut close = head.close || shared.stopping.load(Ordering::Relaxed);
         lane.out.clear();
@@ -274,7 +320,7 @@ async fn run(
 /// Waits for the client's next bytes for two ticks of the park clock. `Some(true)`: they
 /// came; `Some(false)`: time to park; `None`: close (the worker is stopping, or an error).
 async fn grace(
-    lane: &mut Lane,
+    lane: &mut Lane<'_>,
     shared: &Shared,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Option<bool> {

@@ -1,7 +1,12 @@
-//! Instance-wide traffic counters and the per-second history the dashboard draws.
+//! Instance-wide traffic counters and the per-second history the dashboard draws; the
+//! listeners' counters (kept in `session::counters`, where connections reach them), a route's
+//! ([`route`]), and the histogram both routes and servers use ([`histogram`]).
 //!
 //! Counters are sharded by worker thread (each shard on its own cache line), so counting a
 //! response is an uncontended atomic add on the worker's own line; readers sum the shards.
+
+pub mod histogram;
+pub mod route;
 
 use crate::worker::worker_id;
 use serde::Serialize;
@@ -30,6 +35,8 @@ pub struct Traffic {
     pub proxy_refused: ProxyRefusals,
     /// TLS handshakes with clients that failed, by reason.
     pub tls_failures: TlsFailures,
+    /// The listeners' counters (HAProxy's `FRONTEND` figures).
+    pub listeners: crate::session::counters::Listeners,
 }
 
 /// Failed TLS handshakes with clients, by the reasons of
@@ -86,6 +93,7 @@ impl Default for Traffic {
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             proxy_refused: ProxyRefusals::default(),
             tls_failures: TlsFailures::default(),
+            listeners: Default::default(),
         }
     }
 }
@@ -126,15 +134,15 @@ pub struct Sample {
     pub hits: f64,
     pub misses: f64,
     pub hit_ratio: Option<f64>,
+    /// Bytes per second received from and sent to clients, over every listener.
+    pub bytes_in: f64,
+    pub bytes_out: f64,
 }
 
 impl Traffic {
     /// Counts one response sent to a client.
     pub fn count(&self, status: u16) {
-        let class = match status {
-            100..=599 => usize::from(status / 100) - 1,
-            _ => 5,
-        };
+        let class = crate::session::counters::class(status);
         self.shards[worker_id() % SHARDS].classes[class].fetch_add(1, Relaxed);
     }
 
@@ -160,12 +168,19 @@ impl Traffic {
         crate::cache::policy::unix_now().saturating_sub(self.started_unix)
     }
 
-    /// Appends a sample computed from two readings `secs` apart.
+    /// Appends a sample computed from two readings `secs` apart, and measures the listeners'
+    /// rates over the same time.
     pub fn record(&self, prev: (Totals, u64, u64), now: (Totals, u64, u64), secs: f64) {
         let (a, ah, am) = prev;
         let (b, bh, bm) = now;
         let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs.max(1e-3);
         let (hits, misses) = (per(ah, bh), per(am, bm));
+        let (mut bytes_in, mut bytes_out) = (0.0, 0.0);
+        for l in self.listeners.all() {
+            let r = l.sample(secs);
+            bytes_in += r.bytes_in;
+            bytes_out += r.bytes_out;
+        }
         let sample = Sample {
             t: crate::cache::policy::unix_now(),
             rps: per(a.requests, b.requests),
@@ -176,6 +191,8 @@ impl Traffic {
             hits,
             misses,
             hit_ratio: (hits + misses > 0.0).then(|| hits / (hits + misses)),
+            bytes_in,
+            bytes_out,
         };
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if h.len() == HISTORY {

@@ -112,6 +112,8 @@ pub fn stats_json(shared: &Shared) -> Value {
         "caching": rt.routes.iter().any(|r| r.cache),
         "latency": latency_json(&rt),
         "rate_limits": rate_limits_json(&rt),
+        "listeners": listeners_json(shared),
+        "routes": routes_json(&rt),
         "clients": {
             "connected": shared.live().clients.clients(),
             "connections_refused": shared.live().clients.refused.load(Relaxed),
@@ -140,6 +142,76 @@ fn latency_json(rt: &crate::proxy::Runtime) -> Value {
         .collect();
     let counts: Vec<u64> = sums.iter().map(|(_, n)| *n).collect();
     json!({ "le": le, "cumulative": counts })
+}
+
+/// The listeners' counters (`name`: the address as bound): connections open, accepted and
+/// refused by reason, bytes, responses by class, requests refused or malformed, and the last
+/// second's rates.
+fn listeners_json(shared: &Shared) -> Value {
+    use crate::session::counters::REFUSALS;
+    let all = shared.traffic().listeners.all();
+    let rows = all.iter().map(|l| {
+        let (t, r) = (l.totals(), l.rates());
+        let refused: serde_json::Map<String, Value> = REFUSALS
+            .iter()
+            .zip(t.refused)
+            .map(|(why, n)| (why.to_string(), n.into()))
+            .collect();
+        json!({
+            "name": &*l.name,
+            "tls": l.tls,
+            "open": t.open,
+            "accepted": t.accepted,
+            "refused": refused,
+            "bytes_in": t.bytes_in,
+            "bytes_out": t.bytes_out,
+            "requests": t.requests(),
+            "responses": classes_json(&t.classes),
+            "request_errors": t.bad_requests,
+            "denied": t.denied,
+            "rate_limited": t.rate_limited,
+            "rate": {
+                "connections": r.conn, "requests": r.req,
+                "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
+            },
+        })
+    });
+    Value::Array(rows.collect())
+}
+
+fn classes_json(c: &[u64; 6]) -> Value {
+    json!({ "1xx": c[0], "2xx": c[1], "3xx": c[2], "4xx": c[3], "5xx": c[4], "other": c[5] })
+}
+
+/// Every route (`route`: its place in file order, from 1; `line` in the file; `pool`, or
+/// `null` for a file route): responses by class, requests refused by `deny`/`allow`, and the
+/// request duration as cumulative counts per bucket (`le` in seconds, `null` for +Inf), for
+/// the dashboard's rates and p95 between two polls.
+fn routes_json(rt: &crate::proxy::Runtime) -> Value {
+    let rows = rt.routes.iter().enumerate().map(|(i, r)| {
+        let name = |p: usize| rt.pools.get(p).map(|p| p.name.to_string());
+        let pool = match (&r.split, r.pool) {
+            (Some(s), _) => Some(s.pools.iter().filter_map(|p| name(*p)).collect::<Vec<_>>().join(", ")),
+            (None, Some(p)) => name(p),
+            (None, None) => None,
+        };
+        let c = r.stats.classes();
+        let (_, _, buckets) = r.stats.duration.snapshot();
+        json!({
+            "route": i + 1,
+            "line": r.line,
+            "pool": pool,
+            "requests": c.iter().sum::<u64>(),
+            "responses": classes_json(&c),
+            "denied": r.stats.denied.load(Relaxed),
+            "rate_limited": r.limiter.as_ref().map(|l| l.limited.load(Relaxed)),
+            "duration": {
+                "le": buckets.iter().map(|(le, _)| le.is_finite().then_some(*le)).collect::<Vec<_>>(),
+                "cumulative": buckets.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            },
+        })
+    });
+    Value::Array(rows.collect())
 }
 
 /// The routes with a `rate_limit` (`route`: its place in file order, from 1): the limit, the

@@ -168,6 +168,9 @@ pub(super) fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
         other => return other,
     }
     let data = tbuf.filled();
+    if let Some(f) = &state.front {
+        f.bytes_in(data.len());
+    }
     let ok = scan_bytes(scan, failed, state, data);
     if ok == 0 && *failed {
         return Poll::Ready(Err(invalid_framing()));
@@ -203,6 +206,14 @@ pub(super) fn written<T>(
     }
 }
 
+/// Counts what a write gave the socket among the listener's bytes sent.
+#[inline]
+fn sent(state: &ConnState, r: &Poll<io::Result<usize>>) {
+    if let (Poll::Ready(Ok(n)), Some(f)) = (r, &state.front) {
+        f.bytes_out(*n);
+    }
+}
+
 impl Read for ScannedTls {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -234,6 +245,7 @@ impl Write for ScannedTls {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = tokio::io::AsyncWrite::poll_write(Pin::new(&mut this.io), cx, buf);
+        sent(&this.state, &r);
         written(r, &mut this.stall, cx)
     }
     fn poll_write_vectored(
@@ -243,6 +255,7 @@ impl Write for ScannedTls {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = tokio::io::AsyncWrite::poll_write_vectored(Pin::new(&mut this.io), cx, bufs);
+        sent(&this.state, &r);
         written(r, &mut this.stall, cx)
     }
     fn is_write_vectored(&self) -> bool {
@@ -269,6 +282,7 @@ impl Write for Prefixed {
         let this = self.get_mut();
         this.state.flushed.store(false, Ordering::Relaxed);
         let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        sent(&this.state, &r);
         written(r, &mut this.stall, cx)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

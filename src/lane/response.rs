@@ -210,7 +210,7 @@ fn broken(what: &'static str) -> io::Error {
 /// Writes the head (already in `out`) and the body. An error means the connection must close:
 /// the client went away, or the body failed or did not match its length.
 pub(super) async fn write_body(
-    lane: &mut Lane,
+    lane: &mut Lane<'_>,
     mut body: ProxyBody,
     framing: Framing,
 ) -> io::Result<()> {
@@ -259,6 +259,7 @@ pub(super) async fn write_body(
                 if data.len() >= DIRECT {
                     lane.flush().await?;
                     send(&lane.stream, &data, lane.stall).await?;
+                    lane.count_out(data.len());
                 } else {
                     lane.out.extend_from_slice(&data);
                 }

@@ -7,6 +7,7 @@
 //! addresses with a connection open, so its memory follows the open connections and an
 //! entry goes when its count reaches zero.
 
+use crate::session::counters::{Front, Open};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::net::IpAddr;
@@ -73,24 +74,32 @@ impl Drop for ClientSlot {
 
 /// What an open client connection holds while it is open (parked too): its place under the
 /// listener's `max_connections`, and under `max_connections_per_client` when that is set
-/// (boxed: a parked connection stays small when the limit is off).
+/// (boxed: a parked connection stays small when the limit is off), and its count among the
+/// listener's open connections.
 #[derive(Debug)]
 pub struct ConnPermit {
     _slot: OwnedSemaphorePermit,
     _client: Option<Box<ClientSlot>>,
+    open: Open,
 }
 
 impl ConnPermit {
-    pub fn new(slot: OwnedSemaphorePermit, client: Option<ClientSlot>) -> ConnPermit {
+    pub fn new(slot: OwnedSemaphorePermit, client: Option<ClientSlot>, open: Open) -> ConnPermit {
         ConnPermit {
             _slot: slot,
             _client: client.map(Box::new),
+            open,
         }
     }
 
     /// Holds `client`'s place too (the client a PROXY header announced, counted once read).
     pub fn hold(&mut self, client: ClientSlot) {
         self._client = Some(Box::new(client));
+    }
+
+    /// The listener's counters.
+    pub fn front(&self) -> &Front {
+        self.open.front()
     }
 }
 

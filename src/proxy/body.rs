@@ -12,7 +12,9 @@ use crate::access_log::AccessLog;
 use crate::backend::InFlight;
 use crate::cache::{Fill, FormFill};
 use crate::coding::Transcoder;
+use crate::session::counters::Verdict;
 use crate::session::ConnState;
+use crate::stats::route::RouteStats;
 use crate::upstream::peer::Peer;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
@@ -58,6 +60,19 @@ pub struct ProxyBody {
     fill: Option<Box<Fill>>,
     /// The body is re-coded on its way to the client.
     codec: Option<Box<Coded>>,
+    /// What the answer says of the request besides its status (the listener's `ereq`, `dreq`).
+    verdict: Verdict,
+    /// The route's counters, told the status and the duration when the body is done.
+    tally: Option<Tally>,
+}
+
+/// A routed request's response on its way, for its route's request duration ([`RouteStats`]);
+/// sixteen bytes, as every response is moved several times.
+#[derive(Debug)]
+pub struct Tally {
+    pub stats: Arc<RouteStats>,
+    /// When the request's head was handed to the pipeline ([`crate::clock::now_us`]).
+    pub start_us: u64,
 }
 
 /// A body re-coded as it streams (compressed, decompressed, or both): the source's frames go
@@ -99,6 +114,8 @@ impl ProxyBody {
             conn: None,
             fill: None,
             codec: None,
+            verdict: Verdict::None,
+            tally: None,
         }
     }
 
@@ -150,6 +167,8 @@ impl ProxyBody {
             conn: None,
             fill: None,
             codec: None,
+            verdict: Verdict::None,
+            tally: None,
         })
     }
 
@@ -170,6 +189,8 @@ impl ProxyBody {
             conn: None,
             fill: None,
             codec: None,
+            verdict: Verdict::None,
+            tally: None,
         };
         if let Kind::Upstream(inner) = &b.kind {
             if inner.is_end_stream() {
@@ -224,6 +245,23 @@ impl ProxyBody {
         if let Some(l) = &mut self.log {
             l.status = status;
         }
+    }
+
+    /// What the answer says of the request (langur's own answers).
+    #[inline]
+    pub fn set_verdict(&mut self, verdict: Verdict) {
+        self.verdict = verdict;
+    }
+
+    #[inline]
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// Tells the route's counters of this response when it is done.
+    #[inline]
+    pub fn tally(&mut self, tally: Tally) {
+        self.tally = Some(tally);
     }
 
     /// Tells the client connection how this body ends (see `conn.rs`).
@@ -470,6 +508,12 @@ impl Coded {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        if let Some(t) = self.tally.take() {
+            let took = crate::clock::now_us().saturating_sub(t.start_us);
+            t.stats
+                .duration
+                .observe(std::time::Duration::from_micros(took));
+        }
         if let Some(c) = &self.conn {
             c.body_dropped(self.ended && self.codec.as_ref().map_or(true, |c| c.done));
         }

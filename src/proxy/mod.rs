@@ -147,6 +147,8 @@ pub struct RouteRt {
     pub limiter: Option<Arc<crate::limits::RateLimiter>>,
     /// `compress` and `precompressed`.
     pub encoding: crate::config::compress::Compression,
+    /// Its counters (kept across reloads while the route in its place is the same).
+    pub stats: Arc<crate::stats::route::RouteStats>,
 }
 
 /// Handles one request. Never fails: every problem becomes a response with a status and reason.
@@ -162,6 +164,8 @@ pub async fn handle(
     let behind = behind_proxies(rt, client, req.headers());
     let client = behind.as_deref().unwrap_or(client);
     let mut log = AccessLog::start(rt.log.as_ref(), &req, client, conn);
+    let start = crate::clock::now_us();
+    let mut routed: Option<&RouteRt> = None;
     // What the way back needs; boxed (and made only when a rule runs) so that requests without
     // rules do not carry it in their state.
     let mut post: Option<Box<rules::Post>> = None;
@@ -188,6 +192,7 @@ pub async fn handle(
             break 'answer error_response(ErrorKind::NoRoute, log);
         };
         let route = &rt.routes[route_idx];
+        routed = Some(route);
         back.negotiate(route, &mut req);
         if let Some(rules) = &route.rules {
             let groups = match rules.uses_groups {
@@ -227,7 +232,7 @@ pub async fn handle(
         };
         forward(pool, req, client, log).await
     };
-    way_back(rt, post, client, back, resp)
+    way_back(rt, post, client, back, routed.map(|r| (r, start)), resp)
 }
 
 /// The route's pool: its own, or its split's choice; `None` for a file route.
@@ -279,13 +284,16 @@ impl<'r> Back<'r> {
 /// The way back: the rules' part ([`rules::finish`]) when a rule ran or `[server]` has some;
 /// a HEAD answered from memory (langur's own answers, the cache) keeps its `Content-Length`
 /// and loses its body ([`ProxyBody::drop_for_head`]); then, on a route with `compress`, the
-/// coding the request chose (`coded`: the route's settings and what the request takes).
+/// coding the request chose (`coded`: the route's settings and what the request takes). The
+/// response of a request that matched a route (`routed`: it, and when the request began) is
+/// counted in the route's counters and holds them until its body ends, for the duration.
 #[inline]
 fn way_back(
     rt: &Runtime,
     post: Option<Box<rules::Post>>,
     client: &ClientInfo,
     back: Back<'_>,
+    routed: Option<(&RouteRt, u64)>,
     resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let mut resp = match post {
@@ -298,6 +306,12 @@ fn way_back(
                 .entry(http::header::CONTENT_LENGTH)
                 .or_insert_with(|| HeaderValue::from(len));
         }
+    }
+    if let Some((route, start_us)) = routed {
+        let denied = resp.body().verdict() == crate::session::counters::Verdict::Denied;
+        route.stats.answered(resp.status().as_u16(), denied);
+        let stats = route.stats.clone();
+        resp.body_mut().tally(body::Tally { stats, start_us });
     }
     match back.coded {
         None => resp,
@@ -547,6 +561,7 @@ pub(crate) fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Res
         l.reason = kind.reason();
     }
     let mut resp = Response::new(ProxyBody::full(kind.body(), log));
+    resp.body_mut().set_verdict(verdict(kind));
     *resp.status_mut() = kind.status();
     resp.extensions_mut().insert(rules::OwnAnswer);
     resp.headers_mut().insert(
@@ -558,6 +573,24 @@ pub(crate) fn error_response(kind: ErrorKind, mut log: Option<AccessLog>) -> Res
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// What langur's own answer of `kind` says of the request, for the listener's counters: a
+/// request malformed, too large or too slow (HAProxy's `ereq`), or refused by a rule (`dreq`).
+fn verdict(kind: ErrorKind) -> crate::session::counters::Verdict {
+    use crate::session::counters::Verdict;
+    match kind {
+        ErrorKind::BadRequest
+        | ErrorKind::UriTooLong
+        | ErrorKind::HeadersTooLarge
+        | ErrorKind::BodyTooLarge
+        | ErrorKind::ClientTimeout
+        | ErrorKind::MethodNotAllowed
+        | ErrorKind::NotImplemented => Verdict::BadRequest,
+        ErrorKind::Forbidden => Verdict::Denied,
+        ErrorKind::RateLimited => Verdict::RateLimited,
+        _ => Verdict::None,
+    }
 }
 
 /// Prepares the request for the upstream hop: origin-form URI, HTTP/1.1, hop-by-hop headers

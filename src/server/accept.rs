@@ -6,6 +6,7 @@ use super::*;
 use crate::conn::{Ctx, Parked};
 use crate::limits::ConnPermit;
 use crate::park::Lot;
+use crate::session::counters::{Front, Listener, Refusal};
 use crate::session::stream::ClientStream;
 use std::pin::Pin;
 use tokio::sync::OwnedSemaphorePermit;
@@ -13,7 +14,8 @@ use tokio::time::Sleep;
 
 /// Accepts the connections of one worker's socket until shutdown, or until `stop` (a reload
 /// removed the listener): then no new connections are taken, idle ones are closed, and busy
-/// ones are closed once idle, within `shutdown_timeout`.
+/// ones are closed once idle, within `shutdown_timeout`. `configured`: the listener as
+/// configured; `counters`: its counters.
 pub(super) async fn accept_loop(
     listener: Acceptor,
     shared: Arc<Shared>,
@@ -22,8 +24,7 @@ pub(super) async fn accept_loop(
     tls: bool,
     // `max_connections` of this socket.
     slots: Arc<Slots>,
-    // The listener as configured.
-    configured: crate::config::ListenAddr,
+    (configured, counters): (crate::config::ListenAddr, Arc<Listener>),
 ) {
     let active = Arc::new(crate::conn::Active::default());
     let (ticks, clock) = crate::conn::park_clock();
@@ -35,6 +36,7 @@ pub(super) async fn accept_loop(
         lot: conns.lot.clone(),
         listener: Arc::new(configured),
     };
+    let front = Front::new(counters, crate::worker::worker_id());
     let removed = {
         // Made once for the loop, not per connection: each of these registers a waiter, and
         // registering and dropping three per accepted connection cost more than the accept.
@@ -64,7 +66,7 @@ pub(super) async fn accept_loop(
             };
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => match per_client(&shared, &ctx, peer, permit) {
+                    Ok((stream, peer)) => match per_client(&shared, &ctx, &front, peer, permit) {
                         Some(permit) => conns.start(stream, peer, permit, tls, &ctx),
                         // Over `max_connections_per_client`: closed at once (counted), with a
                         // 503 on a plain listener.
@@ -150,8 +152,10 @@ impl Conns {
                 let (live, active, ticks) =
                     (ctx.shared.clone(), ctx.active.clone(), ctx.ticks.clone());
                 let listener = ctx.listener.clone();
+                let front = permit.front().clone();
                 self.tasks.spawn(async move {
-                    crate::conn::serve_tls(stream, peer, live, active, ticks, listener).await;
+                    crate::conn::serve_tls(stream, peer, live, active, ticks, listener, front)
+                        .await;
                     drop(permit);
                 });
             }
@@ -208,13 +212,16 @@ impl Conns {
 /// many open already. A Unix-domain socket's peers have no address to count by, a peer in
 /// `trusted_proxies` is a balancer speaking for many clients, and on a listener
 /// `proxy_protocol` covers the peer is the balancer too (the client its header announces is
-/// counted once read, see `conn.rs`): none of them is counted here.
+/// counted once read, see `conn.rs`): none of them is counted here. The connection is counted
+/// among the listener's, open while the permit lives.
 fn per_client(
     shared: &Shared,
     ctx: &Ctx,
+    front: &Front,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
 ) -> Option<ConnPermit> {
+    let open = front.open();
     let rt = shared.runtime.load();
     let max = rt.limits.max_connections_per_client;
     let behind_balancer = || {
@@ -226,10 +233,13 @@ fn per_client(
         || behind_balancer()
         || rt.clients.trusted.contains(peer.ip())
     {
-        return Some(ConnPermit::new(slot, None));
+        return Some(ConnPermit::new(slot, None, open));
     }
-    let client = shared.clients.open(peer.ip(), max)?;
-    Some(ConnPermit::new(slot, Some(client)))
+    let Some(client) = shared.clients.open(peer.ip(), max) else {
+        front.refused(Refusal::Limit);
+        return None;
+    };
+    Some(ConnPermit::new(slot, Some(client), open))
 }
 
 /// A listening socket of one worker: TCP, or a Unix-domain socket.

@@ -257,15 +257,19 @@ impl Listeners {
         } else {
             let tls = b.kind == Kind::Tls;
             let listener = b.configured.clone();
+            let counters = shared.traffic.listeners.register(&bound.to_string(), tls);
             for (s, worker) in sockets.into_iter().zip(&self.workers) {
                 let sem = Arc::new(Slots::new(self.per_socket));
                 slots.push(sem.clone());
                 let (shared, shutdown, stop) =
                     (shared.clone(), self.shutdown.clone(), stop_rx.clone());
-                let listener = listener.clone();
+                let (listener, counters) = (listener.clone(), counters.clone());
                 tasks.push(worker.spawn(async move {
                     match s.into_tokio() {
-                        Ok(l) => accept_loop(l, shared, shutdown, stop, tls, sem, listener).await,
+                        Ok(l) => {
+                            accept_loop(l, shared, shutdown, stop, tls, sem, (listener, counters))
+                                .await
+                        }
                         Err(e) => tracing::error!(error = %e, "listener failed"),
                     }
                 }));

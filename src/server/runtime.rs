@@ -103,8 +103,23 @@ fn routes(
             upstream_host: r.pool.and_then(|i| upstream_host(&config.pools[i])),
             limiter,
             encoding: r.encoding.clone(),
+            stats: route_stats(r, index, old),
         })
         .collect()
+}
+
+/// A route's counters: the ones of `old`'s route in the same place when it matches the same
+/// requests (so its series continue across a reload), else new ones.
+fn route_stats(
+    r: &crate::config::RouteConfig,
+    index: usize,
+    old: Option<&Runtime>,
+) -> Arc<crate::stats::route::RouteStats> {
+    let identity = format!("{:?} {:?}", r.patterns, r.matcher);
+    match old.and_then(|o| o.routes.get(index)) {
+        Some(o) if o.stats.identity == identity => o.stats.clone(),
+        _ => Arc::new(crate::stats::route::RouteStats::new(identity)),
+    }
 }
 
 /// A route's traffic split, if it has one.

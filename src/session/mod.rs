@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub mod body;
+pub mod counters;
 pub mod stream;
 
 /// What the pipeline knows about the client connection (made once per connection; per
@@ -171,6 +172,8 @@ pub struct ConnState {
     pub(crate) tunnel: AtomicBool,
     /// What the TLS handshake settled (TLS listeners only), for the access log.
     pub tls: Option<TlsInfo>,
+    /// The listener's counters (bytes, responses); `None` outside a listener (tests).
+    pub front: Option<counters::Front>,
 }
 
 #[derive(Default)]
@@ -204,6 +207,7 @@ impl ConnState {
             upgrade: UpgradeSlot::default(),
             tunnel: AtomicBool::new(false),
             tls: None,
+            front: None,
         }
     }
 

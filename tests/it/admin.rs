@@ -96,9 +96,33 @@ async fn csv_uses_haproxy_column_names() {
     for _ in 0..4 {
         get(p, "/").await;
     }
-    let r = admin_get(l.admin_addr().unwrap(), "/stats.csv", &[]).await;
-    assert_eq!(r.status, 200);
-    let text = r.text();
+    // A target langur refuses (a bad escape): a request error of the listener's.
+    let bad = raw(
+        p,
+        b"GET /%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    // The FRONTEND row's rates are the sampler's (one a second): read once it has one.
+    let mut text = String::new();
+    for _ in 0..60 {
+        let r = admin_get(l.admin_addr().unwrap(), "/stats.csv", &[]).await;
+        assert_eq!(r.status, 200);
+        text = r.text();
+        let front = text
+            .lines()
+            .find(|l| l.contains(",FRONTEND,"))
+            .unwrap_or("");
+        if front
+            .split(',')
+            .nth(46)
+            .is_some_and(|v| v != "0" && !v.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     assert_eq!(header[0], "# pxname");
@@ -131,9 +155,51 @@ async fn csv_uses_haproxy_column_names() {
     ] {
         assert!(header.iter().any(|h| h == name), "missing column {name}");
     }
+    // HAProxy's positions, which tools read by.
     let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    for (i, name) in [
+        (7, "stot"),
+        (8, "bin"),
+        (9, "bout"),
+        (10, "dreq"),
+        (12, "ereq"),
+    ] {
+        assert_eq!(col(name), i, "{name}");
+    }
+    for (i, name) in [
+        (33, "rate"),
+        (46, "req_rate"),
+        (76, "algo"),
+        (79, "conn_tot"),
+    ] {
+        assert_eq!(col(name), i, "{name}");
+    }
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
-    assert_eq!(rows.len(), 3, "two servers and the BACKEND row");
+    assert_eq!(
+        rows.len(),
+        4,
+        "the listener's FRONTEND row, two servers and the BACKEND row"
+    );
+    let front = &rows[0];
+    let n = |name: &str| -> u64 {
+        front[col(name)]
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {:?}", &front[col(name)]))
+    };
+    assert_eq!(&front[0], p.to_string());
+    assert_eq!(&front[col("svname")], "FRONTEND");
+    assert_eq!(&front[col("status")], "OPEN");
+    assert_eq!(&front[col("type")], "0");
+    assert_eq!(&front[col("mode")], "http");
+    assert_eq!((n("hrsp_2xx"), n("hrsp_4xx"), n("req_tot")), (4, 1, 5));
+    assert_eq!((n("ereq"), n("dreq")), (1, 0));
+    // Each request above came on a connection of its own; the bytes are whole requests and
+    // responses, heads included.
+    assert_eq!((n("stot"), n("conn_tot"), n("dcon")), (5, 5, 0));
+    assert!(n("scur") <= 5);
+    assert!(n("bin") > 5 * 18 && n("bout") > 5 * 40, "{front:?}");
+    assert!(n("req_rate") >= 1 && n("req_rate_max") >= n("req_rate"));
+    assert!(n("rate") >= 1 && n("conn_rate") == n("rate"));
     let row_a = rows
         .iter()
         .find(|r| r[col("svname")] == a.addr.to_string())
@@ -361,6 +427,15 @@ async fn metrics_parse_as_prometheus_text() {
         get(p, path).await;
     }
     let admin = l.admin_addr().unwrap();
+    // A route's duration is recorded as its response body is dropped, just after the client
+    // has it all.
+    for _ in 0..100 {
+        let s = parse(&admin_get(admin, "/api/stats", &[]).await);
+        if s["routes"][0]["requests"] == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
     for (accept, openmetrics) in [
         (None, false),
@@ -423,6 +498,47 @@ async fn metrics_parse_as_prometheus_text() {
                 typed.value
             );
         }
+        // The client side: the listener's and the route's series.
+        let listener = p.to_string();
+        let one = |name: &str, labels: &[(&str, &str)]| {
+            let found: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| {
+                    s.name == name
+                        && labels
+                            .iter()
+                            .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+                })
+                .collect();
+            assert_eq!(found.len(), 1, "{name}{labels:?}");
+            found[0].value
+        };
+        let at = |name: &str| one(name, &[("listener", &listener)]);
+        assert_eq!(at("langur_listener_connections_accepted_total"), 6.0);
+        assert!(at("langur_listener_open_connections") <= 6.0);
+        assert!(at("langur_listener_bytes_in_total") > 6.0 * 18.0);
+        assert!(at("langur_listener_bytes_out_total") > 6.0 * 40.0);
+        assert_eq!(at("langur_listener_request_errors_total"), 0.0);
+        let with = |name: &str, k: &str, v: &str| one(name, &[("listener", &listener), (k, v)]);
+        assert_eq!(with("langur_listener_responses_total", "class", "2xx"), 6.0);
+        let refused = "langur_listener_connections_refused_total";
+        for reason in ["limit", "proxy_protocol", "tls_handshake"] {
+            assert_eq!(with(refused, "reason", reason), 0.0);
+        }
+        let denied = "langur_listener_requests_denied_total";
+        assert_eq!(with(denied, "reason", "access"), 0.0);
+        let route =
+            |name: &str, more: &[(&str, &str)]| one(name, &[&[("route", "1")], more].concat());
+        assert_eq!(
+            route("langur_route_responses_total", &[("class", "2xx")]),
+            6.0
+        );
+        assert_eq!(route("langur_route_denied_total", &[]), 0.0);
+        let duration = "langur_route_request_duration_seconds";
+        assert_eq!(route(&format!("{duration}_count"), &[]), 6.0);
+        // The clients waited 3, 8, 30 and 60 ms for four of them, at least.
+        assert!(route(&format!("{duration}_sum"), &[]) >= 0.101);
+        assert!(route(&format!("{duration}_bucket"), &[("le", "0.025")]) <= 4.0);
         for name in [
             "langur_cache_misses_total",
             "langur_pool_queue_length",
@@ -440,6 +556,94 @@ async fn metrics_parse_as_prometheus_text() {
         assert!(samples.len() < 200, "bounded series: {}", samples.len());
         reference_parse(&text, openmetrics);
     }
+}
+
+/// The listener's open connections and refusals, and the requests a route's rules refused,
+/// as the client-side series count them.
+#[tokio::test]
+async fn client_side_series_count_refusals_and_denials() {
+    let be = Backend::start("a").await;
+    let text = format!(
+        "[server]\nmax_connections_per_client = 2\n\
+         [[route]]\nmatch = ['^/private']\npool = 'p'\ndeny = ['127.0.0.0/8']\n\
+         [[route]]\nmatch = ['^/']\npool = 'p'\nrate_limit = {{ rate = '1/m', burst = 1 }}\n\
+         [pools.p]\nservers = ['{}']\n",
+        be.addr
+    );
+    let l = start_with_admin(toml_config(&text)).await;
+    let (p, admin) = (l.listen_addrs()[0], l.admin_addr().unwrap());
+    let open_now = |want: u64| async move {
+        for _ in 0..200 {
+            let s = parse(&admin_get(admin, "/api/stats", &[]).await);
+            if s["listeners"][0]["open"] == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never {want} connections open");
+    };
+    // Two connections held open: a third from the same client is refused at accept.
+    let held = [
+        tokio::net::TcpStream::connect(p).await.unwrap(),
+        tokio::net::TcpStream::connect(p).await.unwrap(),
+    ];
+    open_now(2).await;
+    let refused = raw(p, b"", Duration::from_secs(2)).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    drop(held);
+    open_now(0).await;
+    assert_eq!(get(p, "/private").await.status, 403);
+    assert_eq!(get(p, "/a").await.status, 200);
+    assert_eq!(get(p, "/a").await.status, 429);
+    let r = admin_get(
+        admin,
+        "/metrics",
+        &[("accept", "application/openmetrics-text")],
+    )
+    .await;
+    let samples = strict_scrape(&r.text(), true);
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        let s = samples.iter().find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        });
+        s.unwrap_or_else(|| panic!("{name}{labels:?}")).value
+    };
+    let listener = p.to_string();
+    let at = |name: &str, more: &[(&str, &str)]| {
+        value(name, &[&[("listener", listener.as_str())], more].concat())
+    };
+    let refusals = "langur_listener_connections_refused_total";
+    assert_eq!(at(refusals, &[("reason", "limit")]), 1.0);
+    assert_eq!(at("langur_listener_connections_accepted_total", &[]), 6.0);
+    let denied = "langur_listener_requests_denied_total";
+    assert_eq!(at(denied, &[("reason", "access")]), 1.0);
+    assert_eq!(at(denied, &[("reason", "rate_limit")]), 1.0);
+    assert_eq!(
+        at("langur_listener_responses_total", &[("class", "4xx")]),
+        2.0
+    );
+    assert_eq!(value("langur_route_denied_total", &[("route", "1")]), 1.0);
+    assert_eq!(value("langur_route_denied_total", &[("route", "2")]), 0.0);
+    let responses = "langur_route_responses_total";
+    assert_eq!(value(responses, &[("route", "1"), ("class", "4xx")]), 1.0);
+    assert_eq!(value(responses, &[("route", "2"), ("class", "2xx")]), 1.0);
+    assert_eq!(value(responses, &[("route", "2"), ("class", "4xx")]), 1.0);
+    assert_eq!(
+        value("langur_route_rate_limited_total", &[("route", "2")]),
+        1.0
+    );
+    // The CSV's FRONTEND row says the same in HAProxy's words.
+    let csv = admin_get(admin, "/stats.csv", &[]).await.text();
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    let front = reader.records().next().unwrap().unwrap();
+    assert_eq!(&front[col("svname")], "FRONTEND");
+    assert_eq!((&front[col("dreq")], &front[col("dcon")]), ("2", "1"));
+    assert_eq!((&front[col("stot")], &front[col("conn_tot")]), ("5", "6"));
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use super::{haproxy_status, last_check, since_change_secs, Shared};
 use crate::backend::{Pool, Server};
 use std::sync::atomic::Ordering::Relaxed;
 
-/// HAProxy's `show stat` columns, in its order, as far as `algo`; langur fills the ones it has
+/// HAProxy's `show stat` columns, in its order, as far as `dses`; langur fills the ones it has
 /// and leaves the others empty, so tools that read HAProxy's CSV by name or position work.
 pub const CSV_COLUMNS: &[&str] = &[
     "pxname",
@@ -85,16 +85,26 @@ pub const CSV_COLUMNS: &[&str] = &[
     "cookie",
     "mode",
     "algo",
+    "conn_rate",
+    "conn_rate_max",
+    "conn_tot",
+    "intercepted",
+    "dcon",
+    "dses",
 ];
 
 /// The `hrsp_*` columns of the five status classes, in the order of the servers' counters.
 const CLASSES: [&str; 5] = ["hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx"];
 
-/// The stats in HAProxy's `show stat` CSV: a `# ` header line of [`CSV_COLUMNS`], then per
-/// pool a row per server and a `BACKEND` row summing them.
+/// The stats in HAProxy's `show stat` CSV: a `# ` header line of [`CSV_COLUMNS`], a
+/// `FRONTEND` row per listener, then per pool a row per server and a `BACKEND` row summing
+/// them.
 pub fn csv(shared: &Shared) -> String {
     let rt = shared.live().runtime.load();
     let mut out = format!("# {}\n", CSV_COLUMNS.join(","));
+    for (i, l) in shared.traffic().listeners.all().iter().enumerate() {
+        frontend_row(l, rt.pools.len() + i).end(&mut out);
+    }
     for (pid, p) in rt.pools.iter().enumerate() {
         let mut sum = Sum::default();
         for (sid, s) in p.servers.iter().enumerate() {
@@ -245,6 +255,52 @@ fn backend_row(p: &Pool, pid: usize, sum: &Sum) -> Row {
     row.set("req_tot", sum.stot.to_string());
     row.set("mode", "http");
     row.set("algo", csv_field(&p.balance.haproxy_name()));
+    row
+}
+
+/// A listener's `FRONTEND` row (`type` 0, `sid` 0; `iid` after the pools'), as HAProxy fills
+/// a frontend's: sessions open (`scur`) and in all (`stot`: connections not refused before
+/// HTTP), bytes, requests refused by a rule (`dreq`: `deny`/`allow`, `rate_limit`) and
+/// answered as malformed, too large or too slow (`ereq`), the last second's rates, responses
+/// by class, connections in all (`conn_tot`) and refused at once (`dcon`: per-client limit,
+/// PROXY header); `pxname` is the listener's address.
+fn frontend_row(l: &crate::session::counters::Listener, iid: usize) -> Row {
+    use crate::session::counters::Refusal;
+    let t = l.totals();
+    let r = l.rates();
+    let mut row = Row::new();
+    row.set("pxname", csv_field(&l.name));
+    row.set("svname", "FRONTEND");
+    row.set("scur", t.open.to_string());
+    row.set(
+        "stot",
+        (t.accepted.saturating_sub(t.refused_total())).to_string(),
+    );
+    row.set("bin", t.bytes_in.to_string());
+    row.set("bout", t.bytes_out.to_string());
+    row.set("dreq", (t.denied + t.rate_limited).to_string());
+    row.set("ereq", t.bad_requests.to_string());
+    row.set("status", "OPEN");
+    row.set("pid", "1");
+    row.set("iid", (iid + 1).to_string());
+    row.set("sid", "0");
+    row.set("type", "0");
+    let rate = |v: f64| format!("{}", v.round() as u64);
+    row.set("rate", rate(r.conn));
+    row.set("rate_max", rate(r.conn_max));
+    for (i, name) in CLASSES.iter().enumerate() {
+        row.set(name, t.classes[i].to_string());
+    }
+    row.set("hrsp_other", t.classes[5].to_string());
+    row.set("req_rate", rate(r.req));
+    row.set("req_rate_max", rate(r.req_max));
+    row.set("req_tot", t.requests().to_string());
+    row.set("mode", "http");
+    row.set("conn_rate", rate(r.conn));
+    row.set("conn_rate_max", rate(r.conn_max));
+    row.set("conn_tot", t.accepted.to_string());
+    let dcon = t.refused[Refusal::Limit as usize] + t.refused[Refusal::ProxyProtocol as usize];
+    row.set("dcon", dcon.to_string());
     row
 }
 

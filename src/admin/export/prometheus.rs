@@ -2,6 +2,8 @@
 //! the request path keeps a single set of atomics): OpenMetrics 1.0, or text 0.0.4 rewritten
 //! from it.
 
+mod client;
+
 use super::{haproxy_status, Shared};
 use crate::backend::{Pool, Server};
 use crate::cache::Stats;
@@ -54,6 +56,8 @@ impl prometheus_client::collector::Collector for Collector {
         proxy_refused(&mut enc, &shared.traffic().proxy_refused)?;
         tls_failures(&mut enc, &shared.traffic().tls_failures)?;
         certificates(&mut enc, &**shared)?;
+        client::listeners(&mut enc, &shared.traffic().listeners.all())?;
+        client::routes(&mut enc, &rt)?;
         let servers: Vec<(&Pool, &Server)> = rt
             .pools
             .iter()
