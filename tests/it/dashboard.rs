@@ -178,6 +178,20 @@ async fn dashboard_in_headless_chromium() {
         || async { number(&text(&c, "#requests").await) >= 40 },
     )
     .await;
+    // The route's row: its rate over the last seconds.
+    let route = "tr[data-route=\"1\"]";
+    eventually(
+        "the route's rate shows",
+        Duration::from_secs(10),
+        || async {
+            text(&c, &format!("{route} .rate"))
+                .await
+                .parse::<f64>()
+                .unwrap_or(0.0)
+                >= 1.0
+        },
+    )
+    .await;
     eventually(
         "the graph draws the traffic",
         Duration::from_secs(15),
@@ -196,6 +210,24 @@ async fn dashboard_in_headless_chromium() {
         number(&text(&c, "#requests").await) == 240
     })
     .await;
+    eventually(
+        "the route counts them all",
+        Duration::from_secs(5),
+        || async { number(&text(&c, &format!("{route} .requests")).await) == 240 },
+    )
+    .await;
+    // Bytes per second to and from clients.
+    eventually("the bytes graph draws", Duration::from_secs(5), || async {
+        number(&attr(&c, "#bytes-graph", "data-points").await) >= 2
+            && attr(&c, "#bytes-graph", "data-max")
+                .await
+                .parse::<f64>()
+                .unwrap_or(0.0)
+                > 1000.0
+    })
+    .await;
+    let p95: f64 = text(&c, &format!("{route} .p95")).await.parse().unwrap();
+    assert!(p95 > 0.0, "the route's p95 over the minute");
 
     // The latency graph: p50, p95 and p99 per second from the servers' histograms (20 ms
     // answers land in the 25 ms bucket).
