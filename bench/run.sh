@@ -20,13 +20,18 @@
 #   gzip     a 64 KiB text/html response compressed on its way by each proxy (gzip at level 1
 #            for all: nginx's gzip_comp_level 1, langur's level "fast", HAProxy's libslz), and
 #            langur's cache serving the stored gzip form against an identity hit.
+#   cluster  langur alone, with a redis-server of its own (on CPU 0 with wrk and the backends):
+#            a shared-cache (L2) hit against an in-memory (L1) hit and an origin fetch (the same
+#            route without cache), over 1000 URLs that a 64 KiB in-memory cache cannot hold; and
+#            a rate-limited route with scope = "cluster" against scope = "instance". The proxy's
+#            CPU per request does not count Redis's (shown apart, per request).
 # Env: ROUNDS (7), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
 #      these machines cap open files at 20000 and HAProxy insists on two per connection),
 #      CONCURRENCY (idle connections opened at once, 200), SETTLE (seconds idle before reading, 3).
 # Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy cache https idle workers gzip}
+sections=${*:-proxy cache https idle workers gzip cluster}
 ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 need=""
 for t in haproxy nginx wrk curl python3 openssl; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
@@ -55,7 +60,8 @@ http { access_log off; keepalive_requests 1000000;
            location / { root $work; try_files /body =404; }
            location = /cached { alias $work/body; default_type text/plain;
                                 add_header Cache-Control "public, max-age=3600"; }
-           location = /page.html { root $work; add_header Cache-Control "public, max-age=3600"; } } }
+           location = /page.html { root $work; add_header Cache-Control "public, max-age=3600"; }
+           location /c/ { root $work; try_files /body =404; add_header Cache-Control "public, max-age=3600"; } } }
 CONF
 mkdir -p "$work/be" "$work/nx" "$work/or"
 taskset -c 0 nginx -c "$work/be.conf" -p "$work/be" & echo $! >>"$work/pids"
@@ -156,6 +162,28 @@ CMD[haproxy-gzip]="haproxy -f $work/haproxy-gzip.cfg -db"
 CMD[langur-gzip]="$BIN run -c $work/langur-gzip.toml --workers 1 --no-access-log"
 CMD[langur-gzip-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers 1 --no-access-log"
 CMD[langur-identity-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers 1 --no-access-log"
+# The cluster section: one Redis, a route caching in a 64 KiB memory with Redis behind it, and
+# rate limits for the fleet and for the instance. Requests spread over 1000 URLs (wrk script).
+REDIS_PORT=19380
+cluster_conf() { # extra lines for the route, then after the pools
+  sed -e "s|^pool = \"bench\"$|pool = \"bench\"\n$1|" "$work/langur.toml"
+  printf '%b' "$2"
+}
+CLUSTER="[cluster]\nredis = \"redis://127.0.0.1:$REDIS_PORT/0\"\nprefix = \"bench:\"\ntimeout = \"50ms\"\n"
+SMALL="[cache]\nmax_size = \"64 KiB\"\nmax_object_size = \"8 KiB\"\n"
+cluster_conf 'cache = true' "$SMALL" >"$work/langur-l1.toml"
+cluster_conf 'cache = true' "${SMALL}shared = true\n$CLUSTER" >"$work/langur-l2.toml"
+cluster_conf 'rate_limit = { key = "client_ip", rate = "100000000/s", burst = 1000 }' "" >"$work/langur-rl.toml"
+cluster_conf 'rate_limit = { key = "client_ip", rate = "100000000/s", burst = 1000, scope = "cluster" }' "$CLUSTER" >"$work/langur-rl-cluster.toml"
+CMD[langur-origin]="$BIN run -c $work/langur.toml --workers 1 --no-access-log"
+CMD[langur-l1-hit]="$BIN run -c $work/langur-l1.toml --workers 1 --no-access-log"
+CMD[langur-l2-hit]="$BIN run -c $work/langur-l2.toml --workers 1 --no-access-log"
+CMD[langur-limit]="$BIN run -c $work/langur-rl.toml --workers 1 --no-access-log"
+CMD[langur-limit-cluster]="$BIN run -c $work/langur-rl-cluster.toml --workers 1 --no-access-log"
+printf 'request = function() return wrk.format(nil, "/c/" .. math.random(1000)) end\n' >"$work/spread.lua"
+# Extra wrk arguments per server name (measure()).
+declare -A WRK
+for n in langur-origin langur-l2-hit; do WRK[$n]="-s $work/spread.lua"; done
 # Extra request headers for wrk and the warm-up request, per server name (measure()).
 declare -A HDR
 for n in nginx-gzip haproxy-gzip langur-gzip langur-gzip-hit; do HDR[$n]="Accept-Encoding: gzip"; done
@@ -175,6 +203,12 @@ start() { # name cpus -> pid
   for _ in $(seq 100); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT/" && break; sleep 0.05; done
   echo $pid
 }
+redis_ticks() { # CPU ticks of the bench's redis-server so far (0 when none runs)
+  local f
+  if [ -s "$work/redis.pid" ] && read -r -a f <"/proc/$(cat "$work/redis.pid")/stat" 2>/dev/null; then
+    echo $((f[13] + f[14]))
+  else echo 0; fi
+}
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; sleep 0.3; }
 measure() { # results-file path name... : one round over the named servers, pinned to CPU 1
   local out=$1 path=$2 name pid u0 s0 u1 s1; shift 2
@@ -182,16 +216,19 @@ measure() { # results-file path name... : one round over the named servers, pinn
     pid=$(start $name 1)
     local h=(-H "${HDR[$name]:-X-Bench: 1}")
     curl -sk "${h[@]}" -o /dev/null "$SCHEME://127.0.0.1:$PORT$path"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${h[@]}" "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
+    local w=(${WRK[$name]:-})
+    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${h[@]}" "${w[@]}" "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
     read -r u0 s0 <<<"$(cpu_ticks $pid)"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "${h[@]}" "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
+    local r0; r0=$(redis_ticks)
+    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "${h[@]}" "${w[@]}" "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
     read -r u1 s1 <<<"$(cpu_ticks $pid)"
+    local r1; r1=$(redis_ticks)
     stop $pid
-    awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v hz="$hz" '
+    awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v r=$((r1 - r0)) -v hz="$hz" '
       /Requests\/sec/ {rps=$2} /requests in/ {reqs=$1}
       $1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v=v*1000}; p99=v}
       /Non-2xx|Socket errors/ {err=err" "$0}
-      END {printf "%s %s %s %.2f %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$out"
+      END {printf "%s %s %s %.2f %.2f %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0), (reqs>0 ? r/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$out"
   done
 }
 rotated() { # round names...: the names rotated by the round number, so that each proxy takes
@@ -301,4 +338,28 @@ if [[ " $sections " == *" gzip "* ]]; then
   done
   echo "(langur-gzip-hit: the cache's stored gzip form; langur-identity-hit: the same entry for a client that takes identity)"
   echo "per run (server req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/zresults"
+fi
+
+if [[ " $sections " == *" cluster "* ]]; then
+  command -v redis-server >/dev/null || { echo "bench: the cluster section needs redis-server" >&2; exit 2; }
+  taskset -c 0 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no \
+    --maxmemory 256mb --maxmemory-policy allkeys-lfu >"$work/redis.out" 2>&1 &
+  echo $! >"$work/redis.pid"; cat "$work/redis.pid" >>"$work/pids"
+  for _ in $(seq 50); do redis-cli -p $REDIS_PORT ping >/dev/null 2>&1 && break; sleep 0.1; done
+  : >"$work/kresults"
+  for r in $(seq "$ROUNDS"); do
+    measure "$work/kresults" /cached $(rotated "$r" langur-l1-hit langur-limit langur-limit-cluster)
+    measure "$work/kresults" / $(rotated "$r" langur-origin langur-l2-hit)
+  done
+  echo "== cluster: 1 worker, $CONNS connections, $BODY-byte responses, a local redis-server, median of $ROUNDS runs of ${DUR}s"
+  printf '%-22s %12s %10s %12s %14s %16s\n' server req/s p99_ms cpu_us/req redis_us/req "cpu vs origin"
+  orig=$(median "$work/kresults" langur-origin 4)
+  for name in langur-origin langur-l2-hit langur-l1-hit langur-limit langur-limit-cluster; do
+    cpu=$(median "$work/kresults" $name 4)
+    printf '%-22s %12s %10s %12s %14s %16s\n' $name "$(median "$work/kresults" $name 2)" "$(median "$work/kresults" $name 3)" "$cpu" \
+      "$(median "$work/kresults" $name 6)" "$(awk -v a="$cpu" -v b="$orig" 'BEGIN {printf "%.3f", a/b}')"
+  done
+  echo "(origin: no cache, every request proxied; l2-hit: 1000 URLs, 64 KiB in memory, Redis behind; l1-hit: one URL in memory;"
+  echo " limit: rate_limit per instance; limit-cluster: the same with scope = \"cluster\", one client address)"
+  echo "per run (server req/s p99_ms cpu_us/req user_us/req redis_us/req):"; sed 's/^/  /' "$work/kresults"
 fi

@@ -587,11 +587,7 @@ fn set_weight(p: &Pool, i: usize, body: &[u8]) -> Resp {
 fn purge(shared: &Arc<Shared>, body: &[u8]) -> Resp {
     let rt = shared.live().runtime.load();
     let cache = &rt.cache;
-    let fleet = |p| {
-        if let Some(c) = &rt.cluster {
-            c.publish(p);
-        }
-    };
+    let fleet = |p| cache.publish_purge(rt.cluster.as_ref(), p);
     let text = std::str::from_utf8(body).unwrap_or("").trim();
     let v: serde_json::Value = if text.is_empty() {
         serde_json::json!({})

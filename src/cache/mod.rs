@@ -10,6 +10,8 @@ mod fill;
 mod key;
 mod object;
 pub mod policy;
+pub mod record;
+pub mod shared;
 
 pub use fill::{Fill, FormFill};
 pub use key::*;
@@ -113,6 +115,9 @@ pub struct Cache {
     filling: AtomicU64,
     flights: Box<[Flights]>,
     hasher: std::collections::hash_map::RandomState,
+    /// `[cache] shared`: the fleet's second level in Redis (`None`: not configured, and then
+    /// nothing on the request path looks for it).
+    pub shared: Option<Arc<shared::Shared>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -153,6 +158,16 @@ pub struct FlightGuard {
     cache: Arc<Cache>,
     key: String,
     tx: Arc<watch::Sender<bool>>,
+    /// The fleet's lock on the key, released with this guard (see [`shared`]).
+    shared_lock: Option<String>,
+}
+
+impl FlightGuard {
+    /// Holds the fleet's lock on the key until this guard is dropped: after the fill it
+    /// guards has queued its write to the shared cache.
+    pub fn hold_shared(&mut self, lock: String) {
+        self.shared_lock = Some(lock);
+    }
 }
 
 impl std::fmt::Debug for FlightGuard {
@@ -172,6 +187,9 @@ impl Drop for FlightGuard {
         }
         drop(map);
         self.tx.send_replace(true);
+        if let (Some(lock), Some(s)) = (self.shared_lock.take(), &self.cache.shared) {
+            s.unlock(lock);
+        }
     }
 }
 
@@ -185,6 +203,15 @@ pub async fn wait(mut rx: watch::Receiver<bool>, limit: std::time::Duration) -> 
 
 impl Cache {
     pub fn new(rules: CacheConfig) -> Arc<Cache> {
+        Cache::with_fleet(rules, None)
+    }
+
+    /// A cache whose second level is the fleet's Redis when `rules.shared` and a cluster link
+    /// is given (needs a tokio runtime then, for the writer task).
+    pub fn with_fleet(
+        rules: CacheConfig,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+    ) -> Arc<Cache> {
         // Each shard gets an equal share of the budget; fewer shards when objects are large, so
         // that the largest allowed object fits in one shard with room to spare.
         let mut shards = 16u64;
@@ -209,7 +236,6 @@ impl Cache {
         );
         Arc::new(Cache {
             store,
-            rules,
             counters: Counters::default(),
             evictions,
             filling: AtomicU64::new(0),
@@ -217,7 +243,30 @@ impl Cache {
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
             hasher: Default::default(),
+            shared: cluster
+                .filter(|_| rules.shared)
+                .map(|c| shared::Shared::start(c.clone(), &rules)),
+            rules,
         })
+    }
+
+    /// The cluster link the shared cache uses, if it is on.
+    pub fn fleet(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.shared.as_ref().map(|s| &s.cluster)
+    }
+
+    /// Tells the fleet of a purge applied here: through the shared cache when it is on (its
+    /// keys are removed from Redis first), else published as it is.
+    pub fn publish_purge(
+        &self,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+        p: crate::cluster::Purge,
+    ) {
+        match (&self.shared, cluster) {
+            (Some(s), _) => s.purge(p),
+            (None, Some(c)) => c.publish(p),
+            (None, None) => {}
+        }
     }
 
     fn flight_shard(&self, key: &str) -> usize {
@@ -237,6 +286,7 @@ impl Cache {
             cache: self.clone(),
             key: key.to_string(),
             tx,
+            shared_lock: None,
         })
     }
 
@@ -300,6 +350,16 @@ impl Cache {
     /// Stores a response under `primary` (and, when it varies, under the variant its request
     /// selects). Returns false when it was too big to keep.
     pub fn insert(&self, primary: &str, req: &HeaderMap, obj: Object) -> bool {
+        self.insert_as(primary, req, obj, true)
+    }
+
+    /// [`Cache::insert`] of an object the shared cache answered: kept here, not written back.
+    pub fn insert_from_fleet(&self, primary: &str, req: &HeaderMap, obj: Object) -> bool {
+        self.insert_as(primary, req, obj, false)
+    }
+
+    /// Stores here, and in the shared cache when `share` and it is on.
+    fn insert_as(&self, primary: &str, req: &HeaderMap, obj: Object, share: bool) -> bool {
         if !self.keeps(obj.weight + primary.len() as u64) {
             return false;
         }
@@ -309,11 +369,18 @@ impl Cache {
         }
         let obj = Arc::new(obj);
         self.counters.stores.fetch_add(1, Relaxed);
+        let shared = self.shared.as_ref().filter(|_| share);
         if names.is_empty() {
+            if let Some(s) = shared {
+                s.store(primary, &obj);
+            }
             self.put(primary.to_string(), Slot::Object(obj));
             return true;
         }
         let key = variant_key(primary, &names, req);
+        if let Some(s) = shared {
+            s.store(&key, &obj);
+        }
         let index = match self.store.get(primary) {
             Some(Slot::Vary(v)) if v.names == names => v,
             old => {
@@ -398,7 +465,11 @@ impl Cache {
     /// Replaces an object in place (after a revalidation).
     pub fn replace(&self, key: &str, obj: Object) {
         self.counters.stores.fetch_add(1, Relaxed);
-        self.put(key.to_string(), Slot::Object(Arc::new(obj)));
+        let obj = Arc::new(obj);
+        if let Some(s) = &self.shared {
+            s.store(key, &obj);
+        }
+        self.put(key.to_string(), Slot::Object(obj));
     }
 
     /// Removes a URL and all its variants. `url` is a full key (`http://host/path?q`) or a

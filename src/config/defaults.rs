@@ -50,6 +50,8 @@ pub const DEFAULT_CACHE_MAX_SIZE: u64 = 128 << 20;
 pub const DEFAULT_CACHE_MAX_OBJECT_SIZE: u64 = 8 << 20;
 pub const DEFAULT_CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CACHE_MAX_VARIANTS: usize = 16;
+/// The largest record the shared cache keeps in Redis, unless `max_object_size` is smaller.
+pub const DEFAULT_CACHE_SHARED_MAX_OBJECT_SIZE: u64 = 1 << 20;
 
 /// Client-side limits and timeouts (`[server]`; see docs/limits.md for the reasoning).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

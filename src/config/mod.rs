@@ -313,6 +313,10 @@ pub struct CacheConfig {
     pub bypass_headers: Vec<http::HeaderName>,
     /// What a request `Cookie` does to caching.
     pub request_cookie: RequestCookie,
+    /// `shared`: what is stored is also kept in the fleet's Redis (needs `[cluster]`).
+    pub shared: bool,
+    /// The largest stored response (head and body, bytes) the shared cache keeps.
+    pub shared_max_object_size: u64,
 }
 
 /// What a request with `Cookie` may do with the shared cache (`[cache] request_cookie`).
@@ -382,6 +386,8 @@ impl Default for CacheConfig {
                 .map(|n| http::HeaderName::from_static(n))
                 .collect(),
             request_cookie: RequestCookie::Explicit,
+            shared: false,
+            shared_max_object_size: DEFAULT_CACHE_SHARED_MAX_OBJECT_SIZE,
         }
     }
 }

@@ -291,6 +291,8 @@ pub(crate) struct RawCache {
     pub store_authorized: Option<bool>,
     pub bypass_headers: Option<Vec<At<String>>>,
     pub request_cookie: Option<At<String>>,
+    pub shared: Option<At<bool>>,
+    pub shared_max_object_size: Option<At<String>>,
 }
 
 #[derive(Debug)]

@@ -39,6 +39,8 @@ const CACHE_KEYS: &[&str] = &[
     "store_authorized",
     "bypass_headers",
     "request_cookie",
+    "shared",
+    "shared_max_object_size",
 ];
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -388,6 +390,8 @@ impl Reader<'_> {
             "store_authorized" => c.store_authorized = self.bool(k, v),
             "bypass_headers" => c.bypass_headers = Some(self.str_list(k, v)),
             "request_cookie" => c.request_cookie = self.string(k, v),
+            "shared" => c.shared = self.bool(k, v).map(|b| At::new(b, line)),
+            "shared_max_object_size" => c.shared_max_object_size = self.size(k, v),
             _ => self.diag.unknown_key(line, "[cache]", k, CACHE_KEYS),
         }
     }

@@ -32,10 +32,7 @@ pub fn build_runtime_from(
     let routes = routes(config, old, cluster.as_ref());
     let pools = pools(config, workers, events, old)?;
     let traffic = old.map(|o| o.traffic.clone()).unwrap_or_default();
-    let cache = match old {
-        Some(o) if o.cache.rules == config.cache => o.cache.clone(),
-        _ => crate::cache::Cache::new(config.cache.clone()),
-    };
+    let cache = cache(config, old, cluster.as_ref());
     // One store of ACME certificates for the process's life: the listeners of every snapshot
     // serve it.
     let acme = config
@@ -77,6 +74,25 @@ pub fn build_runtime_from(
         cluster,
         acme,
     })
+}
+
+/// The old runtime's cache while its rules (and the cluster link its shared level uses) are
+/// unchanged, else a new one.
+fn cache(
+    config: &Config,
+    old: Option<&Runtime>,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
+) -> Arc<crate::cache::Cache> {
+    let link = cluster.filter(|_| config.cache.shared);
+    let same_link = |c: &crate::cache::Cache| match (c.fleet(), link) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    };
+    match old {
+        Some(o) if o.cache.rules == config.cache && same_link(&o.cache) => o.cache.clone(),
+        _ => crate::cache::Cache::with_fleet(config.cache.clone(), link),
+    }
 }
 
 /// The routes as the request path sees them, in file order.

@@ -255,7 +255,7 @@ fn cached_route(backend: SocketAddr) -> String {
 }
 
 /// Waits until the instance's purge subscription is on (at most 5 s).
-async fn wait_subscribed(lg: &langur::server::Langur) {
+pub async fn wait_subscribed(lg: &langur::server::Langur) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let rt = lg.shared().runtime.load();
@@ -272,12 +272,12 @@ async fn wait_subscribed(lg: &langur::server::Langur) {
 }
 
 /// Objects in the instance's in-memory cache.
-fn stored(lg: &langur::server::Langur) -> u64 {
+pub fn stored(lg: &langur::server::Langur) -> u64 {
     lg.shared().runtime.load().cache.stats().entries
 }
 
 /// Waits until the instance's cache holds `n` objects (at most 2 s).
-async fn wait_stored(lg: &langur::server::Langur, n: u64) {
+pub async fn wait_stored(lg: &langur::server::Langur, n: u64) {
     let t = tokio::time::Instant::now();
     while stored(lg) != n {
         assert!(

@@ -28,6 +28,7 @@ mod queue;
 mod resilience;
 mod retries;
 mod rules;
+mod shared_cache;
 mod sticky;
 mod strict;
 mod tls_auth;

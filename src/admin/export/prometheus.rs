@@ -70,7 +70,11 @@ impl prometheus_client::collector::Collector for Collector {
         if let Some(c) = &rt.cluster {
             cluster(&mut enc, &rt, c)?;
         }
-        cache(&mut enc, &rt.cache.stats())
+        cache(&mut enc, &rt.cache.stats())?;
+        match &rt.cache.shared {
+            Some(s) => shared_cache(&mut enc, &s.counters),
+            None => Ok(()),
+        }
     }
 }
 
@@ -541,6 +545,67 @@ fn cache(enc: &mut DescriptorEncoder, c: &Stats) -> std::fmt::Result {
             help,
             MetricType::Gauge,
             vec![(vec![], gauge(read(c) as i64))],
+        )?;
+    }
+    Ok(())
+}
+
+/// The shared cache's counters (`[cache] shared = true`), as families without labels.
+const SHARED_COUNTERS: &[Family<crate::cache::shared::Counters>] = &[
+    (
+        "cache_shared_hits",
+        "Answers from the fleet's Redis after an in-memory miss.",
+        |c| c.hits.load(Relaxed),
+    ),
+    (
+        "cache_shared_misses",
+        "In-memory misses Redis had nothing usable for.",
+        |c| c.misses.load(Relaxed),
+    ),
+    (
+        "cache_shared_errors",
+        "Shared-cache calls that failed or passed [cluster] timeout (the request went to the origin).",
+        |c| c.errors.load(Relaxed),
+    ),
+    (
+        "cache_shared_corrupt",
+        "Records in Redis that did not decode (deleted).",
+        |c| c.corrupt.load(Relaxed),
+    ),
+    (
+        "cache_shared_stores",
+        "Records written to Redis.",
+        |c| c.stores.load(Relaxed),
+    ),
+    (
+        "cache_shared_dropped",
+        "Writes not made: the queue was full or Redis down.",
+        |c| c.dropped.load(Relaxed),
+    ),
+    (
+        "cache_shared_waits",
+        "Misses that waited for another instance's fetch.",
+        |c| c.waits.load(Relaxed),
+    ),
+    (
+        "cache_shared_wait_timeouts",
+        "Waits for another instance's fetch that ran out (lock_timeout).",
+        |c| c.wait_timeouts.load(Relaxed),
+    ),
+];
+
+/// The shared cache's families.
+fn shared_cache(
+    enc: &mut DescriptorEncoder,
+    c: &crate::cache::shared::Counters,
+) -> std::fmt::Result {
+    for (name, help, read) in SHARED_COUNTERS {
+        family(
+            enc,
+            name,
+            help,
+            MetricType::Counter,
+            vec![(vec![], counter(read(c)))],
         )?;
     }
     Ok(())

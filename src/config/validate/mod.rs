@@ -207,7 +207,7 @@ pub(crate) fn validate(raw: RawConfig, diag: &mut Diag) -> Option<Config> {
         .collect();
     let routes = routes(&raw, diag);
     route_warnings(&raw, &routes, diag);
-    let cache = cache(&raw.cache, diag);
+    let cache = cache(&raw.cache, raw.cluster.is_some(), diag);
     let limits = limits(&raw.limits, diag);
     let h2 = h2(&raw, diag);
     let site = rules::site(&raw, &routes::base_dir(&diag.file), diag);

@@ -231,7 +231,7 @@ pub(super) fn size_in(
 
 /// `[cache]`; an unset key takes [`CacheConfig::default`]'s value, except `max_object_size`,
 /// which is then at most a quarter of `max_size`.
-pub(super) fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
+pub(super) fn cache(c: &RawCache, cluster: bool, diag: &mut Diag) -> CacheConfig {
     let d = CacheConfig::default();
     let max_size = size(diag, c.max_size.as_ref(), "max_size", d.max_size);
     // Unset, the largest object is at most a quarter of the budget.
@@ -268,7 +268,42 @@ pub(super) fn cache(c: &RawCache, diag: &mut Diag) -> CacheConfig {
             None => d.request_cookie,
             Some(v) => request_cookie(v, diag).unwrap_or(d.request_cookie),
         },
+        shared: shared(c.shared.as_ref(), cluster, diag),
+        shared_max_object_size: shared_max_object_size(c, max_object_size, diag),
     }
+}
+
+/// `shared`, which needs `[cluster]` (its Redis).
+fn shared(v: Option<&At<bool>>, cluster: bool, diag: &mut Diag) -> bool {
+    match v {
+        Some(at) if at.value && !cluster => {
+            let msg = "`shared = true` needs a [cluster] section (its Redis)";
+            diag.error(at.line, Some("shared"), msg);
+            false
+        }
+        Some(at) => at.value,
+        None => false,
+    }
+}
+
+/// `shared_max_object_size`: at most `max_object_size` (only what is stored in memory is
+/// shared); unset, the default or `max_object_size`, whichever is smaller.
+fn shared_max_object_size(c: &RawCache, max_object_size: u64, diag: &mut Diag) -> u64 {
+    let default = crate::config::DEFAULT_CACHE_SHARED_MAX_OBJECT_SIZE.min(max_object_size);
+    let key = "shared_max_object_size";
+    let n = size(diag, c.shared_max_object_size.as_ref(), key, default);
+    if let Some(at) = c
+        .shared_max_object_size
+        .as_ref()
+        .filter(|_| n > max_object_size)
+    {
+        diag.error(
+            at.line,
+            Some(key),
+            format!("`{key}` ({n} bytes) is larger than `max_object_size` ({max_object_size} bytes): only what is kept in memory is shared"),
+        );
+    }
+    n
 }
 
 /// The largest object kept, in bytes (`default` when unset); set larger than `max_size`, an

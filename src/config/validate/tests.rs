@@ -586,3 +586,29 @@ fn cluster_keys_are_checked_with_their_lines() {
         crate::config::route::LimitScope::Cluster
     );
 }
+
+#[test]
+fn the_shared_cache_needs_a_cluster_and_a_size_it_can_keep() {
+    let route = "[[route]]\nmatch = ['^/']\npool = 'p'\ncache = true\n[pools.p]\nservers = ['127.0.0.1:1']\n";
+    let alone = format!(
+        "{route}[cache]\nmax_object_size = '1k'\nshared = true\nshared_max_object_size = '2k'\n"
+    );
+    let e = errors("c.toml", &alone);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:9") && e.contains("needs a [cluster]")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:10") && e.contains("larger than `max_object_size`")),
+        "{e:?}"
+    );
+    let ok =
+        format!("{route}[cache]\nshared = true\n[cluster]\nredis = 'redis://127.0.0.1:6379/0'\n");
+    let c = parse_str("c.toml", &ok, true).unwrap();
+    assert!(c.cache.shared);
+    assert_eq!(c.cache.shared_max_object_size, 1 << 20);
+    let off = parse_str("c.toml", route, true).unwrap();
+    assert!(!off.cache.shared);
+}

@@ -16,13 +16,14 @@
 
 mod fetch;
 mod forms;
+mod shared;
 
 use super::body::{ClientIn, ProxyBody, UpBody};
 use super::{forward, upstream_body, upstream_parts, ClientInfo, RouteRt, Runtime};
 use crate::access_log::AccessLog;
 use crate::backend::Pool;
 use crate::cache::policy::{self, RangeAnswer};
-use crate::cache::{self, Cache, FormFill, Join, Object};
+use crate::cache::{self, Cache, FlightGuard, FormFill, Join, Object};
 use crate::clock;
 use crate::coding::Transcoder;
 use crate::config::compress::Compress;
@@ -150,19 +151,10 @@ pub async fn handle(
         return here.pass(parts, body, &primary, status, log).await;
     }
 
-    let mut guard = None;
-    match cache.join(&primary) {
-        Join::Leader(g) => guard = Some(g),
-        Join::Wait(rx) => {
-            cache.counters.coalesced.fetch_add(1, Relaxed);
-            if cache::wait(rx, cache.rules.lock_timeout).await {
-                if let Some(resp) = coalesced_hit(cache, route, &primary, &parts, &mut log) {
-                    return resp;
-                }
-            }
-            // The fetch we waited for was not storable, failed, or took too long: go ourselves.
-        }
-    }
+    let guard = match lead_or_wait(cache, route, &primary, &parts, &mut log).await {
+        Ok(guard) => guard,
+        Err(answered) => return answered,
+    };
     if found.is_none() {
         cache.counters.misses.fetch_add(1, Relaxed);
     }
@@ -186,6 +178,47 @@ pub async fn handle(
         Err(kind) => return super::error_response(kind, log),
     };
     fetch(job, up, log).await
+}
+
+/// One request per key goes on (with the fleet's lock when the shared cache is on and this
+/// instance got it); the others wait for it, in memory, up to `lock_timeout`. `Err`: answered
+/// (from the shared cache, or what the request waited for stored); `Ok`: go upstream, with the
+/// flight guard when this request leads.
+async fn lead_or_wait(
+    cache: &Arc<Cache>,
+    route: &RouteRt,
+    primary: &str,
+    parts: &http::request::Parts,
+    log: &mut Option<AccessLog>,
+) -> Result<Option<FlightGuard>, Response<ProxyBody>> {
+    match cache.join(primary) {
+        Join::Leader(mut g) => {
+            if let Some(l2) = &cache.shared {
+                let ask = shared::Ask {
+                    cache,
+                    l2,
+                    route,
+                    primary,
+                    parts,
+                };
+                // Boxed: its state is not carried in every cached request's future.
+                if let Some(resp) = Box::pin(ask.fleet(&mut g, log)).await {
+                    return Err(resp);
+                }
+            }
+            Ok(Some(g))
+        }
+        Join::Wait(rx) => {
+            cache.counters.coalesced.fetch_add(1, Relaxed);
+            if cache::wait(rx, cache.rules.lock_timeout).await {
+                if let Some(resp) = coalesced_hit(cache, route, primary, parts, log) {
+                    return Err(resp);
+                }
+            }
+            // The fetch we waited for was not storable, failed, or took too long: go ourselves.
+            Ok(None)
+        }
+    }
 }
 
 /// On a route with `compress` the entry is filled with what the server sends for identity:
@@ -298,9 +331,8 @@ struct Invalidate<'a>(&'a Runtime);
 impl Invalidate<'_> {
     fn invalidate(&self, key: &str) -> u64 {
         let n = self.0.cache.invalidate(key);
-        if let Some(c) = &self.0.cluster {
-            c.publish(crate::cluster::Purge::Key(key.to_string()));
-        }
+        let p = crate::cluster::Purge::Key(key.to_string());
+        self.0.cache.publish_purge(self.0.cluster.as_ref(), p);
         n
     }
 }
