@@ -123,9 +123,13 @@ impl Cluster {
         let mut list = members.unwrap_or_default();
         list.retain(|r| r.get("id") != me.get("id"));
         list.insert(0, me.clone());
+        let now = now_unix_ms();
         for r in &mut list {
             let differs = r.get("config") != me.get("config");
+            let at = r.get("at_unix_ms").and_then(Value::as_u64);
+            let age = at.map(|t| now.saturating_sub(t));
             if let Some(o) = r.as_object_mut() {
+                o.insert("heartbeat_age_ms".into(), age.into());
                 o.insert("config_differs".into(), differs.into());
                 o.insert("self".into(), (r_id(o) == me.get("id")).into());
             }

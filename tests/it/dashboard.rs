@@ -83,6 +83,14 @@ async fn text(c: &Client, css: &str) -> String {
     panic!("cannot read the text of {css}");
 }
 
+/// The text of `css`, or empty when it is not on the page (yet).
+async fn text_now(c: &Client, css: &str) -> String {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 async fn attr(c: &Client, css: &str, name: &str) -> String {
     for _ in 0..10 {
         if let Ok(e) = c.find(Locator::Css(css)).await {
@@ -329,6 +337,40 @@ async fn dashboard_in_headless_chromium() {
             && text(&c, "#certs").await.contains("file")
     })
     .await;
+    let fleet = c.find(Locator::Id("fleet-card")).await.unwrap();
+    assert!(
+        !fleet.is_displayed().await.unwrap(),
+        "no [cluster]: no fleet card"
+    );
+
+    // With [cluster], the fleet card lists the instances.
+    let redis = crate::cluster::Redis::start().await;
+    let member = |name| {
+        format!(
+            "[[route]]\nmatch = ['^/']\npool = 'web'\n[pools.web]\nservers = ['{}']\n{}",
+            a.addr,
+            crate::cluster::cluster_section(&redis.url(), name)
+        )
+    };
+    let edge = start_with_admin(toml_config(&member("edge-1"))).await;
+    let _other = langur_toml(&member("edge-2")).await;
+    c.goto(&format!("http://{}/", edge.admin_addr().unwrap()))
+        .await
+        .unwrap();
+    eventually(
+        "the fleet card lists both",
+        Duration::from_secs(10),
+        || async {
+            text_now(&c, "tr[data-instance=\"edge-2\"] td").await == "edge-2"
+                && text_now(&c, "#fleet-redis")
+                    .await
+                    .eq_ignore_ascii_case("redis up")
+        },
+    )
+    .await;
+    assert!(text(&c, "tr[data-instance=\"edge-1\"]")
+        .await
+        .contains("this one"));
     c.close().await.unwrap();
     drop(b);
 }
