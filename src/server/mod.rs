@@ -428,14 +428,19 @@ pub fn run_threaded_with(config: Config, overrides: Overrides) -> anyhow::Result
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let mut shared = new_shared(&config, workers)?;
+    let main_rt = current_thread_runtime()?;
+    // What the first snapshot starts (the cluster link's heartbeat, purge and shared-cache
+    // tasks) runs on the main thread's runtime, driven by its `block_on` below.
+    let mut shared = {
+        let _in_main = main_rt.enter();
+        new_shared(&config, workers)?
+    };
     shared.overrides = overrides;
     let shared = Arc::new(shared);
     let admin = shared.overrides.admin_enabled();
     if admin {
         crate::admin::check_exposure(config.admin.listen, config.admin.token.as_deref())?;
     }
-    let main_rt = current_thread_runtime()?;
     // The workers' runtimes, each driven by its thread until told to exit.
     let runtimes = (0..workers)
         .map(|_| current_thread_runtime())

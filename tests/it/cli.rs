@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_langur");
 
-fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("langur-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
@@ -447,7 +447,9 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// Starts the binary with a config; returns the child and the address it reports.
-async fn spawn_langur(config: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr) {
+pub async fn spawn_langur(
+    config: &std::path::Path,
+) -> (tokio::process::Child, std::net::SocketAddr) {
     let mut child = tokio::process::Command::new(BIN)
         .args(["run", "-c"])
         .arg(config)

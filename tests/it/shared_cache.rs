@@ -198,3 +198,20 @@ async fn a_vary_variant_is_never_another_requests() {
     assert_eq!(asked(), 2, "the same variant: Redis");
     drop(redis);
 }
+
+/// The binary itself with `[cluster]` and the shared cache: it starts (the link's tasks run on
+/// its main runtime), serves, and what it stores reaches Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_with_a_cluster_and_a_shared_cache() {
+    let redis = Redis::start().await;
+    let origin = Backend::start("o").await;
+    let text = format!(
+        "{}{}",
+        shared_route(origin.addr),
+        cluster_section(&redis.url(), "bin")
+    );
+    let cfg = crate::cli::temp_file("shared.toml", &text);
+    let (_child, addr) = crate::cli::spawn_langur(&cfg).await;
+    assert_eq!(get(addr, "/bin").await.status, 200);
+    wait_exists(&redis, "test:c:http://test.local/bin", 1).await;
+}
