@@ -231,26 +231,19 @@ pub async fn serve(mut conn: Parked, ctx: Ctx, fresh: bool) {
         }
     }
     let svc = ProxyService::plain(shared, &conn);
-    if let Some(Fresh {
-        born,
-        wait,
-        stall,
-        h2c,
-        ..
-    }) = fresh
-    {
+    if let Some(f) = fresh {
         let h2 = match pending.is_empty() {
-            true => first_bytes(&conn.stream, tokio::time::Instant::now() + wait, h2c).await,
-            false => Some(h2c && pending.starts_with(b"PRI ")),
+            true => first_bytes(&conn.stream, tokio::time::Instant::now() + f.wait, f.h2c).await,
+            false => Some(f.h2c && pending.starts_with(b"PRI ")),
         };
         match h2 {
             None => return,
             Some(false) => {}
             Some(true) => {
-                let io = Prefixed::h2c(conn.stream, pending, &svc.conn, stall);
+                let io = Prefixed::h2c(conn.stream, pending, &svc.conn, f.stall);
                 let _active = active.enter();
                 // Boxed: the HTTP/2 connection's state stays out of the parked future.
-                Box::pin(serve_h2(io, svc, ticks, born)).await;
+                Box::pin(serve_h2(io, svc, ticks, f.born)).await;
                 return;
             }
         }
@@ -274,19 +267,13 @@ pub async fn serve(mut conn: Parked, ctx: Ctx, fresh: bool) {
                 Outcome::Idle => {}
                 Outcome::Hyper => {
                     // hyper's turn, from the first byte of the request the lane left.
-                    let stall = svc.shared.runtime.load().limits.body_timeout;
                     let unparsed = std::mem::take(&mut pending);
-                    let io = Prefixed::h1(conn.stream, unparsed, &svc.conn, stall);
-                    let Some(mut back) = Box::pin(drive(io, svc.clone(), &mut ticks)).await else {
+                    let turn = hyper_turn(conn.stream, unparsed, &svc, &mut ticks);
+                    // Boxed: a lane connection's future keeps no room for hyper's state.
+                    let Some((stream, unparsed)) = Box::pin(turn).await else {
                         return;
                     };
-                    if svc.shared.stopping.load(Ordering::Relaxed) {
-                        let _ =
-                            std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx)).await;
-                        return;
-                    }
-                    conn.stream = back.io.into_inner();
-                    pending = back.prefix;
+                    (conn.stream, pending) = (stream, unparsed);
                 }
             }
         }
@@ -661,6 +648,25 @@ impl IdleSince {
     }
 }
 
+/// hyper's turn on a plain connection the lane handed over ([`drive`]): the socket and the
+/// bytes read ahead when hyper gives it back idle; `None` when the connection ended (or was
+/// shut down because the proxy is stopping).
+async fn hyper_turn(
+    stream: ClientStream,
+    unparsed: Bytes,
+    svc: &ProxyService,
+    ticks: &mut tokio::sync::watch::Receiver<u64>,
+) -> Option<(ClientStream, Bytes)> {
+    let stall = svc.shared.runtime.load().limits.body_timeout;
+    let io = Prefixed::h1(stream, unparsed, &svc.conn, stall);
+    let mut back = drive(io, svc.clone(), ticks).await?;
+    if svc.shared.stopping.load(Ordering::Relaxed) {
+        let _ = std::future::poll_fn(|cx| Pin::new(&mut back).poll_shutdown(cx)).await;
+        return None;
+    }
+    Some((back.io.into_inner(), back.prefix))
+}
+
 /// Serves requests with a fresh hyper connection until hyper finishes the connection (`None`)
 /// or has stayed idle for two park-clock ticks (`Some`: the socket, with read-ahead bytes first).
 async fn drive(
@@ -718,17 +724,8 @@ async fn drive(
     match finished {
         // hyper finished the connection itself: an upgrade, or the client closed or asked to.
         Some(Ok(())) => {
-            let mut parts = conn.into_parts();
-            if let Some(tx) = state.take_upgrade() {
-                parts.io.scan.stop();
-                unread(&mut parts.io, &parts.read_buf);
-                // No tunnel waits (the server did not switch): close as usual.
-                if let Err(mut back) = tx.send(Box::new(TokioIo::new(parts.io))) {
-                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut back).await;
-                }
-                return None;
-            }
-            let _ = std::future::poll_fn(|cx| Pin::new(&mut parts.io).poll_shutdown(cx)).await;
+            let parts = conn.into_parts();
+            finished_by_hyper(parts.io, &parts.read_buf, &state).await;
             None
         }
         Some(Err(e)) => {
@@ -745,6 +742,21 @@ async fn drive(
             Some(parts.io)
         }
     }
+}
+
+/// A connection hyper finished itself: handed to the tunnel of an upgrade the server
+/// accepted, else closed.
+async fn finished_by_hyper(mut io: Prefixed, read_buf: &Bytes, state: &ConnState) {
+    if let Some(tx) = state.take_upgrade() {
+        io.scan.stop();
+        unread(&mut io, read_buf);
+        // No tunnel waits (the server did not switch): close as usual.
+        if let Err(mut back) = tx.send(Box::new(TokioIo::new(io))) {
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut back).await;
+        }
+        return;
+    }
+    let _ = std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
 }
 
 /// Puts the bytes hyper read ahead (`read_buf`) back in front of what is left of `io`'s

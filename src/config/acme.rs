@@ -105,32 +105,11 @@ pub(crate) fn acme(
         None => LETS_ENCRYPT.to_string(),
         Some(d) => directory(d, diag),
     };
-    let directory_ca = a.directory_ca.as_ref().and_then(|c| {
-        let path = base.join(&c.value);
-        use rustls::pki_types::{pem::PemObject, CertificateDer};
-        match CertificateDer::from_pem_file(&path) {
-            Ok(_) => Some(path),
-            Err(e) => {
-                let msg = format!("`directory_ca`: `{}`: {e}", path.display());
-                diag.error(c.line, Some("directory_ca"), msg);
-                None
-            }
-        }
-    });
-    let email = a.email.as_ref().and_then(|e| {
-        let v = e.value.trim_start_matches("mailto:");
-        let ok = v.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && !d.is_empty() && v.bytes().all(|b| b.is_ascii_graphic())
-        });
-        if !ok {
-            diag.error(
-                e.line,
-                Some("email"),
-                format!("`email`: `{}` is not an address", e.value),
-            );
-        }
-        ok.then(|| v.to_string())
-    });
+    let directory_ca = a
+        .directory_ca
+        .as_ref()
+        .and_then(|c| directory_ca(c, base, diag));
+    let email = a.email.as_ref().and_then(|e| email(e, diag));
     let challenge = match a.challenge.as_ref().map(|c| (c.value.as_str(), c.line)) {
         None | Some(("http-01", _)) => Challenge::Http01,
         Some(("tls-alpn-01", _)) => Challenge::TlsAlpn01,
@@ -152,6 +131,33 @@ pub(crate) fn acme(
         challenge,
         names,
     })
+}
+
+/// `directory_ca`: a PEM certificate file (relative to `base`), read now to check it.
+fn directory_ca(c: &At<String>, base: &Path, diag: &mut Diag) -> Option<PathBuf> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let path = base.join(&c.value);
+    match CertificateDer::from_pem_file(&path) {
+        Ok(_) => Some(path),
+        Err(e) => {
+            let msg = format!("`directory_ca`: `{}`: {e}", path.display());
+            diag.error(c.line, Some("directory_ca"), msg);
+            None
+        }
+    }
+}
+
+/// `email`: an address (a `mailto:` in front is dropped), without spaces or controls.
+fn email(e: &At<String>, diag: &mut Diag) -> Option<String> {
+    let v = e.value.trim_start_matches("mailto:");
+    let ok = v.split_once('@').is_some_and(|(l, d)| {
+        !l.is_empty() && !d.is_empty() && v.bytes().all(|b| b.is_ascii_graphic())
+    });
+    if !ok {
+        let msg = format!("`email`: `{}` is not an address", e.value);
+        diag.error(e.line, Some("email"), msg);
+    }
+    ok.then(|| v.to_string())
 }
 
 /// `directory`: `"letsencrypt"`, `"letsencrypt-staging"` or an https URL.

@@ -90,18 +90,7 @@ pub(super) async fn accept_loop(
         }
     };
     drop(listener);
-    if removed && !*shutdown.borrow() {
-        let limit = shared.runtime.load().limits.shutdown_timeout;
-        conns.close_when_idle(&ctx, &mut shutdown, limit).await;
-    }
-    // Idle connections close now; the ones in an exchange finish it first.
-    drop(ctx);
-    conns.lot.close_all();
-    if *shutdown.borrow() {
-        shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+    conns.wind_down(removed, ctx, &shared, &mut shutdown).await;
     clock.abort();
     active.drained().await;
 }
@@ -182,6 +171,29 @@ impl Conns {
     /// connections are answered, and a connection is closed as soon as it is idle (the lot is
     /// emptied every 100 ms), until none is left, the worker shuts down, or `limit`
     /// (`shutdown_timeout`) passes, which aborts the rest.
+    /// The end of the loop: a listener a reload removed first lets its busy connections
+    /// finish within `shutdown_timeout`; then idle connections close, and the ones in an
+    /// exchange finish it first (the tasks stay in `self` until the caller drops it).
+    async fn wind_down(
+        &mut self,
+        removed: bool,
+        ctx: Ctx,
+        shared: &Shared,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        if removed && !*shutdown.borrow() {
+            let limit = shared.runtime.load().limits.shutdown_timeout;
+            self.close_when_idle(&ctx, shutdown, limit).await;
+        }
+        drop(ctx);
+        self.lot.close_all();
+        if *shutdown.borrow() {
+            shared
+                .stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     async fn close_when_idle(
         &mut self,
         ctx: &Ctx,

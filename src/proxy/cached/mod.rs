@@ -158,20 +158,8 @@ pub async fn handle(
     if found.is_none() {
         cache.counters.misses.fetch_add(1, Relaxed);
     }
-    let job = Job {
-        cache: cache.clone(),
-        pool: pool.clone(),
-        grace: route.grace,
-        rules: route.rules.clone(),
-        compress: route.encoding.compress.clone(),
-        client: client.clone(),
-        stale: found.map(|(k, o)| (k.into_owned(), o)),
-        primary,
-        method,
-        req_headers: parts.headers.clone(),
-        guard,
-        route: route.index,
-    };
+    let stale = found.map(|(k, o)| (k.into_owned(), o));
+    let job = here.job(route, stale, primary, method, parts.headers.clone(), guard);
     ask_identity(route, &mut parts.headers);
     let up = match upstream_body(rt, parts, body, conn).await {
         Ok(r) => r,
@@ -254,6 +242,33 @@ struct Here<'a> {
 }
 
 impl Here<'_> {
+    /// What the fetch of a miss carries: the route's storing rules, the stale entry found (with
+    /// its key), the request's primary key, method and fields, and the coalescing guard.
+    fn job(
+        &self,
+        route: &RouteRt,
+        stale: Option<(String, Arc<Object>)>,
+        primary: String,
+        method: Method,
+        req_headers: HeaderMap,
+        guard: Option<FlightGuard>,
+    ) -> Job {
+        Job {
+            cache: self.rt.cache.clone(),
+            pool: self.pool.clone(),
+            grace: route.grace,
+            rules: route.rules.clone(),
+            compress: route.encoding.compress.clone(),
+            client: self.client.clone(),
+            stale,
+            primary,
+            method,
+            req_headers,
+            guard,
+            route: route.index,
+        }
+    }
+
     /// The request goes upstream as it is and its answer is not stored (`Cache-Status`
     /// `status`, access log `what`); an unsafe method that succeeds invalidates.
     async fn pass(
