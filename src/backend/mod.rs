@@ -710,13 +710,47 @@ fn server_from(
 pub struct InFlight(pub Arc<Server>, bool);
 
 impl InFlight {
+    /// A request in flight on `server`, whatever its `maxconn` (see [`InFlight::claim`]).
+    #[cfg(test)]
     pub fn new(server: Arc<Server>) -> InFlight {
-        let now = server.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        if now > server.max_in_flight.load(Ordering::Relaxed) {
-            server.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        server.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut f = InFlight(server, false);
+        f.carries_request();
+        f
+    }
+
+    /// Takes one of the server's `maxconn` slots (any number of them when `maxconn` is 0) in
+    /// one compare-and-swap, so that two workers never both take its last one (HAProxy's
+    /// `maxconn` is as strict). `None`: every slot is taken. A slot that carries no request
+    /// (dropped before [`InFlight::carries_request`]) gives its place back and nothing else.
+    pub fn claim(server: &Arc<Server>) -> Option<InFlight> {
+        let maxconn = server.maxconn.load(Ordering::Relaxed);
+        let mut now = server.in_flight.load(Ordering::Relaxed);
+        loop {
+            if maxconn != 0 && now >= maxconn {
+                return None;
+            }
+            match server.in_flight.compare_exchange_weak(
+                now,
+                now + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(seen) => now = seen,
+            }
         }
-        server.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(server, true)
+        if now + 1 > server.max_in_flight.load(Ordering::Relaxed) {
+            server.max_in_flight.fetch_max(now + 1, Ordering::Relaxed);
+        }
+        Some(InFlight(server.clone(), false))
+    }
+
+    /// The slot carries a request to the server: it counts in the server's requests, and its
+    /// completion ends an overload backoff (lighttpd2's rule).
+    pub fn carries_request(&mut self) {
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
+        self.1 = true;
     }
 
     /// This request is the one that made the server back off: its own completion does not end

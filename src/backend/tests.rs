@@ -114,6 +114,37 @@ fn backups_wait_for_every_primary() {
     );
 }
 
+/// `maxconn` is strict: of threads that claim a slot of a server with `maxconn = 3` at once,
+/// three get one, and a slot given back without a request counts no request.
+#[test]
+fn maxconn_slots_are_claimed_atomically() {
+    let mut s = Server::new("a", "127.0.0.1:1".parse().unwrap(), 1, 1);
+    s.maxconn = AtomicUsize::new(3);
+    let s = Arc::new(s);
+    let start = Arc::new(std::sync::Barrier::new(8));
+    let got: Vec<Option<InFlight>> = std::thread::scope(|t| {
+        let claims: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, start) = (s.clone(), start.clone());
+                t.spawn(move || {
+                    start.wait();
+                    InFlight::claim(&s)
+                })
+            })
+            .collect();
+        claims.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(got.iter().flatten().count(), 3);
+    assert_eq!(s.in_flight.load(Ordering::Relaxed), 3);
+    assert!(InFlight::claim(&s).is_none(), "at maxconn");
+    drop(got);
+    assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
+    assert_eq!(s.requests.load(Ordering::Relaxed), 0);
+    let mut one = InFlight::claim(&s).unwrap();
+    one.carries_request();
+    assert_eq!(s.requests.load(Ordering::Relaxed), 1);
+}
+
 /// `maxconn` and the overload backoff, with tokio's clock paused and moved by hand.
 #[tokio::test(start_paused = true)]
 async fn limits_and_backoff() {

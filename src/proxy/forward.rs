@@ -89,7 +89,8 @@ pub(crate) async fn forward(
     };
     let mut run = Attempts::new(pool, &req, client);
     'servers: loop {
-        let Some(i) = pick(pool, &run.ctx, &run.tried, &mut run.place, stuck) else {
+        let Some((i, mut in_flight)) = pick(pool, &run.ctx, &run.tried, &mut run.place, stuck)
+        else {
             match wait_for_slot(pool, &run.tried, &mut run.place, run.until).await {
                 Ok(()) => continue 'servers,
                 Err(Refusal::Pool(kind)) => return refuse(pool, kind, log),
@@ -103,7 +104,7 @@ pub(crate) async fn forward(
             Admission::Skip => continue 'servers,
             Admission::GiveUp => return give_up(pool, run.last_error, log),
         };
-        let in_flight = InFlight::new(server.clone());
+        in_flight.carries_request();
         // Idle connections first; a stale one hands the request back unsent and we try the next.
         loop {
             let Some((mut sender, connected)) = open(pool, i, run.until, client).await else {
@@ -327,27 +328,34 @@ enum Refusal {
 }
 
 /// The balancer's pick among the servers not tried yet (the one a sticky cookie names first,
-/// while it persists), unless the request must wait behind others in the pool's queue (only
-/// the oldest waiter may take a slot).
+/// while it persists), with one of its `maxconn` slots taken, unless the request must wait
+/// behind others in the pool's queue (only the oldest waiter may take a slot).
 fn pick(
     pool: &Pool,
     ctx: &PickContext,
     tried: &Tried,
     place: &mut Place,
     stuck: Option<usize>,
-) -> Option<usize> {
+) -> Option<(usize, InFlight)> {
     if must_wait(pool, tried, place) {
         return None;
     }
-    let view = PoolView::new(pool, tried);
-    let i = match stuck.filter(|i| view.persists(*i)) {
-        Some(i) => i,
-        None => view.pick(&***pool.balancer.load(), ctx)?,
-    };
-    if let Some(t) = place.ticket.take() {
-        t.used();
+    // Another worker may take the server's last slot between the pick and the claim: then the
+    // pick is made again, and sees the server full (or a slot freed meanwhile).
+    for _ in 0..4 {
+        let view = PoolView::new(pool, tried);
+        let i = match stuck.filter(|i| view.persists(*i)) {
+            Some(i) => i,
+            None => view.pick(&***pool.balancer.load(), ctx)?,
+        };
+        if let Some(slot) = InFlight::claim(&pool.servers[i]) {
+            if let Some(t) = place.ticket.take() {
+                t.used();
+            }
+            return Some((i, slot));
+        }
     }
-    Some(i)
+    None
 }
 
 /// Newcomers wait behind requests already queued; a waiter, until it is the oldest.
