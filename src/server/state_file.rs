@@ -50,34 +50,38 @@ pub(super) fn spawn(shared: &Arc<Shared>) -> JoinHandle<()> {
         let mut last = String::new();
         loop {
             tokio::time::sleep(WRITE_EVERY).await;
-            if !write_if_changed(&shared, &mut last) {
+            let Some((path, text)) = changed(&shared, &last) else {
+                continue;
+            };
+            if text.is_empty() {
                 return;
+            }
+            // Off the event loop: the write waits for the disk.
+            let written = tokio::task::spawn_blocking(move || (write(&path, &text), path, text));
+            match written.await {
+                Ok((Ok(()), _, text)) => last = text,
+                Ok((Err(e), path, _)) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot write the server-state file")
+                }
+                Err(_) => return,
             }
         }
     })
 }
 
-/// One look: writes the state when it differs from `last`. False once the instance stops.
-fn write_if_changed(shared: &Weak<Shared>, last: &mut String) -> bool {
+/// One look: the file and the state to write when it differs from `last`; an empty text once
+/// the instance stops (the writer ends; shutdown writes the last state); `None` when there is
+/// nothing to write.
+fn changed(shared: &Weak<Shared>, last: &str) -> Option<(std::path::PathBuf, String)> {
     let Some(shared) = shared.upgrade() else {
-        return false;
+        return Some(Default::default());
     };
     if shared.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
+        return Some(Default::default());
     }
-    let Some(path) = lock(&shared.current).server.state_file.clone() else {
-        return true;
-    };
+    let path = lock(&shared.current).server.state_file.clone()?;
     let text = snapshot(&shared.runtime.load().pools);
-    if text != *last {
-        match write(&path, &text) {
-            Ok(()) => *last = text,
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot write the server-state file")
-            }
-        }
-    }
-    true
+    (text != last).then_some((path, text))
 }
 
 /// Writes the state now (at shutdown), if the configuration names a state file.
