@@ -12,11 +12,19 @@ use std::sync::Weak;
 
 /// How often the writer looks for a change (the debounce: at most one write per interval).
 const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// The largest state file read (about 50 000 servers): a bigger one is not langur's.
+const MAX_SIZE: u64 = 16 << 20;
 
 /// Applies the state file at `path` to `pools` (see [`crate::backend::state::restore`]). A
 /// missing file is the first start; anything else that cannot be used is a warning.
 pub(super) fn read(path: &Path, pools: &[Arc<Pool>]) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match std::fs::metadata(path).map(|m| m.len()) {
+        Ok(n) if n > MAX_SIZE => Err(std::io::Error::other(format!(
+            "{n} bytes, more than the {MAX_SIZE} a state file may have"
+        ))),
+        _ => std::fs::read_to_string(path),
+    };
+    let text = match text {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::info!(file = %path.display(), "no server-state file yet; it is written as servers change");
