@@ -187,6 +187,9 @@ fn config(
 ) -> String {
     format!(
         r#"
+[admin]
+hosts = ["test.local"]
+
 [tls]
 listen = ["127.0.0.1:{tls_port}"]
 
@@ -211,11 +214,12 @@ servers = ["{backend}"]
     )
 }
 
-/// Starts langur on `plain` with an admin listener.
-async fn start(text: &str, plain: TcpListener) -> Langur {
-    let mut config = toml_config(text);
+/// Starts langur from `text` (written to `file`, so a reload reads it) on `plain`, with an
+/// admin listener.
+async fn start(text: &str, file: &Path, plain: TcpListener) -> Langur {
+    std::fs::write(file, text).unwrap();
+    let mut config = langur::config::load(file).unwrap();
     config.server.access_log = false;
-    config.admin.hosts.push("test.local".into());
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     Langur::start_on(config, vec![plain], Some(admin))
         .await
@@ -231,7 +235,7 @@ async fn certified(langur: &Langur, pebble: &Pebble) -> serde_json::Value {
             serde_json::from_slice(&get(admin, "/api/certificates").await.body).unwrap();
         let entry = list
             .as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("{list}"))
             .iter()
             .find(|c| c["source"] == "acme")
             .cloned()
@@ -264,7 +268,7 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
 
     // HTTP-01: obtained, listed, measured, served to a client trusting only pebble's root.
     let text = config(&pebble, &storage, tls_port, backend.addr, "http-01");
-    let langur = start(&text, plain).await;
+    let langur = start(&text, &pebble.pki.dir.join("langur.toml"), plain).await;
     let first = certified(&langur, &pebble).await;
     assert!(first["last_error"].is_null(), "{first}");
     assert!(
@@ -288,6 +292,9 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
     let mut open = h1(open).await;
     let (status, body) = send(&mut open, "localhost", "/").await;
     assert_eq!((status, body.as_ref()), (200, b"app".as_ref()));
+    // A reload keeps serving it: the new snapshot's listener reads the same store.
+    langur::server::reload(langur.shared()).unwrap();
+    assert_eq!(leaf(&tls(&client, at, "localhost").await), before);
     // A challenge path nobody asked for: 404 from langur, not the backend.
     let probe = get(
         langur.listen_addrs()[0],
@@ -324,7 +331,7 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
 
     // A restart reuses the stored certificate: no attempt, the same certificate.
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let langur = start(&text, plain).await;
+    let langur = start(&text, &pebble.pki.dir.join("langur.toml"), plain).await;
     let list: serde_json::Value = serde_json::from_slice(
         &get(langur.admin_addr().unwrap(), "/api/certificates")
             .await
@@ -361,7 +368,7 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
     let storage = pebble.pki.dir.join("storage-alpn");
     let text = config(&pebble, &storage, tls_port, backend.addr, "tls-alpn-01");
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let langur = start(&text, plain).await;
+    let langur = start(&text, &pebble.pki.dir.join("langur.toml"), plain).await;
     let got = certified(&langur, &pebble).await;
     assert!(got["last_error"].is_null(), "{got}");
     let alpn = tls(&client, at, "localhost").await;
