@@ -144,6 +144,9 @@ impl Manager {
             // A new store (ACME turned on again): everything is loaded into it afresh.
             inner.certs.clear();
         }
+        if let Some(issued) = &issued {
+            issued.share_http_answers(storage.as_ref().map(|s| s.http_answers()));
+        }
         if let (Some(c), Some(s), Some(issued)) = (&config, &storage, &issued) {
             for name in &c.names {
                 if !inner.certs.contains_key(name) {

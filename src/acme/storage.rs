@@ -6,6 +6,7 @@
 //! STORAGE/accounts/DIRECTORY.json      the account's key and URL, per ACME directory (0600)
 //! STORAGE/certificates/NAME.crt        the chain, leaf first (PEM)
 //! STORAGE/certificates/NAME.key        its private key (PEM, 0600)
+//! STORAGE/http-01/TOKEN                an HTTP-01 answer while its validation runs
 //! ```
 
 use std::io::Write;
@@ -36,6 +37,7 @@ impl Storage {
             dir.to_path_buf(),
             s.dir.join("accounts"),
             s.dir.join("certificates"),
+            s.http_answers(),
         ] {
             std::fs::create_dir_all(&sub)
                 .map_err(|e| format!("[acme] storage `{}` cannot be made: {e}", sub.display()))?;
@@ -75,6 +77,11 @@ impl Storage {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Where HTTP-01 answers are shared between instances (one file per token).
+    pub fn http_answers(&self) -> PathBuf {
+        self.dir.join("http-01")
     }
 
     fn account_path(&self, directory: &str) -> PathBuf {

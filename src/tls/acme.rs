@@ -6,6 +6,8 @@
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// The ALPN protocol of TLS-ALPN-01 validations (RFC 8737 6.2).
@@ -22,6 +24,9 @@ pub struct Issued {
     alpn: Mutex<HashMap<String, Arc<CertifiedKey>>>,
     /// HTTP-01: the key authorization per token.
     http: Mutex<HashMap<String, String>>,
+    /// Where HTTP-01 answers are also written as files (`[acme] storage`'s `http-01`), so
+    /// every instance sharing the storage answers the validations of the one that orders.
+    shared: Mutex<Option<PathBuf>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -62,20 +67,54 @@ impl Issued {
         }
     }
 
-    /// The HTTP-01 answer for `token` (the path's last segment).
-    pub fn http_answer(&self, token: &str) -> Option<String> {
-        lock(&self.http).get(token).cloned()
+    /// Shares HTTP-01 answers through files in `dir` (`None`: in memory only).
+    pub fn share_http_answers(&self, dir: Option<PathBuf>) {
+        *lock(&self.shared) = dir;
     }
 
-    /// Answers HTTP-01 for `token` with `key_authorization` (`None`: stop answering).
+    /// The HTTP-01 answer for `token` (the path's last segment): this instance's, else one
+    /// another instance sharing the storage wrote (a token is 1 to 128 characters of the
+    /// base64url alphabet, RFC 8555 8.3; anything else is not looked for; at most 1 KiB read).
+    pub fn http_answer(&self, token: &str) -> Option<String> {
+        if let Some(k) = lock(&self.http).get(token) {
+            return Some(k.clone());
+        }
+        let dir = lock(&self.shared).clone()?;
+        let ok = (1..=128).contains(&token.len())
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return None;
+        }
+        let mut text = String::new();
+        std::fs::File::open(dir.join(token))
+            .ok()?
+            .take(1024)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    }
+
+    /// Answers HTTP-01 for `token` with `key_authorization` (`None`: stop answering), in
+    /// memory and, when shared, as a file.
     pub fn set_http_answer(&self, token: &str, key_authorization: Option<String>) {
+        let shared = lock(&self.shared).clone();
         let mut m = lock(&self.http);
         match key_authorization {
             Some(k) if m.len() < MAX_ANSWERS => {
+                if let Some(dir) = shared {
+                    if let Err(e) = std::fs::write(dir.join(token), &k) {
+                        tracing::warn!(token, error = %e, "an HTTP-01 answer is not shared");
+                    }
+                }
                 m.insert(token.to_string(), k);
             }
             Some(_) => {}
             None => {
+                if let Some(dir) = shared {
+                    let _ = std::fs::remove_file(dir.join(token));
+                }
                 m.remove(token);
             }
         }
@@ -129,5 +168,29 @@ mod tests {
         assert!(issued.get("a.example").is_some());
         issued.set_challenge("a.example", None);
         assert!(issued.challenge("a.example").is_none());
+    }
+
+    #[test]
+    fn http_answers_are_shared_through_files() {
+        let base = std::env::temp_dir().join(format!("langur-http01-{}", std::process::id()));
+        let dir = base.join("answers");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (orders, other) = (Issued::default(), Issued::default());
+        orders.share_http_answers(Some(dir.clone()));
+        other.share_http_answers(Some(dir.clone()));
+        orders.set_http_answer("Tok-en_1", Some("Tok-en_1.thumb".into()));
+        assert_eq!(
+            other.http_answer("Tok-en_1").as_deref(),
+            Some("Tok-en_1.thumb")
+        );
+        std::fs::write(base.join("secret"), "x").unwrap();
+        assert_eq!(
+            other.http_answer("../secret"),
+            None,
+            "not a token: not looked for"
+        );
+        orders.set_http_answer("Tok-en_1", None);
+        assert_eq!(other.http_answer("Tok-en_1"), None);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

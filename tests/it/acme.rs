@@ -376,5 +376,32 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
     let (status, body) = get_over(alpn, "/").await;
     assert_eq!((status, body.as_ref()), (200, b"app".as_ref()));
     langur.shutdown().await;
+
+    // Two instances on one storage: B orders (it starts first and takes the lock), pebble
+    // validates on A's port and A answers from the storage; A takes B's certificate instead of
+    // ordering. One certificate issued, both serve it.
+    let issued_before = pebble.log().matches("Issued certificate").count();
+    let storage = pebble.pki.dir.join("storage-shared");
+    let plain_a = TcpListener::bind(("127.0.0.1", http_port)).await.unwrap();
+    let tls_b = dead_addr().await;
+    let text_b = config(&pebble, &storage, tls_b.port(), backend.addr, "http-01");
+    let b = start(
+        &text_b,
+        &pebble.pki.dir.join("b.toml"),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await;
+    let text_a = config(&pebble, &storage, tls_port, backend.addr, "http-01");
+    let a = start(&text_a, &pebble.pki.dir.join("a.toml"), plain_a).await;
+    let (got_a, got_b) = (certified(&a, &pebble).await, certified(&b, &pebble).await);
+    assert!(got_a["last_error"].is_null() && got_b["last_error"].is_null());
+    assert_eq!(
+        leaf(&tls(&client, at, "localhost").await),
+        leaf(&tls(&client, tls_b, "localhost").await)
+    );
+    let issued = pebble.log().matches("Issued certificate").count();
+    assert_eq!(issued, issued_before + 1, "{}", pebble.log());
+    a.shutdown().await;
+    b.shutdown().await;
     drop(pebble);
 }
