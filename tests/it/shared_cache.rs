@@ -40,7 +40,8 @@ fn cache_status(r: &Resp) -> String {
         .unwrap_or_default()
 }
 
-/// Waits until `EXISTS key` says `n` (at most 2 s).
+/// Waits until `EXISTS key` says `n` (at most 10 s: a bound for a loaded machine, not a timing
+/// check).
 async fn wait_exists(redis: &Redis, key: &str, n: u8) {
     let t = std::time::Instant::now();
     loop {
@@ -48,7 +49,7 @@ async fn wait_exists(redis: &Redis, key: &str, n: u8) {
         if r.trim() == format!(":{n}") {
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(2), "EXISTS {key}: {r}");
+        assert!(t.elapsed() < Duration::from_secs(10), "EXISTS {key}: {r}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
