@@ -180,7 +180,7 @@ async fn a_vary_variant_is_never_another_requests() {
     wait_exists(&redis, "test:c:http://test.local/v", 1).await;
     let t = std::time::Instant::now();
     while shared_counters(&a)["stores"] != 1 {
-        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(t.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let de = lang(at_b, "de").await;
