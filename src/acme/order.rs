@@ -17,13 +17,29 @@ const POLL: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(60));
 
+/// An error with the errors under it (`a: b: c`), so that a failed connect says why (a TLS
+/// alert, a refused connection) and not only that it failed.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// The account for `cfg.directory`: the stored one, else a new one (stored).
 async fn account(cfg: &AcmeConfig, storage: &Storage) -> Result<Account, String> {
     let builder = || match &cfg.directory_ca {
         Some(ca) => Account::builder_with_root(ca),
         None => Account::builder(),
     };
-    let text = |e: instant_acme::Error| format!("{}: {e}", cfg.directory);
+    let text = |e: instant_acme::Error| format!("{}: {}", cfg.directory, with_causes(&e));
     if let Some(creds) = storage.account(&cfg.directory) {
         return builder()
             .map_err(text)?
@@ -78,7 +94,7 @@ pub async fn obtain(
     let mut order = account
         .new_order(&NewOrder::new(&ids))
         .await
-        .map_err(|e| format!("new order: {e}"))?;
+        .map_err(|e| format!("new order: {}", with_causes(&e)))?;
     let mut answers = Answers {
         issued,
         tokens: Vec::new(),
@@ -90,7 +106,7 @@ pub async fn obtain(
     };
     let mut authorizations = order.authorizations();
     while let Some(a) = authorizations.next().await {
-        let mut a = a.map_err(|e| format!("authorization: {e}"))?;
+        let mut a = a.map_err(|e| format!("authorization: {}", with_causes(&e)))?;
         match a.status {
             AuthorizationStatus::Pending => {}
             AuthorizationStatus::Valid => continue,
@@ -113,23 +129,23 @@ pub async fn obtain(
         }
         ch.set_ready()
             .await
-            .map_err(|e| format!("challenge: {e}"))?;
+            .map_err(|e| format!("challenge: {}", with_causes(&e)))?;
     }
     let status = order
         .poll_ready(&POLL)
         .await
-        .map_err(|e| format!("waiting for validation: {e}"))?;
+        .map_err(|e| format!("waiting for validation: {}", with_causes(&e)))?;
     if status != OrderStatus::Ready {
         return Err(why_invalid(&mut order, status).await);
     }
     let key = order
         .finalize()
         .await
-        .map_err(|e| format!("finalize: {e}"))?;
+        .map_err(|e| format!("finalize: {}", with_causes(&e)))?;
     let chain = order
         .poll_certificate(&POLL)
         .await
-        .map_err(|e| format!("certificate: {e}"))?;
+        .map_err(|e| format!("certificate: {}", with_causes(&e)))?;
     drop(answers);
     Ok((chain, key))
 }
