@@ -561,17 +561,17 @@ fn set_state(p: &Pool, i: usize, body: &[u8]) -> Resp {
     )
 }
 
-/// Sets server `i`'s balancing weight from the body's `weight` (an integer from 0 to 256;
-/// else 400).
+/// Sets server `i`'s balancing weight from the body's `weight` (an integer from 0 to 1000, the range of
+/// the file's weights and `PATCH /api/pools/...`; else 400).
 fn set_weight(p: &Pool, i: usize, body: &[u8]) -> Resp {
     let s = &p.servers[i];
     let Some(w) = field(body, "weight")
         .and_then(|v| v.as_u64())
-        .filter(|w| *w <= 256)
+        .filter(|w| *w <= 1000)
     else {
         return error(
             StatusCode::BAD_REQUEST,
-            "weight must be an integer from 0 to 256",
+            "weight must be an integer from 0 to 1000",
         );
     };
     p.set_weight(i, w as u32);

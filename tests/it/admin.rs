@@ -711,6 +711,14 @@ async fn weight_changes_rebuild_the_balancer() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // The file's range, as PATCH /api/pools/... takes it.
+    let weight = format!("/api/servers/web/{}/weight", a.addr);
+    assert_eq!(
+        admin_post(admin, &weight, "{\"weight\":1000}").await.status,
+        200
+    );
+    let over = admin_post(admin, &weight, "{\"weight\":1001}").await;
+    assert_eq!(over.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
