@@ -213,6 +213,23 @@ async fn the_binary_runs_with_a_cluster_and_a_shared_cache() {
     );
     let cfg = crate::cli::temp_file("shared.toml", &text);
     let (_child, addr) = crate::cli::spawn_langur(&cfg).await;
-    assert_eq!(get(addr, "/bin").await.status, 200);
-    wait_exists(&redis, "test:c:http://test.local/bin", 1).await;
+    // The link to Redis comes up in the background: a store made before it is up is dropped
+    // (and counted), so new URLs are asked until one reaches Redis.
+    let t = std::time::Instant::now();
+    for n in 0.. {
+        let path = format!("/bin/{n}");
+        assert_eq!(get(addr, &path).await.status, 200);
+        let key = format!("EXISTS test:c:http://test.local{path}\r\n");
+        let asked = std::time::Instant::now();
+        while asked.elapsed() < Duration::from_millis(200) {
+            if redis.command(&key).await.trim() == ":1" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "nothing reached Redis"
+        );
+    }
 }
