@@ -27,12 +27,15 @@ pub struct Locked {
 }
 
 impl Storage {
-    /// Makes the directory and its subdirectories (0700) and checks that files can be written
+    /// Makes the directory (0700 when langur makes it) and its subdirectories, and checks that files can be written
     /// in it; an error names the directory.
     pub fn open(dir: &Path) -> Result<Storage, String> {
         let s = Storage {
             dir: dir.to_path_buf(),
         };
+        // Only a directory langur makes is made private: an existing one (or a link's target)
+        // keeps the permissions its owner gave it.
+        let made = !dir.exists();
         for sub in [
             dir.to_path_buf(),
             s.dir.join("accounts"),
@@ -42,7 +45,9 @@ impl Storage {
             std::fs::create_dir_all(&sub)
                 .map_err(|e| format!("[acme] storage `{}` cannot be made: {e}", sub.display()))?;
         }
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        if made {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
         let probe = dir.join(".writable");
         std::fs::write(&probe, b"")
             .and_then(|_| std::fs::remove_file(&probe))
@@ -152,4 +157,26 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write `{}`: {e}", path.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory langur makes is private; one that exists keeps its owner's permissions.
+    #[test]
+    fn only_a_directory_langur_makes_is_made_private() {
+        let base = std::env::temp_dir().join(format!("langur-acme-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let made = base.join("made");
+        Storage::open(&made).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&made), 0o700);
+        let shared = base.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Storage::open(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -110,7 +110,8 @@ pub(super) fn site_request(
         post.request_id = Some(id);
     }
     // ACME HTTP-01 challenges are answered over plain HTTP (RFC 8555 8.3): never redirected.
-    let challenge = req.uri().path().starts_with("/.well-known/acme-challenge/");
+    // Only what a CA sends is exempt: GET or HEAD of one token (a base64url segment).
+    let challenge = is_acme_challenge(req);
     if rt.site.redirect_http_to_https && client.scheme == "http" && !challenge {
         // Without a host there is no URL to send the client to; the request is not served in
         // plain HTTP either.
@@ -394,6 +395,21 @@ pub(super) fn after_auth<'a>(
         apply(&rules.request_headers.remove, rendered, req.headers_mut());
     }
     None
+}
+
+/// An ACME HTTP-01 validation request (RFC 8555 8.3): GET or HEAD of
+/// `/.well-known/acme-challenge/TOKEN`, the token one base64url segment.
+fn is_acme_challenge<B>(req: &Request<B>) -> bool {
+    let get = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    let token = req
+        .uri()
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/");
+    get && token.is_some_and(|t| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// A request whose `Host` a rule sets: the rule's `Host` is the one sent, so an absolute-form

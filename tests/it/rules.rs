@@ -811,6 +811,20 @@ async fn acme_challenges_are_not_redirected() {
     assert_eq!(r.backend(), "b");
     let r = get_host(at, "site.example", "/.well-known/other").await;
     assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+    // Only a CA's GET or HEAD of one token is exempt: anything else under the path is
+    // redirected like every other plain request.
+    for path in [
+        "/.well-known/acme-challenge/a/b",
+        "/.well-known/acme-challenge/",
+        "/.well-known/acme-challenge/a.b",
+    ] {
+        let r = get_host(at, "site.example", path).await;
+        assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT, "{path}");
+    }
+    let post = "POST /.well-known/acme-challenge/token HTTP/1.1\r\nHost: site.example\r\n\
+                Content-Length: 0\r\nConnection: close\r\n\r\n";
+    let answer = raw(at, post.as_bytes(), std::time::Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
 }
 
 /// Routes that share a URL do not share cache entries: what a password-protected or
