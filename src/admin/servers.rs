@@ -151,7 +151,11 @@ fn server_config(body: &[u8]) -> Result<(ServerConfig, bool), Bad> {
         &["address", "name", "weight", "backup", "maxconn", "check"],
     )?;
     let written = m.get("address").and_then(Value::as_str).unwrap_or("");
-    let Ok(addr) = written.parse::<SocketAddr>() else {
+    // `[::ffff:a.b.c.d]:p` is the IPv4 server `a.b.c.d:p` (one server, not two).
+    let Ok(addr) = written
+        .parse::<SocketAddr>()
+        .map(crate::client_identity::canonical_addr)
+    else {
         return Err(
             "`address` must be an IP address and port (\"10.0.0.7:8080\", \"[2001:db8::7]:8080\")"
                 .into(),

@@ -119,6 +119,13 @@ pub(crate) fn acme(
             Challenge::Http01
         }
     };
+    if let Some(s) = a.storage.as_ref().filter(|s| s.value.is_empty()) {
+        diag.error(
+            s.line,
+            Some("storage"),
+            "`storage` is empty: name a directory",
+        );
+    }
     let storage = a.storage.as_ref().map_or_else(
         || PathBuf::from(DEFAULT_ACME_STORAGE),
         |s| base.join(&s.value),
@@ -258,6 +265,7 @@ directory_ca = "/nonexistent/ca.pem"
 email = "nobody"
 challenge = "dns-01"
 colour = "blue"
+storage = ""
 
 [[route]]
 host = ["*.example.com", "www.example.com"]
@@ -285,12 +293,13 @@ servers = ["127.0.0.1:1"]
                 (6, Some("email")),
                 (7, Some("challenge")),
                 (8, Some("colour")),
-                (11, Some("host")),
-                (17, Some("acme")),
+                (9, Some("storage")),
+                (12, Some("host")),
+                (18, Some("acme")),
             ],
             "{errs:?}"
         );
-        assert!(errs[5].message.contains("DNS-01"), "{}", errs[5].message);
+        assert!(errs[6].message.contains("DNS-01"), "{}", errs[6].message);
     }
 
     #[test]

@@ -116,6 +116,17 @@ async fn servers_added_weighted_drained_and_removed_under_traffic_and_kept_by_re
             format!(r#"{{"address": "{}", "name": "x"}}"#, b0.addr),
             409,
         ),
+        // The same address written as IPv4-mapped IPv6 is the same server.
+        (
+            Method::POST,
+            pools,
+            format!(
+                r#"{{"address": "[::ffff:{}]:{}", "name": "x"}}"#,
+                b0.addr.ip(),
+                b0.addr.port()
+            ),
+            409,
+        ),
         (
             Method::POST,
             "/api/pools/nope/servers",
