@@ -131,17 +131,17 @@ fn limit_counters(lg: &langur::server::Langur) -> (u64, u64) {
     (c.asked.load(Relaxed), c.fallbacks.load(Relaxed))
 }
 
-#[tokio::test]
-async fn a_cluster_limit_holds_across_instances_within_its_bound() {
-    let redis = Redis::start().await;
-    let b = Backend::start("b").await;
-    // 20 at once, then one every 6 s: nothing comes back during the test. The batch is 2, so
-    // each instance may hold one granted request unused: 18 to 20 served, never more.
-    let limit = "key = 'route', rate = '10/m', burst = 20";
+/// Two instances, `a` and `c`, on one Redis, each with one route to `backend` limited by
+/// `limit` at cluster scope; returned once both are linked.
+async fn two_limited(
+    redis: &Redis,
+    backend: SocketAddr,
+    limit: &str,
+) -> (langur::Langur, langur::Langur) {
     let cfg = |name| {
         format!(
             "{}{}",
-            limited_route(b.addr, limit),
+            limited_route(backend, limit),
             cluster_section(&redis.url(), name)
         )
     };
@@ -149,6 +149,17 @@ async fn a_cluster_limit_holds_across_instances_within_its_bound() {
     let c = langur_toml(&cfg("c")).await;
     wait_link(&a, true).await;
     wait_link(&c, true).await;
+    (a, c)
+}
+
+#[tokio::test]
+async fn a_cluster_limit_holds_across_instances_within_its_bound() {
+    let redis = Redis::start().await;
+    let b = Backend::start("b").await;
+    // 20 at once, then one every 6 s: nothing comes back during the test. The batch is 2, so
+    // each instance may hold one granted request unused: 18 to 20 served, never more.
+    let limit = "key = 'route', rate = '10/m', burst = 20";
+    let (a, c) = two_limited(&redis, b.addr, limit).await;
     let mut ok = 0;
     let mut refused = 0;
     for i in 0..60 {
@@ -208,17 +219,7 @@ async fn redis_killed_mid_test_fails_open_then_recovers() {
     let mut redis = Redis::start().await;
     let b = Backend::start("b").await;
     let limit = "key = 'client_ip', rate = '1000/s', burst = 1000";
-    let cfg = |name| {
-        format!(
-            "{}{}",
-            limited_route(b.addr, limit),
-            cluster_section(&redis.url(), name)
-        )
-    };
-    let a = langur_toml(&cfg("a")).await;
-    let c = langur_toml(&cfg("c")).await;
-    wait_link(&a, true).await;
-    wait_link(&c, true).await;
+    let (a, c) = two_limited(&redis, b.addr, limit).await;
     let addrs = [a.listen_addrs()[0], c.listen_addrs()[0]];
     let all_ok = |n: usize| async move {
         for i in 0..n {
