@@ -318,6 +318,9 @@ async fn handle(shared: &Arc<Shared>, local: SocketAddr, req: Request<Incoming>)
     if is_mutation(&segments) {
         return post(shared, &access, local, req, &segments).await;
     }
+    if !is_read(&segments) {
+        return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return not_allowed("read-only endpoint: use GET", "GET, HEAD");
     }
@@ -388,6 +391,22 @@ fn is_mutation(segments: &[&str]) -> bool {
             | ["api", "pools", _, "servers", _]
             | ["api", "cache", "purge"]
             | ["api", "reload"]
+    )
+}
+
+/// Whether the path is one of the read-only endpoints (GET and HEAD only). Any other path that
+/// is not a mutation is 404 whatever the method, so a wrong method on a wrong path does not
+/// suggest the path exists.
+fn is_read(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        [""] | ["healthz"]
+            | [
+                "api",
+                "stats" | "history" | "events" | "certificates" | "explain" | "cluster"
+            ]
+            | ["stats.csv"]
+            | ["metrics"]
     )
 }
 

@@ -17,6 +17,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// The most servers a pool may have through `POST` (each is a health check, a row in the
+/// stats, and points on a hashing pool's ring).
+pub const MAX_POOL_SERVERS: usize = 4096;
+
 /// Why a body is refused (400), as the `error` of the answer.
 type Bad = String;
 
@@ -91,7 +95,8 @@ fn describe(p: &Pool, s: &Server) -> Value {
 /// given), weight 1 to 1000 (default 1), maxconn 0 to 1 000 000 (default 0, no limit),
 /// `check` whether it gets the pool's active check (default true; the pool's check as its
 /// first checked server has it). It starts with the pool's slow start. 201 with the server;
-/// 404 for an unknown pool; 409 when the pool has a server of that name or at that address.
+/// 404 for an unknown pool; 409 when the pool has a server of that name or at that address, or
+/// already [`MAX_POOL_SERVERS`].
 pub(super) fn add(shared: &dyn Instance, pool: &str, body: &[u8]) -> Resp {
     let (new, check) = match server_config(body) {
         Ok(c) => c,
@@ -103,6 +108,11 @@ pub(super) fn add(shared: &dyn Instance, pool: &str, body: &[u8]) -> Resp {
     let mut refusal = None;
     let mut added = None;
     let changed = shared.change_servers(pool, &mut |p: &Pool| {
+        if p.servers.len() >= MAX_POOL_SERVERS {
+            let why = format!("pool `{pool}` has {MAX_POOL_SERVERS} servers, the most it may have");
+            refusal = Some(error(StatusCode::CONFLICT, why));
+            return None;
+        }
         if let Some(x) = p
             .servers
             .iter()

@@ -1,8 +1,8 @@
 //! Consistent hashing with bounded loads, for `source`, `uri`, `uri-query`, `header:NAME` and
 //! `cookie:NAME`.
 //!
-//! A Ketama-style ring: each server owns `POINTS_PER_WEIGHT x weight` points (xxh3 of its name
-//! and the point number); a key goes to the first server clockwise from its own hash. Adding or
+//! A Ketama-style ring: each server owns `POINTS_PER_WEIGHT x weight` points (xxh3 of its name's
+//! hash and the point number; at most [`MAX_POINTS`] in all); a key goes to the first server clockwise from its own hash. Adding or
 //! removing one server of N moves only the keys of that server's arcs, about 1/N of them.
 //!
 //! `hash_balance_factor` (HAProxy's `hash-balance-factor`; Mirrokni, Thorup and Zadimoghaddam,
@@ -18,6 +18,12 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// Points on the ring per unit of weight.
 pub const POINTS_PER_WEIGHT: u32 = 100;
+
+/// The most points a ring holds (16 bytes each: 2.5 MiB). Past it every server's share is
+/// scaled down in proportion, at least one point each, so a pool of heavy weights (1 000 x 100
+/// points per server) costs a bounded build: servers added one by one through the admin API
+/// each rebuild the ring.
+pub const MAX_POINTS: u64 = 160_000;
 
 #[derive(Debug)]
 pub struct Ring {
@@ -36,10 +42,21 @@ pub fn key_hash(bytes: &[u8]) -> u64 {
 impl Ring {
     /// `servers`: (stable name, weight). `factor`: the load bound (> 1), or none.
     pub fn new(servers: &[(String, u32)], factor: Option<f64>) -> Ring {
-        let mut points = Vec::new();
+        let share = |w: u32| u64::from(w.max(1)) * u64::from(POINTS_PER_WEIGHT);
+        let total: u64 = servers.iter().map(|s| share(s.1)).sum();
+        let mut points = Vec::with_capacity(total.min(MAX_POINTS) as usize + servers.len());
         for (i, (name, w)) in servers.iter().enumerate() {
-            for k in 0..w.max(&1) * POINTS_PER_WEIGHT {
-                points.push((xxh3_64(format!("{name}#{k}").as_bytes()), i as u32));
+            let n = if total > MAX_POINTS {
+                (share(*w) * MAX_POINTS / total).max(1)
+            } else {
+                share(*w)
+            };
+            // Point k of a server: the hash of its name's hash and k (no string per point).
+            let mut buf = [0u8; 16];
+            buf[..8].copy_from_slice(&xxh3_64(name.as_bytes()).to_le_bytes());
+            for k in 0..n {
+                buf[8..].copy_from_slice(&k.to_le_bytes());
+                points.push((xxh3_64(&buf), i as u32));
             }
         }
         points.sort_unstable();
@@ -184,6 +201,34 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn heavy_weights_are_scaled_to_the_bound() {
+        // 50 servers of weight 1 000 would be 5 000 000 points.
+        let heavy: Vec<_> = (0..50).map(|i| (format!("s{i}"), 1000)).collect();
+        let ring = Ring::new(&heavy, None);
+        assert!(
+            ring.points.len() as u64 <= MAX_POINTS,
+            "{}",
+            ring.points.len()
+        );
+        // Proportions hold: one server of weight 3 000 among them gets about 3/53.
+        let mut mixed = heavy.clone();
+        mixed.push(("big".into(), 3000));
+        let ring = Ring::new(&mixed, None);
+        let f = Fake::new(&[1; 51]);
+        let on_big = (0..100_000u64)
+            .filter(|k| place(&ring, &f, key_hash(&k.to_le_bytes())) == 50)
+            .count();
+        assert!(
+            (on_big as f64 / 100_000.0 - 3.0 / 53.0).abs() < 0.01,
+            "{on_big}"
+        );
+        // A weight of 1 among heavy ones keeps a point.
+        mixed.push(("light".into(), 1));
+        let ring = Ring::new(&mixed, None);
+        assert!(ring.points.iter().any(|p| p.1 == 51));
     }
 
     #[test]

@@ -107,7 +107,8 @@ async fn servers_added_weighted_drained_and_removed_under_traffic_and_kept_by_re
     until("the new server gets traffic", async || b1.hits() >= 5).await;
 
     // Errors, all JSON: a name or an address the pool has (409), an unknown pool or server
-    // (404), a bad body (400), a method the path does not take (405).
+    // (404), a bad body (400), a method the path does not take (405), a path
+    // no endpoint has (404).
     for (method, path, body, status) in [
         (Method::POST, pools, one.clone(), 409),
         (
@@ -170,6 +171,16 @@ async fn servers_added_weighted_drained_and_removed_under_traffic_and_kept_by_re
             404,
         ),
         (Method::GET, &format!("{pools}/one"), String::new(), 405),
+        // A path no endpoint has is 404 whatever the method.
+        (
+            Method::DELETE,
+            &format!("{pools}/one/extra"),
+            String::new(),
+            404,
+        ),
+        (Method::POST, "/api/nothing", String::new(), 404),
+        (Method::PUT, "/api/stats/x", String::new(), 404),
+        (Method::POST, "/api/stats", String::new(), 405),
     ] {
         let r = call(admin, method.clone(), path, &body).await;
         assert_eq!(r.status, status, "{method} {path} {body}: {}", r.text());
