@@ -626,7 +626,13 @@ impl Pool {
     /// Sets a server's operator state; the queue looks again (the pool may have lost its last
     /// server, or gained one).
     pub fn set_operator(&self, i: usize, o: Operator) {
-        self.servers[i].set_operator(o);
+        let s = &self.servers[i];
+        let was = s.operator();
+        s.set_operator(o);
+        if was == Operator::Maint && o != Operator::Maint {
+            // Its checks paused in maintenance: one now tells whether it is up.
+            s.hurry.notify_one();
+        }
         self.queue.wake_all();
     }
 

@@ -185,6 +185,11 @@ pub async fn run_checker(pool: Arc<Pool>, idx: usize, first: Duration) {
             _ = tokio::time::sleep(delay) => {}
             _ = server.hurry.notified() => {}
         }
+        // A server in maintenance is not checked (HAProxy's MAINT); leaving it hurries a check.
+        if server.operator() == super::Operator::Maint {
+            delay = check.interval;
+            continue;
+        }
         let how = super::probe::Transport {
             tls: pool.tls.as_ref(),
             host: &server.address,

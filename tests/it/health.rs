@@ -348,3 +348,34 @@ async fn a_passing_check_ends_an_offline_period_and_one_outage_is_one_down() {
     assert!(seen_a, "a passing check must end the offline period");
     lg.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_server_in_maintenance_is_not_checked_and_leaving_it_checks_at_once() {
+    let a = Ctl::start("a").await;
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n{}",
+        a.addr,
+        check_conf("")
+    );
+    let lg = langur_toml(&toml).await;
+    let sa = server(&lg, 0);
+    wait_for("first check", Duration::from_secs(2), || {
+        sa.machine.lock().unwrap().last.status == CheckStatus::L7Ok
+    })
+    .await;
+    let pool = lg.shared().runtime.load().pools[0].clone();
+    pool.set_operator(0, langur::backend::Operator::Maint);
+    // Its checks would now fail, but none runs: three intervals pass without a failure.
+    a.mode.store(S500, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(3 * 300 + 100)).await;
+    assert_eq!(sa.check_failures.load(Ordering::SeqCst), 0);
+    assert_eq!(sa.health(), Health::Up);
+    // Back to ready: a check runs at once, not an interval later.
+    pool.set_operator(0, langur::backend::Operator::Ready);
+    let took = wait_for("a check", Duration::from_secs(2), || {
+        sa.check_failures.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(took < Duration::from_millis(250), "took {took:?}");
+    lg.shutdown().await;
+}
