@@ -38,26 +38,10 @@ pub const MAX_ARGON2_KIB: u32 = 64 * 1024;
 /// The largest users file read, in bytes.
 pub const MAX_USERS_FILE: u64 = 16 << 20;
 
-/// A users file's bytes: a regular file (not a FIFO or a device, which could block the load
-/// or never end) of at most [`MAX_USERS_FILE`] bytes.
+/// A users file's bytes: a regular file of at most [`MAX_USERS_FILE`] bytes (see
+/// [`crate::regular_file`]).
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    // Asked before opening: opening a FIFO for reading waits for a writer.
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > MAX_USERS_FILE {
-        return Err(std::io::Error::other(format!(
-            "larger than {} MiB",
-            MAX_USERS_FILE >> 20
-        )));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)?
-        .take(MAX_USERS_FILE + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::regular_file::read(path, MAX_USERS_FILE)
 }
 
 pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);

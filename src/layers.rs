@@ -33,7 +33,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
         "matching",
         "client_identity",
     ],
-    &["clock", "coding", "worker", "layers"],
+    &["clock", "coding", "worker", "regular_file", "layers"],
 ];
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod matching;
 pub mod park;
 pub mod proxy;
+pub mod regular_file;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -32,9 +32,10 @@ pub struct Identity {
 
 /// Reads a PEM certificate chain and its PEM private key; checks they belong together.
 pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, String> {
-    let chain = std::fs::read(cert)
+    use crate::regular_file::{read, MAX_PEM};
+    let chain = read(cert, MAX_PEM)
         .map_err(|e| format!("cannot read certificate `{}`: {e}", cert.display()))?;
-    let private = std::fs::read(key)
+    let private = read(key, MAX_PEM)
         .map_err(|e| format!("cannot read a private key from `{}`: {e}", key.display()))?;
     identity_from_pem(&chain, &private).map_err(|e| match e {
         PemError::Chain(e) => format!("`{}`: {e}", cert.display()),
@@ -317,9 +318,9 @@ pub fn client_config(
         let mut roots = rustls::RootCertStore::empty();
         match ca {
             Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
+                let pem = crate::regular_file::read(path, crate::regular_file::MAX_PEM)
                     .map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
-                for c in certs {
+                for c in CertificateDer::pem_slice_iter(&pem) {
                     let c = c.map_err(|e| format!("`{}`: {e}", path.display()))?;
                     roots
                         .add(c)

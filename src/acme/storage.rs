@@ -9,6 +9,7 @@
 //! STORAGE/http-01/TOKEN                an HTTP-01 answer while its validation runs
 //! ```
 
+use crate::regular_file::{read, MAX_PEM};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -106,7 +107,7 @@ impl Storage {
 
     /// The stored account for `directory`, if there is one that reads.
     pub fn account(&self, directory: &str) -> Option<instant_acme::AccountCredentials> {
-        let text = std::fs::read(self.account_path(directory)).ok()?;
+        let text = read(&self.account_path(directory), MAX_PEM).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
@@ -127,7 +128,7 @@ impl Storage {
     /// The stored chain and key (PEM) of `name`, if both are there.
     pub fn certificate(&self, name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
         let (c, k) = self.cert_paths(name);
-        Some((std::fs::read(c).ok()?, std::fs::read(k).ok()?))
+        Some((read(&c, MAX_PEM).ok()?, read(&k, MAX_PEM).ok()?))
     }
 
     /// Stores `name`'s chain and key, each replaced whole (written aside, then renamed); the

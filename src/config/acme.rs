@@ -130,6 +130,13 @@ pub(crate) fn acme(
         || PathBuf::from(DEFAULT_ACME_STORAGE),
         |s| base.join(&s.value),
     );
+    if let Some(s) = a.storage.as_ref() {
+        // Made at start when missing; something else in its place cannot become one.
+        if storage.exists() && !storage.is_dir() {
+            let msg = format!("`storage`: `{}` is not a directory", storage.display());
+            diag.error(s.line, Some("storage"), msg);
+        }
+    }
     Some(AcmeConfig {
         directory,
         directory_ca,
@@ -144,7 +151,11 @@ pub(crate) fn acme(
 fn directory_ca(c: &At<String>, base: &Path, diag: &mut Diag) -> Option<PathBuf> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let path = base.join(&c.value);
-    match CertificateDer::from_pem_file(&path) {
+    let pem = crate::regular_file::read(&path, crate::regular_file::MAX_PEM);
+    match pem
+        .map_err(|e| e.to_string())
+        .and_then(|p| CertificateDer::from_pem_slice(&p).map_err(|e| e.to_string()))
+    {
         Ok(_) => Some(path),
         Err(e) => {
             let msg = format!("`directory_ca`: `{}`: {e}", path.display());
@@ -175,6 +186,12 @@ fn directory(d: &At<String>, diag: &mut Diag) -> String {
         _ => {}
     }
     match d.value.parse::<http::Uri>() {
+        Ok(u) if u.authority().is_some_and(|a| a.as_str().contains('@')) => {
+            let msg = "`directory`: a URL with a user name or password (ACME accounts are keys, \
+                       and the URL is logged)";
+            diag.error(d.line, Some("directory"), msg);
+            String::new()
+        }
         Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => d.value.clone(),
         _ => {
             let msg = format!(
@@ -300,6 +317,46 @@ servers = ["127.0.0.1:1"]
             "{errs:?}"
         );
         assert!(errs[6].message.contains("DNS-01"), "{}", errs[6].message);
+    }
+
+    /// A directory URL with credentials, a storage path that is a file, a `directory_ca` that
+    /// is a device: each refused on its line, none read or blocking.
+    #[test]
+    fn acme_paths_and_urls_that_cannot_work() {
+        let file = std::env::temp_dir().join(format!("langur-acme-file-{}", std::process::id()));
+        std::fs::write(&file, "x").unwrap();
+        let text = format!(
+            "[tls]\nlisten = [\"127.0.0.1:0\"]\n[acme]\ndirectory = \"https://u:p@acme.example/dir\"\n\
+             directory_ca = \"/dev/zero\"\nstorage = \"{}\"\n[[route]]\nhost = [\"a.example\"]\n\
+             acme = true\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:1\"]\n",
+            file.display()
+        );
+        let errs = crate::config::parse_str("t.toml", &text, true)
+            .unwrap_err()
+            .0;
+        std::fs::remove_file(&file).unwrap();
+        let at: Vec<(usize, Option<&str>)> =
+            errs.iter().map(|e| (e.line, e.key.as_deref())).collect();
+        assert_eq!(
+            at,
+            vec![
+                (4, Some("directory")),
+                (5, Some("directory_ca")),
+                (6, Some("storage"))
+            ],
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("user name"), "{}", errs[0].message);
+        assert!(
+            errs[1].message.contains("not a regular file"),
+            "{}",
+            errs[1].message
+        );
+        assert!(
+            errs[2].message.contains("not a directory"),
+            "{}",
+            errs[2].message
+        );
     }
 
     #[test]

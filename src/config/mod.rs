@@ -582,11 +582,14 @@ pub(crate) fn line_of(src: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Reads and validates a config file. The format is chosen by the name: `*.toml` is TOML,
+/// The largest configuration file read, in bytes (a 1 000-site file is well under 1 MiB).
+pub const MAX_CONFIG_FILE: u64 = 16 << 20;
+
+/// Reads and validates a config file (a regular file of at most [`MAX_CONFIG_FILE`] bytes). The format is chosen by the name: `*.toml` is TOML,
 /// anything else the legacy (Monkey proxy_reverse) format.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::regular_file::read_string(path, MAX_CONFIG_FILE) {
         Ok(t) => t,
         Err(e) => {
             return Err(ConfigErrors(vec![ConfigError {

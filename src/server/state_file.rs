@@ -15,24 +15,9 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// The largest state file read (about 50 000 servers): a bigger one is not langur's.
 const MAX_SIZE: u64 = 16 << 20;
 
-/// The text of a regular file of at most [`MAX_SIZE`] bytes. A FIFO (which would block the
-/// start), a device (which could fill memory) or a directory is refused, and the read stops at
-/// the limit whatever the file's size says.
+/// The text of a regular file of at most [`MAX_SIZE`] bytes (see [`crate::regular_file`]).
 fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_SIZE + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_SIZE {
-        let msg = format!("more than the {MAX_SIZE} bytes a state file may have");
-        return Err(std::io::Error::other(msg));
-    }
-    Ok(text)
+    crate::regular_file::read_string(path, MAX_SIZE)
 }
 
 /// Applies the state file at `path` to `pools` (see [`crate::backend::state::restore`]). A
@@ -150,18 +135,11 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// What is not a regular file is refused at once (a FIFO would block the start, a device
-    /// fill memory), and a file over the limit is refused whatever it is.
+    /// The file's bound is the state file's own (the kind is `regular_file`'s test).
     #[test]
-    fn only_a_bounded_regular_file_is_read() {
+    fn a_state_file_over_its_bound_is_refused() {
         let dir = std::env::temp_dir().join(format!("langur-state-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("fifo");
-        let _ = std::fs::remove_file(&fifo);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert!(read_bounded(&fifo).is_err());
-        assert!(read_bounded(Path::new("/dev/zero")).is_err());
-        assert!(read_bounded(&dir).is_err());
         let big = dir.join("big");
         std::fs::write(&big, vec![b' '; MAX_SIZE as usize + 1]).unwrap();
         assert!(read_bounded(&big).is_err());

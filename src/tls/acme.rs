@@ -6,7 +6,6 @@
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -87,13 +86,8 @@ impl Issued {
         if !ok {
             return None;
         }
-        let mut text = String::new();
-        std::fs::File::open(dir.join(token))
-            .ok()?
-            .take(1024)
-            .read_to_string(&mut text)
-            .ok()?;
-        Some(text)
+        // A regular file only: opening a FIFO would block this worker thread.
+        crate::regular_file::read_string(&dir.join(token), 1024).ok()
     }
 
     /// Answers HTTP-01 for `token` with `key_authorization` (`None`: stop answering), in

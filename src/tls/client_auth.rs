@@ -30,9 +30,9 @@ pub fn verifier(
     auth: ClientAuth,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("cannot read `{}`: {e}", ca.display()))?;
-    for c in certs {
+    use crate::regular_file::{read, MAX_PEM};
+    let pem = read(ca, MAX_PEM).map_err(|e| format!("cannot read `{}`: {e}", ca.display()))?;
+    for c in CertificateDer::pem_slice_iter(&pem) {
         let c = c.map_err(|e| format!("`{}`: {e}", ca.display()))?;
         roots
             .add(c)
@@ -43,8 +43,9 @@ pub fn verifier(
     }
     let mut lists = Vec::new();
     for path in crls {
-        let found = CertificateRevocationListDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?
+        let pem =
+            read(path, MAX_PEM).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let found = CertificateRevocationListDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("`{}` is not a PEM CRL file: {e}", path.display()))?;
         if found.is_empty() {

@@ -761,22 +761,9 @@ const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 2
 /// The largest page or `respond.file` read, in bytes: they are held in memory and sent whole.
 const MAX_PAGE: u64 = 1 << 20;
 
-/// A page's bytes: a regular file (asked before opening: a FIFO would block the load, a
-/// device never end) of at most [`MAX_PAGE`] bytes.
+/// A page's bytes: a regular file of at most [`MAX_PAGE`] bytes (see [`crate::regular_file`]).
 fn read_page(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > MAX_PAGE {
-        return Err(std::io::Error::other("larger than 1 MiB"));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)?
-        .take(MAX_PAGE + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::regular_file::read(path, MAX_PAGE)
 }
 
 /// `name` relative to `base` unless absolute.
