@@ -8,6 +8,12 @@
 //! 100). The requests are taken from the fleet's bucket when Redis grants them, and an
 //! allowance expires `batch × interval` after it was granted.
 //!
+//! **One round trip per key at a time.** Requests that find a key's allowance empty while
+//! another is asking wait for that answer (at most `[cluster] timeout` in all, then the
+//! per-instance limit decides), and then use what it brought. A refusal is remembered until
+//! the wait Redis gave ends: the key's requests meanwhile are refused here without a round
+//! trip (other instances only take from the bucket, so none can be allowed sooner).
+//!
 //! **The bound.** Every request served was granted by the fleet's GCRA at most
 //! `L = batch × interval + timeout` earlier, so over any window `W` the fleet serves at most
 //! what the GCRA grants over `W + L`: `burst + (W + L) / interval`, that is at most
@@ -55,6 +61,10 @@ struct Allowance {
     until_ms: AtomicU64,
     /// What the last ask was granted.
     granted: AtomicU32,
+    /// Refused until then (ms, [`crate::clock::now_ms`]'s clock): Redis said so.
+    denied_until_ms: AtomicU64,
+    /// Held while one request asks Redis for the key.
+    asking: tokio::sync::Mutex<()>,
 }
 
 impl Allowance {
@@ -66,6 +76,20 @@ impl Allowance {
                 .left
                 .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
                 .is_ok()
+    }
+
+    /// The wait left of a refusal Redis gave, if it is not over.
+    #[inline]
+    fn denied(&self, now_ms: u64) -> Option<Duration> {
+        let until = self.denied_until_ms.load(Relaxed);
+        (until > now_ms).then(|| Duration::from_millis(until - now_ms))
+    }
+
+    /// Keeps `granted` requests (one used now) for `lease_ms`.
+    fn grant(&self, granted: u32, now_ms: u64, lease_ms: u64) {
+        self.granted.store(granted, Relaxed);
+        self.left.store(granted - 1, Relaxed);
+        self.until_ms.store(now_ms + lease_ms, Relaxed);
     }
 }
 
@@ -156,24 +180,54 @@ impl ClusterLimit {
             return Step::Decided(limiter.check(key));
         }
         let now = crate::clock::now_ms();
-        match self.allowances.get(&key) {
-            Some(a) if a.take(now) => Step::Decided(Decision::Allow),
-            _ => Step::Ask,
+        let Some(a) = self.allowances.get(&key) else {
+            return Step::Ask;
+        };
+        if a.take(now) {
+            return Step::Decided(Decision::Allow);
         }
+        match a.denied(now) {
+            Some(wait) => {
+                limiter.limited.fetch_add(1, Relaxed);
+                Step::Decided(Decision::Deny(wait))
+            }
+            None => Step::Ask,
+        }
+    }
+
+    /// The key's allowance, made empty when it has none.
+    fn allowance(&self, key: u64) -> Arc<Allowance> {
+        let made = self
+            .allowances
+            .get_or_insert_with(&key, || Ok::<_, ()>(Arc::default()));
+        made.unwrap_or_default()
     }
 
     /// One round trip (within `[cluster] timeout`): some requests granted (one used now, the
     /// rest kept as the key's allowance), or the wait; the per-instance limit when Redis does
-    /// not answer in time.
+    /// not answer in time. While another request asks for the key, this one waits for that
+    /// answer and uses it; the wait and its own round trip together stay within the timeout.
     pub async fn ask(&self, limiter: &Arc<RateLimiter>, key: u64, name: &str) -> Decision {
+        let timeout = self.cluster.config.timeout;
+        let started = tokio::time::Instant::now();
+        let a = self.allowance(key);
+        let Ok(_turn) = tokio::time::timeout(timeout, a.asking.lock()).await else {
+            self.fallbacks.fetch_add(1, Relaxed);
+            return limiter.check(key);
+        };
         let now = crate::clock::now_ms();
-        let prev = self.allowances.get(&key);
-        let want = match &prev {
-            // Used up before it expired: the key is hot.
-            Some(a) if a.until_ms.load(Relaxed) > now => {
-                (a.granted.load(Relaxed).saturating_mul(2)).clamp(1, self.batch)
-            }
-            _ => 1,
+        if a.take(now) {
+            return Decision::Allow;
+        }
+        if let Some(wait) = a.denied(now) {
+            limiter.limited.fetch_add(1, Relaxed);
+            return Decision::Deny(wait);
+        }
+        // Used up before it expired: the key is hot.
+        let want = if a.until_ms.load(Relaxed) > now {
+            (a.granted.load(Relaxed).saturating_mul(2)).clamp(1, self.batch)
+        } else {
+            1
         };
         self.asked.fetch_add(1, Relaxed);
         let mut conn = self.cluster.conn();
@@ -185,20 +239,19 @@ impl ClusterLimit {
                 .invoke_async::<(i64, i64)>(&mut conn)
                 .await
         };
-        match self.cluster.call(call).await {
+        let left = timeout.saturating_sub(started.elapsed());
+        match self.cluster.call_within(left, call).await {
             Some((granted, _)) if granted > 0 => {
                 let granted = granted.min(i64::from(self.batch)) as u32;
-                let a = Allowance {
-                    left: AtomicU32::new(granted - 1),
-                    until_ms: AtomicU64::new(crate::clock::now_ms() + self.lease_ms),
-                    granted: AtomicU32::new(granted),
-                };
-                self.allowances.insert(key, Arc::new(a));
+                a.grant(granted, crate::clock::now_ms(), self.lease_ms);
                 Decision::Allow
             }
             Some((_, wait_us)) => {
+                let wait = Duration::from_micros(wait_us.max(0) as u64);
+                let until = crate::clock::now_ms() + wait.as_millis() as u64;
+                a.denied_until_ms.store(until, Relaxed);
                 limiter.limited.fetch_add(1, Relaxed);
-                Decision::Deny(Duration::from_micros(wait_us.max(0) as u64))
+                Decision::Deny(wait)
             }
             None => {
                 self.fallbacks.fetch_add(1, Relaxed);
@@ -225,11 +278,15 @@ mod tests {
             left: AtomicU32::new(2),
             until_ms: AtomicU64::new(100),
             granted: AtomicU32::new(3),
+            ..Default::default()
         };
         assert!(a.take(10));
         assert!(a.take(10));
         assert!(!a.take(10));
         a.left.store(5, Relaxed);
         assert!(!a.take(100));
+        a.denied_until_ms.store(50, Relaxed);
+        assert_eq!(a.denied(20), Some(Duration::from_millis(30)));
+        assert_eq!(a.denied(50), None);
     }
 }
