@@ -729,11 +729,7 @@ async fn drive(
             None
         }
         Some(Err(e)) => {
-            tracing::debug!(client = %state.client.addr, error = %e, "client connection ended with an error");
-            if e.is_parse() || e.is_parse_too_large() || e.is_timeout() {
-                // hyper answered a malformed or late head itself.
-                state.front.as_ref().inspect(|f| f.bad_request());
-            }
+            ended_with(&state, &e);
             None
         }
         None => {
@@ -741,6 +737,16 @@ async fn drive(
             unread(&mut parts.io, &parts.read_buf);
             Some(parts.io)
         }
+    }
+}
+
+/// A client connection hyper ended with an error: logged (at debug), and counted among its
+/// listener's request errors (HAProxy's `ereq`) when hyper refused a malformed, too large or
+/// late head itself.
+pub(super) fn ended_with(state: &ConnState, e: &hyper::Error) {
+    tracing::debug!(client = %state.client.addr, error = %e, "client connection ended with an error");
+    if e.is_parse() || e.is_parse_too_large() || e.is_timeout() {
+        state.front.as_ref().inspect(|f| f.bad_request());
     }
 }
 

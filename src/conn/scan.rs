@@ -151,7 +151,7 @@ pub(super) fn scan_bytes(
 pub(super) fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
     io: Pin<&mut T>,
     cx: &mut Context<'_>,
-    mut buf: ReadBufCursor<'_>,
+    buf: ReadBufCursor<'_>,
     scan: &mut Scan,
     failed: &mut bool,
     state: &ConnState,
@@ -159,6 +159,24 @@ pub(super) fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
     if *failed {
         return Poll::Ready(Err(invalid_framing()));
     }
+    read_through(io, cx, buf, state, |data| {
+        let ok = scan_bytes(scan, failed, state, data);
+        if ok == 0 && *failed {
+            return Err(invalid_framing());
+        }
+        Ok(ok)
+    })
+}
+
+/// Reads into a stack buffer, counts the bytes among the listener's received, and gives hyper
+/// the first `keep(bytes)` of them (or `keep`'s error).
+fn read_through<T: tokio::io::AsyncRead + ?Sized>(
+    io: Pin<&mut T>,
+    cx: &mut Context<'_>,
+    mut buf: ReadBufCursor<'_>,
+    state: &ConnState,
+    keep: impl FnOnce(&[u8]) -> io::Result<usize>,
+) -> Poll<io::Result<()>> {
     // Uninitialized (not zeroed on every read); tokio's ReadBuf tracks what got filled.
     let mut chunk = [const { std::mem::MaybeUninit::<u8>::uninit() }; 16 * 1024];
     let want = buf.remaining().min(chunk.len());
@@ -171,10 +189,7 @@ pub(super) fn read_scanned<T: tokio::io::AsyncRead + ?Sized>(
     if let Some(f) = &state.front {
         f.bytes_in(data.len());
     }
-    let ok = scan_bytes(scan, failed, state, data);
-    if ok == 0 && *failed {
-        return Poll::Ready(Err(invalid_framing()));
-    }
+    let ok = keep(data)?;
     buf.put_slice(&data[..ok]);
     Poll::Ready(Ok(()))
 }
@@ -222,9 +237,14 @@ impl Read for ScannedTls {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.state.tunnel.load(Ordering::Relaxed) {
-            // No copy: hand the bytes straight to the tunnel.
-            let mut io = TokioIo::new(&mut this.io);
-            return Pin::new(&mut io).poll_read(cx, buf);
+            // Not scanned any more (the tunnel's bytes are another protocol's), still counted.
+            return read_through(
+                Pin::new(&mut this.io),
+                cx,
+                buf,
+                &this.state,
+                |d| Ok(d.len()),
+            );
         }
         read_scanned(
             Pin::new(&mut this.io),

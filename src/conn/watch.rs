@@ -61,7 +61,7 @@ pub(super) struct Watchdog<'a> {
 /// HTTP/2, close after the exchange in progress for HTTP/1); so is an idle HTTP/2 connection,
 /// which is cut two ticks later if its client does not let it close. Any other deadline cuts it
 /// at once.
-pub(super) async fn drive_until_stopped<C: Future>(
+pub(super) async fn drive_until_stopped<C: Future<Output = Result<(), hyper::Error>>>(
     conn: C,
     shared: &Shared,
     ticks: &mut tokio::sync::watch::Receiver<u64>,
@@ -74,7 +74,12 @@ pub(super) async fn drive_until_stopped<C: Future>(
     let mut seen = (Wait::Idle(0), watch.born);
     loop {
         tokio::select! {
-            _ = conn.as_mut() => return,
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    super::ended_with(watch.state, &e);
+                }
+                return;
+            }
             changed = ticks.changed() => {
                 if changed.is_err() || shared.stopping.load(Ordering::Relaxed) {
                     if !stopping {
@@ -83,7 +88,7 @@ pub(super) async fn drive_until_stopped<C: Future>(
                     }
                     if changed.is_err() {
                         // No clock any more: the worker is ending; wait for the connection.
-                        conn.as_mut().await;
+                        let _ = conn.as_mut().await;
                         return;
                     }
                 }
@@ -113,6 +118,11 @@ pub(super) async fn drive_until_stopped<C: Future>(
                     Wait::Idle(_) if watch.h2 => {
                         finish(conn.as_mut());
                         goaway_at = Some(now);
+                    }
+                    Wait::Reading(_) => {
+                        // A head left unfinished: a request error, as on plain connections.
+                        watch.state.front.as_ref().inspect(|f| f.bad_request());
+                        return;
                     }
                     _ => return,
                 }

@@ -84,6 +84,9 @@ pub struct Rates {
     /// Bytes per second received and sent.
     pub bytes_in: f64,
     pub bytes_out: f64,
+    /// The most connections seen open at once by these once-a-second readings (HAProxy's
+    /// `smax`, sampled: counting it exactly would need one counter shared by every worker).
+    pub open_max: u64,
     /// The totals they were measured from: (accepted, requests, bytes in, bytes out).
     last: (u64, u64, u64, u64),
 }
@@ -159,6 +162,7 @@ impl Listener {
         r.bytes_out = per(was.3, now.3);
         r.conn_max = r.conn_max.max(r.conn);
         r.req_max = r.req_max.max(r.req);
+        r.open_max = r.open_max.max(t.open);
         r.last = now;
         *r
     }

@@ -197,6 +197,10 @@ async fn csv_uses_haproxy_column_names() {
     // responses, heads included.
     assert_eq!((n("stot"), n("conn_tot"), n("dcon")), (5, 5, 0));
     assert!(n("scur") <= 5);
+    // The most open at once, as read by the sampler (it has run: the rates are in), and the
+    // process's limit.
+    assert!(n("smax") >= n("scur") && n("smax") <= 5, "{front:?}");
+    assert_eq!(n("slim"), 20_000);
     assert!(n("bin") > 5 * 18 && n("bout") > 5 * 40, "{front:?}");
     assert!(n("req_rate") >= 1 && n("req_rate_max") >= n("req_rate"));
     assert!(n("rate") >= 1 && n("conn_rate") == n("rate"));

@@ -546,6 +546,23 @@ where
     assert_eq!(back.into_text().unwrap().as_str(), text);
 }
 
+/// The bytes received and sent by the plain or the TLS listener, from `/api/stats`.
+async fn listener_bytes(admin: SocketAddr, tls: bool) -> (u64, u64) {
+    let v: serde_json::Value =
+        serde_json::from_str(&get(admin, "/api/stats").await.text()).unwrap();
+    let l = v["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["tls"] == tls)
+        .unwrap()
+        .clone();
+    (
+        l["bytes_in"].as_u64().unwrap(),
+        l["bytes_out"].as_u64().unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn websocket_echo_through_the_proxy_counts_in_flight_and_ends_when_its_server_goes_down() {
     use futures_util::StreamExt;
@@ -576,6 +593,29 @@ async fn websocket_echo_through_the_proxy_counts_in_flight_and_ends_when_its_ser
         .unwrap();
     ws_roundtrip(&mut secure, "over tls").await;
     assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // A tunnel's bytes count among its listener's, both ways, on both kinds of listener.
+    let admin = lg.admin_addr().unwrap();
+    let big = "w".repeat(100_000);
+    for tls in [false, true] {
+        let (bin, bout) = listener_bytes(admin, tls).await;
+        match tls {
+            false => ws_roundtrip(&mut plain, &big).await,
+            true => ws_roundtrip(&mut secure, &big).await,
+        }
+        // The counts are taken as the bytes pass; the echo may still be on its way out.
+        let t = std::time::Instant::now();
+        loop {
+            let (bin2, bout2) = listener_bytes(admin, tls).await;
+            if bin2 - bin >= 100_000 && bout2 - bout >= 100_000 {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "tls {tls}: in {bin} -> {bin2}, out {bout} -> {bout2}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     // Both tunnels count as requests in flight on their server.
     let pool = lg.shared().runtime.load().pools[0].clone();
     assert_eq!(
@@ -586,7 +626,6 @@ async fn websocket_echo_through_the_proxy_counts_in_flight_and_ends_when_its_ser
     );
 
     // The server is marked down: its sessions are shut, tunnels included.
-    let admin = lg.admin_addr().unwrap();
     let r = request(
         admin,
         http::Method::POST,
@@ -1106,8 +1145,10 @@ async fn a_tls_client_that_stops_reading_is_cut_at_body_timeout() {
     ))
     .await;
     let at = lg.tls_addrs()[0];
-    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
-        let mut s = tls_connect(&pki, at, "site.test", &[alpn]).await;
+    // Both at once: each waits out its own deadline.
+    let pki = &pki;
+    let one = |alpn: &'static [u8]| async move {
+        let mut s = tls_connect(pki, at, "site.test", &[alpn]).await;
         if alpn == b"h2" {
             // The preface, SETTINGS with a window as large as HTTP/2 allows (so flow control
             // does not stop the server first), a connection WINDOW_UPDATE, and GET /big.
@@ -1125,7 +1166,7 @@ async fn a_tls_client_that_stops_reading_is_cut_at_body_timeout() {
                 .await
                 .unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         let mut got = 0usize;
         let mut buf = vec![0u8; 1 << 16];
         let ended = tokio::time::timeout(Duration::from_secs(10), async {
@@ -1143,7 +1184,8 @@ async fn a_tls_client_that_stops_reading_is_cut_at_body_timeout() {
             got < 32 << 20,
             "{name}: the whole response came ({got} bytes)"
         );
-    }
+    };
+    futures_util::future::join_all([&b"http/1.1"[..], &b"h2"[..]].map(one)).await;
     lg.shutdown().await;
 }
 
@@ -1175,5 +1217,44 @@ async fn a_websocket_tunnel_ends_when_checks_mark_its_server_down() {
     assert!(!matches!(end, Some(Ok(ref m)) if m.is_text()), "{end:?}");
     let server = &lg.shared().runtime.load().pools[0].servers[0];
     assert_eq!(server.health().as_str(), "down");
+    lg.shutdown().await;
+}
+
+/// A head hyper refuses itself on a TLS connection (its own 400) is a request error of the
+/// TLS listener (HAProxy's `ereq`), as the same head is on a plain one, and reaches no server.
+#[tokio::test]
+async fn a_head_refused_over_tls_is_a_request_error_of_its_listener() {
+    ensure_provider();
+    let b = Backend::start("b").await;
+    let pki = Pki::new("ereq");
+    let (c, k, _) = pki.issue("e", &["e.test"]);
+    let lg = start_with_admin(toml_config(&tls_config(b.addr, &[(c, k)], ""))).await;
+    let admin = lg.admin_addr().unwrap();
+    let errors = |v: serde_json::Value| {
+        v["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["tls"] == true)
+            .unwrap()["request_errors"]
+            .as_u64()
+            .unwrap()
+    };
+    let stats = || async { serde_json::from_str(&get(admin, "/api/stats").await.text()).unwrap() };
+    assert_eq!(errors(stats().await), 0);
+    let mut tls = tls_connect(&pki, lg.tls_addrs()[0], "e.test", &[b"http/1.1"]).await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: e.test\r\nno colon here\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let t = std::time::Instant::now();
+    while errors(stats().await) != 1 {
+        assert!(t.elapsed() < Duration::from_secs(3), "not counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.hits(), 0);
     lg.shutdown().await;
 }

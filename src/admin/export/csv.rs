@@ -103,7 +103,7 @@ pub fn csv(shared: &Shared) -> String {
     let rt = shared.live().runtime.load();
     let mut out = format!("# {}\n", CSV_COLUMNS.join(","));
     for (i, l) in shared.traffic().listeners.all().iter().enumerate() {
-        frontend_row(l, rt.pools.len() + i).end(&mut out);
+        frontend_row(l, rt.pools.len() + i, rt.limits.max_connections).end(&mut out);
     }
     for (pid, p) in rt.pools.iter().enumerate() {
         let mut sum = Sum::default();
@@ -263,8 +263,10 @@ fn backend_row(p: &Pool, pid: usize, sum: &Sum) -> Row {
 /// HTTP), bytes, requests refused by a rule (`dreq`: `deny`/`allow`, `rate_limit`) and
 /// answered as malformed, too large or too slow (`ereq`), the last second's rates, responses
 /// by class, connections in all (`conn_tot`) and refused at once (`dcon`: per-client limit,
-/// PROXY header); `pxname` is the listener's address.
-fn frontend_row(l: &crate::session::counters::Listener, iid: usize) -> Row {
+/// PROXY header), the most open at once (`smax`, read once a second) and the limit (`slim`:
+/// `[server] max_connections`, which is the process's, over every listener); `pxname` is the
+/// listener's address.
+fn frontend_row(l: &crate::session::counters::Listener, iid: usize, limit: usize) -> Row {
     use crate::session::counters::Refusal;
     let t = l.totals();
     let r = l.rates();
@@ -272,6 +274,8 @@ fn frontend_row(l: &crate::session::counters::Listener, iid: usize) -> Row {
     row.set("pxname", csv_field(&l.name));
     row.set("svname", "FRONTEND");
     row.set("scur", t.open.to_string());
+    row.set("smax", r.open_max.max(t.open).to_string());
+    row.set("slim", limit.to_string());
     row.set(
         "stot",
         (t.accepted.saturating_sub(t.refused_total())).to_string(),
