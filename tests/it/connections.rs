@@ -367,15 +367,16 @@ async fn a_client_that_stops_reading_its_response_is_cut_at_body_timeout() {
     .await;
     let at = lg.listen_addrs()[0];
     // A bodiless GET (langur's lane) and a POST (hyper).
-    let requests: [&[u8]; 2] = [
+    let requests: [&'static [u8]; 2] = [
         b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
         b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
     ];
-    for raw in requests {
+    // Both at once: each waits out its own deadline.
+    let one = |raw: &'static [u8]| async move {
         let mut s = TcpStream::connect(at).await.unwrap();
         s.write_all(raw).await.unwrap();
         // Read nothing for a while: the socket buffers fill, then nothing moves.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         let mut got = 0usize;
         let mut buf = vec![0u8; 1 << 16];
         let ended = tokio::time::timeout(Duration::from_secs(10), async {
@@ -397,6 +398,7 @@ async fn a_client_that_stops_reading_its_response_is_cut_at_body_timeout() {
             "{:?}: the whole response came ({got} bytes): the stalled client was not cut",
             String::from_utf8_lossy(raw)
         );
-    }
+    };
+    futures_util::future::join_all(requests.map(one)).await;
     lg.shutdown().await;
 }

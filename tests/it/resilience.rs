@@ -33,7 +33,7 @@ async fn one_get(
     Ok(())
 }
 
-/// Continuous GETs for 20 s over keep-alive connections; one of three backends is killed and
+/// Continuous GETs for 5 s over keep-alive connections; one of three backends is killed and
 /// the config is reloaded twice on the way. Not one GET fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_a_backend_and_reload_twice_under_load_without_a_failed_get() {
@@ -101,10 +101,10 @@ async fn kill_a_backend_and_reload_twice_under_load_without_a_failed_get() {
         }));
     }
     let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // Kill one backend outright: its listener and every connection go away mid-traffic.
     backends[1].stop();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // Reload 1: the dead server leaves the pool.
     std::fs::write(
         &path,
@@ -112,11 +112,11 @@ async fn kill_a_backend_and_reload_twice_under_load_without_a_failed_get() {
     )
     .unwrap();
     langur::server::reload(lg.shared()).expect("first reload");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // A bad config in between changes nothing.
     std::fs::write(&path, "[[route]]\nmatch = ['(']\n").unwrap();
     assert!(langur::server::reload(lg.shared()).is_err());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // Reload 2: another balancing method, the dead server back in the list (still dead).
     std::fs::write(
         &path,
@@ -127,7 +127,7 @@ async fn kill_a_backend_and_reload_twice_under_load_without_a_failed_get() {
     )
     .unwrap();
     langur::server::reload(lg.shared()).expect("second reload");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
@@ -141,7 +141,7 @@ async fn kill_a_backend_and_reload_twice_under_load_without_a_failed_get() {
         failures.len()
     );
     assert!(failures.is_empty(), "failed GETs: {failures:?}");
-    assert!(n > 5_000, "too little load to mean anything: {n}");
+    assert!(n > 1_500, "too little load to mean anything: {n}");
     assert!(backends[0].hits.load(Ordering::SeqCst) > 0);
     assert!(backends[2].hits.load(Ordering::SeqCst) > 0);
     lg.shutdown().await;

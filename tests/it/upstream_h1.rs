@@ -452,7 +452,7 @@ async fn only_websocket_upgrades_are_tunnelled() {
     // A WebSocket handshake answered with a switch to h2c.
     let out = exchange(
         at,
-        b"GET /switch-h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+        b"GET /switch-h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
           Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )
     .await;
