@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the decision code on the request path: routing and balancer picks.
-//! `cargo bench --bench hot_path`; numbers are recorded in docs/performance.md.
+//! `cd bench/micro && cargo bench --bench hot_path` (a package of its own, so criterion stays
+//! out of the main crate's test build); numbers are recorded in docs/performance.md.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use langur::balancer::{self, Candidates, PickContext};
