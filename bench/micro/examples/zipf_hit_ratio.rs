@@ -1,6 +1,6 @@
 //! Hit ratio of the cache's store (quick_cache, a CLOCK-PRO-like policy with a ghost list)
 //! against plain LRU on Zipf-distributed requests, with a one-hit-wonder scan mixed in.
-//! Run: `cargo run --release --example zipf_hit_ratio`.
+//! Run: `cd bench/micro && cargo run --release --example zipf_hit_ratio`.
 
 use std::num::NonZeroUsize;
 
