@@ -54,9 +54,13 @@ async fn account(cfg: &AcmeConfig, storage: &Storage) -> Result<Account, String>
         terms_of_service_agreed: true,
         only_return_existing: false,
     };
+    let eab = cfg
+        .eab
+        .as_ref()
+        .map(|e| instant_acme::ExternalAccountKey::new(e.kid.clone(), &e.hmac_key));
     let (account, creds) = builder()
         .map_err(text)?
-        .create(&new, cfg.directory.clone(), None)
+        .create(&new, cfg.directory.clone(), eab.as_ref())
         .await
         .map_err(text)?;
     storage.save_account(&cfg.directory, &creds)?;

@@ -14,12 +14,21 @@ pub(crate) struct RawAcme {
     pub email: Option<At<String>>,
     pub storage: Option<At<String>>,
     pub challenge: Option<At<String>>,
+    pub eab_kid: Option<At<String>>,
+    pub eab_hmac_key: Option<At<String>>,
     /// The section's own line.
     pub line: usize,
 }
 
-pub(crate) const ACME_KEYS: &[&str] =
-    &["directory", "directory_ca", "email", "storage", "challenge"];
+pub(crate) const ACME_KEYS: &[&str] = &[
+    "directory",
+    "directory_ca",
+    "email",
+    "storage",
+    "challenge",
+    "eab_kid",
+    "eab_hmac_key",
+];
 
 /// Let's Encrypt's production directory: the default `directory`.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -65,6 +74,27 @@ pub struct AcmeConfig {
     /// The names to certify, one certificate each: the exact `host` names of routes with
     /// `acme = true`, lower case, sorted, each once.
     pub names: Vec<String>,
+    /// External account binding (RFC 8555 7.3.4), for CAs that tie ACME accounts to accounts
+    /// of their own (ZeroSSL, Google Trust Services, many private CAs).
+    pub eab: Option<Eab>,
+}
+
+/// An external account binding: the key identifier and the HMAC key the CA gave.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Eab {
+    pub kid: String,
+    /// The HMAC-SHA256 key, decoded from the base64url the CA shows.
+    pub hmac_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Eab {
+    /// The key is a secret: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eab")
+            .field("kid", &self.kid)
+            .field("hmac_key", &"<secret>")
+            .finish()
+    }
 }
 
 /// Checks `[acme]` and the routes' `acme` keys: the directory (a named choice or an https
@@ -119,32 +149,79 @@ pub(crate) fn acme(
             Challenge::Http01
         }
     };
-    if let Some(s) = a.storage.as_ref().filter(|s| s.value.is_empty()) {
+    Some(AcmeConfig {
+        directory,
+        directory_ca,
+        email,
+        storage: storage(a, base, diag),
+        challenge,
+        names,
+        eab: eab(a, diag),
+    })
+}
+
+/// `storage`: a directory (relative to `base`), made at start when missing; empty, or
+/// something else already in its place, is an error.
+fn storage(a: &RawAcme, base: &Path, diag: &mut Diag) -> PathBuf {
+    let Some(s) = a.storage.as_ref() else {
+        return PathBuf::from(DEFAULT_ACME_STORAGE);
+    };
+    let path = base.join(&s.value);
+    if s.value.is_empty() {
         diag.error(
             s.line,
             Some("storage"),
             "`storage` is empty: name a directory",
         );
+    } else if path.exists() && !path.is_dir() {
+        let msg = format!("`storage`: `{}` is not a directory", path.display());
+        diag.error(s.line, Some("storage"), msg);
     }
-    let storage = a.storage.as_ref().map_or_else(
-        || PathBuf::from(DEFAULT_ACME_STORAGE),
-        |s| base.join(&s.value),
-    );
-    if let Some(s) = a.storage.as_ref() {
-        // Made at start when missing; something else in its place cannot become one.
-        if storage.exists() && !storage.is_dir() {
-            let msg = format!("`storage`: `{}` is not a directory", storage.display());
-            diag.error(s.line, Some("storage"), msg);
+    path
+}
+
+/// `eab_kid` and `eab_hmac_key`: both or neither; the key in base64url (padded or not, as
+/// CAs show it), at least 16 bytes once decoded.
+fn eab(a: &RawAcme, diag: &mut Diag) -> Option<Eab> {
+    use base64::Engine;
+    let (kid, key) = match (&a.eab_kid, &a.eab_hmac_key) {
+        (None, None) => return None,
+        (Some(k), Some(h)) => (k, h),
+        (Some(k), None) => {
+            diag.error(k.line, Some("eab_kid"), "`eab_kid` needs `eab_hmac_key`");
+            return None;
+        }
+        (None, Some(h)) => {
+            diag.error(
+                h.line,
+                Some("eab_hmac_key"),
+                "`eab_hmac_key` needs `eab_kid`",
+            );
+            return None;
+        }
+    };
+    if kid.value.is_empty() || kid.value.chars().any(|c| c.is_control() || c == ' ') {
+        diag.error(
+            kid.line,
+            Some("eab_kid"),
+            "`eab_kid` is empty or has spaces",
+        );
+        return None;
+    }
+    let text = key.value.trim_end_matches('=');
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text);
+    match decoded {
+        Ok(k) if k.len() >= 16 => Some(Eab {
+            kid: kid.value.clone(),
+            hmac_key: k,
+        }),
+        // The key is a secret: the message does not repeat it.
+        _ => {
+            let msg = "`eab_hmac_key` is not a base64url key of at least 16 bytes";
+            diag.error(key.line, Some("eab_hmac_key"), msg);
+            None
         }
     }
-    Some(AcmeConfig {
-        directory,
-        directory_ca,
-        email,
-        storage,
-        challenge,
-        names,
-    })
 }
 
 /// `directory_ca`: a PEM certificate file (relative to `base`), read now to check it.
@@ -357,6 +434,48 @@ servers = ["127.0.0.1:1"]
             "{}",
             errs[2].message
         );
+    }
+
+    /// The binding: both keys or neither, the key base64url of at least 16 bytes, never
+    /// repeated in a message.
+    #[test]
+    fn external_account_binding_keys() {
+        let base = "[tls]\nlisten = [\"127.0.0.1:0\"]\n[acme]\nstorage = \"/tmp/x\"\n";
+        let tail = "[[route]]\nhost = [\"a.example\"]\nacme = true\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:1\"]\n";
+        let key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+        let ok = format!("{base}eab_kid = \"k1\"\neab_hmac_key = \"{key}\"\n{tail}");
+        let eab = crate::config::parse_str("t.toml", &ok, true)
+            .unwrap()
+            .acme
+            .unwrap()
+            .eab
+            .unwrap();
+        assert_eq!((eab.kid.as_str(), eab.hmac_key.len()), ("k1", 48));
+        assert!(!format!("{eab:?}").contains(key));
+        // Padded, as some CAs show it.
+        let padded = ok.replace(key, "AAAAAAAAAAAAAAAAAAAAAA==");
+        assert!(crate::config::parse_str("t.toml", &padded, true).is_ok());
+        for (bad, line, k) in [
+            (format!("{base}eab_kid = \"k1\"\n{tail}"), 5, "eab_kid"),
+            (
+                format!("{base}eab_hmac_key = \"{key}\"\n{tail}"),
+                5,
+                "eab_hmac_key",
+            ),
+            (ok.replace(key, "not base64!"), 6, "eab_hmac_key"),
+            (ok.replace(key, "c2hvcnQ"), 6, "eab_hmac_key"),
+            (ok.replace("\"k1\"", "\"\""), 5, "eab_kid"),
+        ] {
+            let errs = crate::config::parse_str("t.toml", &bad, true)
+                .unwrap_err()
+                .0;
+            assert_eq!(
+                (errs[0].line, errs[0].key.as_deref()),
+                (line, Some(k)),
+                "{errs:?}"
+            );
+            assert!(!errs[0].message.contains(key));
+        }
     }
 
     #[test]

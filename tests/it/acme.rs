@@ -56,7 +56,19 @@ impl Pebble {
     /// Starts pebble on loopback, validating HTTP-01 on `http_port` and TLS-ALPN-01 on
     /// `tls_port` of `localhost`; its HTTPS certificate is made here (the package ships none).
     async fn start(bin: &Path, http_port: u16, tls_port: u16) -> Pebble {
-        let pki = Pki::new("pebble");
+        Pebble::start_with(bin, http_port, tls_port, None).await
+    }
+
+    /// [`Pebble::start`], requiring an external account binding with `eab` (key identifier,
+    /// base64url HMAC key) when given.
+    async fn start_with(
+        bin: &Path,
+        http_port: u16,
+        tls_port: u16,
+        eab: Option<(&str, &str)>,
+    ) -> Pebble {
+        // Its own directory per configuration: tests run at once.
+        let pki = Pki::new(if eab.is_some() { "pebble-eab" } else { "pebble" });
         let (cert, key, _) = pki.issue("pebble-wfe", &["localhost", "127.0.0.1"]);
         let (listen, management) = (dead_addr().await, dead_addr().await);
         let config = serde_json::json!({ "pebble": {
@@ -67,7 +79,8 @@ impl Pebble {
             "httpPort": http_port,
             "tlsPort": tls_port,
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
+            "externalAccountBindingRequired": eab.is_some(),
+            "externalAccountMACKeys": eab.map(|(kid, key)| serde_json::json!({ kid: key })),
         }});
         let config_path = pki.dir.join("pebble.json");
         std::fs::write(&config_path, config.to_string()).unwrap();
@@ -404,4 +417,35 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
     a.shutdown().await;
     b.shutdown().await;
     drop(pebble);
+}
+
+/// A CA that requires an external account binding (RFC 8555 7.3.4) issues once langur binds
+/// the account with the key it gave; the key never shows in what langur reports.
+#[tokio::test]
+async fn a_ca_requiring_external_account_binding_issues_to_a_bound_account() {
+    let Some(bin) = pebble_binary() else { return };
+    ensure_provider();
+    let backend = Backend::start("app").await;
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_port = plain.local_addr().unwrap().port();
+    let tls_port = dead_addr().await.port();
+    let key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::start_with(&bin, http_port, tls_port, Some(("kid-7", key))).await;
+    let storage = pebble.pki.dir.join("storage-eab");
+    let text = config(&pebble, &storage, tls_port, backend.addr, "http-01").replace(
+        "challenge = \"http-01\"",
+        &format!("challenge = \"http-01\"\neab_kid = \"kid-7\"\neab_hmac_key = \"{key}\""),
+    );
+    let langur = start(&text, &pebble.pki.dir.join("langur.toml"), plain).await;
+    let entry = certified(&langur, &pebble).await;
+    assert!(entry["last_error"].is_null(), "{entry}");
+    let account = std::fs::read_dir(storage.join("accounts")).unwrap().count();
+    assert_eq!(account, 1);
+    let file = pebble.pki.dir.join("langur.toml");
+    let seen = format!("{:?}", langur::config::load(&file).unwrap().acme);
+    assert!(
+        seen.contains("kid-7") && seen.contains("<secret>"),
+        "{seen}"
+    );
+    langur.shutdown().await;
 }
