@@ -53,7 +53,8 @@ pub struct Explanation {
     pub client: Client,
     /// Routes in file order up to the one that matched (all of them when none does).
     pub routes_tried: Vec<RouteTry>,
-    /// The route that serves the request, by its index in the file.
+    /// The route that serves the request: its number, from 1 in file order (as the access
+    /// log, the metrics and `/api/stats` number routes).
     pub route: Option<usize>,
     /// Later routes that match the request too (shadowed by the chosen one).
     pub also_matching: Vec<RouteTry>,
@@ -82,7 +83,8 @@ pub struct Client {
 /// One route as the router tried it.
 #[derive(Debug, Serialize)]
 pub struct RouteTry {
-    pub index: usize,
+    /// The route's number, from 1 in file order.
+    pub route: usize,
     pub line: u32,
     /// The pool it sends to, or `root` for files.
     pub target: String,
@@ -283,7 +285,7 @@ fn routes<'r>(
         for (i, route) in rt.routes.iter().enumerate() {
             let miss = rt.router.miss(i, input).map(|m| m.to_string());
             let t = RouteTry {
-                index: i,
+                route: i + 1,
                 line: route.line,
                 target: route_target(rt, route),
                 miss,
@@ -298,7 +300,7 @@ fn routes<'r>(
             }
         }
     });
-    out.route = chosen;
+    out.route = chosen.map(|c| c + 1);
     chosen.map(|i| &rt.routes[i])
 }
 

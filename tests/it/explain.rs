@@ -44,15 +44,17 @@ async fn a_shadowed_route_is_named_with_the_route_that_wins() {
         b.addr
     );
     let e = explained(&config, "GET https://shop.example/api/x", &[], None);
-    assert_eq!(e.route, Some(1), "{e}");
+    // Routes are numbered from 1, as in the access log and the metrics.
+    assert_eq!(e.route, Some(2), "{e}");
     assert_eq!(e.routes_tried.len(), 2);
     assert_eq!(e.routes_tried[0].miss.as_deref(), Some("host"));
     assert_eq!(e.routes_tried[1].miss, None);
     assert_eq!(e.also_matching.len(), 1);
-    assert_eq!(e.also_matching[0].index, 2);
+    assert_eq!(e.also_matching[0].route, 3);
     assert_eq!(e.answer, "forwarded to pool `a`");
     let text = e.to_string();
-    assert!(text.contains("shadowed  #2 line"), "{text}");
+    assert!(text.contains("shadowed  #3 line"), "{text}");
+    assert!(text.contains("#2 line 4 -> a: MATCH"), "{text}");
     // The running instance agrees: the request goes to pool a.
     let lg = langur_toml(&config).await;
     let r = request(
@@ -266,7 +268,7 @@ fn the_command_explains_from_a_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("routes    #0 line ") && text.contains("-> api: MATCH"),
+        text.contains("routes    #1 line ") && text.contains("-> api: MATCH"),
         "{text}"
     );
     assert!(text.contains("client    10.1.2.3 (https)"), "{text}");

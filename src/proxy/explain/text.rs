@@ -35,7 +35,12 @@ pub fn ask_from(
         Method::from_bytes(method.as_bytes()).map_err(|_| format!("bad method `{method}`"))?;
     let uri: Uri = url.parse().map_err(|e| format!("bad URL `{url}`: {e}"))?;
     let scheme = match uri.scheme_str() {
-        None | Some("http") => "http",
+        None if url.starts_with('/') => "http",
+        None => {
+            let msg = format!("`{url}`: write a whole URL (`http://HOST/PATH`) or a path");
+            return Err(msg);
+        }
+        Some("http") => "http",
         Some("https") => "https",
         Some(s) => return Err(format!("URL scheme `{s}`: write http or https")),
     };
@@ -46,6 +51,10 @@ pub fn ask_from(
         .map_err(|e| format!("bad URL `{url}`: {e}"))?;
     let mut fields = parse_fields(headers)?;
     ensure_host(&mut fields, uri.authority().map(|a| a.as_str()))?;
+    if !fields.contains_key(http::header::HOST) {
+        let msg = format!("`{url}` names no host: write the whole URL or add -H 'Host: NAME'");
+        return Err(msg);
+    }
     let status = match status {
         None => StatusCode::OK,
         Some(s) => s
@@ -111,14 +120,14 @@ impl Display for Explanation {
             let _ = writeln!(
                 s,
                 "{label:<9} #{} line {} -> {}: {verdict}",
-                r.index, r.line, r.target
+                r.route, r.line, r.target
             );
         }
         for r in &self.also_matching {
             let _ = writeln!(
                 s,
                 "shadowed  #{} line {} -> {}: matches too, but an earlier route wins",
-                r.index, r.line, r.target
+                r.route, r.line, r.target
             );
         }
         for r in &self.rules {
@@ -151,5 +160,45 @@ impl Display for Explanation {
             }
         }
         f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(request: &str, headers: &[&str]) -> Result<Ask, String> {
+        let h: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
+        ask_from(request, &h, None, None, None, &[])
+    }
+
+    /// What people type: a whole URL, or a path with a `Host`; anything else is an error
+    /// saying what to write, never a guess.
+    #[test]
+    fn requests_as_typed() {
+        let a = ask("POST https://shop.example/x?y=1", &[]).unwrap();
+        assert_eq!((a.method.as_str(), a.scheme), ("POST", "https"));
+        assert_eq!(a.target, "/x?y=1");
+        assert_eq!(a.headers["host"], "shop.example");
+        let a = ask("/x", &["Host: shop.example"]).unwrap();
+        assert_eq!((a.method.as_str(), a.scheme), ("GET", "http"));
+        for (bad, says) in [
+            ("/x", "names no host"),
+            ("GET /x", "names no host"),
+            ("garbage", "whole URL"),
+            ("ftp://shop.example/", "scheme"),
+            ("GET http://a/ extra", "METHOD URL"),
+            ("", "METHOD URL"),
+            ("G@T http://a/", "bad method"),
+        ] {
+            let e = ask(bad, &[]).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+        assert!(ask("shop.example/x", &[]).is_err());
+        assert!(ask("http://a/", &["no colon"])
+            .unwrap_err()
+            .contains("Name: value"));
+        assert!(ask_from("http://a/", &[], Some("nope"), None, None, &[]).is_err());
+        assert!(ask_from("http://a/", &[], None, None, Some("99"), &[]).is_err());
     }
 }
