@@ -14,6 +14,7 @@ mod otlp;
 mod sink;
 pub mod trace;
 
+pub use otlp::SpanCounters;
 pub use sink::{reopen, wait_for_writers, Sink};
 
 use crate::session::{ClientInfo, ConnState, TlsInfo};

@@ -18,19 +18,78 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, SpanData, SpanEvents,
     SpanLinks, SpanProcessor,
 };
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How long one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a sink's span export counts, kept across reloads (see `langur_tracing_*`).
+#[derive(Debug, Default)]
+pub struct SpanCounters {
+    /// Spans handed to the batch processor.
+    pub queued: AtomicU64,
+    /// Spans the collector took.
+    pub exported: AtomicU64,
+    /// Spans of exports that failed (collector down, refused, too slow): lost.
+    pub failed: AtomicU64,
+}
+
+/// The OTLP exporter, counting what it sends and saying when the collector stops (and starts
+/// again) taking spans: one warning per outage, not one per batch.
+#[derive(Debug)]
+struct Counted {
+    inner: opentelemetry_otlp::SpanExporter,
+    counters: Arc<SpanCounters>,
+    url: String,
+    failing: AtomicBool,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Counted {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let r = self.inner.export(batch).await;
+        match &r {
+            Ok(()) => {
+                self.counters.exported.fetch_add(n, Relaxed);
+                if self.failing.swap(false, Relaxed) {
+                    tracing::info!(collector = %self.url, "spans are exported again");
+                }
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(n, Relaxed);
+                if !self.failing.swap(true, Relaxed) {
+                    tracing::warn!(collector = %self.url, error = %e, spans = n, "span export failed: spans are lost until the collector takes them again");
+                }
+            }
+        }
+        r
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 /// The exporter of one sink.
 pub(super) struct Exporter {
     processor: BatchSpanProcessor,
+    counters: Arc<SpanCounters>,
     scope: InstrumentationScope,
     /// Drives the HTTP client's connections (one thread).
     rt: Option<tokio::runtime::Runtime>,
@@ -60,8 +119,9 @@ impl HttpClient for Client {
 }
 
 impl Exporter {
-    /// An exporter to `url` (the traces endpoint), its spans naming `service`.
-    pub fn new(url: &str, service: &str) -> anyhow::Result<Exporter> {
+    /// An exporter to `url` (the traces endpoint), its spans naming `service`, counted in
+    /// `counters`.
+    pub fn new(url: &str, service: &str, counters: Arc<SpanCounters>) -> anyhow::Result<Exporter> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("langur-otlp")
@@ -83,6 +143,12 @@ impl Exporter {
             .with_timeout(EXPORT_TIMEOUT)
             .build()
             .with_context(|| format!("the OTLP exporter to {url}"))?;
+        let exporter = Counted {
+            inner: exporter,
+            counters: counters.clone(),
+            url: url.to_string(),
+            failing: AtomicBool::new(false),
+        };
         let config = BatchConfigBuilder::default()
             .with_scheduled_delay(Duration::from_secs(1))
             .build();
@@ -96,11 +162,18 @@ impl Exporter {
         );
         Ok(Exporter {
             processor,
+            counters,
             scope: InstrumentationScope::builder("langur")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
             rt: Some(rt),
         })
+    }
+
+    /// Hands one span to the batch processor (which drops it when its queue is full).
+    fn queue(&self, span: SpanData) {
+        self.counters.queued.fetch_add(1, Relaxed);
+        self.processor.on_end(span);
     }
 
     /// Queues the spans of a finished request (only of sampled ones this hop traced).
@@ -119,7 +192,7 @@ impl Exporter {
         if line.status >= 500 || !line.reason.is_empty() {
             request.status = Status::error(line.reason);
         }
-        self.processor.on_end(request);
+        self.queue(request);
         let child = |name: &'static str, from: Duration, to: Duration| {
             let mut s = self.span(
                 trace_id,
@@ -134,21 +207,20 @@ impl Exporter {
         if let Some(route) = line.route {
             let mut s = child("route", Duration::ZERO, forwarded);
             s.attributes
-                .push(KeyValue::new("http.route", format!("#{}", route + 1)));
-            self.processor.on_end(s);
+                .push(KeyValue::new("langur.route", format!("#{}", route + 1)));
+            self.queue(s);
         }
         if !line.cache.is_empty() {
             let mut s = child("cache", Duration::ZERO, line.sent.unwrap_or(line.total));
             s.attributes.push(KeyValue::new("langur.cache", line.cache));
-            self.processor.on_end(s);
+            self.queue(s);
         }
         if let (Some(q), Some(f)) = (line.queue.filter(|q| !q.is_zero()), line.forwarded) {
-            self.processor.on_end(child("queue", f, f + q));
+            self.queue(child("queue", f, f + q));
         }
         let Some(sent) = line.sent else { return };
         if let Some(c) = line.connect.filter(|c| !c.is_zero()) {
-            self.processor
-                .on_end(child("connect", sent.saturating_sub(c), sent));
+            self.queue(child("connect", sent.saturating_sub(c), sent));
         }
         let mut up = child("upstream", sent, line.total);
         up.span_kind = SpanKind::Client;
@@ -156,7 +228,7 @@ impl Exporter {
             up.attributes
                 .push(KeyValue::new("server.address", server.to_string()));
         }
-        self.processor.on_end(up);
+        self.queue(up);
     }
 
     fn span(

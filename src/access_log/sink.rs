@@ -5,7 +5,7 @@
 //! makes a request wait.
 
 use super::format::{self, Shows};
-use super::otlp::Exporter;
+use super::otlp::{Exporter, SpanCounters};
 use super::Line;
 use crate::config::log::{LogSettings, LogTarget, TracingSettings};
 use anyhow::Context;
@@ -53,6 +53,7 @@ pub struct Sink {
     tx: SyncSender<Box<Line>>,
     shows: Shows,
     dropped: Arc<AtomicU64>,
+    spans: Arc<SpanCounters>,
     /// What it was made from: a reload with the same settings keeps it.
     pub(crate) settings: (Option<LogSettings>, Option<TracingSettings>),
 }
@@ -60,18 +61,20 @@ pub struct Sink {
 impl Sink {
     /// Opens the destination (an error names it), builds the exporter when `[tracing] otlp`
     /// is set, and starts the writer thread. `log`: `None` when lines are not written (only
-    /// spans). `dropped` counts lines dropped (kept across reloads by the caller).
+    /// spans). `dropped` counts lines dropped, `spans` the spans exported (both kept across
+    /// reloads by the caller).
     pub fn start(
         log: Option<&LogSettings>,
         tracing: Option<&TracingSettings>,
         dropped: Arc<AtomicU64>,
+        spans: Arc<SpanCounters>,
     ) -> anyhow::Result<Arc<Sink>> {
         let out = match log {
             Some(l) => Some(Output::open(&l.access)?),
             None => None,
         };
         let exporter = match tracing.and_then(|t| t.otlp.as_deref().map(|url| (t, url))) {
-            Some((t, url)) => Some(Exporter::new(url, &t.service_name)?),
+            Some((t, url)) => Some(Exporter::new(url, &t.service_name, spans.clone())?),
             None => None,
         };
         let queue = log.map_or(crate::config::log::DEFAULT_QUEUE, |l| l.queue);
@@ -95,6 +98,7 @@ impl Sink {
             tx,
             shows: log.map_or(Shows::default(), |l| Shows::of(&l.format)),
             dropped,
+            spans,
             settings: (log.cloned(), tracing.cloned()),
         }))
     }
@@ -107,6 +111,11 @@ impl Sink {
     /// Lines dropped because the writer could not keep up.
     pub fn dropped(&self) -> &Arc<AtomicU64> {
         &self.dropped
+    }
+
+    /// The span export's counts (zero without `[tracing] otlp`).
+    pub fn spans(&self) -> &Arc<SpanCounters> {
+        &self.spans
     }
 
     /// Queues a line; never waits.

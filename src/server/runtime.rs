@@ -439,7 +439,8 @@ fn log_sink(
         return Ok(Some(o.clone()));
     }
     let dropped = old.map(|o| o.dropped().clone()).unwrap_or_default();
-    crate::access_log::Sink::start(log, config.tracing.as_ref(), dropped).map(Some)
+    let spans = old.map(|o| o.spans().clone()).unwrap_or_default();
+    crate::access_log::Sink::start(log, config.tracing.as_ref(), dropped, spans).map(Some)
 }
 
 /// Whether some `[server]` rule applies to every request.

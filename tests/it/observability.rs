@@ -7,6 +7,7 @@ use http::Method;
 use langur::Langur;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -541,6 +542,62 @@ async fn spans_reach_the_otlp_receiver() {
         up.kind,
         opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client as i32
     );
+    // Counted: every span handed over was taken (counted once the collector has answered).
+    let rt = lg.shared().runtime.load();
+    let counts = rt.log.as_ref().unwrap().spans();
+    let t = std::time::Instant::now();
+    loop {
+        let (queued, exported, failed) = (
+            counts.queued.load(Ordering::Relaxed),
+            counts.exported.load(Ordering::Relaxed),
+            counts.failed.load(Ordering::Relaxed),
+        );
+        assert!(queued >= 3 && failed == 0, "{counts:?}");
+        if exported == queued {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A collector that does not answer loses the spans sent to it: counted (and said once in the
+/// application log), never a failed request.
+#[tokio::test]
+async fn spans_lost_to_a_dead_collector_are_counted() {
+    let b = Backend::start("b").await;
+    let dead = free_port();
+    let mut config = toml_config(&format!(
+        "[tracing]\notlp = \"http://{dead}\"\n{}",
+        pool(&b)
+    ));
+    config.server.access_log = false;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lg = Langur::start_on(config, vec![l], Some(admin))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(lg.listen_addrs()[0], "/x").await.status, 200);
+    }
+    let rt = lg.shared().runtime.load();
+    let counts = rt.log.as_ref().unwrap().spans();
+    let t = std::time::Instant::now();
+    while counts.failed.load(Ordering::Relaxed) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counts.exported.load(Ordering::Relaxed), 0);
+    let admin = lg.admin_addr().unwrap();
+    let host = admin.to_string();
+    let metrics = request(admin, Method::GET, "/metrics", &[("host", &host)], body(""))
+        .await
+        .text();
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("langur_tracing_spans_failed_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_ne!(failed, "langur_tracing_spans_failed_total 0", "{metrics}");
 }
 
 async fn start_on(config: langur::config::Config) -> Langur {

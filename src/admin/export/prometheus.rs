@@ -172,7 +172,9 @@ fn certificates(enc: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Resul
 }
 
 /// Access-log lines dropped because the writer could not keep up (absent when neither the
-/// access log nor tracing is on).
+/// access log nor tracing is on), and the spans exported over OTLP (with `[tracing] otlp`):
+/// queued, exported, failed; queued minus the other two is what the queue dropped or still
+/// holds.
 fn access_log(enc: &mut DescriptorEncoder, rt: &crate::proxy::Runtime) -> std::fmt::Result {
     let Some(sink) = &rt.log else { return Ok(()) };
     family(
@@ -181,7 +183,27 @@ fn access_log(enc: &mut DescriptorEncoder, rt: &crate::proxy::Runtime) -> std::f
         "Access-log lines dropped because the queue to the writer was full.",
         MetricType::Counter,
         vec![(vec![], counter(sink.dropped().load(Relaxed)))],
-    )
+    )?;
+    if !sink.settings.1.as_ref().is_some_and(|t| t.otlp.is_some()) {
+        return Ok(());
+    }
+    let s = sink.spans();
+    for (name, help, v) in [
+        (
+            "tracing_spans_queued",
+            "Spans handed to the OTLP batch processor (those past its 2048-span queue are dropped there).",
+            &s.queued,
+        ),
+        ("tracing_spans_exported", "Spans the OTLP collector took.", &s.exported),
+        (
+            "tracing_spans_failed",
+            "Spans lost in exports that failed (collector down, refusing, or too slow).",
+            &s.failed,
+        ),
+    ] {
+        family(enc, name, help, MetricType::Counter, vec![(vec![], counter(v.load(Relaxed)))])?;
+    }
+    Ok(())
 }
 
 /// A family with one value read of each `T`: its name, its help, and the reading.
