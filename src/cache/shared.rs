@@ -26,7 +26,7 @@
 
 use super::{record, vary_names, Object};
 use crate::clock;
-use crate::cluster::{Cluster, Purge};
+use crate::cluster::{Cluster, Failed, Purge};
 use http::header::{HeaderMap, HeaderName};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Weak};
@@ -121,6 +121,8 @@ enum Write {
         field: String,
     },
     Unlock(String),
+    /// A key to delete whole.
+    Drop(String),
     Purge(Purge),
 }
 
@@ -256,9 +258,18 @@ impl Shared {
             pipe.query_async::<(Vec<Option<Vec<u8>>>, Option<String>)>(&mut conn)
                 .await
         };
-        let Some((fields, locked)) = self.cluster.call(ask).await else {
-            self.counters.errors.fetch_add(1, Relaxed);
-            return Found::Unavailable;
+        let (fields, locked) = match self.cluster.try_call(ask).await {
+            Ok(v) => v,
+            Err(failed) => {
+                self.counters.errors.fetch_add(1, Relaxed);
+                if failed == Failed::WrongType {
+                    // Not ours (the cache keeps hashes): deleted, with the lock the same
+                    // transaction may have taken.
+                    self.drop_key(&hash);
+                    self.unlock(lock);
+                }
+                return Found::Unavailable;
+            }
         };
         let found = self.entry(&hash, fields, req, route).await;
         match (found, locked.is_some()) {
@@ -312,9 +323,15 @@ impl Shared {
                 pipe.query_async::<(bool, Vec<Option<Vec<u8>>>)>(&mut conn)
                     .await
             };
-            let Some((held, fields)) = self.cluster.call(ask).await else {
-                self.counters.errors.fetch_add(1, Relaxed);
-                return None;
+            let (held, fields) = match self.cluster.try_call(ask).await {
+                Ok(v) => v,
+                Err(failed) => {
+                    self.counters.errors.fetch_add(1, Relaxed);
+                    if failed == Failed::WrongType {
+                        self.drop_key(&hash);
+                    }
+                    return None;
+                }
             };
             match self.entry(&hash, fields, req, route).await {
                 Ok(Some(obj)) => {
@@ -372,6 +389,12 @@ impl Shared {
             return Ok(None);
         };
         Ok((obj.route == route && obj.fresh(clock::now_ms())).then_some(obj))
+    }
+
+    /// Deletes a key that holds something else than a cache hash (counted as corrupt).
+    fn drop_key(&self, hash: &str) {
+        self.counters.corrupt.fetch_add(1, Relaxed);
+        self.send(Write::Drop(hash.to_string()));
     }
 
     /// Deletes a field that did not decode.
@@ -447,6 +470,15 @@ async fn writer(me: Weak<Shared>, mut rx: tokio::sync::mpsc::Receiver<Write>) {
                     redis::cmd("HDEL")
                         .arg(hash)
                         .arg(field)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                };
+                c.call_within(limit, run).await.is_some()
+            }
+            Write::Drop(hash) => {
+                let run = async move {
+                    redis::cmd("UNLINK")
+                        .arg(hash)
                         .query_async::<i64>(&mut conn)
                         .await
                 };

@@ -18,6 +18,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+/// Why a call failed (see [`Cluster::try_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// A key the call read holds another type of value (Redis's `WRONGTYPE`).
+    WrongType,
+    /// Redis could not be reached, was too slow, or refused the call.
+    Redis,
+}
+
 /// One instance's link to the fleet.
 pub struct Cluster {
     pub config: ClusterConfig,
@@ -50,6 +59,8 @@ pub struct Cluster {
     pub errors: AtomicU64,
     /// Times Redis was found down after being up (or at start).
     pub outages: AtomicU64,
+    /// Why the last call failed.
+    last_error: Mutex<String>,
     /// The background tasks (heartbeat), ended with this value.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -114,6 +125,7 @@ impl Cluster {
             up: AtomicBool::new(false),
             errors: AtomicU64::new(0),
             outages: AtomicU64::new(0),
+            last_error: Mutex::new(String::new()),
             tasks: Mutex::new(Vec::new()),
         });
         let me = Arc::downgrade(&cluster);
@@ -175,24 +187,47 @@ impl Cluster {
         limit: Duration,
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Option<T> {
-        match tokio::time::timeout(limit, f).await {
+        self.try_call_within(limit, f).await.ok()
+    }
+
+    /// [`Cluster::call`], telling why it failed: `Err(Failed::WrongType)` when a key the
+    /// call reads holds another type of value (written by something else: the caller deletes
+    /// it), `Err(Failed::Redis)` for anything else.
+    pub async fn try_call<T>(
+        &self,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Failed> {
+        self.try_call_within(self.config.timeout, f).await
+    }
+
+    /// [`Cluster::try_call`] with another deadline.
+    pub async fn try_call_within<T>(
+        &self,
+        limit: Duration,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Failed> {
+        let (why, failed) = match tokio::time::timeout(limit, f).await {
             Ok(Ok(v)) => {
                 self.mark(true, None);
-                Some(v)
+                return Ok(v);
             }
             Ok(Err(e)) => {
-                self.errors.fetch_add(1, Relaxed);
-                // A reply Redis gave (a script's error) says nothing about reachability.
-                let reached = !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped());
-                self.mark(reached, Some(&e.to_string()));
-                None
+                let usable = about_one_key(&e);
+                self.mark(usable, Some(&e.to_string()));
+                let failed = match wrong_type(&e) {
+                    true => Failed::WrongType,
+                    false => Failed::Redis,
+                };
+                (e.to_string(), failed)
             }
             Err(_) => {
-                self.errors.fetch_add(1, Relaxed);
                 self.mark(false, Some("timed out"));
-                None
+                ("timed out".to_string(), Failed::Redis)
             }
-        }
+        };
+        self.errors.fetch_add(1, Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+        Err(failed)
     }
 
     /// Records whether Redis was reached; a change is one log line.
@@ -200,7 +235,9 @@ impl Cluster {
         if self.up.swap(reached, Relaxed) == reached {
             return;
         }
-        if reached {
+        if reached && self.outages.load(Relaxed) == 0 {
+            tracing::info!(redis = %redacted(&self.config.redis), "cluster: Redis reachable; state shared");
+        } else if reached {
             tracing::info!(redis = %redacted(&self.config.redis), "cluster: Redis reachable; state shared again");
         } else {
             self.outages.fetch_add(1, Relaxed);
@@ -211,6 +248,23 @@ impl Cluster {
             );
         }
     }
+}
+
+/// Whether an error from Redis is about one key's value (a key of another type, a reply that
+/// does not decode), so Redis itself is up and usable. Any other error means it is not: it
+/// cannot be reached or is too slow, refuses the password (`NOAUTH`, `WRONGPASS`), the
+/// database does not exist, it is out of memory (`OOM`), a read-only replica (`READONLY`),
+/// loading (`LOADING`), or refusing the commands (`NOPERM`).
+fn about_one_key(e: &redis::RedisError) -> bool {
+    matches!(e.kind(), redis::ErrorKind::UnexpectedReturnType) || wrong_type(e)
+}
+
+/// Whether Redis said `WRONGTYPE`, alone or for one command of a pipeline.
+fn wrong_type(e: &redis::RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|all| all.iter().any(|(_, s)| s.code() == "WRONGTYPE"))
 }
 
 /// The URL without its password, for logs.
@@ -237,8 +291,14 @@ async fn heartbeat(me: Weak<Cluster>) {
         if first && !ok && !c.is_up() {
             // `mark` logs changes only; at start "down" is no change, so say it here.
             c.outages.fetch_add(1, Relaxed);
+            let why = c
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             tracing::warn!(
                 redis = %redacted(&c.config.redis),
+                error = %why,
                 "cluster: Redis unreachable at start; running degraded (rate limits per instance, purges local) until it answers"
             );
         }

@@ -222,7 +222,7 @@ fn summary(new: &Runtime, old: &Runtime, kept: usize, changes: &[String]) -> Str
         if Arc::ptr_eq(&new.cache, &old.cache) {
             "kept"
         } else {
-            "rebuilt (its rules changed)"
+            "rebuilt (its settings or its [cluster] link changed)"
         }
     );
     if !changes.is_empty() {

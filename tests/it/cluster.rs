@@ -235,6 +235,35 @@ async fn redis_down_at_start_runs_degraded_with_limits_per_instance() {
     assert!(!rt.cluster.as_ref().unwrap().is_up());
 }
 
+/// A Redis that answers but refuses the work (here: a database it does not have; a wrong
+/// password or an out-of-memory Redis answer the same way) is down for the fleet, as one that
+/// does not answer: counted, and the limits are the instance's own.
+#[tokio::test]
+async fn a_redis_that_refuses_the_connection_is_down_not_up() {
+    let redis = Redis::start().await;
+    let b = Backend::start("b").await;
+    let url = redis.url().replace("/0", "/99999");
+    let text = format!(
+        "{}{}",
+        limited_route(b.addr, "key = 'route', rate = '10/m', burst = 3"),
+        cluster_section(&url, "solo")
+    );
+    let lg = langur_toml(&text).await;
+    let rt = lg.shared().runtime.load();
+    let c = rt.cluster.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while c.outages.load(Relaxed) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never counted down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Several heartbeats later it is still down.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!c.is_up());
+    assert_eq!(get(lg.listen_addrs()[0], "/").await.status, 200);
+    let (_, fell) = limit_counters(&lg);
+    assert_eq!(fell, 1, "decided by the instance");
+}
+
 #[tokio::test]
 async fn redis_killed_mid_test_fails_open_then_recovers() {
     let mut redis = Redis::start().await;

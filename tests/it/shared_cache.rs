@@ -124,6 +124,25 @@ async fn a_miss_on_one_instance_is_a_hit_on_the_other_until_purged_or_redis_dies
     );
     assert_eq!(shared_counters(&a)["corrupt"], 1);
     assert_eq!(origin.hits(), 3);
+    // A key of another type (something else wrote it) is deleted too, and filled again.
+    let other = "test:c:http://test.local/other";
+    assert_eq!(
+        redis
+            .command(&format!("SET {other} hello\r\n"))
+            .await
+            .trim(),
+        "+OK"
+    );
+    let r = get(at_a, "/other").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(shared_counters(&a)["corrupt"], 2);
+    let t = std::time::Instant::now();
+    while redis.command(&format!("TYPE {other}\r\n")).await.trim() == "+string" {
+        assert!(t.elapsed() < Duration::from_secs(10), "never deleted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(origin.hits(), 4);
+    assert!(a.shared().runtime.load().cluster.as_ref().unwrap().is_up());
 
     // Redis gone: still served, from the origin.
     redis.kill();
@@ -131,7 +150,7 @@ async fn a_miss_on_one_instance_is_a_hit_on_the_other_until_purged_or_redis_dies
         let r = get(at_b, &format!("/after/{i}")).await;
         assert_eq!(r.status, 200, "no client error without Redis");
     }
-    assert_eq!(origin.hits(), 6);
+    assert_eq!(origin.hits(), 7);
     let errors = shared_counters(&b)["errors"].as_u64().unwrap();
     assert!(errors >= 1, "counted: {errors}");
 }
