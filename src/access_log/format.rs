@@ -236,11 +236,15 @@ fn logfmt(buf: &mut Vec<u8>, line: &Line, time: SystemTime) {
     }
 }
 
+/// A logfmt value: bare when it is UTF-8 text without spaces, `=`, quotes, backslashes or
+/// control bytes; else quoted with JSON's escapes (bytes that are not UTF-8 replaced, as the
+/// JSON format does).
 fn logfmt_value(buf: &mut Vec<u8>, text: &[u8]) {
     let plain = !text.is_empty()
         && text
             .iter()
-            .all(|&b| b > b' ' && b != b'=' && b != b'"' && b != b'\\' && b != 0x7f);
+            .all(|&b| b > b' ' && b != b'=' && b != b'"' && b != b'\\' && b != 0x7f)
+        && (text.is_ascii() || std::str::from_utf8(text).is_ok());
     if plain {
         buf.extend_from_slice(text);
     } else {
@@ -382,5 +386,35 @@ fn template(buf: &mut Vec<u8>, pieces: &[Piece], line: &Line, time: SystemTime) 
                 Value::Absent => buf.push(b'-'),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lf(text: &[u8]) -> String {
+        let mut buf = Vec::new();
+        logfmt_value(&mut buf, text);
+        String::from_utf8(buf).expect("logfmt lines are UTF-8")
+    }
+
+    /// Bare only when nothing in it could end or forge a field; bytes that are not UTF-8
+    /// never reach the line raw.
+    #[test]
+    fn logfmt_values_are_bare_or_quoted() {
+        assert_eq!(lf(b"curl/8.5"), "curl/8.5");
+        assert_eq!(lf("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(lf(b"a b"), "\"a b\"");
+        assert_eq!(lf(b"k=v"), "\"k=v\"");
+        assert_eq!(lf(b"say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(lf(b""), "\"\"");
+        assert_eq!(
+            lf(b"\xff\xfe\xc3\xa9\x80"),
+            "\"\u{fffd}\u{fffd}\u{e9}\u{fffd}\""
+        );
+        let mut buf = Vec::new();
+        escaped(&mut buf, b"a\"\\\n\xff");
+        assert_eq!(buf, b"a\\x22\\x5C\\x0A\\xFF");
     }
 }

@@ -86,6 +86,8 @@ impl Sink {
             exporter,
             buf: Vec::with_capacity(64 * 1024),
             reopened: REOPEN.load(Ordering::Relaxed),
+            dropped: dropped.clone(),
+            failing: false,
         };
         let thread = std::thread::Builder::new()
             .name("langur-access-log".into())
@@ -137,6 +139,10 @@ struct Writer {
     exporter: Option<Exporter>,
     buf: Vec<u8>,
     reopened: u64,
+    /// Lines lost, with the queue's drops.
+    dropped: Arc<AtomicU64>,
+    /// The last write failed (its warning said so).
+    failing: bool,
 }
 
 impl Writer {
@@ -200,7 +206,22 @@ impl Writer {
             format::write(&mut self.buf, fmt, line, &clock);
             self.buf.push(b'\n');
         }
-        out.write(&self.buf);
+        match out.write(&self.buf) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!("access log: lines are written again");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                // Lost: counted with the lines the queue dropped; said once per outage.
+                self.dropped
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if !self.failing {
+                    self.failing = true;
+                    tracing::warn!(error = %e, "access log: lines cannot be written; they are counted as dropped until writing works again");
+                }
+            }
+        }
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::with_capacity(64 * 1024);
         }
@@ -228,15 +249,12 @@ impl Output {
 
     /// Writes a batch of whole lines (one write for stdout and stderr, so lines of the
     /// application log never land inside one).
-    fn write(&mut self, bytes: &[u8]) {
-        let r = match self {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
             Output::Stdout => std::io::stdout().lock().write_all(bytes),
             Output::Stderr => std::io::stderr().lock().write_all(bytes),
             Output::File(_, f) => f.write_all(bytes),
             Output::Syslog(_) => Ok(()),
-        };
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "access log: a batch of lines could not be written");
         }
     }
 
@@ -250,12 +268,28 @@ impl Output {
     }
 }
 
+/// Opens (or makes) the log file for appending: a regular file, or a FIFO another process
+/// reads (a log shipper). The open itself does not wait: a FIFO nobody reads is an error at
+/// once ("no such device or address") instead of holding a start or a reload. Writes to a
+/// FIFO then block as a file's would (the queue in front takes the wait, and drops lines
+/// while it is full), so a line is never cut in the middle.
 fn open_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let what = || format!("cannot open the access log {}", path.display());
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
         .open(path)
-        .with_context(|| format!("cannot open the access log {}", path.display()))
+        .with_context(|| format!("{} (a FIFO needs its reader first)", what()))?;
+    let kind = f.metadata().with_context(what)?.file_type();
+    if kind.is_fifo() {
+        fcntl(&f, FcntlArg::F_SETFL(OFlag::O_APPEND)).with_context(what)?;
+    } else if !kind.is_file() {
+        anyhow::bail!("{}: neither a regular file nor a FIFO", what());
+    }
+    Ok(f)
 }
 
 /// RFC 3164 messages (facility `local0`, severity `info`, tag `langur[PID]`), one datagram per
@@ -315,4 +349,53 @@ fn context() -> fasyslog::format::SyslogContext {
     let mut c = fasyslog::format::SyslogContext::new();
     c.facility(fasyslog::Facility::LOCAL0).appname("langur");
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_log::AccessLog;
+    use crate::config::log::LogFormat;
+    use crate::session::{ClientInfo, ConnState};
+
+    /// A write that fails (here: a file open for reading only) loses its lines: they are
+    /// counted with the queue's drops, and counting stops when writing works again.
+    #[test]
+    fn lines_a_write_cannot_deliver_are_counted_as_dropped() {
+        let dir = std::env::temp_dir().join(format!("langur-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        std::fs::write(&path, "").unwrap();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sink = Sink::start(None, None, dropped.clone(), Arc::default()).unwrap();
+        let (_tx, rx) = std::sync::mpsc::sync_channel(1);
+        let read_only = std::fs::File::open(&path).unwrap();
+        let mut w = Writer {
+            rx,
+            out: Some(Output::File(path.clone(), read_only)),
+            format: Some(LogFormat::Json),
+            exporter: None,
+            buf: Vec::new(),
+            reopened: 0,
+            dropped: dropped.clone(),
+            failing: false,
+        };
+        let req = http::Request::get("/x").body(()).unwrap();
+        let client = ClientInfo::connected(Some("127.0.0.1:1".parse().unwrap()), None);
+        let conn = ConnState::new(client.clone());
+        let batch: Vec<Box<Line>> = (0..3)
+            .map(|_| AccessLog::new(&sink, &req, &client, &conn).0)
+            .collect();
+        w.write(&batch);
+        w.write(&batch);
+        assert_eq!(dropped.load(Ordering::Relaxed), 6);
+        assert!(w.failing);
+        w.out = Some(Output::File(path.clone(), open_file(&path).unwrap()));
+        w.write(&batch);
+        assert_eq!(dropped.load(Ordering::Relaxed), 6);
+        assert!(!w.failing);
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(written.lines().count(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

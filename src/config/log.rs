@@ -306,7 +306,7 @@ pub(crate) fn log(raw: &RawLog, base: &std::path::Path, diag: &mut Diag) -> LogS
         }
     }
     if let Some(a) = &raw.access {
-        match target(&a.value, base) {
+        match target(&a.value, base).and_then(|t| usable(&t).map(|()| t)) {
             Ok(t) => s.access = t,
             Err(e) => diag.error(a.line, Some("access"), format!("`access`: {e}")),
         }
@@ -334,6 +334,9 @@ fn format(text: &str) -> Result<LogFormat, String> {
         "json" => LogFormat::Json,
         "combined" => LogFormat::Combined,
         "haproxy" | "httplog" => LogFormat::Haproxy,
+        t if t.chars().any(|c| c.is_control() && c != '\t') => {
+            return Err("a control character (a line break, say) would split or garble every line".into())
+        }
         t if t.contains('{') => LogFormat::Template(parse_template(t)?),
         other => {
             return Err(format!(
@@ -371,6 +374,32 @@ fn target(text: &str, base: &std::path::Path) -> Result<LogTarget, String> {
     })
 }
 
+/// Whether a destination can be opened as the writer will (so `langur check` and a reload
+/// refuse what a start would): a regular file or a FIFO, or a file that can be made in an
+/// existing directory (a device or a directory cannot hold a log: `stdout` and `stderr` are
+/// written as such), a syslog socket that exists.
+fn usable(t: &LogTarget) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    match t {
+        LogTarget::File(p) => match std::fs::metadata(p) {
+            Ok(m) if m.is_file() || m.file_type().is_fifo() => Ok(()),
+            Ok(_) => Err(format!(
+                "`{}` is neither a regular file nor a FIFO (write stdout or stderr for those)",
+                p.display()
+            )),
+            Err(_) => match p.parent().map(std::fs::metadata) {
+                Some(Ok(d)) if d.is_dir() => Ok(()),
+                _ => Err(format!("`{}`: its directory does not exist", p.display())),
+            },
+        },
+        LogTarget::SyslogUnix(p) => match std::fs::metadata(p) {
+            Ok(m) if m.file_type().is_socket() => Ok(()),
+            _ => Err(format!("no syslog socket at `{}`", p.display())),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// Checks `[tracing]`.
 pub(crate) fn tracing(raw: Option<&RawTracing>, diag: &mut Diag) -> Option<TracingSettings> {
     let raw = raw?;
@@ -399,6 +428,11 @@ pub(crate) fn tracing(raw: Option<&RawTracing>, diag: &mut Diag) -> Option<Traci
     if let Some(n) = &raw.service_name {
         match n.value.trim() {
             "" => diag.error(n.line, Some("service_name"), "`service_name` is empty"),
+            name if name.chars().any(char::is_control) => diag.error(
+                n.line,
+                Some("service_name"),
+                "`service_name` has a control character",
+            ),
             name => s.service_name = name.to_string(),
         }
     }
@@ -453,6 +487,8 @@ mod tests {
             "{e}"
         );
         assert!(parse_template("{client").is_err());
+        assert!(format("{client}\n{status}").is_err());
+        assert!(format("{client}\t{status}").is_ok());
         assert!(parse_template("a } b").is_err());
     }
 

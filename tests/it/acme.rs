@@ -68,7 +68,11 @@ impl Pebble {
         eab: Option<(&str, &str)>,
     ) -> Pebble {
         // Its own directory per configuration: tests run at once.
-        let pki = Pki::new(if eab.is_some() { "pebble-eab" } else { "pebble" });
+        let pki = Pki::new(if eab.is_some() {
+            "pebble-eab"
+        } else {
+            "pebble"
+        });
         let (cert, key, _) = pki.issue("pebble-wfe", &["localhost", "127.0.0.1"]);
         let (listen, management) = (dead_addr().await, dead_addr().await);
         let config = serde_json::json!({ "pebble": {

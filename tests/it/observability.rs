@@ -253,6 +253,56 @@ fn bad_log_and_tracing_settings_name_their_line() {
     }
 }
 
+/// A destination the writer could not use is refused by the configuration itself (so by
+/// `langur check` and a reload, with its line), not found at start: a device, a directory, a
+/// missing directory, a missing syslog socket. A FIFO nobody reads is refused at start (its
+/// open would wait for a reader), at once.
+#[tokio::test]
+async fn log_destinations_that_cannot_work_are_refused_at_once() {
+    let d = dir("destinations");
+    let fifo = d.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let text = format!(
+        "[log]\naccess = \"{}\"\n[[route]]\npath_prefix = \"/\"\nrespond = {{ body = \"ok\" }}\n",
+        fifo.display()
+    );
+    let config = langur::config::parse_str("x.toml", &text, true).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let started = tokio::time::timeout(
+        Duration::from_secs(5),
+        Langur::start_on(config, vec![l], None),
+    )
+    .await
+    .expect("the start waited for a reader");
+    let e = format!("{:#}", started.err().expect("no reader: refused"));
+    assert!(e.contains("FIFO needs its reader"), "{e}");
+    for (access, says) in [
+        ("/dev/full".to_string(), "neither a regular file nor a FIFO"),
+        (d.display().to_string(), "neither a regular file nor a FIFO"),
+        (
+            "/nonexistent/dir/a.log".to_string(),
+            "its directory does not exist",
+        ),
+        (
+            "syslog:unix:/nonexistent/log".to_string(),
+            "no syslog socket",
+        ),
+    ] {
+        let text = format!("[log]\naccess = \"{access}\"\n");
+        let e = langur::config::parse_str("x.toml", &text, true)
+            .err()
+            .unwrap_or_else(|| panic!("{access} accepted"))
+            .to_string();
+        assert!(
+            e.contains("x.toml:2: `access`") && e.contains(says),
+            "{access}: {e}"
+        );
+    }
+    let ok = format!("[log]\naccess = \"{}\"\n", d.join("new.log").display());
+    assert!(langur::config::parse_str("x.toml", &ok, true).is_ok());
+}
+
 #[tokio::test]
 async fn syslog_lines_reach_udp_and_unix_sockets() {
     let b = Backend::start("b").await;
