@@ -15,13 +15,20 @@ pub(super) fn explain(shared: &Shared, query: Option<&str>) -> Resp {
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let v = v.into_owned();
         match &*k {
+            "request" if request.is_some() => {
+                return error(StatusCode::BAD_REQUEST, "`request` given twice")
+            }
             "request" => request = Some(v),
             "header" => headers.push(v),
             "from" => from = Some(v),
             "proxy_source" => proxy = Some(v),
             "status" => status = Some(v),
             "response_header" => response_headers.push(v),
-            "format" => text = v == "text",
+            "format" => match &*v {
+                "text" => text = true,
+                "json" => text = false,
+                _ => return error(StatusCode::BAD_REQUEST, "`format` is json or text"),
+            },
             other => {
                 return error(
                     StatusCode::BAD_REQUEST,

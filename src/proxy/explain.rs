@@ -248,7 +248,23 @@ fn front(
     client: &ClientInfo,
     out: &mut Explanation,
 ) -> Result<(), String> {
+    // The connection refuses a head over `max_header_size` before any phase sees it.
+    if head_size(req) > rt.limits.max_header_size {
+        return Err(answer_of(crate::error::ErrorKind::HeadersTooLarge));
+    }
     super::check_phase(rt, req).map_err(answer_of)?;
+    if let Some(tracing) = &rt.tracing {
+        // The trace phase as the request path runs it: the server gets this hop's span.
+        let how = match tracing.apply(req.headers_mut()).parent {
+            Some(_) => "continued",
+            None => "started (no valid traceparent came)",
+        };
+        let sent = req.headers().get("traceparent");
+        let sent = sent.and_then(|v| v.to_str().ok()).unwrap_or("");
+        out.rules.push(format!(
+            "[tracing] trace {how}: traceparent {sent} (a new span ID each request)"
+        ));
+    }
     let host = crate::matching::request_host(req.uri(), req.headers());
     out.request = match host {
         Some(h) => format!("{} {}://{h}{}", req.method(), client.scheme, req.uri()),
@@ -269,6 +285,18 @@ fn front(
         }
     }
     Ok(())
+}
+
+/// The size of the head as an HTTP/1.1 client sends it: the request line, each field's line,
+/// and the empty line.
+fn head_size(req: &Request<ClientIn>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    line + fields + 2
 }
 
 /// The route phase: the router's choice, the routes tried before it and why each missed, and

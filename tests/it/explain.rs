@@ -226,15 +226,44 @@ async fn a_server_in_maintenance_is_not_usable_on_the_admin_api() {
     assert_eq!(servers[1]["usable"], true);
     assert_eq!(v["client"]["address"], "10.1.2.3");
     assert_eq!(v["pool"]["balance"], "round-robin");
-    let r = request(
-        admin,
-        http::Method::GET,
+    for bad in [
         "/api/explain?nope=1",
-        &[("host", &host)],
-        body(""),
-    )
-    .await;
-    assert_eq!(r.status, 400);
+        "/api/explain?request=GET%20http://a/&format=xml",
+        "/api/explain?request=GET%20http://a/&request=GET%20http://b/",
+        "/api/explain?request=GET%20/x",
+    ] {
+        let r = request(admin, http::Method::GET, bad, &[("host", &host)], body("")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+}
+
+/// Explain runs what the connection and the trace phase do before routing: a head over
+/// `max_header_size` is 431, and with `[tracing]` the server gets this hop's traceparent.
+#[test]
+fn explain_sees_the_head_limit_and_the_trace_phase() {
+    let config = "[tracing]\nratio = 1.0\n[[route]]\npath_prefix = \"/\"\npool = \"a\"\n\
+                  [pools.a]\nservers = [\"127.0.0.1:9\"]\n";
+    let big = format!("X-Big: {}", "b".repeat(40 << 10));
+    let e = explained(config, "GET http://a/x", &[&big], None);
+    assert!(e.answer.starts_with("431"), "{e}");
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let tp = format!("traceparent: {parent}");
+    let e = explained(config, "GET http://a/x", &[&tp], None);
+    let sent = &e.upstream.as_ref().unwrap().headers;
+    let up = &sent.iter().find(|(n, _)| n == "traceparent").unwrap().1;
+    assert!(
+        up.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        "{up}"
+    );
+    assert_ne!(up, parent, "a span of this hop");
+    assert!(e.rules.iter().any(|r| r.contains("trace continued")), "{e}");
+    let e = explained(
+        config,
+        "GET http://a/x",
+        &["traceparent: 00-0AF7-bad"],
+        None,
+    );
+    assert!(e.rules.iter().any(|r| r.contains("trace started")), "{e}");
 }
 
 #[test]

@@ -25,19 +25,32 @@ pub fn ask_from(
     status: Option<&str>,
     response_headers: &[String],
 ) -> Result<Ask, String> {
+    // What is echoed in an error: at most 200 bytes of it.
+    let shown = |t: &str| match t.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &t[..i]),
+        None => t.to_string(),
+    };
     let mut words = request.split_whitespace();
     let (method, url) = match (words.next(), words.next(), words.next()) {
         (Some(u), None, None) => ("GET", u),
         (Some(m), Some(u), None) => (m, u),
-        _ => return Err(format!("request `{request}`: write `METHOD URL` or `URL`")),
+        _ => {
+            let msg = format!("request `{}`: write `METHOD URL` or `URL`", shown(request));
+            return Err(msg);
+        }
     };
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| format!("bad method `{method}`"))?;
-    let uri: Uri = url.parse().map_err(|e| format!("bad URL `{url}`: {e}"))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("bad URL `{}`: {e}", shown(url)))?;
     let scheme = match uri.scheme_str() {
         None if url.starts_with('/') => "http",
         None => {
-            let msg = format!("`{url}`: write a whole URL (`http://HOST/PATH`) or a path");
+            let msg = format!(
+                "`{}`: write a whole URL (`http://HOST/PATH`) or a path",
+                shown(url)
+            );
             return Err(msg);
         }
         Some("http") => "http",
@@ -48,11 +61,14 @@ pub fn ask_from(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .parse()
-        .map_err(|e| format!("bad URL `{url}`: {e}"))?;
+        .map_err(|e| format!("bad URL `{}`: {e}", shown(url)))?;
     let mut fields = parse_fields(headers)?;
     ensure_host(&mut fields, uri.authority().map(|a| a.as_str()))?;
     if !fields.contains_key(http::header::HOST) {
-        let msg = format!("`{url}` names no host: write the whole URL or add -H 'Host: NAME'");
+        let msg = format!(
+            "`{}` names no host: write the whole URL or add -H 'Host: NAME'",
+            shown(url)
+        );
         return Err(msg);
     }
     let status = match status {
