@@ -191,8 +191,43 @@ pub fn man(command: Option<&str>, out: &mut dyn std::io::Write) -> anyhow::Resul
         }
     };
     clap_mangen::Man::new(page).render(out)?;
+    if matches!(command, None | Some("run")) {
+        out.write_all(MAN_RUNNING.as_bytes())?;
+    }
     Ok(())
 }
+
+/// What langur(1) and langur-run(1) add to what clap generates: the environment, the signals,
+/// the files, where the rest is (roff).
+const MAN_RUNNING: &str = r#".SH ENVIRONMENT
+.TP
+\fBLANGUR_LOG\fR
+The application log's level: \fBerror\fR, \fBwarn\fR (or \fBwarning\fR), \fBinfo\fR (the
+default), \fBdebug\fR, \fBtrace\fR, \fBoff\fR, or a filter such as
+\fBinfo,langur::backend=debug\fR. An unknown level stops the start.
+.SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Read the configuration file again and swap it in when it is valid; a bad one changes nothing
+and is logged (\fBsystemctl reload\fR sends it).
+.TP
+\fBSIGUSR1\fR
+Open the access-log file again by name (after logrotate moved it).
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop: listeners close, \fB/healthz\fR answers 503, requests in flight finish and idle
+connections close (within \fB[server] shutdown_timeout\fR), then exit 0.
+.SH FILES
+.TP
+\fB/etc/langur/langur.toml\fR
+The configuration (\fB-c\fR); \fBlangur check\fR validates it, naming file, line and key.
+.TP
+\fB/var/lib/langur\fR
+ACME storage and the server-state file, when configured.
+.SH SEE ALSO
+The README (every configuration key, the admin API) and docs/ (observability, TLS, scale-out,
+performance) of the source distribution.
+"#;
 
 /// What `langur explain` is asked: the request and the response to judge.
 #[derive(Debug, Default)]

@@ -18,7 +18,9 @@ pub fn reload(shared: &Arc<Shared>) -> anyhow::Result<String> {
         anyhow::bail!("no config file to re-read (langur was started without one)");
     };
     let refuse = |msg: String| -> anyhow::Error {
-        tracing::error!(file = %path.display(), "reload refused, still serving the previous config:\n{msg}");
+        // One line, whatever the number of errors: a log line is one event.
+        let errors = msg.trim_end().replace('\n', "; ");
+        tracing::error!(file = %path.display(), %errors, "reload refused, still serving the previous config");
         anyhow::anyhow!(msg)
     };
     let Checked {
@@ -215,10 +217,15 @@ fn apply_listeners(
 /// The reload's one-line report: routes, pools, servers that kept their state, whether the
 /// cache was kept, and the listeners that changed.
 fn summary(new: &Runtime, old: &Runtime, kept: usize, changes: &[String]) -> String {
+    let n = |count: usize, one: &str| match count {
+        1 => format!("1 {one}"),
+        n => format!("{n} {one}s"),
+    };
     let mut summary = format!(
-        "{} routes, {} pools; {kept} servers kept their state; cache {}",
-        new.routes.len(),
-        new.pools.len(),
+        "{}, {}; {} kept their state; cache {}",
+        n(new.routes.len(), "route"),
+        n(new.pools.len(), "pool"),
+        n(kept, "server"),
         if Arc::ptr_eq(&new.cache, &old.cache) {
             "kept"
         } else {

@@ -49,6 +49,16 @@ fn the_man_page_is_generated_from_the_command_line() {
         &page[..200.min(page.len())]
     );
     assert!(page.contains("SUBCOMMANDS"), "{page}");
+    // What an operator looks for beyond the options.
+    for section in [
+        ".SH ENVIRONMENT",
+        "LANGUR_LOG",
+        ".SH SIGNALS",
+        "SIGHUP",
+        "SIGUSR1",
+    ] {
+        assert!(page.contains(section), "{section}: {page}");
+    }
     for sub in ["run", "check", "explain", "demo"] {
         assert!(page.contains(&format!("langur\\-{sub}")), "{sub}: {page}");
         let out = Command::new(BIN).args(["man", sub]).output().unwrap();
@@ -84,6 +94,10 @@ fn the_man_page_is_generated_from_the_command_line() {
             String::from_utf8_lossy(&shown.stderr)
         );
         assert!(text.contains("explain"), "{text}");
+        assert!(
+            text.contains("SIGUSR1") && text.contains("LANGUR_LOG"),
+            "{text}"
+        );
     }
 }
 

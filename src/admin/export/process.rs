@@ -12,7 +12,11 @@ use prometheus_client::metrics::MetricType;
 const TICKS: f64 = 100.0;
 
 #[derive(Debug)]
-pub(super) struct Process;
+pub(super) struct Process {
+    /// When the instance started (s since the Unix epoch): the start time when `/proc/stat`
+    /// cannot be read (systemd's `ProcSubset=pid` hides it), a second or so after the exact one.
+    pub started_unix: f64,
+}
 
 /// What `/proc/self` says, each `None` when it cannot be read.
 #[derive(Debug, Default, PartialEq)]
@@ -127,7 +131,7 @@ impl prometheus_client::collector::Collector for Process {
                 one(e, name, help, MetricType::Gauge, ConstGauge::new(v))?;
             }
         }
-        if let Some(v) = s.start_time {
+        if let Some(v) = s.start_time.or(Some(self.started_unix)) {
             let help = "Start time of the process since unix epoch in seconds.";
             one(
                 e,

@@ -692,7 +692,10 @@ impl Format {
 
 pub fn prometheus(shared: &Arc<Shared>, format: Format) -> String {
     let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(super::process::Process));
+    let started = crate::cache::policy::unix_now() - shared.traffic().uptime_secs();
+    registry.register_collector(Box::new(super::process::Process {
+        started_unix: started as f64,
+    }));
     registry
         .sub_registry_with_prefix("langur")
         .register_collector(Box::new(Collector(shared.clone())));
