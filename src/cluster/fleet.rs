@@ -139,6 +139,7 @@ impl Cluster {
             "redis": {
                 "url": super::redacted(&self.config.redis),
                 "up": self.is_up() && reachable,
+                "master": self.master(),
                 "prefix": self.config.prefix,
                 "errors": self.errors.load(Relaxed),
                 "outages": self.outages.load(Relaxed),

@@ -1,18 +1,21 @@
 //! The fleet's shared state in Redis (or Valkey): one connection manager per instance (the
-//! `redis` crate's, which reconnects by itself), every call bounded by `[cluster] timeout`,
-//! and whether Redis is reachable as one atomic flag the request path reads.
+//! `redis` crate's, which reconnects by itself; with Sentinel, the named master's, swapped on
+//! failover: see [`link`]), every call bounded by `[cluster] timeout`, and whether Redis is
+//! reachable as one atomic flag the request path reads.
 //!
 //! Redis is never needed: while it is down every user of this module goes on alone (limits
 //! per instance, no shared purge). A heartbeat task checks it every `heartbeat`, so a Redis
 //! that comes back is found without a request paying for the check. See docs/scale-out.md.
 
 pub mod fleet;
+pub mod link;
 pub mod purge;
 
 pub use purge::Purge;
 
 use crate::config::cluster::ClusterConfig;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use link::Link;
+use redis::sentinel::SentinelClient;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -35,8 +38,8 @@ pub struct Cluster {
     /// The name and a random suffix: who sent a message (two instances given one name by
     /// mistake still tell their messages apart).
     pub id: String,
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// Where calls go: one server, or the master the sentinels name.
+    link: Link,
     /// Purges waiting to be published.
     outbox: tokio::sync::mpsc::Sender<String>,
     /// What applies another instance's purge here (set once by the server).
@@ -93,13 +96,7 @@ impl Cluster {
     /// makes the first contact at once. A Redis that cannot be reached is a warning, never a
     /// failed start. Must run inside a tokio runtime.
     pub fn start(config: &ClusterConfig, default_name: &str) -> anyhow::Result<Arc<Cluster>> {
-        let client = redis::Client::open(config.redis.as_str())?;
-        let settings = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.connect_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), settings)?;
+        let (link, sentinels) = Link::open(config)?;
         let (outbox, rx) = tokio::sync::mpsc::channel(1024);
         let name = config
             .name
@@ -111,8 +108,7 @@ impl Cluster {
             id: format!("{name}:{:08x}", u32::from_le_bytes(salt)),
             name,
             config: config.clone(),
-            client,
-            conn,
+            link,
             outbox,
             on_purge: OnceLock::new(),
             purges_sent: AtomicU64::new(0),
@@ -130,7 +126,7 @@ impl Cluster {
         });
         let me = Arc::downgrade(&cluster);
         for t in [
-            tokio::spawn(heartbeat(me.clone())),
+            tokio::spawn(heartbeat(me.clone(), sentinels)),
             tokio::spawn(purge::publisher(me.clone(), rx)),
             tokio::spawn(purge::subscriber(me)),
         ] {
@@ -162,6 +158,12 @@ impl Cluster {
         self.up.load(Relaxed)
     }
 
+    /// With a Sentinel URL, the master calls go to (`HOST:PORT`), once the sentinels named
+    /// one; `None` otherwise.
+    pub fn master(&self) -> Option<String> {
+        self.link.master()
+    }
+
     /// A key or channel name under the prefix.
     pub fn key(&self, rest: &str) -> String {
         let mut k = String::with_capacity(self.config.prefix.len() + rest.len());
@@ -171,8 +173,9 @@ impl Cluster {
     }
 
     /// A connection handle for one call (a clone of the manager: an `Arc`).
-    pub fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    #[inline]
+    pub fn conn(&self) -> link::Conn {
+        self.link.conn()
     }
 
     /// Runs one call within `[cluster] timeout`: `None` when Redis failed or was too slow
@@ -267,27 +270,18 @@ fn wrong_type(e: &redis::RedisError) -> bool {
             .is_some_and(|all| all.iter().any(|(_, s)| s.code() == "WRONGTYPE"))
 }
 
-/// The URL without its password, for logs.
-pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
 /// Checks Redis at once and every `heartbeat` after (within `connect_timeout`), while the
-/// cluster lives. The first failure is the start-up warning.
-async fn heartbeat(me: Weak<Cluster>) {
+/// cluster lives. The first failure is the start-up warning. With Sentinel, a master that
+/// does not answer as a master is looked up again (see `link`).
+async fn heartbeat(me: Weak<Cluster>, mut sentinels: Option<SentinelClient>) {
     let mut first = true;
     loop {
         let Some(c) = me.upgrade() else { return };
         let every = c.config.heartbeat;
-        let mut conn = c.conn();
-        let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
-        let ok = c
-            .call_within(c.config.connect_timeout, ping)
-            .await
-            .is_some();
+        let ok = match sentinels.as_mut() {
+            None => c.ping().await,
+            Some(s) => c.follow(s).await,
+        };
         if first && !ok && !c.is_up() {
             // `mark` logs changes only; at start "down" is no change, so say it here.
             c.outages.fetch_add(1, Relaxed);
@@ -311,6 +305,81 @@ async fn heartbeat(me: Weak<Cluster>) {
     }
 }
 
+impl Cluster {
+    /// `PING`, within `connect_timeout`.
+    async fn ping(&self) -> bool {
+        let mut conn = self.conn();
+        let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
+        let limit = self.config.connect_timeout;
+        self.call_within(limit, ping).await.is_some()
+    }
+
+    /// Whether the linked server answers `ROLE` as a master; if not, asks the sentinels and
+    /// links to the master they name. Each step within `connect_timeout`.
+    async fn follow(&self, sentinels: &mut SentinelClient) -> bool {
+        let limit = self.config.connect_timeout;
+        if self.link.generation().is_some() {
+            let mut conn = self.conn();
+            let role = async move {
+                match redis::cmd("ROLE")
+                    .query_async::<redis::Role>(&mut conn)
+                    .await
+                {
+                    Ok(r) => Ok(Some(r)),
+                    // An ACL without `ROLE`: `PING` says whether it is usable.
+                    Err(e) if e.code() == Some("NOPERM") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            };
+            match self.call_within(limit, role).await {
+                Some(Some(redis::Role::Primary { .. })) => return true,
+                Some(None) => return self.ping().await,
+                Some(Some(_)) | None => {}
+            }
+        }
+        match self.link.follow(sentinels, &self.config, limit).await {
+            Ok(Some(addr)) => {
+                tracing::info!(master = %addr, "cluster: the sentinels name a new master; calls go there");
+                self.ping().await
+            }
+            // The sentinels still name a server that does not answer as a master.
+            Ok(None) => {
+                self.failed("the master named by the sentinels does not answer as a master".into());
+                false
+            }
+            Err(e) => {
+                self.failed(e);
+                false
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Records a failure found outside a call (the sentinels'): counted, kept as the last
+    /// error, Redis marked down.
+    fn failed(&self, why: String) {
+        self.errors.fetch_add(1, Relaxed);
+        self.mark(false, Some(&why));
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+}
+
+/// The URL without its passwords, for logs.
+pub fn redacted(url: &str) -> String {
+    let url = match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    };
+    match url.split_once("sentinel_password=") {
+        Some((head, tail)) => {
+            let rest = tail.find('&').map_or("", |i| &tail[i..]);
+            format!("{head}sentinel_password=***{rest}")
+        }
+        None => url,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -320,5 +389,9 @@ mod tests {
             "redis://***@10.0.0.1:6379/0"
         );
         assert_eq!(super::redacted("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            super::redacted("redis+sentinel://:pw@h1,h2/m?sentinel_password=s&x"),
+            "redis+sentinel://***@h1,h2/m?sentinel_password=***&x"
+        );
     }
 }

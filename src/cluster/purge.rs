@@ -109,11 +109,11 @@ pub(super) async fn subscriber(me: Weak<Cluster>) {
     loop {
         let Some(c) = me.upgrade() else { return };
         let every = c.config.heartbeat;
-        if let Some(mut sub) = subscribe(&c).await {
+        if let Some((mut sub, generation)) = subscribe(&c).await {
             c.deliver(Purge::Gap);
             c.subscribed.store(true, Relaxed);
             drop(c);
-            listen(&me, &mut sub, every).await;
+            listen(&me, (&mut sub, generation), every).await;
             if let Some(c) = me.upgrade() {
                 c.subscribed.store(false, Relaxed);
             }
@@ -124,20 +124,27 @@ pub(super) async fn subscriber(me: Weak<Cluster>) {
     }
 }
 
-/// A subscription to the purge channel, within `connect_timeout`.
-async fn subscribe(c: &Cluster) -> Option<redis::aio::PubSub> {
-    let client = c.client.clone();
+/// A subscription to the purge channel on the linked server (the master the sentinels name,
+/// with Sentinel), within `connect_timeout`, with that server's generation.
+async fn subscribe(c: &Cluster) -> Option<(redis::aio::PubSub, u64)> {
+    let (client, generation) = c.link.client()?;
     let channel = c.purge_channel();
     let open = async move {
         let mut sub = client.get_async_pubsub().await?;
         sub.subscribe(channel).await?;
         Ok(sub)
     };
-    c.call_within(c.config.connect_timeout, open).await
+    let sub = c.call_within(c.config.connect_timeout, open).await?;
+    Some((sub, generation))
 }
 
-/// Applies the subscription's messages until it ends or Redis is found down.
-async fn listen(me: &Weak<Cluster>, sub: &mut redis::aio::PubSub, every: Duration) {
+/// Applies the subscription's messages until it ends, Redis is found down, or the link
+/// follows another master.
+async fn listen(
+    me: &Weak<Cluster>,
+    (sub, generation): (&mut redis::aio::PubSub, u64),
+    every: Duration,
+) {
     use futures_core::Stream;
     let mut stream = std::pin::pin!(sub.on_message());
     let mut tick = tokio::time::interval(every);
@@ -161,7 +168,7 @@ async fn listen(me: &Weak<Cluster>, sub: &mut redis::aio::PubSub, every: Duratio
             }
             _ = tick.tick() => {
                 let Some(c) = me.upgrade() else { return };
-                if !c.is_up() {
+                if !c.is_up() || c.link.generation() != Some(generation) {
                     return;
                 }
             }

@@ -38,9 +38,11 @@ pub const DEFAULT_CLUSTER_HEARTBEAT: Duration = Duration::from_secs(1);
 /// `[cluster]` validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS) or
-    /// `redis+unix:///path` / `unix:///path`.
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS),
+    /// `redis+unix:///path` / `unix:///path`, or a Sentinel URL ([`SentinelUrl`]).
     pub redis: String,
+    /// `redis` read, when it is a Sentinel URL.
+    pub sentinel: Option<SentinelUrl>,
     /// This instance in the fleet; `None`: the instance's `Via` name.
     pub name: Option<String>,
     /// Prepended to every key and channel name (`langur:`).
@@ -63,9 +65,13 @@ pub(crate) fn cluster(raw: Option<&RawCluster>, diag: &mut Diag) -> Option<Clust
         );
         return None;
     };
-    if let Err(e) = redis_url(&url.value) {
-        diag.error(url.line, Some("redis"), format!("`redis`: {e}"));
-    }
+    let sentinel = match redis_url(&url.value) {
+        Ok(s) => s,
+        Err(e) => {
+            diag.error(url.line, Some("redis"), format!("`redis`: {e}"));
+            None
+        }
+    };
     let name = raw.name.as_ref().and_then(|n| match plain(&n.value) {
         true => Some(n.value.clone()),
         false => {
@@ -95,6 +101,7 @@ pub(crate) fn cluster(raw: Option<&RawCluster>, diag: &mut Diag) -> Option<Clust
     };
     Some(ClusterConfig {
         redis: url.value.clone(),
+        sentinel,
         name,
         prefix,
         timeout: positive(
@@ -123,20 +130,183 @@ fn plain(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// A Redis URL the client crate accepts (`redis`, `rediss`, `redis+unix`, `unix`).
-fn redis_url(url: &str) -> Result<(), String> {
+/// A Redis URL the client crate accepts (`redis`, `rediss`, `redis+unix`, `unix`), or a
+/// Sentinel URL (then read).
+fn redis_url(url: &str) -> Result<Option<SentinelUrl>, String> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("redis" | "rediss" | "redis+unix" | "unix") => {}
+        Some("redis+sentinel" | "rediss+sentinel") => return SentinelUrl::parse(url).map(Some),
         _ => {
             return Err(format!(
-                "`{url}` is not a Redis URL (redis://, rediss:// or redis+unix://)"
-            ))
+            "`{url}` is not a Redis URL (redis://, rediss://, redis+unix:// or redis+sentinel://)"
+        ))
         }
     }
     redis::Client::open(url)
-        .map(drop)
+        .map(|_| None)
         .map_err(|e| e.to_string())
+}
+
+/// The port a sentinel listens on when its address gives none.
+pub const SENTINEL_PORT: u16 = 26379;
+/// The most sentinels one URL may name.
+const MAX_SENTINELS: usize = 16;
+
+/// A Redis Sentinel URL, read:
+/// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB][?sentinel_password=PASSWORD]`
+/// (`rediss+sentinel://`: TLS to the sentinels and the master). The form other clients
+/// take (Lettuce's `redis-sentinel://`, Celery's and Sidekiq's `redis+sentinel://`); the
+/// sentinels are asked which server is the master named `MASTER` (its `sentinel monitor`
+/// name), and the user and password are the master's; the sentinels take
+/// `sentinel_password` (Sentinel's own `requirepass`), or nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelUrl {
+    pub tls: bool,
+    /// The sentinels' addresses (host, port), in the URL's order.
+    pub sentinels: Vec<(String, u16)>,
+    /// The master's name, as the sentinels know it.
+    pub master: String,
+    /// The database on the master (`SELECT`).
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub sentinel_password: Option<String>,
+}
+
+impl std::fmt::Debug for SentinelUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelUrl")
+            .field("tls", &self.tls)
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentinelUrl {
+    /// Reads one; the error says what is wrong (no master name, no sentinel, a bad port...).
+    pub fn parse(url: &str) -> Result<SentinelUrl, String> {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "redis+sentinel" => false,
+            "rediss+sentinel" => true,
+            _ => return Err("a Sentinel URL starts with redis+sentinel://".into()),
+        };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (mut username, mut password) = (None, None);
+        if let Some(u) = userinfo {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            username = Some(decoded(user)?).filter(|u| !u.is_empty());
+            password = Some(decoded(pass)?).filter(|p| !p.is_empty());
+        }
+        let sentinels = hosts
+            .split(',')
+            .map(sentinel_addr)
+            .collect::<Result<Vec<_>, _>>()?;
+        if sentinels.len() > MAX_SENTINELS {
+            return Err(format!("at most {MAX_SENTINELS} sentinels"));
+        }
+        let mut segments = path.split('/');
+        let master = segments.next().unwrap_or("");
+        if master.is_empty() {
+            return Err("no master name: `redis+sentinel://HOST:PORT/MASTER_NAME[/DB]`".into());
+        }
+        if !master.bytes().all(|b| b.is_ascii_graphic()) || master.len() > 64 {
+            return Err(format!(
+                "`{master}` is not a master name (1 to 64 printable characters)"
+            ));
+        }
+        let db = match segments.next() {
+            None | Some("") => 0,
+            Some(d) => d
+                .parse::<i64>()
+                .ok()
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| format!("`{d}` is not a database number"))?,
+        };
+        if segments.next().is_some() {
+            return Err("the path is `/MASTER_NAME` or `/MASTER_NAME/DB`".into());
+        }
+        let mut sentinel_password = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sentinel_password", v)) if !v.is_empty() => {
+                    sentinel_password = Some(decoded(v)?)
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown parameter `{pair}` (only sentinel_password)"
+                    ))
+                }
+            }
+        }
+        Ok(SentinelUrl {
+            tls,
+            sentinels,
+            master: master.to_string(),
+            db,
+            username,
+            password,
+            sentinel_password,
+        })
+    }
+}
+
+/// One `HOST[:PORT]` of a Sentinel URL (an IPv6 address in brackets).
+fn sentinel_addr(a: &str) -> Result<(String, u16), String> {
+    let (host, port) = match a.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{a}`: no `]` after the IPv6 address"))?;
+            h.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+            match after {
+                "" => (h, None),
+                p => (h, Some(p.strip_prefix(':').unwrap_or(p))),
+            }
+        }
+        None => match a.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (a, None),
+        },
+    };
+    let name_ok = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    };
+    if !name_ok(host) {
+        return Err(if a.is_empty() {
+            "no sentinel address: `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME`".into()
+        } else {
+            format!("`{a}` is not a sentinel address (HOST[:PORT])")
+        });
+    }
+    let port = match port {
+        None => SENTINEL_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{p}` is not a port (1 to 65535) in `{a}`"))?,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// A percent-encoded part of a URL, decoded.
+fn decoded(s: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|d| d.into_owned())
+        .map_err(|_| "a user or password that is not UTF-8 once decoded".to_string())
 }
 
 #[cfg(test)]
@@ -151,5 +321,46 @@ mod tests {
         assert!(redis_url("http://127.0.0.1:6379").is_err());
         assert!(redis_url("127.0.0.1:6379").is_err());
         assert!(redis_url("redis://127.0.0.1:6379/notadb").is_err());
+    }
+
+    #[test]
+    fn sentinel_urls_name_their_sentinels_master_and_db() {
+        let s = redis_url("redis+sentinel://:p%40ss@10.0.0.1:26380,sent-2,[::1]:5000/mymaster/2")
+            .unwrap()
+            .unwrap();
+        assert!(!s.tls);
+        assert_eq!(
+            s.sentinels,
+            [
+                ("10.0.0.1".to_string(), 26380),
+                ("sent-2".to_string(), SENTINEL_PORT),
+                ("::1".to_string(), 5000)
+            ]
+        );
+        assert_eq!((s.master.as_str(), s.db), ("mymaster", 2));
+        assert_eq!((s.username, s.password.as_deref()), (None, Some("p@ss")));
+        assert_eq!(s.sentinel_password, None);
+        let s = SentinelUrl::parse("rediss+sentinel://u:p@h/m?sentinel_password=x").unwrap();
+        assert!(s.tls);
+        assert_eq!((s.username.as_deref(), s.db), (Some("u"), 0));
+        assert_eq!(s.sentinel_password.as_deref(), Some("x"));
+        assert!(!format!("{s:?}").contains('p'), "no password in Debug");
+        for (bad, says) in [
+            ("redis+sentinel://h:26379", "no master name"),
+            ("redis+sentinel://h:26379/", "no master name"),
+            ("redis+sentinel:///m", "no sentinel address"),
+            ("redis+sentinel://h1,,h2/m", "no sentinel address"),
+            ("redis+sentinel://h:0/m", "not a port"),
+            ("redis+sentinel://h:99999/m", "not a port"),
+            ("redis+sentinel://h:x/m", "not a port"),
+            ("redis+sentinel://[::1/m", "no `]`"),
+            ("redis+sentinel://h/m/x", "database number"),
+            ("redis+sentinel://h/m/1/2", "the path"),
+            ("redis+sentinel://h/m?db=1", "unknown parameter"),
+            ("redis+sentinel://h w/m", "not a sentinel address"),
+        ] {
+            let e = redis_url(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -16,15 +16,47 @@ use tokio::net::TcpStream;
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// Put before the common arguments (a configuration file, `--sentinel`, `--replicaof`).
+    args: Vec<String>,
+    /// A directory of its own (a Sentinel's configuration), removed with it.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Redis {
     /// Starts one on a free port and waits until it answers (at most 5 s).
     pub async fn start() -> Redis {
+        Redis::start_with(Vec::new(), None).await
+    }
+
+    async fn start_with(args: Vec<String>, dir: Option<std::path::PathBuf>) -> Redis {
         let port = dead_addr().await.port();
-        let mut r = Redis { port, child: None };
+        let mut r = Redis {
+            port,
+            child: None,
+            args,
+            dir,
+        };
         r.restart().await;
         r
+    }
+
+    /// A Sentinel watching `master` as `m`, quick to fail it over (200 ms without an
+    /// answer).
+    pub async fn sentinel_for(master: &Redis) -> Redis {
+        let dir = std::env::temp_dir().join(format!(
+            "langur-sentinel-{}-{}",
+            std::process::id(),
+            master.port
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("sentinel.conf");
+        let text = format!(
+            "sentinel monitor m 127.0.0.1 {} 1\nsentinel down-after-milliseconds m 200\nsentinel failover-timeout m 1000\n",
+            master.port
+        );
+        std::fs::write(&conf, text).unwrap();
+        let args = vec![conf.display().to_string(), "--sentinel".to_string()];
+        Redis::start_with(args, Some(dir)).await
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -35,6 +67,7 @@ impl Redis {
     /// Starts it (again) on the same port.
     pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
+            .args(&self.args)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdout(Stdio::null())
@@ -85,6 +118,22 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Waits until `redis` answers `line` with a reply containing `what` (at most 3 s).
+async fn wait_reply(redis: &Redis, line: &str, what: &str) {
+    let t = tokio::time::Instant::now();
+    loop {
+        let r = redis.command(line).await;
+        if r.contains(what) {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "{line}: {r}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -469,4 +518,73 @@ async fn the_fleet_view_lists_instances_flags_other_configs_and_marks_redis_down
         "only itself: {v}"
     );
     drop((same, other));
+}
+
+/// Each instance stores `path`, a `PURGE` of it on the first reaches them all within 1 s.
+async fn purge_reaches_the_fleet(fleet: &[langur::Langur], path: &str) {
+    for lg in fleet {
+        wait_subscribed(lg).await;
+        assert_eq!(get(lg.listen_addrs()[0], path).await.status, 200);
+        wait_stored(lg, 1).await;
+    }
+    let purge = http::Method::from_bytes(b"PURGE").unwrap();
+    let r = request(fleet[0].listen_addrs()[0], purge, path, &[], body("")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = std::time::Instant::now();
+    while fleet.iter().any(|lg| stored(lg) != 0) {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "not purged everywhere"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits until each instance's link goes to `master` and is up (at most 5 s).
+async fn wait_master(fleet: &[langur::Langur], master: &Redis) {
+    let want = format!("127.0.0.1:{}", master.port);
+    let t = tokio::time::Instant::now();
+    for lg in fleet {
+        let c = lg.shared().runtime.load().cluster.clone().unwrap();
+        while !(c.is_up() && c.master().as_deref() == Some(want.as_str())) {
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", c.master());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn through_sentinel_purges_reach_the_fleet_and_a_failover_is_followed() {
+    // Quick to sync, loaded from the socket (no file in the working directory).
+    let args = |more: &[&str]| {
+        let quick = [
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-diskless-load",
+            "swapdb",
+        ];
+        quick.iter().chain(more).map(|s| s.to_string()).collect()
+    };
+    let mut master = Redis::start_with(args(&[]), None).await;
+    let of = master.port.to_string();
+    let replica = Redis::start_with(args(&["--replicaof", "127.0.0.1", &of]), None).await;
+    wait_reply(&master, "INFO replication\r\n", "state=online").await;
+    let sentinel = Redis::sentinel_for(&master).await;
+    let known = format!("127.0.0.1:{}", replica.port);
+    wait_reply(&sentinel, "SENTINEL REPLICAS m\r\n", &known).await;
+    let url = format!("redis+sentinel://127.0.0.1:{}/m/0", sentinel.port);
+    let b = Backend::start("b").await;
+    let text = |name| format!("{}{}", cached_route(b.addr), cluster_section(&url, name));
+    let fleet = [langur_toml(&text("a")).await, langur_toml(&text("c")).await];
+    wait_master(&fleet, &master).await;
+    purge_reaches_the_fleet(&fleet, "/before").await;
+    // The master dies; the sentinel promotes the replica, and the fleet follows it (calls,
+    // the purge channel's subscription) without a restart.
+    master.kill();
+    wait_master(&fleet, &replica).await;
+    wait_reply(&replica, "PUBSUB NUMSUB test:purge\r\n", ":2\r\n").await;
+    purge_reaches_the_fleet(&fleet, "/after").await;
+    let c = fleet[1].shared().runtime.load().cluster.clone().unwrap();
+    assert_eq!(c.purges_received.load(Relaxed), 2);
+    assert!(c.outages.load(Relaxed) >= 1, "the failover was an outage");
 }

@@ -567,6 +567,21 @@ fn cluster_keys_are_checked_with_their_lines() {
     );
     let e = errors("c.toml", "[cluster]\nname = 'a'\n");
     assert!(e.iter().any(|e| e.contains("needs `redis")), "{e:?}");
+    let e = errors(
+        "c.toml",
+        "[cluster]\nname = 'a'\nredis = 'redis+sentinel://s1:26379,s2:x/m'\n",
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:3") && e.contains("`redis`") && e.contains("not a port")),
+        "{e:?}"
+    );
+    let e = errors("c.toml", "[cluster]\nredis = 'redis+sentinel://s1:26379'\n");
+    assert!(
+        e.iter()
+            .any(|e| e.contains("c.toml:2") && e.contains("no master name")),
+        "{e:?}"
+    );
     let limited = "[[route]]\nmatch = ['^/']\npool = 'p'\nrate_limit = { rate = '1/s', scope = 'cluster' }\n[pools.p]\nservers = ['127.0.0.1:1']\n";
     let e = errors("c.toml", limited);
     assert!(
