@@ -115,6 +115,9 @@ pub struct Line {
     pub request_id: Option<http::HeaderValue>,
     /// The request's W3C trace context (see [`trace`]).
     pub trace: Option<trace::Trace>,
+    /// A head refused before it was parsed (HAProxy's `<BADREQ>`): method, target, protocol
+    /// and request fields are unknown, and shown as absent.
+    pub unparsed: bool,
     /// Taken when the line is sent, so a queued line holds no sink.
     sink: Option<Arc<Sink>>,
 }
@@ -170,6 +173,7 @@ impl AccessLog {
             rewritten: None,
             request_id: None,
             trace: None,
+            unparsed: false,
             sink: Some(sink.clone()),
         });
         if shows.request_fields {
@@ -188,6 +192,23 @@ impl AccessLog {
     }
 
     /// Hands the line to its sink's writer (never waits: a full queue drops it and counts it).
+    /// Writes the line of a head refused before it could be parsed (malformed: 400, too large:
+    /// 431) on `conn`, whose client is `client`.
+    pub fn refused_head(
+        sink: &Arc<Sink>,
+        client: &ClientInfo,
+        conn: &ConnState,
+        status: u16,
+        reason: &'static str,
+    ) {
+        let req = http::Request::new(());
+        let mut log = AccessLog::new(sink, &req, client, conn);
+        log.unparsed = true;
+        (log.status, log.reason) = (status, reason);
+        (log.host, log.bytes_in) = (None, None);
+        log.emit();
+    }
+
     pub fn emit(mut self) {
         self.total = self.start.elapsed();
         if let Some(sink) = self.sink.take() {

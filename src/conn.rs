@@ -729,7 +729,7 @@ async fn drive(
             None
         }
         Some(Err(e)) => {
-            ended_with(&state, &e);
+            ended_with(&state, &e, &shared.runtime.load());
             None
         }
         None => {
@@ -742,11 +742,19 @@ async fn drive(
 
 /// A client connection hyper ended with an error: logged (at debug), and counted among its
 /// listener's request errors (HAProxy's `ereq`) when hyper refused a malformed, too large or
-/// late head itself.
-pub(super) fn ended_with(state: &ConnState, e: &hyper::Error) {
+/// late head itself; a head it answered (400, 431) has an access-log line (`<BADREQ>`).
+pub(super) fn ended_with(state: &ConnState, e: &hyper::Error, rt: &proxy::Runtime) {
     tracing::debug!(client = %state.client.addr, error = %e, "client connection ended with an error");
     if e.is_parse() || e.is_parse_too_large() || e.is_timeout() {
         state.front.as_ref().inspect(|f| f.bad_request());
+    }
+    let answered = match () {
+        () if e.is_parse_too_large() => Some((431, "headers_too_large")),
+        () if e.is_parse() => Some((400, "bad_request")),
+        () => None,
+    };
+    if let (Some((status, reason)), Some(sink)) = (answered, &rt.log) {
+        crate::access_log::AccessLog::refused_head(sink, &state.client, state, status, reason);
     }
 }
 

@@ -104,6 +104,13 @@ fn client_ip(line: &Line) -> std::net::IpAddr {
 }
 
 fn value<'a>(line: &'a Line, field: Field, time: SystemTime) -> Value<'a> {
+    let request_field = matches!(
+        field,
+        Field::Method | Field::Host | Field::Path | Field::Query | Field::Protocol
+    );
+    if line.unparsed && request_field {
+        return Value::Absent;
+    }
     match field {
         Field::Time => Value::Owned(humantime::format_rfc3339_millis(time).to_string()),
         Field::Client => Value::Owned(client_ip(line).to_string()),
@@ -283,8 +290,13 @@ fn clf_time(time: SystemTime) -> (String, String) {
 }
 
 /// The request line as the client sent it: `GET /path?query HTTP/1.1` (an HTTP/1 target in
-/// absolute form as written; an HTTP/2 request's path, as nginx writes it).
-fn request_line(buf: &mut Vec<u8>, line: &Line) {
+/// absolute form as written; an HTTP/2 request's path, as nginx writes it); `unparsed` for a
+/// head refused before it was parsed.
+fn request_line(buf: &mut Vec<u8>, line: &Line, unparsed: &str) {
+    if line.unparsed {
+        buf.extend_from_slice(unparsed.as_bytes());
+        return;
+    }
     buf.extend_from_slice(line.method.as_str().as_bytes());
     buf.push(b' ');
     match (line.version, line.uri.path_and_query()) {
@@ -300,7 +312,7 @@ fn request_line(buf: &mut Vec<u8>, line: &Line) {
 fn combined(buf: &mut Vec<u8>, line: &Line, time: SystemTime) {
     let (date, _) = clf_time(time);
     let _ = write!(buf, "{} - - [{date} +0000] \"", client_ip(line));
-    request_line(buf, line);
+    request_line(buf, line, "-");
     let _ = write!(buf, "\" {} {} \"", line.status, line.bytes);
     quoted_header(buf, line.referer.as_ref());
     buf.extend_from_slice(b"\" \"");
@@ -344,7 +356,7 @@ fn haproxy(buf: &mut Vec<u8>, line: &Line, time: SystemTime) {
         line.bytes,
         termination(line.reason),
     );
-    request_line(buf, line);
+    request_line(buf, line, "<BADREQ>");
     buf.push(b'"');
 }
 

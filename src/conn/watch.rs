@@ -76,7 +76,7 @@ pub(super) async fn drive_until_stopped<C: Future<Output = Result<(), hyper::Err
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
-                    super::ended_with(watch.state, &e);
+                    super::ended_with(watch.state, &e, &shared.runtime.load());
                 }
                 return;
             }

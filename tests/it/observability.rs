@@ -732,3 +732,44 @@ fn langur_log_takes_common_names_and_refuses_unknown_ones() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown level `verbose`"), "{err}");
 }
+
+/// A head the parser refuses (no request to speak of) still has its line, as HAProxy's
+/// `<BADREQ>`: status, reason, client; method, path and protocol absent.
+#[tokio::test]
+async fn a_head_refused_before_parsing_has_a_line() {
+    let b = Backend::start("b").await;
+    let d = dir("badreq");
+    for (format, want) in [
+        ("json", "\"method\":null"),
+        ("combined", "\"-\" 400"),
+        ("haproxy", "\"<BADREQ>\""),
+    ] {
+        let log = d.join(format!("{format}.log"));
+        let lg = logging(&format!(
+            "[log]\nformat = \"{format}\"\naccess = \"{}\"\n{}",
+            log.display(),
+            pool(&b)
+        ))
+        .await;
+        let at = lg.listen_addrs()[0];
+        let out = raw(
+            at,
+            b"GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        let line = lines(&log, 1).await.remove(0);
+        assert!(line.contains(want), "{format}: {line}");
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(
+                (v["status"].as_u64(), v["reason"].as_str()),
+                (Some(400), Some("bad_request"))
+            );
+            assert_eq!(v["client"], "127.0.0.1");
+        }
+        lg.shutdown().await;
+    }
+    assert_eq!(b.hits(), 0);
+}
