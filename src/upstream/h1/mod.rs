@@ -36,8 +36,12 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_CHUNK_LINE: usize = 4096;
 /// Request body bytes that may go out with the head in its first write.
 const FIRST_WRITE: usize = 64 * 1024;
-/// What a read asks the socket for.
+/// What a read asks the socket for (a head, a chunk line, a small body).
 const READ_SIZE: usize = 16 * 1024;
+/// What a read of a response body asks the socket for: four times fewer reads and writes
+/// for a large body than at [`READ_SIZE`] (the frames are slices of one allocation, freed
+/// once the client has taken them).
+const BODY_READ_SIZE: usize = 64 * 1024;
 /// How long a request with `Expect: 100-continue` holds its body back for the server's answer
 /// (RFC 9110 10.1.1 lets a client send it after a while anyway; curl waits one second too), so
 /// a server that ignores the expectation still gets the body.
@@ -239,8 +243,9 @@ impl Conn {
         if self.kill.killed() {
             return Poll::Ready(Err(killed()));
         }
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            self.buf.reserve(READ_SIZE);
+        let size = if body { BODY_READ_SIZE } else { READ_SIZE };
+        if self.buf.capacity() - self.buf.len() < size / 4 {
+            self.buf.reserve(size);
         }
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf) {
             Poll::Ready(r) => {
