@@ -348,6 +348,17 @@ mod tests {
         assert!(acme_name("-a.example").is_err());
     }
 
+    fn errors_of(text: &str) -> Vec<crate::config::ConfigError> {
+        crate::config::parse_str("t.toml", text, true)
+            .unwrap_err()
+            .0
+    }
+
+    /// Each error's line and key.
+    fn at(errs: &[crate::config::ConfigError]) -> Vec<(usize, Option<&str>)> {
+        errs.iter().map(|e| (e.line, e.key.as_deref())).collect()
+    }
+
     /// Each error at its line, all at once.
     #[test]
     fn acme_keys_are_checked_with_their_lines() {
@@ -374,13 +385,9 @@ pool = "p"
 [pools.p]
 servers = ["127.0.0.1:1"]
 "#;
-        let errs = crate::config::parse_str("t.toml", text, true)
-            .unwrap_err()
-            .0;
-        let at: Vec<(usize, Option<&str>)> =
-            errs.iter().map(|e| (e.line, e.key.as_deref())).collect();
+        let errs = errors_of(text);
         assert_eq!(
-            at,
+            at(&errs),
             vec![
                 (4, Some("directory")),
                 (5, Some("directory_ca")),
@@ -408,14 +415,10 @@ servers = ["127.0.0.1:1"]
              acme = true\npool = \"p\"\n[pools.p]\nservers = [\"127.0.0.1:1\"]\n",
             file.display()
         );
-        let errs = crate::config::parse_str("t.toml", &text, true)
-            .unwrap_err()
-            .0;
+        let errs = errors_of(&text);
         std::fs::remove_file(&file).unwrap();
-        let at: Vec<(usize, Option<&str>)> =
-            errs.iter().map(|e| (e.line, e.key.as_deref())).collect();
         assert_eq!(
-            at,
+            at(&errs),
             vec![
                 (4, Some("directory")),
                 (5, Some("directory_ca")),

@@ -231,6 +231,19 @@ servers = ["{backend}"]
     )
 }
 
+/// What an ACME test starts with: the pebble binary, a backend, the plain listener pebble
+/// validates HTTP-01 on (and its port), and a free port for the TLS listener. `None` when
+/// pebble is not installed (outside CI).
+async fn setup() -> Option<(PathBuf, Backend, TcpListener, u16, u16)> {
+    let bin = pebble_binary()?;
+    ensure_provider();
+    let backend = Backend::start("app").await;
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_port = plain.local_addr().unwrap().port();
+    let tls_port = dead_addr().await.port();
+    Some((bin, backend, plain, http_port, tls_port))
+}
+
 /// Starts langur from `text` (written to `file`, so a reload reads it) on `plain`, with an
 /// admin listener.
 async fn start(text: &str, file: &Path, plain: TcpListener) -> Langur {
@@ -274,12 +287,9 @@ async fn certified(langur: &Langur, pebble: &Pebble) -> serde_json::Value {
 
 #[tokio::test]
 async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reused() {
-    let Some(bin) = pebble_binary() else { return };
-    ensure_provider();
-    let backend = Backend::start("app").await;
-    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = plain.local_addr().unwrap().port();
-    let tls_port = dead_addr().await.port();
+    let Some((bin, backend, plain, http_port, tls_port)) = setup().await else {
+        return;
+    };
     let pebble = Pebble::start(&bin, http_port, tls_port).await;
     let storage = pebble.pki.dir.join("storage-http");
 
@@ -427,12 +437,9 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
 /// the account with the key it gave; the key never shows in what langur reports.
 #[tokio::test]
 async fn a_ca_requiring_external_account_binding_issues_to_a_bound_account() {
-    let Some(bin) = pebble_binary() else { return };
-    ensure_provider();
-    let backend = Backend::start("app").await;
-    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = plain.local_addr().unwrap().port();
-    let tls_port = dead_addr().await.port();
+    let Some((bin, backend, plain, http_port, tls_port)) = setup().await else {
+        return;
+    };
     let key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
     let pebble = Pebble::start_with(&bin, http_port, tls_port, Some(("kid-7", key))).await;
     let storage = pebble.pki.dir.join("storage-eab");

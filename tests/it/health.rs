@@ -42,6 +42,18 @@ async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> D
     t0.elapsed()
 }
 
+/// langur with one pool of `a` alone, checked with [`check_conf`]; and its server.
+async fn one_checked(a: &Ctl) -> (langur::Langur, Arc<langur::backend::Server>) {
+    let toml = format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n{}",
+        a.addr,
+        check_conf("")
+    );
+    let lg = langur_toml(&toml).await;
+    let sa = server(&lg, 0);
+    (lg, sa)
+}
+
 fn check_conf(extra: &str) -> String {
     format!("[pools.p.check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"300ms\"\nfastinter = \"50ms\"\ndowninter = \"100ms\"\ntimeout = \"150ms\"\nrise = 2\nfall = 3\n{extra}")
 }
@@ -105,13 +117,7 @@ async fn a_killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise(
 #[tokio::test]
 async fn check_statuses_follow_haproxy() {
     let a = Ctl::start("a").await;
-    let toml = format!(
-        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n{}",
-        a.addr,
-        check_conf("")
-    );
-    let lg = langur_toml(&toml).await;
-    let sa = server(&lg, 0);
+    let (lg, sa) = one_checked(&a).await;
     let status = || sa.machine.lock().unwrap().last.clone();
     for (mode, want, code) in [
         (S500, CheckStatus::L7Sts, Some(500)),
@@ -352,13 +358,7 @@ async fn a_passing_check_ends_an_offline_period_and_one_outage_is_one_down() {
 #[tokio::test]
 async fn a_server_in_maintenance_is_not_checked_and_leaving_it_checks_at_once() {
     let a = Ctl::start("a").await;
-    let toml = format!(
-        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n{}",
-        a.addr,
-        check_conf("")
-    );
-    let lg = langur_toml(&toml).await;
-    let sa = server(&lg, 0);
+    let (lg, sa) = one_checked(&a).await;
     wait_for("first check", Duration::from_secs(2), || {
         sa.machine.lock().unwrap().last.status == CheckStatus::L7Ok
     })
