@@ -288,6 +288,11 @@ impl Manager {
                 self.event(name, serving, Health::Up, CheckStatus::L7Ok, to);
             }
             Err(e) => {
+                // What a CA sends is its own: at most 512 bytes of it are kept and shown.
+                let e = match e.char_indices().nth(512) {
+                    Some((i, _)) => format!("{}...", &e[..i]),
+                    None => e,
+                };
                 state.failures += 1;
                 let wait = retry_after(state.failures, jitter());
                 state.retry_at = Some(now() + wait.as_secs() as i64);

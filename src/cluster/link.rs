@@ -118,7 +118,16 @@ impl Link {
         };
         let client = match tokio::time::timeout(limit, sentinels.async_get_client()).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(format!("the sentinels name no master: {e}")),
+            Ok(Err(e)) => {
+                return Err(match e.kind() {
+                    redis::ErrorKind::MasterNameNotFoundBySentinel
+                    | redis::ErrorKind::EmptySentinelList => {
+                        format!("the sentinels name no master: {e}")
+                    }
+                    // Found, but the link to it failed (its password, its database, ...).
+                    _ => format!("the master the sentinels name refused the link: {e}"),
+                });
+            }
             Err(_) => return Err("the sentinels did not answer in time".into()),
         };
         let current = slot.load_full();

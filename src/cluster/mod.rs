@@ -371,13 +371,17 @@ pub fn redacted(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
     };
-    match url.split_once("sentinel_password=") {
-        Some((head, tail)) => {
-            let rest = tail.find('&').map_or("", |i| &tail[i..]);
-            format!("{head}sentinel_password=***{rest}")
-        }
-        None => url,
+    // Every value of the parameter (a configuration refuses a second one; a log never shows
+    // one either way).
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url.as_str();
+    while let Some((head, tail)) = rest.split_once("sentinel_password=") {
+        out.push_str(head);
+        out.push_str("sentinel_password=***");
+        rest = tail.find('&').map_or("", |i| &tail[i..]);
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -392,6 +396,10 @@ mod tests {
         assert_eq!(
             super::redacted("redis+sentinel://:pw@h1,h2/m?sentinel_password=s&x"),
             "redis+sentinel://***@h1,h2/m?sentinel_password=***&x"
+        );
+        assert_eq!(
+            super::redacted("redis+sentinel://h/m?sentinel_password=a&sentinel_password=b"),
+            "redis+sentinel://h/m?sentinel_password=***&sentinel_password=***"
         );
     }
 }

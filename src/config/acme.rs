@@ -210,18 +210,19 @@ fn eab(a: &RawAcme, diag: &mut Diag) -> Option<Eab> {
     }
     let text = key.value.trim_end_matches('=');
     let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text);
-    match decoded {
-        Ok(k) if k.len() >= 16 => Some(Eab {
-            kid: kid.value.clone(),
-            hmac_key: k,
-        }),
-        // The key is a secret: the message does not repeat it.
-        _ => {
-            let msg = "`eab_hmac_key` is not a base64url key of at least 16 bytes";
-            diag.error(key.line, Some("eab_hmac_key"), msg);
-            None
+    // The key is a secret: a message never repeats it.
+    let why = match decoded {
+        Ok(k) if k.len() >= 16 => {
+            return Some(Eab {
+                kid: kid.value.clone(),
+                hmac_key: k,
+            })
         }
-    }
+        Ok(_) => "`eab_hmac_key` is shorter than 16 bytes once decoded",
+        Err(_) => "`eab_hmac_key` is not base64url (A-Z, a-z, 0-9, `-`, `_`)",
+    };
+    diag.error(key.line, Some("eab_hmac_key"), why);
+    None
 }
 
 /// `directory_ca`: a PEM certificate file (relative to `base`), read now to check it.

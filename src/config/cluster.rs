@@ -143,9 +143,21 @@ fn redis_url(url: &str) -> Result<Option<SentinelUrl>, String> {
         ))
         }
     }
-    redis::Client::open(url)
-        .map(|_| None)
-        .map_err(|e| e.to_string())
+    redis::Client::open(url).map_err(|e| e.to_string())?;
+    // The database: what `SELECT` takes (Redis refuses more at run time, as an outage).
+    if matches!(scheme.as_deref(), Some("redis" | "rediss")) {
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let path = rest.split(['?', '#']).next().unwrap_or("");
+        if let Some((_, db)) = path.split_once('/').filter(|(_, d)| !d.is_empty()) {
+            let ok = db
+                .parse::<i64>()
+                .is_ok_and(|d| (0..=i64::from(i32::MAX)).contains(&d));
+            if !ok {
+                return Err(format!("`{db}` is not a database number (0 to 2147483647)"));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The port a sentinel listens on when its address gives none.
@@ -194,6 +206,9 @@ impl SentinelUrl {
             "rediss+sentinel" => true,
             _ => return Err("a Sentinel URL starts with redis+sentinel://".into()),
         };
+        if rest.contains('#') {
+            return Err("a Sentinel URL has no `#` fragment".into());
+        }
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hosts) = match authority.rsplit_once('@') {
@@ -218,7 +233,8 @@ impl SentinelUrl {
         if master.is_empty() {
             return Err("no master name: `redis+sentinel://HOST:PORT/MASTER_NAME[/DB]`".into());
         }
-        if !master.bytes().all(|b| b.is_ascii_graphic()) || master.len() > 64 {
+        // As the sentinels know it: no escapes (`%20` would not be decoded into a name).
+        if !master.bytes().all(|b| b.is_ascii_graphic() && b != b'%') || master.len() > 64 {
             return Err(format!(
                 "`{master}` is not a master name (1 to 64 printable characters)"
             ));
@@ -228,22 +244,29 @@ impl SentinelUrl {
             Some(d) => d
                 .parse::<i64>()
                 .ok()
-                .filter(|d| *d >= 0)
-                .ok_or_else(|| format!("`{d}` is not a database number"))?,
+                .filter(|d| (0..=i64::from(i32::MAX)).contains(d))
+                .ok_or_else(|| format!("`{d}` is not a database number (0 to 2147483647)"))?,
         };
         if segments.next().is_some() {
             return Err("the path is `/MASTER_NAME` or `/MASTER_NAME/DB`".into());
         }
         let mut sentinel_password = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("sentinel_password", v)) if !v.is_empty() => {
-                    sentinel_password = Some(decoded(v)?)
+            // A value is never repeated in an error: it may be a password.
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "sentinel_password" if sentinel_password.is_some() => {
+                    return Err("`sentinel_password` given twice".into())
                 }
+                "sentinel_password" if value.is_empty() => {
+                    return Err("`sentinel_password` is empty".into())
+                }
+                "sentinel_password" => sentinel_password = Some(decoded(value)?),
                 _ => {
+                    let shown: String = name.chars().take(40).collect();
                     return Err(format!(
-                        "unknown parameter `{pair}` (only sentinel_password)"
-                    ))
+                        "unknown parameter `{shown}` (only sentinel_password)"
+                    ));
                 }
             }
         }
@@ -358,9 +381,24 @@ mod tests {
             ("redis+sentinel://h/m/1/2", "the path"),
             ("redis+sentinel://h/m?db=1", "unknown parameter"),
             ("redis+sentinel://h w/m", "not a sentinel address"),
+            ("redis+sentinel://h/m/99999999999", "database number"),
+            ("redis://h:6379/99999999999", "database number"),
+            ("redis+sentinel://h/m%20x", "not a master name"),
+            ("redis+sentinel://h/m#frag", "fragment"),
+            ("redis+sentinel://h/m?sentinel_password=", "is empty"),
+            (
+                "redis+sentinel://h/m?sentinel_password=a&sentinel_password=b",
+                "given twice",
+            ),
         ] {
             let e = redis_url(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+        // A misspelled password parameter is named, its value never shown.
+        let e = redis_url("redis+sentinel://h/m?sentinel_pasword=SECRET").unwrap_err();
+        assert!(
+            e.contains("sentinel_pasword") && !e.contains("SECRET"),
+            "{e}"
+        );
     }
 }
