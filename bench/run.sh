@@ -17,6 +17,10 @@
 #   workers  langur with 1 worker vs 2 workers (wrk unpinned: the machine has only 2 cores).
 #   https    the proxy table with TLS terminated by each proxy (same self-signed certificate,
 #            TLS 1.3, keep-alive connections: the cost of encrypting, not of handshakes).
+#   handshake  the https table with a new connection per request (`Connection: close`): a full
+#            TLS 1.3 handshake each time (wrk resumes no session).
+#   h2       HTTP/2 over TLS: h2load with 10 connections x 100 concurrent streams against each
+#            proxy terminating TLS with ALPN h2 (HTTP/1.1 to the backends, as before).
 #   gzip     a 64 KiB text/html response compressed on its way by each proxy (gzip at level 1
 #            for all: nginx's gzip_comp_level 1, langur's level "fast", HAProxy's libslz), and
 #            langur's cache serving the stored gzip form against an identity hit.
@@ -28,13 +32,14 @@
 # Env: ROUNDS (7), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
 #      these machines cap open files at 20000 and HAProxy insists on two per connection),
 #      CONCURRENCY (idle connections opened at once, 200), SETTLE (seconds idle before reading, 3).
-# Installs haproxy, nginx, wrk and curl with apt-get when they are missing.
+# Installs haproxy, nginx, wrk, curl and h2load (nghttp2-client) with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy cache https idle workers gzip cluster}
+sections=${*:-proxy cache https handshake h2 idle workers gzip cluster}
 ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 need=""
 for t in haproxy nginx wrk curl python3 openssl; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
+command -v h2load >/dev/null 2>&1 || need="$need nghttp2-client"
 if [ -n "$need" ]; then
   echo "bench: installing$need" >&2
   (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need) >/dev/null 2>&1 ||
@@ -141,7 +146,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 -keyout "$work/site.key" -out "$work/site.crt" >/dev/null 2>&1
 cat "$work/site.crt" "$work/site.key" >"$work/site.pem"
 sed -e "s|^  bind 127.0.0.1:$PORT$|  bind 127.0.0.1:$PORT ssl crt $work/site.pem alpn http/1.1|" "$work/haproxy.cfg" >"$work/haproxy-tls.cfg"
-sed -e "s|listen 127.0.0.1:$PORT;|listen 127.0.0.1:$PORT ssl; ssl_certificate $work/site.crt; ssl_certificate_key $work/site.key;|" \
+# TLS 1.3 for all three (nginx before 1.23.4 offers only up to 1.2 unless told).
+sed -e "s|listen 127.0.0.1:$PORT;|listen 127.0.0.1:$PORT ssl; ssl_protocols TLSv1.3; ssl_certificate $work/site.crt; ssl_certificate_key $work/site.key;|" \
   -e "s|pid $work/nx.pid|pid $work/nt.pid|" "$work/nginx.conf" >"$work/nginx-tls.conf"
 sed -e "s|^listen = \[\"127.0.0.1:$PORT\"\]$|listen = [\"127.0.0.1:$((PORT + 1))\"]|" "$work/langur.toml" >"$work/langur-tls.toml"
 printf '[tls]\nlisten = ["127.0.0.1:%s"]\ncertificates = [{ cert = "%s", key = "%s" }]\n' "$PORT" "$work/site.crt" "$work/site.key" >>"$work/langur-tls.toml"
@@ -149,6 +155,14 @@ mkdir -p "$work/nt"
 CMD[haproxy-tls]="haproxy -f $work/haproxy-tls.cfg -db"
 CMD[nginx-tls]="nginx -c $work/nginx-tls.conf -p $work/nt"
 CMD[langur-tls]="$BIN run -c $work/langur-tls.toml --workers 1 --no-access-log"
+# HTTP/2 over TLS: the same servers offering h2 by ALPN (langur's TLS listener always does).
+sed -e "s|alpn http/1.1|alpn h2,http/1.1|" "$work/haproxy-tls.cfg" >"$work/haproxy-h2.cfg"
+sed -e "s|listen 127.0.0.1:$PORT ssl;|listen 127.0.0.1:$PORT ssl http2;|" -e "s|pid $work/nt.pid|pid $work/n2.pid|" \
+  "$work/nginx-tls.conf" >"$work/nginx-h2.conf"
+mkdir -p "$work/n2"
+CMD[haproxy-h2]="haproxy -f $work/haproxy-h2.cfg -db"
+CMD[nginx-h2]="nginx -c $work/nginx-h2.conf -p $work/n2"
+CMD[langur-h2]="$BIN run -c $work/langur-tls.toml --workers 1 --no-access-log"
 SCHEME=http
 # Compression: gzip at level 1 everywhere, text/html, whatever the length.
 sed -e 's|location / { proxy_pass|gzip on; gzip_comp_level 1; gzip_proxied any; gzip_types text/html; gzip_min_length 1024;\n    location / { proxy_pass|' \
@@ -230,6 +244,31 @@ measure() { # results-file path name... : one round over the named servers, pinn
       /Non-2xx|Socket errors/ {err=err" "$0}
       END {printf "%s %s %s %.2f %.2f %.2f%s\n", n, rps, p99, (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0), (reqs>0 ? r/hz*1e6/reqs : 0), err}' "$work/wrk" >>"$out"
   done
+}
+measure_h2() { # results-file names... : like measure, with h2load (10 connections x 100 streams)
+  local out=$1 name pid u0 s0 u1 s1; shift
+  for name in "$@"; do
+    pid=$(start $name 1)
+    taskset -c 0 h2load -c10 -m100 -D1 "https://127.0.0.1:$PORT/" >/dev/null 2>&1
+    read -r u0 s0 <<<"$(cpu_ticks $pid)"
+    taskset -c 0 h2load -c10 -m100 -D"$DUR" "https://127.0.0.1:$PORT/" >"$work/h2load" 2>&1
+    read -r u1 s1 <<<"$(cpu_ticks $pid)"
+    stop $pid
+    awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v hz="$hz" '
+      /^finished in/ {rps=$4} /^requests:/ {reqs=$8} /^time for request:/ {p=$6}
+      END {printf "%s %s %s %.2f %.2f 0 (mean+sd ms, not p99)\n", n, rps, p, (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0)}' "$work/h2load" >>"$out"
+  done
+}
+report() { # results-file title base name... : medians per server and CPU against base's
+  local f=$1 title=$2 base=$3 name cpu b; shift 3
+  echo "$title"
+  printf '%-12s %12s %10s %12s %14s\n' proxy req/s p99_ms cpu_us/req "cpu vs $base"
+  b=$(median "$f" "$base" 4)
+  for name in "$@"; do
+    cpu=$(median "$f" $name 4)
+    printf '%-12s %12s %10s %12s %14s\n' $name "$(median "$f" $name 2)" "$(median "$f" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$b" 'BEGIN {printf "%.3f", a/b}')"
+  done
+  echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$f"
 }
 rotated() { # round names...: the names rotated by the round number, so that each proxy takes
   # each place in the order across rounds (the machine drifts; a fixed order would favour one)
@@ -314,14 +353,28 @@ if [[ " $sections " == *" https "* ]]; then
   : >"$work/tresults"
   for r in $(seq "$ROUNDS"); do measure "$work/tresults" / $(rotated "$r" haproxy-tls nginx-tls langur-tls); done
   SCHEME=http
-  echo "== https: TLS 1.3 terminated by the proxy, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s"
-  printf '%-12s %12s %10s %12s %14s\n' proxy req/s p99_ms cpu_us/req "cpu vs haproxy"
-  hap=$(median "$work/tresults" haproxy-tls 4)
-  for name in haproxy-tls nginx-tls langur-tls; do
-    cpu=$(median "$work/tresults" $name 4)
-    printf '%-12s %12s %10s %12s %14s\n' $name "$(median "$work/tresults" $name 2)" "$(median "$work/tresults" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')"
-  done
-  echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/tresults"
+  report "$work/tresults" "== https: TLS 1.3 terminated by the proxy, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
+    haproxy-tls haproxy-tls nginx-tls langur-tls
+fi
+
+if [[ " $sections " == *" handshake "* ]]; then
+  SCHEME=https
+  for n in haproxy-tls nginx-tls langur-tls; do HDR[$n]="Connection: close"; done
+  : >"$work/hresults"
+  for r in $(seq "$ROUNDS"); do measure "$work/hresults" / $(rotated "$r" haproxy-tls nginx-tls langur-tls); done
+  for n in haproxy-tls nginx-tls langur-tls; do unset "HDR[$n]"; done
+  SCHEME=http
+  report "$work/hresults" "== handshake: a new TLS 1.3 connection per request (full handshake), 1 worker, $CONNS clients, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
+    haproxy-tls haproxy-tls nginx-tls langur-tls
+fi
+
+if [[ " $sections " == *" h2 "* ]]; then
+  SCHEME=https
+  : >"$work/h2results"
+  for r in $(seq "$ROUNDS"); do measure_h2 "$work/h2results" $(rotated "$r" haproxy-h2 nginx-h2 langur-h2); done
+  SCHEME=http
+  report "$work/h2results" "== h2: HTTP/2 over TLS, h2load with 10 connections x 100 streams, 1 worker, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s (latency column: h2load's mean per request, ms)" \
+    haproxy-h2 haproxy-h2 nginx-h2 langur-h2
 fi
 
 if [[ " $sections " == *" gzip "* ]]; then
