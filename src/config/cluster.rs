@@ -250,26 +250,7 @@ impl SentinelUrl {
         if segments.next().is_some() {
             return Err("the path is `/MASTER_NAME` or `/MASTER_NAME/DB`".into());
         }
-        let mut sentinel_password = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            // A value is never repeated in an error: it may be a password.
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match name {
-                "sentinel_password" if sentinel_password.is_some() => {
-                    return Err("`sentinel_password` given twice".into())
-                }
-                "sentinel_password" if value.is_empty() => {
-                    return Err("`sentinel_password` is empty".into())
-                }
-                "sentinel_password" => sentinel_password = Some(decoded(value)?),
-                _ => {
-                    let shown: String = name.chars().take(40).collect();
-                    return Err(format!(
-                        "unknown parameter `{shown}` (only sentinel_password)"
-                    ));
-                }
-            }
-        }
+        let sentinel_password = sentinel_password(query)?;
         Ok(SentinelUrl {
             tls,
             sentinels,
@@ -280,6 +261,32 @@ impl SentinelUrl {
             sentinel_password,
         })
     }
+}
+
+/// The query of a Sentinel URL: `sentinel_password=PASSWORD` at most once, nothing else. A
+/// value is never repeated in an error (it may be a password).
+fn sentinel_password(query: &str) -> Result<Option<String>, String> {
+    let mut sentinel_password = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        // A value is never repeated in an error: it may be a password.
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "sentinel_password" if sentinel_password.is_some() => {
+                return Err("`sentinel_password` given twice".into())
+            }
+            "sentinel_password" if value.is_empty() => {
+                return Err("`sentinel_password` is empty".into())
+            }
+            "sentinel_password" => sentinel_password = Some(decoded(value)?),
+            _ => {
+                let shown: String = name.chars().take(40).collect();
+                return Err(format!(
+                    "unknown parameter `{shown}` (only sentinel_password)"
+                ));
+            }
+        }
+    }
+    Ok(sentinel_password)
 }
 
 /// One `HOST[:PORT]` of a Sentinel URL (an IPv6 address in brackets).
