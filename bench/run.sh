@@ -5,7 +5,7 @@
 #   bench/run.sh proxy      # only the proxy table (also: cache, https, idle, workers)
 #
 # Sections:
-#   proxy    one worker each, pinned to CPU 1; wrk and the backends on CPU 0; 64 keep-alive
+#   proxy    one worker each, pinned to CPU 1; wrk and the backends on CPU 0 (see WORKERS below); 64 keep-alive
 #            connections, 1 KiB responses, round robin over 3 nginx backends. Rows: origin (nginx
 #            serving the body itself: the floor), haproxy, nginx, langur; HAProxy and langur
 #            back to back in every round, in turn first, the other two around them. Median of
@@ -29,7 +29,11 @@
 #            route without cache), over 1000 URLs that a 64 KiB in-memory cache cannot hold; and
 #            a rate-limited route with scope = "cluster" against scope = "instance". The proxy's
 #            CPU per request does not count Redis's (shown apart, per request).
-# Env: ROUNDS (7), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
+# Env: WORKERS (1): the proxies' workers (langur's --workers, HAProxy's nbthread, nginx's
+#      worker_processes), pinned to CPUS (default 1 for one worker, 1-N for N); the client and
+#      the backends on CLIENT_CPUS (0) with CLIENT_THREADS wrk threads (1). On a bigger machine,
+#      e.g. WORKERS=4 CPUS=4-7 CLIENT_CPUS=0-3 CLIENT_THREADS=4 runs the same tables with 4.
+#      ROUNDS (7), DUR (seconds per run, 8), CONNS (64), BODY (bytes, 1024), IDLE_CONNS (9000:
 #      these machines cap open files at 20000 and HAProxy insists on two per connection),
 #      CONCURRENCY (idle connections opened at once, 200), SETTLE (seconds idle before reading, 3).
 # Installs haproxy, nginx, wrk, curl and h2load (nghttp2-client) with apt-get when they are missing.
@@ -37,6 +41,9 @@ set -u
 cd "$(dirname "$0")/.."
 sections=${*:-proxy cache https handshake h2 idle workers gzip cluster}
 ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
+WORKERS=${WORKERS:-1}
+if [ "$WORKERS" = 1 ]; then CPUS=${CPUS:-1}; else CPUS=${CPUS:-1-$WORKERS}; fi
+CLIENT_CPUS=${CLIENT_CPUS:-0} CLIENT_THREADS=${CLIENT_THREADS:-1}
 need=""
 for t in haproxy nginx wrk curl python3 openssl; do command -v $t >/dev/null 2>&1 || need="$need $t"; done
 command -v h2load >/dev/null 2>&1 || need="$need nghttp2-client"
@@ -58,7 +65,7 @@ head -c "$BODY" /dev/zero | tr '\0' 'x' >"$work/body"
 # 64 KiB of text that compresses well but not trivially (about 6:1 with gzip -1).
 awk 'BEGIN { while (n < 65536) { l = sprintf("<p>line %d of the page, id %d</p>\n", i, i * 7919 % 1000); printf "%s", l; n += length(l); i++ } }' >"$work/page.html"
 cat >"$work/be.conf" <<CONF
-worker_processes 1; daemon off; pid $work/be.pid; error_log $work/be.err;
+worker_processes $CLIENT_THREADS; daemon off; pid $work/be.pid; error_log $work/be.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
@@ -69,11 +76,11 @@ http { access_log off; keepalive_requests 1000000;
            location /c/ { root $work; try_files /body =404; add_header Cache-Control "public, max-age=3600"; } } }
 CONF
 mkdir -p "$work/be" "$work/nx" "$work/or"
-taskset -c 0 nginx -c "$work/be.conf" -p "$work/be" & echo $! >>"$work/pids"
+taskset -c "$CLIENT_CPUS" nginx -c "$work/be.conf" -p "$work/be" & echo $! >>"$work/pids"
 
 cat >"$work/haproxy.cfg" <<CONF
 global
-  nbthread 1
+  nbthread $WORKERS
   maxconn 9900
 defaults
   mode http
@@ -92,7 +99,7 @@ backend be
   server s3 127.0.0.1:$B3
 CONF
 cat >"$work/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nx.pid; error_log $work/nx.err;
+worker_processes $WORKERS; daemon off; pid $work/nx.pid; error_log $work/nx.err;
 worker_rlimit_nofile 30000;
 events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
@@ -101,7 +108,7 @@ http { access_log off; keepalive_requests 1000000;
     location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
 cat >"$work/origin.conf" <<CONF
-worker_processes 1; daemon off; pid $work/or.pid; error_log $work/or.err;
+worker_processes $WORKERS; daemon off; pid $work/or.pid; error_log $work/or.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$PORT; location / { root $work; try_files /body =404; } } }
@@ -120,7 +127,7 @@ balance = "round-robin"
 servers = ["127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3"]
 CONF
 cat >"$work/nginx-cache.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nc.pid; error_log $work/nc.err;
+worker_processes $WORKERS; daemon off; pid $work/nc.pid; error_log $work/nc.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   proxy_cache_path $work/ncache keys_zone=c:10m max_size=64m;
@@ -137,10 +144,10 @@ declare -A CMD
 CMD[origin]="nginx -c $work/origin.conf -p $work/or"
 CMD[haproxy]="haproxy -f $work/haproxy.cfg -db"
 CMD[nginx]="nginx -c $work/nginx.conf -p $work/nx"
-CMD[langur]="$BIN run -c $work/langur.toml --workers 1 --no-access-log"
+CMD[langur]="$BIN run -c $work/langur.toml --workers $WORKERS --no-access-log"
 CMD[nginx-cache]="nginx -c $work/nginx-cache.conf -p $work/nc"
 CMD[haproxy-cache]="haproxy -f $work/haproxy-cache.cfg -db"
-CMD[langur-cache]="$BIN run -c $work/langur-cache.toml --workers 1 --no-access-log"
+CMD[langur-cache]="$BIN run -c $work/langur-cache.toml --workers $WORKERS --no-access-log"
 # HTTPS: one self-signed certificate for all three.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
   -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 -keyout "$work/site.key" -out "$work/site.crt" >/dev/null 2>&1
@@ -154,7 +161,7 @@ printf '[tls]\nlisten = ["127.0.0.1:%s"]\ncertificates = [{ cert = "%s", key = "
 mkdir -p "$work/nt"
 CMD[haproxy-tls]="haproxy -f $work/haproxy-tls.cfg -db"
 CMD[nginx-tls]="nginx -c $work/nginx-tls.conf -p $work/nt"
-CMD[langur-tls]="$BIN run -c $work/langur-tls.toml --workers 1 --no-access-log"
+CMD[langur-tls]="$BIN run -c $work/langur-tls.toml --workers $WORKERS --no-access-log"
 # HTTP/2 over TLS: the same servers offering h2 by ALPN (langur's TLS listener always does).
 sed -e "s|alpn http/1.1|alpn h2,http/1.1|" "$work/haproxy-tls.cfg" >"$work/haproxy-h2.cfg"
 sed -e "s|listen 127.0.0.1:$PORT ssl;|listen 127.0.0.1:$PORT ssl http2;|" -e "s|pid $work/nt.pid|pid $work/n2.pid|" \
@@ -162,7 +169,7 @@ sed -e "s|listen 127.0.0.1:$PORT ssl;|listen 127.0.0.1:$PORT ssl http2;|" -e "s|
 mkdir -p "$work/n2"
 CMD[haproxy-h2]="haproxy -f $work/haproxy-h2.cfg -db"
 CMD[nginx-h2]="nginx -c $work/nginx-h2.conf -p $work/n2"
-CMD[langur-h2]="$BIN run -c $work/langur-tls.toml --workers 1 --no-access-log"
+CMD[langur-h2]="$BIN run -c $work/langur-tls.toml --workers $WORKERS --no-access-log"
 SCHEME=http
 # Compression: gzip at level 1 everywhere, text/html, whatever the length.
 sed -e 's|location / { proxy_pass|gzip on; gzip_comp_level 1; gzip_proxied any; gzip_types text/html; gzip_min_length 1024;\n    location / { proxy_pass|' \
@@ -173,9 +180,9 @@ sed -e 's/^pool = "bench"$/pool = "bench"\ncache = true\ncompress = { encodings 
 mkdir -p "$work/nz"
 CMD[nginx-gzip]="nginx -c $work/nginx-gzip.conf -p $work/nz"
 CMD[haproxy-gzip]="haproxy -f $work/haproxy-gzip.cfg -db"
-CMD[langur-gzip]="$BIN run -c $work/langur-gzip.toml --workers 1 --no-access-log"
-CMD[langur-gzip-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers 1 --no-access-log"
-CMD[langur-identity-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers 1 --no-access-log"
+CMD[langur-gzip]="$BIN run -c $work/langur-gzip.toml --workers $WORKERS --no-access-log"
+CMD[langur-gzip-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers $WORKERS --no-access-log"
+CMD[langur-identity-hit]="$BIN run -c $work/langur-gzip-cache.toml --workers $WORKERS --no-access-log"
 # The cluster section: one Redis, a route caching in a 64 KiB memory with Redis behind it, and
 # rate limits for the fleet and for the instance. Requests spread over 1000 URLs (wrk script).
 REDIS_PORT=19380
@@ -189,11 +196,11 @@ cluster_conf 'cache = true' "$SMALL" >"$work/langur-l1.toml"
 cluster_conf 'cache = true' "${SMALL}shared = true\n$CLUSTER" >"$work/langur-l2.toml"
 cluster_conf 'rate_limit = { key = "client_ip", rate = "100000/s", burst = 1000 }' "" >"$work/langur-rl.toml"
 cluster_conf 'rate_limit = { key = "client_ip", rate = "100000/s", burst = 1000, scope = "cluster" }' "$CLUSTER" >"$work/langur-rl-cluster.toml"
-CMD[langur-origin]="$BIN run -c $work/langur.toml --workers 1 --no-access-log"
-CMD[langur-l1-hit]="$BIN run -c $work/langur-l1.toml --workers 1 --no-access-log"
-CMD[langur-l2-hit]="$BIN run -c $work/langur-l2.toml --workers 1 --no-access-log"
-CMD[langur-limit]="$BIN run -c $work/langur-rl.toml --workers 1 --no-access-log"
-CMD[langur-limit-cluster]="$BIN run -c $work/langur-rl-cluster.toml --workers 1 --no-access-log"
+CMD[langur-origin]="$BIN run -c $work/langur.toml --workers $WORKERS --no-access-log"
+CMD[langur-l1-hit]="$BIN run -c $work/langur-l1.toml --workers $WORKERS --no-access-log"
+CMD[langur-l2-hit]="$BIN run -c $work/langur-l2.toml --workers $WORKERS --no-access-log"
+CMD[langur-limit]="$BIN run -c $work/langur-rl.toml --workers $WORKERS --no-access-log"
+CMD[langur-limit-cluster]="$BIN run -c $work/langur-rl-cluster.toml --workers $WORKERS --no-access-log"
 printf 'request = function() return wrk.format(nil, "/c/" .. math.random(1000)) end\n' >"$work/spread.lua"
 # Extra wrk arguments per server name (measure()).
 declare -A WRK
@@ -227,14 +234,14 @@ stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; sleep 0.3; }
 measure() { # results-file path name... : one round over the named servers, pinned to CPU 1
   local out=$1 path=$2 name pid u0 s0 u1 s1; shift 2
   for name in "$@"; do
-    pid=$(start $name 1)
+    pid=$(start $name "$CPUS")
     local h=(-H "${HDR[$name]:-X-Bench: 1}")
     curl -sk "${h[@]}" -o /dev/null "$SCHEME://127.0.0.1:$PORT$path"
     local w=(${WRK[$name]:-})
-    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${h[@]}" "${w[@]}" "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
+    taskset -c "$CLIENT_CPUS" wrk -t"$CLIENT_THREADS" -c"$CONNS" -d1s "${h[@]}" "${w[@]}" "$SCHEME://127.0.0.1:$PORT$path" >/dev/null 2>&1
     read -r u0 s0 <<<"$(cpu_ticks $pid)"
     local r0; r0=$(redis_ticks)
-    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "${h[@]}" "${w[@]}" "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
+    taskset -c "$CLIENT_CPUS" wrk -t"$CLIENT_THREADS" -c"$CONNS" -d"${DUR}s" --latency "${h[@]}" "${w[@]}" "$SCHEME://127.0.0.1:$PORT$path" >"$work/wrk" 2>&1
     read -r u1 s1 <<<"$(cpu_ticks $pid)"
     local r1; r1=$(redis_ticks)
     stop $pid
@@ -248,10 +255,10 @@ measure() { # results-file path name... : one round over the named servers, pinn
 measure_h2() { # results-file names... : like measure, with h2load (10 connections x 100 streams)
   local out=$1 name pid u0 s0 u1 s1; shift
   for name in "$@"; do
-    pid=$(start $name 1)
-    taskset -c 0 h2load -c10 -m100 -D1 "https://127.0.0.1:$PORT/" >/dev/null 2>&1
+    pid=$(start $name "$CPUS")
+    taskset -c "$CLIENT_CPUS" h2load -c10 -m100 -D1 "https://127.0.0.1:$PORT/" >/dev/null 2>&1
     read -r u0 s0 <<<"$(cpu_ticks $pid)"
-    taskset -c 0 h2load -c10 -m100 -D"$DUR" "https://127.0.0.1:$PORT/" >"$work/h2load" 2>&1
+    taskset -c "$CLIENT_CPUS" h2load -c10 -m100 -D"$DUR" "https://127.0.0.1:$PORT/" >"$work/h2load" 2>&1
     read -r u1 s1 <<<"$(cpu_ticks $pid)"
     stop $pid
     awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v hz="$hz" '
@@ -328,7 +335,7 @@ if [[ " $sections " == *" idle "* ]]; then
   echo "== idle: resident memory holding $IDLE_CONNS idle keep-alive client connections"
   printf '%-8s %12s %12s %14s\n' proxy rss_before_kib rss_after_kib kib_per_conn
   for name in haproxy nginx langur; do
-    pid=$(start $name 1)
+    pid=$(start $name "$CPUS")
     out=$(bash -c "ulimit -n 65536 2>/dev/null; python3 bench/idle_conns.py 127.0.0.1:$PORT $pid $IDLE_CONNS")
     stop $pid
     read -r n before after <<<"$out"
