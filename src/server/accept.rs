@@ -43,6 +43,7 @@ pub(super) async fn accept_loop(
         let mut ending = std::pin::pin!(ending(&mut shutdown, &mut stop));
         let mut limit_changed = std::pin::pin!(slots.changed.notified());
         loop {
+            conns.reap();
             // At the limit, stop accepting (the kernel's backlog holds newcomers) until one
             // closes.
             let permit = match slots.sem.clone().try_acquire_owned() {
@@ -78,7 +79,6 @@ pub(super) async fn accept_loop(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => {}
                 back = unparked(&conns.lot, conns.lot_timer.as_mut()) => conns.resume(back, &ctx),
                 // The limit changed: the permit held for the next accept may be owed.
                 _ = &mut limit_changed => {
@@ -159,6 +159,14 @@ impl Conns {
                     .spawn(crate::conn::serve(conn, ctx.clone(), true));
             }
         }
+    }
+
+    /// Forgets the tasks of connections that ended. Done at each turn of the accept loop, not
+    /// by a branch of its select: a connection's end then costs the loop no wake-up (ends are
+    /// as frequent as starts: 2 300 instructions each). Those not reaped yet are at most the
+    /// connections there were.
+    fn reap(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
     }
 
     /// Serves a parked connection whose client sent again.
