@@ -42,12 +42,12 @@ async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> D
     t0.elapsed()
 }
 
-/// langur with one pool of `a` alone, checked with [`check_conf`]; and its server.
-async fn one_checked(a: &Ctl) -> (langur::Langur, Arc<langur::backend::Server>) {
+/// langur with one pool of `a` alone, checked as `check` says (see [`check_conf`]); and its
+/// server.
+async fn one_checked(a: &Ctl, check: &str) -> (langur::Langur, Arc<langur::backend::Server>) {
     let toml = format!(
-        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n{}",
-        a.addr,
-        check_conf("")
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n{check}",
+        a.addr
     );
     let lg = langur_toml(&toml).await;
     let sa = server(&lg, 0);
@@ -117,7 +117,7 @@ async fn a_killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise(
 #[tokio::test]
 async fn check_statuses_follow_haproxy() {
     let a = Ctl::start("a").await;
-    let (lg, sa) = one_checked(&a).await;
+    let (lg, sa) = one_checked(&a, &check_conf("")).await;
     let status = || sa.machine.lock().unwrap().last.clone();
     for (mode, want, code) in [
         (S500, CheckStatus::L7Sts, Some(500)),
@@ -358,24 +358,27 @@ async fn a_passing_check_ends_an_offline_period_and_one_outage_is_one_down() {
 #[tokio::test]
 async fn a_server_in_maintenance_is_not_checked_and_leaving_it_checks_at_once() {
     let a = Ctl::start("a").await;
-    let (lg, sa) = one_checked(&a).await;
+    // Checks every second from the first (at start): leaving maintenance 1.2 s in, the next
+    // check would come at 2 s without the hurry, 800 ms later.
+    let every_second = check_conf("").replace("interval = \"300ms\"", "interval = \"1s\"");
+    let (lg, sa) = one_checked(&a, &every_second).await;
     wait_for("first check", Duration::from_secs(2), || {
         sa.machine.lock().unwrap().last.status == CheckStatus::L7Ok
     })
     .await;
     let pool = lg.shared().runtime.load().pools[0].clone();
     pool.set_operator(0, langur::backend::Operator::Maint);
-    // Its checks would now fail, but none runs: three intervals pass without a failure.
+    // Its checks would now fail, but none runs: the one due at 1 s is skipped.
     a.mode.store(S500, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(3 * 300 + 100)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(sa.check_failures.load(Ordering::SeqCst), 0);
     assert_eq!(sa.health(), Health::Up);
-    // Back to ready: a check runs at once, not an interval later.
+    // Back to ready: a check runs at once, not at the next interval.
     pool.set_operator(0, langur::backend::Operator::Ready);
     let took = wait_for("a check", Duration::from_secs(2), || {
         sa.check_failures.load(Ordering::SeqCst) > 0
     })
     .await;
-    assert!(took < Duration::from_millis(250), "took {took:?}");
+    assert!(took < Duration::from_millis(400), "took {took:?}");
     lg.shutdown().await;
 }

@@ -187,21 +187,42 @@ fn access_log(enc: &mut DescriptorEncoder, rt: &crate::proxy::Runtime) -> std::f
     if !sink.settings.1.as_ref().is_some_and(|t| t.otlp.is_some()) {
         return Ok(());
     }
-    let s = sink.spans();
-    for (name, help, v) in [
-        (
-            "tracing_spans_queued",
-            "Spans handed to the OTLP batch processor (those past its 2048-span queue are dropped there).",
-            &s.queued,
-        ),
-        ("tracing_spans_exported", "Spans the OTLP collector took.", &s.exported),
-        (
-            "tracing_spans_failed",
-            "Spans lost in exports that failed (collector down, refusing, or too slow).",
-            &s.failed,
-        ),
-    ] {
-        family(enc, name, help, MetricType::Counter, vec![(vec![], counter(v.load(Relaxed)))])?;
+    unlabelled_counters(enc, SPAN_COUNTERS, sink.spans())
+}
+
+/// The span export's counters (`[tracing] otlp`), as families without labels.
+const SPAN_COUNTERS: &[Family<crate::access_log::SpanCounters>] = &[
+    (
+        "tracing_spans_queued",
+        "Spans handed to the OTLP batch processor (those past its 2048-span queue are dropped there).",
+        |s| s.queued.load(Relaxed),
+    ),
+    (
+        "tracing_spans_exported",
+        "Spans the OTLP collector took.",
+        |s| s.exported.load(Relaxed),
+    ),
+    (
+        "tracing_spans_failed",
+        "Spans lost in exports that failed (collector down, refusing, or too slow).",
+        |s| s.failed.load(Relaxed),
+    ),
+];
+
+/// One counter family without labels per entry of `table`, each read of `of`.
+fn unlabelled_counters<T>(
+    enc: &mut DescriptorEncoder,
+    table: &[Family<T>],
+    of: &T,
+) -> std::fmt::Result {
+    for (name, help, read) in table {
+        family(
+            enc,
+            name,
+            help,
+            MetricType::Counter,
+            vec![(vec![], counter(read(of)))],
+        )?;
     }
     Ok(())
 }
@@ -551,15 +572,7 @@ const CACHE_GAUGES: &[Family<Stats>] = &[
 
 /// The cache's families: [`CACHE_COUNTERS`], then [`CACHE_GAUGES`].
 fn cache(enc: &mut DescriptorEncoder, c: &Stats) -> std::fmt::Result {
-    for (name, help, read) in CACHE_COUNTERS {
-        family(
-            enc,
-            name,
-            help,
-            MetricType::Counter,
-            vec![(vec![], counter(read(c)))],
-        )?;
-    }
+    unlabelled_counters(enc, CACHE_COUNTERS, c)?;
     for (name, help, read) in CACHE_GAUGES {
         family(
             enc,
@@ -621,16 +634,7 @@ fn shared_cache(
     enc: &mut DescriptorEncoder,
     c: &crate::cache::shared::Counters,
 ) -> std::fmt::Result {
-    for (name, help, read) in SHARED_COUNTERS {
-        family(
-            enc,
-            name,
-            help,
-            MetricType::Counter,
-            vec![(vec![], counter(read(c)))],
-        )?;
-    }
-    Ok(())
+    unlabelled_counters(enc, SHARED_COUNTERS, c)
 }
 
 /// The encoder takes each bucket's own count and writes the running sums itself; the
