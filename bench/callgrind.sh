@@ -6,7 +6,8 @@
 # Usage: bench/callgrind.sh BIN [BIN...]   (env: N, default 4000; KEEP=DIR keeps the profiles
 # for callgrind_annotate; ROUTE='KEY = VALUE' adds a line to the route, e.g.
 # ROUTE="rate_limit = { rate = '1000000/s' }" for a rate-limited route; CLOSE=1: a new client
-# connection for every request, sent with `Connection: close`)
+# connection for every request, sent with `Connection: close`; H2=1: HTTP/2 with prior
+# knowledge (h2c), h2load with one connection and 10 streams at a time)
 set -eu
 N=${N:-4000} WARM=${WARM:-500}
 for t in nginx valgrind callgrind_control python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }; done
@@ -24,6 +25,7 @@ cat >"$work/langur.toml" <<CONF
 [server]
 listen = ["127.0.0.1:18401"]
 access_log = false
+h2c = $([ -n "${H2:-}" ] && echo true || echo false)
 [admin]
 listen = "127.0.0.1:0"
 [[route]]
@@ -55,9 +57,13 @@ for bin in "$@"; do
 import socket; socket.create_connection(("127.0.0.1", 18401), 0.2).close()
 PY
     sleep 0.2; done
-  python3 "$work/client.py" "$WARM" "${CLOSE:-0}"
+  client() { # requests
+    if [ -n "${H2:-}" ]; then h2load -n "$1" -c1 -m10 http://127.0.0.1:18401/ | grep -q "$1 succeeded" || echo "h2load failed" >&2
+    else python3 "$work/client.py" "$1" "${CLOSE:-0}"; fi
+  }
+  client "$WARM"
   callgrind_control -i on "$pid" >/dev/null
-  python3 "$work/client.py" "$N" "${CLOSE:-0}"
+  client "$N"
   callgrind_control -i off "$pid" >/dev/null
   # The counts are written when the process exits.
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true

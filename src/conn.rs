@@ -47,6 +47,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::lane::Outcome;
+mod held;
 mod per_client;
 pub mod proxy_protocol;
 mod scan;
@@ -442,13 +443,12 @@ async fn serve_h2(
     let rt = svc.shared.runtime.load_full();
     let shared = svc.shared.clone();
     let state = svc.conn.clone();
-    let conn = h2_builder(&rt).serve_connection(io, svc);
     let watch = Watchdog {
         state: &state,
         h2: true,
         born,
     };
-    drive_until_stopped(conn, &shared, &mut ticks, watch, |c| c.graceful_shutdown()).await;
+    drive_h2(io, svc, &rt, &shared, &mut ticks, watch).await;
 }
 
 /// Serves one TLS client connection: the handshake (within `header_read_timeout`), then
@@ -525,8 +525,7 @@ pub async fn serve_tls(
         born,
     };
     if h2 {
-        let conn = h2_builder(&rt).serve_connection(io, svc);
-        drive_until_stopped(conn, &shared, &mut ticks, watch, |c| c.graceful_shutdown()).await;
+        drive_h2(io, svc, &rt, &shared, &mut ticks, watch).await;
     } else {
         let conn = h1_builder(&rt).serve_connection(io, svc).with_upgrades();
         drive_until_stopped(conn, &shared, &mut ticks, watch, |c| c.graceful_shutdown()).await;

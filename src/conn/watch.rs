@@ -130,3 +130,20 @@ pub(super) async fn drive_until_stopped<C: Future<Output = Result<(), hyper::Err
         }
     }
 }
+
+/// Drives an HTTP/2 connection (see [`drive_until_stopped`]), its writes going out once per
+/// poll of the connection (see `held.rs`).
+pub(super) async fn drive_h2<I>(
+    io: I,
+    svc: ProxyService,
+    rt: &proxy::Runtime,
+    shared: &Shared,
+    ticks: &mut tokio::sync::watch::Receiver<u64>,
+    watch: Watchdog<'_>,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let (io, drain) = super::held::held(io);
+    let conn = super::held::FlushAfter::new(h2_builder(rt).serve_connection(io, svc), drain);
+    drive_until_stopped(conn, shared, ticks, watch, |c| c.conn().graceful_shutdown()).await;
+}

@@ -295,6 +295,52 @@ async fn h2c_with_prior_knowledge_and_http1_share_a_plain_listener() {
     lg.shutdown().await;
 }
 
+/// Many streams answered at once on one HTTP/2 connection, h2c and over TLS: every body whole
+/// and its own, though the connection's writes are held and sent together (`conn/held.rs`),
+/// bodies of every size around the hold's bound (32 KiB) included.
+#[tokio::test]
+async fn many_streams_at_once_each_get_their_own_whole_body() {
+    ensure_provider();
+    let b = Backend::start("b").await;
+    let pki = Pki::new("many");
+    let (c, k, _) = pki.issue("site", &["site.test"]);
+    let lg = langur_toml(&tls_config(b.addr, &[(c, k)], "[server]\nh2c = true")).await;
+    async fn check<T>(io: T, scheme: &str)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+            TokioExecutor::new(),
+            TokioIo::new(io),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let sizes: Vec<usize> = (0..60).map(|i| 1 + i * 1187).collect();
+        let gets = sizes.iter().map(|&n| {
+            let mut send = send.clone();
+            async move {
+                let req = http::Request::get(format!("{scheme}://x/fill/{n}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let resp = send.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let got = resp.into_body().collect().await.unwrap().to_bytes();
+                assert!(
+                    got[..] == common::fill(n)[..],
+                    "{scheme}: /fill/{n} came whole"
+                );
+            }
+        });
+        futures_util::future::join_all(gets).await;
+    }
+    let plain = TcpStream::connect(lg.listen_addrs()[0]).await.unwrap();
+    check(plain, "http").await;
+    let tls = tls_connect(&pki, lg.tls_addrs()[0], "site.test", &[b"h2"]).await;
+    check(tls, "https").await;
+    lg.shutdown().await;
+}
+
 /// An HTTP/2 (h2c) server answering like a gRPC service: the request body echoed back, then
 /// trailers with `grpc-status`.
 async fn grpc_like_backend() -> SocketAddr {

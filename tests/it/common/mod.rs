@@ -138,6 +138,11 @@ async fn behave(name: &str, req: Request<Incoming>) -> Response<Body> {
         *resp.status_mut() = status;
         return resp;
     }
+    if let Some(n) = path.strip_prefix("/fill/") {
+        // `n` bytes, byte i being (i + n) % 251: a body that tells its own length.
+        let n: usize = n.parse().unwrap_or(0);
+        return named(full(fill(n)));
+    }
     if let Some(ms) = path.strip_prefix("/slow/") {
         let ms: u64 = ms.parse().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -193,6 +198,11 @@ async fn behave(name: &str, req: Request<Incoming>) -> Response<Body> {
         }
         _ => named(full(name.to_string())),
     }
+}
+
+/// The body `/fill/{n}` answers: `n` bytes, byte i being (i + n) % 251.
+pub fn fill(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i + n) % 251) as u8).collect()
 }
 
 fn futures_stream<T: Send + 'static>(items: Vec<T>) -> impl futures_util::Stream<Item = T> + Send {
