@@ -47,6 +47,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::lane::Outcome;
+mod first;
 mod held;
 mod per_client;
 pub mod proxy_protocol;
@@ -233,11 +234,7 @@ pub async fn serve(mut conn: Parked, ctx: Ctx, fresh: bool) {
     }
     let svc = ProxyService::plain(shared, &conn);
     if let Some(f) = fresh {
-        let h2 = match pending.is_empty() {
-            true => first_bytes(&conn.stream, tokio::time::Instant::now() + f.wait, f.h2c).await,
-            false => Some(f.h2c && pending.starts_with(b"PRI ")),
-        };
-        match h2 {
+        match first::h2_or_not(&mut conn, &mut pending, &f).await {
             None => return,
             Some(false) => {}
             Some(true) => {
@@ -315,55 +312,6 @@ impl Fresh {
             h2c: rt.h2c,
             origin: rt.clients.proxy_protocol.is_some() || rt.send_proxy,
         }
-    }
-}
-
-/// Waits (until `deadline`) for a new connection's first bytes, peeked so the lane or hyper
-/// reads them: a first byte, or with h2c on, until `PRI ` (the start of the HTTP/2 preface, not
-/// an HTTP/1 method anyone uses) is told from anything else. `None`: the client closed or sent
-/// nothing in time; else whether it speaks HTTP/2 with prior knowledge. A peek, not a readiness
-/// wait: a socket may be reported readable before any byte arrived.
-async fn first_bytes(
-    stream: &ClientStream,
-    deadline: tokio::time::Instant,
-    h2c: bool,
-) -> Option<bool> {
-    // One timer, for the deadline and the short pauses below, and the socket polled directly
-    // (a small future: a connection waiting for its first bytes is a task of its own).
-    let sleep = tokio::time::sleep_until(deadline);
-    tokio::pin!(sleep);
-    let mut peek = [0u8; 4];
-    // The pause between looks at a partial `PRI `: doubled each time (5 ms up to 320 ms), so a
-    // client that sends `P` and stops costs a few wake-ups, not one every 5 ms.
-    let mut pause = Duration::from_millis(5);
-    loop {
-        let n = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = stream.poll_peek(cx, &mut peek) {
-                return Poll::Ready(r.ok().filter(|&n| n != Some(0)));
-            }
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await?;
-        // A Unix-domain socket cannot be peeked: its clients speak HTTP/1 first.
-        let Some(n) = n else { return Some(false) };
-        if !h2c || peek[..n] != b"PRI "[..n] {
-            return Some(false);
-        }
-        if n == 4 {
-            return Some(true);
-        }
-        // Part of `PRI ` so far: the socket stays readable, so look again shortly.
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        sleep.as_mut().reset(deadline.min(now + pause));
-        (&mut sleep).await;
-        sleep.as_mut().reset(deadline);
-        pause = (pause * 2).min(Duration::from_millis(320));
     }
 }
 

@@ -52,7 +52,7 @@ const FIELDS: usize = 100;
 /// Longer request targets go to hyper (which answers 414 over this length).
 const MAX_URI: usize = u16::MAX as usize - 1;
 /// Read buffer: a new one is this big; it is topped up when less than `READ_MIN` is left.
-const READ_BUF: usize = 8 * 1024;
+pub(crate) const READ_BUF: usize = 8 * 1024;
 const READ_MIN: usize = 1024;
 /// Body pieces this big are written as they are, not copied into the output buffer.
 const DIRECT: usize = 16 * 1024;
@@ -92,10 +92,19 @@ impl<'c> Lane<'c> {
         stall: Duration,
         front: Option<&'c Front>,
     ) -> Lane<'c> {
+        // Bytes read before (a new connection's first read) become the read buffer, whose
+        // room is then used for the next read instead of a buffer of its own.
+        let (pending, buf) = match pending.is_empty() {
+            true => (pending, BytesMut::new()),
+            false => match pending.try_into_mut() {
+                Ok(buf) => (Bytes::new(), buf),
+                Err(pending) => (pending, BytesMut::new()),
+            },
+        };
         Lane {
             stream,
             pending,
-            buf: BytesMut::new(),
+            buf,
             out: Vec::new(),
             stall,
             front,

@@ -42,6 +42,14 @@ impl ClientStream {
         })
     }
 
+    /// Whether the socket has something to read (as `TcpStream::poll_read_ready`).
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ClientStream::Tcp(s) => s.poll_read_ready(cx),
+            ClientStream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
     /// Resolves when the socket has something to read (as `TcpStream::readable`; one waiter).
     pub fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + '_ {
         std::future::poll_fn(move |cx| match self {
