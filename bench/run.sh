@@ -21,6 +21,13 @@
 #            TLS 1.3 handshake each time (wrk resumes no session).
 #   h2       HTTP/2 over TLS: h2load with 10 connections x 100 concurrent streams against each
 #            proxy terminating TLS with ALPN h2 (HTTP/1.1 to the backends, as before).
+#   close    the proxy table with a new client connection per request (`Connection: close`).
+#   large    the proxy table with 64 KiB and 1 MiB responses (keep-alive).
+#   h2c      HTTP/2 with prior knowledge (cleartext), h2load 10 connections x 100 streams.
+#   hosts    a routing table of 1000 virtual hosts (requests for the 500th): nginx server
+#            blocks, HAProxy a map from Host to backend, langur 1000 routes with `host`.
+#   limit    a rate-limited route whose limit is never reached (per client address): nginx
+#            limit_req, HAProxy a stick table tracking http_req_rate, langur `rate_limit`.
 #   gzip     a 64 KiB text/html response compressed on its way by each proxy (gzip at level 1
 #            for all: nginx's gzip_comp_level 1, langur's level "fast", HAProxy's libslz), and
 #            langur's cache serving the stored gzip form against an identity hit.
@@ -39,7 +46,7 @@
 # Installs haproxy, nginx, wrk, curl and h2load (nghttp2-client) with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy cache https handshake h2 idle workers gzip cluster}
+sections=${*:-proxy close large cache https handshake h2 h2c hosts limit idle workers gzip cluster}
 ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 WORKERS=${WORKERS:-1}
 if [ "$WORKERS" = 1 ]; then CPUS=${CPUS:-1}; else CPUS=${CPUS:-1-$WORKERS}; fi
@@ -62,6 +69,8 @@ BACKENDS="127.0.0.1:$B1 127.0.0.1:$B2 127.0.0.1:$B3"
 hz=$(getconf CLK_TCK)
 
 head -c "$BODY" /dev/zero | tr '\0' 'x' >"$work/body"
+head -c 65536 /dev/zero | tr '\0' 'x' >"$work/64k"
+head -c 1048576 /dev/zero | tr '\0' 'x' >"$work/1m"
 # 64 KiB of text that compresses well but not trivially (about 6:1 with gzip -1).
 awk 'BEGIN { while (n < 65536) { l = sprintf("<p>line %d of the page, id %d</p>\n", i, i * 7919 % 1000); printf "%s", l; n += length(l); i++ } }' >"$work/page.html"
 cat >"$work/be.conf" <<CONF
@@ -73,7 +82,8 @@ http { access_log off; keepalive_requests 1000000;
            location = /cached { alias $work/body; default_type text/plain;
                                 add_header Cache-Control "public, max-age=3600"; }
            location = /page.html { root $work; add_header Cache-Control "public, max-age=3600"; }
-           location /c/ { root $work; try_files /body =404; add_header Cache-Control "public, max-age=3600"; } } }
+           location /c/ { root $work; try_files /body =404; add_header Cache-Control "public, max-age=3600"; }
+           location = /64k { root $work; } location = /1m { root $work; } } }
 CONF
 mkdir -p "$work/be" "$work/nx" "$work/or"
 taskset -c "$CLIENT_CPUS" nginx -c "$work/be.conf" -p "$work/be" & echo $! >>"$work/pids"
@@ -202,6 +212,44 @@ CMD[langur-l2-hit]="$BIN run -c $work/langur-l2.toml --workers $WORKERS --no-acc
 CMD[langur-limit]="$BIN run -c $work/langur-rl.toml --workers $WORKERS --no-access-log"
 CMD[langur-limit-cluster]="$BIN run -c $work/langur-rl-cluster.toml --workers $WORKERS --no-access-log"
 printf 'request = function() return wrk.format(nil, "/c/" .. math.random(1000)) end\n' >"$work/spread.lua"
+# h2c: HTTP/2 with prior knowledge on the plain port.
+sed -e "s|^  bind 127.0.0.1:$PORT$|  bind 127.0.0.1:$PORT proto h2|" "$work/haproxy.cfg" >"$work/haproxy-h2c.cfg"
+sed -e "s|listen 127.0.0.1:$PORT;|listen 127.0.0.1:$PORT http2;|" -e "s|pid $work/nx.pid|pid $work/nh.pid|" "$work/nginx.conf" >"$work/nginx-h2c.conf"
+sed -e 's/^access_log = false$/access_log = false\nh2c = true/' "$work/langur.toml" >"$work/langur-h2c.toml"
+mkdir -p "$work/nh"
+CMD[haproxy-h2c]="haproxy -f $work/haproxy-h2c.cfg -db"
+CMD[nginx-h2c]="nginx -c $work/nginx-h2c.conf -p $work/nh"
+CMD[langur-h2c]="$BIN run -c $work/langur-h2c.toml --workers $WORKERS --no-access-log"
+# hosts: 1000 virtual hosts, requests for h500.test.
+{
+  printf 'worker_processes %s; daemon off; pid %s/nv.pid; error_log %s/nv.err;\n' "$WORKERS" "$work" "$work"
+  printf 'worker_rlimit_nofile 30000;\nevents { worker_connections 20000; }\n'
+  printf 'http { access_log off; keepalive_requests 1000000; server_names_hash_max_size 4096;\n'
+  printf '  upstream be { server 127.0.0.1:%s; server 127.0.0.1:%s; server 127.0.0.1:%s; keepalive 128; }\n' $B1 $B2 $B3
+  for i in $(seq 1000); do
+    printf '  server { listen 127.0.0.1:%s; server_name h%s.test; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n' "$PORT" "$i"
+  done
+  printf '}\n'
+} >"$work/nginx-hosts.conf"
+for i in $(seq 1000); do echo "h$i.test be"; done >"$work/hosts.map"
+sed -e "s|^  default_backend be$|  use_backend %[req.hdr(host),lower,map_str($work/hosts.map)]\n  default_backend be|" "$work/haproxy.cfg" >"$work/haproxy-hosts.cfg"
+{
+  sed -e '/^\[\[route\]\]$/,$d' "$work/langur.toml"
+  for i in $(seq 1000); do printf '[[route]]\nhost = ["h%s.test"]\nmatch = [%s]\npool = "bench"\n' "$i" "'^/'"; done
+  sed -n '/^\[pools.bench\]$/,$p' "$work/langur.toml"
+} >"$work/langur-hosts.toml"
+mkdir -p "$work/nv"
+CMD[haproxy-hosts]="haproxy -f $work/haproxy-hosts.cfg -db"
+CMD[nginx-hosts]="nginx -c $work/nginx-hosts.conf -p $work/nv"
+CMD[langur-hosts]="$BIN run -c $work/langur-hosts.toml --workers $WORKERS --no-access-log"
+# limit: a per-address rate limit that is never reached (the cost of counting).
+sed -e 's|^  default_backend be$|  stick-table type ip size 100k expire 10s store http_req_rate(1s)\n  http-request track-sc0 src\n  http-request deny deny_status 429 if { sc_http_req_rate(0) gt 100000 }\n  default_backend be|' "$work/haproxy.cfg" >"$work/haproxy-limit.cfg"
+sed -e 's|^http { |http { limit_req_zone $binary_remote_addr zone=rl:10m rate=100000r/s; |' \
+  -e 's|location / { proxy_pass|location / { limit_req zone=rl burst=1000 nodelay; proxy_pass|' \
+  -e "s|pid $work/nx.pid|pid $work/nl.pid|" "$work/nginx.conf" >"$work/nginx-limit.conf"
+mkdir -p "$work/nl"
+CMD[haproxy-limit]="haproxy -f $work/haproxy-limit.cfg -db"
+CMD[nginx-limit]="nginx -c $work/nginx-limit.conf -p $work/nl"
 # Extra wrk arguments per server name (measure()).
 declare -A WRK
 for n in langur-origin langur-l2-hit; do WRK[$n]="-s $work/spread.lua"; done
@@ -209,6 +257,7 @@ for n in langur-origin langur-l2-hit; do WRK[$n]="-s $work/spread.lua"; done
 declare -A HDR
 for n in nginx-gzip haproxy-gzip langur-gzip langur-gzip-hit; do HDR[$n]="Accept-Encoding: gzip"; done
 HDR[langur-identity-hit]="Accept-Encoding: identity"
+for n in haproxy-hosts nginx-hosts langur-hosts; do HDR[$n]="Host: h500.test"; done
 
 cpu_ticks() { # "utime stime" of a process (all its threads) and its children (nginx's worker)
   local u=0 s=0 p f
@@ -221,7 +270,7 @@ cpu_ticks() { # "utime stime" of a process (all its threads) and its children (n
 start() { # name cpus -> pid
   taskset -c "$2" bash -c "ulimit -n 65536 2>/dev/null; exec ${CMD[$1]}" >"$work/$1.out" 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT/" && break; sleep 0.05; done
+  for _ in $(seq 100); do curl -sk ${CURL_OPTS:-} -o /dev/null "$SCHEME://127.0.0.1:$PORT/" && break; sleep 0.05; done
   echo $pid
 }
 redis_ticks() { # CPU ticks of the bench's redis-server so far (0 when none runs)
@@ -256,9 +305,9 @@ measure_h2() { # results-file names... : like measure, with h2load (10 connectio
   local out=$1 name pid u0 s0 u1 s1; shift
   for name in "$@"; do
     pid=$(start $name "$CPUS")
-    taskset -c "$CLIENT_CPUS" h2load -c10 -m100 -D1 "https://127.0.0.1:$PORT/" >/dev/null 2>&1
+    taskset -c "$CLIENT_CPUS" h2load -c10 -m100 -D1 "$SCHEME://127.0.0.1:$PORT/" >/dev/null 2>&1
     read -r u0 s0 <<<"$(cpu_ticks $pid)"
-    taskset -c "$CLIENT_CPUS" h2load -c10 -m100 -D"$DUR" "https://127.0.0.1:$PORT/" >"$work/h2load" 2>&1
+    taskset -c "$CLIENT_CPUS" h2load -c10 -m100 -D"$DUR" "$SCHEME://127.0.0.1:$PORT/" >"$work/h2load" 2>&1
     read -r u1 s1 <<<"$(cpu_ticks $pid)"
     stop $pid
     awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v hz="$hz" '
@@ -275,7 +324,25 @@ report() { # results-file title base name... : medians per server and CPU agains
     cpu=$(median "$f" $name 4)
     printf '%-12s %12s %10s %12s %14s\n' $name "$(median "$f" $name 2)" "$(median "$f" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$b" 'BEGIN {printf "%.3f", a/b}')"
   done
+  best_peer "$f" "$@"
   echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$f"
+}
+best_peer() { # results-file name...: each langur row's CPU per request against the best peer's
+  # (the lowest median among the others), and per round
+  local f=$1 name best="" bn="" cpu; shift
+  for name in "$@"; do
+    [[ $name == langur* ]] && continue
+    cpu=$(median "$f" "$name" 4)
+    if [ -z "$best" ] || awk -v a="$cpu" -v b="$best" 'BEGIN {exit !(a < b)}'; then best=$cpu bn=$name; fi
+  done
+  for name in "$@"; do
+    [[ $name == langur* ]] || continue
+    cpu=$(median "$f" "$name" 4)
+    printf '%s vs best peer (%s): %s; per round:' "$name" "$bn" "$(awk -v a="$cpu" -v b="$best" 'BEGIN {printf "%.3f", a/b}')"
+    awk -v l="$name" -v peers="$*" 'BEGIN {n = split(peers, p, " "); for (i = 1; i <= n; i++) if (p[i] !~ /^langur/) isp[p[i]] = 1}
+      $1 == l {x[++nl] = $4} ($1 in isp) {r = int(seen[$1]++); if (!(r in m) || $4 < m[r]) m[r] = $4}
+      END {for (i = 1; i <= nl; i++) printf " %.3f", x[i] / m[i - 1]; printf "\n"}' "$f"
+  done
 }
 rotated() { # round names...: the names rotated by the round number, so that each proxy takes
   # each place in the order across rounds (the machine drifts; a fixed order would favour one)
@@ -382,6 +449,47 @@ if [[ " $sections " == *" h2 "* ]]; then
   SCHEME=http
   report "$work/h2results" "== h2: HTTP/2 over TLS, h2load with 10 connections x 100 streams, 1 worker, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s (latency column: h2load's mean per request, ms)" \
     haproxy-h2 haproxy-h2 nginx-h2 langur-h2
+fi
+
+if [[ " $sections " == *" close "* ]]; then
+  for n in haproxy nginx langur; do HDR[$n]="Connection: close"; done
+  : >"$work/xresults"
+  for r in $(seq "$ROUNDS"); do measure "$work/xresults" / $(rotated "$r" haproxy nginx langur); done
+  for n in haproxy nginx langur; do unset "HDR[$n]"; done
+  report "$work/xresults" "== close: a new client connection per request (Connection: close), 1 worker, $CONNS clients, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
+    haproxy haproxy nginx langur
+fi
+
+if [[ " $sections " == *" large "* ]]; then
+  for size in 64k 1m; do
+    : >"$work/lresults-$size"
+    for r in $(seq "$ROUNDS"); do measure "$work/lresults-$size" "/$size" $(rotated "$r" haproxy nginx langur); done
+    report "$work/lresults-$size" "== large: $size responses, 1 worker, $CONNS keep-alive connections, median of $ROUNDS runs of ${DUR}s" \
+      haproxy haproxy nginx langur
+  done
+fi
+
+if [[ " $sections " == *" h2c "* ]]; then
+  CURL_OPTS=--http2-prior-knowledge
+  : >"$work/h2cresults"
+  for r in $(seq "$ROUNDS"); do measure_h2 "$work/h2cresults" $(rotated "$r" haproxy-h2c nginx-h2c langur-h2c); done
+  CURL_OPTS=
+  report "$work/h2cresults" "== h2c: HTTP/2 with prior knowledge, h2load with 10 connections x 100 streams, 1 worker, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s (latency column: h2load's mean per request, ms)" \
+    haproxy-h2c haproxy-h2c nginx-h2c langur-h2c
+fi
+
+if [[ " $sections " == *" hosts "* ]]; then
+  : >"$work/vresults"
+  for r in $(seq "$ROUNDS"); do measure "$work/vresults" / $(rotated "$r" haproxy-hosts nginx-hosts langur-hosts); done
+  report "$work/vresults" "== hosts: 1000 virtual hosts, requests for the 500th, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
+    haproxy-hosts haproxy-hosts nginx-hosts langur-hosts
+fi
+
+if [[ " $sections " == *" limit "* ]]; then
+  : >"$work/rresults"
+  for r in $(seq "$ROUNDS"); do measure "$work/rresults" / $(rotated "$r" haproxy-limit nginx-limit langur-limit); done
+  report "$work/rresults" "== limit: a rate limit per client address that is never reached, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
+    haproxy-limit haproxy-limit nginx-limit langur-limit
 fi
 
 if [[ " $sections " == *" gzip "* ]]; then
