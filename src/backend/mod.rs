@@ -759,6 +759,11 @@ impl InFlight {
         self.1 = true;
     }
 
+    /// Requests in flight on the server now, this one included (every worker's).
+    pub fn now(&self) -> usize {
+        self.0.in_flight.load(Ordering::Relaxed)
+    }
+
     /// This request is the one that made the server back off: its own completion does not end
     /// the backoff (another request's does).
     pub fn keep_backoff(&mut self) {

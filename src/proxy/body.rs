@@ -49,7 +49,7 @@ enum Kind {
 pub struct ProxyBody {
     kind: Kind,
     /// Held (not read) so the server counts this request until the body is done.
-    _in_flight: Option<InFlight>,
+    in_flight: Option<InFlight>,
     reuse: Option<Reusable>,
     log: Option<AccessLog>,
     bytes: u64,
@@ -107,7 +107,7 @@ impl ProxyBody {
         ProxyBody {
             bytes: data.len() as u64,
             kind: Kind::Full(if data.is_empty() { None } else { Some(data) }),
-            _in_flight: None,
+            in_flight: None,
             reuse: None,
             log,
             ended: true,
@@ -159,7 +159,7 @@ impl ProxyBody {
         let reader = tokio_util::io::ReaderStream::with_capacity(f.take(len), 64 * 1024);
         Ok(ProxyBody {
             kind: Kind::File(Box::new(reader), len),
-            _in_flight: None,
+            in_flight: None,
             reuse: None,
             log,
             bytes: 0,
@@ -181,7 +181,7 @@ impl ProxyBody {
     ) -> ProxyBody {
         let mut b = ProxyBody {
             kind: Kind::Upstream(body),
-            _in_flight: Some(in_flight),
+            in_flight: Some(in_flight),
             reuse: Some(reuse),
             log,
             bytes: 0,
@@ -278,7 +278,8 @@ impl ProxyBody {
             // An HTTP/2 connection is shared, not taken: nothing to give back.
             if let Kind::Upstream(crate::upstream::UpstreamBody::H1(b)) = &mut self.kind {
                 if let Some(c) = b.take_reusable() {
-                    r.peer.put_idle(c, r.max_idle);
+                    let busy = self.in_flight.as_ref().map_or(0, |f| f.now());
+                    r.peer.put_idle(c, r.max_idle, busy);
                 }
             }
         }

@@ -131,14 +131,34 @@ impl Peer {
     /// Returns a connection whose last exchange finished cleanly. Every 16th time the oldest
     /// idle connection is looked at too, and dropped if its server closed it (idle connections
     /// are not watched otherwise), so closed ones do not linger at the bottom of the list.
-    pub fn put_idle(&self, sender: H1, max_idle: usize) {
+    ///
+    /// A worker keeps up to `max_idle` idle connections to the server, or as many as its share
+    /// of the most requests in flight there (`in_flight`: all workers', now) in the last
+    /// [`PEAK_HOLD_MS`], whichever is more: a load of 1 000 requests at a time on three servers
+    /// would otherwise close and reopen connections all along, at the end of every burst
+    /// (HAProxy keeps every idle connection by default). When the load falls, each connection
+    /// given back past the limit takes the oldest idle one with it. The clock is read only
+    /// while the share is above `max_idle` or at a new high.
+    pub fn put_idle(&self, sender: H1, max_idle: usize, in_flight: usize) {
+        let share = in_flight.div_ceil(self.idle.len());
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
+        if share > idle.peak {
+            (idle.peak, idle.peak_at_ms) = (share, crate::clock::now_ms());
+        } else if idle.peak > max_idle {
+            let now = crate::clock::now_ms();
+            if now.saturating_sub(idle.peak_at_ms) > PEAK_HOLD_MS {
+                (idle.peak, idle.peak_at_ms) = (share, now);
+            }
+        }
+        let limit = max_idle.max(idle.peak);
         idle.puts = idle.puts.wrapping_add(1);
         if idle.puts % 16 == 0 && idle.conns.first_mut().is_some_and(|c| !c.is_reusable()) {
             idle.conns.remove(0);
         }
-        if idle.conns.len() < max_idle {
+        if idle.conns.len() < limit {
             idle.conns.push(sender);
+        } else if idle.conns.len() > limit {
+            idle.conns.remove(0);
         }
     }
 
@@ -153,7 +173,14 @@ struct IdleList {
     conns: Vec<H1>,
     /// Connections given back so far (paces the look at the oldest one).
     puts: u8,
+    /// The most requests in flight on the server (this worker's share) seen lately, and
+    /// when (milliseconds, [`crate::clock::now_ms`]).
+    peak: usize,
+    peak_at_ms: u64,
 }
+
+/// How long a peak of requests in flight keeps idle connections past the usual limit.
+pub const PEAK_HOLD_MS: u64 = 10_000;
 
 /// Something [`Peer::kill_all`] can end: a task (tunnels, HTTP/2 connections) or an
 /// HTTP/1.1 connection, which is not a task (the request's task drives it).

@@ -12,8 +12,12 @@ use http::Method;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// The answer to a path: pieces written one by one (flushed, with `gap` between them).
 fn script(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
@@ -670,6 +674,79 @@ async fn expect_100_continue_asks_the_server_first() {
         !seen[4].head.to_ascii_lowercase().contains("expect"),
         "{}",
         seen[4].head
+    );
+    lg.shutdown().await;
+}
+
+/// A server that answers no request until `n` have arrived, then all of them (so `n` are in
+/// flight at once whatever the machine's speed), and counts the connections it accepted.
+async fn gated_origin(n: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let (arrived, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let (arrived, gate) = (arrived.clone(), gate.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let mut head = Vec::new();
+                    while common::find(&head, b"\r\n\r\n").is_none() {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => head.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    // Made before counting, so the last arrival's wake-up cannot be missed.
+                    let open = gate.notified();
+                    if arrived.fetch_add(1, Ordering::SeqCst) % n == n - 1 {
+                        gate.notify_waiters();
+                    } else {
+                        open.await;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// With more requests in flight on a server than the 256 idle connections a worker otherwise
+/// keeps, its idle list grows with the load: a second wave of 300 requests at a time reuses
+/// the first wave's connections instead of opening new ones (before, 44 were closed at the
+/// end of each wave and opened again in the next). The peak holds for 10 s
+/// (`PEAK_HOLD_MS`), then the usual limit applies again.
+#[tokio::test]
+async fn idle_connections_follow_the_load_past_the_default_limit() {
+    let (origin, conns) = gated_origin(300).await;
+    let lg = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\npool = \"p\"\n[pools.p]\nservers = [\"{origin}\"]\n"
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let wave = || async {
+        let all = futures_util::future::join_all((0..300).map(|_| get(at, "/")));
+        let done = tokio::time::timeout(Duration::from_secs(30), all).await;
+        assert!(done.unwrap().iter().all(|r| r.status == 200));
+    };
+    wave().await;
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        300,
+        "the first wave's connections"
+    );
+    wave().await;
+    let opened = conns.load(Ordering::SeqCst) - 300;
+    assert!(
+        opened <= 2,
+        "the second wave opened {opened} new connections"
     );
     lg.shutdown().await;
 }
