@@ -320,7 +320,12 @@ async fn run(
             lane.out = Vec::new();
         }
         if close {
-            let _ = lane.stream.shutdown().await;
+            // A client that asked to close sends nothing more (RFC 9112 9.6), and all it sent
+            // was read: the socket's close sends the FIN, as nginx does. Otherwise (langur
+            // closes, or bytes came after the request) the FIN is sent first, on its own.
+            if !(head.close && lane.drained()) {
+                let _ = lane.stream.shutdown().await;
+            }
             return Outcome::Close;
         }
     }
