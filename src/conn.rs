@@ -234,7 +234,8 @@ pub async fn serve(mut conn: Parked, ctx: Ctx, fresh: bool) {
     }
     let svc = ProxyService::plain(shared, &conn);
     if let Some(f) = fresh {
-        match first::h2_or_not(&mut conn, &mut pending, &f).await {
+        // Boxed: the first bytes' buffer and timer stay out of the connection's future.
+        match Box::pin(first::h2_or_not(&mut conn, &mut pending, &f)).await {
             None => return,
             Some(false) => {}
             Some(true) => {

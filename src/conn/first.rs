@@ -3,42 +3,55 @@
 
 use super::*;
 
-/// Whether a new connection speaks HTTP/2 with prior knowledge (h2c), its first bytes read
-/// into `pending` when none were read before (after a PROXY header). `None`: it closed, or
-/// sent nothing within `header_read_timeout`.
+/// Whether a new connection speaks HTTP/2 with prior knowledge (h2c), with its first bytes
+/// in `pending`: read here, after any read before (what followed a PROXY header on a
+/// Unix-domain socket, which may be a part of `PRI `). `None`: it closed, or sent nothing
+/// within `header_read_timeout`.
 pub(super) async fn h2_or_not(conn: &mut Parked, pending: &mut Bytes, f: &Fresh) -> Option<bool> {
-    if !pending.is_empty() {
-        return Some(f.h2c && pending.starts_with(b"PRI "));
+    if let Some(h2) = told(pending, f.h2c) {
+        return Some(h2);
     }
     let deadline = tokio::time::Instant::now() + f.wait;
-    let (read, h2) = first_bytes(&mut conn.stream, deadline, f.h2c).await?;
+    let before = bytes::BytesMut::from(&pending[..]);
+    let (read, h2) = first_bytes(&mut conn.stream, deadline, f.h2c, before).await?;
     if let Some(p) = &conn.permit {
-        p.front().bytes_in(read.len());
+        p.front().bytes_in(read.len() - pending.len());
     }
     *pending = read;
     Some(h2)
 }
 
-/// Waits (until `deadline`) for a new connection's first bytes and reads them, for the lane or
-/// hyper to take from there: one read, or with h2c on, reads until `PRI ` (the start of the
-/// HTTP/2 preface, not an HTTP/1 method anyone uses) is told from anything else. `None`: the
-/// client closed or sent nothing in time; else the bytes read and whether the client speaks
-/// HTTP/2 with prior knowledge. A read, not a peek and
-/// then a read: one system call less per connection. The buffer is taken only once the socket
-/// is readable, so a client that connects and sends nothing holds none.
+/// Whether `first` (a connection's first bytes) starts HTTP/2 with prior knowledge: `None`
+/// while it cannot be told yet (nothing, or a part of `PRI `, the start of the HTTP/2 preface
+/// and not an HTTP/1 method anyone uses).
+fn told(first: &[u8], h2c: bool) -> Option<bool> {
+    let seen = first.len().min(4);
+    if !h2c {
+        return (!first.is_empty()).then_some(false);
+    }
+    if first[..seen] != b"PRI "[..seen] {
+        return Some(false);
+    }
+    (seen == 4).then_some(true)
+}
+
+/// Waits (until `deadline`) for a new connection's first bytes and reads them after `buf` (what
+/// was read before), for the lane or hyper to take from there, until [`told`] can tell.
+/// `None`: the client closed or sent nothing in time; else the bytes and whether the client
+/// speaks HTTP/2 with prior knowledge. A read, not a peek and then a read: one system call
+/// less per connection. The buffer is taken only once the socket is readable, so a client
+/// that connects and sends nothing holds none; a part of `PRI ` waits for the socket, not on
+/// a timer (the bytes were taken).
 async fn first_bytes(
     stream: &mut ClientStream,
     deadline: tokio::time::Instant,
     h2c: bool,
+    mut buf: bytes::BytesMut,
 ) -> Option<(Bytes, bool)> {
-    // One timer, for the deadline and the short pauses below, and the socket polled directly
-    // (a small future: a connection waiting for its first bytes is a task of its own).
+    // One timer, for the deadline, and the socket polled directly (a small future: a
+    // connection waiting for its first bytes is a task of its own).
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
-    let mut buf = bytes::BytesMut::new();
-    // The pause between looks at a partial `PRI `: doubled each time (5 ms up to 320 ms), so a
-    // client that sends `P` and stops costs a few wake-ups, not one every 5 ms.
-    let mut pause_ms: u32 = 5;
     loop {
         std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = poll_first_read(stream, cx, &mut buf) {
@@ -50,23 +63,9 @@ async fn first_bytes(
             Poll::Pending
         })
         .await?;
-        let seen = buf.len().min(4);
-        if !h2c || buf[..seen] != b"PRI "[..seen] {
-            return Some((buf.freeze(), false));
+        if let Some(h2) = told(&buf, h2c) {
+            return Some((buf.freeze(), h2));
         }
-        if seen == 4 {
-            return Some((buf.freeze(), true));
-        }
-        // Part of `PRI ` so far: look again shortly.
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        let pause = Duration::from_millis(pause_ms.into());
-        sleep.as_mut().reset(deadline.min(now + pause));
-        (&mut sleep).await;
-        sleep.as_mut().reset(deadline);
-        pause_ms = (pause_ms * 2).min(320);
     }
 }
 
@@ -76,8 +75,8 @@ fn poll_first_read(
     cx: &mut Context<'_>,
     buf: &mut bytes::BytesMut,
 ) -> Poll<Option<usize>> {
-    if buf.capacity() == 0 {
-        if std::task::ready!(stream.poll_read_ready(cx)).is_err() {
+    if buf.capacity() - buf.len() < crate::lane::READ_BUF / 8 {
+        if buf.is_empty() && std::task::ready!(stream.poll_read_ready(cx)).is_err() {
             return Poll::Ready(None);
         }
         buf.reserve(crate::lane::READ_BUF);

@@ -699,6 +699,88 @@ async fn proxy_headers_over_a_unix_socket() {
     assert_eq!(refused(&lg), [0, 1, 0, 0]);
 }
 
+/// A client's socket whose first `skip` written bytes are dropped (they were sent already).
+struct Skip {
+    io: tokio::net::UnixStream,
+    skip: usize,
+}
+
+impl tokio::io::AsyncRead for Skip {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Skip {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = self.skip.min(buf.len());
+        if n > 0 {
+            self.skip -= n;
+            return std::task::Poll::Ready(Ok(n));
+        }
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A PROXY header on a Unix-domain socket followed, in the same write, by the first bytes of
+/// the HTTP/2 preface (`PR`): langur waits for the rest and serves HTTP/2 (it used to decide
+/// on the two bytes, and closed the connection as a bad HTTP/1 request).
+#[tokio::test]
+async fn a_proxy_header_then_part_of_the_h2c_preface_over_a_unix_socket() {
+    let b = Backend::start("b").await;
+    let d = socket_dir("pph2");
+    let sock = d.join("pp.sock");
+    let lg = langur_toml(&format!(
+        "[server]\nh2c = true\nlisten = [\"unix:{s}\"]\nproxy_protocol = [\"unix:{s}\"]\n\
+         proxy_protocol_from = [\"unix\"]\n\
+         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n[pools.p]\nservers = [\"{}\"]\n",
+        b.addr,
+        s = sock.display()
+    ))
+    .await;
+    let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 80\r\nPR")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let io = hyper_util::rt::TokioIo::new(Skip { io: s, skip: 2 });
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, String>(
+        hyper_util::rt::TokioExecutor::new(),
+        io,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://x/").body(String::new()).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
+        .await
+        .expect("answered")
+        .expect("an HTTP/2 response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("203.0.113.7"));
+    lg.shutdown().await;
+}
+
 /// An origin on a Unix-domain socket: records the first bytes of every connection (to the end
 /// of a request head) and answers `200 unix`.
 fn unix_origin(path: &std::path::Path) -> Arc<Mutex<Vec<Vec<u8>>>> {
