@@ -28,6 +28,8 @@
 #            blocks, HAProxy a map from Host to backend, langur 1000 routes with `host`.
 #   limit    a rate-limited route whose limit is never reached (per client address): nginx
 #            limit_req, HAProxy a stick table tracking http_req_rate, langur `rate_limit`.
+#   static   a file from disk: nginx (the origin row) against langur's `root` route, without and
+#            with `cache = true` (HAProxy serves no files).
 #   gzip     a 64 KiB text/html response compressed on its way by each proxy (gzip at level 1
 #            for all: nginx's gzip_comp_level 1, langur's level "fast", HAProxy's libslz), and
 #            langur's cache serving the stored gzip form against an identity hit.
@@ -46,7 +48,7 @@
 # Installs haproxy, nginx, wrk, curl and h2load (nghttp2-client) with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy close large cache https handshake h2 h2c hosts limit idle workers gzip cluster}
+sections=${*:-proxy close large cache https handshake h2 h2c hosts limit static idle workers gzip cluster}
 ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
 WORKERS=${WORKERS:-1}
 if [ "$WORKERS" = 1 ]; then CPUS=${CPUS:-1}; else CPUS=${CPUS:-1-$WORKERS}; fi
@@ -250,6 +252,12 @@ sed -e 's|^http { |http { limit_req_zone $binary_remote_addr zone=rl:10m rate=10
 mkdir -p "$work/nl"
 CMD[haproxy-limit]="haproxy -f $work/haproxy-limit.cfg -db"
 CMD[nginx-limit]="nginx -c $work/nginx-limit.conf -p $work/nl"
+# static: files from disk, nginx (the origin row) against langur's `root` (HAProxy serves no files).
+sed -e '/^\[\[route\]\]$/,$d' "$work/langur.toml" >"$work/langur-static.toml"
+printf '[[route]]\nmatch = [%s]\nroot = "%s"\n' "'^/'" "$work" >>"$work/langur-static.toml"
+sed -e 's/^root = /cache = true\nroot = /' "$work/langur-static.toml" >"$work/langur-static-cache.toml"
+CMD[langur-static]="$BIN run -c $work/langur-static.toml --workers $WORKERS --no-access-log"
+CMD[langur-static-cache]="$BIN run -c $work/langur-static-cache.toml --workers $WORKERS --no-access-log"
 # Extra wrk arguments per server name (measure()).
 declare -A WRK
 for n in langur-origin langur-l2-hit; do WRK[$n]="-s $work/spread.lua"; done
@@ -490,6 +498,13 @@ if [[ " $sections " == *" limit "* ]]; then
   for r in $(seq "$ROUNDS"); do measure "$work/rresults" / $(rotated "$r" haproxy-limit nginx-limit langur-limit); done
   report "$work/rresults" "== limit: a rate limit per client address that is never reached, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
     haproxy-limit haproxy-limit nginx-limit langur-limit
+fi
+
+if [[ " $sections " == *" static "* ]]; then
+  : >"$work/sresults"
+  for r in $(seq "$ROUNDS"); do measure "$work/sresults" /body $(rotated "$r" origin langur-static langur-static-cache); done
+  report "$work/sresults" "== static: a $BODY-byte file from disk (nginx: the origin row; langur: root, without and with cache), 1 worker, $CONNS keep-alive connections, median of $ROUNDS runs of ${DUR}s" \
+    origin origin langur-static langur-static-cache
 fi
 
 if [[ " $sections " == *" gzip "* ]]; then

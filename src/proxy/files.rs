@@ -136,25 +136,20 @@ async fn sibling(
     if accept.q(Coding::Identity) > accept.q(*first) {
         return None;
     }
-    let (root, path) = (root.to_path_buf(), path.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        wanted.into_iter().find_map(|c| {
-            let ext = match c {
-                Coding::Gzip => "gz",
-                Coding::Br => "br",
-                Coding::Zstd => "zst",
-                Coding::Identity => return None,
-            };
-            let mut name = path.clone().into_os_string();
-            name.push(".");
-            name.push(ext);
-            let real = std::fs::canonicalize(PathBuf::from(name)).ok()?;
-            let meta = std::fs::metadata(&real).ok()?;
-            (real.starts_with(&root) && meta.is_file()).then_some((c, real, meta))
-        })
+    wanted.into_iter().find_map(|c| {
+        let ext = match c {
+            Coding::Gzip => "gz",
+            Coding::Br => "br",
+            Coding::Zstd => "zst",
+            Coding::Identity => return None,
+        };
+        let mut name = path.as_os_str().to_owned();
+        name.push(".");
+        name.push(ext);
+        let real = std::fs::canonicalize(PathBuf::from(name)).ok()?;
+        let meta = std::fs::metadata(&real).ok()?;
+        (real.starts_with(root) && meta.is_file()).then_some((c, real, meta))
     })
-    .await
-    .ok()?
 }
 
 /// What a request asks of a kept file.
@@ -312,6 +307,11 @@ async fn stream(
     }
     let body = if method == Method::HEAD {
         ProxyBody::full(Bytes::new(), log)
+    } else if let Some(data) = (len <= READ_INLINE_MAX)
+        .then(|| read_inline(&path, start, len))
+        .flatten()
+    {
+        ProxyBody::full(data, log)
     } else {
         match ProxyBody::file(&path, start, len, log).await {
             Ok(b) => b,
@@ -322,6 +322,25 @@ async fn stream(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// Files (or ranges) up to this size are read whole in the worker's own thread, as nginx reads
+/// files (its `aio` is off by default): from the page cache such a read takes microseconds,
+/// where tokio's blocking pool costs a thread's wake-up for each step. Larger ones stream from
+/// the blocking pool in 64 KiB chunks.
+const READ_INLINE_MAX: u64 = 64 * 1024;
+
+/// `len` bytes of `path` from `start`; `None` when the file cannot be read or has changed size
+/// (the streaming path then answers as it would).
+fn read_inline(path: &Path, start: u64, len: u64) -> Option<Bytes> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path).ok()?;
+    if start > 0 {
+        f.seek(std::io::SeekFrom::Start(start)).ok()?;
+    }
+    let mut data = Vec::with_capacity(usize::try_from(len).ok()?);
+    f.take(len).read_to_end(&mut data).ok()?;
+    (data.len() as u64 == len).then(|| Bytes::from(data))
 }
 
 fn plain(
@@ -343,8 +362,6 @@ fn plain(
     r
 }
 
-/// Maps a request path to a file under `root` (already canonical) and its metadata, in one
-/// blocking call, or `None` for anything that is missing, refused, or resolves outside the root.
 /// What a request path names under a root.
 #[derive(Debug)]
 pub enum Resolved {
@@ -358,28 +375,24 @@ pub enum Resolved {
 /// Resolves a request path under `root`: `None` (404) for anything outside it, missing, or a
 /// file asked for as a directory (`/a.txt/`).
 pub async fn resolve(root: &Path, path: &str) -> Option<Resolved> {
+    // In the worker's thread, as nginx's `open` and `stat` are (see `READ_INLINE_MAX`).
     let candidate = root.join(safe_relative(path)?);
-    let root = root.to_path_buf();
     let as_directory = path.ends_with('/');
-    tokio::task::spawn_blocking(move || {
-        let inside = |p: &Path| {
-            let real = std::fs::canonicalize(p).ok()?;
-            let meta = std::fs::metadata(&real).ok()?;
-            real.starts_with(&root).then_some((real, meta))
-        };
-        let (mut real, mut meta) = inside(&candidate)?;
-        if meta.is_dir() {
-            if !as_directory {
-                return Some(Resolved::Directory);
-            }
-            (real, meta) = inside(&real.join("index.html"))?;
-        } else if as_directory {
-            return None;
+    let inside = |p: &Path| {
+        let real = std::fs::canonicalize(p).ok()?;
+        let meta = std::fs::metadata(&real).ok()?;
+        real.starts_with(root).then_some((real, meta))
+    };
+    let (mut real, mut meta) = inside(&candidate)?;
+    if meta.is_dir() {
+        if !as_directory {
+            return Some(Resolved::Directory);
         }
-        meta.is_file().then_some(Resolved::File(real, meta))
-    })
-    .await
-    .ok()?
+        (real, meta) = inside(&real.join("index.html"))?;
+    } else if as_directory {
+        return None;
+    }
+    meta.is_file().then_some(Resolved::File(real, meta))
 }
 
 /// 301 to the same path with a trailing slash (the query kept).
