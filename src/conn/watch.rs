@@ -16,6 +16,8 @@ pub(super) fn wait_of(state: &ConnState, h2: bool) -> Wait {
     // while other streams are busy.
     if scan & 1 == 1 && (h2 || !busy) {
         Wait::Reading(scan)
+    } else if busy && state.owed.load(Ordering::Relaxed) > 0 {
+        Wait::Owed(state.body_polls.load(Ordering::Relaxed))
     } else if busy {
         Wait::Busy
     } else {
@@ -29,6 +31,10 @@ pub(super) enum Wait {
     /// An exchange in progress: its own timers apply (`body_timeout`, `request_timeout`, the
     /// pool's), not the connection's.
     Busy,
+    /// A response body hyper owes the client and has not asked for since (an HTTP/2 client
+    /// that grants no flow-control window, or a client that reads nothing), after this many
+    /// polls of the connection's bodies: `body_timeout`, as for a client that takes no bytes.
+    Owed(u64),
     /// Part of a head, the HTTP/2 preface or an unfinished HTTP/2 header block has arrived
     /// (`header_read_timeout`); the scanner's view, so progress to the next one starts anew.
     Reading(u64),
@@ -41,6 +47,7 @@ impl Wait {
     pub(super) fn limit(self, limits: &crate::config::Limits) -> Option<Duration> {
         match self {
             Wait::Busy => None,
+            Wait::Owed(_) => Some(limits.body_timeout),
             Wait::Reading(_) | Wait::Idle(0) => Some(limits.header_read_timeout),
             Wait::Idle(_) => Some(limits.keepalive_timeout),
         }

@@ -19,6 +19,7 @@ use crate::upstream::peer::Peer;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -56,6 +57,8 @@ pub struct ProxyBody {
     ended: bool,
     /// The client connection, told when this body did not end cleanly.
     conn: Option<Arc<ConnState>>,
+    /// Counted among the connection's bodies hyper owes the client (see [`ConnState::owed`]).
+    owed: bool,
     /// A cache entry being filled from this body as it streams by.
     fill: Option<Box<Fill>>,
     /// The body is re-coded on its way to the client.
@@ -112,6 +115,7 @@ impl ProxyBody {
             log,
             ended: true,
             conn: None,
+            owed: false,
             fill: None,
             codec: None,
             verdict: Verdict::None,
@@ -165,6 +169,7 @@ impl ProxyBody {
             bytes: 0,
             ended: len == 0,
             conn: None,
+            owed: false,
             fill: None,
             codec: None,
             verdict: Verdict::None,
@@ -187,6 +192,7 @@ impl ProxyBody {
             bytes: 0,
             ended: false,
             conn: None,
+            owed: false,
             fill: None,
             codec: None,
             verdict: Verdict::None,
@@ -266,7 +272,31 @@ impl ProxyBody {
 
     /// Tells the client connection how this body ends (see `conn.rs`).
     pub fn attach(&mut self, conn: Arc<ConnState>) {
+        conn.owed.fetch_add(1, Ordering::Relaxed);
+        self.owed = true;
         self.conn = Some(conn);
+    }
+
+    /// hyper polls the body (see [`ConnState::owed`]).
+    #[inline]
+    fn asked(&mut self) {
+        if let Some(c) = &self.conn {
+            c.body_polls.fetch_add(1, Ordering::Relaxed);
+            if std::mem::take(&mut self.owed) {
+                c.owed.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The body gave hyper data and more is to come: owed until hyper polls again.
+    #[inline]
+    fn gave(&mut self) {
+        if let Some(c) = &self.conn {
+            if !self.ended {
+                c.owed.fetch_add(1, Ordering::Relaxed);
+                self.owed = true;
+            }
+        }
     }
 
     fn finish(&mut self) {
@@ -295,10 +325,15 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        if this.codec.is_some() {
-            return this.poll_coded(cx);
+        this.asked();
+        let r = match this.codec.is_some() {
+            true => this.poll_coded(cx),
+            false => this.poll_source(cx),
+        };
+        if let Poll::Ready(Some(Ok(_))) = &r {
+            this.gave();
         }
-        this.poll_source(cx)
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -516,6 +551,9 @@ impl Drop for ProxyBody {
                 .observe(std::time::Duration::from_micros(took));
         }
         if let Some(c) = &self.conn {
+            if self.owed {
+                c.owed.fetch_sub(1, Ordering::Relaxed);
+            }
             c.body_dropped(self.ended && self.codec.as_ref().map_or(true, |c| c.done));
         }
         if let Some(mut log) = self.log.take() {

@@ -160,6 +160,12 @@ pub struct ConnState {
     pub(crate) finished: AtomicU64,
     /// What the scanner of the client's bytes last saw (see [`ConnState::note_scan`]).
     pub(crate) scan: AtomicU64,
+    /// Response bodies hyper owes the client: given to hyper, or last polled for data, and not
+    /// polled since (hyper polls a body only when it can send: an HTTP/2 client that grants
+    /// no window leaves its bodies owed).
+    pub(crate) owed: AtomicU64,
+    /// Polls of this connection's response bodies so far: progress while bodies are owed.
+    pub(crate) body_polls: AtomicU64,
     /// hyper's last I/O on the socket was a successful flush (nothing of its own left to write).
     pub(crate) flushed: AtomicBool,
     /// Index of the first request whose framing was ambiguous (see `framing.rs`), or MAX.
@@ -201,6 +207,8 @@ impl ConnState {
             completed: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             scan: AtomicU64::new(0),
+            owed: AtomicU64::new(0),
+            body_polls: AtomicU64::new(0),
             flushed: AtomicBool::new(false),
             ambiguous_at: AtomicU64::new(u64::MAX),
             manual: false,

@@ -402,3 +402,60 @@ async fn a_client_that_stops_reading_its_response_is_cut_at_body_timeout() {
     futures_util::future::join_all(requests.map(one)).await;
     lg.shutdown().await;
 }
+
+/// An HTTP/2 client that grants no flow-control window (`SETTINGS_INITIAL_WINDOW_SIZE` 0) gets
+/// its response's head and no body: its connection is cut at `body_timeout`, as a client that
+/// reads nothing is (it used to stay open for as long as the client liked: hyper never asks a
+/// body for data it cannot send, so no write ever waited). A body whose server pauses longer
+/// than `body_timeout` is not cut (that is the pool's `read_timeout`).
+#[tokio::test]
+async fn an_h2_client_that_grants_no_window_is_cut_at_body_timeout() {
+    fn script(_: &str) -> (Vec<Vec<u8>>, Duration, After) {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab".to_vec();
+        (
+            vec![head, b"cd".to_vec()],
+            Duration::from_millis(1200),
+            After::Stay,
+        )
+    }
+    let (origin, _, _) = raw_origin(script).await;
+    let lg = langur_toml(&format!(
+        "[server]\nh2c = true\nbody_timeout = \"500ms\"\n[[route]]\nmatch = ['^/']\n\
+         pool = \"p\"\n[pools.p]\nservers = [\"{origin}\"]\n"
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let no_window = async {
+        let mut s = TcpStream::connect(at).await.unwrap();
+        let mut out = PREFACE.to_vec();
+        out.extend(frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+        out.extend(frame(0x1, 0x5, 1, &get_block("/")));
+        s.write_all(&out).await.unwrap();
+        let t = std::time::Instant::now();
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        (closed.is_ok(), t.elapsed())
+    };
+    let paused = async {
+        let s = TcpStream::connect(at).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, String>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(s),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("http://x/").body(String::new()).unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        use http_body_util::BodyExt;
+        resp.into_body().collect().await.map(|b| b.to_bytes())
+    };
+    let ((closed, took), body) = tokio::join!(no_window, paused);
+    assert!(closed, "a client granting no window kept its connection");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "cut after {took:?}"
+    );
+    assert_eq!(&body.expect("the paused body came whole")[..], b"abcd");
+    lg.shutdown().await;
+}
