@@ -22,10 +22,9 @@ use std::task::{Context, Poll};
 /// Most bytes held before a write waits for the socket: two TLS records' worth.
 const HELD_MAX: usize = 32 * 1024;
 
-/// The buffer's first size, kept between batches (a larger one is freed once written out): the
-/// size of the buffer h2 itself keeps, so a connection's held bytes at most double what it
-/// holds anyway.
-const HELD_KEEP: usize = 16 * 1024;
+/// The buffer's first size (it grows to [`HELD_MAX`] when needed). It is freed once written
+/// out, so an idle connection holds none: one allocation per batch of writes.
+const HELD_FIRST: usize = 16 * 1024;
 
 struct Inner<T> {
     io: T,
@@ -77,8 +76,7 @@ impl<T: Write + Unpin> Inner<T> {
             }
         }
         self.sent = 0;
-        self.out.clear();
-        if self.out.capacity() > HELD_KEEP {
+        if self.out.capacity() > 0 {
             self.out = Vec::new();
         }
         if self.dirty {
@@ -109,7 +107,7 @@ impl<T: Write + Unpin> Inner<T> {
             std::task::ready!(self.drain(cx))?;
         }
         if self.out.capacity() == 0 {
-            self.out.reserve(len.clamp(HELD_KEEP, HELD_MAX));
+            self.out.reserve(len.clamp(HELD_FIRST, HELD_MAX));
         }
         let mut taken = 0;
         for b in bufs {
@@ -266,6 +264,7 @@ mod tests {
             assert!(chunk.iter().all(|&x| x as usize == i), "in order");
         }
         assert_eq!(rec.io.bytes.len(), 100 * 100);
+        assert_eq!(rec.out.capacity(), 0, "an idle connection holds no buffer");
     }
 
     /// A client that reads nothing: writes stop at the bound (plus what the socket holds).
