@@ -384,6 +384,7 @@ if [[ " $sections " == *" proxy "* ]]; then
     printf '%-8s %12s %10s %12s %12s %14s %14s\n' $name "$(median "$work/results" $name 2)" "$(median "$work/results" $name 3)" "$cpu" "$(median "$work/results" $name 5)" "$(awk -v a="$cpu" -v b="$hap" 'BEGIN {printf "%.3f", a/b}')" "$(paired "$work/results" $name haproxy 4)"
   done
   echo "(cpu vs haproxy: ratio of the medians; paired ratio: median over rounds of the ratio within the round)"
+  best_peer "$work/results" haproxy nginx langur
   echo "per run (proxy req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/results"
 fi
 
@@ -403,6 +404,7 @@ if [[ " $sections " == *" cache "* ]]; then
       "$(awk -v a="$cpu" 'BEGIN {printf "%.0f", (a > 0 ? 1e6/a : 0)}')" "$(awk -v a="$cpu" -v b="$orig" 'BEGIN {printf "%.3f", a/b}')"
   done
   echo "(langur = the same route without cache: every request proxied)"
+  best_peer "$work/cresults" nginx-cache haproxy-cache langur-cache
   echo "per run (server req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/cresults"
 fi
 
@@ -520,6 +522,7 @@ if [[ " $sections " == *" gzip "* ]]; then
     printf '%-20s %12s %10s %12s %14s\n' $name "$(median "$work/zresults" $name 2)" "$(median "$work/zresults" $name 3)" "$cpu" "$(awk -v a="$cpu" -v b="$ngx" 'BEGIN {printf "%.3f", a/b}')"
   done
   echo "(langur-gzip-hit: the cache's stored gzip form; langur-identity-hit: the same entry for a client that takes identity)"
+  best_peer "$work/zresults" nginx-gzip haproxy-gzip langur-gzip
   echo "per run (server req/s p99_ms cpu_us/req user_us/req):"; sed 's/^/  /' "$work/zresults"
 fi
 

@@ -138,7 +138,7 @@ impl Peer {
     /// would otherwise close and reopen connections all along, at the end of every burst
     /// (HAProxy keeps every idle connection by default). When the load falls, each connection
     /// given back past the limit takes the oldest idle one with it. The clock is read only
-    /// while the share is above `max_idle` or at a new high.
+    /// at a new high or while the peak is above `max_idle`.
     pub fn put_idle(&self, sender: H1, max_idle: usize, in_flight: usize) {
         let share = in_flight.div_ceil(self.idle.len());
         let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());

@@ -763,20 +763,11 @@ async fn a_proxy_header_then_part_of_the_h2c_preface_over_a_unix_socket() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let io = hyper_util::rt::TokioIo::new(Skip { io: s, skip: 2 });
-    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, String>(
-        hyper_util::rt::TokioExecutor::new(),
-        io,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("http://x/").body(String::new()).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
+    let get = crate::tls_h2::h2_get(Skip { io: s, skip: 2 }, "http://x/");
+    let (status, _, _) = tokio::time::timeout(Duration::from_secs(5), get)
         .await
-        .expect("answered")
         .expect("an HTTP/2 response");
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(seen(&b, "x-forwarded-for").as_deref(), Some("203.0.113.7"));
     lg.shutdown().await;
 }

@@ -96,7 +96,7 @@ pub(crate) async fn tls_connect(
     pki.client(alpn).connect(name, tcp).await.unwrap()
 }
 
-async fn h2_get<T>(io: T, uri: &str) -> (http::StatusCode, http::HeaderMap, Bytes)
+pub(crate) async fn h2_get<T>(io: T, uri: &str) -> (http::StatusCode, http::HeaderMap, Bytes)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
