@@ -146,20 +146,20 @@ impl ProxyBody {
         }
     }
 
-    /// `len` bytes of a file from `start`, streamed. Gives the log back if it cannot be opened.
-    pub async fn file(
-        path: &std::path::Path,
+    /// `len` bytes of an open file from `start`, streamed in 64 KiB reads on tokio's blocking
+    /// pool. Gives the log back if it cannot seek to `start`.
+    pub fn file(
+        mut f: std::fs::File,
         start: u64,
         len: u64,
         log: Option<AccessLog>,
     ) -> Result<ProxyBody, Option<AccessLog>> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let Ok(mut f) = tokio::fs::File::open(path).await else {
-            return Err(log);
-        };
-        if start > 0 && f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        use std::io::Seek;
+        use tokio::io::AsyncReadExt;
+        if start > 0 && f.seek(std::io::SeekFrom::Start(start)).is_err() {
             return Err(log);
         }
+        let f = tokio::fs::File::from_std(f);
         let reader = tokio_util::io::ReaderStream::with_capacity(f.take(len), 64 * 1024);
         Ok(ProxyBody {
             kind: Kind::File(Box::new(reader), len),

@@ -154,7 +154,7 @@ pub fn explain(rt: &Runtime, ask: &Ask) -> Explanation {
     }
     let Some(pool) = route.pool.map(|p| &rt.pools[p]) else {
         out.answer = match &route.root {
-            Some(root) => format!("files from {}", root.display()),
+            Some(root) => format!("files from {}", root.path().display()),
             None => answer_of(crate::error::ErrorKind::NoRoute),
         };
         return out;

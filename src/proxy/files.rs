@@ -11,8 +11,10 @@
 //! answered from the file itself.
 //!
 //! Containment: the path is percent-decoded once, any `..` segment, NUL or backslash is
-//! refused, and the resolved path (symlinks followed) must still be under the resolved root.
-//! Everything refused is a plain 404, indistinguishable from a missing file.
+//! refused, and the file is opened beneath the root: symlinks are followed, but never out of
+//! it ([`root`]). Everything refused is a plain 404, indistinguishable from a missing file.
+
+pub mod root;
 
 use crate::access_log::AccessLog;
 use crate::cache::policy::{self, RangeAnswer};
@@ -27,6 +29,7 @@ use http::header::{
     ETAG, LAST_MODIFIED,
 };
 use http::{Method, Request, Response, StatusCode};
+use root::{Opened, Root};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -52,31 +55,40 @@ pub async fn serve<B>(
     let Some(root) = route.root.as_deref() else {
         return plain(StatusCode::NOT_FOUND, "not found\n", log);
     };
-    let (path, meta) = match resolve(root, req.uri().path()).await {
-        Some(Resolved::File(path, meta)) => (path, meta),
-        Some(Resolved::Directory) => return to_directory(req.uri(), log),
-        None => return plain(StatusCode::NOT_FOUND, "not found\n", log),
+    let opened = match resolve(root, req.uri().path()) {
+        Ok(o) => o,
+        Err(NoFile::Directory) => return to_directory(req.uri(), log),
+        Err(NoFile::NotFound) => return plain(StatusCode::NOT_FOUND, "not found\n", log),
     };
     if !route.encoding.precompressed {
-        return file(rt, route, path, meta, &method, req.headers(), log).await;
+        return file(rt, route, root, opened, &method, req.headers(), log).await;
     }
     let order = route
         .encoding
         .compress
         .as_ref()
         .map_or(&crate::coding::DEFAULT_ORDER[..], |c| &c.encodings[..]);
-    let mut resp = match sibling(root, &path, order, req.headers()).await {
-        Some((coding, sib, sib_meta)) => {
+    let mut resp = match sibling(root, &opened.rel, order, req.headers()) {
+        Some((coding, sib)) => {
             // The file's type; the sibling's validators and length.
-            let (mut headers, etag) = file_headers(&path, &sib_meta);
+            let (mut headers, etag) = file_headers(&opened.rel, &sib.meta);
             headers.insert(http::header::CONTENT_ENCODING, coding.header());
-            let size = sib_meta.len();
-            let mut r = stream(sib, size, headers, &etag, &method, req.headers(), None, log).await;
+            let size = sib.meta.len();
+            let mut r = stream(
+                sib.file,
+                size,
+                headers,
+                &etag,
+                &method,
+                req.headers(),
+                None,
+                log,
+            );
             r.extensions_mut()
                 .insert(crate::proxy::compress::Negotiated);
             r
         }
-        None => file(rt, route, path, meta, &method, req.headers(), log).await,
+        None => file(rt, route, root, opened, &method, req.headers(), log).await,
     };
     crate::proxy::compress::add_vary(resp.headers_mut());
     resp
@@ -87,14 +99,14 @@ pub async fn serve<B>(
 async fn file(
     rt: &Arc<Runtime>,
     route: &RouteRt,
-    path: PathBuf,
-    meta: std::fs::Metadata,
+    root: &Root,
+    opened: Opened,
     method: &Method,
     req: &HeaderMap,
     log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
-    let size = meta.len();
-    let (headers, etag) = file_headers(&path, &meta);
+    let size = opened.meta.len();
+    let (headers, etag) = file_headers(&opened.rel, &opened.meta);
     let rules = &rt.cache.rules;
     let keep = route.cache
         && size <= rules.max_object_size
@@ -105,22 +117,25 @@ async fn file(
             req,
             compress: route.encoding.compress.as_deref(),
         };
-        return kept(&rt.cache, &path, headers, &etag, &how, log).await;
+        // The inode in the key: a file replaced by another of the same size and time (a
+        // release copied with its times kept) is a different entry.
+        let key = format!(
+            "file://{}/{}#{:x}",
+            root.path().display(),
+            opened.rel.display(),
+            std::os::unix::fs::MetadataExt::ino(&opened.meta)
+        );
+        return kept(&rt.cache, key, opened.file, headers, &etag, &how, log).await;
     }
     // Only a file being kept is read whole; every other answer streams in bounded chunks, so
     // a slow client costs a chunk, not the file.
     let status = route.cache.then_some("langur; fwd=miss; detail=too-large");
-    stream(path, size, headers, &etag, method, req, status, log).await
+    stream(opened.file, size, headers, &etag, method, req, status, log)
 }
 
-/// The sibling of `path` in the coding the request prefers among `order` (`.zst`, `.br`,
+/// The sibling of `rel` in the coding the request prefers among `order` (`.zst`, `.br`,
 /// `.gz`), when it is a file under `root`. None for a range, or a client that accepts none.
-async fn sibling(
-    root: &Path,
-    path: &Path,
-    order: &[Coding],
-    req: &HeaderMap,
-) -> Option<(Coding, PathBuf, std::fs::Metadata)> {
+fn sibling(root: &Root, rel: &Path, order: &[Coding], req: &HeaderMap) -> Option<(Coding, Opened)> {
     if req.contains_key(http::header::RANGE) {
         return None;
     }
@@ -143,12 +158,11 @@ async fn sibling(
             Coding::Zstd => "zst",
             Coding::Identity => return None,
         };
-        let mut name = path.as_os_str().to_owned();
+        let mut name = rel.as_os_str().to_owned();
         name.push(".");
         name.push(ext);
-        let real = std::fs::canonicalize(PathBuf::from(name)).ok()?;
-        let meta = std::fs::metadata(&real).ok()?;
-        (real.starts_with(root) && meta.is_file()).then_some((c, real, meta))
+        let sib = root.open(Path::new(&name))?;
+        sib.meta.is_file().then_some((c, sib))
     })
 }
 
@@ -194,13 +208,13 @@ fn file_headers(path: &Path, meta: &std::fs::Metadata) -> (HeaderMap, HeaderValu
 /// one file read it once: the others wait for the store (a hit takes no lock).
 async fn kept(
     cache: &Arc<crate::cache::Cache>,
-    path: &Path,
+    key: String,
+    file: std::fs::File,
     headers: HeaderMap,
     etag: &HeaderValue,
     how: &Ask<'_>,
     log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
-    let key = format!("file://{}", path.display());
     let none = HeaderMap::new();
     let hit = |cache: &crate::cache::Cache| {
         cache
@@ -232,10 +246,18 @@ async fn kept(
         return cached::serve(&obj, &r, "langur; hit".into(), "hit", log);
     }
     cache.counters.misses.fetch_add(1, Relaxed);
-    let Ok(data) = tokio::fs::read(path).await else {
+    let len = std::fs::File::metadata(&file).map_or(0, |m| m.len());
+    let data = if len <= READ_INLINE_MAX {
+        read_inline(&file, 0, len)
+    } else {
+        tokio::task::spawn_blocking(move || read_inline(&file, 0, len))
+            .await
+            .ok()
+            .flatten()
+    };
+    let Some(body) = data else {
         return plain(StatusCode::NOT_FOUND, "not found\n", log);
     };
-    let body = Bytes::from(data);
     let obj = Object::new(
         StatusCode::OK,
         headers,
@@ -259,8 +281,8 @@ async fn kept(
 /// A file not kept in the cache, streamed from disk in chunks as the client takes them.
 /// `cache_status` is set on cached routes (the file was too large or of a type not kept).
 #[allow(clippy::too_many_arguments)]
-async fn stream(
-    path: PathBuf,
+fn stream(
+    file: std::fs::File,
     size: u64,
     mut headers: HeaderMap,
     etag: &HeaderValue,
@@ -308,12 +330,12 @@ async fn stream(
     let body = if method == Method::HEAD {
         ProxyBody::full(Bytes::new(), log)
     } else if let Some(data) = (len <= READ_INLINE_MAX)
-        .then(|| read_inline(&path, start, len))
+        .then(|| read_inline(&file, start, len))
         .flatten()
     {
         ProxyBody::full(data, log)
     } else {
-        match ProxyBody::file(&path, start, len, log).await {
+        match ProxyBody::file(file, start, len, log) {
             Ok(b) => b,
             Err(log) => return plain(StatusCode::NOT_FOUND, "not found\n", log),
         }
@@ -330,11 +352,10 @@ async fn stream(
 /// the blocking pool in 64 KiB chunks.
 const READ_INLINE_MAX: u64 = 64 * 1024;
 
-/// `len` bytes of `path` from `start`; `None` when the file cannot be read or has changed size
-/// (the streaming path then answers as it would).
-fn read_inline(path: &Path, start: u64, len: u64) -> Option<Bytes> {
+/// `len` bytes of `file` from `start`; `None` when it cannot be read or has changed size (the
+/// streaming path then answers as it would).
+fn read_inline(mut f: &std::fs::File, start: u64, len: u64) -> Option<Bytes> {
     use std::io::{Read, Seek};
-    let mut f = std::fs::File::open(path).ok()?;
     if start > 0 {
         f.seek(std::io::SeekFrom::Start(start)).ok()?;
     }
@@ -362,37 +383,36 @@ fn plain(
     r
 }
 
-/// What a request path names under a root.
-#[derive(Debug)]
-pub enum Resolved {
-    /// A file to serve (a directory's `index.html` when the path ends with `/`).
-    File(PathBuf, std::fs::Metadata),
+/// Why a request path names no file to serve.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoFile {
     /// A directory asked for without its trailing slash: redirected, as nginx and Apache do,
     /// so the page's relative links resolve.
     Directory,
+    /// Outside the root, missing, not a regular file, or a file asked for as a directory
+    /// (`/a.txt/`): a 404.
+    NotFound,
 }
 
-/// Resolves a request path under `root`: `None` (404) for anything outside it, missing, or a
-/// file asked for as a directory (`/a.txt/`).
-pub async fn resolve(root: &Path, path: &str) -> Option<Resolved> {
-    // In the worker's thread, as nginx's `open` and `stat` are (see `READ_INLINE_MAX`).
-    let candidate = root.join(safe_relative(path)?);
+/// Opens the file a request path names under `root` (a directory's `index.html` when the path
+/// ends with `/`).
+pub fn resolve(root: &Root, path: &str) -> Result<Opened, NoFile> {
+    // In the worker's thread, as nginx's `open` and `fstat` are (see `READ_INLINE_MAX`).
+    let rel = safe_relative(path).ok_or(NoFile::NotFound)?;
     let as_directory = path.ends_with('/');
-    let inside = |p: &Path| {
-        let real = std::fs::canonicalize(p).ok()?;
-        let meta = std::fs::metadata(&real).ok()?;
-        real.starts_with(root).then_some((real, meta))
-    };
-    let (mut real, mut meta) = inside(&candidate)?;
-    if meta.is_dir() {
+    let mut opened = root.open(&rel).ok_or(NoFile::NotFound)?;
+    if opened.meta.is_dir() {
         if !as_directory {
-            return Some(Resolved::Directory);
+            return Err(NoFile::Directory);
         }
-        (real, meta) = inside(&real.join("index.html"))?;
+        opened = root.open(&rel.join("index.html")).ok_or(NoFile::NotFound)?;
     } else if as_directory {
-        return None;
+        return Err(NoFile::NotFound);
     }
-    meta.is_file().then_some(Resolved::File(real, meta))
+    if !opened.meta.is_file() {
+        return Err(NoFile::NotFound);
+    }
+    Ok(opened)
 }
 
 /// 301 to the same path with a trailing slash (the query kept).

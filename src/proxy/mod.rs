@@ -134,7 +134,8 @@ pub struct RouteRt {
     pub pool: Option<usize>,
     /// A traffic split across pools (`pools`), which then chooses the pool instead of `pool`.
     pub split: Option<Arc<crate::balancer::split::Split>>,
-    pub root: Option<Arc<std::path::Path>>,
+    /// `root`: the directory a file route serves.
+    pub root: Option<Arc<files::root::Root>>,
     pub cache: bool,
     pub grace: Option<std::time::Duration>,
     pub purge: Vec<ipnet::IpNet>,

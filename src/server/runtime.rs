@@ -111,7 +111,10 @@ fn routes(
             line: r.line as u32,
             pool: r.pool,
             split: split(&r.split),
-            root: r.root.as_deref().map(Arc::from),
+            root: r
+                .root
+                .as_deref()
+                .map(|p| Arc::new(crate::proxy::files::root::Root::new(p))),
             cache: r.cache,
             grace: r.grace,
             purge: r.purge.clone(),

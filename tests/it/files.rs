@@ -193,6 +193,126 @@ async fn traversal_attempts_are_404_and_never_read() {
 }
 
 #[tokio::test]
+async fn symlinks_are_followed_inside_the_root_and_never_out_of_it() {
+    use std::os::unix::fs::symlink;
+    let s = site("links");
+    let d = &s.dir;
+    symlink("style.css", d.join("alias.css")).unwrap();
+    symlink(d.join("style.css"), d.join("absolute.css")).unwrap();
+    symlink("docs", d.join("docsalias")).unwrap();
+    symlink(d.join("docs"), d.join("docsabsolute")).unwrap();
+    let out = s.outside.file_name().unwrap().to_str().unwrap();
+    symlink(format!("../../{out}/secret.txt"), d.join("up.txt")).unwrap();
+    symlink(format!("docs/../../../{out}"), d.join("updir")).unwrap();
+    // A precompressed sibling that leads out of the root is not sent.
+    std::fs::write(s.outside.join("secret.gz"), "secret").unwrap();
+    symlink(s.outside.join("secret.gz"), d.join("style.css.gz")).unwrap();
+    nix::unistd::mkfifo(&d.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\nroot = '{}'\nprecompressed = true\n",
+        d.display()
+    ))
+    .await;
+    let a = l.listen_addrs()[0];
+    for (path, text) in [
+        ("/alias.css", "body{}"),
+        ("/absolute.css", "body{}"),
+        ("/docsalias/notes.txt", "0123456789"),
+        ("/docsabsolute/notes.txt", "0123456789"),
+    ] {
+        let r = get(a, path).await;
+        assert_eq!(
+            (r.status.as_u16(), r.text().as_str()),
+            (200, text),
+            "{path}"
+        );
+    }
+    let gz = [("accept-encoding", "gzip")];
+    let r = request(a, Method::GET, "/style.css", &gz, body("")).await;
+    assert_eq!(r.text(), "body{}");
+    assert!(!r.headers.contains_key("content-encoding"));
+    for path in [
+        "/up.txt",
+        "/updir/secret.txt",
+        "/link.txt",
+        "/linkdir/secret.txt",
+    ] {
+        let r = get(a, path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(!r.text().contains("secret"), "{path} leaked the file");
+    }
+    // A FIFO is neither waited on nor served.
+    let r = tokio::time::timeout(Duration::from_secs(2), get(a, "/pipe")).await;
+    assert_eq!(r.expect("a FIFO must not block").status, 404);
+}
+
+/// Requests `path` until it answers `want`, for up to 3 s (the root is reopened every second).
+async fn until_served(a: std::net::SocketAddr, path: &str, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = get(a, path).await;
+        if r.text() == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replaced_root_is_served_without_a_reload() {
+    let s = site("deploy");
+    let releases = s.dir.join("releases");
+    for (n, text) in [("1", "one"), ("2", "two")] {
+        std::fs::create_dir_all(releases.join(n)).unwrap();
+        std::fs::write(releases.join(n).join("a.txt"), text).unwrap();
+    }
+    let current = s.dir.join("current");
+    std::os::unix::fs::symlink(releases.join("1"), &current).unwrap();
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\nroot = '{}'\n",
+        current.display()
+    ))
+    .await;
+    let a = l.listen_addrs()[0];
+    assert_eq!(get(a, "/a.txt").await.text(), "one");
+    // A release deployed by moving the symlink.
+    std::os::unix::fs::symlink(releases.join("2"), s.dir.join("next")).unwrap();
+    std::fs::rename(s.dir.join("next"), &current).unwrap();
+    until_served(a, "/a.txt", "two").await;
+    // The directory removed and made again.
+    std::fs::remove_dir_all(releases.join("2")).unwrap();
+    std::fs::create_dir(releases.join("2")).unwrap();
+    std::fs::write(releases.join("2").join("a.txt"), "three").unwrap();
+    until_served(a, "/a.txt", "three").await;
+}
+
+#[tokio::test]
+async fn a_kept_file_replaced_by_one_of_the_same_size_and_time_is_read_again() {
+    let s = site("inode");
+    let l = serve(&s, true).await;
+    let a = l.listen_addrs()[0];
+    let css = s.dir.join("style.css");
+    assert_eq!(get(a, "/style.css").await.text(), "body{}");
+    assert_eq!(
+        get(a, "/style.css").await.headers["cache-status"],
+        "langur; hit"
+    );
+    // A new release copied with its times kept: same size, same mtime, other bytes.
+    let mtime = std::fs::metadata(&css).unwrap().modified().unwrap();
+    let new = s.dir.join("style.css.new");
+    std::fs::write(&new, "body{}".replace('{', "[")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&new)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::rename(&new, &css).unwrap();
+    assert_eq!(get(a, "/style.css").await.text(), "body[}");
+}
+
+#[tokio::test]
 async fn legacy_document_root() {
     let s = site("legacy");
     let l = langur_legacy(&format!(

@@ -276,16 +276,18 @@ fn split(
 }
 
 /// A route's `root` (relative to the configuration file's directory), made absolute (symbolic
-/// links resolved); an error when it is missing,
-/// unreadable or not a directory.
+/// links kept); an error when it is missing, unreadable or not a directory.
 fn root(
     root: Option<&At<String>>,
     base: &std::path::Path,
     diag: &mut Diag,
 ) -> Option<std::path::PathBuf> {
     let root = root?;
-    match std::fs::canonicalize(base.join(&root.value)) {
-        Ok(p) if p.is_dir() => Some(p),
+    // Kept as written (made absolute), not resolved: a root that is a symlink is followed to
+    // wherever it points when a request comes (see `proxy::files::root`).
+    let path = base.join(&root.value);
+    match std::fs::canonicalize(&path) {
+        Ok(p) if p.is_dir() => Some(std::path::absolute(&path).unwrap_or(p)),
         Ok(_) => {
             diag.error(
                 root.line,
