@@ -19,6 +19,9 @@
 #            TLS 1.3, keep-alive connections: the cost of encrypting, not of handshakes).
 #   handshake  the https table with a new connection per request (`Connection: close`): a full
 #            TLS 1.3 handshake each time (wrk resumes no session).
+#   resume   a new TLS 1.3 connection per request that resumes a session (a ticket): RESUMERS
+#            `openssl s_time -reuse` clients at once (each sends `GET / HTTP/1.0`, reads the
+#            response and closes), CPU per connection; the share of resumed handshakes is shown.
 #   h2       HTTP/2 over TLS: h2load with 10 connections x 100 concurrent streams against each
 #            proxy terminating TLS with ALPN h2 (HTTP/1.1 to the backends, as before).
 #   close    the proxy table with a new client connection per request (`Connection: close`).
@@ -48,8 +51,9 @@
 # Installs haproxy, nginx, wrk, curl and h2load (nghttp2-client) with apt-get when they are missing.
 set -u
 cd "$(dirname "$0")/.."
-sections=${*:-proxy close large cache https handshake h2 h2c hosts limit static idle workers gzip cluster}
+sections=${*:-proxy close large cache https handshake resume h2 h2c hosts limit static idle workers gzip cluster}
 ROUNDS=${ROUNDS:-7} DUR=${DUR:-8} CONNS=${CONNS:-64} BODY=${BODY:-1024} IDLE_CONNS=${IDLE_CONNS:-9000}
+RESUMERS=${RESUMERS:-8}
 WORKERS=${WORKERS:-1}
 if [ "$WORKERS" = 1 ]; then CPUS=${CPUS:-1}; else CPUS=${CPUS:-1-$WORKERS}; fi
 CLIENT_CPUS=${CLIENT_CPUS:-0} CLIENT_THREADS=${CLIENT_THREADS:-1}
@@ -323,6 +327,28 @@ measure_h2() { # results-file names... : like measure, with h2load (10 connectio
       END {printf "%s %s %s %.2f %.2f 0 (mean+sd ms, not p99)\n", n, rps, p, (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0)}' "$work/h2load" >>"$out"
   done
 }
+measure_stime() { # results-file names... : like measure, with RESUMERS `openssl s_time -reuse`
+  # clients (a new TLS connection per request, resuming the first one's session); the p99
+  # column holds the share of resumed handshakes instead
+  local out=$1 name pid u0 s0 u1 s1 i clients; shift
+  for name in "$@"; do
+    pid=$(start $name "$CPUS") clients=""
+    taskset -c "$CLIENT_CPUS" openssl s_time -connect 127.0.0.1:$PORT -www / -reuse -time 1 >/dev/null 2>&1
+    read -r u0 s0 <<<"$(cpu_ticks $pid)"
+    for i in $(seq "$RESUMERS"); do
+      taskset -c "$CLIENT_CPUS" openssl s_time -connect 127.0.0.1:$PORT -www / -reuse -time "$DUR" >"$work/stime.$i" 2>&1 &
+      clients="$clients $!"
+    done
+    wait $clients
+    read -r u1 s1 <<<"$(cpu_ticks $pid)"
+    stop $pid
+    cat "$work"/stime.* | awk -v n=$name -v c=$((u1 - u0 + s1 - s0)) -v u=$((u1 - u0)) -v hz="$hz" -v d="$DUR" '
+      /connections in .* real seconds/ {reqs += $1}
+      /^[r*]+$/ {new += gsub(/\*/, "*"); old += gsub(/r/, "r")}
+      END {printf "%s %.0f %.3f %.2f %.2f 0 (p99 column: share resumed)\n", n, reqs/d, (new+old > 0 ? old/(new+old) : 0), (reqs>0 ? c/hz*1e6/reqs : 0), (reqs>0 ? u/hz*1e6/reqs : 0)}' >>"$out"
+    rm -f "$work"/stime.*
+  done
+}
 report() { # results-file title base name... : medians per server and CPU against base's
   local f=$1 title=$2 base=$3 name cpu b; shift 3
   echo "$title"
@@ -449,6 +475,15 @@ if [[ " $sections " == *" handshake "* ]]; then
   for n in haproxy-tls nginx-tls langur-tls; do unset "HDR[$n]"; done
   SCHEME=http
   report "$work/hresults" "== handshake: a new TLS 1.3 connection per request (full handshake), 1 worker, $CONNS clients, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
+    haproxy-tls haproxy-tls nginx-tls langur-tls
+fi
+
+if [[ " $sections " == *" resume "* ]]; then
+  SCHEME=https
+  : >"$work/rresults"
+  for r in $(seq "$ROUNDS"); do measure_stime "$work/rresults" $(rotated "$r" haproxy-tls nginx-tls langur-tls); done
+  SCHEME=http
+  report "$work/rresults" "== resume: a new TLS 1.3 connection per request resuming a session, 1 worker, $RESUMERS openssl s_time clients, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s (p99_ms column: the share of handshakes resumed)" \
     haproxy-tls haproxy-tls nginx-tls langur-tls
 fi
 

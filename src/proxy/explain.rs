@@ -152,6 +152,9 @@ pub fn explain(rt: &Runtime, ask: &Ask) -> Explanation {
             return out;
         }
     }
+    if let Some(p) = route.pool {
+        super::default_host(&mut req, rt.pool_hosts[p].as_ref());
+    }
     let Some(pool) = route.pool.map(|p| &rt.pools[p]) else {
         out.answer = match &route.root {
             Some(root) => format!("files from {}", root.path().display()),

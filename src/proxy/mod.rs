@@ -62,6 +62,9 @@ pub struct Runtime {
     /// Routes in file order (the router's targets index this).
     pub routes: Vec<RouteRt>,
     pub pools: Vec<Arc<Pool>>,
+    /// The `Host` sent for a request that came without one, per pool (indexed as `pools`):
+    /// its TLS server name, else its first server as written (see `default_host`).
+    pub pool_hosts: Vec<Option<HeaderValue>>,
     /// The shared cache (kept across reloads while its rules stay the same).
     pub cache: Arc<Cache>,
     /// Responses by status class (the same object across reloads), counted per response.
@@ -221,6 +224,7 @@ pub async fn handle(
         if let Some(l) = &mut log {
             l.pool = Some(pool.name.clone());
         }
+        default_host(&mut req, rt.pool_hosts[pool_idx].as_ref());
         if let Some(protocol) = upgrade_protocol(&req) {
             break 'answer upgrade(rt, pool, req, protocol, client, conn, log).await;
         }
@@ -635,6 +639,23 @@ pub(crate) async fn upstream_body(
         }
     }
     Ok(Request::from_parts(parts, UpBody::Client(body)))
+}
+
+/// An HTTP/1.0 request without `Host` (or an HTTP/2 one without `:authority`) goes to the
+/// pool's server with the pool's name for it (`host`: its TLS server name, else its first
+/// server as written), as nginx sends `$proxy_host`: it names no authority, and servers
+/// refuse an HTTP/1.1 request with an empty `Host` (RFC 9112 3.2 allows it; nginx answers
+/// 400). RFC 9112 3.3 has a server supply its own default name in that case.
+fn default_host<B>(req: &mut Request<B>, host: Option<&HeaderValue>) {
+    // (HTTP/1.1 requests have exactly one Host: the strict checks refuse the others.)
+    if req.version() == Version::HTTP_11 {
+        return;
+    }
+    if let Some(host) = host {
+        if req.uri().authority().is_none() && !req.headers().contains_key(http::header::HOST) {
+            req.headers_mut().insert(http::header::HOST, host.clone());
+        }
+    }
 }
 
 /// What the client is told when its own body failed.

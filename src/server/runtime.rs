@@ -46,6 +46,7 @@ pub fn build_runtime_from(
         router,
         routes,
         pools,
+        pool_hosts: config.pools.iter().map(upstream_host).collect(),
         cache,
         traffic,
         via: HeaderValue::from_str(&format!("1.1 {instance}"))

@@ -523,19 +523,43 @@ async fn http2_cookies_reach_an_http1_server_as_one_field() {
     lg.shutdown().await;
 }
 
+/// An HTTP/1.0 request without `Host` reaches the server with the pool's name for it (as
+/// nginx's `$proxy_host`): servers refuse an HTTP/1.1 request with an empty one. A `Host` the
+/// client sent, or a rule set, is kept.
 #[tokio::test]
-async fn an_http10_request_without_host_reaches_the_server_with_one() {
+async fn an_http10_request_without_host_reaches_the_server_with_the_pools_name_for_it() {
     let (b, lg) = in_front("").await;
     let at = lg.listen_addrs()[0];
-    let out = raw(at, b"GET /x HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
-    assert!(
-        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
-        "{out}"
-    );
-    let seen = b.last_headers.lock().unwrap().clone().unwrap();
-    assert_eq!(seen.get_all("host").iter().count(), 1, "{seen:?}");
-    assert_eq!(seen["host"], "");
+    for (head, want) in [
+        ("GET /x HTTP/1.0\r\n\r\n", b.addr.to_string()),
+        ("GET /x HTTP/1.0\r\nHost: mine\r\n\r\n", "mine".into()),
+        (
+            "GET http://abs.example/x HTTP/1.0\r\n\r\n",
+            "abs.example".into(),
+        ),
+    ] {
+        let out = raw(at, head.as_bytes(), Duration::from_secs(3)).await;
+        assert!(
+            out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+            "{out}"
+        );
+        let seen = b.last_headers.lock().unwrap().clone().unwrap();
+        assert_eq!(seen.get_all("host").iter().count(), 1, "{seen:?}");
+        assert_eq!(seen["host"], want.as_str(), "{head}");
+    }
     lg.shutdown().await;
+    // A rule's `Host` wins.
+    let b = Backend::start("b").await;
+    let lg = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/r']\npool = 'p'\nrequest_headers = {{ set = {{ Host = 'ruled' }} }}\n\
+         [[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
+        b.addr
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    raw(at, b"GET /r HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
+    let seen = b.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(seen["host"], "ruled");
 }
 
 #[tokio::test]
