@@ -172,7 +172,7 @@ pub struct Entry {
 
 /// A TLS listener's configurations, chosen by the ClientHello's SNI name as the certificate
 /// is: entries without client authentication share one, an entry with it has its own (its
-/// verifier, its session cache, so a session resumed under one entry's rules is never
+/// verifier, its session-ticket keys, so a session resumed under one entry's rules is never
 /// resumed under another's).
 #[derive(Debug)]
 pub struct Listener {
@@ -261,6 +261,12 @@ fn server_config(
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(sni);
+    // Stateless session tickets (RFC 8446 4.6.1; RFC 5077 for TLS 1.2), as nginx, HAProxy and
+    // Go's crypto/tls issue by default: any client resumes, on any worker, where rustls's
+    // default keeps 256 sessions per configuration. Keys rotate every 6 hours (rustls's
+    // `Ticketer`); each configuration, so each reload, has its own, so a session is never
+    // resumed under another entry's rules, nor past a reload that re-read `client_crl`.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
     config.alpn_protocols = if alpn.h2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

@@ -953,6 +953,59 @@ async fn certificates_are_re_read_on_reload() {
     lg.shutdown().await;
 }
 
+/// Sessions resume by stateless tickets: every client of many more than a session cache's
+/// 256 still resumes, and none does past a reload (new ticket keys with the re-read config).
+#[tokio::test]
+async fn every_client_resumes_by_ticket_until_a_reload() {
+    ensure_provider();
+    let pki = Pki::new("resume");
+    let (c, k, _) = pki.issue("site", &["*.site.test"]);
+    let b = Backend::start("b").await;
+    let path = pki.dir.join("langur.toml");
+    std::fs::write(&path, tls_config(b.addr, &[(c, k)], "")).unwrap();
+    let lg = start(langur::config::load(&path).unwrap()).await;
+    let at = lg.tls_addrs()[0];
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(pki.ca.der().to_vec()))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // (Eight tickets per server name.)
+    config.resumption = rustls::client::Resumption::in_memory_sessions(8 * 1024);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    // One request per connection: the tickets come after the handshake, read with the answer.
+    let visit = |n: usize| {
+        let connector = connector.clone();
+        async move {
+            let name = format!("c{n}.site.test");
+            let tcp = TcpStream::connect(at).await.unwrap();
+            let sni = rustls::pki_types::ServerName::try_from(name.clone()).unwrap();
+            let mut s = connector.connect(sni, tcp).await.unwrap();
+            let req = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out).await;
+            assert!(out.starts_with(b"HTTP/1.1 200"), "{n}");
+            s.get_ref().1.handshake_kind()
+        }
+    };
+    let full = Some(rustls::HandshakeKind::Full);
+    let resumed = Some(rustls::HandshakeKind::Resumed);
+    for n in 0..300 {
+        assert_eq!(visit(n).await, full, "{n}");
+    }
+    for n in [0, 1, 150, 299] {
+        assert_eq!(visit(n).await, resumed, "{n}");
+    }
+    langur::server::reload(lg.shared()).unwrap();
+    assert_eq!(visit(2).await, full);
+    assert_eq!(visit(2).await, resumed);
+    lg.shutdown().await;
+}
+
 /// HTTP/1.1 over TLS gets the same framing scrutiny as over plain TCP.
 #[tokio::test]
 async fn ambiguous_framing_over_tls_is_refused_too() {
