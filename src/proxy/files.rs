@@ -117,14 +117,7 @@ async fn file(
             req,
             compress: route.encoding.compress.as_deref(),
         };
-        // The inode in the key: a file replaced by another of the same size and time (a
-        // release copied with its times kept) is a different entry.
-        let key = format!(
-            "file://{}/{}#{:x}",
-            root.path().display(),
-            opened.rel.display(),
-            std::os::unix::fs::MetadataExt::ino(&opened.meta)
-        );
+        let key = file_key(root, &opened);
         return kept(&rt.cache, key, opened.file, headers, &etag, &how, log).await;
     }
     // Only a file being kept is read whole; every other answer streams in bounded chunks, so
@@ -164,6 +157,25 @@ fn sibling(root: &Root, rel: &Path, order: &[Coding], req: &HeaderMap) -> Option
         let sib = root.open(Path::new(&name))?;
         sib.meta.is_file().then_some((c, sib))
     })
+}
+
+/// A kept file's cache key: its path, and its device, inode and change time (`st_ctime`, which
+/// no program can set back): a file replaced by another of the same size and modification time
+/// (a release copied with its times kept, an inode reused, a root moved to another file
+/// system) or rewritten in place with its time kept is a different entry, where the `ETag`
+/// (time and size, as nginx's) would match.
+fn file_key(root: &Root, f: &Opened) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let m = &f.meta;
+    format!(
+        "file://{}/{}#{:x}:{:x}:{:x}.{:x}",
+        root.path().display(),
+        f.rel.display(),
+        m.dev(),
+        m.ino(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
 }
 
 /// What a request asks of a kept file.

@@ -654,6 +654,8 @@ fn default_host<B>(req: &mut Request<B>, host: Option<&HeaderValue>) {
     if let Some(host) = host {
         if req.uri().authority().is_none() && !req.headers().contains_key(http::header::HOST) {
             req.headers_mut().insert(http::header::HOST, host.clone());
+            // The client named no host: `X-Forwarded-Host` and `Forwarded` say none.
+            req.extensions_mut().insert(rules::OriginalHost(None));
         }
     }
 }
@@ -703,7 +705,7 @@ pub(crate) fn upstream_parts(rt: &Runtime, parts: &mut http::request::Parts, cli
     }
     // A route's rule may have replaced `Host`: the forwarded host is still the client's.
     let host = match parts.extensions.remove() {
-        Some(rules::OriginalHost(h)) => Some(h),
+        Some(rules::OriginalHost(h)) => h,
         None => parts.headers.get(http::header::HOST).cloned(),
     };
     headers::add_forwarding(

@@ -136,10 +136,10 @@ pub(super) enum Verdict {
     Verify(Arc<crate::credentials::Users>, String, Vec<u8>),
 }
 
-/// The client's own `Host`, kept when a rule replaces it so that `X-Forwarded-Host` still
-/// names what the client asked for.
+/// The client's own `Host` (`None`: it named none), kept when a rule replaces it or the pool's
+/// name is supplied for it, so that `X-Forwarded-Host` still names what the client asked for.
 #[derive(Clone)]
-pub(crate) struct OriginalHost(pub HeaderValue);
+pub(crate) struct OriginalHost(pub Option<HeaderValue>);
 
 /// The route's rules start: the way back will apply its error pages and response header rules
 /// (to every answer, the route's own 401, 403 and redirects included); the response header
@@ -414,7 +414,7 @@ fn is_acme_challenge<B>(req: &Request<B>) -> bool {
 
 /// A request whose `Host` a rule sets: the rule's `Host` is the one sent, so an absolute-form
 /// target (whose authority would replace it on the way upstream) becomes origin-form, and the
-/// client's own host is kept for `X-Forwarded-Host` ([`OriginalHost`]).
+/// client's own host (or that it sent none) is kept for `X-Forwarded-Host` ([`OriginalHost`]).
 fn host_is_set(req: &mut Request<ClientIn>) {
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let original = match req.uri().authority() {
@@ -424,8 +424,9 @@ fn host_is_set(req: &mut Request<ClientIn>) {
     if req.uri().authority().is_some() {
         *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
     }
-    if let Some(h) = original {
-        req.extensions_mut().insert(OriginalHost(h));
+    // The first one set is the client's (`None`: it sent none, nor does it name one now).
+    if req.extensions().get::<OriginalHost>().is_none() {
+        req.extensions_mut().insert(OriginalHost(original));
     }
 }
 

@@ -456,11 +456,24 @@ fn site_active(site: &crate::config::route::SiteRules) -> bool {
 }
 
 /// `{upstream_host}` of a pool: its TLS server name, else its first server's address as
-/// written (a default port left out).
+/// written (a default port left out; `localhost` for a Unix-domain socket; an SRV name without
+/// its `_service._proto.` labels).
 fn upstream_host(pool: &crate::config::PoolConfig) -> Option<HeaderValue> {
     let name = pool.tls.as_ref().and_then(|t| t.server_name.clone());
     let name = name.or_else(|| {
         let s = pool.servers.first()?;
+        if s.unix.is_some() {
+            // A Unix-domain socket's path is no host (nginx sends `localhost`).
+            return Some("localhost".to_string());
+        }
+        if let Some(d) = s.dns.as_ref().filter(|d| d.srv) {
+            // `_http._tcp.api.example` names the service `api.example`.
+            let mut host = d.host.as_str();
+            while let Some((_, rest)) = host.split_once('.').filter(|_| host.starts_with('_')) {
+                host = rest;
+            }
+            return Some(host.to_string());
+        }
         let written = s.address.as_str();
         Some(
             written
@@ -527,4 +540,31 @@ pub(crate) fn new_shared(config: &Config, workers: usize) -> anyhow::Result<Shar
         listeners: Mutex::new(None),
         reloading: Mutex::new(()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_host;
+
+    /// The `Host` a pool's servers get for a request that names none: a name, never a path.
+    #[test]
+    fn a_pools_name_for_its_servers() {
+        for (pool, want) in [
+            ("servers = ['127.0.0.1:8080']", "127.0.0.1:8080"),
+            ("servers = ['app.internal:80']", "app.internal"),
+            ("servers = ['unix:/run/app.sock']", "localhost"),
+            (
+                "srv = '_http._tcp.api.service.consul'",
+                "api.service.consul",
+            ),
+            (
+                "servers = ['10.0.0.1:443']\ntls = true\ntls_server_name = 'api.example'",
+                "api.example",
+            ),
+        ] {
+            let text = format!("[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\n{pool}\n");
+            let config = crate::config::parse_str("t.toml", &text, true).unwrap();
+            assert_eq!(upstream_host(&config.pools[0]).unwrap(), want, "{pool}");
+        }
+    }
 }

@@ -848,6 +848,20 @@ async fn a_server_on_a_unix_socket_with_checks_and_proxy_headers() {
         "{:?}",
         String::from_utf8_lossy(sent)
     );
+    // A request that names no host goes with `Host: localhost`, not the socket's path.
+    let out = raw(at, b"GET /nohost HTTP/1.0\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(out.ends_with("unix"), "{out}");
+    let all = seen.lock().unwrap().clone();
+    let sent = all
+        .iter()
+        .find(|c| find(c, b"GET /nohost").is_some())
+        .unwrap();
+    let sent = String::from_utf8_lossy(sent).to_ascii_lowercase();
+    assert!(sent.contains("\r\nhost: localhost\r\n"), "{sent}");
+    assert!(
+        !sent.contains("x-forwarded-host") && !sent.contains(".sock"),
+        "{sent}"
+    );
     // Config errors name the file and line.
     let bad = langur::config::parse_str(
         "u.toml",

@@ -530,12 +530,18 @@ async fn http2_cookies_reach_an_http1_server_as_one_field() {
 async fn an_http10_request_without_host_reaches_the_server_with_the_pools_name_for_it() {
     let (b, lg) = in_front("").await;
     let at = lg.listen_addrs()[0];
-    for (head, want) in [
-        ("GET /x HTTP/1.0\r\n\r\n", b.addr.to_string()),
-        ("GET /x HTTP/1.0\r\nHost: mine\r\n\r\n", "mine".into()),
+    // (head, Host sent, X-Forwarded-Host sent)
+    for (head, want, named) in [
+        ("GET /x HTTP/1.0\r\n\r\n", b.addr.to_string(), None),
+        (
+            "GET /x HTTP/1.0\r\nHost: mine\r\n\r\n",
+            "mine".into(),
+            Some("mine"),
+        ),
         (
             "GET http://abs.example/x HTTP/1.0\r\n\r\n",
             "abs.example".into(),
+            Some("abs.example"),
         ),
     ] {
         let out = raw(at, head.as_bytes(), Duration::from_secs(3)).await;
@@ -546,6 +552,12 @@ async fn an_http10_request_without_host_reaches_the_server_with_the_pools_name_f
         let seen = b.last_headers.lock().unwrap().clone().unwrap();
         assert_eq!(seen.get_all("host").iter().count(), 1, "{seen:?}");
         assert_eq!(seen["host"], want.as_str(), "{head}");
+        // The forwarded host is the client's, and none when it named none.
+        assert_eq!(
+            seen.get("x-forwarded-host").map(|v| v.to_str().unwrap()),
+            named,
+            "{head}"
+        );
     }
     lg.shutdown().await;
     // A rule's `Host` wins.
@@ -560,6 +572,7 @@ async fn an_http10_request_without_host_reaches_the_server_with_the_pools_name_f
     raw(at, b"GET /r HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
     let seen = b.last_headers.lock().unwrap().clone().unwrap();
     assert_eq!(seen["host"], "ruled");
+    assert!(!seen.contains_key("x-forwarded-host"), "{seen:?}");
 }
 
 #[tokio::test]

@@ -310,6 +310,20 @@ async fn a_kept_file_replaced_by_one_of_the_same_size_and_time_is_read_again() {
         .unwrap();
     std::fs::rename(&new, &css).unwrap();
     assert_eq!(get(a, "/style.css").await.text(), "body[}");
+    assert_eq!(
+        get(a, "/style.css").await.headers["cache-status"],
+        "langur; hit"
+    );
+    // Rewritten in place (the same inode), its time set back: `cp -p`, `rsync --inplace`.
+    let mtime = std::fs::metadata(&css).unwrap().modified().unwrap();
+    std::fs::write(&css, "body]}").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&css)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(get(a, "/style.css").await.text(), "body]}");
 }
 
 #[tokio::test]

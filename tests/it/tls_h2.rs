@@ -967,7 +967,9 @@ async fn every_client_resumes_by_ticket_until_a_reload() {
     let at = lg.tls_addrs()[0];
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::CertificateDer::from(pki.ca.der().to_vec()))
+        .add(rustls::pki_types::CertificateDer::from(
+            pki.ca.der().to_vec(),
+        ))
         .unwrap();
     let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)

@@ -12,7 +12,9 @@
 //!
 //! Where `openat2` is refused (`EXDEV`: an absolute symlink, which may still point inside the
 //! root) or missing (kernels before 5.6, seccomp filters, other systems), the path is resolved
-//! with `realpath` and must lie under the resolved root: the same answer, at the old cost.
+//! with `realpath` and must lie under the resolved root; the resolved path is then walked from
+//! the root's handle one name at a time with `O_NOFOLLOW`, so a symlink put in its way after
+//! the check fails the open instead of being followed (no check-then-use race).
 
 use arc_swap::ArcSwap;
 #[cfg(target_os = "linux")]
@@ -72,24 +74,18 @@ impl Root {
     /// under the root, read-only and non-blocking (a FIFO is not waited on). `None` when it is
     /// missing, unreadable, or resolves outside the root.
     pub fn open(&self, rel: &Path) -> Option<Opened> {
+        let handle = self.handle();
+        let dir = handle.fd.as_ref()?;
         #[cfg(target_os = "linux")]
-        if let Some(fd) = &self.handle().fd {
-            match beneath(fd, rel) {
-                Ok(file) => {
-                    let meta = file.metadata().ok()?;
-                    let rel = rel.to_path_buf();
-                    return Some(Opened { rel, file, meta });
-                }
-                // An absolute symlink: resolved by path below.
+        if openat2_works(dir) {
+            match beneath(dir, rel) {
+                Ok(file) => return opened(rel, file),
+                // An absolute symlink, or one leading out: resolved by path below.
                 Err(Errno::EXDEV) => {}
-                // No `openat2` here: resolved by path, now and from now on.
-                Err(Errno::ENOSYS | Errno::EPERM) => {
-                    NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
                 Err(_) => return None,
             }
         }
-        self.open_by_path(rel)
+        self.open_resolved(dir, rel)
     }
 
     /// The handle, opened again when it is older than [`REOPEN_MS`].
@@ -103,43 +99,81 @@ impl Root {
         self.dir.load()
     }
 
-    /// `realpath` of both, the file under the root, then an open by the resolved path.
-    fn open_by_path(&self, rel: &Path) -> Option<Opened> {
+    /// `realpath` of the root and of the file; a file under the root is then opened by
+    /// walking its resolved path (which has no symlink) from the root's handle.
+    fn open_resolved(&self, dir: &OwnedFd, rel: &Path) -> Option<Opened> {
         let root = std::fs::canonicalize(&self.path).ok()?;
         let real = std::fs::canonicalize(self.path.join(rel)).ok()?;
-        if !real.starts_with(&root) {
-            return None;
-        }
-        let file = options().open(&real).ok()?;
-        let meta = file.metadata().ok()?;
-        let rel = rel.to_path_buf();
-        Some(Opened { rel, file, meta })
+        let inside = real.strip_prefix(&root).ok()?;
+        opened(rel, walk(dir, inside)?)
     }
 }
 
-/// Set once `openat2` is found missing or filtered, so it is not tried again.
+fn opened(rel: &Path, file: File) -> Option<Opened> {
+    let meta = file.metadata().ok()?;
+    let rel = rel.to_path_buf();
+    Some(Opened { rel, file, meta })
+}
+
+/// Opens `rel` (a path without symlinks, relative to `dir`) one name at a time, each with
+/// `O_NOFOLLOW`: a symlink met on the way (one swapped in since `rel` was resolved) fails the
+/// open.
+fn walk(dir: &OwnedFd, rel: &Path) -> Option<File> {
+    use nix::fcntl::{openat, OFlag};
+    use std::os::fd::AsFd;
+    use std::path::Component;
+    let none = nix::sys::stat::Mode::empty();
+    let file = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    #[cfg(target_os = "linux")]
+    let through = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    #[cfg(not(target_os = "linux"))]
+    let through = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let mut names = rel.components().peekable();
+    let mut at: Option<OwnedFd> = None;
+    loop {
+        let from = at.as_ref().map_or(dir.as_fd(), |f| f.as_fd());
+        match names.next() {
+            // The root itself.
+            None => return openat(from, ".", file, none).ok().map(File::from),
+            Some(Component::Normal(name)) if names.peek().is_none() => {
+                return openat(from, name, file | OFlag::O_NOFOLLOW, none)
+                    .ok()
+                    .map(File::from);
+            }
+            Some(Component::Normal(name)) => at = Some(openat(from, name, through, none).ok()?),
+            Some(_) => return None,
+        }
+    }
+}
+
+/// Whether `openat2` can be used here, asked once per process (of the first root): a kernel
+/// before 5.6 answers `ENOSYS`, a seccomp filter that does not know it `EPERM` (or `ENOSYS`).
+/// Asked of the root itself, not judged from a file's open, which may be refused with `EPERM`
+/// for reasons of its own (a fanotify permission check, FUSE).
 #[cfg(target_os = "linux")]
-static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+fn openat2_works(dir: &OwnedFd) -> bool {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH);
+        !matches!(
+            nix::fcntl::openat2(dir, ".", how),
+            Err(Errno::ENOSYS | Errno::EPERM)
+        )
+    })
+}
 
 impl Handle {
-    #[cfg(target_os = "linux")]
     fn open(path: &Path, now: u64) -> Handle {
         use nix::fcntl::OFlag;
-        let fd = if NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
-            None
-        } else {
-            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-            nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).ok()
-        };
+        #[cfg(target_os = "linux")]
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        #[cfg(not(target_os = "linux"))]
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).ok();
         Handle { fd, opened_ms: now }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn open(_: &Path, now: u64) -> Handle {
-        Handle {
-            fd: None,
-            opened_ms: now,
-        }
     }
 }
 
@@ -158,11 +192,36 @@ fn beneath(dir: &OwnedFd, rel: &Path) -> nix::Result<File> {
     nix::fcntl::openat2(dir, rel, how).map(File::from)
 }
 
-/// Read-only, non-blocking (a FIFO is not waited on), no controlling terminal.
-fn options() -> std::fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY);
-    o
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fallback's walk never follows a symlink, wherever it is met.
+    #[test]
+    fn the_walk_refuses_every_symlink_on_the_way() {
+        let d = std::env::temp_dir().join(format!("langur-walk-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/b/f"), "inside").unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("link")).unwrap();
+        std::os::unix::fs::symlink("f", d.join("a/b/to-f")).unwrap();
+        std::os::unix::fs::symlink("b", d.join("a/to-b")).unwrap();
+        let root = Root::new(&d);
+        let h = root.handle();
+        let dir = h.fd.as_ref().unwrap();
+        let read = |p: &str| {
+            walk(dir, Path::new(p)).map(|f| std::io::read_to_string(f).unwrap_or_default())
+        };
+        assert_eq!(read("a/b/f").as_deref(), Some("inside"));
+        for p in ["link/b/f", "a/to-b/f", "a/b/to-f", "a/../a/b/f"] {
+            assert_eq!(read(p), None, "{p}");
+        }
+        // The root itself, and the open beneath it (symlinks inside are followed there).
+        assert!(walk(dir, Path::new(""))
+            .unwrap()
+            .metadata()
+            .unwrap()
+            .is_dir());
+        assert!(root.open(Path::new("a/to-b/to-f")).is_some());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
