@@ -2,10 +2,11 @@
 //! CA and CRL files, users files, pages, the server-state file, ACME storage): only a regular
 //! file, and only up to a size bound.
 //!
-//! The type is asked before the file is opened: opening a FIFO for reading waits for a writer
-//! (a start or a reload would hang), and a device such as `/dev/zero` never ends (it would fill
-//! memory). The read itself stops one byte past the bound whatever the metadata said, so a file
-//! that grows while it is read is refused too.
+//! The file is opened non-blocking and its type asked of the open file (`fstat`), not of the
+//! path beforehand, which a swap could change in between: opening a FIFO for reading would wait
+//! for a writer (a start or a reload would hang), and a device such as `/dev/zero` never ends
+//! (it would fill memory). The read itself stops one byte past the bound whatever the metadata
+//! said, so a file that grows while it is read is refused too.
 
 use std::io::Read;
 use std::path::Path;
@@ -17,7 +18,12 @@ pub const MAX_PEM: u64 = 16 << 20;
 /// (`NotFound`, `PermissionDenied`, ...), or `Other` with "not a regular file" or "larger
 /// than N bytes".
 pub fn read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
@@ -25,9 +31,7 @@ pub fn read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
         return Err(too_large(max));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)?
-        .take(max + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(too_large(max));
     }
