@@ -56,7 +56,8 @@ impl Pki {
         self.dir.join("ca.pem")
     }
 
-    pub(crate) fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    /// A client trusting this CA, offering `alpn`.
+    pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(
@@ -67,7 +68,11 @@ impl Pki {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        config
+    }
+
+    pub(crate) fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        tokio_rustls::TlsConnector::from(Arc::new(self.client_config(alpn)))
     }
 }
 
@@ -965,18 +970,9 @@ async fn every_client_resumes_by_ticket_until_a_reload() {
     std::fs::write(&path, tls_config(b.addr, &[(c, k)], "")).unwrap();
     let lg = start(langur::config::load(&path).unwrap()).await;
     let at = lg.tls_addrs()[0];
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(
-            pki.ca.der().to_vec(),
-        ))
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = pki.client_config(&[b"http/1.1"]);
     // (Eight tickets per server name.)
     config.resumption = rustls::client::Resumption::in_memory_sessions(8 * 1024);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     // One request per connection: the tickets come after the handshake, read with the answer.
     let visit = |n: usize| {
