@@ -15,7 +15,15 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        // The key, when the message does not name it already.
+        if let Some(k) = self.key.as_deref() {
+            let last = k.rsplit('.').next().unwrap_or(k);
+            if !self.message.contains(&format!("`{last}`")) && !self.message.contains(k) {
+                write!(f, "`{k}`: ")?;
+            }
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -93,4 +101,40 @@ pub(crate) fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error names its key: in its words, or before them.
+    #[test]
+    fn an_error_names_its_key() {
+        let e = |key: Option<&str>, message: &str| {
+            ConfigError {
+                file: "t.toml".into(),
+                line: 3,
+                key: key.map(str::to_string),
+                message: message.into(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            e(Some("root"), "`/srv/x`: No such file or directory"),
+            "t.toml:3: `root`: `/srv/x`: No such file or directory"
+        );
+        assert_eq!(
+            e(Some("compress.level"), "`max` is not a level"),
+            "t.toml:3: `compress.level`: `max` is not a level"
+        );
+        assert_eq!(
+            e(Some("cahce"), "unknown key `cahce`"),
+            "t.toml:3: unknown key `cahce`"
+        );
+        assert_eq!(
+            e(Some("compress.level"), "`level` must be a string"),
+            "t.toml:3: `level` must be a string"
+        );
+        assert_eq!(e(None, "something"), "t.toml:3: something");
+    }
 }

@@ -669,6 +669,12 @@ impl Config {
                         .iter()
                         .map(|p| format!("unix:{}", p.display()))
                 )
+                .chain(
+                    self.server
+                        .tls
+                        .iter()
+                        .flat_map(|t| t.listen.iter().map(|a| format!("{a} (TLS)")))
+                )
                 .collect::<Vec<_>>()
                 .join(", ")
         )

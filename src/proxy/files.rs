@@ -60,8 +60,14 @@ pub async fn serve<B>(
         Err(NoFile::Directory) => return to_directory(req.uri(), log),
         Err(NoFile::NotFound) => return plain(StatusCode::NOT_FOUND, "not found\n", log),
     };
+    let how = Ask {
+        method: &method,
+        req: req.headers(),
+        compress: route.encoding.compress.as_deref(),
+    };
     if !route.encoding.precompressed {
-        return file(rt, route, root, opened, &method, req.headers(), log).await;
+        let head = file_headers(&opened.rel, &opened.meta);
+        return file(rt, route, root, opened, head, &how, log).await;
     }
     let order = route
         .encoding
@@ -70,59 +76,53 @@ pub async fn serve<B>(
         .map_or(&crate::coding::DEFAULT_ORDER[..], |c| &c.encodings[..]);
     let mut resp = match sibling(root, &opened.rel, order, req.headers()) {
         Some((coding, sib)) => {
-            // The file's type; the sibling's validators and length.
+            // The file's type; the sibling's validators and length; kept in the cache as the
+            // file would be, and never compressed again.
             let (mut headers, etag) = file_headers(&opened.rel, &sib.meta);
             headers.insert(http::header::CONTENT_ENCODING, coding.header());
-            let size = sib.meta.len();
-            let mut r = stream(
-                sib.file,
-                size,
-                headers,
-                &etag,
-                &method,
-                req.headers(),
-                None,
-                log,
-            );
+            let how = Ask {
+                compress: None,
+                ..how
+            };
+            let mut r = file(rt, route, root, sib, (headers, etag), &how, log).await;
             r.extensions_mut()
                 .insert(crate::proxy::compress::Negotiated);
             r
         }
-        None => file(rt, route, root, opened, &method, req.headers(), log).await,
+        None => {
+            let head = file_headers(&opened.rel, &opened.meta);
+            file(rt, route, root, opened, head, &how, log).await
+        }
     };
     crate::proxy::compress::add_vary(resp.headers_mut());
     resp
 }
 
-/// The file itself: from the shared cache on a route with `cache` (when it may be kept), else
-/// streamed from disk.
+/// A file (or a pre-compressed sibling) with its response head (`head`: the fields and the
+/// `ETag`): from the shared cache on a route with `cache` (when it may be kept), else streamed
+/// from disk.
 async fn file(
     rt: &Arc<Runtime>,
     route: &RouteRt,
     root: &Root,
     opened: Opened,
-    method: &Method,
-    req: &HeaderMap,
+    (headers, etag): (HeaderMap, HeaderValue),
+    how: &Ask<'_>,
     log: Option<AccessLog>,
 ) -> Response<ProxyBody> {
     let size = opened.meta.len();
-    let (headers, etag) = file_headers(&opened.rel, &opened.meta);
     let rules = &rt.cache.rules;
     let keep = route.cache
         && size <= rules.max_object_size
         && policy::type_allowed(headers.get(CONTENT_TYPE), &rules.types);
     if keep {
-        let how = Ask {
-            method,
-            req,
-            compress: route.encoding.compress.as_deref(),
-        };
         let key = file_key(root, &opened);
-        return kept(&rt.cache, key, opened.file, headers, &etag, &how, log).await;
+        return kept(&rt.cache, key, opened.file, headers, &etag, how, log).await;
     }
     // Only a file being kept is read whole; every other answer streams in bounded chunks, so
     // a slow client costs a chunk, not the file.
     let status = route.cache.then_some("langur; fwd=miss; detail=too-large");
+    let (method, req) = (how.method, how.req);
     stream(opened.file, size, headers, &etag, method, req, status, log)
 }
 
@@ -178,7 +178,8 @@ fn file_key(root: &Root, f: &Opened) -> String {
     )
 }
 
-/// What a request asks of a kept file.
+/// What a request asks of a file.
+#[derive(Clone, Copy)]
 struct Ask<'a> {
     method: &'a Method,
     req: &'a HeaderMap,
@@ -337,7 +338,10 @@ fn stream(
     }
     if let Some(l) = &mut log {
         l.status = status.as_u16();
-        l.cache = "miss";
+        // A miss only on a route with a cache; else the cache had no part in it.
+        if cache_status.is_some() {
+            l.cache = "miss";
+        }
     }
     let body = if method == Method::HEAD {
         ProxyBody::full(Bytes::new(), log)

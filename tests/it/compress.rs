@@ -661,7 +661,7 @@ fn bad_compress_settings_name_their_line_and_key() {
         .unwrap_err()
         .to_string();
     for needle in [
-        "t.toml:4: `deflate` is not an encoding",
+        "t.toml:4: `compress.encodings`: `deflate` is not an encoding",
         "`max` is not a level",
         "`lots` is not a size",
         "`text` is not a content type",

@@ -116,6 +116,62 @@ async fn json_lines_carry_every_field() {
     assert!(v["total_ms"].as_f64() >= v["header_ms"].as_f64());
 }
 
+/// A file route's lines say `cache` only where the route has a cache: `miss` when read from
+/// disk, `hit` from memory, for the file and its pre-compressed sibling alike.
+#[tokio::test]
+async fn file_routes_log_the_cache_only_where_there_is_one() {
+    let d = dir("files");
+    let www = d.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("a.css"), "body{}").unwrap();
+    std::fs::write(www.join("a.css.gz"), "not really gzip").unwrap();
+    let log = d.join("access.log");
+    let lg = logging(&format!(
+        "[log]\nformat = \"json\"\naccess = \"{}\"\n\
+         [[route]]\npath_prefix = '/plain/'\nstrip_prefix = '/plain'\nroot = '{w}'\nprecompressed = true\n\
+         [[route]]\npath_prefix = '/kept/'\nstrip_prefix = '/kept'\nroot = '{w}'\nprecompressed = true\ncache = true\n",
+        log.display(),
+        w = www.display()
+    ))
+    .await;
+    let at = lg.listen_addrs()[0];
+    let gz = [("accept-encoding", "gzip")];
+    let mut want = Vec::new();
+    for (path, ae, cache) in [
+        ("/plain/a.css", &[][..], None),
+        ("/plain/a.css", &gz[..], None),
+        ("/kept/a.css", &[][..], Some("miss")),
+        ("/kept/a.css", &[][..], Some("hit")),
+        ("/kept/a.css", &gz[..], Some("miss")),
+        ("/kept/a.css", &gz[..], Some("hit")),
+    ] {
+        let r = get_with(at, path, ae).await;
+        assert_eq!(r.status, 200);
+        let coded = r.headers.get("content-encoding").is_some();
+        assert_eq!(coded, !ae.is_empty(), "{path} {ae:?}");
+        let status = r
+            .headers
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_string());
+        match cache {
+            None => assert_eq!(status, None, "{path}"),
+            Some("hit") => assert_eq!(status.as_deref(), Some("langur; hit"), "{path} {ae:?}"),
+            Some(_) => assert!(status.unwrap().contains("fwd=miss"), "{path} {ae:?}"),
+        }
+        want.push(cache);
+    }
+    let got: Vec<Option<String>> = lines(&log, want.len())
+        .await
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["cache"].as_str().map(str::to_string)
+        })
+        .collect();
+    let want: Vec<Option<String>> = want.iter().map(|c| c.map(str::to_string)).collect();
+    assert_eq!(got, want);
+}
+
 #[tokio::test]
 async fn combined_lines_match_the_standard_form() {
     let b = Backend::start("b").await;

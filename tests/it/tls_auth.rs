@@ -121,7 +121,7 @@ fn a_client_certificate_needs_its_key_and_tls() {
         ),
         (
             format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n", p(&cc), p(&ck)),
-            "t.toml:6: a client certificate needs `tls = true`",
+            "t.toml:6: `tls_cert`: a client certificate needs `tls = true`",
         ),
         (
             format!(

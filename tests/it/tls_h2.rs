@@ -928,7 +928,14 @@ async fn certificates_are_re_read_on_reload() {
         tls_config(b.addr, &[(cert.clone(), key.clone())], ""),
     )
     .unwrap();
-    let lg = start(langur::config::load(&path).unwrap()).await;
+    let config = langur::config::load(&path).unwrap();
+    // `langur check` names the TLS listener too.
+    assert!(
+        config.summary().ends_with(", 127.0.0.1:0 (TLS)"),
+        "{}",
+        config.summary()
+    );
+    let lg = start(config).await;
     let at = lg.tls_addrs()[0];
     let served = |s: &tokio_rustls::client::TlsStream<TcpStream>| {
         s.get_ref().1.peer_certificates().unwrap()[0]

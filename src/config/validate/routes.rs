@@ -292,12 +292,16 @@ fn root(
             diag.error(
                 root.line,
                 Some("root"),
-                format!("`{}` is not a directory", root.value),
+                format!("`{}` is not a directory", path.display()),
             );
             None
         }
         Err(e) => {
-            diag.error(root.line, Some("root"), format!("`{}`: {e}", root.value));
+            diag.error(
+                root.line,
+                Some("root"),
+                format!("`{}`: {e}", path.display()),
+            );
             None
         }
     }

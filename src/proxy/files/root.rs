@@ -36,7 +36,7 @@ pub struct Root {
 
 /// A handle on the root directory (`O_PATH`), and when it was opened (`clock::now_ms`).
 struct Handle {
-    fd: Option<OwnedFd>,
+    fd: Result<OwnedFd, nix::errno::Errno>,
     opened_ms: u64,
 }
 
@@ -75,7 +75,7 @@ impl Root {
     /// missing, unreadable, or resolves outside the root.
     pub fn open(&self, rel: &Path) -> Option<Opened> {
         let handle = self.handle();
-        let dir = handle.fd.as_ref()?;
+        let dir = handle.fd.as_ref().ok()?;
         #[cfg(target_os = "linux")]
         if openat2_works(dir) {
             match beneath(dir, rel) {
@@ -95,7 +95,21 @@ impl Root {
         if now.saturating_sub(h.opened_ms) < REOPEN_MS {
             return h;
         }
-        self.dir.store(Arc::new(Handle::open(&self.path, now)));
+        let fresh = Handle::open(&self.path, now);
+        // Said once when the root goes missing (a deploy that points it at nothing), and once
+        // when it is back: every request meanwhile is a 404.
+        match (&h.fd, &fresh.fd) {
+            (Ok(_), Err(e)) => tracing::warn!(
+                root = %self.path.display(),
+                error = %e,
+                "the root cannot be opened: its files are answered 404 until it can"
+            ),
+            (Err(_), Ok(_)) => {
+                tracing::info!(root = %self.path.display(), "the root can be opened again")
+            }
+            _ => {}
+        }
+        self.dir.store(Arc::new(fresh));
         self.dir.load()
     }
 
@@ -172,7 +186,7 @@ impl Handle {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         #[cfg(not(target_os = "linux"))]
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).ok();
+        let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty());
         Handle { fd, opened_ms: now }
     }
 }
