@@ -116,7 +116,7 @@ async fn file(
         && size <= rules.max_object_size
         && policy::type_allowed(headers.get(CONTENT_TYPE), &rules.types);
     if keep {
-        let key = file_key(root, &opened);
+        let key = file_key(root, &opened, headers.get(http::header::CONTENT_ENCODING));
         return kept(&rt.cache, key, opened.file, headers, &etag, how, log).await;
     }
     // Only a file being kept is read whole; every other answer streams in bounded chunks, so
@@ -164,11 +164,16 @@ fn sibling(root: &Root, rel: &Path, order: &[Coding], req: &HeaderMap) -> Option
 /// (a release copied with its times kept, an inode reused, a root moved to another file
 /// system) or rewritten in place with its time kept is a different entry, where the `ETag`
 /// (time and size, as nginx's) would match.
-fn file_key(root: &Root, f: &Opened) -> String {
+///
+/// A pre-compressed sibling sent for its file (`coding`: its `Content-Encoding`) is another
+/// entry than the same file asked for by its own name: the two answers differ in type and
+/// coding.
+fn file_key(root: &Root, f: &Opened, coding: Option<&HeaderValue>) -> String {
     use std::os::unix::fs::MetadataExt;
     let m = &f.meta;
+    let coding = coding.and_then(|c| c.to_str().ok()).unwrap_or("");
     format!(
-        "file://{}/{}#{:x}:{:x}:{:x}.{:x}",
+        "file://{}/{}#{:x}:{:x}:{:x}.{:x};{coding}",
         root.path().display(),
         f.rel.display(),
         m.dev(),

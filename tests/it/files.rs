@@ -326,6 +326,54 @@ async fn a_kept_file_replaced_by_one_of_the_same_size_and_time_is_read_again() {
     assert_eq!(get(a, "/style.css").await.text(), "body]}");
 }
 
+/// A pre-compressed sibling kept for its file, and the same `.gz` asked for by its own name,
+/// are two entries: each keeps its own type and coding, in either order.
+#[tokio::test]
+async fn a_kept_sibling_and_the_same_file_by_name_never_share_an_entry() {
+    let s = site("sibling");
+    std::fs::write(s.dir.join("style.css.gz"), "gzip bytes of style").unwrap();
+    std::fs::write(s.dir.join("data.json.gz"), "gzip bytes of data").unwrap();
+    let l = langur_toml(&format!(
+        "[[route]]\nmatch = ['^/']\nroot = '{}'\nprecompressed = true\ncache = true\n",
+        s.dir.display()
+    ))
+    .await;
+    let a = l.listen_addrs()[0];
+    let gz = [("accept-encoding", "gzip")];
+    let check_sibling = |r: &Resp, body: &str| {
+        assert_eq!(r.headers["content-encoding"], "gzip");
+        assert!(r.headers["content-type"].to_str().unwrap() != "application/gzip");
+        assert_eq!(r.text(), body);
+    };
+    let check_direct = |r: &Resp, body: &str| {
+        assert!(
+            !r.headers.contains_key("content-encoding"),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.headers["content-type"], "application/gzip");
+        assert_eq!(r.text(), body);
+    };
+    // The sibling first, then the file by its name, each twice (a miss, then a hit).
+    for _ in 0..2 {
+        let r = request(a, Method::GET, "/style.css", &gz, body("")).await;
+        check_sibling(&r, "gzip bytes of style");
+    }
+    for _ in 0..2 {
+        check_direct(&get(a, "/style.css.gz").await, "gzip bytes of style");
+    }
+    // The other order.
+    for _ in 0..2 {
+        check_direct(&get(a, "/data.json.gz").await, "gzip bytes of data");
+    }
+    for _ in 0..2 {
+        let r = request(a, Method::GET, "/data.json", &gz, body("")).await;
+        check_sibling(&r, "gzip bytes of data");
+    }
+    let r = request(a, Method::GET, "/data.json", &gz, body("")).await;
+    assert_eq!(r.headers["cache-status"], "langur; hit");
+}
+
 #[tokio::test]
 async fn legacy_document_root() {
     let s = site("legacy");
