@@ -135,6 +135,10 @@ mod tests {
             e(Some("compress.level"), "`level` must be a string"),
             "t.toml:3: `level` must be a string"
         );
+        assert_eq!(
+            e(Some("check.path"), "`check.path` must be a string"),
+            "t.toml:3: `check.path` must be a string"
+        );
         assert_eq!(e(None, "something"), "t.toml:3: something");
     }
 }

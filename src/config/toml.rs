@@ -519,38 +519,43 @@ impl Reader<'_> {
             self.type_error("check", val, "a table");
             return None;
         }
-        self.table(val, section, |r, k, v, kline| match k {
-            "type" => c.kind = r.string(k, v),
-            "path" => c.path = r.string(k, v),
-            "interval" => c.interval = r.duration(k, v),
-            "fastinter" => c.fastinter = r.duration(k, v),
-            "downinter" => c.downinter = r.duration(k, v),
-            "timeout" => c.timeout = r.duration(k, v),
-            "rise" => c.rise = r.int(k, v),
-            "fall" => c.fall = r.int(k, v),
-            "expect_status" => {
-                let list: Vec<At<String>> = match v.get_ref() {
-                    DeValue::Integer(_) => r
-                        .int(k, v)
-                        .map(|i| At::new(i.value.to_string(), i.line))
-                        .into_iter()
-                        .collect(),
-                    DeValue::Array(items) => items
-                        .iter()
-                        .filter_map(|i| match i.get_ref() {
-                            DeValue::Integer(_) => {
-                                r.int(k, i).map(|n| At::new(n.value.to_string(), n.line))
-                            }
-                            _ => r.string(k, i),
-                        })
-                        .collect(),
-                    _ => r.str_list(k, v),
-                };
-                c.expect_status = Some(list);
+        self.table(val, section, |r, key, v, kline| {
+            // Named as `check.KEY` in messages: `path` alone reads as the route's.
+            let qualified = format!("check.{key}");
+            let k = qualified.as_str();
+            match key {
+                "type" => c.kind = r.string(k, v),
+                "path" => c.path = r.string(k, v),
+                "interval" => c.interval = r.duration(k, v),
+                "fastinter" => c.fastinter = r.duration(k, v),
+                "downinter" => c.downinter = r.duration(k, v),
+                "timeout" => c.timeout = r.duration(k, v),
+                "rise" => c.rise = r.int(k, v),
+                "fall" => c.fall = r.int(k, v),
+                "expect_status" => {
+                    let list: Vec<At<String>> = match v.get_ref() {
+                        DeValue::Integer(_) => r
+                            .int(k, v)
+                            .map(|i| At::new(i.value.to_string(), i.line))
+                            .into_iter()
+                            .collect(),
+                        DeValue::Array(items) => items
+                            .iter()
+                            .filter_map(|i| match i.get_ref() {
+                                DeValue::Integer(_) => {
+                                    r.int(k, i).map(|n| At::new(n.value.to_string(), n.line))
+                                }
+                                _ => r.string(k, i),
+                            })
+                            .collect(),
+                        _ => r.str_list(k, v),
+                    };
+                    c.expect_status = Some(list);
+                }
+                "expect_body" => c.expect_body = r.string(k, v),
+                "disable_on_404" => c.disable_on_404 = r.bool(k, v),
+                _ => r.diag.unknown_key(kline, section, key, CHECK_KEYS),
             }
-            "expect_body" => c.expect_body = r.string(k, v),
-            "disable_on_404" => c.disable_on_404 = r.bool(k, v),
-            _ => r.diag.unknown_key(kline, section, k, CHECK_KEYS),
         });
         Some(c)
     }
@@ -696,7 +701,9 @@ impl Reader<'_> {
                 match u64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
                     Ok(n) => Some(At::new(n.to_string(), line)),
                     Err(_) => {
-                        self.type_error(k, v, "a size such as \"64 MiB\" or a number of bytes");
+                        let line = self.line(v.span());
+                        let msg = format!("`{k}` must not be negative");
+                        self.diag.error(line, Some(k), msg);
                         None
                     }
                 }

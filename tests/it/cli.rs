@@ -163,7 +163,7 @@ fn check_names_the_line_of_duplicate_listeners_and_unitless_durations() {
     );
     assert!(
         text.contains(&format!(
-            "{f}:9: `interval`: `2000` has no unit: write \"2000ms\" or \"2000s\""
+            "{f}:9: `check.interval`: `2000` has no unit: write \"2000ms\" or \"2000s\""
         )),
         "{text}"
     );

@@ -673,7 +673,7 @@ fn cache_ttl(
             diag.error(
                 ttl.line,
                 Some(&key),
-                format!("`{status}` is not a status (`200`, `4xx` or `any`)"),
+                format!("`cache_ttl`: `{status}` is not a status (`200`, `4xx` or `any`)"),
             );
             continue;
         };

@@ -296,7 +296,13 @@ fn durations_need_a_unit_everywhere() {
                 + 1;
             let e = errors("t.toml", &text);
             let digits = value.trim_matches('\'').replace('_', "");
-            let want = format!("t.toml:{line}: `{key}`: `");
+            // A `check` table's keys are named `check.KEY`.
+            let named = if section.ends_with(".check]") {
+                format!("check.{key}")
+            } else {
+                key.to_string()
+            };
+            let want = format!("t.toml:{line}: `{named}`: `");
             assert!(
                 e.iter().any(|e| e.starts_with(&want)
                     && e.contains(&format!("write \"{digits}ms\" or \"{digits}s\""))),
@@ -626,4 +632,30 @@ fn the_shared_cache_needs_a_cluster_and_a_size_it_can_keep() {
     assert_eq!(c.cache.shared_max_object_size, 1 << 20);
     let off = parse_str("c.toml", route, true).unwrap();
     assert!(!off.cache.shared);
+}
+
+/// Keys inside tables are named whole (`check.path`, not `path`, which reads as the route's),
+/// and a negative size says so.
+#[test]
+fn nested_keys_and_negative_sizes_are_named_plainly() {
+    let route = "[[route]]\nmatch = ['^/']\npool = 'p'\n";
+    for (text, want) in [
+        (
+            format!("{route}[pools.p]\nservers = ['127.0.0.1:1']\ncheck = {{ path = 5 }}\n"),
+            "t.toml:6: `check.path` must be a string",
+        ),
+        (
+            format!("{route}[pools.p]\nservers = ['127.0.0.1:1']\n[cache]\nmax_size = -1\n"),
+            "t.toml:7: `max_size` must not be negative",
+        ),
+        (
+            format!(
+                "{route}cache_ttl = {{ '6xx' = '1m' }}\n[pools.p]\nservers = ['127.0.0.1:1']\n"
+            ),
+            "t.toml:4: `cache_ttl`: `6xx` is not a status",
+        ),
+    ] {
+        let e = errors("t.toml", &text);
+        assert!(e.iter().any(|x| x.starts_with(want)), "{want}\n{e:#?}");
+    }
 }
