@@ -701,7 +701,6 @@ impl Reader<'_> {
                 match u64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
                     Ok(n) => Some(At::new(n.to_string(), line)),
                     Err(_) => {
-                        let line = self.line(v.span());
                         let msg = format!("`{k}` must not be negative");
                         self.diag.error(line, Some(k), msg);
                         None

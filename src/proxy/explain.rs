@@ -152,16 +152,15 @@ pub fn explain(rt: &Runtime, ask: &Ask) -> Explanation {
             return out;
         }
     }
-    if let Some(p) = route.pool {
-        super::default_host(&mut req, rt.pool_hosts[p].as_ref());
-    }
-    let Some(pool) = route.pool.map(|p| &rt.pools[p]) else {
+    let Some(index) = route.pool else {
         out.answer = match &route.root {
             Some(root) => format!("files from {}", root.path().display()),
             None => answer_of(crate::error::ErrorKind::NoRoute),
         };
         return out;
     };
+    let pool = &rt.pools[index];
+    super::default_host(&mut req, rt.pool_hosts[index].as_ref());
     if let Some(p) = super::upgrade_protocol(&req) {
         out.rules.push(format!(
             "upgrade to {}: tunnelled after a 101",

@@ -65,16 +65,16 @@ pub async fn serve<B>(
         req: req.headers(),
         compress: route.encoding.compress.as_deref(),
     };
-    if !route.encoding.precompressed {
-        let head = file_headers(&opened.rel, &opened.meta);
-        return file(rt, route, root, opened, head, &how, log).await;
-    }
+    let precompressed = route.encoding.precompressed;
     let order = route
         .encoding
         .compress
         .as_ref()
         .map_or(&crate::coding::DEFAULT_ORDER[..], |c| &c.encodings[..]);
-    let mut resp = match sibling(root, &opened.rel, order, req.headers()) {
+    let sib = precompressed
+        .then(|| sibling(root, &opened.rel, order, req.headers()))
+        .flatten();
+    let mut resp = match sib {
         Some((coding, sib)) => {
             // The file's type; the sibling's validators and length; kept in the cache as the
             // file would be, and never compressed again.
@@ -94,7 +94,9 @@ pub async fn serve<B>(
             file(rt, route, root, opened, head, &how, log).await
         }
     };
-    crate::proxy::compress::add_vary(resp.headers_mut());
+    if precompressed {
+        crate::proxy::compress::add_vary(resp.headers_mut());
+    }
     resp
 }
 
@@ -117,7 +119,7 @@ async fn file(
         && policy::type_allowed(headers.get(CONTENT_TYPE), &rules.types);
     if keep {
         let key = file_key(root, &opened, headers.get(http::header::CONTENT_ENCODING));
-        return kept(&rt.cache, key, opened.file, headers, &etag, how, log).await;
+        return kept(&rt.cache, key, opened, headers, &etag, how, log).await;
     }
     // Only a file being kept is read whole; every other answer streams in bounded chunks, so
     // a slow client costs a chunk, not the file.
@@ -154,7 +156,7 @@ fn sibling(root: &Root, rel: &Path, order: &[Coding], req: &HeaderMap) -> Option
         let mut name = rel.as_os_str().to_owned();
         name.push(".");
         name.push(ext);
-        let sib = root.open(Path::new(&name))?;
+        let sib = root.open(PathBuf::from(name))?;
         sib.meta.is_file().then_some((c, sib))
     })
 }
@@ -227,7 +229,7 @@ fn file_headers(path: &Path, meta: &std::fs::Metadata) -> (HeaderMap, HeaderValu
 async fn kept(
     cache: &Arc<crate::cache::Cache>,
     key: String,
-    file: std::fs::File,
+    opened: Opened,
     headers: HeaderMap,
     etag: &HeaderValue,
     how: &Ask<'_>,
@@ -264,7 +266,7 @@ async fn kept(
         return cached::serve(&obj, &r, "langur; hit".into(), "hit", log);
     }
     cache.counters.misses.fetch_add(1, Relaxed);
-    let len = std::fs::File::metadata(&file).map_or(0, |m| m.len());
+    let (file, len) = (opened.file, opened.meta.len());
     let data = if len <= READ_INLINE_MAX {
         read_inline(&file, 0, len)
     } else {
@@ -421,12 +423,13 @@ pub fn resolve(root: &Root, path: &str) -> Result<Opened, NoFile> {
     // In the worker's thread, as nginx's `open` and `fstat` are (see `READ_INLINE_MAX`).
     let rel = safe_relative(path).ok_or(NoFile::NotFound)?;
     let as_directory = path.ends_with('/');
-    let mut opened = root.open(&rel).ok_or(NoFile::NotFound)?;
+    let mut opened = root.open(rel).ok_or(NoFile::NotFound)?;
     if opened.meta.is_dir() {
         if !as_directory {
             return Err(NoFile::Directory);
         }
-        opened = root.open(&rel.join("index.html")).ok_or(NoFile::NotFound)?;
+        let index = opened.rel.join("index.html");
+        opened = root.open(index).ok_or(NoFile::NotFound)?;
     } else if as_directory {
         return Err(NoFile::NotFound);
     }

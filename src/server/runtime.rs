@@ -29,7 +29,8 @@ pub fn build_runtime_from(
     let matchers = config.routes.iter().map(|r| r.matcher.clone()).collect();
     let router = Router::with_matchers(&patterns, matchers).context("compiling routes")?;
     let cluster = cluster(config, instance, old)?;
-    let routes = routes(config, old, cluster.as_ref());
+    let pool_hosts: Vec<_> = config.pools.iter().map(upstream_host).collect();
+    let routes = routes(config, old, cluster.as_ref(), &pool_hosts);
     let pools = pools(config, workers, events, old)?;
     let traffic = old.map(|o| o.traffic.clone()).unwrap_or_default();
     let cache = cache(config, old, cluster.as_ref());
@@ -46,7 +47,7 @@ pub fn build_runtime_from(
         router,
         routes,
         pools,
-        pool_hosts: config.pools.iter().map(upstream_host).collect(),
+        pool_hosts,
         cache,
         traffic,
         via: HeaderValue::from_str(&format!("1.1 {instance}"))
@@ -101,6 +102,7 @@ fn routes(
     config: &Config,
     old: Option<&Runtime>,
     cluster: Option<&Arc<crate::cluster::Cluster>>,
+    pool_hosts: &[Option<HeaderValue>],
 ) -> Vec<crate::proxy::RouteRt> {
     config
         .routes
@@ -120,7 +122,7 @@ fn routes(
             grace: r.grace,
             purge: r.purge.clone(),
             rules: (!r.rules.is_empty()).then(|| Arc::new(r.rules.clone())),
-            upstream_host: r.pool.and_then(|i| upstream_host(&config.pools[i])),
+            upstream_host: r.pool.and_then(|i| pool_hosts[i].clone()),
             limiter,
             encoding: r.encoding.clone(),
             stats: route_stats(r, index, old),

@@ -73,12 +73,12 @@ impl Root {
     /// Opens `rel` (plain names only, as `safe_relative` gives; empty for the root itself)
     /// under the root, read-only and non-blocking (a FIFO is not waited on). `None` when it is
     /// missing, unreadable, or resolves outside the root.
-    pub fn open(&self, rel: &Path) -> Option<Opened> {
+    pub fn open(&self, rel: PathBuf) -> Option<Opened> {
         let handle = self.handle();
         let dir = handle.fd.as_ref().ok()?;
         #[cfg(target_os = "linux")]
         if openat2_works(dir) {
-            match beneath(dir, rel) {
+            match beneath(dir, &rel) {
                 Ok(file) => return opened(rel, file),
                 // An absolute symlink, or one leading out: resolved by path below.
                 Err(Errno::EXDEV) => {}
@@ -115,18 +115,34 @@ impl Root {
 
     /// `realpath` of the root and of the file; a file under the root is then opened by
     /// walking its resolved path (which has no symlink) from the root's handle.
-    fn open_resolved(&self, dir: &OwnedFd, rel: &Path) -> Option<Opened> {
+    fn open_resolved(&self, dir: &OwnedFd, rel: PathBuf) -> Option<Opened> {
         let root = std::fs::canonicalize(&self.path).ok()?;
-        let real = std::fs::canonicalize(self.path.join(rel)).ok()?;
+        let real = std::fs::canonicalize(self.path.join(&rel)).ok()?;
         let inside = real.strip_prefix(&root).ok()?;
         opened(rel, walk(dir, inside)?)
     }
 }
 
-fn opened(rel: &Path, file: File) -> Option<Opened> {
+fn opened(rel: PathBuf, file: File) -> Option<Opened> {
     let meta = file.metadata().ok()?;
-    let rel = rel.to_path_buf();
     Some(Opened { rel, file, meta })
+}
+
+/// How a file is opened: read-only, non-blocking (a FIFO is not waited on), no controlling
+/// terminal.
+fn file_flags() -> nix::fcntl::OFlag {
+    use nix::fcntl::OFlag;
+    OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC
+}
+
+/// How a directory is held: a handle to open beneath (`O_PATH` where there is one).
+fn dir_flags() -> nix::fcntl::OFlag {
+    use nix::fcntl::OFlag;
+    #[cfg(target_os = "linux")]
+    let read = OFlag::O_PATH;
+    #[cfg(not(target_os = "linux"))]
+    let read = OFlag::O_RDONLY;
+    read | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC
 }
 
 /// Opens `rel` (a path without symlinks, relative to `dir`) one name at a time, each with
@@ -137,11 +153,8 @@ fn walk(dir: &OwnedFd, rel: &Path) -> Option<File> {
     use std::os::fd::AsFd;
     use std::path::Component;
     let none = nix::sys::stat::Mode::empty();
-    let file = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-    #[cfg(target_os = "linux")]
-    let through = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    #[cfg(not(target_os = "linux"))]
-    let through = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let file = file_flags();
+    let through = dir_flags() | OFlag::O_NOFOLLOW;
     let mut names = rel.components().peekable();
     let mut at: Option<OwnedFd> = None;
     loop {
@@ -166,11 +179,11 @@ fn walk(dir: &OwnedFd, rel: &Path) -> Option<File> {
 /// for reasons of its own (a fanotify permission check, FUSE).
 #[cfg(target_os = "linux")]
 fn openat2_works(dir: &OwnedFd) -> bool {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use nix::fcntl::{OpenHow, ResolveFlag};
     static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *WORKS.get_or_init(|| {
         let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .flags(dir_flags())
             .resolve(ResolveFlag::RESOLVE_BENEATH);
         !matches!(
             nix::fcntl::openat2(dir, ".", how),
@@ -181,27 +194,22 @@ fn openat2_works(dir: &OwnedFd) -> bool {
 
 impl Handle {
     fn open(path: &Path, now: u64) -> Handle {
-        use nix::fcntl::OFlag;
-        #[cfg(target_os = "linux")]
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        #[cfg(not(target_os = "linux"))]
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty());
+        let fd = nix::fcntl::open(path, dir_flags(), nix::sys::stat::Mode::empty());
         Handle { fd, opened_ms: now }
     }
 }
 
-/// `openat2(dir, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, RESOLVE_BENEATH)`.
+/// `openat2(dir, rel, file_flags(), RESOLVE_BENEATH)`.
 #[cfg(target_os = "linux")]
 fn beneath(dir: &OwnedFd, rel: &Path) -> nix::Result<File> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use nix::fcntl::{OpenHow, ResolveFlag};
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
         rel
     };
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .flags(file_flags())
         .resolve(ResolveFlag::RESOLVE_BENEATH);
     nix::fcntl::openat2(dir, rel, how).map(File::from)
 }
@@ -235,7 +243,7 @@ mod tests {
             .metadata()
             .unwrap()
             .is_dir());
-        assert!(root.open(Path::new("a/to-b/to-f")).is_some());
+        assert!(root.open(PathBuf::from("a/to-b/to-f")).is_some());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
