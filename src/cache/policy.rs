@@ -196,9 +196,14 @@ pub fn http_date(v: Option<&HeaderValue>) -> Option<u64> {
 
 /// Seconds since the epoch, now, by the wall clock.
 pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+/// Milliseconds since the epoch, now, by the wall clock.
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Formats seconds since the epoch as an HTTP date.
@@ -285,12 +290,15 @@ pub fn route_lifetime(
     }
 }
 
-/// The age of a response when it arrived (RFC 9111 4.2.3): the larger of the apparent age
-/// (arrival minus `Date`) and `Age` plus the time the exchange took.
-pub fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
-    let apparent = http_date(headers.get(DATE)).map_or(0, |d| response_time.saturating_sub(d));
+/// The age of a response when it arrived, in seconds (RFC 9111 4.2.3): the larger of the
+/// apparent age (arrival minus `Date`) and `Age` plus the time the exchange took.
+/// `request_ms` and `response_ms` are Unix milliseconds: the exchange's time is measured
+/// whole, so one that merely crosses a second boundary adds no second of age.
+pub fn initial_age(headers: &HeaderMap, request_ms: u64, response_ms: u64) -> u64 {
+    let arrival = response_ms / 1000;
+    let apparent = http_date(headers.get(DATE)).map_or(0, |d| arrival.saturating_sub(d));
     let age = age_value(headers).unwrap_or(0);
-    let corrected = age.saturating_add(response_time.saturating_sub(request_time));
+    let corrected = age.saturating_add(response_ms.saturating_sub(request_ms) / 1000);
     apparent.max(corrected)
 }
 

@@ -449,8 +449,8 @@ fn cache(
         method: &parts.method,
         req_headers: &parts.headers,
     };
-    let now = crate::cache::policy::unix_now();
-    let judged = cached::judge(&on, ask.status, &ask.response_headers, now);
+    let now_ms = crate::cache::policy::unix_now_ms();
+    let judged = cached::judge(&on, ask.status, &ask.response_headers, now_ms);
     let (storable, why) = match judged {
         Ok(o) => (
             true,

@@ -153,7 +153,7 @@ fn invalid_age_is_ignored_and_lists_keep_the_first() {
     let headers = h(&[("age", "oops"), ("cache-control", "max-age=60")]);
     let cc = CacheControl::parse(&headers);
     assert!(plain_get_storable(&headers, &cc));
-    assert_eq!(initial_age(&headers, NOW, NOW), 0);
+    assert_eq!(initial_age(&headers, NOW * 1000, NOW * 1000), 0);
 }
 
 #[test]
@@ -272,14 +272,22 @@ fn default_ttl_only_for_heuristic_statuses_and_clamps_apply() {
 #[test]
 fn age_takes_the_larger_estimate() {
     let hd = h(&[("date", &fmt_http_date(NOW - 10)), ("age", "3")]);
-    assert_eq!(initial_age(&hd, NOW - 1, NOW), 10, "apparent age");
+    assert_eq!(
+        initial_age(&hd, (NOW - 1) * 1000, NOW * 1000),
+        10,
+        "apparent age"
+    );
     let hd = h(&[("date", &fmt_http_date(NOW)), ("age", "30")]);
     assert_eq!(
-        initial_age(&hd, NOW - 2, NOW),
+        initial_age(&hd, (NOW - 2) * 1000, NOW * 1000),
         32,
         "Age plus the exchange time"
     );
-    assert_eq!(initial_age(&HeaderMap::new(), NOW, NOW), 0);
+    assert_eq!(initial_age(&HeaderMap::new(), NOW * 1000, NOW * 1000), 0);
+    // The exchange is timed in milliseconds: 2 ms across a second boundary add no second.
+    let hd = h(&[("age", "5")]);
+    assert_eq!(initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 1), 5);
+    assert_eq!(initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 999), 6);
 }
 
 #[test]

@@ -56,19 +56,19 @@ pub(super) async fn fetch(
         ask_conditionally(up.headers_mut(), o);
         job.cache.counters.revalidations.fetch_add(1, Relaxed);
     }
-    let request_time = policy::unix_now();
+    let request_ms = policy::unix_now_ms();
     let resp = forward(&job.pool, up, &job.client, log).await;
     let status = resp.status();
     let now = clock::now_ms();
     if let Some((key, obj)) = &stale {
         if validating && status == StatusCode::NOT_MODIFIED {
-            return revalidated(job, resp, key, obj, request_time);
+            return revalidated(job, resp, key, obj, request_ms);
         }
         if status.is_server_error() && obj.within(now, obj.sie) {
             return stale_on_error(job, resp, (key, obj), now);
         }
     }
-    store(job, resp, stale.is_some(), request_time)
+    store(job, resp, stale.is_some(), request_ms)
 }
 
 /// Makes the fetch conditional on the stored entry's validators, replacing the client's own
@@ -96,7 +96,7 @@ fn revalidated(
     mut resp: Response<ProxyBody>,
     key: &str,
     obj: &Arc<Object>,
-    request_time: u64,
+    request_ms: u64,
 ) -> Response<ProxyBody> {
     let cache = &job.cache;
     let log = resp.body_mut().take_log();
@@ -116,7 +116,7 @@ fn revalidated(
     *kept.status_mut() = obj.status;
     *kept.headers_mut() = headers.clone();
     kept.headers_mut().remove(SET_COOKIE);
-    let renewed = describe(&job, &kept, request_time);
+    let renewed = describe(&job, &kept, request_ms);
     let (status, answer) = match renewed {
         Ok(meta) => {
             let kept = meta.copy_with(meta.headers.clone(), obj.body.clone());
@@ -187,11 +187,11 @@ fn store(
     job: Job,
     mut resp: Response<ProxyBody>,
     was_stale: bool,
-    request_time: u64,
+    request_ms: u64,
 ) -> Response<ProxyBody> {
     let cache = &job.cache;
     let fwd = if was_stale { "stale" } else { "miss" };
-    let meta = match describe(&job, &resp, request_time) {
+    let meta = match describe(&job, &resp, request_ms) {
         Ok(meta) => meta,
         Err(why) => {
             drop(job.guard);
@@ -266,7 +266,7 @@ fn stale_windows(cc: &CacheControl, grace: Option<Duration>) -> ((u64, bool), (u
 /// included), in place of `default_ttl` ([`policy::route_lifetime`]). It overrides no refusal:
 /// `no-store`, `private`, `Set-Cookie`, `Authorization`, `Vary: *`, the content type, the
 /// request-cookie rule and the size limits stand, and `no-cache` still revalidates every use.
-fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Object, NotStored> {
+fn describe<B>(job: &Job, resp: &Response<B>, request_ms: u64) -> Result<Object, NotStored> {
     let on = Storing {
         cache: &job.cache,
         rules: job.rules.as_deref(),
@@ -276,7 +276,7 @@ fn describe<B>(job: &Job, resp: &Response<B>, request_time: u64) -> Result<Objec
         method: &job.method,
         req_headers: &job.req_headers,
     };
-    judge(&on, resp.status(), resp.headers(), request_time)
+    judge(&on, resp.status(), resp.headers(), request_ms)
 }
 
 /// What a response's storing depends on besides the response: the store and its rules, the
@@ -293,12 +293,12 @@ pub(crate) struct Storing<'a> {
 }
 
 /// [`describe`] as a pure function of the response's status and fields (and the time the
-/// request was sent, in Unix seconds): the object to store, without its body, or why not.
+/// request was sent, in Unix milliseconds): the object to store, without its body, or why not.
 pub(crate) fn judge(
     on: &Storing<'_>,
     status: StatusCode,
     resp_headers: &HeaderMap,
-    request_time: u64,
+    request_ms: u64,
 ) -> Result<Object, NotStored> {
     let (cache, req_headers) = (on.cache, on.req_headers);
     let rules = &cache.rules;
@@ -317,8 +317,9 @@ pub(crate) fn judge(
         rules,
         listed,
     )?;
-    let response_time = policy::unix_now();
-    let initial_age = policy::initial_age(resp_headers, request_time, response_time);
+    let response_ms = policy::unix_now_ms();
+    let response_time = response_ms / 1000;
+    let initial_age = policy::initial_age(resp_headers, request_ms, response_ms);
     let lifetime = match policy::route_lifetime(
         status,
         resp_headers,
