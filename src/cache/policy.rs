@@ -292,11 +292,16 @@ pub fn route_lifetime(
 
 /// The age of a response when it arrived, in seconds (RFC 9111 4.2.3): the larger of the
 /// apparent age (arrival minus `Date`) and `Age` plus the time the exchange took.
-/// `request_ms` and `response_ms` are Unix milliseconds: the exchange's time is measured
-/// whole, so one that merely crosses a second boundary adds no second of age.
+/// `request_ms` and `response_ms` are Unix milliseconds, so an exchange that merely crosses a
+/// second boundary adds no second. `Date` has whole seconds (RFC 9110 5.6.7): the response was
+/// made somewhere in that second, taken as its middle. Taking its start instead would make a
+/// response that crossed a second on its way one second old, and a `max-age=1` answer stale on
+/// arrival about once per second of latency.
 pub fn initial_age(headers: &HeaderMap, request_ms: u64, response_ms: u64) -> u64 {
-    let arrival = response_ms / 1000;
-    let apparent = http_date(headers.get(DATE)).map_or(0, |d| arrival.saturating_sub(d));
+    let apparent = http_date(headers.get(DATE)).map_or(0, |d| {
+        let made_ms = d.saturating_mul(1000).saturating_add(500);
+        response_ms.saturating_sub(made_ms) / 1000
+    });
     let age = age_value(headers).unwrap_or(0);
     let corrected = age.saturating_add(response_ms.saturating_sub(request_ms) / 1000);
     apparent.max(corrected)

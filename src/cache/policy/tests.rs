@@ -273,7 +273,7 @@ fn default_ttl_only_for_heuristic_statuses_and_clamps_apply() {
 fn age_takes_the_larger_estimate() {
     let hd = h(&[("date", &fmt_http_date(NOW - 10)), ("age", "3")]);
     assert_eq!(
-        initial_age(&hd, (NOW - 1) * 1000, NOW * 1000),
+        initial_age(&hd, (NOW - 1) * 1000, NOW * 1000 + 500),
         10,
         "apparent age"
     );
@@ -285,6 +285,14 @@ fn age_takes_the_larger_estimate() {
     );
     assert_eq!(initial_age(&HeaderMap::new(), NOW * 1000, NOW * 1000), 0);
     // The exchange is timed in milliseconds: 2 ms across a second boundary add no second.
+    let hd = h(&[("date", &fmt_http_date(NOW - 1))]);
+    assert_eq!(
+        initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 1),
+        0,
+        "Date's own second"
+    );
+    assert_eq!(initial_age(&hd, NOW * 1000, NOW * 1000 + 499), 0);
+    assert_eq!(initial_age(&hd, NOW * 1000, NOW * 1000 + 500), 1);
     let hd = h(&[("age", "5")]);
     assert_eq!(initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 1), 5);
     assert_eq!(initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 999), 6);
