@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts langur in the foreground for the peer benchmark: listens on 127.0.0.1:$PORT and balances
+# Starts langur (a child of this script) in the foreground for the peer benchmark: listens on 127.0.0.1:$PORT and balances
 # round-robin over $BACKENDS (space-separated host:port) with one worker and no access log.
 # Extra environment: LANGUR_BIN (default target/release/langur), WORKERS (default 1).
 set -eu
@@ -24,4 +24,9 @@ pool = "bench"
 balance = "round-robin"
 servers = [${servers%, }]
 CONF
-exec "$bin" run -c "$cfg" --workers "${WORKERS:-1}" --no-access-log
+# langur runs as a child, so the config file goes with it when it is stopped.
+"$bin" run -c "$cfg" --workers "${WORKERS:-1}" --no-access-log &
+child=$!
+trap 'kill "$child" 2>/dev/null; wait "$child"; rm -f "$cfg"; exit 0' TERM INT
+wait "$child"
+rm -f "$cfg"

@@ -25,6 +25,16 @@ pub mod framing;
 pub mod lane;
 #[cfg(test)]
 mod layers;
+
+/// A directory for one unit test's files, named `langur-TAG-…` in the system's temporary
+/// directory and removed with the value, also when the test fails.
+#[cfg(test)]
+pub(crate) fn scratch_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("langur-{tag}-"))
+        .tempdir()
+        .expect("a temporary directory")
+}
 pub mod limits;
 pub mod matching;
 pub mod park;

@@ -54,8 +54,8 @@ mod tests {
 
     #[test]
     fn only_regular_files_within_the_bound() {
-        let dir = std::env::temp_dir().join(format!("langur-regular-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::scratch_dir("regular");
+        let dir = scratch.path().to_path_buf();
         let fifo = dir.join("fifo");
         let _ = std::fs::remove_file(&fifo);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
@@ -72,6 +72,5 @@ mod tests {
         assert!(read_string(&big, 100).is_err());
         let e = read(&dir.join("missing"), 100).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -362,8 +362,8 @@ mod tests {
     /// counted with the queue's drops, and counting stops when writing works again.
     #[test]
     fn lines_a_write_cannot_deliver_are_counted_as_dropped() {
-        let dir = std::env::temp_dir().join(format!("langur-sink-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::scratch_dir("sink");
+        let dir = scratch.path().to_path_buf();
         let path = dir.join("a.log");
         std::fs::write(&path, "").unwrap();
         let dropped = Arc::new(AtomicU64::new(0));
@@ -396,6 +396,5 @@ mod tests {
         assert!(!w.failing);
         let written = std::fs::read_to_string(&path).unwrap();
         assert_eq!(written.lines().count(), 3);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

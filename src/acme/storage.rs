@@ -167,8 +167,8 @@ mod tests {
     /// A directory langur makes is private; one that exists keeps its owner's permissions.
     #[test]
     fn only_a_directory_langur_makes_is_made_private() {
-        let base = std::env::temp_dir().join(format!("langur-acme-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let scratch = crate::scratch_dir("acme");
+        let base = scratch.path().to_path_buf();
         let made = base.join("made");
         Storage::open(&made).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -178,6 +178,5 @@ mod tests {
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
         Storage::open(&shared).unwrap();
         assert_eq!(mode(&shared), 0o755);
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -408,7 +408,8 @@ servers = ["127.0.0.1:1"]
     /// is a device: each refused on its line, none read or blocking.
     #[test]
     fn acme_paths_and_urls_that_cannot_work() {
-        let file = std::env::temp_dir().join(format!("langur-acme-file-{}", std::process::id()));
+        let scratch = crate::scratch_dir("acme-file");
+        let file = scratch.path().join("storage");
         std::fs::write(&file, "x").unwrap();
         let text = format!(
             "[tls]\nlisten = [\"127.0.0.1:0\"]\n[acme]\ndirectory = \"https://u:p@acme.example/dir\"\n\
@@ -417,7 +418,6 @@ servers = ["127.0.0.1:1"]
             file.display()
         );
         let errs = errors_of(&text);
-        std::fs::remove_file(&file).unwrap();
         assert_eq!(
             at(&errs),
             vec![

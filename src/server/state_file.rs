@@ -138,14 +138,13 @@ mod tests {
     /// The file's bound is the state file's own (the kind is `regular_file`'s test).
     #[test]
     fn a_state_file_over_its_bound_is_refused() {
-        let dir = std::env::temp_dir().join(format!("langur-state-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::scratch_dir("state");
+        let dir = scratch.path().to_path_buf();
         let big = dir.join("big");
         std::fs::write(&big, vec![b' '; MAX_SIZE as usize + 1]).unwrap();
         assert!(read_bounded(&big).is_err());
         let ok = dir.join("ok");
         std::fs::write(&ok, "{}").unwrap();
         assert_eq!(read_bounded(&ok).unwrap(), "{}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

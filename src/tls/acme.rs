@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn http_answers_are_shared_through_files() {
-        let base = std::env::temp_dir().join(format!("langur-http01-{}", std::process::id()));
+        let scratch = crate::scratch_dir("http01");
+        let base = scratch.path().to_path_buf();
         let dir = base.join("answers");
         std::fs::create_dir_all(&dir).unwrap();
         let (orders, other) = (Issued::default(), Issued::default());
@@ -185,6 +186,5 @@ mod tests {
         );
         orders.set_http_answer("Tok-en_1", None);
         assert_eq!(other.http_answer("Tok-en_1"), None);
-        let _ = std::fs::remove_dir_all(&base);
     }
 }

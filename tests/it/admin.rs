@@ -1073,8 +1073,7 @@ async fn configured_admin_hosts_and_token_mode() {
 async fn reload_keeps_state_and_refuses_bad_configs() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
-    let dir = std::env::temp_dir().join(format!("langur-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("reload");
     let file = dir.join("langur.toml");
     let v1 = format!(
         "[[route]]\nmatch = ['^/']\npool = 'web'\n[pools.web]\nservers = ['{}']\n",
@@ -1123,13 +1122,13 @@ async fn reload_keeps_state_and_refuses_bad_configs() {
         "b",
         "still serving the last good config"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn temp_config(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("langur-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("langur.toml")
+/// A scratch directory and the path of `langur.toml` in it.
+fn temp_config(name: &str) -> (crate::common::Scratch, std::path::PathBuf) {
+    let dir = crate::common::Scratch::new(name);
+    let file = dir.join("langur.toml");
+    (dir, file)
 }
 
 /// Waits until nothing accepts connections at `a`.
@@ -1148,7 +1147,7 @@ async fn closes(a: SocketAddr) {
 #[tokio::test]
 async fn reload_opens_new_listeners_and_drains_removed_ones() {
     let be = Backend::start("a").await;
-    let file = temp_config("listeners");
+    let (_dir, file) = temp_config("listeners");
     let route = format!(
         "[[route]]\nmatch = ['^/']\npool = 'p'\n[pools.p]\nservers = ['{}']\n",
         be.addr
@@ -1267,14 +1266,13 @@ async fn reload_opens_new_listeners_and_drains_removed_ones() {
     assert!(errors.contains("langur.toml:2: `listen`"), "{errors}");
     assert_eq!(get(q, "/").await.status, 200);
     l.shutdown().await;
-    let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
 /// `max_connections` is applied on reload, upward at once and downward as connections close.
 #[tokio::test]
 async fn reload_changes_max_connections() {
     let be = Backend::start("a").await;
-    let file = temp_config("maxconn");
+    let (_dir, file) = temp_config("maxconn");
     let write = |max: usize| {
         std::fs::write(
             &file,
@@ -1318,7 +1316,6 @@ async fn reload_changes_max_connections() {
         .unwrap();
     assert_eq!(r.status, 200);
     l.shutdown().await;
-    let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
 #[tokio::test]

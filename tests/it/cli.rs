@@ -13,12 +13,16 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_langur");
 
-pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("langur-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+/// A file holding `text`, named `langur-…-NAME` in the temporary directory; removed with the
+/// value.
+pub fn temp_file(name: &str, text: &str) -> tempfile::TempPath {
+    let mut f = tempfile::Builder::new()
+        .prefix("langur-")
+        .suffix(&format!("-{name}"))
+        .tempfile()
+        .unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    f.into_temp_path()
 }
 
 /// Every configuration in `examples/` (`*.toml`, `*.conf`; the Rust examples are not

@@ -527,8 +527,7 @@ async fn the_access_log_shows_the_announced_client() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("langur-clients-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("clients");
     let cfg = dir.join("log.toml");
     std::fs::write(
         &cfg,
@@ -601,11 +600,8 @@ async fn the_access_log_shows_the_announced_client() {
 }
 
 /// A fresh directory for sockets.
-fn socket_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("langur-unix-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn socket_dir(tag: &str) -> crate::common::Scratch {
+    crate::common::Scratch::new(&format!("unix-{tag}"))
 }
 
 /// Writes `bytes` on a new connection to the Unix-domain socket at `path` and reads until it
@@ -1191,8 +1187,7 @@ async fn refusals_warn_once_in_a_while_and_bad_framing_logs_the_client() {
             .unwrap()
     };
     let (covered, plain) = (pick(), pick());
-    let dir = std::env::temp_dir().join(format!("langur-warn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("warn");
     let cfg = dir.join("warn.toml");
     std::fs::write(
         &cfg,

@@ -587,8 +587,7 @@ async fn a_stored_encoded_body_is_decoded_for_a_client_that_cannot_read_it() {
 
 #[tokio::test]
 async fn precompressed_siblings_are_sent_to_clients_that_accept_them() {
-    let dir = std::env::temp_dir().join(format!("langur-pre-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("pre");
     let js = text();
     std::fs::write(dir.join("app.js"), &js).unwrap();
     std::fs::write(dir.join("app.js.br"), brotli(&js)).unwrap();
@@ -648,7 +647,6 @@ async fn precompressed_siblings_are_sent_to_clients_that_accept_them() {
     assert_eq!(r.status, 206);
     assert!(!r.headers.contains_key("content-encoding"));
     assert_eq!(r.body, js.slice(0..10));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

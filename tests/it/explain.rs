@@ -268,8 +268,7 @@ fn explain_sees_the_head_limit_and_the_trace_phase() {
 
 #[test]
 fn the_command_explains_from_a_file() {
-    let dir = std::env::temp_dir().join(format!("langur-explain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("explain");
     let file = dir.join("explain.toml");
     std::fs::write(
         &file,

@@ -8,22 +8,15 @@ use std::time::Duration;
 
 struct Site {
     dir: std::path::PathBuf,
-    outside: std::path::PathBuf,
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.outside);
-    }
+    outside: crate::common::Scratch,
+    _base: crate::common::Scratch,
 }
 
 fn site(tag: &str) -> Site {
-    let base = std::env::temp_dir().join(format!("langur-files-{tag}-{}", std::process::id()));
+    let base = crate::common::Scratch::new(&format!("files-{tag}"));
     let dir = base.join("www");
-    let outside = std::env::temp_dir().join(format!("langur-secret-{tag}-{}", std::process::id()));
+    let outside = crate::common::Scratch::new(&format!("secret-{tag}"));
     std::fs::create_dir_all(dir.join("docs")).unwrap();
-    std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(dir.join("index.html"), "<h1>home</h1>").unwrap();
     std::fs::write(dir.join("style.css"), "body{}").unwrap();
     std::fs::write(dir.join("data.json"), "{\"a\":1}").unwrap();
@@ -32,7 +25,11 @@ fn site(tag: &str) -> Site {
     std::fs::write(outside.join("secret.txt"), "secret").unwrap();
     std::os::unix::fs::symlink(outside.join("secret.txt"), dir.join("link.txt")).unwrap();
     std::os::unix::fs::symlink(&outside, dir.join("linkdir")).unwrap();
-    Site { dir, outside }
+    Site {
+        dir,
+        outside,
+        _base: base,
+    }
 }
 
 async fn serve(s: &Site, cache: bool) -> langur::Langur {

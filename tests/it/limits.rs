@@ -192,8 +192,7 @@ async fn limited_requests_are_counted_per_route_in_stats_and_metrics() {
 #[tokio::test]
 async fn a_reload_keeps_the_counts_of_an_unchanged_limit() {
     let b = Backend::start("b").await;
-    let dir = std::env::temp_dir().join(format!("langur-limits-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("limits");
     let file = dir.join("langur.toml");
     let limited = route_to(b.addr, "rate_limit = { rate = '1/m', burst = 1 }");
     std::fs::write(&file, &limited).unwrap();
@@ -215,7 +214,6 @@ async fn a_reload_keeps_the_counts_of_an_unchanged_limit() {
     langur::server::reload(lg.shared()).unwrap();
     assert_eq!(status(&get_from(at, me, "/", "").await), 200, "fresh state");
     lg.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Whether a connection just made is refused for `max_connections_per_client`: a short 503

@@ -18,9 +18,7 @@ async fn admin(a: SocketAddr, method: Method, path: &str, b: &str) -> Resp {
 async fn names_show_everywhere_a_server_is_named() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
-    let dir = std::env::temp_dir().join(format!("langur-names-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("names");
     let log = dir.join("access.log");
     let mut config = toml_config(&format!(
         "[log]\nformat = \"json\"\naccess = \"{}\"\n[[route]]\nmatch = '^/'\npool = 'web'\n[pools.web]\ncheck = {{ type = 'http', path = '/check', interval = '50ms' }}\nserver = [\n  {{ address = '{}', name = 'app-1' }},\n  {{ address = '{}' }},\n]\n",
@@ -101,5 +99,4 @@ async fn names_show_everywhere_a_server_is_named() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(host, a.addr.to_string());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,7 @@ use crate::common::*;
 use http::Method;
 use langur::Langur;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -15,11 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_langur");
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("langur-obs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir(name: &str) -> crate::common::Scratch {
+    crate::common::Scratch::new(&format!("obs-{name}"))
 }
 
 /// langur in-process with the access log on (the harness turns it off) and an admin listener.

@@ -76,8 +76,7 @@ fn the_man_page_is_generated_from_the_command_line() {
     assert!(!bad.status.success());
     // man(1) renders it, when it is there.
     if Command::new("man").arg("--version").output().is_ok() {
-        let dir = std::env::temp_dir().join(format!("langur-man-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::common::Scratch::new("man");
         let file = dir.join("langur.1");
         std::fs::write(&file, page.as_bytes()).unwrap();
         let shown = Command::new("man")
@@ -121,8 +120,7 @@ fn the_systemd_unit_verifies() {
         eprintln!("systemd-analyze not found: the unit's syntax is not verified");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("langur-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("unit");
     let file = dir.join("langur.service");
     std::fs::write(&file, unit.replace("/usr/local/bin/langur", BIN)).unwrap();
     let out = Command::new("systemd-analyze")

@@ -77,8 +77,7 @@ async fn servers_added_weighted_drained_and_removed_under_traffic_and_kept_by_re
         Backend::start("one").await,
         Backend::start("two").await,
     );
-    let dir = std::env::temp_dir().join(format!("langur-pool-servers-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("pool-servers");
     let file = dir.join("langur.toml");
     let v1 = |at: SocketAddr| {
         format!("[admin]\ntoken = 's3cret'\n[[route]]\npath_prefix = '/'\npool = 'api'\n[pools.api]\nserver = [{{ address = '{at}', name = 'zero' }}]\n")
@@ -247,7 +246,6 @@ async fn servers_added_weighted_drained_and_removed_under_traffic_and_kept_by_re
         assert!(bad.is_empty(), "failed requests: {bad:?}");
     }
     assert!(sent > 30, "{sent} requests");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `[server] state_file`: a server put in maintenance and a weight set through the admin API
@@ -255,8 +253,7 @@ async fn servers_added_weighted_drained_and_removed_under_traffic_and_kept_by_re
 #[tokio::test]
 async fn a_server_in_maintenance_stays_there_after_a_restart() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let dir = std::env::temp_dir().join(format!("langur-state-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("state");
     let state = dir.join("state");
     let _ = std::fs::remove_file(&state);
     let text = format!(
@@ -304,5 +301,4 @@ async fn a_server_in_maintenance_stays_there_after_a_restart() {
         assert_eq!(server(admin, "b").await.unwrap()["operator"], "ready");
         drop(l);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,8 +42,7 @@ async fn kill_a_backend_and_reload_twice_under_load_without_a_failed_get() {
         Ctl::start("b").await,
         Ctl::start("c").await,
     ];
-    let dir = std::env::temp_dir().join(format!("langur-resilience-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("resilience");
     let path = dir.join("langur.toml");
     let servers = |names: &[&Ctl]| {
         names
@@ -145,5 +144,4 @@ async fn kill_a_backend_and_reload_twice_under_load_without_a_failed_get() {
     assert!(backends[0].hits.load(Ordering::SeqCst) > 0);
     assert!(backends[2].hits.load(Ordering::SeqCst) > 0);
     lg.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,10 +11,8 @@ async fn get_host(at: SocketAddr, host: &str, path: &str) -> Resp {
 }
 
 /// A directory of files for a test (error pages, users files).
-fn dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("langur-rules-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir(tag: &str) -> crate::common::Scratch {
+    crate::common::Scratch::new(&format!("rules-{tag}"))
 }
 
 #[tokio::test]

@@ -17,14 +17,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A test CA and certificates it signed, as PEM files in a temporary directory.
 pub(crate) struct Pki {
-    pub(crate) dir: PathBuf,
+    pub(crate) dir: crate::common::Scratch,
     pub(crate) ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
 impl Pki {
     pub(crate) fn new(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("langur-tls-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::common::Scratch::new(&format!("tls-{tag}"));
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
@@ -73,12 +72,6 @@ impl Pki {
 
     pub(crate) fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(Arc::new(self.client_config(alpn)))
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

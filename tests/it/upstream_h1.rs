@@ -345,8 +345,7 @@ async fn a_request_the_server_dropped_unanswered_is_resent_only_if_idempotent() 
 #[tokio::test]
 async fn a_reload_closes_the_idle_connections_of_the_servers_it_replaced() {
     let (addr, seen, closed) = raw_origin(script).await;
-    let dir = std::env::temp_dir().join(format!("langur-h1-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("h1-reload");
     let path = dir.join("langur.toml");
     std::fs::write(
         &path,
@@ -370,7 +369,6 @@ async fn a_reload_closes_the_idle_connections_of_the_servers_it_replaced() {
     assert_eq!(get(at, "/b").await.status, 200);
     assert_eq!(seen.lock().unwrap().len(), 2);
     lg.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Writes `raw` on a new connection and reads until langur closes it (or 5 s pass).

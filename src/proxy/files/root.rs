@@ -221,7 +221,8 @@ mod tests {
     /// The fallback's walk never follows a symlink, wherever it is met.
     #[test]
     fn the_walk_refuses_every_symlink_on_the_way() {
-        let d = std::env::temp_dir().join(format!("langur-walk-{}", std::process::id()));
+        let scratch = crate::scratch_dir("walk");
+        let d = scratch.path().to_path_buf();
         std::fs::create_dir_all(d.join("a/b")).unwrap();
         std::fs::write(d.join("a/b/f"), "inside").unwrap();
         std::os::unix::fs::symlink(d.join("a"), d.join("link")).unwrap();
@@ -244,6 +245,5 @@ mod tests {
             .unwrap()
             .is_dir());
         assert!(root.open(PathBuf::from("a/to-b/to-f")).is_some());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

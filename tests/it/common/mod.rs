@@ -490,3 +490,30 @@ pub async fn raw_origin(script: Script) -> (SocketAddr, Seen, Arc<AtomicUsize>) 
     });
     (addr, seen, closed)
 }
+
+/// A directory for one test's files, named `langur-TAG-…` in the system's temporary
+/// directory and removed with the value, also when the test fails.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("langur-{tag}-"))
+            .tempdir()
+            .expect("a temporary directory");
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
