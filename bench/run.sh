@@ -36,6 +36,11 @@
 #   gzip     a 64 KiB text/html response compressed on its way by each proxy (gzip at level 1
 #            for all: nginx's gzip_comp_level 1, langur's level "fast", HAProxy's libslz), and
 #            langur's cache serving the stored gzip form against an identity hit.
+#   floor    (only when named) the keep-alive proxy table with two more rows: the least a proxy
+#            can cost here, byte-copying proxies without HTTP work (bench/floor) on tokio's epoll
+#            runtime and on monoio's io_uring driver (as monoio sets up the ring, and with
+#            COOP_TASKRUN, and with DEFER_TASKRUN): what a completion-based runtime could give.
+#            One worker only.
 #   cluster  langur alone, with a redis-server of its own (on CPU 0 with wrk and the backends):
 #            a shared-cache (L2) hit against an in-memory (L1) hit and an origin fetch (the same
 #            route without cache), over 1000 URLs that a 64 KiB in-memory cache cannot hold; and
@@ -365,7 +370,7 @@ best_peer() { # results-file name...: each langur row's CPU per request against 
   # (the lowest median among the others), and per round
   local f=$1 name best="" bn="" cpu; shift
   for name in "$@"; do
-    [[ $name == langur* ]] && continue
+    [[ $name == langur* || $name == floor-* ]] && continue
     cpu=$(median "$f" "$name" 4)
     if [ -z "$best" ] || awk -v a="$cpu" -v b="$best" 'BEGIN {exit !(a < b)}'; then best=$cpu bn=$name; fi
   done
@@ -373,7 +378,7 @@ best_peer() { # results-file name...: each langur row's CPU per request against 
     [[ $name == langur* ]] || continue
     cpu=$(median "$f" "$name" 4)
     printf '%s vs best peer (%s): %s; per round:' "$name" "$bn" "$(awk -v a="$cpu" -v b="$best" 'BEGIN {printf "%.3f", a/b}')"
-    awk -v l="$name" -v peers="$*" 'BEGIN {n = split(peers, p, " "); for (i = 1; i <= n; i++) if (p[i] !~ /^langur/) isp[p[i]] = 1}
+    awk -v l="$name" -v peers="$*" 'BEGIN {n = split(peers, p, " "); for (i = 1; i <= n; i++) if (p[i] !~ /^(langur|floor-)/) isp[p[i]] = 1}
       $1 == l {x[++nl] = $4} ($1 in isp) {r = int(seen[$1]++); if (!(r in m) || $4 < m[r]) m[r] = $4}
       END {for (i = 1; i <= nl; i++) printf " %.3f", x[i] / m[i - 1]; printf "\n"}' "$f"
   done
@@ -503,6 +508,21 @@ if [[ " $sections " == *" close "* ]]; then
   for n in haproxy nginx langur; do unset "HDR[$n]"; done
   report "$work/xresults" "== close: a new client connection per request (Connection: close), 1 worker, $CONNS clients, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
     haproxy haproxy nginx langur
+fi
+
+if [[ " $sections " == *" floor "* ]]; then
+  cargo build --release -q --manifest-path bench/floor/Cargo.toml || exit 1
+  floor=${CARGO_TARGET_DIR:-$PWD/bench/floor/target}/release
+  fenv="LISTEN=127.0.0.1:$PORT SERVERS='$BACKENDS'"
+  CMD[floor-epoll]="env $fenv $floor/epoll"
+  CMD[floor-uring]="env $fenv $floor/uring"
+  CMD[floor-uring-coop]="env $fenv MODE=coop $floor/uring"
+  CMD[floor-uring-defer]="env $fenv MODE=defer $floor/uring"
+  names="haproxy nginx langur floor-epoll floor-uring floor-uring-coop floor-uring-defer"
+  : >"$work/fresults"
+  for r in $(seq "$ROUNDS"); do measure "$work/fresults" / $(rotated "$r" $names); done
+  report "$work/fresults" "== floor: byte-copying proxies on epoll and io_uring beside the proxies, 1 worker, $CONNS keep-alive connections, $BODY-byte responses, median of $ROUNDS runs of ${DUR}s" \
+    haproxy $names
 fi
 
 if [[ " $sections " == *" large "* ]]; then

@@ -27,8 +27,8 @@ pub struct Object {
     pub body: Bytes,
     /// When it was stored, on [`clock::now_ms`].
     pub stored_ms: u64,
-    /// Its age in seconds when stored.
-    pub initial_age: u64,
+    /// Its age in milliseconds when stored ([`crate::cache::policy::initial_age_ms`]).
+    pub initial_age_ms: u64,
     /// Freshness lifetime in seconds.
     pub lifetime: u64,
     /// Seconds past expiry it may be served while a refresh runs / when the origin fails.
@@ -67,7 +67,7 @@ impl Object {
         status: StatusCode,
         headers: HeaderMap,
         body: Bytes,
-        initial_age: u64,
+        initial_age_ms: u64,
         lifetime: u64,
         swr: u64,
         sie: u64,
@@ -83,7 +83,7 @@ impl Object {
             headers,
             body,
             stored_ms: clock::now_ms(),
-            initial_age,
+            initial_age_ms,
             lifetime,
             swr,
             sie,
@@ -171,7 +171,7 @@ impl Object {
             self.status,
             headers,
             body,
-            self.initial_age,
+            self.initial_age_ms,
             self.lifetime,
             self.swr,
             self.sie,
@@ -189,24 +189,43 @@ impl Object {
         o
     }
 
-    /// Current age in seconds.
-    pub fn age(&self, now_ms: u64) -> u64 {
-        self.initial_age + now_ms.saturating_sub(self.stored_ms) / 1000
+    /// Current age in milliseconds: its age when stored plus the time since.
+    pub fn age_ms(&self, now_ms: u64) -> u64 {
+        self.initial_age_ms
+            .saturating_add(now_ms.saturating_sub(self.stored_ms))
     }
 
-    /// Seconds of freshness left (negative once stale).
+    /// Current age in whole seconds (the `Age` field, RFC 9111 5.1).
+    pub fn age(&self, now_ms: u64) -> u64 {
+        self.age_ms(now_ms) / 1000
+    }
+
+    /// Milliseconds of freshness left: positive while fresh (RFC 9111 4.2: the lifetime is
+    /// greater than the age), zero or negative once stale.
+    pub fn ttl_ms(&self, now_ms: u64) -> i64 {
+        let lifetime = i64::try_from(self.lifetime.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let age = i64::try_from(self.age_ms(now_ms)).unwrap_or(i64::MAX);
+        lifetime.saturating_sub(age)
+    }
+
+    /// Seconds of freshness left, zero or negative once stale: the lifetime less the `Age`
+    /// an answer from it says ([`Object::age`]), so the two add up to the lifetime.
+    /// `Cache-Status`'s `ttl` (RFC 9211 2.5).
     pub fn ttl(&self, now_ms: u64) -> i64 {
-        self.lifetime as i64 - self.age(now_ms) as i64
+        let lifetime = i64::try_from(self.lifetime).unwrap_or(i64::MAX);
+        lifetime.saturating_sub(i64::try_from(self.age(now_ms)).unwrap_or(i64::MAX))
     }
 
     /// May be served without asking the origin.
     pub fn fresh(&self, now_ms: u64) -> bool {
-        !self.no_cache && self.ttl(now_ms) > 0
+        !self.no_cache && self.ttl_ms(now_ms) > 0
     }
 
-    /// Stale, but within `window` seconds past expiry, and allowed to be served stale.
+    /// Stale, but less than `window` seconds past expiry, and allowed to be served stale.
     pub fn within(&self, now_ms: u64, window: u64) -> bool {
-        !self.forbids_stale && !self.no_cache && -self.ttl(now_ms) < window as i64
+        let window = i64::try_from(window.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let past = self.ttl_ms(now_ms).checked_neg().unwrap_or(i64::MAX);
+        !self.forbids_stale && !self.no_cache && past < window
     }
 
     pub fn has_validator(&self) -> bool {
@@ -214,7 +233,7 @@ impl Object {
     }
 
     /// Whether this object can still be of any use: fresh, servable stale, or revalidatable.
-    pub(super) fn useful(&self, now_ms: u64) -> bool {
+    pub fn useful(&self, now_ms: u64) -> bool {
         self.fresh(now_ms) || self.has_validator() || self.within(now_ms, self.swr.max(self.sie))
     }
 }

@@ -32,9 +32,10 @@ pub struct CacheControl {
 impl CacheControl {
     /// Reads every `Cache-Control` field (RFC 9111 5.2). Unknown directives are ignored.
     /// A qualified `no-cache="field"` or `private="field"` names fields that are not stored
-    /// (the rest of the response is); a quoted argument may hold commas. A delta-seconds that
-    /// does not parse makes the directive absent, except for `max-age` and `s-maxage`, where
-    /// RFC 9111 asks to treat an invalid value as stale (0).
+    /// (the rest of the response is); a quoted argument may hold commas. A delta-seconds is
+    /// read by [`delta_seconds`]; one that does not parse makes the directive absent, except
+    /// for `max-age` and `s-maxage`, where RFC 9111 asks to treat an invalid value as stale
+    /// (0). A directive given twice counts as first given (RFC 9111 4.2.1).
     pub fn parse(headers: &HeaderMap) -> CacheControl {
         let mut cc = CacheControl::default();
         for value in headers.get_all(CACHE_CONTROL) {
@@ -44,7 +45,7 @@ impl CacheControl {
                 continue;
             };
             for (name, arg, quoted) in directives(text) {
-                let secs = || arg.and_then(|a| a.parse::<u64>().ok());
+                let secs = || arg.and_then(delta_seconds);
                 // The fields a qualified form names; `None` when it names none that can be read
                 // (`private=""`, an unterminated quote): then it counts as the unqualified form.
                 let fields = |cc: &mut CacheControl| -> Option<()> {
@@ -57,8 +58,8 @@ impl CacheControl {
                     (cc.unstored_fields.len() > before).then_some(())
                 };
                 match name.to_ascii_lowercase().as_str() {
-                    "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
-                    "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
+                    "max-age" if cc.max_age.is_none() => cc.max_age = Some(secs().unwrap_or(0)),
+                    "s-maxage" if cc.s_maxage.is_none() => cc.s_maxage = Some(secs().unwrap_or(0)),
                     "no-store" => cc.no_store = true,
                     "no-cache" if (quoted || arg.is_some()) && fields(&mut cc).is_some() => {}
                     "no-cache" => cc.no_cache = true,
@@ -67,8 +68,10 @@ impl CacheControl {
                     "public" => cc.public = true,
                     "must-revalidate" => cc.must_revalidate = true,
                     "proxy-revalidate" => cc.proxy_revalidate = true,
-                    "stale-while-revalidate" => cc.stale_while_revalidate = secs(),
-                    "stale-if-error" => cc.stale_if_error = secs(),
+                    "stale-while-revalidate" if cc.stale_while_revalidate.is_none() => {
+                        cc.stale_while_revalidate = secs()
+                    }
+                    "stale-if-error" if cc.stale_if_error.is_none() => cc.stale_if_error = secs(),
                     // A field that cannot be read might have said `no-store`: fail closed.
                     UNREADABLE => cc.no_store = true,
                     _ => {}
@@ -83,6 +86,22 @@ impl CacheControl {
     pub fn forbids_stale(&self) -> bool {
         self.must_revalidate || self.proxy_revalidate || self.s_maxage.is_some()
     }
+}
+
+/// The largest delta-seconds a cache keeps: a larger one, however large, counts as this
+/// (RFC 9111 1.2.2: about 68 years).
+pub const DELTA_SECONDS_CAP: u64 = 1 << 31;
+
+/// A delta-seconds (RFC 9111 1.2.2: `1*DIGIT`), capped at [`DELTA_SECONDS_CAP`]; `None` for
+/// anything but digits.
+pub fn delta_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        text.parse::<u64>()
+            .map_or(DELTA_SECONDS_CAP, |n| n.min(DELTA_SECONDS_CAP)),
+    )
 }
 
 /// The directive [`directives`] reports for a field it cannot read.
@@ -211,6 +230,11 @@ pub fn fmt_http_date(secs: u64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// `secs` (Unix seconds) as a field value in the HTTP date format (RFC 9110 5.6.7).
+pub fn http_date_value(secs: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&fmt_http_date(secs)).ok()
+}
+
 /// Whether a `Content-Type` is one the rules keep (`*`, `text/*`, `image/png`); parameters and
 /// case are ignored. A response without a type is kept only under `*`.
 pub fn type_allowed(content_type: Option<&HeaderValue>, patterns: &[String]) -> bool {
@@ -272,6 +296,7 @@ pub fn freshness_lifetime(
 /// when the response arrives (its initial age is added, so `Cache-Status` shows the whole time
 /// as `ttl`), in whole seconds rounded up, and is not clamped by `min_ttl`/`max_ttl`: the
 /// route's own number is the more specific rule. Without `route`: [`freshness_lifetime`].
+/// `initial_age` is in seconds, rounded down.
 pub fn route_lifetime(
     status: StatusCode,
     headers: &HeaderMap,
@@ -290,20 +315,19 @@ pub fn route_lifetime(
     }
 }
 
-/// The age of a response when it arrived, in seconds (RFC 9111 4.2.3): the larger of the
+/// The age of a response when it arrived, in milliseconds (RFC 9111 4.2.3): the larger of the
 /// apparent age (arrival minus `Date`) and `Age` plus the time the exchange took.
-/// `request_ms` and `response_ms` are Unix milliseconds, so an exchange that merely crosses a
-/// second boundary adds no second. `Date` has whole seconds (RFC 9110 5.6.7): the response was
-/// made somewhere in that second, taken as its middle. Taking its start instead would make a
-/// response that crossed a second on its way one second old, and a `max-age=1` answer stale on
-/// arrival about once per second of latency.
-pub fn initial_age(headers: &HeaderMap, request_ms: u64, response_ms: u64) -> u64 {
+/// `request_ms` and `response_ms` are Unix milliseconds. The exchange is timed to the
+/// millisecond, so one that merely crosses a second boundary adds no second. `Date` has whole
+/// seconds, so the apparent age is taken in whole seconds, as the RFC's formula does: the
+/// arrival's second minus `Date`'s (a response that arrives in the second of its `Date` is no
+/// age; one that arrives in a later second is at least the seconds between).
+pub fn initial_age_ms(headers: &HeaderMap, request_ms: u64, response_ms: u64) -> u64 {
     let apparent = http_date(headers.get(DATE)).map_or(0, |d| {
-        let made_ms = d.saturating_mul(1000).saturating_add(500);
-        response_ms.saturating_sub(made_ms) / 1000
+        (response_ms / 1000).saturating_sub(d).saturating_mul(1000)
     });
-    let age = age_value(headers).unwrap_or(0);
-    let corrected = age.saturating_add(response_ms.saturating_sub(request_ms) / 1000);
+    let age = age_value(headers).unwrap_or(0).saturating_mul(1000);
+    let corrected = age.saturating_add(response_ms.saturating_sub(request_ms));
     apparent.max(corrected)
 }
 
@@ -311,18 +335,8 @@ pub fn initial_age(headers: &HeaderMap, request_ms: u64, response_ms: u64) -> u6
 /// or repeated lines, keep the first); anything else than a non-negative integer is ignored
 /// (`None`), never a reason not to store. Values past 2^31 are capped there.
 pub fn age_value(headers: &HeaderMap) -> Option<u64> {
-    let first = headers.get(AGE)?.as_bytes();
-    let member = first.split(|b| *b == b',').next()?.trim_ascii();
-    if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        std::str::from_utf8(member)
-            .ok()?
-            .parse::<u64>()
-            .unwrap_or(u64::MAX)
-            .min(1 << 31),
-    )
+    let first = headers.get(AGE)?.to_str().ok()?;
+    delta_seconds(first.split(',').next()?.trim())
 }
 
 /// Whether a response explicitly allows a shared cache to keep it: `public`, `s-maxage`,

@@ -31,11 +31,6 @@ const VERSION: u8 = 1;
 /// Magic, version, flags, status, route, written, age, lifetime, swr, sie, field count.
 const FIXED: usize = 4 + 1 + 1 + 2 + 4 + 8 * 6 + 2;
 
-/// The response's age now, in milliseconds (its age when stored plus the time since).
-pub fn age_ms(obj: &Object, now_ms: u64) -> u64 {
-    obj.initial_age * 1000 + now_ms.saturating_sub(obj.stored_ms)
-}
-
 /// The record of `obj`, written at `unix_ms` when the monotonic clock read `now_ms`. `None`
 /// when a length does not fit its field (more than 65 535 fields, a body over 4 GiB).
 pub fn encode(obj: &Object, now_ms: u64, unix_ms: u64) -> Option<Vec<u8>> {
@@ -55,7 +50,7 @@ pub fn encode(obj: &Object, now_ms: u64, unix_ms: u64) -> Option<Vec<u8>> {
     out.push(flags);
     out.extend_from_slice(&obj.status.as_u16().to_be_bytes());
     out.extend_from_slice(&obj.route.to_be_bytes());
-    for n in [unix_ms, age_ms(obj, now_ms), obj.lifetime, obj.swr, obj.sie] {
+    for n in [unix_ms, obj.age_ms(now_ms), obj.lifetime, obj.swr, obj.sie] {
         out.extend_from_slice(&n.to_be_bytes());
     }
     out.extend_from_slice(&u16::try_from(obj.headers.len()).ok()?.to_be_bytes());
@@ -101,14 +96,14 @@ pub fn decode(rec: &[u8], now_ms: u64, unix_ms: u64) -> Option<Object> {
         status,
         headers,
         body,
-        age / 1000,
+        age,
         lifetime,
         swr,
         sie,
         flags & 1 != 0,
         flags & 2 != 0,
     );
-    obj.stored_ms = now_ms.saturating_sub(age % 1000);
+    obj.stored_ms = now_ms;
     obj.route = route;
     obj.negotiated = flags & 4 != 0;
     obj.from_grace = (flags & 8 != 0, flags & 16 != 0);
@@ -169,7 +164,7 @@ mod tests {
             StatusCode::OK,
             h,
             Bytes::from_static(b"hello"),
-            3,
+            3_000,
             60,
             5,
             7,
@@ -198,7 +193,7 @@ mod tests {
         assert_eq!(back.from_grace, (true, false));
         assert_eq!(back.etag, o.etag);
         // 3 s + 2.5 s + 1 s old.
-        assert_eq!(age_ms(&back, 500_000), 6_500);
+        assert_eq!(back.age_ms(500_000), 6_500);
         assert_eq!(back.age(500_000), 6);
         assert_eq!(back.ttl(500_000), 54);
     }

@@ -445,7 +445,7 @@ async fn writer(me: Weak<Shared>, mut rx: tokio::sync::mpsc::Receiver<Write>) {
                 obj,
             } => {
                 let now = clock::now_ms();
-                let ttl = (obj.lifetime * 1000).saturating_sub(record::age_ms(&obj, now));
+                let ttl = obj.ttl_ms(now).max(0) as u64;
                 let Some(rec) = record::encode(&obj, now, record::unix_now_ms()) else {
                     continue;
                 };

@@ -454,10 +454,7 @@ fn cache(
     let (storable, why) = match judged {
         Ok(o) => (
             true,
-            format!(
-                "stored, fresh for {} s",
-                o.lifetime.saturating_sub(o.initial_age)
-            ),
+            format!("stored, fresh for {} s", o.ttl(o.stored_ms).max(0)),
         ),
         Err(n) => (false, n.as_str().to_string()),
     };

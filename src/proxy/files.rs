@@ -215,7 +215,7 @@ fn file_headers(path: &Path, meta: &std::fs::Metadata) -> (HeaderMap, HeaderValu
         HeaderValue::from_str(mime.as_ref())
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
-    if let Ok(v) = HeaderValue::from_str(&policy::fmt_http_date(mtime.as_secs())) {
+    if let Some(v) = policy::http_date_value(mtime.as_secs()) {
         headers.insert(LAST_MODIFIED, v);
     }
     headers.insert(ETAG, etag.clone());

@@ -75,7 +75,9 @@ impl Origin {
                         let (h, p, f, l) = (h.clone(), p.clone(), f.clone(), l.clone());
                         async move { Ok::<_, Infallible>(answer(req, &h, &p, &f, &l).await) }
                     });
+                    // `Date` is the answer's own (see `answer`), so a test can leave it out.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .auto_date_header(false)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
@@ -144,11 +146,11 @@ async fn answer(
         let t = std::time::SystemTime::now() - Duration::from_secs(secs);
         b = b.header("last-modified", httpdate::fmt_http_date(t));
     }
-    if q.contains_key("date_before") {
-        // Made in the second before this one (with `cross`: at its very end).
-        let t = std::time::SystemTime::now() - Duration::from_secs(1);
-        b = b.header("date", httpdate::fmt_http_date(t));
-    }
+    // `Date` as a server sets it; `date_before`: made in the second before this one (with
+    // `cross`: at its very end).
+    let back = Duration::from_secs(q.contains_key("date_before") as u64);
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() - back);
+    b = b.header("date", date.as_str());
     if let Some(v) = q.get("vary") {
         b = b.header("vary", v.as_str());
     }
@@ -177,6 +179,16 @@ async fn answer(
             if let Some(other) = q.get("etag304") {
                 let v = http::HeaderValue::from_str(&format!("\"{other}\"")).unwrap();
                 b.headers_mut().unwrap().insert("etag", v);
+            }
+            let h = b.headers_mut().unwrap();
+            if q.contains_key("nodate304") {
+                h.remove("date");
+            }
+            if let Some(a) = q.get("age304") {
+                h.insert("age", http::HeaderValue::from_str(a).unwrap());
+            }
+            if let Some(cc) = q.get("cc304") {
+                h.insert("cache-control", http::HeaderValue::from_str(cc).unwrap());
             }
             return b.status(304).body(Full::new(Bytes::new())).unwrap();
         }
@@ -252,13 +264,16 @@ async fn max_age_hit_then_expiry() {
 }
 
 /// A `max-age=1` answer stays fresh for its second when its exchange crossed a second
-/// boundary, or its `Date` is the second before its arrival (`Date` has whole seconds).
+/// boundary: the exchange is timed to the millisecond. One whose `Date` is the second before
+/// its arrival is a second old (RFC 9111 4.2.3), so stale on arrival: without a validator it is
+/// not stored.
 #[tokio::test]
-async fn a_max_age_1_answer_that_crossed_a_second_is_fresh_on_arrival() {
+async fn a_max_age_1_answer_that_crossed_a_second_is_fresh_unless_its_date_says_otherwise() {
     let o = Origin::start().await;
     let l = proxy(&o, "", "").await;
     let a = l.listen_addrs()[0];
-    let case = |p: &'static str| async move {
+    let crossed = async {
+        let p = "/x1?cc=max-age%3D1&cross=1";
         get(a, p).await;
         let again = get(a, p).await;
         assert!(
@@ -267,10 +282,16 @@ async fn a_max_age_1_answer_that_crossed_a_second_is_fresh_on_arrival() {
             status_of(&again)
         );
     };
-    tokio::join!(
-        case("/x1?cc=max-age%3D1&cross=1"),
-        case("/x2?cc=max-age%3D1&cross=1&date_before=1"),
-    );
+    let dated_before = async {
+        let p = "/x2?cc=max-age%3D1&cross=1&date_before=1";
+        let first = get(a, p).await;
+        assert!(
+            status_of(&first).contains("detail=no-freshness"),
+            "{p}: {}",
+            status_of(&first)
+        );
+    };
+    tokio::join!(crossed, dated_before);
 }
 
 #[tokio::test]
@@ -856,15 +877,60 @@ async fn a_304_is_merged_into_what_the_client_gets() {
     assert!(!hit.headers.contains_key("set-cookie"));
 }
 
+/// The entry a 304 refreshes is as old as the 304 says: dated when it arrived when it has no
+/// `Date` (RFC 9110 6.6.1), and as old as its `Age` (RFC 9111 4.2.3).
+#[tokio::test]
+async fn a_304_dates_and_ages_the_entry_it_refreshes() {
+    let o = Origin::start().await;
+    let l = proxy(&o, "", "").await;
+    let a = l.listen_addrs()[0];
+    let undated = async {
+        let p = "/d?cc=max-age%3D1&etag=v1&nodate304=1";
+        get(a, p).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = get(a, p).await;
+        assert!(
+            status_of(&r).contains("fwd-status=304; stored"),
+            "{}",
+            status_of(&r)
+        );
+        let again = get(a, p).await;
+        assert!(status_of(&again).contains("hit"), "{}", status_of(&again));
+    };
+    let aged = async {
+        let p = "/e?cc=max-age%3D0&etag=v1&cc304=max-age%3D60&age304=30";
+        get(a, p).await;
+        let r = get(a, p).await;
+        assert_eq!(
+            status_of(&r),
+            "langur; fwd=stale; fwd-status=304; stored; ttl=30"
+        );
+        assert_eq!(r.headers["age"], "30");
+        let again = get(a, p).await;
+        assert!(
+            status_of(&again).contains("hit; ttl=30"),
+            "{}",
+            status_of(&again)
+        );
+    };
+    tokio::join!(undated, aged);
+}
+
 #[tokio::test]
 async fn rfc9111_storing_edges() {
     let o = Origin::start().await;
     let l = proxy(&o, "", "").await;
     let a = l.listen_addrs()[0];
     // Invalid Age values are ignored, never a reason not to store (5.1).
+    // The client gets the age the cache computed, one field, in place of the server's.
     for (i, age) in ["abc", "-5", "5s", "7%2C%209", "3|4"].iter().enumerate() {
         let p = format!("/age{i}?cc=max-age%3D60&age={age}");
-        get(a, &p).await;
+        let first = get(a, &p).await;
+        let sent: Vec<_> = first.headers.get_all("age").iter().collect();
+        assert_eq!(sent.len(), 1, "Age {age}: {sent:?}");
+        let n: u64 = sent[0].to_str().unwrap().parse().unwrap();
+        let least = [0, 0, 0, 7, 3][i];
+        assert!((least..=least + 1).contains(&n), "Age {age}: {n}");
         let again = get(a, &p).await;
         assert!(
             status_of(&again).contains("hit"),

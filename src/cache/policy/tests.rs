@@ -153,7 +153,7 @@ fn invalid_age_is_ignored_and_lists_keep_the_first() {
     let headers = h(&[("age", "oops"), ("cache-control", "max-age=60")]);
     let cc = CacheControl::parse(&headers);
     assert!(plain_get_storable(&headers, &cc));
-    assert_eq!(initial_age(&headers, NOW * 1000, NOW * 1000), 0);
+    assert_eq!(initial_age_ms(&headers, NOW * 1000, NOW * 1000), 0);
 }
 
 #[test]
@@ -271,31 +271,84 @@ fn default_ttl_only_for_heuristic_statuses_and_clamps_apply() {
 
 #[test]
 fn age_takes_the_larger_estimate() {
+    let ms = |s: u64| s * 1000;
     let hd = h(&[("date", &fmt_http_date(NOW - 10)), ("age", "3")]);
     assert_eq!(
-        initial_age(&hd, (NOW - 1) * 1000, NOW * 1000 + 500),
-        10,
-        "apparent age"
+        initial_age_ms(&hd, ms(NOW - 1), ms(NOW) + 500),
+        10_000,
+        "apparent age, in the whole seconds of Date"
     );
     let hd = h(&[("date", &fmt_http_date(NOW)), ("age", "30")]);
     assert_eq!(
-        initial_age(&hd, (NOW - 2) * 1000, NOW * 1000),
-        32,
+        initial_age_ms(&hd, ms(NOW - 2), ms(NOW)),
+        32_000,
         "Age plus the exchange time"
     );
-    assert_eq!(initial_age(&HeaderMap::new(), NOW * 1000, NOW * 1000), 0);
-    // The exchange is timed in milliseconds: 2 ms across a second boundary add no second.
-    let hd = h(&[("date", &fmt_http_date(NOW - 1))]);
-    assert_eq!(
-        initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 1),
-        0,
-        "Date's own second"
-    );
-    assert_eq!(initial_age(&hd, NOW * 1000, NOW * 1000 + 499), 0);
-    assert_eq!(initial_age(&hd, NOW * 1000, NOW * 1000 + 500), 1);
+    assert_eq!(initial_age_ms(&HeaderMap::new(), ms(NOW), ms(NOW)), 0);
+    // The exchange is timed in milliseconds: 2 ms across a second boundary are 2 ms.
     let hd = h(&[("age", "5")]);
-    assert_eq!(initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 1), 5);
-    assert_eq!(initial_age(&hd, NOW * 1000 - 1, NOW * 1000 + 999), 6);
+    assert_eq!(initial_age_ms(&hd, ms(NOW) - 1, ms(NOW) + 1), 5_002);
+    // Arriving in the second of its `Date` is no age; in the next, a second.
+    let hd = h(&[("date", &fmt_http_date(NOW))]);
+    assert_eq!(
+        initial_age_ms(&hd, ms(NOW), ms(NOW) + 999),
+        999,
+        "the exchange's"
+    );
+    let hd = h(&[("date", &fmt_http_date(NOW - 1))]);
+    assert_eq!(initial_age_ms(&hd, ms(NOW) - 1, ms(NOW) + 1), 1_000);
+    // A `Date` in the future is no age; one in 1970 is the whole time since.
+    let hd = h(&[("date", &fmt_http_date(NOW + 100))]);
+    assert_eq!(initial_age_ms(&hd, ms(NOW), ms(NOW)), 0);
+    let hd = h(&[("date", &fmt_http_date(0))]);
+    assert_eq!(initial_age_ms(&hd, ms(NOW), ms(NOW)), ms(NOW));
+    // `Age` past 2^31 counts as 2^31.
+    let hd = h(&[("age", "99999999999999999999999")]);
+    assert_eq!(initial_age_ms(&hd, ms(NOW), ms(NOW)), ms(1 << 31));
+}
+
+/// RFC 9111 1.2.2: a delta-seconds too large for the cache is 2^31; RFC 9111 4.2.1: the
+/// first of a repeated directive counts.
+#[test]
+fn delta_seconds_are_capped_and_the_first_of_a_directive_counts() {
+    assert_eq!(delta_seconds("0"), Some(0));
+    assert_eq!(delta_seconds("60"), Some(60));
+    assert_eq!(delta_seconds("2147483648"), Some(1 << 31));
+    assert_eq!(delta_seconds("2147483649"), Some(1 << 31));
+    assert_eq!(delta_seconds("18446744073709551615"), Some(1 << 31));
+    assert_eq!(delta_seconds("99999999999999999999999999"), Some(1 << 31));
+    for bad in ["", "-1", "+1", "1.5", "1 2", "0x10", "1s", " 1"] {
+        assert_eq!(delta_seconds(bad), None, "{bad:?}");
+    }
+    let cc = |v: &[&str]| {
+        let mut hd = HeaderMap::new();
+        for x in v {
+            hd.append(CACHE_CONTROL, HeaderValue::from_str(x).unwrap());
+        }
+        CacheControl::parse(&hd)
+    };
+    let c = cc(&["max-age=99999999999999999999, s-maxage=18446744073709551615"]);
+    assert_eq!((c.max_age, c.s_maxage), (Some(1 << 31), Some(1 << 31)));
+    let c = cc(&["max-age=0, max-age=600"]);
+    assert_eq!(c.max_age, Some(0));
+    let c = cc(&["max-age=0", "max-age=600"]);
+    assert_eq!(c.max_age, Some(0), "across field lines");
+    let c = cc(&["s-maxage=0, max-age=600, s-maxage=300"]);
+    assert_eq!((c.s_maxage, c.max_age), (Some(0), Some(600)));
+    let c = cc(&["max-age=x, max-age=600"]);
+    assert_eq!(
+        c.max_age,
+        Some(0),
+        "an invalid first value is stale, not skipped"
+    );
+    let c = cc(&[
+        "stale-while-revalidate=5, stale-while-revalidate=500, stale-if-error=1",
+        "stale-if-error=9",
+    ]);
+    assert_eq!(
+        (c.stale_while_revalidate, c.stale_if_error),
+        (Some(5), Some(1))
+    );
 }
 
 #[test]

@@ -14,7 +14,8 @@ use crate::proxy::body::{ProxyBody, UpBody};
 use crate::proxy::{forward, ClientInfo};
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, CONTENT_LENGTH, COOKIE, IF_MODIFIED_SINCE, IF_NONE_MATCH, SET_COOKIE,
+    HeaderMap, HeaderValue, AGE, CONTENT_LENGTH, COOKIE, DATE, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    SET_COOKIE,
 };
 use http::{Method, Request, Response, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
@@ -109,13 +110,24 @@ fn revalidated(
     }
     let mut headers = obj.headers.clone();
     policy::merge_304(&mut headers, resp.headers());
-    drop(resp);
+    if !resp.headers().contains_key(DATE) {
+        // A 304 without `Date` is dated when it arrived (RFC 9110 6.6.1), not by the stored
+        // response's `Date`, which would make the entry as old as before.
+        if let Some(now) = policy::http_date_value(policy::unix_now()) {
+            headers.insert(DATE, now);
+        }
+    }
     // The 304's `Set-Cookie` is for this client: it is answered, never stored, and does not
-    // make the refreshed entry unstorable.
+    // make the refreshed entry unstorable. Its `Age` counts in the refreshed entry's age
+    // (RFC 9111 4.2.3), as the `Age` of any response does; it is not stored.
     let mut kept = Response::new(());
     *kept.status_mut() = obj.status;
     *kept.headers_mut() = headers.clone();
     kept.headers_mut().remove(SET_COOKIE);
+    if let Some(age) = resp.headers().get(AGE) {
+        kept.headers_mut().insert(AGE, age.clone());
+    }
+    drop(resp);
     let renewed = describe(&job, &kept, request_ms);
     let (status, answer) = match renewed {
         Ok(meta) => {
@@ -200,7 +212,14 @@ fn store(
             return resp;
         }
     };
-    let ttl = meta.lifetime as i64 - meta.initial_age as i64;
+    let ttl = meta.ttl(meta.stored_ms);
+    // The client gets the age the cache computed, as from a hit (RFC 9111 5.1), in place of
+    // the server's field as it came (which may be invalid, or absent from an old response).
+    let had_age = resp.headers_mut().remove(AGE).is_some();
+    let age = meta.age(meta.stored_ms);
+    if had_age || age > 0 {
+        resp.headers_mut().insert(AGE, HeaderValue::from(age));
+    }
     let mut req_vary = HeaderMap::new();
     for n in &cache::vary_names(&meta.headers) {
         for v in job.req_headers.get_all(n) {
@@ -292,6 +311,33 @@ pub(crate) struct Storing<'a> {
     pub(crate) req_headers: &'a HeaderMap,
 }
 
+/// The head kept for a response that arrived at `response_time` (Unix seconds):
+/// [`policy::stored_headers`], dated when it arrived if it has no `Date` (RFC 9110 6.6.1: so
+/// every answer from it says the same time). `TooLarge` when its announced length cannot fit:
+/// the store refuses more than `max_object_size` with its overhead, so a response that cannot
+/// fit is never announced as stored.
+fn stored_head(
+    cache: &Cache,
+    resp_headers: &HeaderMap,
+    cc: &CacheControl,
+    response_time: u64,
+) -> Result<HeaderMap, NotStored> {
+    let mut headers = policy::stored_headers(resp_headers, cc);
+    if !headers.contains_key(DATE) {
+        if let Some(arrived) = policy::http_date_value(response_time) {
+            headers.insert(DATE, arrived);
+        }
+    }
+    let length = resp_headers.get(CONTENT_LENGTH);
+    let too_big = length
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| !cache.fits(n, &headers));
+    match too_big {
+        true => Err(NotStored::TooLarge),
+        false => Ok(headers),
+    }
+}
+
 /// [`describe`] as a pure function of the response's status and fields (and the time the
 /// request was sent, in Unix milliseconds): the object to store, without its body, or why not.
 pub(crate) fn judge(
@@ -319,7 +365,7 @@ pub(crate) fn judge(
     )?;
     let response_ms = policy::unix_now_ms();
     let response_time = response_ms / 1000;
-    let initial_age = policy::initial_age(resp_headers, request_ms, response_ms);
+    let initial_age_ms = policy::initial_age_ms(resp_headers, request_ms, response_ms);
     let lifetime = match policy::route_lifetime(
         status,
         resp_headers,
@@ -327,7 +373,7 @@ pub(crate) fn judge(
         route_ttl,
         rules,
         response_time,
-        initial_age,
+        initial_age_ms / 1000,
     ) {
         Some(l) => l,
         None if cc.no_cache => 0,
@@ -341,28 +387,14 @@ pub(crate) fn judge(
     {
         return Err(NotStored::Cookie);
     }
-    let headers = policy::stored_headers(resp_headers, &cc);
-    // What the store will weigh: it refuses more than `max_object_size` with its overhead, so
-    // a response that cannot fit is never announced as stored.
-    let length = resp_headers.get(CONTENT_LENGTH);
-    let too_big = length
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| !cache.fits(n, &headers));
-    if too_big {
-        return Err(NotStored::TooLarge);
-    }
+    let headers = stored_head(cache, resp_headers, &cc, response_time)?;
     let hard = cc.must_revalidate || cc.proxy_revalidate;
     let ((swr, swr_grace), (sie, sie_grace)) = stale_windows(&cc, on.grace);
-    let has_validator = resp_headers.contains_key(http::header::ETAG)
-        || resp_headers.contains_key(http::header::LAST_MODIFIED);
-    if lifetime == 0 && !has_validator && swr == 0 && sie == 0 {
-        return Err(NotStored::NoFreshness);
-    }
     let mut obj = Object::new(
         status,
         headers,
         Bytes::new(),
-        initial_age,
+        initial_age_ms,
         lifetime,
         swr,
         sie,
@@ -372,5 +404,10 @@ pub(crate) fn judge(
     obj.route = on.route;
     obj.from_grace = (swr_grace, sie_grace);
     obj.negotiated = on.negotiated;
+    // Of no use already: stale on arrival, past its stale windows, and with nothing to
+    // revalidate it by.
+    if !obj.useful(obj.stored_ms) {
+        return Err(NotStored::NoFreshness);
+    }
     Ok(obj)
 }
