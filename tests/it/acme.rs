@@ -244,6 +244,16 @@ async fn setup() -> Option<(PathBuf, Backend, TcpListener, u16, u16)> {
     Some((bin, backend, plain, http_port, tls_port))
 }
 
+/// A listener on `port` that closes every connection it accepts (`None` if the port is taken).
+async fn close_every_connection_on(port: u16) -> Option<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.ok()?;
+    Some(tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    }))
+}
+
 /// Starts langur from `text` (written to `file`, so a reload reads it) on `plain`, with an
 /// admin listener.
 async fn start(text: &str, file: &Path, plain: TcpListener) -> Langur {
@@ -355,6 +365,9 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
         "the connection opened before the renewal still works"
     );
     langur.shutdown().await;
+    // Pebble's port for http-01 is now held by a listener that closes every connection: left
+    // free, another test could take it and answer, or hold the validation past the wait below.
+    let closing = close_every_connection_on(http_port).await;
 
     // A restart reuses the stored certificate: no attempt, the same certificate.
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -369,8 +382,8 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
     assert_eq!(list[0]["not_after"], renewed["not_after"]);
     assert_eq!(leaf(&tls(&client, at, "localhost").await), after);
 
-    // A challenge that fails (pebble validates on a port nothing serves now): the problem's
-    // detail reported, an event, the old certificate still served.
+    // A challenge that fails (pebble validates on a port where connections are closed at
+    // once): the problem's detail reported, an event, the old certificate still served.
     langur.renew_certificates_now();
     let admin = langur.admin_addr().unwrap();
     let mut failed = serde_json::Value::Null;
@@ -409,6 +422,10 @@ async fn certificates_from_pebble_over_http_01_and_tls_alpn_01_renewed_and_reuse
     // ordering. One certificate issued, both serve it.
     let issued_before = pebble.log().matches("Issued certificate").count();
     let storage = pebble.pki.dir.join("storage-shared");
+    if let Some(closing) = closing {
+        closing.abort();
+        let _ = closing.await;
+    }
     let plain_a = TcpListener::bind(("127.0.0.1", http_port)).await.unwrap();
     let tls_b = dead_addr().await;
     let text_b = config(&pebble, &storage, tls_b.port(), backend.addr, "http-01");
