@@ -669,3 +669,42 @@ async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+/// A root that goes missing (a deploy that points it at nothing) is said once in the error
+/// log however many requests meet it, and once when it is back; its files are 404 meanwhile.
+#[tokio::test]
+async fn a_root_that_goes_missing_and_comes_back_is_said_once_each_way() {
+    let dir = crate::common::Scratch::new("root-log");
+    let (root, gone) = (dir.join("site"), dir.join("site.gone"));
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "here").unwrap();
+    let p = free_port();
+    let cfg = dir.join("langur.toml");
+    let text = format!(
+        "[server]\nlisten = [\"{p}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[[route]]\nmatch = ['^/']\nroot = '{}'\n",
+        root.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let run = Run::start(&cfg, &[]).await;
+    run.wait_for(&format!("listen={p}")).await;
+    assert_eq!(common::get(p, "/a.txt").await.status, 200);
+    std::fs::rename(&root, &gone).unwrap();
+    // The handle is opened again at most once a second: a few requests over two seconds.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        common::get(p, "/a.txt").await;
+    }
+    assert_eq!(common::get(p, "/a.txt").await.status, 404);
+    run.wait_for("the root cannot be opened").await;
+    assert_eq!(run.count("the root cannot be opened"), 1);
+    std::fs::rename(&gone, &root).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(common::get(p, "/a.txt").await.status, 200);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        common::get(p, "/a.txt").await;
+    }
+    run.wait_for("the root can be opened again").await;
+    assert_eq!(run.count("the root can be opened again"), 1);
+    assert_eq!(run.count("the root cannot be opened"), 1);
+}
