@@ -228,6 +228,13 @@ impl Object {
         !self.forbids_stale && !self.no_cache && past < window
     }
 
+    /// A file kept for a `root` route: stored on no route (keyed by its path) and checked
+    /// against the file at every request, so it is never older than the file itself and its
+    /// answers carry no `Age`.
+    pub fn is_file(&self) -> bool {
+        self.route == u32::MAX
+    }
+
     pub fn has_validator(&self) -> bool {
         self.etag.is_some() || self.last_modified.is_some()
     }

@@ -547,8 +547,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Some(e) = bare_number(t) {
         return Err(e);
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("invalid duration `{t}` ({e}); use units like 500ms, 10s, 2m"))
+    let d = humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration `{t}` ({e}); use units like 500ms, 10s, 2m"))?;
+    within_max(t, d)
+}
+
+/// The longest duration a configuration may give: 10 years. Every time langur keeps is well
+/// within it, and no sum or conversion to milliseconds of one can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+fn within_max(text: &str, d: Duration) -> Result<Duration, String> {
+    let too_long = || format!("`{text}` is more than 10 years, the longest duration langur takes");
+    (d <= MAX_DURATION).then_some(d).ok_or_else(too_long)
 }
 
 /// The error for a duration written as a bare number (`None`: it is not one, or it is zero).
@@ -567,7 +577,7 @@ pub(crate) fn bare_number(t: &str) -> Option<String> {
 /// units are accepted too.
 pub(crate) fn parse_duration_secs(text: &str) -> Result<Duration, String> {
     match text.trim().parse::<u64>() {
-        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Ok(secs) => within_max(text.trim(), Duration::from_secs(secs)),
         Err(_) => parse_duration(text),
     }
 }
@@ -722,6 +732,14 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert!(parse_duration("ten").is_err());
+        // Past 10 years: refused, however written (no overflow downstream).
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        for huge in ["3651d", "18446744073709551615s 999ms", "1000years"] {
+            assert!(parse_duration(huge)
+                .unwrap_err()
+                .contains("more than 10 years"));
+        }
+        assert!(parse_duration_secs("18446744073709551615").is_err());
         assert!(parse_duration("").is_err());
     }
 

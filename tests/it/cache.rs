@@ -19,14 +19,19 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// An origin steered by the query: `cc` (Cache-Control), `etag`, `lm` (Last-Modified, seconds
-/// ago), `vary`, `cookie=1`, `status`, `delay` (ms), `size` (body bytes). The body is
-/// `PATH #N` where N counts requests for that path, so tests can tell which answer they got.
-/// A matching `If-None-Match` gets a 304.
+/// ago), `vary`, `cookie=1`, `status`, `delay` (ms), `size` (body bytes), `cross` (answer
+/// 20 ms into the next second), `date_before` (`Date` one second back), `nostore_later`
+/// (`no-store` from the path's second request on). The body is `PATH #N` where N counts
+/// requests for that path, so tests can tell which answer they got. A matching
+/// `If-None-Match` gets a 304, with `nodate304` without `Date`, `age304=N` with `Age`, and
+/// `cc304` as its `Cache-Control`.
 struct Origin {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
     fail: Arc<AtomicBool>,
     last_inm: Arc<Mutex<Option<String>>>,
+    /// Requests per path so far.
+    per_path: Arc<Mutex<HashMap<String, usize>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -88,6 +93,7 @@ impl Origin {
             hits,
             fail,
             last_inm,
+            per_path,
             task,
         }
     }
@@ -156,6 +162,12 @@ async fn answer(
     }
     if q.contains_key("cookie") {
         b = b.header("set-cookie", "session=secret");
+    }
+    if q.contains_key("nostore_later") && n > 1 {
+        // From the second request of the path on, an answer that may not be kept.
+        b.headers_mut()
+            .unwrap()
+            .insert("cache-control", http::HeaderValue::from_static("no-store"));
     }
     if let Some(ae) = req.headers().get("accept-encoding") {
         b = b.header("x-ae", ae.clone());
@@ -1069,14 +1081,36 @@ async fn stale_answers_name_the_rule_that_served_them() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = get(a, "/g?cc=max-age%3D1").await;
     assert!(status_of(&r).contains("detail=grace"), "{}", status_of(&r));
+    // A refresh whose answer may not be kept supersedes the stale entry all the same.
+    let ns = "/ns?cc=max-age%3D1&nostore_later=1";
+    assert_eq!(get(a, ns).await.text(), "/ns #1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = get(a, ns).await;
+    assert!(status_of(&r).contains("detail=grace"), "{}", status_of(&r));
+    let t = std::time::Instant::now();
+    while o.per_path.lock().unwrap().get("/ns") != Some(&2) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no background refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = get(a, ns).await;
+    assert_eq!(r.text(), "/ns #3", "{}", status_of(&r));
     // The response's own windows are named by their directive; a failing server's stale
     // answer is the error rule's, not the refresh rule's.
     let plain = proxy(&o, "", "").await;
     let b = plain.listen_addrs()[0];
     let sie = "/e?cc=max-age%3D1%2C%20stale-if-error%3D60";
     let swr = "/w?cc=max-age%3D1%2C%20stale-while-revalidate%3D60";
-    get(b, sie).await;
-    get(b, swr).await;
+    // `s-maxage` implies `proxy-revalidate`: never served stale, its own windows included
+    // (RFC 9111 4.2.4, 5.2.2.10).
+    let shared_swr = "/s1?cc=s-maxage%3D1%2C%20stale-while-revalidate%3D60";
+    let shared_sie = "/s2?cc=s-maxage%3D1%2C%20stale-if-error%3D60";
+    for p in [sie, swr, shared_swr, shared_sie] {
+        get(b, p).await;
+    }
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = get(b, swr).await;
     assert!(
@@ -1084,6 +1118,8 @@ async fn stale_answers_name_the_rule_that_served_them() {
         "{}",
         status_of(&r)
     );
+    let r = get(b, shared_swr).await;
+    assert_eq!(r.text(), "/s1 #2", "{}", status_of(&r));
     o.fail.store(true, Ordering::SeqCst);
     let r = get(b, sie).await;
     assert!(
@@ -1096,6 +1132,8 @@ async fn stale_answers_name_the_rule_that_served_them() {
         "{}",
         status_of(&r)
     );
+    let r = get(b, shared_sie).await;
+    assert_eq!(r.status, 500, "{}", status_of(&r));
 }
 
 /// Bytes live on this thread, as an allocator with jemalloc-like size classes would hold them

@@ -150,6 +150,8 @@ async fn a_hot_file_is_read_once_and_a_changed_one_again() {
     for _ in 0..5 {
         let r = get(a, "/style.css").await;
         assert_eq!(r.headers["cache-status"], "langur; hit");
+        // Checked against the file on every request: as old as the file, no `Age`.
+        assert!(!r.headers.contains_key("age"));
     }
     let stats = l.shared().runtime.load().cache.stats();
     assert_eq!((stats.hits, stats.misses), (5, 1));

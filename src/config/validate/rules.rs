@@ -678,14 +678,6 @@ fn cache_ttl(
             continue;
         };
         match parse_duration(&ttl.value) {
-            Ok(d) if d > MAX_TTL => diag.error(
-                ttl.line,
-                Some(&key),
-                format!(
-                    "`{key}`: {} is more than the 10 years a stored answer may live",
-                    ttl.value
-                ),
-            ),
             Ok(d) => out.push((set, d)),
             Err(e) => diag.error(ttl.line, Some(&key), format!("`{key}`: {e}")),
         }
@@ -754,9 +746,6 @@ pub(super) fn site(raw: &RawConfig, base: &Path, diag: &mut Diag) -> SiteRules {
         request_id,
     }
 }
-
-/// The longest `cache_ttl`.
-const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// The largest page or `respond.file` read, in bytes: they are held in memory and sent whole.
 const MAX_PAGE: u64 = 1 << 20;

@@ -659,3 +659,27 @@ fn nested_keys_and_negative_sizes_are_named_plainly() {
         assert!(e.iter().any(|x| x.starts_with(want)), "{want}\n{e:#?}");
     }
 }
+
+/// A duration past 10 years is refused wherever it is written, naming its line and key (a
+/// huge `default_ttl` or `lock_timeout` overflowed the shared cache's expiry and lock).
+#[test]
+fn durations_past_ten_years_are_errors_on_their_line() {
+    for (key, section) in [
+        ("default_ttl", "[cache]"),
+        ("min_ttl", "[cache]"),
+        ("lock_timeout", "[cache]"),
+        ("request_timeout", "[server]"),
+    ] {
+        let text = format!("{section}\n{key} = \"18446744073709551615s 999ms\"\n{ROUTE}");
+        let errs = errors("l.toml", &text);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(&format!("l.toml:2: `{key}`")) && e.contains("10 years")),
+            "{key}: {errs:?}"
+        );
+    }
+    let legacy =
+        "[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\nOfflineTimeOut 18446744073709551615\n";
+    let errs = errors("l.conf", legacy);
+    assert!(errs.iter().any(|e| e.contains("10 years")), "{errs:?}");
+}

@@ -206,6 +206,11 @@ fn store(
     let meta = match describe(&job, &resp, request_ms) {
         Ok(meta) => meta,
         Err(why) => {
+            if was_stale && !resp.status().is_server_error() {
+                // The server's new answer supersedes the stale entry (RFC 9111 4.3.3), even
+                // one that may not be kept: the stale one is served no more.
+                cache.invalidate(&job.primary);
+            }
             drop(job.guard);
             let s = format!("{NAME}; fwd={fwd}; detail={}", why.as_str());
             mark(&mut resp, s, fwd);
@@ -261,13 +266,10 @@ fn same_validator(obj: &Object, fresh: &HeaderMap) -> bool {
 /// The stale windows of a stored response, `stale-while-revalidate` then `stale-if-error`,
 /// each (seconds, taken from the route's grace): the response's own windows, else the route's
 /// grace, never when the response forbids serving it stale (`must-revalidate`,
-/// `proxy-revalidate`; `s-maxage` only turns the route's grace off).
+/// `proxy-revalidate`, or `s-maxage`, which implies the latter: RFC 9111 4.2.4, 5.2.2.10).
 fn stale_windows(cc: &CacheControl, grace: Option<Duration>) -> ((u64, bool), (u64, bool)) {
-    let hard = cc.must_revalidate || cc.proxy_revalidate;
-    let grace = (!cc.forbids_stale())
-        .then_some(grace)
-        .flatten()
-        .map(|g| g.as_secs());
+    let hard = cc.forbids_stale();
+    let grace = grace.map(|g| g.as_secs());
     let window = |explicit: Option<u64>| match (hard, explicit) {
         (true, _) => (0, false),
         (false, Some(w)) => (w, false),
@@ -388,7 +390,7 @@ pub(crate) fn judge(
         return Err(NotStored::Cookie);
     }
     let headers = stored_head(cache, resp_headers, &cc, response_time)?;
-    let hard = cc.must_revalidate || cc.proxy_revalidate;
+    let hard = cc.forbids_stale();
     let ((swr, swr_grace), (sie, sie_grace)) = stale_windows(&cc, on.grace);
     let mut obj = Object::new(
         status,

@@ -638,7 +638,9 @@ fn serve_object(
                 }
             }
         };
-    headers.insert(AGE, HeaderValue::from(obj.age(clock::now_ms())));
+    if !obj.is_file() {
+        headers.insert(AGE, HeaderValue::from(obj.age(clock::now_ms())));
+    }
     if let Ok(v) = HeaderValue::from_str(&cache_status) {
         headers.append(CACHE_STATUS, v);
     }
