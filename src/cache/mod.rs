@@ -327,12 +327,20 @@ impl Cache {
     /// Whether a response with a body of `body_len` bytes and these stored headers can be kept
     /// (the same bound [`Cache::insert`] applies).
     pub fn fits(&self, body_len: u64, headers: &HeaderMap) -> bool {
-        self.keeps(ENTRY_OVERHEAD + headers_size(headers) + body_len)
+        self.keeps(
+            ENTRY_OVERHEAD
+                .saturating_add(headers_size(headers))
+                .saturating_add(body_len),
+        )
     }
 
     /// The one bound on an entry: `max_object_size`, with room for its bookkeeping.
     fn keeps(&self, weight: u64) -> bool {
-        weight <= self.rules.max_object_size + ENTRY_OVERHEAD * 4
+        weight
+            <= self
+                .rules
+                .max_object_size
+                .saturating_add(ENTRY_OVERHEAD * 4)
     }
 
     /// Bytes held by bodies being filled right now (not yet in the store).

@@ -273,7 +273,8 @@ pub fn freshness_lifetime(
         let expires = headers.get(EXPIRES)?;
         let date = http_date(headers.get(DATE)).unwrap_or(response_time);
         // An invalid Expires (e.g. "0") means already expired.
-        Some(http_date(Some(expires)).map_or(0, |e| e.saturating_sub(date)))
+        let lifetime = http_date(Some(expires)).map_or(0, |e| e.saturating_sub(date));
+        Some(lifetime.min(DELTA_SECONDS_CAP))
     });
     let lifetime = match explicit {
         Some(l) => l,

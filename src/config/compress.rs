@@ -109,16 +109,9 @@ pub(crate) fn compress(
         c.types = types(list, diag);
     }
     if let Some(v) = &raw.min_size {
-        match v.value.trim().parse::<bytesize::ByteSize>() {
-            Ok(b) => c.min_size = b.as_u64(),
-            Err(_) => diag.error(
-                v.line,
-                Some("compress.min_size"),
-                format!(
-                    "`{}` is not a size (write \"1 KiB\" or a number of bytes)",
-                    v.value
-                ),
-            ),
+        match crate::config::parse_size(&v.value) {
+            Ok(b) => c.min_size = b,
+            Err(e) => diag.error(v.line, Some("compress.min_size"), e),
         }
     }
     if let Some(v) = &raw.level {

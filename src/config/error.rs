@@ -50,6 +50,9 @@ pub(crate) struct Diag {
     pub file: String,
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<ConfigError>,
+    /// The key as the file wrote it, by line, where it differs from the name validation
+    /// knows it by (the legacy format's `AttemptsCount` for `attempts`): messages name it so.
+    pub written: std::collections::HashMap<usize, String>,
 }
 
 impl Diag {
@@ -58,25 +61,36 @@ impl Diag {
             file: file.to_string(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            written: std::collections::HashMap::new(),
         }
     }
 
     pub fn error(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            line,
-            key: key.map(str::to_string),
-            message: message.into(),
-        });
+        let e = self.said(line, key, message.into());
+        self.errors.push(e);
     }
 
     pub fn warn(&mut self, line: usize, key: Option<&str>, message: impl Into<String>) {
-        self.warnings.push(ConfigError {
+        let w = self.said(line, key, message.into());
+        self.warnings.push(w);
+    }
+
+    /// The error or warning, naming the key as the file wrote it on that line.
+    fn said(&self, line: usize, key: Option<&str>, mut message: String) -> ConfigError {
+        let written = self.written.get(&line);
+        let key = match (key, written) {
+            (Some(k), Some(w)) if !k.eq_ignore_ascii_case(w) => {
+                message = message.replace(&format!("`{k}`"), &format!("`{w}`"));
+                Some(w.clone())
+            }
+            (k, _) => k.map(str::to_string),
+        };
+        ConfigError {
             file: self.file.clone(),
             line,
-            key: key.map(str::to_string),
-            message: message.into(),
-        });
+            key,
+            message,
+        }
     }
 
     /// An unknown key, with the closest known one suggested when it is close enough.

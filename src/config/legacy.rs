@@ -135,6 +135,7 @@ pub(crate) fn read(text: &str, diag: &mut Diag) -> RawConfig {
             diag.error(line, Some(key), format!("`{key}` needs a value"));
             continue;
         }
+        diag.written.insert(line, key.to_string());
         match section {
             Section::None => diag.error(
                 line,

@@ -120,7 +120,7 @@ fn check_prints_every_error_with_its_line() {
     let text = String::from_utf8_lossy(&out.stdout);
     let f = legacy.display().to_string();
     assert!(
-        text.contains(&format!("{f}:2: bad server address")),
+        text.contains(&format!("{f}:2: `ServerList`: bad server address")),
         "{text}"
     );
     assert!(

@@ -235,6 +235,15 @@ fn expires_counts_from_date_and_invalid_is_expired() {
         freshness_lifetime(StatusCode::OK, &hd, &CacheControl::default(), &r, NOW),
         Some(0)
     );
+    // Capped as a delta-seconds is: 8 000 years ahead is 2^31 seconds.
+    let hd = h(&[
+        ("date", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ("expires", "Fri, 31 Dec 9999 23:59:59 GMT"),
+    ]);
+    assert_eq!(
+        freshness_lifetime(StatusCode::OK, &hd, &CacheControl::default(), &r, NOW),
+        Some(DELTA_SECONDS_CAP)
+    );
 }
 
 #[test]

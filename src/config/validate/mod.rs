@@ -432,4 +432,4 @@ mod tests;
 
 use pools::pool;
 use routes::{route_warnings, routes};
-use sections::{cache, config_path, limits, size_in, tls_listen};
+use sections::{cache, config_path, hsts_max_age, limits, size_in, tls_listen};

@@ -292,6 +292,18 @@ pub(super) fn rate_limit(raw: &RawRateLimit, cluster: bool, diag: &mut Diag) -> 
         None => count,
         Some(_) => ranged(diag, t.burst.as_ref(), "rate_limit.burst", 1, 1_000_000_000)? as u32,
     };
+    // The burst is as many requests' worth of time: it must not pass the longest duration
+    // (the limiter's arithmetic is in nanoseconds, which would wrap past 584 years).
+    let span = (period / count.max(1)).checked_mul(burst);
+    if span.map_or(true, |s| s > crate::config::MAX_DURATION) {
+        let line = t.burst.as_ref().map_or(rate.line, |b| b.line);
+        let msg = format!(
+            "`rate_limit.burst`: {burst} requests at {} is more than 10 years of the rate",
+            rate.value
+        );
+        diag.error(line, Some("rate_limit.burst"), msg);
+        return None;
+    }
     let max_keys = match t.max_keys.as_ref() {
         None => DEFAULT_RATE_LIMIT_KEYS,
         Some(_) => ranged(
@@ -703,7 +715,7 @@ fn ignore_query(k: Option<&RawCacheKey>) -> IgnoreQuery {
 /// `[server]` rules for every request.
 pub(super) fn site(raw: &RawConfig, base: &Path, diag: &mut Diag) -> SiteRules {
     let hsts = raw.hsts.as_ref().and_then(|h| match HeaderValue::from_str(&h.value) {
-        Ok(v) if h.value.to_ascii_lowercase().contains("max-age=") => Some(v),
+        Ok(v) if hsts_max_age(&h.value).is_some() => Some(v),
         _ => {
             diag.error(h.line, Some("hsts"), format!("`{}` is not a Strict-Transport-Security value (write \"max-age=63072000; includeSubDomains\")", h.value));
             None

@@ -2,20 +2,13 @@
 
 use super::*;
 
-/// A byte size: a number of bytes or a string with units (`"64 MiB"`, `"512k"`).
+/// A byte size ([`crate::config::parse_size`]); `default` when absent or wrong (then said).
 pub(super) fn size(diag: &mut Diag, v: Option<&At<String>>, key: &str, default: u64) -> u64 {
     let Some(v) = v else { return default };
-    match v.value.trim().parse::<bytesize::ByteSize>() {
-        Ok(b) => b.as_u64(),
-        Err(_) => {
-            diag.error(
-                v.line,
-                Some(key),
-                format!(
-                    "`{key}`: `{}` is not a size (write 64 MiB, 512k or a number of bytes)",
-                    v.value
-                ),
-            );
+    match crate::config::parse_size(&v.value) {
+        Ok(b) => b,
+        Err(e) => {
+            diag.error(v.line, Some(key), format!("`{key}`: {e}"));
             default
         }
     }
@@ -407,4 +400,23 @@ fn request_cookie(v: &At<String>, diag: &mut Diag) -> Option<RequestCookie> {
             None
         }
     }
+}
+
+/// The `max-age` of a `Strict-Transport-Security` value (RFC 6797 6.1.1: delta-seconds,
+/// quoted or not); `None` when it has none that is a number.
+pub(super) fn hsts_max_age(value: &str) -> Option<u64> {
+    value.split(';').find_map(|d| {
+        let (name, arg) = d.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        let arg = arg.trim();
+        let arg = arg
+            .strip_prefix('"')
+            .and_then(|a| a.strip_suffix('"'))
+            .unwrap_or(arg);
+        arg.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| arg.parse().ok())?
+    })
 }

@@ -683,3 +683,69 @@ fn durations_past_ten_years_are_errors_on_their_line() {
     let errs = errors("l.conf", legacy);
     assert!(errs.iter().any(|e| e.contains("10 years")), "{errs:?}");
 }
+
+/// Numbers past what langur's arithmetic holds are refused on their line, naming their key:
+/// sizes past 1 PiB, a rate limit's burst past 10 years of its rate, an HSTS `max-age` that is
+/// not a number; and a legacy file's key is named as the file writes it.
+#[test]
+fn numbers_past_their_bounds_are_errors_on_their_line() {
+    let cases = [
+        (
+            "[cache]\nmax_object_size = \"16 EiB\"\n",
+            "l.toml:2: `max_object_size`",
+        ),
+        (
+            "[cache]\nmax_size = \"99999999999 TiB\"\n",
+            "l.toml:2: `max_size`",
+        ),
+        (
+            "[server]\nmax_body_size = \"2 PiB\"\n",
+            "l.toml:2: `max_body_size`",
+        ),
+    ];
+    for (text, want) in cases {
+        let errs = errors("l.toml", &format!("{text}{ROUTE}"));
+        assert!(
+            errs.iter().any(|e| e.contains(want) && e.contains("1 PiB")),
+            "{want}: {errs:?}"
+        );
+    }
+    let limited = "[[route]]\nmatch = ['^/']\npool = 'p'\nrate_limit = { key = 'route', rate = '1/d', burst = 213505 }\n[pools.p]\nservers = ['127.0.0.1:1']\n";
+    let errs = errors("l.toml", limited);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("l.toml:4: `rate_limit.burst`") && e.contains("10 years")),
+        "{errs:?}"
+    );
+    let fine = limited.replace("213505", "3650");
+    assert_eq!(errors("l.toml", &fine), Vec::<String>::new());
+    for bad in [
+        "max-age=abc",
+        "max-age=-1",
+        "max-age=99999999999999999999999999",
+        "includeSubDomains",
+    ] {
+        let text = format!("[server]\nhsts = \"{bad}\"\n{ROUTE}");
+        let errs = errors("l.toml", &text);
+        assert!(
+            errs.iter().any(|e| e.contains("l.toml:2: `hsts`")),
+            "{bad}: {errs:?}"
+        );
+    }
+    for good in [
+        "max-age=63072000; includeSubDomains",
+        "max-age=\\\"600\\\"",
+        "preload; Max-Age=0",
+    ] {
+        let text = format!("[server]\nhsts = \"{good}\"\n[tls]\nlisten = ['127.0.0.1:0']\n{ROUTE}");
+        let errs = errors("l.toml", &text);
+        assert!(!errs.iter().any(|e| e.contains("hsts")), "{good}: {errs:?}");
+    }
+    let legacy = "[PROXY_ENTRY]\nServerList 127.0.0.1:1\nMatch /\nAttemptsCount -3\n";
+    let errs = errors("l.conf", legacy);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("l.conf:4: `AttemptsCount`") && !e.contains("`attempts`")),
+        "{errs:?}"
+    );
+}
