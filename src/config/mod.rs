@@ -575,7 +575,14 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// At most [`MAX_DURATION`], and whole milliseconds: every time langur keeps is counted in
+/// milliseconds, where `500us` would be 0 (a heartbeat of 0 ms, a backoff of none).
 fn within_max(text: &str, d: Duration) -> Result<Duration, String> {
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "`{text}` is not whole milliseconds, the finest duration langur takes"
+        ));
+    }
     let too_long = || format!("`{text}` is more than 10 years, the longest duration langur takes");
     (d <= MAX_DURATION).then_some(d).ok_or_else(too_long)
 }

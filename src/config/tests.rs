@@ -27,6 +27,16 @@ fn durations() {
             .contains("more than 10 years"));
     }
     assert!(parse_duration_secs("18446744073709551615").is_err());
+    // Finer than a millisecond: refused (it would count as 0 ms, or be cut).
+    for fine in ["500us", "1500us", "1ms 1ns"] {
+        assert!(
+            parse_duration(fine)
+                .unwrap_err()
+                .contains("whole milliseconds"),
+            "{fine}"
+        );
+    }
+    assert_eq!(parse_duration("2000us").unwrap(), Duration::from_millis(2));
     assert!(parse_duration("").is_err());
 }
 
