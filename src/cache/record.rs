@@ -112,14 +112,7 @@ pub fn decode(rec: &[u8], now_ms: u64, unix_ms: u64) -> Option<Object> {
 
 /// [`decode`] now.
 pub fn decode_now(rec: &[u8]) -> Option<Object> {
-    decode(rec, clock::now_ms(), unix_now_ms())
-}
-
-/// The wall clock in Unix milliseconds.
-pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    decode(rec, clock::now_ms(), super::policy::unix_now_ms())
 }
 
 /// A cursor that refuses to read past the end.

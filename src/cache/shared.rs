@@ -446,7 +446,7 @@ async fn writer(me: Weak<Shared>, mut rx: tokio::sync::mpsc::Receiver<Write>) {
             } => {
                 let now = clock::now_ms();
                 let ttl = obj.ttl_ms(now).max(0) as u64;
-                let Some(rec) = record::encode(&obj, now, record::unix_now_ms()) else {
+                let Some(rec) = record::encode(&obj, now, super::policy::unix_now_ms()) else {
                     continue;
                 };
                 if ttl == 0 || rec.len() as u64 > s.max_object_size {
