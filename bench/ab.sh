@@ -2,7 +2,8 @@
 # A/B of two langur binaries on the peer benchmark's setup: same nginx backends, same wrk, runs
 # alternated (A B A B ...) so drift hits both alike. Prints median user, system and total CPU
 # microseconds per request of each.
-# Usage: bench/ab.sh BIN_A BIN_B [ROUNDS]   (env: DUR seconds per run, default 5; CONNS, default 64)
+# Usage: bench/ab.sh BIN_A BIN_B [ROUNDS]   (env: DUR seconds per run, default 5; CONNS, default 64;
+# CLOSE=1: a new connection for every request, sent with `Connection: close`)
 set -eu
 A=$1 B=$2 ROUNDS=${3:-5} DUR=${DUR:-5} CONNS=${CONNS:-64}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,14 +21,17 @@ CONF
 taskset -c 0 nginx -c "$work/be.conf" -p "$work" & echo $! >>"$work/pids"
 export PORT=18090 BACKENDS="127.0.0.1:19201 127.0.0.1:19202 127.0.0.1:19203"
 hz=$(getconf CLK_TCK)
+H=(); [ -n "${CLOSE:-}" ] && H=(-H "Connection: close")
 one() { # label bin
   LANGUR_BIN=$2 taskset -c 1 bash "$here/start-langur.sh" >/dev/null 2>&1 &
-  local pid=$!
+  local pid=$! lp=""
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
-  taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
-  read -r -a s0 <"/proc/$pid/stat"
-  taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" "http://127.0.0.1:$PORT/" >"$work/wrk" 2>&1
-  read -r -a s1 <"/proc/$pid/stat"
+  # start-langur.sh runs langur as its child: its CPU is the child's.
+  lp=$(pgrep -P "$pid" | head -1)
+  taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${H[@]}" "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+  read -r -a s0 <"/proc/$lp/stat"
+  taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" "${H[@]}" "http://127.0.0.1:$PORT/" >"$work/wrk" 2>&1
+  read -r -a s1 <"/proc/$lp/stat"
   kill $pid; wait $pid 2>/dev/null || true
   local n; n=$(awk '/requests in/ {print $1}' "$work/wrk")
   awk -v l="$1" -v u=$((s1[13]-s0[13])) -v s=$((s1[14]-s0[14])) -v hz="$hz" -v n="$n" \
