@@ -77,7 +77,17 @@ impl Root {
         let handle = self.handle();
         let dir = handle.fd.as_ref().ok()?;
         #[cfg(target_os = "linux")]
-        if openat2_works(dir) {
+        let beneath_works = openat2_works(dir);
+        #[cfg(not(target_os = "linux"))]
+        let beneath_works = false;
+        Self::open_in(dir, &self.path, rel, beneath_works)
+    }
+
+    /// [`Root::open`] from the root's handle `dir` (of `path`), with `openat2` or, where
+    /// `beneath_works` is false, by the resolved path only.
+    fn open_in(dir: &OwnedFd, path: &Path, rel: PathBuf, beneath_works: bool) -> Option<Opened> {
+        #[cfg(target_os = "linux")]
+        if beneath_works {
             match beneath(dir, &rel) {
                 Ok(file) => return opened(rel, file),
                 // An absolute symlink, or one leading out: resolved by path below.
@@ -85,7 +95,9 @@ impl Root {
                 Err(_) => return None,
             }
         }
-        self.open_resolved(dir, rel)
+        #[cfg(not(target_os = "linux"))]
+        let _ = beneath_works;
+        open_resolved(dir, path, rel)
     }
 
     /// The handle, opened again when it is older than [`REOPEN_MS`].
@@ -112,15 +124,16 @@ impl Root {
         self.dir.store(Arc::new(fresh));
         self.dir.load()
     }
+}
 
-    /// `realpath` of the root and of the file; a file under the root is then opened by
-    /// walking its resolved path (which has no symlink) from the root's handle.
-    fn open_resolved(&self, dir: &OwnedFd, rel: PathBuf) -> Option<Opened> {
-        let root = std::fs::canonicalize(&self.path).ok()?;
-        let real = std::fs::canonicalize(self.path.join(&rel)).ok()?;
-        let inside = real.strip_prefix(&root).ok()?;
-        opened(rel, walk(dir, inside)?)
-    }
+/// `realpath` of the root (`path`, whose handle is `dir`) and of the file; a file under the
+/// root is then opened by walking its resolved path (which has no symlink) from the root's
+/// handle.
+fn open_resolved(dir: &OwnedFd, path: &Path, rel: PathBuf) -> Option<Opened> {
+    let root = std::fs::canonicalize(path).ok()?;
+    let real = std::fs::canonicalize(path.join(&rel)).ok()?;
+    let inside = real.strip_prefix(&root).ok()?;
+    opened(rel, walk(dir, inside)?)
 }
 
 fn opened(rel: PathBuf, file: File) -> Option<Opened> {
@@ -185,11 +198,16 @@ fn openat2_works(dir: &OwnedFd) -> bool {
         let how = OpenHow::new()
             .flags(dir_flags())
             .resolve(ResolveFlag::RESOLVE_BENEATH);
-        !matches!(
-            nix::fcntl::openat2(dir, ".", how),
-            Err(Errno::ENOSYS | Errno::EPERM)
-        )
+        usable(nix::fcntl::openat2(dir, ".", how).map(drop))
     })
+}
+
+/// What the probe of `openat2` on a root says of it: `ENOSYS` (a kernel before 5.6, or a
+/// seccomp filter's answer) and `EPERM` (a seccomp filter's) mean it is not there; anything
+/// else, an open or another refusal, means it is.
+#[cfg(target_os = "linux")]
+fn usable(probe: nix::Result<()>) -> bool {
+    !matches!(probe, Err(Errno::ENOSYS | Errno::EPERM))
 }
 
 impl Handle {
@@ -245,5 +263,54 @@ mod tests {
             .unwrap()
             .is_dir());
         assert!(root.open(PathBuf::from("a/to-b/to-f")).is_some());
+    }
+
+    /// A kernel without `openat2` (before 5.6) or a seccomp filter that refuses it: the probe
+    /// turns it off, and the resolved path serves the same files and refuses the same escapes.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn without_openat2_the_same_files_are_served() {
+        assert!(!usable(Err(Errno::ENOSYS)));
+        assert!(!usable(Err(Errno::EPERM)));
+        for other in [
+            Ok(()),
+            Err(Errno::EACCES),
+            Err(Errno::ENOENT),
+            Err(Errno::EXDEV),
+        ] {
+            assert!(usable(other), "{other:?}");
+        }
+        let scratch = crate::scratch_dir("no-openat2");
+        let d = scratch.path().join("root");
+        let out = scratch.path().join("secret");
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/b/f"), "inside").unwrap();
+        std::fs::write(&out, "outside").unwrap();
+        std::os::unix::fs::symlink("b/f", d.join("a/rel-link")).unwrap();
+        std::os::unix::fs::symlink(d.join("a/b/f"), d.join("abs-in")).unwrap();
+        std::os::unix::fs::symlink(&out, d.join("abs-out")).unwrap();
+        std::os::unix::fs::symlink("../../secret", d.join("a/up-out")).unwrap();
+        std::os::unix::fs::symlink("../a/b", d.join("a/up-in")).unwrap();
+        let root = Root::new(&d);
+        let h = root.handle();
+        let dir = h.fd.as_ref().unwrap();
+        let read = |rel: &str, beneath: bool| {
+            Root::open_in(dir, &d, PathBuf::from(rel), beneath)
+                .map(|o| std::io::read_to_string(o.file).unwrap_or_default())
+        };
+        let cases = [
+            ("a/b/f", Some("inside")),
+            ("a/rel-link", Some("inside")),
+            ("abs-in", Some("inside")),
+            ("a/up-in/f", Some("inside")),
+            ("abs-out", None),
+            ("a/up-out", None),
+            ("a/b/missing", None),
+        ];
+        for (rel, want) in cases {
+            assert_eq!(read(rel, false).as_deref(), want, "{rel} without openat2");
+            assert_eq!(read(rel, true).as_deref(), want, "{rel} with openat2");
+        }
+        assert!(read("", false).is_some(), "the root itself");
     }
 }
