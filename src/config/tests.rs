@@ -1,3 +1,5 @@
+//! Duration parsing and its bounds, limits read from both formats, key suggestions, error lines.
+
 use super::*;
 
 #[test]

@@ -1,6 +1,6 @@
-//! A pool's servers changed at run time (DNS answers, later the admin API), without a reload:
-//! the pool is built again around the new list and the snapshot swapped with it, so a request
-//! sees one whole list and the request path takes no lock.
+//! A pool's servers changed at run time (DNS answers, the admin API's `POST` and `DELETE`),
+//! without a reload: the pool is built again around the new list and the snapshot swapped with
+//! it, so a request sees one whole list and the request path takes no lock.
 
 use super::*;
 use crate::backend::{Operator, Server};
