@@ -54,8 +54,10 @@ const MAX_URI: usize = u16::MAX as usize - 1;
 /// Read buffer: a new one is this big; it is topped up when less than `READ_MIN` is left.
 pub(crate) const READ_BUF: usize = 8 * 1024;
 const READ_MIN: usize = 1024;
-/// Body pieces this big are written as they are, not copied into the output buffer.
-const DIRECT: usize = 16 * 1024;
+/// Body pieces this big are not copied into the output buffer: they are written from where
+/// they are, in one vectored write with what the buffer holds (a head, a chunk's size line).
+/// Smaller ones are copied, so that several go out in one write.
+const DIRECT: usize = 4 * 1024;
 /// The output buffer is written out once it holds this much.
 const OUT_MAX: usize = 64 * 1024;
 
@@ -216,6 +218,16 @@ impl<'c> Lane<'c> {
         }
         Ok(())
     }
+
+    /// Sends the output buffer, then `data`: one vectored write while the socket takes both,
+    /// and no copy of `data`.
+    async fn flush_with(&mut self, data: &[u8]) -> io::Result<()> {
+        let n = self.out.len() + data.len();
+        send_pair(&self.stream, &self.out, data, self.stall).await?;
+        self.count_out(n);
+        self.out.clear();
+        Ok(())
+    }
 }
 
 /// Writes all of `data`. A client that takes none of it for `limit` is given up on (the
@@ -226,16 +238,43 @@ async fn send(stream: &ClientStream, mut data: &[u8], limit: Duration) -> io::Re
         match stream.try_write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(limit, stream.writable()).await {
-                    Ok(ready) => ready?,
-                    Err(_) => return Err(stalled()),
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, limit).await?,
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// Writes all of `first` and then all of `second` (as [`send`]), both in one `writev` while the
+/// socket takes them.
+async fn send_pair(
+    stream: &ClientStream,
+    mut first: &[u8],
+    mut second: &[u8],
+    limit: Duration,
+) -> io::Result<()> {
+    while !first.is_empty() {
+        let both = [io::IoSlice::new(first), io::IoSlice::new(second)];
+        match stream.try_write_vectored(&both) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n < first.len() => first = &first[n..],
+            Ok(n) => {
+                second = &second[n - first.len()..];
+                first = &[];
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, limit).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    send(stream, second, limit).await
+}
+
+/// Waits until the socket takes more, at most `limit` (then [`stalled`]).
+async fn writable(stream: &ClientStream, limit: Duration) -> io::Result<()> {
+    match tokio::time::timeout(limit, stream.writable()).await {
+        Ok(ready) => ready,
+        Err(_) => Err(stalled()),
+    }
 }
 
 /// The client accepted no byte of its response within `body_timeout`.

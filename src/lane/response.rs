@@ -257,9 +257,7 @@ pub(super) async fn write_body(
                 }
                 wire.data_start(&mut lane.out, data.len())?;
                 if data.len() >= DIRECT {
-                    lane.flush().await?;
-                    send(&lane.stream, &data, lane.stall).await?;
-                    lane.count_out(data.len());
+                    lane.flush_with(&data).await?;
                 } else {
                     lane.out.extend_from_slice(&data);
                 }

@@ -34,6 +34,14 @@ impl ClientStream {
         }
     }
 
+    /// Writes what the socket takes now of `bufs`, in order (`writev`), as `try_write`.
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            ClientStream::Tcp(s) => s.try_write_vectored(bufs),
+            ClientStream::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
     /// Resolves when the socket can take more (as `TcpStream::writable`; one waiter).
     pub fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + '_ {
         std::future::poll_fn(move |cx| match self {

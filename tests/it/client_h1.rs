@@ -328,3 +328,93 @@ async fn a_bad_trailer_after_the_body_started_streaming_fails_the_request() {
     assert!(o.requests().is_empty(), "{:?}", o.requests().len());
     lg.shutdown().await;
 }
+
+/// Body pieces of a large response as the origin sends them, each written on its own: below,
+/// at and above the size the lane writes without copying (4 KiB), and one byte.
+const PIECES: [usize; 7] = [3000, 5000, 70_000, 1, 4096, 200_000, 4095];
+
+/// An origin that sends a large body in [`PIECES`] (`/length`: with `Content-Length`,
+/// `/chunked`: a chunk each), 2 ms apart, so that each reaches langur on its own.
+fn pieces(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
+    let total: usize = PIECES.iter().sum();
+    let body = common::fill(total);
+    let chunked = path == "/chunked";
+    let mut out = vec![match chunked {
+        true => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        false => format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n").into_bytes(),
+    }];
+    let mut at = 0;
+    for n in PIECES {
+        let piece = &body[at..at + n];
+        at += n;
+        out.push(match chunked {
+            true => [format!("{n:x}\r\n").as_bytes(), piece, b"\r\n"].concat(),
+            false => piece.to_vec(),
+        });
+    }
+    if chunked {
+        out.push(b"0\r\n\r\n".to_vec());
+    }
+    (out, Duration::from_millis(2), After::Stay)
+}
+
+/// The body of a chunked message (`raw` starts at the first chunk).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line = find(raw, b"\r\n").expect("a chunk-size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap(), 16).unwrap();
+        raw = &raw[line + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[..size]);
+        assert_eq!(&raw[size..size + 2], b"\r\n");
+        raw = &raw[size + 2..];
+    }
+}
+
+/// A large body reaches a client that reads slowly through a small receive window whole and in
+/// order: the lane's writes of a head or chunk line together with a body piece are taken in
+/// part, again and again, and each part goes on where the last stopped.
+#[tokio::test]
+async fn a_large_body_reaches_a_slow_reader_whole_in_pieces_of_every_size() {
+    let (addr, _, _) = raw_origin(pieces).await;
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    let want = common::fill(PIECES.iter().sum());
+    for path in ["/length", "/chunked"] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut s = socket.connect(at).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        let read = async {
+            loop {
+                match s.read(&mut buf).await.unwrap() {
+                    0 => break,
+                    n => out.extend_from_slice(&buf[..n]),
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the whole response, then the close");
+        let end = find(&out, b"\r\n\r\n").expect("a head") + 4;
+        let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        let body = match path {
+            "/chunked" => {
+                assert!(head.contains("transfer-encoding: chunked"), "{head}");
+                dechunk(&out[end..])
+            }
+            _ => out[end..].to_vec(),
+        };
+        assert_eq!(body.len(), want.len(), "{path}");
+        assert!(body == want, "{path}: the bytes differ");
+    }
+    lg.shutdown().await;
+}
