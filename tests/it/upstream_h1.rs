@@ -748,3 +748,88 @@ async fn idle_connections_follow_the_load_past_the_default_limit() {
     );
     lg.shutdown().await;
 }
+
+/// The body of a chunked message (`raw` starts at the first chunk), and where it ends (after
+/// the last chunk and an empty trailer section); `None` while incomplete.
+fn dechunked(mut raw: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let (mut body, start) = (Vec::new(), raw.len());
+    loop {
+        let line = common::find(raw, b"\r\n")?;
+        let size = std::str::from_utf8(&raw[..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?, 16).ok()?;
+        raw = &raw[line + 2..];
+        if size == 0 {
+            return (raw.get(..2)? == b"\r\n").then(|| (body, start - raw.len() + 2));
+        }
+        body.extend_from_slice(raw.get(..size)?);
+        assert_eq!(raw.get(size..size + 2)?, b"\r\n");
+        raw = &raw[size + 2..];
+    }
+}
+
+/// A chunked upload of many chunks, to a server that reads slowly through a small receive
+/// window: the size lines and data langur gathers into each write are taken in part, again
+/// and again, and reach the server whole and in order.
+#[tokio::test]
+async fn a_chunked_upload_reaches_a_slow_server_whole() {
+    // The server: a 4 KiB receive buffer, 16 KiB reads 1 ms apart (16 MB/s, slower than
+    // langur sends); it answers with the body it got.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16384];
+        let body = loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            got.extend_from_slice(&buf[..n]);
+            // Parsed once the last chunk is in (the body has no trailers).
+            if got.ends_with(b"\r\n0\r\n\r\n") {
+                let end = common::find(&got, b"\r\n\r\n").unwrap() + 4;
+                break dechunked(&got[end..]).expect("a whole chunked body").0;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(&[head.as_bytes(), &body].concat())
+            .await
+            .unwrap();
+        let _ = s.read(&mut buf).await;
+    });
+    let lg = langur_toml(&config(addr)).await;
+    let at = lg.listen_addrs()[0];
+    // Chunks of 1 to 2 999 bytes, about 6 MB in all (more than the sockets between langur and
+    // the server hold), sent at once.
+    let (mut raw, mut want) = (Vec::new(), Vec::new());
+    raw.extend_from_slice(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n");
+    raw.extend_from_slice(b"Connection: close\r\n\r\n");
+    for i in 0..4000usize {
+        let n = 1 + (i * 1237) % 2999;
+        let piece = common::fill(n);
+        raw.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        raw.extend_from_slice(&piece);
+        raw.extend_from_slice(b"\r\n");
+        want.extend_from_slice(&piece);
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let mut s = TcpStream::connect(at).await.unwrap();
+    s.write_all(&raw).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("the answer, then the close")
+        .unwrap();
+    let end = common::find(&out, b"\r\n\r\n").expect("a head") + 4;
+    assert!(
+        out.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&out[..end])
+    );
+    assert_eq!(out.len() - end, want.len());
+    assert!(out[end..] == want[..], "the server got other bytes");
+    lg.shutdown().await;
+}

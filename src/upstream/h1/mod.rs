@@ -471,13 +471,14 @@ impl Conn {
                     r => r.map_err(Upstream::Io),
                 };
             };
-            while let Some(piece) = up.pieces.front_mut() {
-                let n = ready!(poll_write(&mut self.io, &self.kill, cx, piece))
-                    .map_err(Upstream::Io)?;
-                piece.advance(n);
-                if piece.is_empty() {
-                    up.pieces.pop_front();
-                }
+            while !up.pieces.is_empty() {
+                ready!(poll_write_pieces(
+                    &mut self.io,
+                    &self.kill,
+                    cx,
+                    &mut up.pieces
+                ))
+                .map_err(Upstream::Io)?;
             }
             if up.ended {
                 self.upload = None;
@@ -750,7 +751,7 @@ use head::{Field, Framing, Head};
 use socket::{killed, Registered, Silence};
 pub use socket::{Io, Kill};
 pub(crate) use upload::write_hex;
-use upload::{poll_write, Upload, Upstream};
+use upload::{poll_write, poll_write_pieces, Upload, Upstream};
 
 #[cfg(test)]
 mod tests;

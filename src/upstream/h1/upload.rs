@@ -26,6 +26,45 @@ pub(super) fn poll_write(
     }
 }
 
+/// Pieces of a request body written in one `writev` at most: a chunk is three (its size
+/// line, its data, the line's end), so a few chunks go out together.
+const GATHER: usize = 16;
+
+/// One vectored write of the first of `pieces` (at most [`GATHER`]), ended early as
+/// [`poll_write`] is; what was written is taken off `pieces`. A chunked body's size lines and
+/// data then go out together, not a write (and a packet) each.
+pub(super) fn poll_write_pieces(
+    io: &mut Io,
+    kill: &Kill,
+    cx: &mut Context<'_>,
+    pieces: &mut std::collections::VecDeque<Bytes>,
+) -> Poll<io::Result<()>> {
+    if kill.killed() {
+        return Poll::Ready(Err(killed()));
+    }
+    let mut slices = [io::IoSlice::new(&[]); GATHER];
+    let mut k = 0;
+    for (slice, piece) in slices.iter_mut().zip(pieces.iter()) {
+        *slice = io::IoSlice::new(piece);
+        k += 1;
+    }
+    let mut n = match Pin::new(io).poll_write_vectored(cx, &slices[..k]) {
+        Poll::Pending => return kill.pending(cx),
+        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+    };
+    while let Some(front) = pieces.front_mut() {
+        if n < front.len() {
+            front.advance(n);
+            break;
+        }
+        n -= front.len();
+        pieces.pop_front();
+    }
+    Poll::Ready(Ok(()))
+}
+
 /// The request body on its way out: framed pieces waiting to be written.
 pub(super) struct Upload {
     pub(super) framing: Out,
