@@ -7,13 +7,14 @@
 # for callgrind_annotate; ROUTE='KEY = VALUE' adds a line to the route, e.g.
 # ROUTE="rate_limit = { rate = '1000000/s' }" for a rate-limited route; CLOSE=1: a new client
 # connection for every request, sent with `Connection: close`; H2=1: HTTP/2 with prior
-# knowledge (h2c), h2load with one connection and 10 streams at a time)
+# knowledge (h2c), h2load with one connection and 10 streams at a time; BODY=BYTES: the
+# response body's size, default 1024)
 set -eu
 N=${N:-4000} WARM=${WARM:-500}
 for t in nginx valgrind callgrind_control python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }; done
 work=$(mktemp -d -t langur-cg.XXXX); chmod 755 "$work"
 trap 'kill $(cat $work/pids 2>/dev/null) 2>/dev/null; rm -rf $work' EXIT
-head -c 1024 /dev/zero | tr '\0' x >"$work/body"
+head -c "${BODY:-1024}" /dev/zero | tr '\0' x >"$work/body"
 cat >"$work/be.conf" <<CONF
 worker_processes 1; daemon off; pid $work/be.pid; error_log $work/be.err;
 events { worker_connections 1024; }
