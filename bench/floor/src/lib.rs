@@ -37,3 +37,27 @@ pub fn head_end(b: &[u8]) -> Option<(usize, usize)> {
     }
     Some((end, length))
 }
+
+/// Runs a floor proxy on tokio's current-thread runtime (epoll), as langur's workers run: each
+/// client connection accepted on [`listen`] is handed to `relay` with its server (round robin
+/// over [`servers`]), in a task of its own.
+pub fn serve_on_tokio<F>(relay: impl Fn(tokio::net::TcpStream, &'static str) -> F)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen()).await.expect("bind");
+        let servers = servers();
+        for n in 0.. {
+            let Ok((client, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(relay(client, servers[n % servers.len()]));
+        }
+    });
+}

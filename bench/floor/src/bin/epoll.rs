@@ -1,24 +1,11 @@
 //! The floor proxy on tokio's current-thread runtime (epoll), as langur's workers run.
 
-use langur_floor::{head_end, listen, servers};
+use langur_floor::{head_end, serve_on_tokio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen()).await.expect("bind");
-        let servers = servers();
-        for n in 0.. {
-            let Ok((client, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(relay(client, servers[n % servers.len()]));
-        }
-    });
+    serve_on_tokio(relay);
 }
 
 async fn relay(mut client: TcpStream, server: &'static str) -> Option<()> {

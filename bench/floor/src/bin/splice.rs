@@ -5,7 +5,7 @@
 //! client's socket, as HAProxy's `option splice-response` does). It measures what forwarding
 //! bodies without copying them through user space would give a proxy on this kernel.
 
-use langur_floor::{head_end, listen, servers};
+use langur_floor::{head_end, serve_on_tokio};
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use std::os::fd::OwnedFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -16,20 +16,7 @@ const PIPE: usize = 64 * 1024;
 
 fn main() {
     let spliced = std::env::var("MODE").is_ok_and(|m| m == "splice");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen()).await.expect("bind");
-        let servers = servers();
-        for n in 0.. {
-            let Ok((client, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(relay(client, servers[n % servers.len()], spliced));
-        }
-    });
+    serve_on_tokio(move |client, server| relay(client, server, spliced));
 }
 
 async fn relay(mut client: TcpStream, server: &'static str, spliced: bool) -> Option<()> {
