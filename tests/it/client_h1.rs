@@ -358,22 +358,6 @@ fn pieces(path: &str) -> (Vec<Vec<u8>>, Duration, After) {
     (out, Duration::from_millis(2), After::Stay)
 }
 
-/// The body of a chunked message (`raw` starts at the first chunk).
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line = find(raw, b"\r\n").expect("a chunk-size line");
-        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap(), 16).unwrap();
-        raw = &raw[line + 2..];
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&raw[..size]);
-        assert_eq!(&raw[size..size + 2], b"\r\n");
-        raw = &raw[size + 2..];
-    }
-}
-
 /// A large body reaches a client that reads slowly through a small receive window whole and in
 /// order: the lane's writes of a head or chunk line together with a body piece are taken in
 /// part, again and again, and each part goes on where the last stopped.
@@ -409,7 +393,9 @@ async fn a_large_body_reaches_a_slow_reader_whole_in_pieces_of_every_size() {
         let body = match path {
             "/chunked" => {
                 assert!(head.contains("transfer-encoding: chunked"), "{head}");
-                dechunk(&out[end..])
+                common::dechunked(&out[end..])
+                    .expect("a whole chunked body")
+                    .0
             }
             _ => out[end..].to_vec(),
         };

@@ -749,24 +749,6 @@ async fn idle_connections_follow_the_load_past_the_default_limit() {
     lg.shutdown().await;
 }
 
-/// The body of a chunked message (`raw` starts at the first chunk), and where it ends (after
-/// the last chunk and an empty trailer section); `None` while incomplete.
-fn dechunked(mut raw: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let (mut body, start) = (Vec::new(), raw.len());
-    loop {
-        let line = common::find(raw, b"\r\n")?;
-        let size = std::str::from_utf8(&raw[..line]).ok()?;
-        let size = usize::from_str_radix(size.split(';').next()?, 16).ok()?;
-        raw = &raw[line + 2..];
-        if size == 0 {
-            return (raw.get(..2)? == b"\r\n").then(|| (body, start - raw.len() + 2));
-        }
-        body.extend_from_slice(raw.get(..size)?);
-        assert_eq!(raw.get(size..size + 2)?, b"\r\n");
-        raw = &raw[size + 2..];
-    }
-}
-
 /// A chunked upload of many chunks, to a server that reads slowly through a small receive
 /// window: the size lines and data langur gathers into each write are taken in part, again
 /// and again, and reach the server whole and in order.
@@ -790,7 +772,9 @@ async fn a_chunked_upload_reaches_a_slow_server_whole() {
             // Parsed once the last chunk is in (the body has no trailers).
             if got.ends_with(b"\r\n0\r\n\r\n") {
                 let end = common::find(&got, b"\r\n\r\n").unwrap() + 4;
-                break dechunked(&got[end..]).expect("a whole chunked body").0;
+                break common::dechunked(&got[end..])
+                    .expect("a whole chunked body")
+                    .0;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };

@@ -19,7 +19,14 @@ pub(super) fn poll_write(
     if kill.killed() {
         return Poll::Ready(Err(killed()));
     }
-    match Pin::new(io).poll_write(cx, data) {
+    let written = Pin::new(io).poll_write(cx, data);
+    outcome(kill, cx, written)
+}
+
+/// A write's outcome as the writers here take it: a write that waits also waits on the kill
+/// switch, and a write of nothing is `WriteZero`.
+fn outcome(kill: &Kill, cx: &Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    match r {
         Poll::Pending => kill.pending(cx),
         Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
         r => r,
@@ -48,12 +55,8 @@ pub(super) fn poll_write_pieces(
         *slice = io::IoSlice::new(piece);
         k += 1;
     }
-    let mut n = match Pin::new(io).poll_write_vectored(cx, &slices[..k]) {
-        Poll::Pending => return kill.pending(cx),
-        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-        Poll::Ready(Ok(n)) => n,
-        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-    };
+    let written = Pin::new(io).poll_write_vectored(cx, &slices[..k]);
+    let mut n = ready!(outcome(kill, cx, written))?;
     while let Some(front) = pieces.front_mut() {
         if n < front.len() {
             front.advance(n);

@@ -491,6 +491,24 @@ pub async fn raw_origin(script: Script) -> (SocketAddr, Seen, Arc<AtomicUsize>) 
     (addr, seen, closed)
 }
 
+/// The body of a chunked message (`raw` starts at the first chunk), and where it ends (after
+/// the last chunk and an empty trailer section); `None` while incomplete.
+pub fn dechunked(mut raw: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let (mut body, start) = (Vec::new(), raw.len());
+    loop {
+        let line = find(raw, b"\r\n")?;
+        let size = std::str::from_utf8(&raw[..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?, 16).ok()?;
+        raw = &raw[line + 2..];
+        if size == 0 {
+            return (raw.get(..2)? == b"\r\n").then(|| (body, start - raw.len() + 2));
+        }
+        body.extend_from_slice(raw.get(..size)?);
+        assert_eq!(raw.get(size..size + 2)?, b"\r\n");
+        raw = &raw[size + 2..];
+    }
+}
+
 /// A directory for one test's files, named `langur-TAG-…` in the system's temporary
 /// directory and removed with the value, also when the test fails.
 pub struct Scratch(tempfile::TempDir);
